@@ -1,0 +1,137 @@
+//! Where an unpacked database lives: in memory or in a directory.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::names::is_safe_member_name;
+
+/// A flat set of named files: an unpacked database.
+pub trait FileStore {
+    /// The file's bytes, or `None` if it does not exist.
+    fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Creates or replaces a file.
+    fn write(&mut self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Deletes a file; returns whether it existed.
+    fn remove(&mut self, name: &str) -> io::Result<bool>;
+    /// Every file name, sorted.
+    fn names(&self) -> io::Result<Vec<String>>;
+}
+
+impl FileStore for BTreeMap<String, Vec<u8>> {
+    fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.get(name).cloned())
+    }
+    fn write(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.insert(name.to_owned(), data.to_vec());
+        Ok(())
+    }
+    fn remove(&mut self, name: &str) -> io::Result<bool> {
+        Ok(BTreeMap::remove(self, name).is_some())
+    }
+    fn names(&self) -> io::Result<Vec<String>> {
+        Ok(self.keys().cloned().collect())
+    }
+}
+
+/// A database directory on disk. Only safe flat names are accepted; every write goes to a
+/// temporary file that is fsynced and renamed into place, so a crash leaves each file either
+/// old or new.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl DirStore {
+    /// Uses an existing directory.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> io::Result<PathBuf> {
+        if !is_safe_member_name(name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unsafe file name {name:?}"),
+            ));
+        }
+        Ok(self.root.join(name))
+    }
+}
+
+/// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl FileStore for DirStore {
+    fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(name)?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn write(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        write_atomic(&self.path(name)?, data)
+    }
+    fn remove(&mut self, name: &str) -> io::Result<bool> {
+        match fs::remove_file(self.path(name)?) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    fn names(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            if let Some(name) = entry.file_name().to_str() {
+                if is_safe_member_name(name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,117 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vdb_format::cdiff::Cdiff;
+use vdb_format::container::{self, Kind, Limits};
+use vdb_format::{Error, KeySet, patch};
+
+pub(crate) fn fixture_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/clamav");
+    assert!(
+        dir.is_dir(),
+        "ClamAV fixtures not found at {}",
+        dir.display()
+    );
+    dir
+}
+
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_dir().join(name)).unwrap()
+}
+
+#[test]
+fn every_fixture_cvd_verifies() {
+    let keys = KeySet::official();
+    for v in 1..=6 {
+        let bytes = fixture(&format!("test-{v}.cvd"));
+        let ok = container::verify(&bytes[..], Kind::Cvd, &keys, &Limits::default())
+            .unwrap_or_else(|e| panic!("test-{v}.cvd: {e}"));
+        assert_eq!(ok.header.version, v);
+        assert!(ok.compressed);
+        assert_eq!(ok.members[0].name, "COPYING");
+        assert_eq!(ok.members[1].name, "test.info");
+    }
+}
+
+#[test]
+fn every_fixture_cdiff_verifies() {
+    let keys = KeySet::official();
+    for v in 2..=6 {
+        let bytes = fixture(&format!("test-{v}.cdiff"));
+        let c = Cdiff::parse(&bytes, 1 << 20).unwrap();
+        assert_eq!(c.version, v);
+        c.verify(&keys.cdiff)
+            .unwrap_or_else(|e| panic!("test-{v}.cdiff: {e}"));
+    }
+}
+
+#[test]
+fn derived_containers_verify() {
+    let keys = KeySet::official();
+    let l = Limits::default();
+    let cld = container::verify(
+        &fixture("derived/test-6.from-cdiffs.cld")[..],
+        Kind::Cld,
+        &keys,
+        &l,
+    )
+    .unwrap();
+    assert!(!cld.compressed);
+    assert_eq!(cld.header.version, 6);
+    let gz = container::verify(
+        &fixture("derived/test-6.from-cdiffs.gz.cld")[..],
+        Kind::Cld,
+        &keys,
+        &l,
+    )
+    .unwrap();
+    assert!(gz.compressed);
+    let cud = container::verify(
+        &fixture("derived/test-100.unsigned.cud")[..],
+        Kind::Cud,
+        &keys,
+        &l,
+    )
+    .unwrap();
+    assert!(!cud.info_signed);
+    assert!(matches!(
+        container::verify(
+            &fixture("derived/test-100.unsigned.cud")[..],
+            Kind::Cvd,
+            &keys,
+            &l
+        ),
+        Err(Error::Signature { .. })
+    ));
+}
+
+#[test]
+fn chain_of_cdiffs_reaches_version_6() {
+    let keys = KeySet::official();
+    let (_, mut files): (_, BTreeMap<String, Vec<u8>>) = container::read_to_map(
+        &fixture("test-1.cvd")[..],
+        Kind::Cvd,
+        &keys,
+        &Limits::default(),
+    )
+    .unwrap();
+    for v in 2..=6 {
+        let h = patch::apply_cdiff(
+            &mut files,
+            "test",
+            &fixture(&format!("test-{v}.cdiff")),
+            &keys,
+            &Limits::default(),
+        )
+        .unwrap_or_else(|e| panic!("test-{v}.cdiff: {e}"));
+        assert_eq!(h.version, v);
+    }
+    let (_, want) = container::read_to_map(
+        &fixture("test-6.cvd")[..],
+        Kind::Cvd,
+        &keys,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(files, want);
+}

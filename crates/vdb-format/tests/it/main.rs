@@ -1,0 +1,3 @@
+//! Integration tests of the format library against ClamAV's own signed fixtures.
+
+mod fixtures;
