@@ -242,20 +242,23 @@ fn verify_cdiff(path: &Path, keys: &KeySet) -> Result<Cdiff> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let c = Cdiff::parse(&bytes, Limits::default().max_script_size)?;
     c.verify(&keys.cdiff)?;
-    if let Some(v) = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.rsplit_once('-'))
-        .and_then(|(_, v)| v.parse::<u32>().ok())
-    {
-        if v != c.version {
+    match version_in_name(path) {
+        Some(v) if v != c.version => {
             bail!(
                 "file name says version {v} but the cdiff header says {}",
                 c.version
-            );
+            )
         }
+        _ => Ok(c),
     }
-    Ok(c)
+}
+
+/// The version in a cdiff file name: `daily-27001.cdiff` → 27001.
+fn version_in_name(path: &Path) -> Option<u32> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.rsplit_once('-'))
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 fn header_lines(path: &Path, h: &Header, kind: Kind) -> Vec<String> {
@@ -553,6 +556,25 @@ fn diff_cmd(args: &DiffArgs) -> Result<ExitCode> {
     let version = patch::current_header(&new, &name)
         .with_context(|| format!("reading {name}.info of the new version"))?
         .version;
+    let old_version = patch::current_header(&old, &name)
+        .with_context(|| format!("reading {name}.info of the old version"))?
+        .version;
+    // A cdiff always moves one version forward (freshclam fetches <db>-<N>.cdiff for each N).
+    if u64::from(old_version) + 1 != u64::from(version) {
+        bail!(
+            "a cdiff turns version N-1 into N, but OLD is version {old_version} and NEW is version {version}"
+        );
+    }
+    if let Some(v) = version_in_name(&args.output).filter(|&v| v != version) {
+        bail!(
+            "{}: the name says version {v} but the cdiff produces version {version}; name it {name}-{version}.{}",
+            args.output.display(),
+            args.output
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("cdiff")
+        );
+    }
     let script = cdiff::diff(&old, &new)?;
     let text = script.to_text();
     // Self-check: the script must turn OLD into exactly NEW.

@@ -73,7 +73,8 @@ impl Cdiff {
             return Err(CdiffError::Header("no gzip stream before the signature".into()).into());
         }
         let mut script = Vec::new();
-        let mut decoder = GzDecoder::new(&bytes[gz_start..signed_len]).take(max_script + 1);
+        let mut decoder =
+            GzDecoder::new(&bytes[gz_start..signed_len]).take(max_script.saturating_add(1));
         decoder
             .read_to_end(&mut script)
             .map_err(|e| CdiffError::Gzip(e.to_string()))?;
@@ -576,10 +577,8 @@ fn close(ov: &mut Overlay<'_>, o: OpenFile) -> Result<(), ScriptError> {
             bytes.push(b'\n');
         }
     }
-    if let Some(data) = data {
-        if !o.adds.is_empty() || !o.edits.is_empty() {
-            ov.changes.insert(o.name, Some(data));
-        }
+    if let Some(data) = data.filter(|_| !o.adds.is_empty() || !o.edits.is_empty()) {
+        ov.changes.insert(o.name, Some(data));
     }
     Ok(())
 }
@@ -602,6 +601,9 @@ fn move_lines(
             start,
             "source and destination are the same file".into(),
         ));
+    }
+    if start == 0 {
+        return Err(no_match(start, "line numbers start at 1".into()));
     }
     if end <= start {
         return Err(no_match(
@@ -953,6 +955,96 @@ mod tests {
             let text = script.to_text();
             apply(&Script::parse(text.as_bytes()).unwrap(), &mut patched).unwrap();
             assert_eq!(patched, new, "{a:?} -> {b:?} via\n{text}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A signature-file-like line: a token, then fields, sometimes with spaces,
+        /// sometimes empty or starting with whitespace, sometimes non-ASCII.
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                8 => "[A-Za-z][A-Za-z0-9.]{0,12}(:[0-9a-f*]{0,20}){0,4}",
+                2 => "[A-Za-z0-9]{1,20}( [a-z]{0,6}){0,3}",
+                1 => Just(String::new()),
+                1 => " {1,3}[a-z]{0,5}",
+                1 => "#[ -~]{0,20}",
+                1 => "[a-zé]{1,18}",
+            ]
+        }
+
+        fn file() -> impl Strategy<Value = Vec<String>> {
+            proptest::collection::vec(line(), 0..25)
+        }
+
+        fn text(lines: &[String]) -> Vec<u8> {
+            lines
+                .iter()
+                .flat_map(|l| format!("{l}\n").into_bytes())
+                .collect()
+        }
+
+        /// Derives a new version of a file: deletions, changes, insertions anywhere.
+        fn mutate(old: Vec<String>, edits: Vec<(usize, u8, String)>) -> Vec<String> {
+            let mut new = old;
+            for (at, op, l) in edits {
+                let at = if new.is_empty() {
+                    0
+                } else {
+                    at % (new.len() + 1)
+                };
+                match op % 3 {
+                    0 if at < new.len() => {
+                        new.remove(at);
+                    }
+                    1 if at < new.len() => new[at] = l,
+                    _ => new.insert(at, l),
+                }
+            }
+            new
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn apply_diff_is_identity(
+                a in file(),
+                b in file(),
+                c in file(),
+                edits in proptest::collection::vec((0usize..40, any::<u8>(), line()), 0..12),
+                drop_c in any::<bool>(),
+            ) {
+                let old: BTreeMap<String, Vec<u8>> = [
+                    ("x.info".to_owned(), text(&a)),
+                    ("x.ndb".to_owned(), text(&b)),
+                    ("x.hdb".to_owned(), text(&c)),
+                ].into_iter().collect();
+                let mut new = old.clone();
+                new.insert("x.ndb".into(), text(&mutate(b.clone(), edits.clone())));
+                new.insert("x.info".into(), text(&mutate(a.clone(), edits)));
+                if drop_c {
+                    new.remove("x.hdb");
+                }
+                if !a.is_empty() {
+                    new.insert("x.ldb".into(), text(&a));
+                }
+                match diff(&old, &new) {
+                    Ok(script) => {
+                        let text = script.to_text();
+                        let mut patched = old.clone();
+                        apply(&Script::parse(text.as_bytes()).unwrap(), &mut patched)
+                            .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                        prop_assert_eq!(patched, new, "script:\n{}", text);
+                    }
+                    // Only a handful of differences are truly inexpressible.
+                    Err(Error::Cdiff(CdiffError::Inexpressible(why))) => {
+                        prop_assert!(why.contains("prefix") || why.contains("empty"), "{}", why);
+                    }
+                    Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                }
+            }
         }
     }
 }

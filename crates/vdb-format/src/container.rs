@@ -241,8 +241,7 @@ fn read_members(
                 }));
             }
             let mut bytes = Vec::with_capacity(entry.size as usize);
-            (&mut tar)
-                .read_to_end(&mut bytes)
+            tar.read_to_end(&mut bytes)
                 .map_err(|e| member_io(&entry.name, e, limits))?;
             let parsed = Info::parse(&bytes, &entry.name)?;
             check_info(header, &parsed, &entry.name, kind, keys)?;

@@ -12,7 +12,7 @@ use std::io;
 pub enum Error {
     /// The 512-byte container header (or the header line of a `.info`) is malformed.
     #[error("header: {0}")]
-    Header(#[from] HeaderError),
+    Header(HeaderError),
     /// The tar stream inside the container is malformed or hostile.
     #[error("tar stream at body offset {offset}: {kind}")]
     Tar {
@@ -23,7 +23,7 @@ pub enum Error {
     },
     /// The gzip layer of the body is corrupt.
     #[error("gzip body: {0}")]
-    Gzip(#[source] io::Error),
+    Gzip(io::Error),
     /// A line of the `<db>.info` manifest is malformed.
     #[error("{member} line {line}: {kind}")]
     Info {
@@ -72,7 +72,7 @@ pub enum Error {
     },
     /// A `.cdiff` file or script is malformed or does not apply.
     #[error("{0}")]
-    Cdiff(#[from] CdiffError),
+    Cdiff(CdiffError),
     /// A configured size limit was exceeded (gzip bomb, oversized member).
     #[error("limit exceeded: {0}")]
     Limit(LimitError),
@@ -83,21 +83,34 @@ pub enum Error {
     #[error("signing failed: {0}")]
     Sign(String),
     /// An I/O error from the underlying reader, writer or file store.
-    #[error("I/O error while {context}: {source}")]
+    #[error("I/O error while {context}: {error}")]
     Io {
         /// What was being done.
         context: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
+        /// The underlying error (part of the message, so not repeated as a source).
+        error: io::Error,
     },
 }
 
+// The wrapped errors are part of the message: implementing `From` by hand (not `#[from]`,
+// which also marks a source) keeps `{:#}` chains from printing them twice.
+impl From<HeaderError> for Error {
+    fn from(e: HeaderError) -> Self {
+        Self::Header(e)
+    }
+}
+
+impl From<CdiffError> for Error {
+    fn from(e: CdiffError) -> Self {
+        Self::Cdiff(e)
+    }
+}
+
 impl Error {
-    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, error: io::Error) -> Self {
         Self::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 

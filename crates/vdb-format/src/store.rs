@@ -29,7 +29,7 @@ impl FileStore for BTreeMap<String, Vec<u8>> {
         Ok(())
     }
     fn remove(&mut self, name: &str) -> io::Result<bool> {
-        Ok(BTreeMap::remove(self, name).is_some())
+        Ok(Self::remove(self, name).is_some())
     }
     fn names(&self) -> io::Result<Vec<String>> {
         Ok(self.keys().cloned().collect())
@@ -125,10 +125,12 @@ impl FileStore for DirStore {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            if let Some(name) = entry.file_name().to_str() {
-                if is_safe_member_name(name) {
-                    names.push(name.to_owned());
-                }
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .filter(|n| is_safe_member_name(n))
+            {
+                names.push(name.to_owned());
             }
         }
         names.sort();

@@ -1,3 +1,4 @@
 //! Integration tests of the format library against ClamAV's own signed fixtures.
 
 mod fixtures;
+mod tamper;
