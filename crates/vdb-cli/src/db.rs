@@ -331,7 +331,19 @@ fn info(path: &Path, as_json: bool, keys: &KeySet) -> Result<ExitCode> {
 
 fn cdiff_info(path: &Path, as_json: bool, keys: &KeySet) -> Result<ExitCode> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let c = Cdiff::parse(&bytes, Limits::default().max_script_size)?;
+    let c = match Cdiff::parse(&bytes, Limits::default().max_script_size) {
+        Ok(c) => c,
+        Err(e) if as_json => {
+            let v = json!({"file": path.display().to_string(), "kind": "cdiff", "verified": false, "error": e.to_string()});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::from(exit::FAILED));
+        }
+        Err(e) => {
+            println!("File: {}", path.display());
+            println!("Verification FAILED: {e}");
+            return Ok(ExitCode::from(exit::FAILED));
+        }
+    };
     let verdict = verify_cdiff(path, keys);
     let commands = Script::parse(&c.script).map(|s| s.commands.len());
     if as_json {

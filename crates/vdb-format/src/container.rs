@@ -15,7 +15,7 @@ use crate::header::{HEADER_LEN, Header};
 use crate::info::Info;
 use crate::keys::KeySet;
 use crate::sigenc::{self, hex};
-use crate::tar::TarReader;
+use crate::tar::{TarReader, read_full};
 
 /// The three container flavours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +114,7 @@ pub type Sink<'a> = dyn FnMut(&str, &mut dyn Read) -> io::Result<()> + 'a;
 /// Reads just the header of a container.
 pub fn read_header(mut input: impl Read) -> Result<Header, Error> {
     let mut buf = [0u8; HEADER_LEN];
-    let n = read_up_to(&mut input, &mut buf).map_err(|e| Error::io("reading the header", e))?;
+    let n = read_full(&mut input, &mut buf).map_err(|e| Error::io("reading the header", e))?;
     Ok(Header::parse(&buf[..n])?)
 }
 
@@ -147,7 +147,7 @@ pub fn read(
         md5: Md5::new(),
     };
     let mut head = [0u8; HEADER_LEN];
-    let n = read_up_to(&mut input, &mut head).map_err(|e| Error::io("reading the header", e))?;
+    let n = read_full(&mut input, &mut head).map_err(|e| Error::io("reading the header", e))?;
     let header = Header::parse(&head[..n])?;
     // Only the body is hashed.
     input.md5 = Md5::new();
@@ -177,7 +177,7 @@ pub fn read(
     }
 
     let mut peek = [0u8; 7];
-    let n = read_up_to(&mut input, &mut peek).map_err(|e| Error::io("reading the body", e))?;
+    let n = read_full(&mut input, &mut peek).map_err(|e| Error::io("reading the body", e))?;
     let compressed = &peek[..n] != b"COPYING";
     let body = io::Cursor::new(peek[..n].to_vec()).chain(&mut input);
     let outcome = if compressed {
@@ -392,19 +392,6 @@ fn member_io(name: &str, e: io::Error, limits: &Limits) -> Error {
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => Error::Gzip(e),
         _ => Error::io(format!("streaming member {name}"), e),
     }
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 struct HashingReader<R> {
