@@ -13,7 +13,7 @@ use serde_json::json;
 use vdb_format::build::{self, ENGINE_FLEVEL_146};
 use vdb_format::cdiff::{self, Cdiff, Script};
 use vdb_format::container::{self, Kind, Limits};
-use vdb_format::{BuildSpec, DirStore, Header, KeySet, patch, write_atomic};
+use vdb_format::{BuildSpec, DirStore, Header, KeySet, patch, sigenc, write_atomic};
 use vdb_sign::PrivateKeySet;
 
 use crate::exit;
@@ -241,6 +241,12 @@ fn verify_container(path: &Path, keys: &KeySet) -> Result<container::Verified> {
 fn verify_cdiff(path: &Path, keys: &KeySet) -> Result<Cdiff> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let c = Cdiff::parse(&bytes, Limits::default().max_script_size)?;
+    check_cdiff(path, &c, keys)?;
+    Ok(c)
+}
+
+/// Checks a parsed cdiff: its signature, and that its file name carries its version.
+fn check_cdiff(path: &Path, c: &Cdiff, keys: &KeySet) -> Result<()> {
     c.verify(&keys.cdiff)?;
     match version_in_name(path) {
         Some(v) if v != c.version => {
@@ -249,7 +255,7 @@ fn verify_cdiff(path: &Path, keys: &KeySet) -> Result<Cdiff> {
                 c.version
             )
         }
-        _ => Ok(c),
+        _ => Ok(()),
     }
 }
 
@@ -289,7 +295,7 @@ fn info(path: &Path, as_json: bool, keys: &KeySet) -> Result<ExitCode> {
     let verdict = container::verify(open(path)?, kind, keys, &Limits::default());
     let ok = verdict.is_ok();
     let verdict_text = match (&verdict, kind) {
-        (Ok(v), Kind::Cud) if !v.info_signed => "Verification: Unsigned container".to_owned(),
+        (Ok(v), Kind::Cud) if !v.info_signed() => "Verification: Unsigned container".to_owned(),
         (Ok(_), _) => "Verification OK.".to_owned(),
         (Err(e), _) => format!("Verification FAILED: {e}"),
     };
@@ -313,7 +319,7 @@ fn info(path: &Path, as_json: bool, keys: &KeySet) -> Result<ExitCode> {
             "error": verdict.as_ref().err().map(ToString::to_string),
             "compressed": verdict.as_ref().ok().map(|v| v.compressed),
             "members": verdict.as_ref().ok().map(|v| v.members.iter().map(|m| json!({
-                "name": m.name, "size": m.size, "sha256": hex(&m.sha256)
+                "name": m.name, "size": m.size, "sha256": sigenc::hex(&m.sha256)
             })).collect::<Vec<_>>()),
             "unprotected_fields": ["build_time", "builder"],
             "note": unprotected,
@@ -344,7 +350,7 @@ fn cdiff_info(path: &Path, as_json: bool, keys: &KeySet) -> Result<ExitCode> {
             return Ok(ExitCode::from(exit::FAILED));
         }
     };
-    let verdict = verify_cdiff(path, keys);
+    let verdict = check_cdiff(path, &c, keys);
     let commands = Script::parse(&c.script).map(|s| s.commands.len());
     if as_json {
         let v = json!({
@@ -396,7 +402,7 @@ fn verify(files: &[PathBuf], keys: &KeySet) -> Result<ExitCode> {
                     v.header.version,
                     v.header.signatures,
                     v.members.len(),
-                    if v.info_signed { "" } else { " (unsigned)" }
+                    if v.info_signed() { "" } else { " (unsigned)" }
                 )
             })
         };
@@ -685,8 +691,4 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     f.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -822,7 +822,7 @@ mod tests {
 
         let cud = container::verify(&a["daily.cud"][..], Kind::Cud, &KeySet::official(), &limits)
             .unwrap();
-        assert!(!cud.info_signed);
+        assert!(!cud.info_signed());
         assert_eq!(cud.header.version, 102);
         // A different seed gives different content.
         let other = collect(&Plan { seed: 6, ..plan }, 6);

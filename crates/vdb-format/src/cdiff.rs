@@ -127,7 +127,7 @@ impl Cdiff {
 }
 
 fn sigenc_alphabet(s: &str) -> bool {
-    sigenc::decode(s).is_ok()
+    s.len() <= MAX_SIG_CHARS && sigenc::is_alphabet(s)
 }
 
 fn split_number<'a>(bytes: &'a [u8], what: &str) -> Result<(u64, &'a [u8]), CdiffError> {

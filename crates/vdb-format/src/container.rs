@@ -102,8 +102,14 @@ pub struct Verified {
     pub info: Info,
     /// Every member in container order.
     pub members: Vec<Member>,
-    /// Whether the `.info` DSIG was present and verified (always true for CVD and CLD).
-    pub info_signed: bool,
+}
+
+impl Verified {
+    /// Whether the `.info` DSIG was present (and therefore verified): always true for CVD and
+    /// CLD, false for a CUD built unsigned.
+    pub fn info_signed(&self) -> bool {
+        self.info.dsig.is_some()
+    }
 }
 
 /// A sink receives each member's name and a reader over its bytes. It may read any amount;
@@ -202,14 +208,12 @@ pub fn read(
         }
     }
     let (info, members) = outcome?;
-    let info_signed = info.dsig.is_some();
     Ok(Verified {
         header,
         kind,
         compressed,
         info,
         members,
-        info_signed,
     })
 }
 

@@ -73,7 +73,7 @@ fn derived_containers_verify() {
         &l,
     )
     .unwrap();
-    assert!(!cud.info_signed);
+    assert!(!cud.info_signed());
     assert!(matches!(
         container::verify(
             &fixture("derived/test-100.unsigned.cud")[..],
