@@ -27,6 +27,7 @@
 pub mod build;
 pub mod cdiff;
 pub mod container;
+pub mod dnstxt;
 mod error;
 mod header;
 mod info;

@@ -14,5 +14,5 @@ fn main() -> ExitCode {
     eprintln!(
         "vdb-update: updating is not available in this release; only the `vdb db` tools are (see README.md)"
     );
-    ExitCode::from(vdb_cli::exit::USAGE)
+    ExitCode::from(2)
 }

@@ -1,0 +1,45 @@
+//! vdbnet's wire protocol and its trust model (`../shared/DESIGN.md` §3).
+//!
+//! Everything that crosses a trust boundary between vdbnet's roles is a [`Signed`] JSON document:
+//! the publisher's [`ReleaseStatement`], the master's [`Manifest`] and [`PushNotice`]. A signature
+//! covers the exact payload bytes plus a per-document-kind domain tag, so a signature made for one
+//! kind of document can never be replayed as another. Keys are Ed25519 ([`PublicKey`],
+//! [`SecretKey`]) in a one-line text form that fits in config files.
+//!
+//! The crate also holds the plain records that roles exchange without signatures, over
+//! authenticated or public channels: the mirror registry ([`MirrorRecord`]), the monitor's
+//! verdicts ([`VerdictReport`]), the API's error body ([`ApiError`]), and an injectable
+//! [`Clock`] so that schedules can be tested without sleeping.
+//!
+//! Signing is behind the `sign` feature (on by default); `vdb-update` builds without it.
+
+mod api;
+mod clock;
+mod key;
+mod manifest;
+mod names;
+mod push;
+mod registry;
+mod release;
+mod signed;
+mod verdict;
+
+pub use api::{ApiError, ReleaseAccepted, UploadAccepted, paths};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use key::{KeyError, PublicKey, SecretKey};
+pub use manifest::{DatabaseState, Freshness, MANIFEST_PATH, Manifest, ManifestError};
+pub use names::{is_safe_db_name, is_safe_file_name};
+pub use push::{PushError, PushNotice, ReplayGuard};
+pub use registry::{MaintenanceWindow, MirrorRecord};
+pub use release::{FileRef, ReleaseError, ReleaseStatement};
+pub use signed::{DocKind, Document, Signed, VerifyError};
+pub use verdict::{MirrorState, MirrorVerdict, VerdictReport};
+
+/// Lower-case hex of a byte string.
+pub use vdb_format::sigenc::hex;
+
+/// SHA-256 of `data` as lower-case hex: the content address used everywhere in vdbnet.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(data))
+}

@@ -1,0 +1,265 @@
+//! The master's signed manifest: what every mirror must serve.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::FileRef;
+use crate::signed::{DocKind, Document};
+
+/// Where masters and mirrors serve the signed manifest (JSON envelope).
+pub const MANIFEST_PATH: &str = "/.well-known/vdbnet/manifest.json";
+
+/// The current state of one database in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseState {
+    /// Current version.
+    pub version: u32,
+    /// Build time of that version (Unix seconds).
+    pub built_at: i64,
+    /// The release id (SHA-256 of the publisher's signed statement) that brought it.
+    pub release: String,
+}
+
+/// `{network, serial, issued_at, expires_at, databases, files}`, signed by a master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The network's name; a manifest for another network is refused.
+    pub network: String,
+    /// Monotonic serial: bumped on every change of `databases` or `files`.
+    pub serial: u64,
+    /// The master that signed it (its configured name).
+    pub master: String,
+    /// When it was signed (Unix seconds).
+    pub issued_at: i64,
+    /// After this (Unix seconds) nobody may take it: a mirror frozen on old data is detectable.
+    pub expires_at: i64,
+    /// Current version of each database.
+    pub databases: BTreeMap<String, DatabaseState>,
+    /// Every file a mirror must serve, sorted by name.
+    pub files: Vec<FileRef>,
+}
+
+impl Document for Manifest {
+    const KIND: DocKind = DocKind::Manifest;
+}
+
+/// How a candidate manifest relates to the one held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// A higher serial with no database going down: take it.
+    Newer,
+    /// The same serial and content, signed later (a heartbeat re-signing): take it; no file
+    /// changes.
+    Refreshed,
+    /// The same document, or the same content signed earlier: nothing to do.
+    Same,
+}
+
+/// Why a manifest is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Signed for another network.
+    #[error("manifest is for network {got:?}, this is {want:?}")]
+    WrongNetwork {
+        /// The manifest's network.
+        got: String,
+        /// Ours.
+        want: String,
+    },
+    /// `expires_at` has passed.
+    #[error(
+        "manifest serial {serial} expired at {expires_at} (now {now}): the master has not re-signed it"
+    )]
+    Expired {
+        /// Its serial.
+        serial: u64,
+        /// Its expiry.
+        expires_at: i64,
+        /// The time it was checked.
+        now: i64,
+    },
+    /// Lower serial than held: a rollback or a replay.
+    #[error("manifest serial {got} is older than the held serial {held} (rollback refused)")]
+    OlderSerial {
+        /// Offered.
+        got: u64,
+        /// Held.
+        held: u64,
+    },
+    /// A database would go down in version.
+    #[error(
+        "manifest serial {serial} moves {db} from version {held} down to {got} (rollback refused)"
+    )]
+    Downgrade {
+        /// The candidate's serial.
+        serial: u64,
+        /// Which database.
+        db: String,
+        /// Held version.
+        held: u32,
+        /// Offered version.
+        got: u32,
+    },
+    /// Same serial, different content: two masters disagree, or a key is misused.
+    #[error(
+        "manifest serial {0} differs from the held manifest with the same serial (equivocation)"
+    )]
+    Equivocation(u64),
+    /// Internal inconsistency: a file listed twice, an unsafe name, a bad hash.
+    #[error("malformed manifest: {0}")]
+    Malformed(String),
+}
+
+impl Manifest {
+    /// The file entry called `name`.
+    pub fn file(&self, name: &str) -> Option<&FileRef> {
+        self.files
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+
+    /// Checks the document on its own: network, expiry, sorted unique safe names, hashes.
+    pub fn check(&self, network: &str, now: i64) -> Result<(), ManifestError> {
+        if self.network != network {
+            return Err(ManifestError::WrongNetwork {
+                got: self.network.clone(),
+                want: network.to_owned(),
+            });
+        }
+        if now >= self.expires_at {
+            return Err(ManifestError::Expired {
+                serial: self.serial,
+                expires_at: self.expires_at,
+                now,
+            });
+        }
+        for w in self.files.windows(2) {
+            if w[0].name >= w[1].name {
+                return Err(ManifestError::Malformed(format!(
+                    "files not sorted or {:?} listed twice",
+                    w[1].name
+                )));
+            }
+        }
+        for f in &self.files {
+            f.check()
+                .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        }
+        for db in self.databases.keys() {
+            if !crate::is_safe_db_name(db) {
+                return Err(ManifestError::Malformed(format!("database name {db:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares a candidate (`self`) with the held manifest: the anti-rollback rule of
+    /// DESIGN.md §4.2. Call [`Manifest::check`] first.
+    pub fn freshness(&self, held: &Self) -> Result<Freshness, ManifestError> {
+        for (db, h) in &held.databases {
+            if let Some(c) = self.databases.get(db)
+                && c.version < h.version
+            {
+                return Err(ManifestError::Downgrade {
+                    serial: self.serial,
+                    db: db.clone(),
+                    held: h.version,
+                    got: c.version,
+                });
+            }
+        }
+        match self.serial.cmp(&held.serial) {
+            Ordering::Less => Err(ManifestError::OlderSerial {
+                got: self.serial,
+                held: held.serial,
+            }),
+            Ordering::Greater => Ok(Freshness::Newer),
+            Ordering::Equal => {
+                if self.databases != held.databases || self.files != held.files {
+                    Err(ManifestError::Equivocation(self.serial))
+                } else if self.issued_at > held.issued_at {
+                    Ok(Freshness::Refreshed)
+                } else {
+                    Ok(Freshness::Same)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(serial: u64, daily: u32) -> Manifest {
+        Manifest {
+            network: "n".into(),
+            serial,
+            master: "a".into(),
+            issued_at: 10,
+            expires_at: 100,
+            databases: [(
+                "daily".to_owned(),
+                DatabaseState {
+                    version: daily,
+                    built_at: 1,
+                    release: "r".into(),
+                },
+            )]
+            .into(),
+            files: vec![
+                FileRef {
+                    name: "daily.cvd".into(),
+                    size: 1,
+                    sha256: "a".repeat(64),
+                },
+                FileRef {
+                    name: "timestamp".into(),
+                    size: 1,
+                    sha256: "b".repeat(64),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn rules() {
+        assert_eq!(m(1, 1).check("n", 50), Ok(()));
+        assert!(matches!(
+            m(1, 1).check("x", 50),
+            Err(ManifestError::WrongNetwork { .. })
+        ));
+        assert!(matches!(
+            m(1, 1).check("n", 100),
+            Err(ManifestError::Expired { .. })
+        ));
+        assert_eq!(m(2, 2).freshness(&m(1, 1)), Ok(Freshness::Newer));
+        assert!(matches!(
+            m(1, 2).freshness(&m(2, 2)),
+            Err(ManifestError::OlderSerial { .. })
+        ));
+        assert!(matches!(
+            m(3, 1).freshness(&m(2, 2)),
+            Err(ManifestError::Downgrade { .. })
+        ));
+        assert!(matches!(
+            m(2, 3).freshness(&m(2, 2)),
+            Err(ManifestError::Equivocation(2))
+        ));
+        assert_eq!(m(2, 2).freshness(&m(2, 2)), Ok(Freshness::Same));
+        let mut later = m(2, 2);
+        later.issued_at = 20;
+        assert_eq!(later.freshness(&m(2, 2)), Ok(Freshness::Refreshed));
+        let mut unsorted = m(1, 1);
+        unsorted.files.reverse();
+        assert!(matches!(
+            unsorted.check("n", 0),
+            Err(ManifestError::Malformed(_))
+        ));
+        assert!(m(1, 1).file("timestamp").is_some());
+        assert!(m(1, 1).file("main.cvd").is_none());
+    }
+}

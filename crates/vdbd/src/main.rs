@@ -1,0 +1,115 @@
+//! `vdbd`: the vdbnet servers. One binary, one role per subcommand; no publisher keys.
+//!
+//! Every role logs to stderr (text, or JSON with `--log-format json`) and, once it listens,
+//! prints exactly one JSON line on stdout naming its endpoints, so that scripts and tests can
+//! wait for readiness without sleeping.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod dev;
+
+/// vdbnet servers: master, mirror, directory, monitor, or all of them at once (`dev`).
+#[derive(Debug, Parser)]
+#[command(name = "vdbd", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// A master: the verification gate, release history, signed manifest, pushes.
+    Master {
+        /// The master's TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// A mirror: pulls releases from the masters and serves them over HTTP.
+    Mirror {
+        /// The mirror's TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<MirrorAction>,
+    },
+    /// The directory: authoritative DNS and the HTTP redirector.
+    Directory {
+        /// The directory's TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The monitor: checks every mirror, decides who is in service, alerts, status page.
+    Monitor {
+        /// The monitor's TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// A whole network on loopback in one process, with a sample database chain.
+    Dev(dev::DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum MirrorAction {
+    /// Synchronise with the masters.
+    Sync {
+        /// Run one locked sync and exit (the seed's ssh forced command).
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VDB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vdbd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.role {
+            Role::Master { config } => vdb_master::run_from_config(&config).await,
+            Role::Mirror {
+                config,
+                action: Some(MirrorAction::Sync { once: true }),
+            } => vdb_mirror::sync_once_from_config(&config).await,
+            Role::Mirror { config, .. } => vdb_mirror::run_from_config(&config).await,
+            Role::Directory { config } => vdb_directory::run_from_config(&config).await,
+            Role::Monitor { config } => vdb_monitor::run_from_config(&config).await,
+            Role::Dev(args) => dev::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vdbd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
