@@ -80,7 +80,7 @@ impl CurrentRecord {
 
     /// Whether freshclam would still use this record at `now`.
     pub fn is_fresh(&self, now: i64) -> bool {
-        now - self.time <= MAX_RECORD_AGE
+        now.saturating_sub(self.time) <= MAX_RECORD_AGE
     }
 }
 
@@ -122,7 +122,7 @@ impl DbRecord {
 
     /// Whether freshclam would still use this record at `now`.
     pub fn is_fresh(&self, now: i64) -> bool {
-        now - self.time <= MAX_RECORD_AGE
+        now.saturating_sub(self.time) <= MAX_RECORD_AGE
     }
 }
 
@@ -170,5 +170,13 @@ mod tests {
         assert_eq!(r.to_string(), "6:1700000000");
         assert!(DbRecord::parse("x:1").is_err());
         assert!(DbRecord::parse("6").is_err());
+        // A hostile record time cannot overflow the age computation (found by fuzzing).
+        let hostile = DbRecord::parse("6:-9223372036854775808").unwrap();
+        assert!(!hostile.is_fresh(1_700_000_000));
+        assert!(
+            DbRecord::parse("6:9223372036854775807")
+                .unwrap()
+                .is_fresh(i64::MIN)
+        );
     }
 }

@@ -22,17 +22,21 @@ mod push;
 mod registry;
 mod release;
 mod signed;
+mod upload;
 mod verdict;
 
 pub use api::{ApiError, ReleaseAccepted, UploadAccepted, paths};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use key::{KeyError, PublicKey, SecretKey};
+#[cfg(feature = "sign")]
+pub use key::SecretKey;
+pub use key::{KeyError, PublicKey};
 pub use manifest::{DatabaseState, Freshness, MANIFEST_PATH, Manifest, ManifestError};
 pub use names::{is_safe_db_name, is_safe_file_name};
 pub use push::{PushError, PushNotice, ReplayGuard};
 pub use registry::{MaintenanceWindow, MirrorRecord};
 pub use release::{FileRef, ReleaseError, ReleaseStatement};
 pub use signed::{DocKind, Document, Signed, VerifyError};
+pub use upload::UploadTicket;
 pub use verdict::{MirrorState, MirrorVerdict, VerdictReport};
 
 /// Lower-case hex of a byte string.

@@ -82,7 +82,7 @@ impl ReplayGuard {
         if notice.network != self.network {
             return Err(PushError::WrongNetwork(notice.network.clone()));
         }
-        if (notice.issued_at - now).abs() > self.window {
+        if notice.issued_at.abs_diff(now) > self.window.unsigned_abs() {
             return Err(PushError::Stale {
                 issued_at: notice.issued_at,
                 now,
@@ -95,7 +95,7 @@ impl ReplayGuard {
         while self
             .seen
             .front()
-            .is_some_and(|(t, _)| *t < now - 2 * self.window)
+            .is_some_and(|(t, _)| *t < now.saturating_sub(self.window.saturating_mul(2)))
         {
             self.seen.pop_front();
         }
@@ -162,6 +162,15 @@ mod tests {
             Err(PushError::Stale { .. })
         ));
         assert_eq!(g.accept(&n("xyz", 1000), 1000), Err(PushError::BadNonce));
+        // Hostile times cannot overflow the window check.
+        assert!(matches!(
+            g.accept(&n(&"d".repeat(32), i64::MIN), 1000),
+            Err(PushError::Stale { .. })
+        ));
+        assert!(matches!(
+            g.accept(&n(&"d".repeat(32), i64::MAX), -1000),
+            Err(PushError::Stale { .. })
+        ));
         let mut other = n(&"c".repeat(32), 1000);
         other.network = "m".into();
         assert!(matches!(

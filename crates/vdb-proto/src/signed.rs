@@ -17,6 +17,8 @@ pub enum DocKind {
     Manifest,
     /// A master's [`crate::PushNotice`].
     Push,
+    /// A publisher's [`crate::UploadTicket`] (proof of key for one object upload).
+    Upload,
 }
 
 impl DocKind {
@@ -25,6 +27,7 @@ impl DocKind {
             Self::Release => "release",
             Self::Manifest => "manifest",
             Self::Push => "push",
+            Self::Upload => "upload",
         }
     }
 }
