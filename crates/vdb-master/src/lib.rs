@@ -1,6 +1,188 @@
-//! vdbnet master: the verification gate, release history, signed manifest, pushes, replication, registry.
+//! vdbnet master: the verification gate, release history, signed manifest, pushes,
+//! replication, registry.
+//!
+//! A master takes releases from publishers (`PUT /api/v1/objects/<sha256>` for each file, then
+//! `POST /api/v1/releases` with the signed statement), checks them with the [`gate`], keeps
+//! them in a content-addressed object store with a SQLite [`history`], and serves a signed
+//! manifest of everything mirrors must serve at [`vdb_proto::MANIFEST_PATH`]. It pushes signed
+//! notices to the registered mirrors, re-signs every heartbeat, runs the forced sync only when
+//! every peer agrees, replicates with its peers and can follow a ClamAV-style upstream.
+//! [`client`] is the publishing and administration client (`vdb publish`, `vdb mirror`).
+
+pub mod client;
+pub mod config;
+pub mod gate;
+pub mod history;
+mod master;
+mod metrics;
+pub mod objects;
+mod push;
+mod replicate;
+mod server;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use vdb_proto::{Clock, SecretKey, SystemClock};
+
+pub use config::Config;
+pub use master::{DERIVED, next_serial};
+pub use replicate::{ReleaseEntry, ReleasePage};
+pub use server::{Drain, Timeline, UPLOAD_HEADER};
+pub use upstream::Followed;
+
+use master::Master;
+
+/// A running master.
+#[derive(Debug)]
+pub struct Running {
+    master: Arc<Master>,
+    http: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The master's manifest public key.
+    pub fn public_key(&self) -> vdb_proto::PublicKey {
+        self.master.key.public()
+    }
+
+    /// Runs one forced-sync round now (tests, operators); returns whether it ran.
+    pub async fn forced_sync_now(&self) -> bool {
+        push::forced_sync(&self.master).await
+    }
+
+    /// Stops every loop and the server, and waits for them.
+    pub async fn shutdown(self) {
+        self.master.cancel.cancel();
+        self.master.tasks.wait().await;
+        let _ = self.server.await;
+    }
+}
+
+/// Reads a secret key file.
+pub fn read_key(path: &std::path::Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the key file {}", path.display()))?;
+    SecretKey::from_text(&text).with_context(|| format!("in the key file {}", path.display()))
+}
+
+fn upstream_key(config: &Config) -> anyhow::Result<Option<SecretKey>> {
+    let Some(up) = &config.upstream else {
+        return Ok(None);
+    };
+    let path = up
+        .key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("upstream.key"));
+    if path.exists() {
+        return read_key(&path).map(Some);
+    }
+    let key = SecretKey::generate();
+    std::fs::create_dir_all(&config.data_dir)?;
+    vdb_format::write_atomic(&path, key.to_text().as_bytes())?;
+    Ok(Some(key))
+}
+
+/// Starts a master: opens its state, binds the HTTP listener, starts the loops.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    config.validate()?;
+    let key = read_key(&config.key_file)?;
+    let mut policy = gate::Policy::from_config(&config)?;
+    let up_key = upstream_key(&config)?;
+    if let (Some(k), Some(up)) = (&up_key, &config.upstream) {
+        policy.allow(k.public(), up.databases.clone());
+    }
+    let listen = config.listen;
+    let master = Arc::new(Master::new(config, clock, key, policy)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the master's HTTP listener to {listen}"))?;
+    let http = listener.local_addr()?;
+    let app = server::router(Arc::clone(&master));
+    let cancel = master.cancel.clone();
+    let server = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "master HTTP server failed");
+        }
+    });
+    if master.ready.load(Ordering::SeqCst) && master.current().is_none() {
+        let _g = master.publish_lock.lock().await;
+        master.sign_and_push(false).await?;
+    }
+    master.tasks.spawn(replicate::run(Arc::clone(&master)));
+    master.tasks.spawn(heartbeat(Arc::clone(&master)));
+    if let (Some(k), Some(up)) = (up_key, master.config.upstream.clone()) {
+        master
+            .tasks
+            .spawn(upstream::run(Arc::clone(&master), up, k));
+    }
+    tracing::info!(name = %master.config.name, %http, key = %master.key.public(), "master listening");
+    Ok(Running {
+        master,
+        http,
+        server,
+    })
+}
+
+/// The heartbeat (re-sign with a fresh timestamp) and forced-sync schedule.
+async fn heartbeat(master: Arc<Master>) {
+    let tick = Duration::from_millis(master.config.tick_ms);
+    let mut next_forced = master.clock.now() + master.config.forced_sync_secs;
+    loop {
+        tokio::select! {
+            () = master.cancel.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        if !master.ready.load(Ordering::SeqCst) {
+            continue;
+        }
+        let now = master.clock.now();
+        let due = master
+            .current()
+            .is_none_or(|c| now >= c.manifest.issued_at + master.config.heartbeat_secs);
+        if due {
+            let _g = master.publish_lock.lock().await;
+            if let Err(e) = master.sign_and_push(true).await {
+                tracing::error!(error = %e, "heartbeat: cannot sign the manifest");
+            }
+        }
+        if now >= next_forced {
+            next_forced = now + master.config.forced_sync_secs;
+            push::forced_sync(&master).await;
+        }
+    }
+}
 
 /// Runs the master from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!("vdbd master is not available yet ({})", config.display())
+    let config = Config::load(config)?;
+    let name = config.name.clone();
+    let running = start(config, Arc::new(SystemClock)).await?;
+    println!(
+        "{}",
+        serde_json::json!({"role": "master", "name": name, "http": format!("http://{}", running.http_addr()), "key": running.public_key().to_string()})
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
 }

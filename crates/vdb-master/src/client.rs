@@ -1,0 +1,486 @@
+//! The master's clients: publishing with failover (`vdb publish`) and registry administration
+//! (`vdb mirror`). Library code, so `vdbd dev` and tests publish in-process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vdb_format::container::Kind;
+use vdb_proto::{
+    ApiError, Clock, FileRef, Manifest, MirrorRecord, PublicKey, ReleaseAccepted, ReleaseStatement,
+    SecretKey, Signed, SystemClock, UploadTicket,
+};
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A master answered and refused the release.
+    #[error("{master} refused the release: {} ({})", .error.message, .error.code)]
+    Refused {
+        /// The master that refused.
+        master: String,
+        /// Its reason.
+        error: ApiError,
+    },
+    /// No master could be reached.
+    #[error("no master reachable: {}", .0.join("; "))]
+    Unreachable(Vec<String>),
+    /// The files or options do not make a release.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A file to publish.
+#[derive(Debug, Clone)]
+pub struct ReleaseFile {
+    /// The name mirrors serve it under.
+    pub name: String,
+    /// Its bytes on disk.
+    pub path: PathBuf,
+}
+
+impl ReleaseFile {
+    /// A file published under its own file name.
+    pub fn from_path(path: impl Into<PathBuf>) -> Result<Self, PublishError> {
+        let path = path.into();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| PublishError::Usage(format!("{}: no usable file name", path.display())))?
+            .to_owned();
+        Ok(Self { name, path })
+    }
+}
+
+/// What a release is about, as given or inferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseInfo {
+    /// Database name.
+    pub db: String,
+    /// Version.
+    pub version: u32,
+    /// Build time (Unix seconds).
+    pub built_at: i64,
+}
+
+/// Infers database, version and build time from the release's CVD/CLD/CUD (name and header);
+/// `db`/`version` given explicitly win.
+pub fn infer(
+    files: &[ReleaseFile],
+    db: Option<&str>,
+    version: Option<u32>,
+) -> Result<ReleaseInfo, PublishError> {
+    let container = files
+        .iter()
+        .find(|f| Kind::from_file_name(&f.name).is_some());
+    let mut info = ReleaseInfo {
+        db: db.unwrap_or_default().to_owned(),
+        version: version.unwrap_or(0),
+        built_at: 0,
+    };
+    if let Some(c) = container {
+        let file = std::fs::File::open(&c.path)
+            .map_err(|e| PublishError::Usage(format!("{}: {e}", c.path.display())))?;
+        let h = vdb_format::container::read_header(file)
+            .map_err(|e| PublishError::Usage(format!("{}: {e}", c.path.display())))?;
+        if info.db.is_empty() {
+            let stem = &c.name[..c.name.len() - 4];
+            let db = match stem.rsplit_once('-') {
+                Some((d, v)) if v.bytes().all(|b| b.is_ascii_digit()) => d,
+                _ => stem,
+            };
+            info.db = db.to_owned();
+        }
+        if info.version == 0 {
+            info.version = h.version;
+        }
+        info.built_at = h
+            .build_secs
+            .and_then(|s| i64::try_from(s).ok())
+            .unwrap_or(0);
+    }
+    if info.db.is_empty() || info.version == 0 {
+        return Err(PublishError::Usage(
+            "cannot infer the database and version (no CVD/CLD/CUD among the files): give --db and --version".into(),
+        ));
+    }
+    if info.built_at == 0 {
+        info.built_at = now();
+    }
+    Ok(info)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Progress of a publish, for a progress bar.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Trying this master.
+    Master(String),
+    /// Uploading a file of `size` bytes.
+    File(String, u64),
+    /// Bytes of the current file sent so far.
+    Sent(u64),
+}
+
+/// Publishes releases to an ordered list of masters, failing over.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    masters: Vec<String>,
+    key: SecretKey,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+}
+
+async fn api_error(r: reqwest::Response) -> ApiError {
+    let status = r.status();
+    let body = r.bytes().await.unwrap_or_default();
+    serde_json::from_slice(&body).unwrap_or_else(|_| ApiError {
+        code: format!("http_{}", status.as_u16()),
+        message: String::from_utf8_lossy(&body).chars().take(500).collect(),
+    })
+}
+
+enum Attempt {
+    Refused(ApiError),
+    Down(String),
+}
+
+impl Publisher {
+    /// A publisher for `masters` (base URLs, in order) signing with `key`.
+    pub fn new(masters: Vec<String>, key: SecretKey) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap_or_default();
+        Self {
+            masters,
+            key,
+            http,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` for the statement's and tickets' `issued_at` (tests, `vdbd dev`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Hashes the files and signs the statement.
+    pub fn statement(
+        &self,
+        info: &ReleaseInfo,
+        files: &[ReleaseFile],
+        notes: &str,
+    ) -> Result<(ReleaseStatement, Signed<ReleaseStatement>), PublishError> {
+        let mut refs = Vec::new();
+        for f in files {
+            let data = std::fs::read(&f.path)
+                .map_err(|e| PublishError::Usage(format!("{}: {e}", f.path.display())))?;
+            refs.push(FileRef {
+                name: f.name.clone(),
+                size: data.len() as u64,
+                sha256: vdb_proto::sha256_hex(&data),
+            });
+        }
+        let st = ReleaseStatement {
+            db: info.db.clone(),
+            version: info.version,
+            built_at: info.built_at,
+            issued_at: self.clock.now(),
+            files: refs,
+            notes: notes.to_owned(),
+        };
+        let env = Signed::sign(&st, &self.key);
+        Ok((st, env))
+    }
+
+    /// Uploads the files and the statement to the first master that answers. A refusal is
+    /// final (every master runs the same gate); an unreachable or failing master is skipped.
+    pub async fn publish(
+        &self,
+        files: &[ReleaseFile],
+        st: &ReleaseStatement,
+        env: &Signed<ReleaseStatement>,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ReleaseAccepted, PublishError> {
+        let mut down = Vec::new();
+        for m in &self.masters {
+            progress(Progress::Master(m.clone()));
+            match self.try_master(m, files, st, env, progress).await {
+                Ok(a) => return Ok(a),
+                Err(Attempt::Refused(error)) => {
+                    return Err(PublishError::Refused {
+                        master: m.clone(),
+                        error,
+                    });
+                }
+                Err(Attempt::Down(why)) => down.push(format!("{m}: {why}")),
+            }
+        }
+        Err(PublishError::Unreachable(down))
+    }
+
+    async fn try_master(
+        &self,
+        master: &str,
+        files: &[ReleaseFile],
+        st: &ReleaseStatement,
+        env: &Signed<ReleaseStatement>,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ReleaseAccepted, Attempt> {
+        let base = master.trim_end_matches('/');
+        for (f, r) in files.iter().zip(&st.files) {
+            progress(Progress::File(f.name.clone(), r.size));
+            let data = std::fs::read(&f.path).map_err(|e| Attempt::Down(e.to_string()))?;
+            let ticket = Signed::sign(
+                &UploadTicket {
+                    sha256: r.sha256.clone(),
+                    size: r.size,
+                    issued_at: self.clock.now(),
+                },
+                &self.key,
+            );
+            let resp = self
+                .http
+                .put(format!("{base}{}/{}", vdb_proto::paths::OBJECTS, r.sha256))
+                .header(crate::UPLOAD_HEADER, ticket.to_json())
+                .body(data)
+                .send()
+                .await
+                .map_err(|e| Attempt::Down(e.to_string()))?;
+            classify(resp).await?;
+            progress(Progress::Sent(r.size));
+        }
+        let resp = self
+            .http
+            .post(format!("{base}{}", vdb_proto::paths::RELEASES))
+            .header("content-type", "application/json")
+            .body(env.to_json())
+            .send()
+            .await
+            .map_err(|e| Attempt::Down(e.to_string()))?;
+        let resp = classify(resp).await?;
+        resp.json().await.map_err(|e| Attempt::Down(e.to_string()))
+    }
+}
+
+async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, Attempt> {
+    let s = resp.status();
+    if s.is_success() {
+        return Ok(resp);
+    }
+    let e = api_error(resp).await;
+    if s.is_server_error() {
+        Err(Attempt::Down(format!("{}: {}", e.code, e.message)))
+    } else {
+        Err(Attempt::Refused(e))
+    }
+}
+
+/// Why an admin or read call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The master answered with an error.
+    #[error("{} ({})", .0.message, .0.code)]
+    Api(ApiError),
+    /// The master could not be reached or answered nonsense.
+    #[error("cannot talk to the master: {0}")]
+    Transport(String),
+}
+
+/// A client of one master's read and admin API.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    /// A client of `master` (base URL) with an optional admin token.
+    pub fn new(master: &str, token: Option<String>) -> Self {
+        Self {
+            base: master.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Option<T>, AdminError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(AdminError::Api(api_error(resp).await));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| AdminError::Transport(e.to_string()))
+    }
+
+    async fn must<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<T, AdminError> {
+        self.call(method, path, body)
+            .await?
+            .ok_or_else(|| AdminError::Transport("empty answer".into()))
+    }
+
+    /// Registers a mirror.
+    pub async fn add(&self, r: &MirrorRecord) -> Result<MirrorRecord, AdminError> {
+        self.must(
+            reqwest::Method::POST,
+            vdb_proto::paths::MIRRORS,
+            Some(json(r)),
+        )
+        .await
+    }
+
+    /// Lists the registry.
+    pub async fn list(&self) -> Result<Vec<MirrorRecord>, AdminError> {
+        self.must(reqwest::Method::GET, vdb_proto::paths::MIRRORS, None)
+            .await
+    }
+
+    /// One mirror.
+    pub async fn show(&self, name: &str) -> Result<MirrorRecord, AdminError> {
+        self.must(
+            reqwest::Method::GET,
+            &format!("{}/{name}", vdb_proto::paths::MIRRORS),
+            None,
+        )
+        .await
+    }
+
+    /// Replaces a mirror's record.
+    pub async fn update(&self, r: &MirrorRecord) -> Result<MirrorRecord, AdminError> {
+        self.must(
+            reqwest::Method::PUT,
+            &format!("{}/{}", vdb_proto::paths::MIRRORS, r.name),
+            Some(json(r)),
+        )
+        .await
+    }
+
+    /// Removes a mirror.
+    pub async fn remove(&self, name: &str) -> Result<(), AdminError> {
+        self.call::<serde_json::Value>(
+            reqwest::Method::DELETE,
+            &format!("{}/{name}", vdb_proto::paths::MIRRORS),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Drains a mirror (or puts it back).
+    pub async fn drain(&self, name: &str, drained: bool) -> Result<MirrorRecord, AdminError> {
+        self.must(
+            reqwest::Method::POST,
+            &format!("{}/{name}/drain", vdb_proto::paths::MIRRORS),
+            Some(json(&crate::Drain { drained })),
+        )
+        .await
+    }
+
+    /// The master's current manifest, verified against `keys`.
+    pub async fn manifest(&self, keys: &[PublicKey]) -> Result<Manifest, AdminError> {
+        let v: serde_json::Value = self
+            .must(reqwest::Method::GET, vdb_proto::MANIFEST_PATH, None)
+            .await?;
+        let env = Signed::<Manifest>::from_json(v.to_string().as_bytes())
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        env.verify(keys)
+            .map_err(|e| AdminError::Transport(e.to_string()))
+    }
+
+    /// The recent history (accepted and refused releases), newest first.
+    pub async fn history(&self, limit: u32) -> Result<Vec<crate::history::ReleaseRow>, AdminError> {
+        self.must(
+            reqwest::Method::GET,
+            &format!("/api/v1/history?limit={limit}"),
+            None,
+        )
+        .await
+    }
+
+    /// A release and its rollout timeline.
+    pub async fn release(&self, id: &str) -> Result<crate::Timeline, AdminError> {
+        self.must(
+            reqwest::Method::GET,
+            &format!("{}/{id}", vdb_proto::paths::RELEASES),
+            None,
+        )
+        .await
+    }
+
+    /// Raw bytes of an object.
+    pub async fn object(&self, sha256: &str) -> Result<Vec<u8>, AdminError> {
+        let mut req = self.http.get(format!(
+            "{}{}/{sha256}",
+            self.base,
+            vdb_proto::paths::OBJECTS
+        ));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(AdminError::Api(api_error(resp).await));
+        }
+        Ok(resp
+            .bytes()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?
+            .to_vec())
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Reads the files named on a command line.
+pub fn files_from_paths(paths: &[impl AsRef<Path>]) -> Result<Vec<ReleaseFile>, PublishError> {
+    paths
+        .iter()
+        .map(|p| ReleaseFile::from_path(p.as_ref()))
+        .collect()
+}

@@ -1,0 +1,282 @@
+//! The master's TOML configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use vdb_proto::PublicKey;
+
+/// `master.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This master's name (goes into manifests and push notices).
+    pub name: String,
+    /// The network's name (manifests for another network are refused by mirrors).
+    pub network: String,
+    /// HTTP listen address (`127.0.0.1:0` allowed).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for objects, the SQLite history and the current manifest.
+    pub data_dir: PathBuf,
+    /// The master's Ed25519 secret key file (`vdb key gen`); it signs manifests and pushes.
+    pub key_file: PathBuf,
+    /// Bearer token of the admin API (registry management). Without it the admin API is off.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// If not empty, `GET /api/v1/objects/…` requires `Authorization: Bearer <one of these>`.
+    #[serde(default)]
+    pub pull_tokens: Vec<String>,
+    /// Who may publish what.
+    #[serde(default)]
+    pub publishers: Vec<PublisherConfig>,
+    /// Per-database settings; databases not listed use the defaults of [`DbConfig`].
+    #[serde(default)]
+    pub databases: BTreeMap<String, DbConfig>,
+    /// The other masters of the network.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Largest single file of a release (bytes).
+    #[serde(default = "default_max_file")]
+    pub max_file_size: u64,
+    /// How far a release statement's `issued_at` may be from now (seconds): older statements
+    /// are refused as replays.
+    #[serde(default = "default_window")]
+    pub statement_window_secs: i64,
+    /// How many cdiffs per database the manifest keeps.
+    #[serde(default = "default_keep_cdiffs")]
+    pub keep_cdiffs: usize,
+    /// Re-sign the manifest with a fresh `timestamp` this often.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: i64,
+    /// A manifest expires this long after it is signed (default: four heartbeats).
+    #[serde(default)]
+    pub manifest_ttl_secs: Option<i64>,
+    /// Forced sync of every mirror this often (only when every peer agrees).
+    #[serde(default = "default_heartbeat")]
+    pub forced_sync_secs: i64,
+    /// Pull from the peers this often.
+    #[serde(default = "default_replicate")]
+    pub replicate_secs: i64,
+    /// A restarted master waits this long for every peer before it signs or pushes anyway.
+    #[serde(default = "default_catch_up")]
+    pub catch_up_timeout_secs: i64,
+    /// How many mirrors are pushed to at once.
+    #[serde(default = "default_push_concurrency")]
+    pub push_concurrency: usize,
+    /// Attempts per push before giving up.
+    #[serde(default = "default_push_attempts")]
+    pub push_attempts: u32,
+    /// First retry delay (milliseconds), doubled after each failure (capped at 60 s).
+    #[serde(default = "default_push_backoff")]
+    pub push_backoff_ms: u64,
+    /// Webhook for release notifications and alerts (JSON POST).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The ClamAV release the `dns.txt` record advertises.
+    #[serde(default = "default_clamav_version")]
+    pub clamav_version: String,
+    /// The functionality level the `dns.txt` record advertises.
+    #[serde(default = "default_flevel")]
+    pub flevel: u32,
+    /// Follow a ClamAV-style upstream.
+    #[serde(default)]
+    pub upstream: Option<UpstreamConfig>,
+    /// How often the background loops look at the clock (milliseconds; tests lower it).
+    #[serde(default = "default_tick")]
+    pub tick_ms: u64,
+}
+
+/// One publisher key and the databases it may publish.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherConfig {
+    /// `ed25519:<hex>`.
+    pub key: PublicKey,
+    /// Database names this key may publish (`*` for any).
+    pub databases: Vec<String>,
+}
+
+/// Settings of one database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbConfig {
+    /// A `vdb-format` key set file (the network's own ClamAV keys); official keys if absent.
+    #[serde(default)]
+    pub keyset_file: Option<PathBuf>,
+    /// Whether plain signature files (`.ndb`, `.hdb`, `.ldb`, …) may be published as-is.
+    #[serde(default)]
+    pub allow_plain: bool,
+    /// Whether `.sign` files are refused (they are accepted as-is by default).
+    #[serde(default)]
+    pub refuse_sign_files: bool,
+}
+
+/// Another master.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Base URL (`http://127.0.0.1:8001`).
+    pub url: String,
+    /// Its manifest key.
+    pub key: PublicKey,
+    /// Bearer token for its objects, if it requires one.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A ClamAV-style upstream to follow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL serving `<db>.cvd` and `<db>-<n>.cdiff`.
+    pub url: String,
+    /// Databases to follow.
+    pub databases: Vec<String>,
+    /// How often to look (seconds).
+    #[serde(default = "default_upstream_interval")]
+    pub interval_secs: i64,
+    /// The key that signs the statements of followed releases (created if missing;
+    /// default `<data_dir>/upstream.key`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8700))
+}
+fn default_max_file() -> u64 {
+    512 << 20
+}
+fn default_window() -> i64 {
+    600
+}
+fn default_keep_cdiffs() -> usize {
+    30
+}
+fn default_heartbeat() -> i64 {
+    6 * 3600
+}
+fn default_replicate() -> i64 {
+    60
+}
+fn default_catch_up() -> i64 {
+    120
+}
+fn default_push_concurrency() -> usize {
+    16
+}
+fn default_push_attempts() -> u32 {
+    5
+}
+fn default_push_backoff() -> u64 {
+    1000
+}
+fn default_clamav_version() -> String {
+    "1.4.3".into()
+}
+fn default_flevel() -> u32 {
+    212
+}
+fn default_upstream_interval() -> i64 {
+    3600
+}
+fn default_tick() -> u64 {
+    500
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the master config {}", path.display()))?;
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("in the master config {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("in the master config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.name.is_empty(), "field `name` must not be empty");
+        anyhow::ensure!(
+            !self.network.is_empty(),
+            "field `network` must not be empty"
+        );
+        anyhow::ensure!(
+            self.heartbeat_secs >= 1,
+            "field `heartbeat_secs` must be >= 1"
+        );
+        anyhow::ensure!(
+            self.forced_sync_secs >= 1,
+            "field `forced_sync_secs` must be >= 1"
+        );
+        anyhow::ensure!(
+            self.replicate_secs >= 1,
+            "field `replicate_secs` must be >= 1"
+        );
+        anyhow::ensure!(
+            self.push_concurrency >= 1,
+            "field `push_concurrency` must be >= 1"
+        );
+        anyhow::ensure!(
+            self.push_attempts >= 1,
+            "field `push_attempts` must be >= 1"
+        );
+        anyhow::ensure!(self.keep_cdiffs >= 1, "field `keep_cdiffs` must be >= 1");
+        if let Some(t) = &self.admin_token {
+            anyhow::ensure!(
+                t.len() >= 16,
+                "field `admin_token` must be at least 16 characters"
+            );
+        }
+        for db in self.databases.keys() {
+            anyhow::ensure!(
+                vdb_proto::is_safe_db_name(db),
+                "field `databases`: {db:?} is not a valid database name"
+            );
+        }
+        Ok(())
+    }
+
+    /// The manifest lifetime.
+    pub fn manifest_ttl(&self) -> i64 {
+        self.manifest_ttl_secs.unwrap_or(4 * self.heartbeat_secs)
+    }
+
+    /// A minimal config for tests and `vdbd dev`.
+    pub fn new(name: &str, network: &str, data_dir: PathBuf, key_file: PathBuf) -> Self {
+        Self {
+            name: name.into(),
+            network: network.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            key_file,
+            admin_token: None,
+            pull_tokens: Vec::new(),
+            publishers: Vec::new(),
+            databases: BTreeMap::new(),
+            peers: Vec::new(),
+            max_file_size: default_max_file(),
+            statement_window_secs: default_window(),
+            keep_cdiffs: default_keep_cdiffs(),
+            heartbeat_secs: default_heartbeat(),
+            manifest_ttl_secs: None,
+            forced_sync_secs: default_heartbeat(),
+            replicate_secs: default_replicate(),
+            catch_up_timeout_secs: default_catch_up(),
+            push_concurrency: default_push_concurrency(),
+            push_attempts: default_push_attempts(),
+            push_backoff_ms: default_push_backoff(),
+            webhook_url: None,
+            clamav_version: default_clamav_version(),
+            flevel: default_flevel(),
+            upstream: None,
+            tick_ms: default_tick(),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The SQLite history: releases (accepted and refused), pushes, the mirror registry, peer cursors.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::{Deserialize, Serialize};
+use vdb_proto::MirrorRecord;
+
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE releases(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    db TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    publisher TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    code TEXT,
+    reason TEXT,
+    origin TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    serial INTEGER,
+    published_at INTEGER
+);
+CREATE UNIQUE INDEX releases_accepted ON releases(id) WHERE verdict = 'accepted';
+CREATE TABLE pushes(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial INTEGER NOT NULL,
+    mirror TEXT NOT NULL,
+    forced INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    acked_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE mirrors(
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE peer_cursors(peer TEXT PRIMARY KEY, after INTEGER NOT NULL);
+"];
+
+/// Why the history failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// SQLite trouble.
+    #[error("release history database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored record does not parse.
+    #[error("release history holds a broken record: {0}")]
+    Corrupt(String),
+}
+
+/// One row of the release history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRow {
+    /// Local sequence number.
+    pub seq: i64,
+    /// Release id (SHA-256 of the signed statement payload).
+    pub id: String,
+    /// Database.
+    pub db: String,
+    /// Version.
+    pub version: u32,
+    /// The publisher key.
+    pub publisher: String,
+    /// The signed statement envelope (JSON).
+    pub envelope: String,
+    /// `accepted` or `refused`.
+    pub verdict: String,
+    /// Refusal code.
+    pub code: Option<String>,
+    /// Refusal reason.
+    pub reason: Option<String>,
+    /// `publisher`, `peer:<url>` or `upstream`.
+    pub origin: String,
+    /// When the master received it.
+    pub received_at: i64,
+    /// The first manifest serial that included it.
+    pub serial: Option<u64>,
+    /// When that manifest was signed.
+    pub published_at: Option<i64>,
+}
+
+/// One push attempt series to one mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRow {
+    /// Manifest serial pushed.
+    pub serial: u64,
+    /// Mirror name.
+    pub mirror: String,
+    /// Forced sync.
+    pub forced: bool,
+    /// First attempt.
+    pub sent_at: i64,
+    /// Acknowledged (202) at.
+    pub acked_at: Option<i64>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Last error.
+    pub error: Option<String>,
+}
+
+/// A registry entry with its replication metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryEntry {
+    /// The record.
+    pub record: MirrorRecord,
+    /// Last change (Unix seconds): the newest change wins between masters.
+    pub updated_at: i64,
+    /// Removed (a tombstone, so removals replicate).
+    pub deleted: bool,
+}
+
+/// The history database (cheap to clone; one connection behind a mutex). Every method blocks:
+/// call it from `spawn_blocking`.
+#[derive(Debug, Clone)]
+pub struct History {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn row_to_release(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
+    Ok(ReleaseRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        db: r.get(2)?,
+        version: r.get(3)?,
+        publisher: r.get(4)?,
+        envelope: r.get(5)?,
+        verdict: r.get(6)?,
+        code: r.get(7)?,
+        reason: r.get(8)?,
+        origin: r.get(9)?,
+        received_at: r.get(10)?,
+        serial: r.get::<_, Option<i64>>(11)?.map(|s| s as u64),
+        published_at: r.get(12)?,
+    })
+}
+
+const RELEASE_COLS: &str = "seq, id, db, version, publisher, envelope, verdict, code, reason, origin, received_at, serial, published_at";
+
+impl History {
+    /// Opens (creating and migrating) the database at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a release verdict. Returns the row's sequence number.
+    pub fn insert_release(&self, row: &ReleaseRow) -> Result<i64, HistoryError> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO releases(id, db, version, publisher, envelope, verdict, code, reason, origin, received_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![row.id, row.db, row.version, row.publisher, row.envelope, row.verdict, row.code, row.reason, row.origin, row.received_at],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    /// The accepted release `id`.
+    pub fn accepted(&self, id: &str) -> Result<Option<ReleaseRow>, HistoryError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {RELEASE_COLS} FROM releases WHERE id = ?1 AND verdict = 'accepted'"
+                ),
+                [id],
+                row_to_release,
+            )
+            .optional()?)
+    }
+
+    /// Every accepted release, oldest first.
+    pub fn all_accepted(&self) -> Result<Vec<ReleaseRow>, HistoryError> {
+        self.query_releases(
+            &format!("SELECT {RELEASE_COLS} FROM releases WHERE verdict = 'accepted' ORDER BY seq"),
+            params![],
+        )
+    }
+
+    /// Accepted releases after sequence `after` (at most `limit`), for peers.
+    pub fn accepted_after(&self, after: i64, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
+        self.query_releases(
+            &format!("SELECT {RELEASE_COLS} FROM releases WHERE verdict = 'accepted' AND seq > ?1 ORDER BY seq LIMIT ?2"),
+            params![after, limit],
+        )
+    }
+
+    /// Every row (accepted and refused), newest first, at most `limit`.
+    pub fn recent(&self, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
+        self.query_releases(
+            &format!("SELECT {RELEASE_COLS} FROM releases ORDER BY seq DESC LIMIT ?1"),
+            params![limit],
+        )
+    }
+
+    fn query_releases(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<ReleaseRow>, HistoryError> {
+        let c = self.conn();
+        let mut st = c.prepare(sql)?;
+        let rows = st.query_map(p, row_to_release)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks every accepted release not yet published as published in `serial` at `at`.
+    pub fn mark_published(&self, serial: u64, at: i64) -> Result<(), HistoryError> {
+        self.conn().execute(
+            "UPDATE releases SET serial = ?1, published_at = ?2 WHERE verdict = 'accepted' AND serial IS NULL",
+            params![serial as i64, at],
+        )?;
+        Ok(())
+    }
+
+    /// Starts a push record; returns its id.
+    pub fn push_started(
+        &self,
+        serial: u64,
+        mirror: &str,
+        forced: bool,
+        at: i64,
+    ) -> Result<i64, HistoryError> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO pushes(serial, mirror, forced, sent_at) VALUES (?1,?2,?3,?4)",
+            params![serial as i64, mirror, forced, at],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    /// Records the outcome of a push.
+    pub fn push_finished(
+        &self,
+        id: i64,
+        attempts: u32,
+        acked_at: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<(), HistoryError> {
+        self.conn().execute(
+            "UPDATE pushes SET attempts = ?2, acked_at = ?3, error = ?4 WHERE seq = ?1",
+            params![id, attempts, acked_at, error],
+        )?;
+        Ok(())
+    }
+
+    /// Pushes of serial `from` and later, oldest first.
+    pub fn pushes_since(&self, from: u64) -> Result<Vec<PushRow>, HistoryError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT serial, mirror, forced, sent_at, acked_at, attempts, error FROM pushes WHERE serial >= ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([from as i64], |r| {
+            Ok(PushRow {
+                serial: r.get::<_, i64>(0)? as u64,
+                mirror: r.get(1)?,
+                forced: r.get(2)?,
+                sent_at: r.get(3)?,
+                acked_at: r.get(4)?,
+                attempts: r.get(5)?,
+                error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every registry entry, tombstones included, by name.
+    pub fn registry(&self) -> Result<Vec<RegistryEntry>, HistoryError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT record, updated_at, deleted FROM mirrors ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (text, updated_at, deleted) = row?;
+            let record =
+                serde_json::from_str(&text).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
+            out.push(RegistryEntry {
+                record,
+                updated_at,
+                deleted,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The live (not removed) mirror records.
+    pub fn mirrors(&self) -> Result<Vec<MirrorRecord>, HistoryError> {
+        Ok(self
+            .registry()?
+            .into_iter()
+            .filter(|e| !e.deleted)
+            .map(|e| e.record)
+            .collect())
+    }
+
+    /// Writes an entry if it is newer than the held one (or there is none). Returns whether it
+    /// was written.
+    pub fn put_mirror(&self, entry: &RegistryEntry) -> Result<bool, HistoryError> {
+        let text = serde_json::to_string(&entry.record)
+            .map_err(|e| HistoryError::Corrupt(e.to_string()))?;
+        let n = self.conn().execute(
+            "INSERT INTO mirrors(name, record, updated_at, deleted) VALUES (?1,?2,?3,?4)
+             ON CONFLICT(name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at, deleted = excluded.deleted
+             WHERE excluded.updated_at > mirrors.updated_at",
+            params![entry.record.name, text, entry.updated_at, entry.deleted],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// A peer's replication cursor.
+    pub fn cursor(&self, peer: &str) -> Result<i64, HistoryError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT after FROM peer_cursors WHERE peer = ?1",
+                [peer],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Moves a peer's replication cursor.
+    pub fn set_cursor(&self, peer: &str, after: i64) -> Result<(), HistoryError> {
+        self.conn().execute(
+            "INSERT INTO peer_cursors(peer, after) VALUES (?1, ?2) ON CONFLICT(peer) DO UPDATE SET after = excluded.after",
+            params![peer, after],
+        )?;
+        Ok(())
+    }
+}

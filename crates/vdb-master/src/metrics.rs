@@ -1,0 +1,120 @@
+//! Prometheus metrics of a master.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// The master's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    releases: Family<Labels, Counter>,
+    pushes: Family<Labels, Counter>,
+    forced_sync: Family<Labels, Counter>,
+    replication: Family<Labels, Counter>,
+    upstream: Family<Labels, Counter>,
+    serial: Gauge,
+}
+
+fn l(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vdb_master");
+        let releases = Family::<Labels, Counter>::default();
+        let pushes = Family::<Labels, Counter>::default();
+        let forced_sync = Family::<Labels, Counter>::default();
+        let replication = Family::<Labels, Counter>::default();
+        let upstream = Family::<Labels, Counter>::default();
+        let serial = Gauge::default();
+        registry.register(
+            "releases",
+            "Release verdicts by verdict and code",
+            releases.clone(),
+        );
+        registry.register("pushes", "Push notices by result", pushes.clone());
+        registry.register(
+            "forced_sync",
+            "Forced sync rounds by result",
+            forced_sync.clone(),
+        );
+        registry.register(
+            "replication",
+            "Pulls from peers by result",
+            replication.clone(),
+        );
+        registry.register(
+            "upstream_checks",
+            "Upstream checks by result",
+            upstream.clone(),
+        );
+        registry.register(
+            "manifest_serial",
+            "Serial of the current manifest",
+            serial.clone(),
+        );
+        Self {
+            registry,
+            releases,
+            pushes,
+            forced_sync,
+            replication,
+            upstream,
+            serial,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a release verdict (`code` is `ok` for accepted ones).
+    pub(crate) fn release(&self, verdict: &str, code: &str) {
+        self.releases
+            .get_or_create(&l(&[("verdict", verdict), ("code", code)]))
+            .inc();
+    }
+
+    /// Counts a push result (`acked`, `failed`).
+    pub(crate) fn push(&self, result: &str) {
+        self.pushes.get_or_create(&l(&[("result", result)])).inc();
+    }
+
+    /// Counts a forced sync round (`run`, `skipped`).
+    pub(crate) fn forced_sync(&self, result: &str) {
+        self.forced_sync
+            .get_or_create(&l(&[("result", result)]))
+            .inc();
+    }
+
+    /// Counts a pull from a peer (`ok`, `error`).
+    pub(crate) fn replication(&self, result: &str) {
+        self.replication
+            .get_or_create(&l(&[("result", result)]))
+            .inc();
+    }
+
+    /// Counts an upstream check (`new`, `current`, `error`, `refused`).
+    pub(crate) fn upstream(&self, result: &str) {
+        self.upstream.get_or_create(&l(&[("result", result)])).inc();
+    }
+
+    /// Sets the current serial.
+    pub(crate) fn serial(&self, serial: u64) {
+        self.serial.set(i64::try_from(serial).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

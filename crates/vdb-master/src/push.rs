@@ -1,0 +1,230 @@
+//! Pushes to mirrors, the forced sync, and notifications.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use vdb_proto::{Manifest, MirrorRecord, PushNotice, ReleaseStatement, Signed};
+
+use crate::master::{Master, blocking};
+
+/// Sends a signed push notice for `serial` to every registered mirror with a push URL,
+/// concurrently (bounded), retrying with backoff, and records each outcome.
+pub(crate) async fn push_all(master: &Arc<Master>, serial: u64, forced: bool) {
+    let mirrors = match blocking({
+        let h = master.history.clone();
+        move || h.mirrors()
+    })
+    .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the registry to push");
+            return;
+        }
+    };
+    let targets: Vec<MirrorRecord> = mirrors
+        .into_iter()
+        .filter(|m| m.push_url.is_some())
+        .collect();
+    futures_util::stream::iter(targets)
+        .map(|m| push_one(master, m, serial, forced))
+        .buffer_unordered(master.config.push_concurrency)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+async fn push_one(master: &Arc<Master>, mirror: MirrorRecord, serial: u64, forced: bool) {
+    let Some(url) = mirror.push_url.clone() else {
+        return;
+    };
+    let now = master.clock.now();
+    let h = master.history.clone();
+    let name = mirror.name.clone();
+    let id = match blocking(move || h.push_started(serial, &name, forced, now)).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a push");
+            return;
+        }
+    };
+    let mut delay = Duration::from_millis(master.config.push_backoff_ms);
+    let mut attempts = 0;
+    let mut last_error = None;
+    let mut acked = None;
+    while attempts < master.config.push_attempts {
+        attempts += 1;
+        let notice = PushNotice::new(
+            &master.config.network,
+            &master.config.name,
+            serial,
+            master.clock.now(),
+            forced,
+        );
+        let body = Signed::sign(&notice, &master.key).to_json();
+        let res = master
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let retry = match res {
+            Ok(r) if r.status().is_success() => {
+                acked = Some(master.clock.now());
+                last_error = None;
+                break;
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text: String = r
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(500)
+                    .collect();
+                last_error = Some(format!("HTTP {status}: {text}"));
+                status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408
+            }
+            Err(e) => {
+                last_error = Some(e.to_string());
+                true
+            }
+        };
+        if !retry || attempts >= master.config.push_attempts {
+            break;
+        }
+        tokio::select! {
+            () = master.cancel.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+    match (&acked, &last_error) {
+        (Some(_), _) => {
+            master.metrics.push("acked");
+            tracing::info!(mirror = %mirror.name, serial, forced, attempts, "push acknowledged");
+        }
+        (None, e) => {
+            master.metrics.push("failed");
+            tracing::warn!(mirror = %mirror.name, serial, forced, attempts, error = ?e, "push failed");
+        }
+    }
+    let h = master.history.clone();
+    let err = last_error.clone();
+    if let Err(e) = blocking(move || h.push_finished(id, attempts, acked, err.as_deref())).await {
+        tracing::error!(error = %e, "cannot record a push outcome");
+    }
+}
+
+/// Why a forced sync may not run now, or `None` if it may: every peer must answer with a valid
+/// manifest and none may hold a newer version of any database.
+pub(crate) async fn forced_sync_blocker(master: &Arc<Master>) -> Option<String> {
+    if !master.ready.load(Ordering::SeqCst) {
+        return Some("this master has not caught up with its peers yet".into());
+    }
+    let Some(own) = master.current() else {
+        return Some("this master has no manifest yet".into());
+    };
+    for p in &master.config.peers {
+        let m = match fetch_peer_manifest(master, &p.url, p.key).await {
+            Ok(m) => m,
+            Err(e) => {
+                return Some(format!(
+                    "peer {} is unreachable or answers badly: {e}",
+                    p.url
+                ));
+            }
+        };
+        for (db, s) in &m.databases {
+            let mine = own.manifest.databases.get(db).map_or(0, |d| d.version);
+            if s.version > mine {
+                return Some(format!(
+                    "peer {} holds {db} version {}, newer than ours ({mine})",
+                    p.url, s.version
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Fetches and verifies a peer's manifest (and remembers its serial).
+pub(crate) async fn fetch_peer_manifest(
+    master: &Master,
+    base: &str,
+    key: vdb_proto::PublicKey,
+) -> anyhow::Result<Manifest> {
+    let url = format!("{}{}", base.trim_end_matches('/'), vdb_proto::MANIFEST_PATH);
+    let r = master
+        .http
+        .get(&url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
+    let bytes = r.bytes().await?;
+    anyhow::ensure!(bytes.len() < 64 << 20, "manifest too large");
+    let env = Signed::<Manifest>::from_json(&bytes)?;
+    let m = env.verify(&[key])?;
+    anyhow::ensure!(
+        m.network == master.config.network,
+        "manifest for network {:?}",
+        m.network
+    );
+    master.peer_serial.fetch_max(m.serial, Ordering::SeqCst);
+    Ok(m)
+}
+
+/// One forced-sync round: runs it, or skips it with a log line, a metric and an alert.
+pub(crate) async fn forced_sync(master: &Arc<Master>) -> bool {
+    if let Some(reason) = forced_sync_blocker(master).await {
+        master.metrics.forced_sync("skipped");
+        tracing::warn!(%reason, "forced sync skipped");
+        alert(master, "forced_sync_skipped", &reason);
+        return false;
+    }
+    let serial = master.serial();
+    master.metrics.forced_sync("run");
+    tracing::info!(serial, "forced sync of every mirror");
+    push_all(master, serial, true).await;
+    true
+}
+
+fn webhook(master: &Arc<Master>, body: serde_json::Value) {
+    let Some(url) = master.config.webhook_url.clone() else {
+        return;
+    };
+    let http = master.http.clone();
+    master.tasks.spawn(async move {
+        if let Err(e) = http
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            tracing::warn!(error = %e, "webhook failed");
+        }
+    });
+}
+
+/// Sends an operator alert to the webhook.
+pub(crate) fn alert(master: &Arc<Master>, kind: &str, message: &str) {
+    webhook(
+        master,
+        serde_json::json!({"event": "alert", "kind": kind, "master": master.config.name, "message": message}),
+    );
+}
+
+/// Announces an accepted release on the webhook.
+pub(crate) fn notify_release(master: &Arc<Master>, st: &ReleaseStatement, id: &str) {
+    webhook(
+        master,
+        serde_json::json!({"event": "release", "master": master.config.name, "release_id": id,
+            "db": st.db, "version": st.version, "notes": st.notes}),
+    );
+}
