@@ -634,24 +634,49 @@ fn apply_cmd(args: &ApplyArgs) -> Result<ExitCode> {
     }
     let mut files = load_files(&args.base, &keys)?;
     let name = db_name_in(&files, &args.base)?;
-    for c in &args.cdiffs {
-        let bytes = fs::read(c).with_context(|| format!("reading {}", c.display()))?;
-        let header = patch::apply_cdiff(&mut files, &name, &bytes, &keys, &Limits::default())
-            .with_context(|| format!("applying {}", c.display()))?;
-        eprintln!("applied {} → version {}", c.display(), header.version);
-    }
-    let mut out = Vec::new();
-    let header = build::build_cld(&name, &files, args.compress, &mut out)?;
-    container::verify(&out[..], Kind::Cld, &keys, &Limits::default())
-        .context("the built CLD does not verify")?;
-    write_atomic(&args.output, &out)
+    let cdiffs = args
+        .cdiffs
+        .iter()
+        .map(|c| fs::read(c).with_context(|| format!("reading {}", c.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let links: Vec<&[u8]> = cdiffs.iter().map(Vec::as_slice).collect();
+    let header =
+        patch::apply_chain(&mut files, &name, &links, &keys, &Limits::default()).map_err(|e| {
+            let path = args.cdiffs[e.index].display().to_string();
+            anyhow::Error::new(e.error).context(format!("applying {path}"))
+        })?;
+    eprintln!(
+        "applied {} cdiff(s) → version {}",
+        args.cdiffs.len(),
+        header.version
+    );
+    // Streamed into a temporary file beside the output, fsynced, renamed into place.
+    let dir = args
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let header = {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let h = build::build_cld(&name, &files, args.compress, &mut w)?;
+        std::io::Write::flush(&mut w)?;
+        h
+    };
+    tmp.as_file().sync_all()?;
+    let len = tmp.as_file().metadata()?.len();
+    tmp.persist(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     println!(
         "wrote {} version {} ({} signatures, {} bytes)",
         args.output.display(),
         header.version,
         header.signatures,
-        out.len()
+        len
     );
     Ok(ExitCode::SUCCESS)
 }

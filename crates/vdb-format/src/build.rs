@@ -117,7 +117,7 @@ pub fn build(
     let mut signatures = 0u32;
     for name in order.iter().skip(1) {
         let data = store
-            .read(name)
+            .read_cow(name)
             .map_err(|e| io(name, e))?
             .unwrap_or_default();
         signatures = signatures.saturating_add(count_signatures(name, &data, spec.engine_flevel));
@@ -178,7 +178,7 @@ fn write_members(
     let info_name = format!("{db}.info");
     for (i, name) in order.iter().enumerate() {
         let data = store
-            .read(name)
+            .read_cow(name)
             .map_err(|e| Error::io(format!("reading {name}"), e))?
             .ok_or_else(|| Error::Build(format!("{name} vanished while building")))?;
         tar::append(w, name, &data).map_err(werr)?;

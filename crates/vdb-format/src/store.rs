@@ -1,5 +1,6 @@
 //! Where an unpacked database lives: in memory or in a directory.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
@@ -14,6 +15,15 @@ pub trait FileStore {
     fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
     /// Creates or replaces a file.
     fn write(&mut self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// The file's bytes, borrowed when the store holds them in memory.
+    fn read_cow(&self, name: &str) -> io::Result<Option<Cow<'_, [u8]>>> {
+        Ok(self.read(name)?.map(Cow::Owned))
+    }
+    /// Creates or replaces a file, taking the bytes (stores that keep files in memory avoid a
+    /// copy).
+    fn write_owned(&mut self, name: &str, data: Vec<u8>) -> io::Result<()> {
+        self.write(name, &data)
+    }
     /// Deletes a file; returns whether it existed.
     fn remove(&mut self, name: &str) -> io::Result<bool>;
     /// Every file name, sorted.
@@ -26,6 +36,13 @@ impl FileStore for BTreeMap<String, Vec<u8>> {
     }
     fn write(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
         self.insert(name.to_owned(), data.to_vec());
+        Ok(())
+    }
+    fn read_cow(&self, name: &str) -> io::Result<Option<Cow<'_, [u8]>>> {
+        Ok(self.get(name).map(|v| Cow::Borrowed(v.as_slice())))
+    }
+    fn write_owned(&mut self, name: &str, data: Vec<u8>) -> io::Result<()> {
+        self.insert(name.to_owned(), data);
         Ok(())
     }
     fn remove(&mut self, name: &str) -> io::Result<bool> {
