@@ -1,6 +1,182 @@
 //! vdbnet directory: authoritative DNS with GeoIP regions and version records, and an HTTP redirector.
+//!
+//! The directory polls the masters' mirror registry and the monitors' verdicts, decides which
+//! mirrors are handed out (in service, or the freshest ones when too few are: invariant 8), and
+//! answers from that:
+//!
+//! - DNS (UDP and TCP on one port): `database.<zone>` (A/AAAA of handed-out mirrors, weighted
+//!   shuffle, at most `max_records`; clients in a region get a CNAME to, or the records of,
+//!   `db.<region>.<zone>`), `db.<region>.<zone>`, the ClamAV TXT records `current.cvd.<zone>`
+//!   and `<db>.cvd.<zone>` (versions every handed-out mirror serves: invariant 9), SOA, NS,
+//!   AXFR to allowed secondaries and NOTIFY on every serial change;
+//! - HTTP: `GET /<file>` → 302 to the best mirror for the client with `Link: rel=duplicate`
+//!   alternatives, `GET /api/v1/mirrors`, `/healthz`, `/metrics`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use vdb_proto::{Clock, SystemClock};
+
+mod config;
+mod dns;
+mod geo;
+mod http;
+mod membership;
+mod metrics;
+mod state;
+mod zone;
+
+pub use config::{Config, GeoMode, NameServer};
+pub use geo::{Geo, GeoError};
+pub use membership::MirrorStatus;
+
+/// A running directory.
+pub struct Running {
+    dns_addr: SocketAddr,
+    http_addr: SocketAddr,
+    cancel: CancellationToken,
+    dns: hickory_server::Server<dns::Handler>,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("dns_addr", &self.dns_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Where the DNS server listens (UDP and TCP).
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns_addr
+    }
+
+    /// Where the HTTP server listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops every server and loop and waits for them.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Err(e) = self.dns.shutdown_gracefully().await {
+            tracing::warn!(error = %e, "DNS server stopped with an error");
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds the servers, polls the masters and monitors once, and starts the loops.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    config.validate()?;
+    let geo = match &config.geoip_db {
+        Some(path) => Some(Geo::open(
+            path,
+            &config.country_regions,
+            config.default_region.clone(),
+        )?),
+        None => None,
+    };
+    let client = state::client(&config)?;
+    let shared = Arc::new(state::Shared::new(config, clock, geo)?);
+    let cfg = &shared.config;
+
+    let udp = tokio::net::UdpSocket::bind(cfg.dns_listen)
+        .await
+        .with_context(|| format!("binding DNS (UDP) on {}", cfg.dns_listen))?;
+    let dns_addr = udp.local_addr()?;
+    let tcp = tokio::net::TcpListener::bind(dns_addr)
+        .await
+        .with_context(|| format!("binding DNS (TCP) on {dns_addr}"))?;
+    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http_listen))?;
+    let http_addr = http_listener.local_addr()?;
+
+    state::poll_once(&shared, &client).await;
+
+    let mut server = hickory_server::Server::new(dns::Handler {
+        shared: shared.clone(),
+    });
+    server.register_socket(udp);
+    server.register_listener(tcp, std::time::Duration::from_secs(10), 64);
+
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(state::poll_loop(shared.clone(), client, cancel.clone()));
+    tasks.spawn(dns::notify_loop(shared.clone(), cancel.clone()));
+    let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let http_cancel = cancel.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    // Secondaries learn the starting serial too.
+    if !shared.config.notify.is_empty() {
+        let s = shared.clone();
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            let snap = s.snapshot();
+            let mut set = JoinSet::new();
+            for &t in &s.config.notify {
+                set.spawn(dns::notify_one(
+                    snap.params.origin.clone(),
+                    snap.soa(),
+                    t,
+                    5,
+                ));
+            }
+            tokio::select! {
+                () = c.cancelled() => set.abort_all(),
+                _ = async { while set.join_next().await.is_some() {} } => {}
+            }
+        });
+    }
+    tracing::info!(dns = %dns_addr, http = %http_addr, zone = %shared.config.zone, "directory listening");
+    Ok(Running {
+        dns_addr,
+        http_addr,
+        cancel,
+        dns: server,
+        tasks,
+    })
+}
 
 /// Runs the directory from its TOML configuration until SIGINT or SIGTERM.
-pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!("vdbd directory is not available yet ({})", config.display())
+pub async fn run_from_config(config: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let config = Config::load(config)?;
+    let running = start(config, Arc::new(SystemClock)).await?;
+    let line = serde_json::json!({
+        "role": "directory",
+        "dns": running.dns_addr().to_string(),
+        "http": format!("http://{}", running.http_addr()),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    drop(out);
+    wait_for_signal().await?;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

@@ -1,0 +1,305 @@
+//! The directory's TOML configuration.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// How a client whose address maps to a region is answered for `database.<zone>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeoMode {
+    /// A CNAME to `db.<region>.<zone>` plus that name's records (what the seed's network did).
+    #[default]
+    Cname,
+    /// The region's A/AAAA records directly under `database.<zone>`.
+    Direct,
+}
+
+/// One name server of the zone (an NS record, plus glue when the name is inside the zone).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameServer {
+    /// Its host name (absolute; the trailing dot is optional).
+    pub name: String,
+    /// Its addresses, published as glue when `name` is inside the zone.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The directory's configuration (`vdbd directory --config directory.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The zone this directory is authoritative for (`clamav.example.net`).
+    pub zone: String,
+    /// UDP and TCP address of the DNS server (same port for both; port 0 picks one).
+    #[serde(default = "default_dns_listen")]
+    pub dns_listen: SocketAddr,
+    /// Address of the HTTP server (redirector, `/api/v1/mirrors`, `/healthz`, `/metrics`).
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// Base URLs of the masters, tried in order, for the registry (`GET /api/v1/mirrors`).
+    #[serde(default)]
+    pub masters: Vec<String>,
+    /// Base URLs of the monitors (`GET /api/v1/verdicts`). Empty: every registered mirror that
+    /// is neither drained nor in maintenance counts as in service and no TXT record is served.
+    #[serde(default)]
+    pub monitors: Vec<String>,
+    /// How many monitors must judge a mirror in service (capped at the number of monitors).
+    #[serde(default = "one")]
+    pub monitor_quorum: usize,
+    /// Seconds between two polls of the masters and monitors.
+    #[serde(default = "default_poll")]
+    pub poll_secs: u64,
+    /// Timeout of one poll request, in seconds.
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout_secs: u64,
+    /// Fail-static: when fewer mirrors than this are in service, the freshest others are
+    /// handed out too (never drained ones or ones in a maintenance window).
+    #[serde(default = "one")]
+    pub min_in_service: usize,
+    /// Most A (and most AAAA) records in one answer.
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// TTL of the dynamic names (`database`, `db.<region>`, the TXT records), seconds.
+    #[serde(default = "default_dynamic_ttl")]
+    pub dynamic_ttl: u32,
+    /// TTL of SOA and NS records, seconds.
+    #[serde(default = "default_static_ttl")]
+    pub static_ttl: u32,
+    /// SOA refresh / retry / expire for secondaries, seconds.
+    #[serde(default = "default_refresh")]
+    pub soa_refresh: i32,
+    /// SOA retry, seconds.
+    #[serde(default = "default_retry")]
+    pub soa_retry: i32,
+    /// SOA expire, seconds.
+    #[serde(default = "default_expire")]
+    pub soa_expire: i32,
+    /// The zone admin's mailbox as a DNS name (`hostmaster.<zone>` by default).
+    #[serde(default)]
+    pub hostmaster: Option<String>,
+    /// The zone's name servers; default: one, `ns.<zone>`, without glue.
+    #[serde(default)]
+    pub nameservers: Vec<NameServer>,
+    /// A MaxMind-format database (GeoIP2-Country schema or `{country_code}` schema). Missing
+    /// or unreadable: the directory refuses to start.
+    #[serde(default)]
+    pub geoip_db: Option<PathBuf>,
+    /// ISO country code → region name.
+    #[serde(default)]
+    pub country_regions: BTreeMap<String, String>,
+    /// Region for countries missing from `country_regions` (none: such clients get the global set).
+    #[serde(default)]
+    pub default_region: Option<String>,
+    /// Region names that always exist as `db.<region>.<zone>` (besides those of registered mirrors).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// How `database.<zone>` answers a client in a region.
+    #[serde(default)]
+    pub geo_mode: GeoMode,
+    /// Field 0 of `current.cvd`: the newest ClamAV release.
+    #[serde(default = "default_clamav_version")]
+    pub clamav_version: String,
+    /// Field 5 of `current.cvd`: the recommended functionality level.
+    #[serde(default = "default_flevel")]
+    pub clamav_flevel: u32,
+    /// Field 4 of `current.cvd`: whether older clients should warn that they are outdated.
+    #[serde(default = "yes")]
+    pub version_warning: bool,
+    /// The TXT records' time field is renewed at least this often (freshclam drops a record
+    /// older than 12 h), seconds.
+    #[serde(default = "default_txt_refresh")]
+    pub txt_refresh_secs: u64,
+    /// Secondaries (`ip:port`) sent a NOTIFY on every serial change.
+    #[serde(default)]
+    pub notify: Vec<SocketAddr>,
+    /// Addresses allowed to transfer the zone (AXFR/IXFR over TCP).
+    #[serde(default)]
+    pub axfr_allow: Vec<IpAddr>,
+    /// Most alternative mirrors listed in a redirect's `Link: rel=duplicate` headers.
+    #[serde(default = "default_alternatives")]
+    pub redirect_alternatives: usize,
+}
+
+fn default_dns_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5353))
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8053))
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_poll() -> u64 {
+    10
+}
+fn default_http_timeout() -> u64 {
+    5
+}
+fn default_max_records() -> usize {
+    8
+}
+fn default_dynamic_ttl() -> u32 {
+    30
+}
+fn default_static_ttl() -> u32 {
+    3600
+}
+fn default_refresh() -> i32 {
+    3600
+}
+fn default_retry() -> i32 {
+    600
+}
+fn default_expire() -> i32 {
+    7 * 86400
+}
+fn default_clamav_version() -> String {
+    "1.4.6".to_owned()
+}
+fn default_flevel() -> u32 {
+    216
+}
+fn default_txt_refresh() -> u64 {
+    3600
+}
+fn default_alternatives() -> usize {
+    4
+}
+
+impl Config {
+    /// A configuration for `zone` with every other field at its default.
+    pub fn new(zone: impl Into<String>) -> Self {
+        Self {
+            zone: zone.into(),
+            dns_listen: default_dns_listen(),
+            http_listen: default_http_listen(),
+            masters: Vec::new(),
+            monitors: Vec::new(),
+            monitor_quorum: 1,
+            poll_secs: default_poll(),
+            http_timeout_secs: default_http_timeout(),
+            min_in_service: 1,
+            max_records: default_max_records(),
+            dynamic_ttl: default_dynamic_ttl(),
+            static_ttl: default_static_ttl(),
+            soa_refresh: default_refresh(),
+            soa_retry: default_retry(),
+            soa_expire: default_expire(),
+            hostmaster: None,
+            nameservers: Vec::new(),
+            geoip_db: None,
+            country_regions: BTreeMap::new(),
+            default_region: None,
+            regions: Vec::new(),
+            geo_mode: GeoMode::default(),
+            clamav_version: default_clamav_version(),
+            clamav_flevel: default_flevel(),
+            version_warning: true,
+            txt_refresh_secs: default_txt_refresh(),
+            notify: Vec::new(),
+            axfr_allow: Vec::new(),
+            redirect_alternatives: default_alternatives(),
+        }
+    }
+
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the directory config {}", path.display()))?;
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("in the directory config {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("in the directory config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            hickory_proto::rr::Name::from_ascii(&self.zone).is_ok() && !self.zone.is_empty(),
+            "field `zone` must be a DNS name, got {:?}",
+            self.zone
+        );
+        anyhow::ensure!(self.poll_secs >= 1, "field `poll_secs` must be >= 1");
+        anyhow::ensure!(
+            self.http_timeout_secs >= 1,
+            "field `http_timeout_secs` must be >= 1"
+        );
+        anyhow::ensure!(self.max_records >= 1, "field `max_records` must be >= 1");
+        anyhow::ensure!(
+            self.monitor_quorum >= 1,
+            "field `monitor_quorum` must be >= 1"
+        );
+        anyhow::ensure!(
+            self.txt_refresh_secs >= 1 && self.txt_refresh_secs <= 6 * 3600,
+            "field `txt_refresh_secs` must be between 1 and 21600 (freshclam drops TXT records older than 12 h)"
+        );
+        anyhow::ensure!(
+            !self.clamav_version.contains(':') && !self.clamav_version.is_empty(),
+            "field `clamav_version` must be a version like 1.4.6"
+        );
+        for region in self
+            .regions
+            .iter()
+            .chain(self.country_regions.values())
+            .chain(self.default_region.iter())
+        {
+            anyhow::ensure!(
+                is_label(region),
+                "region {region:?} must be one DNS label of [a-z0-9-] (fields `regions`, `country_regions`, `default_region`)"
+            );
+        }
+        for ns in &self.nameservers {
+            anyhow::ensure!(
+                hickory_proto::rr::Name::from_ascii(&ns.name).is_ok(),
+                "field `nameservers`: {:?} is not a DNS name",
+                ns.name
+            );
+        }
+        for url in self.masters.iter().chain(&self.monitors) {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "fields `masters`/`monitors`: {url:?} must be an http(s) base URL"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is a lower-case DNS label usable as a region name.
+pub(crate) fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_minimal_and_rejects_unknown() {
+        let c: Config = toml::from_str("zone = \"vdb.test\"").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.max_records, 8);
+        assert_eq!(c.geo_mode, GeoMode::Cname);
+        assert!(toml::from_str::<Config>("zone = \"a\"\nbogus = 1").is_err());
+        let mut c = Config::new("vdb.test");
+        c.regions = vec!["Europe".into()];
+        assert!(c.validate().is_err());
+        let mut c = Config::new("vdb.test");
+        c.poll_secs = 0;
+        assert!(c.validate().is_err());
+    }
+}

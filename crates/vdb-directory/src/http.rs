@@ -1,0 +1,163 @@
+//! The HTTP side: the redirector, the mirror list, health and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use vdb_proto::{ApiError, paths};
+
+use crate::dns::canonical;
+use crate::membership::{Member, MirrorStatus};
+use crate::state::Shared;
+use crate::zone::{Rng, weighted_shuffle};
+
+/// `GET /api/v1/mirrors` on the directory.
+#[derive(Debug, Serialize)]
+struct MirrorList<'a> {
+    zone: &'a str,
+    serial: u32,
+    fail_static: bool,
+    mirrors: &'a [MirrorStatus],
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(ApiError {
+            code: code.to_owned(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The router.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(paths::HEALTH, get(|| async { "ok" }))
+        .route(paths::METRICS, get(metrics))
+        .route(paths::MIRRORS, get(mirrors))
+        .route("/{file}", get(redirect))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(1024))
+        .with_state(shared)
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such path: ask for /<file> (a database file name), /api/v1/mirrors, /healthz or /metrics",
+    )
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
+    let snap = shared.snapshot();
+    axum::Json(MirrorList {
+        zone: &shared.config.zone,
+        serial: snap.serial,
+        fail_static: snap.membership.fail_static,
+        mirrors: &snap.membership.statuses,
+    })
+    .into_response()
+}
+
+fn file_url(m: &Member, file: &str) -> Option<String> {
+    m.base_url
+        .as_ref()
+        .map(|b| format!("{}/{}", b.trim_end_matches('/'), file))
+}
+
+async fn redirect(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(file): Path<String>,
+) -> Response {
+    if !vdb_proto::is_safe_file_name(&file) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "bad_name",
+            format!("{file:?} is not a database file name"),
+        );
+    }
+    let snap = shared.snapshot();
+    let region = shared.region_of(canonical(peer.ip()));
+    let all: Vec<&Member> = snap
+        .membership
+        .members
+        .iter()
+        .filter(|m| m.base_url.is_some())
+        .collect();
+    let local: Vec<&Member> = match region.as_deref() {
+        Some(r) => all
+            .iter()
+            .copied()
+            .filter(|m| m.region.as_deref() == Some(r))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut rng = Rng::new();
+    // The client's region first (weighted), then everyone else (weighted) as alternatives.
+    let mut order = weighted_shuffle(&local, &mut rng);
+    let rest: Vec<&Member> = all
+        .iter()
+        .copied()
+        .filter(|m| !order.iter().any(|o| o.name == m.name))
+        .collect();
+    order.extend(weighted_shuffle(&rest, &mut rng));
+    let Some(best) = order.first() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_mirror",
+            "no mirror is in service right now; try again later",
+        );
+    };
+    let Some(location) = file_url(best, &file) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_mirror",
+            "no mirror URL",
+        );
+    };
+    let mut resp = StatusCode::FOUND.into_response();
+    let h = resp.headers_mut();
+    let Ok(loc) = HeaderValue::from_str(&location) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bad_mirror_url",
+            "a mirror's base URL is not a valid header value",
+        );
+    };
+    h.insert(header::LOCATION, loc);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (i, m) in order
+        .iter()
+        .skip(1)
+        .take(shared.config.redirect_alternatives)
+        .enumerate()
+    {
+        if let Some(url) = file_url(m, &file)
+            && let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=duplicate; pri={}", i + 1))
+        {
+            h.append(header::LINK, v);
+        }
+    }
+    shared.metrics.redirects.inc();
+    resp
+}

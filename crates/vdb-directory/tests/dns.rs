@@ -1,0 +1,653 @@
+//! The directory in-process against test doubles of the registry (master) and verdicts
+//! (monitor), queried with the real `dig` over UDP and TCP from several loopback sources.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use support::mmdb::{self, Schema};
+use support::{Doubles, Network, dig, dig_until, mirror, verdict};
+use vdb_directory::{Config, GeoMode, Running};
+use vdb_format::dnstxt::{CurrentRecord, DbRecord};
+use vdb_proto::{MaintenanceWindow, ManualClock, MirrorState};
+
+const T0: i64 = 1_700_000_000;
+const ZONE: &str = "vdb.test.";
+
+fn geo_db(dir: &std::path::Path, schema: Schema) -> PathBuf {
+    let bytes = mmdb::build(
+        schema,
+        &[
+            ("127.0.0.2".parse().unwrap(), 32, "DE"),
+            ("127.0.0.3".parse().unwrap(), 32, "US"),
+            ("127.0.0.4".parse().unwrap(), 32, "JP"),
+        ],
+    );
+    let path = dir.join("test.mmdb");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn three_mirrors() -> Network {
+    let mut eu2 = mirror("eu2", "192.0.2.2", Some("europe"), 100);
+    eu2.addresses.push("2001:db8::2".parse().unwrap());
+    Network {
+        registry: vec![
+            mirror("eu1", "192.0.2.1", Some("europe"), 100),
+            eu2,
+            mirror("us1", "198.51.100.1", Some("america"), 100),
+        ],
+        verdicts: vec![
+            verdict("eu1", MirrorState::InService, 27001, 62),
+            verdict("eu2", MirrorState::InService, 27000, 62),
+            verdict("us1", MirrorState::Lagging, 27001, 62),
+        ],
+        ..Default::default()
+    }
+}
+
+fn config(doubles: &Doubles, geo: Option<PathBuf>) -> Config {
+    let mut c = Config::new("vdb.test");
+    c.dns_listen = "127.0.0.1:0".parse().unwrap();
+    c.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.masters = vec![doubles.url.clone()];
+    c.monitors = vec![doubles.url.clone()];
+    c.poll_secs = 1;
+    c.http_timeout_secs = 2;
+    c.geoip_db = geo;
+    c.country_regions = BTreeMap::from([
+        ("DE".to_owned(), "europe".to_owned()),
+        ("US".to_owned(), "america".to_owned()),
+    ]);
+    c.regions = vec!["asia".into()];
+    c
+}
+
+async fn start(c: Config, clock: &ManualClock) -> Running {
+    vdb_directory::start(c, Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+fn soa_serial(d: &support::Dig) -> u32 {
+    let soa = d
+        .answer
+        .iter()
+        .chain(&d.authority)
+        .find(|r| r.rtype == "SOA")
+        .unwrap_or_else(|| panic!("no SOA in\n{}", d.raw));
+    soa.data.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+async fn serial(dns: SocketAddr) -> u32 {
+    soa_serial(&dig(dns, None, ZONE, "SOA", &[]).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_name_and_type_over_udp_and_tcp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, Some(geo_db(tmp.path(), Schema::GeoIp2Country)));
+    c.nameservers = vec![vdb_directory::NameServer {
+        name: "ns1.vdb.test".into(),
+        addresses: vec!["127.0.0.1".parse().unwrap()],
+    }];
+    let dir = start(c, &clock).await;
+    let dns = dir.dns_addr();
+
+    for tcp in [false, true] {
+        let args: &[&str] = if tcp { &["+tcp"] } else { &[] };
+        let q = |src: Option<&'static str>, name: &'static str, t: &'static str| async move {
+            dig(dns, src, name, t, args).await
+        };
+
+        let d = q(None, ZONE, "SOA").await;
+        assert_eq!(d.status, "NOERROR", "{}", d.raw);
+        assert!(d.has_flag("aa"));
+        assert!(!d.has_flag("ra"));
+        assert_eq!(d.data("SOA").len(), 1);
+        assert!(d.data("SOA")[0].starts_with("ns1.vdb.test. hostmaster.vdb.test. "));
+        assert!(
+            d.raw.contains("OPT PSEUDOSECTION"),
+            "EDNS echoed:\n{}",
+            d.raw
+        );
+
+        let d = q(None, ZONE, "NS").await;
+        assert_eq!(d.data("NS"), ["ns1.vdb.test."]);
+        assert_eq!(d.additional.iter().filter(|r| r.rtype == "A").count(), 1);
+        let d = q(None, "ns1.vdb.test.", "A").await;
+        assert_eq!(d.data("A"), ["127.0.0.1"]);
+
+        // No region for 127.0.0.1 (not in the GeoIP database): every in-service mirror.
+        let d = q(None, "database.vdb.test.", "A").await;
+        assert_eq!(d.status, "NOERROR");
+        assert!(d.has_flag("aa"));
+        assert_eq!(d.data("A"), ["192.0.2.1", "192.0.2.2", "198.51.100.1"]);
+        assert!(d.answer.iter().all(|r| r.ttl == 30));
+        let d = q(None, "database.vdb.test.", "AAAA").await;
+        assert_eq!(d.data("AAAA"), ["2001:db8::2"]);
+
+        // 127.0.0.2 is in DE → europe: a CNAME to the regional name plus its records.
+        let d = q(Some("127.0.0.2"), "database.vdb.test.", "A").await;
+        assert_eq!(d.data("CNAME"), ["db.europe.vdb.test."], "{}", d.raw);
+        assert_eq!(d.data("A"), ["192.0.2.1", "192.0.2.2"]);
+        assert!(
+            d.answer
+                .iter()
+                .filter(|r| r.rtype == "A")
+                .all(|r| r.name == "db.europe.vdb.test.")
+        );
+        let d = q(Some("127.0.0.3"), "database.vdb.test.", "A").await;
+        assert_eq!(d.data("CNAME"), ["db.america.vdb.test."]);
+        assert_eq!(d.data("A"), ["198.51.100.1"]);
+        // JP has no region in the table: the global set, no CNAME.
+        let d = q(Some("127.0.0.4"), "database.vdb.test.", "A").await;
+        assert!(d.data("CNAME").is_empty());
+        assert_eq!(d.data("A").len(), 3);
+
+        let d = q(None, "db.europe.vdb.test.", "A").await;
+        assert_eq!(d.data("A"), ["192.0.2.1", "192.0.2.2"]);
+        let d = q(None, "db.europe.vdb.test.", "AAAA").await;
+        assert_eq!(d.data("AAAA"), ["2001:db8::2"]);
+        // A configured region without mirrors falls back to all of them.
+        let d = q(None, "db.asia.vdb.test.", "A").await;
+        assert_eq!(d.data("A").len(), 3);
+        let d = q(None, "db.nowhere.vdb.test.", "A").await;
+        assert_eq!(d.status, "NXDOMAIN");
+        assert_eq!(d.authority[0].rtype, "SOA");
+
+        // TXT: never ahead of any in-service mirror (eu2 serves daily 27000).
+        let d = q(None, "current.cvd.vdb.test.", "TXT").await;
+        let txt = d.data("TXT");
+        assert_eq!(txt.len(), 1, "{}", d.raw);
+        let rec = CurrentRecord::parse(txt[0].trim_matches('"')).unwrap();
+        assert_eq!(
+            (rec.main, rec.daily, rec.bytecode, rec.safebrowsing),
+            (62, 27000, 339, 0)
+        );
+        assert_eq!(rec.time, T0);
+        assert_eq!(rec.clamav_version, "1.4.6");
+        assert_eq!(rec.flevel, 216);
+        let d = q(None, "daily.cvd.vdb.test.", "TXT").await;
+        let rec = DbRecord::parse(d.data("TXT")[0].trim_matches('"')).unwrap();
+        assert_eq!(
+            rec,
+            DbRecord {
+                version: 27000,
+                time: T0
+            }
+        );
+        let d = q(None, "nosuchdb.cvd.vdb.test.", "TXT").await;
+        assert_eq!(d.status, "NXDOMAIN");
+
+        // NODATA: the name exists, the type does not; SOA in the authority section.
+        for (name, t) in [
+            ("database.vdb.test.", "TXT"),
+            ("current.cvd.vdb.test.", "A"),
+            ("cvd.vdb.test.", "A"),
+            ("db.vdb.test.", "A"),
+            (ZONE, "TXT"),
+        ] {
+            let d = q(None, name, t).await;
+            assert_eq!(d.status, "NOERROR", "{name} {t}: {}", d.raw);
+            assert!(d.answer.is_empty(), "{name} {t}");
+            assert_eq!(d.authority.len(), 1, "{name} {t}");
+            assert_eq!(d.authority[0].rtype, "SOA");
+            assert!(d.has_flag("aa"));
+        }
+        let d = q(None, "nothing.vdb.test.", "A").await;
+        assert_eq!(d.status, "NXDOMAIN");
+        assert_eq!(d.authority[0].rtype, "SOA");
+        assert_eq!(d.authority[0].ttl, 30, "negative TTL");
+        let d = q(None, "example.com.", "A").await;
+        assert_eq!(d.status, "REFUSED");
+        assert!(!d.has_flag("aa"));
+    }
+
+    // Without EDNS there is no OPT record in the answer.
+    let d = dig(dns, None, ZONE, "SOA", &["+noedns"]).await;
+    assert_eq!(d.status, "NOERROR");
+    assert!(!d.raw.contains("OPT PSEUDOSECTION"));
+    // EDNS Client Subnet decides the region when a resolver sends it.
+    let d = dig(
+        dns,
+        None,
+        "database.vdb.test.",
+        "A",
+        &["+subnet=127.0.0.3/32"],
+    )
+    .await;
+    assert_eq!(d.data("CNAME"), ["db.america.vdb.test."], "{}", d.raw);
+    assert!(
+        d.raw.contains("CLIENT-SUBNET: 127.0.0.3/32/32"),
+        "{}",
+        d.raw
+    );
+    // AXFR is refused to addresses that are not allowed.
+    let d = dig(dns, None, ZONE, "AXFR", &[]).await;
+    assert!(d.answer.is_empty(), "{}", d.raw);
+    assert!(
+        d.raw.contains("Transfer failed") || d.raw.contains("REFUSED"),
+        "{}",
+        d.raw
+    );
+    dir.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_geo_mode_and_country_code_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, Some(geo_db(tmp.path(), Schema::CountryCode)));
+    c.geo_mode = GeoMode::Direct;
+    let dir = start(c, &clock).await;
+    let d = dig(
+        dir.dns_addr(),
+        Some("127.0.0.2"),
+        "database.vdb.test.",
+        "A",
+        &[],
+    )
+    .await;
+    assert!(d.data("CNAME").is_empty(), "{}", d.raw);
+    assert_eq!(d.data("A"), ["192.0.2.1", "192.0.2.2"]);
+    assert!(d.answer.iter().all(|r| r.name == "database.vdb.test."));
+    dir.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_and_tcp_fallback() {
+    let mut net = Network::default();
+    for i in 0..60 {
+        let name = format!("m{i}");
+        net.registry
+            .push(mirror(&name, &format!("10.0.0.{}", i + 1), None, 100));
+        net.verdicts
+            .push(verdict(&name, MirrorState::InService, 1, 1));
+    }
+    let doubles = Doubles::start(net).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, None);
+    c.max_records = 100;
+    let dir = start(c, &clock).await;
+    let dns = dir.dns_addr();
+    // 60 A records do not fit in 512 bytes: TC set, partial answer.
+    let d = dig(
+        dns,
+        None,
+        "database.vdb.test.",
+        "A",
+        &["+noedns", "+ignore"],
+    )
+    .await;
+    assert!(d.has_flag("tc"), "{}", d.raw);
+    assert!(d.answer.len() < 60);
+    // dig retries over TCP on TC by itself, and gets all of them.
+    let d = dig(dns, None, "database.vdb.test.", "A", &["+noedns"]).await;
+    assert!(!d.has_flag("tc"));
+    assert_eq!(d.data("A").len(), 60, "{}", d.raw);
+    let d = dig(dns, None, "database.vdb.test.", "A", &["+tcp"]).await;
+    assert_eq!(d.data("A").len(), 60);
+    // A large EDNS buffer carries them over UDP.
+    let d = dig(
+        dns,
+        None,
+        "database.vdb.test.",
+        "A",
+        &["+bufsize=4096", "+ignore"],
+    )
+    .await;
+    assert!(!d.has_flag("tc"));
+    assert_eq!(d.data("A").len(), 60);
+    dir.shutdown().await;
+    // max_records caps an answer.
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, None);
+    c.max_records = 5;
+    let dir = start(c, &clock).await;
+    let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
+    assert_eq!(d.data("A").len(), 5);
+    dir.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let dir = start(config(&doubles, None), &clock).await;
+    let dns = dir.dns_addr();
+    let s0 = serial(dns).await;
+    assert!(s0 >= T0 as u32, "serials start from the clock");
+
+    // The monitor takes eu2 out.
+    doubles.edit(|n| n.verdicts[1].state = MirrorState::Out);
+    let d = dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A").len() == 2
+    })
+    .await;
+    assert_eq!(d.data("A"), ["192.0.2.1", "198.51.100.1"]);
+    let s1 = serial(dns).await;
+    assert!(s1 > s0);
+    // With eu2 (daily 27000) gone, the TXT record may advertise 27001.
+    let d = dig(dns, None, "daily.cvd.vdb.test.", "TXT", &[]).await;
+    assert!(d.data("TXT")[0].starts_with("\"27001:"), "{}", d.raw);
+    assert!(
+        dig(dns, None, "database.vdb.test.", "AAAA", &[])
+            .await
+            .answer
+            .is_empty()
+    );
+
+    // Its admin drains us1.
+    doubles.edit(|n| n.registry[2].drained = true);
+    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A") == ["192.0.2.1"]
+    })
+    .await;
+    assert!(serial(dns).await > s1);
+
+    // eu1 announces a maintenance window; now it has begun.
+    doubles.edit(|n| {
+        n.verdicts[1].state = MirrorState::InService;
+        n.registry[0].maintenance.push(MaintenanceWindow {
+            start: T0 + 100,
+            end: T0 + 200,
+            reason: "disk swap".into(),
+        });
+    });
+    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A").len() == 2
+    })
+    .await;
+    clock.set(T0 + 150);
+    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A") == ["192.0.2.2"]
+    })
+    .await;
+    clock.set(T0 + 200);
+    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A").len() == 2
+    })
+    .await;
+    dir.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_static_and_unreachable_sources() {
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, None);
+    c.min_in_service = 2;
+    let dir = start(c, &clock).await;
+    let dns = dir.dns_addr();
+    assert_eq!(
+        dig(dns, None, "database.vdb.test.", "A", &[])
+            .await
+            .data("A")
+            .len(),
+        3
+    );
+
+    // The monitor says everyone is old; the freshest two stay (smallest lag first).
+    doubles.edit(|n| {
+        for (v, lag) in n.verdicts.iter_mut().zip([90_000, 200_000, 100_000]) {
+            v.state = MirrorState::Old;
+            v.lag_secs = lag;
+        }
+    });
+    let d = dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A").len() == 2
+    })
+    .await;
+    assert_eq!(d.data("A"), ["192.0.2.1", "198.51.100.1"]);
+    // TXT follows the handed-out set: both serve daily 27001.
+    let d = dig(dns, None, "daily.cvd.vdb.test.", "TXT", &[]).await;
+    assert!(d.data("TXT")[0].starts_with("\"27001:"), "{}", d.raw);
+
+    // eu1 comes back; one in service plus the freshest other (us1) make two.
+    doubles.edit(|n| n.verdicts[0].state = MirrorState::InService);
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/mirrors", dir.http_addr());
+    let list: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["zone"], "vdb.test");
+
+    // The monitor and the master become unreachable: the last known state stays.
+    doubles.edit(|n| {
+        n.monitor_down = true;
+        n.master_down = true;
+    });
+    for _ in 0..3 {
+        let d = dig(dns, None, "database.vdb.test.", "A", &[]).await;
+        assert_eq!(d.data("A").len(), 2, "{}", d.raw);
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    let metrics = http
+        .get(format!("http://{}/metrics", dir.http_addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vdb_directory_poll_errors_total{source=\"monitor\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vdb_directory_dns_queries_total"),
+        "{metrics}"
+    );
+    dir.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txt_time_is_refreshed_and_never_ahead() {
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, None);
+    c.txt_refresh_secs = 3600;
+    let dir = start(c, &clock).await;
+    let dns = dir.dns_addr();
+    let s0 = serial(dns).await;
+    // A new release reaches eu1 and us1 first: TXT stays at what eu2 serves.
+    doubles.edit(|n| {
+        n.verdicts[0].serving.insert("daily".into(), 27002);
+        n.verdicts[2].serving.insert("daily".into(), 27002);
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let d = dig(dns, None, "current.cvd.vdb.test.", "TXT", &[]).await;
+    let rec = CurrentRecord::parse(d.data("TXT")[0].trim_matches('"')).unwrap();
+    assert_eq!(rec.daily, 27000);
+    // eu2 gets it: now it is advertised.
+    doubles.edit(|n| {
+        n.verdicts[1]
+            .serving
+            .insert("daily".into(), 27002)
+            .map(|_| ())
+            .unwrap_or(())
+    });
+    let d = dig_until(dns, None, "current.cvd.vdb.test.", "TXT", 10, |d| {
+        d.data("TXT").first().is_some_and(|t| t.contains(":27002:"))
+    })
+    .await;
+    let rec = CurrentRecord::parse(d.data("TXT")[0].trim_matches('"')).unwrap();
+    assert_eq!(rec.time, T0);
+    let s1 = serial(dns).await;
+    assert!(s1 > s0);
+    // An hour later the record time is renewed (freshclam drops records older than 12 h),
+    // and the serial moves so that secondaries get the new time too.
+    clock.set(T0 + 3600);
+    let d = dig_until(dns, None, "current.cvd.vdb.test.", "TXT", 10, |d| {
+        d.data("TXT")
+            .first()
+            .is_some_and(|t| t.contains(&format!(":{}:", T0 + 3600)))
+    })
+    .await;
+    assert!(
+        CurrentRecord::parse(d.data("TXT")[0].trim_matches('"'))
+            .unwrap()
+            .is_fresh(T0 + 3600)
+    );
+    assert!(serial(dns).await > s1);
+    dir.shutdown().await;
+}
+
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_redirector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let dir = start(
+        config(&doubles, Some(geo_db(tmp.path(), Schema::GeoIp2Country))),
+        &clock,
+    )
+    .await;
+    let base = format!("http://{}", dir.http_addr());
+
+    let r = client_from("127.0.0.3")
+        .get(format!("{base}/daily.cvd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "http://198.51.100.1:8080/daily.cvd"
+    );
+    let links: Vec<&str> = r
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(links.iter().all(|l| l.contains("rel=duplicate")));
+    for _ in 0..10 {
+        let r = client_from("127.0.0.2")
+            .get(format!("{base}/daily-27001.cdiff"))
+            .send()
+            .await
+            .unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(loc.starts_with("http://192.0.2."), "{loc}");
+        // The alternatives start with the other European mirror.
+        let first_alt = r
+            .headers()
+            .get_all("link")
+            .iter()
+            .next()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(first_alt.starts_with("<http://192.0.2."), "{first_alt}");
+    }
+    let plain = client_from("127.0.0.1");
+    for bad in ["local_stats", ".hidden", "a..b"] {
+        let r = plain.get(format!("{base}/{bad}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{bad}");
+        let e: vdb_proto::ApiError = r.json().await.unwrap();
+        assert_eq!(e.code, "bad_name");
+    }
+    let r = plain.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok");
+    let list: serde_json::Value = plain
+        .get(format!("{base}/api/v1/mirrors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["mirrors"].as_array().unwrap().len(), 3);
+    assert_eq!(list["mirrors"][0]["name"], "eu1");
+    assert_eq!(list["mirrors"][0]["in_service"], true);
+    assert_eq!(list["mirrors"][0]["serving"]["daily"], 27001);
+    let r = plain
+        .post(format!("{base}/daily.cvd"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+
+    // Nobody registered: 503 with a reason.
+    doubles.edit(|n| n.registry.clear());
+    let mut status = 0;
+    for _ in 0..50 {
+        status = plain
+            .get(format!("{base}/daily.cvd"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 503);
+    dir.shutdown().await;
+}
+
+#[tokio::test]
+async fn geoip_database_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(Network::default()).await;
+    let missing = tmp.path().join("nope.mmdb");
+    let err = vdb_directory::start(
+        config(&doubles, Some(missing.clone())),
+        Arc::new(ManualClock::new(T0)),
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("nope.mmdb") && msg.contains("geoip_db"),
+        "{msg}"
+    );
+    let junk = tmp.path().join("junk.mmdb");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let err = vdb_directory::start(config(&doubles, Some(junk)), Arc::new(ManualClock::new(T0)))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("junk.mmdb"));
+    // Both record layouts give countries.
+    for schema in [Schema::GeoIp2Country, Schema::CountryCode] {
+        let path = geo_db(tmp.path(), schema);
+        let regions = BTreeMap::from([("DE".to_owned(), "europe".to_owned())]);
+        let geo = vdb_directory::Geo::open(&path, &regions, Some("other".into())).unwrap();
+        assert_eq!(
+            geo.country("127.0.0.2".parse().unwrap()).as_deref(),
+            Some("DE")
+        );
+        assert_eq!(
+            geo.region("127.0.0.2".parse().unwrap()).as_deref(),
+            Some("europe")
+        );
+        assert_eq!(
+            geo.region("127.0.0.3".parse().unwrap()).as_deref(),
+            Some("other")
+        );
+        assert_eq!(geo.region("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(
+            geo.region("::ffff:127.0.0.2".parse().unwrap()).as_deref(),
+            Some("europe")
+        );
+    }
+}
