@@ -56,6 +56,12 @@ impl Running {
         self.master.key.public()
     }
 
+    /// Whether the master has caught up with its peers (before that it takes no releases from
+    /// publishers, and neither signs nor pushes).
+    pub fn is_ready(&self) -> bool {
+        self.master.ready.load(Ordering::SeqCst)
+    }
+
     /// Runs one forced-sync round now (tests, operators); returns whether it ran.
     pub async fn forced_sync_now(&self) -> bool {
         push::forced_sync(&self.master).await

@@ -131,7 +131,8 @@ pub(crate) async fn forced_sync_blocker(master: &Arc<Master>) -> Option<String> 
     };
     for p in &master.config.peers {
         let m = match fetch_peer_manifest(master, &p.url, p.key).await {
-            Ok(m) => m,
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
             Err(e) => {
                 return Some(format!(
                     "peer {} is unreachable or answers badly: {e}",
@@ -152,12 +153,13 @@ pub(crate) async fn forced_sync_blocker(master: &Arc<Master>) -> Option<String> 
     None
 }
 
-/// Fetches and verifies a peer's manifest (and remembers its serial).
+/// Fetches and verifies a peer's manifest (and remembers its serial); `None` if the peer
+/// answers that it has none yet (a new master catching up).
 pub(crate) async fn fetch_peer_manifest(
     master: &Master,
     base: &str,
     key: vdb_proto::PublicKey,
-) -> anyhow::Result<Manifest> {
+) -> anyhow::Result<Option<Manifest>> {
     let url = format!("{}{}", base.trim_end_matches('/'), vdb_proto::MANIFEST_PATH);
     let r = master
         .http
@@ -165,6 +167,9 @@ pub(crate) async fn fetch_peer_manifest(
         .timeout(Duration::from_secs(5))
         .send()
         .await?;
+    if r.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
     anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
     let bytes = r.bytes().await?;
     anyhow::ensure!(bytes.len() < 64 << 20, "manifest too large");
@@ -176,7 +181,7 @@ pub(crate) async fn fetch_peer_manifest(
         m.network
     );
     master.peer_serial.fetch_max(m.serial, Ordering::SeqCst);
-    Ok(m)
+    Ok(Some(m))
 }
 
 /// One forced-sync round: runs it, or skips it with a log line, a metric and an alert.

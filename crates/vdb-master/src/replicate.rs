@@ -173,6 +173,7 @@ pub(crate) async fn pull_all(master: &Arc<Master>) -> bool {
 pub(crate) async fn run(master: Arc<Master>) {
     let tick = Duration::from_millis(master.config.tick_ms);
     let start = master.clock.now();
+    let serial_at_start = master.serial();
     if !master.config.peers.is_empty() {
         loop {
             let all = pull_all(&master).await;
@@ -207,6 +208,9 @@ pub(crate) async fn run(master: Arc<Master>) {
             if let Err(e) = master.sign_and_push(false).await {
                 tracing::error!(error = %e, "cannot sign the manifest");
             }
+        } else if master.serial() != serial_at_start {
+            // Releases caught up from the peers were signed but not pushed yet.
+            crate::push::push_all(&master, master.serial(), false).await;
         }
     }
     let mut last = master.clock.now();
