@@ -1,14 +1,327 @@
 //! vdbnet mirror: atomic pull sync from the masters and a freshclam-compatible HTTP file server.
+//!
+//! A mirror pulls the masters' signed manifest (in order, with failover), verifies it against
+//! the network's master keys, refuses rollbacks and expired manifests, downloads only the files
+//! it lacks into a content-addressed object store, builds a complete snapshot directory of hard
+//! links and switches a `current` symlink (and the in-memory pointer the server reads once per
+//! request) to it, so clients see the old set or the new set, never a mix. Pushes signed by a
+//! master trigger syncs; pushes during a sync collapse into exactly one more sync.
+//!
+//! The HTTP side serves the flat layout freshclam expects (`daily.cvd`, `daily-N.cdiff`,
+//! `*.sign`, `timestamp`, `dns.txt`, …), the operator's `local_*` files, the signed manifest at
+//! [`vdb_proto::MANIFEST_PATH`], pushes at [`vdb_proto::paths::PUSH`], `/local_stats/`,
+//! `/metrics`, `/healthz` and [`STATUS_PATH`].
 
-/// Runs the mirror from its TOML configuration until SIGINT or SIGTERM.
-pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!("vdbd mirror is not available yet ({})", config.display())
+mod app;
+mod config;
+mod files;
+mod metrics;
+mod serve;
+mod stats;
+mod store;
+mod sync;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use vdb_proto::{Clock, ReplayGuard, SystemClock};
+
+pub use app::{MirrorStatus, STATUS_PATH};
+pub use config::{Config, UnknownHost};
+pub use store::StoreError;
+pub use sync::{SyncError, SyncOutcome, SyncRequest};
+
+use app::{App, Trigger};
+use sync::Syncer;
+
+/// A running mirror.
+#[derive(Debug)]
+pub struct Running {
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    app: Arc<App>,
+    syncer: Syncer,
+    stats_flush: Arc<stats::Stats>,
 }
 
-/// One locked sync from the masters, then exit.
-pub async fn sync_once_from_config(config: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "vdbd mirror sync is not available yet ({})",
-        config.display()
-    )
+impl Running {
+    /// The plain HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The HTTPS address, when TLS is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https
+    }
+
+    /// The serial of the served manifest.
+    pub fn serial(&self) -> Option<u64> {
+        self.app.snapshot().map(|s| s.manifest.serial)
+    }
+
+    /// Runs one sync now (waits for a running one to finish first).
+    pub async fn sync_now(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
+        self.syncer.sync(req).await
+    }
+
+    /// The status document (as served at [`STATUS_PATH`]).
+    pub fn status(&self) -> MirrorStatus {
+        let mut s = self
+            .app
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        s.serial = self.serial();
+        s
+    }
+
+    /// Stops accepting, finishes open requests (bounded), stops the sync loop, writes the
+    /// statistics.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        let st = self.stats_flush.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.flush()).await {
+            tracing::warn!(error = %e, "cannot write the statistics");
+        }
+    }
+}
+
+fn syncer(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<Syncer> {
+    let store = store::Store::open(&config.data_dir)?;
+    Ok(Syncer {
+        store,
+        network: config.network.clone(),
+        masters: config.masters.clone(),
+        keys: config.master_keys.clone(),
+        token: config.pull_token.clone(),
+        client: sync::client(config.fetch_timeout_secs).context("cannot build the HTTP client")?,
+        clock,
+        current: Arc::default(),
+        metrics,
+    })
+}
+
+/// Starts a mirror: loads the current snapshot, binds the listeners, starts the sync loop (which
+/// syncs at once, then on pushes and every `poll_secs`).
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    config.check()?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let syncer = syncer(&config, clock.clone(), metrics.clone())?;
+    {
+        // Crash leftovers, then the snapshot `current` names, fully re-hashed.
+        let store = syncer.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let _lock = store.lock()?;
+            store.clean_tmp()
+        })
+        .await??;
+        syncer.load_disk_current(true).await?;
+    }
+    let local_dir = config.local_dir();
+    std::fs::create_dir_all(&local_dir)
+        .with_context(|| format!("local_dir {}", local_dir.display()))?;
+    let stats_path = config.data_dir.join("stats.sqlite");
+    let stats = Arc::new(
+        stats::Stats::open(&stats_path, &config.monitor_user_agent)
+            .with_context(|| format!("statistics database {}", stats_path.display()))?,
+    );
+    let trigger = Arc::new(Trigger::default());
+    let app = Arc::new(App {
+        name: config.name.clone(),
+        hosts: config.hosts.clone(),
+        unknown_host: config.unknown_host,
+        max_age: config.mutable_max_age_secs,
+        current: syncer.current.clone(),
+        local_dir,
+        stats: stats.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        keys: config.master_keys.clone(),
+        guard: Mutex::new(ReplayGuard::new(
+            config.network.clone(),
+            config.push_window_secs,
+            10_000,
+        )),
+        trigger: trigger.clone(),
+        stats_auth: config.stats_user.clone().zip(config.stats_password.clone()),
+        status: Mutex::new(MirrorStatus {
+            name: config.name.clone(),
+            ..MirrorStatus::default()
+        }),
+    });
+    let router = app::router(app.clone());
+    let timeouts = serve::Timeouts {
+        header: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        send: Duration::from_secs(config.send_timeout_secs.max(1)),
+    };
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let http = listener.local_addr()?;
+    tasks.spawn(serve::accept_loop(
+        listener,
+        router.clone(),
+        None,
+        timeouts,
+        cancel.clone(),
+    ));
+    let mut https = None;
+    if let (Some(addr), Some(cert), Some(key)) =
+        (config.tls_listen, &config.tls_cert, &config.tls_key)
+    {
+        let reloader = Arc::new(serve::CertReloader::new(cert, key)?);
+        let acceptor = reloader.acceptor()?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        https = Some(l.local_addr()?);
+        tasks.spawn(serve::accept_loop(
+            l,
+            router,
+            Some(acceptor),
+            timeouts,
+            cancel.clone(),
+        ));
+        tasks.spawn(reload_loop(reloader, cancel.clone()));
+    }
+    tasks.spawn(sync_loop(
+        syncer.clone(),
+        app.clone(),
+        Duration::from_secs(config.poll_secs),
+        cancel.clone(),
+    ));
+    tasks.spawn(flush_loop(
+        stats.clone(),
+        Duration::from_secs(config.stats_flush_secs.max(1)),
+        cancel.clone(),
+    ));
+    trigger.request(None, false);
+    Ok(Running {
+        http,
+        https,
+        cancel,
+        tasks,
+        app,
+        syncer,
+        stats_flush: stats,
+    })
+}
+
+async fn sync_loop(syncer: Syncer, app: Arc<App>, poll: Duration, cancel: CancellationToken) {
+    loop {
+        while let Some(req) = app.trigger.take() {
+            let r = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = syncer.sync(req) => r,
+            };
+            let mut s = app.status.lock().unwrap_or_else(|e| e.into_inner());
+            s.syncs += 1;
+            match r {
+                Ok(_) => s.last_error = None,
+                Err(e) => {
+                    s.failed_syncs += 1;
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = app.trigger.notify.notified() => {}
+            () = tokio::time::sleep(poll) => app.trigger.request(None, false),
+        }
+    }
+}
+
+async fn flush_loop(stats: Arc<stats::Stats>, every: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let st = stats.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.flush()).await {
+            tracing::warn!(error = %e, "cannot write the statistics");
+        }
+    }
+}
+
+async fn reload_loop(reloader: Arc<serve::CertReloader>, cancel: CancellationToken) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let forced = tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload(forced)).await;
+    }
+}
+
+/// Runs the mirror from its TOML configuration until SIGINT or SIGTERM.
+pub async fn run_from_config(config: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let name = cfg.name.clone();
+    let running = start(cfg, Arc::new(SystemClock)).await?;
+    let mut line = serde_json::json!({
+        "role": "mirror",
+        "name": name,
+        "http": format!("http://{}", running.http_addr()),
+    });
+    if let Some(a) = running.https_addr() {
+        line["https"] = format!("https://{a}").into();
+    }
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// One locked sync from the masters, then exit (prints the outcome as one JSON line).
+pub async fn sync_once_from_config(config: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let s = syncer(&cfg, Arc::new(SystemClock), metrics)?;
+    let outcome = s.sync(SyncRequest::default()).await?;
+    let line = match outcome {
+        SyncOutcome::Updated {
+            serial,
+            downloaded,
+            bytes,
+        } => {
+            serde_json::json!({"outcome": "updated", "serial": serial, "downloaded": downloaded, "bytes": bytes})
+        }
+        SyncOutcome::UpToDate { serial } => {
+            serde_json::json!({"outcome": "up_to_date", "serial": serial})
+        }
+    };
+    println!("{line}");
+    Ok(())
 }

@@ -1,0 +1,346 @@
+//! The mirror's HTTP application: routes, pushes, statistics, health and metrics.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use axum::response::IntoResponse as _;
+use axum::routing::{any, get, post};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use vdb_proto::{ApiError, Clock, PublicKey, PushError, PushNotice, ReplayGuard, Signed, paths};
+
+use crate::config::UnknownHost;
+use crate::metrics::Metrics;
+use crate::stats::{self, Stats};
+use crate::store::Snapshot;
+use crate::sync::{Current, SyncRequest, read_current};
+
+/// Largest push body accepted.
+const MAX_PUSH: usize = 64 * 1024;
+/// The mirror's own status document.
+pub const STATUS_PATH: &str = "/.well-known/vdbnet/mirror-status";
+
+/// Pending sync requests: pushes that arrive while a sync runs collapse into one more sync.
+#[derive(Debug, Default)]
+pub(crate) struct Trigger {
+    pending: Mutex<Option<SyncRequest>>,
+    pub(crate) notify: Notify,
+}
+
+impl Trigger {
+    pub(crate) fn request(&self, want_serial: Option<u64>, forced: bool) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let cur = p.get_or_insert_with(SyncRequest::default);
+            cur.forced |= forced;
+            cur.want_serial = cur.want_serial.max(want_serial);
+        }
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn take(&self) -> Option<SyncRequest> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// The last sync's result, for the status document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MirrorStatus {
+    /// The mirror's name.
+    pub name: String,
+    /// Serial of the served manifest (none before the first sync).
+    pub serial: Option<u64>,
+    /// Database versions served.
+    pub databases: std::collections::BTreeMap<String, u32>,
+    /// Syncs that completed (any outcome) since start.
+    pub syncs: u64,
+    /// Syncs that failed since start.
+    pub failed_syncs: u64,
+    /// The last sync's error, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// Shared state of the HTTP side.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) name: String,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) unknown_host: UnknownHost,
+    pub(crate) max_age: u64,
+    pub(crate) current: Current,
+    pub(crate) local_dir: PathBuf,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) keys: Vec<PublicKey>,
+    pub(crate) guard: Mutex<ReplayGuard>,
+    pub(crate) trigger: Arc<Trigger>,
+    pub(crate) stats_auth: Option<(String, String)>,
+    pub(crate) status: Mutex<MirrorStatus>,
+}
+
+/// An error answer with an [`ApiError`] body.
+pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::to_string(&ApiError {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    })
+    .unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Constant-time equality (the length of a secret is not protected).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn b64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+impl App {
+    pub(crate) fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        read_current(&self.current)
+    }
+
+    pub(crate) fn host_allowed(&self, h: &HeaderMap) -> bool {
+        if self.hosts.is_empty() || self.unknown_host == UnknownHost::Serve {
+            return true;
+        }
+        let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let host = match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+            _ => host,
+        };
+        let host = host.trim_end_matches('.');
+        self.hosts.iter().any(|n| n.eq_ignore_ascii_case(host))
+    }
+
+    fn stats_authorized(&self, h: &HeaderMap) -> bool {
+        let Some((user, pass)) = &self.stats_auth else {
+            return false;
+        };
+        let Some(given) = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|v| b64_decode(v.trim()))
+        else {
+            return false;
+        };
+        let want = format!("{user}:{pass}");
+        // Compare digests so that the comparison time does not depend on the lengths either.
+        ct_eq(
+            vdb_proto::sha256_hex(&given).as_bytes(),
+            vdb_proto::sha256_hex(want.as_bytes()).as_bytes(),
+        )
+    }
+}
+
+/// The router of a mirror.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(paths::HEALTH, get(|| async { "ok" }))
+        .route(paths::METRICS, get(metrics))
+        .route(STATUS_PATH, get(status))
+        .route(
+            paths::PUSH,
+            post(push).layer(DefaultBodyLimit::max(MAX_PUSH)),
+        )
+        .route("/local_stats", any(local_stats))
+        .route("/local_stats/", any(local_stats))
+        .fallback(files)
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
+    app.metrics.response(200);
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Body::from(app.metrics.encode()))
+        .unwrap_or_default()
+}
+
+async fn status(State(app): State<Arc<App>>) -> Response<Body> {
+    let mut s = app.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(snap) = app.snapshot() {
+        s.serial = Some(snap.manifest.serial);
+        s.databases = snap
+            .manifest
+            .databases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.version))
+            .collect();
+    }
+    axum::Json(s).into_response()
+}
+
+async fn push(State(app): State<Arc<App>>, body: Bytes) -> Response<Body> {
+    let refuse = |status: StatusCode, code: &str, msg: String| {
+        tracing::warn!(code, reason = %msg, "push refused");
+        app.metrics.push(code);
+        app.metrics.response(status.as_u16());
+        api_error(status, code, &msg)
+    };
+    let signed = match Signed::<PushNotice>::from_json(&body) {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    };
+    let notice = match signed.verify(&app.keys) {
+        Ok(n) => n,
+        Err(e) => return refuse(StatusCode::FORBIDDEN, "bad_signature", e.to_string()),
+    };
+    let now = app.clock.now();
+    let accepted = app
+        .guard
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .accept(&notice, now);
+    if let Err(e) = accepted {
+        let (status, code) = match e {
+            PushError::Replay(_) => (StatusCode::CONFLICT, "replay"),
+            PushError::Stale { .. } => (StatusCode::BAD_REQUEST, "stale"),
+            PushError::WrongNetwork(_) => (StatusCode::BAD_REQUEST, "wrong_network"),
+            PushError::BadNonce => (StatusCode::BAD_REQUEST, "bad_nonce"),
+        };
+        return refuse(status, code, e.to_string());
+    }
+    if let Some(held) = app.snapshot().map(|s| s.manifest.serial)
+        && notice.serial < held
+    {
+        return refuse(
+            StatusCode::CONFLICT,
+            "older_serial",
+            format!(
+                "push names serial {} but this mirror holds {held} (rollback refused)",
+                notice.serial
+            ),
+        );
+    }
+    tracing::info!(master = %notice.master, serial = notice.serial, forced = notice.forced, "push accepted");
+    app.trigger.request(Some(notice.serial), notice.forced);
+    app.metrics.push("accepted");
+    app.metrics.response(202);
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"accepted": true, "serial": notice.serial})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    format: Option<String>,
+}
+
+async fn local_stats(
+    State(app): State<Arc<App>>,
+    Query(q): Query<StatsQuery>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    if app.stats_auth.is_none() {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "stats_disabled",
+            "statistics are off: set stats_user and stats_password in the mirror config",
+        );
+    }
+    if !app.stats_authorized(&headers) {
+        let mut r = api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "statistics need the mirror's credentials",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"local_stats\""),
+        );
+        return r;
+    }
+    let st = app.stats.clone();
+    let rows = match tokio::task::spawn_blocking(move || st.rows()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "statistics query failed");
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stats_failed",
+                "the statistics database failed; see the mirror's log",
+            );
+        }
+        Err(_) => {
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stats_failed",
+                "internal error",
+            );
+        }
+    };
+    if q.format.as_deref() == Some("json") {
+        axum::Json(rows).into_response()
+    } else {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::from(stats::html(&app.name, &rows)))
+            .unwrap_or_default()
+    }
+}
+
+async fn files(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body> {
+    crate::files::serve(app, req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_ct() {
+        assert_eq!(b64_decode("dTpw").unwrap(), b"u:p");
+        assert_eq!(b64_decode("YWRtaW46c2VjcmV0").unwrap(), b"admin:secret");
+        assert!(b64_decode("**").is_none());
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

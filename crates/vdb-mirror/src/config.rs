@@ -1,0 +1,169 @@
+//! The mirror's TOML configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use vdb_proto::PublicKey;
+
+/// What a mirror does with a request whose `Host` is not one of its configured names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownHost {
+    /// Serve it anyway, as the default virtual host.
+    #[default]
+    Serve,
+    /// Answer `421 Misdirected Request`.
+    Reject,
+}
+
+/// A mirror's configuration (`vdbd mirror --config mirror.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This mirror's name (as registered with the masters).
+    pub name: String,
+    /// The network's name; manifests and pushes for another network are refused.
+    pub network: String,
+    /// The masters' base URLs (`http://master-a:8080`), tried in this order.
+    pub masters: Vec<String>,
+    /// The network's master public keys (`ed25519:<hex>`): manifests and pushes must be signed by
+    /// one of them.
+    pub master_keys: Vec<PublicKey>,
+    /// Bearer token sent to the masters when pulling (if the masters require one).
+    #[serde(default)]
+    pub pull_token: Option<String>,
+    /// Where objects, snapshots, the sync lock and the statistics live.
+    pub data_dir: PathBuf,
+    /// The operator's `local_*` files (default `<data_dir>/local`); sync never touches it.
+    #[serde(default)]
+    pub local_dir: Option<PathBuf>,
+    /// Plain HTTP listen address (port 0 picks a free port).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Host names and aliases this mirror answers for (`database.example.net`,
+    /// `db.eu.example.net`). Empty: any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// What to do with an unknown `Host` when `hosts` is not empty.
+    #[serde(default)]
+    pub unknown_host: UnknownHost,
+    /// Self-poll interval: a sync runs at least this often even if no push arrives.
+    #[serde(default = "default_poll")]
+    pub poll_secs: u64,
+    /// Pushes issued further than this from now are refused (and replays within it).
+    #[serde(default = "default_push_window")]
+    pub push_window_secs: i64,
+    /// Timeout for connecting to and reading from a master.
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout_secs: u64,
+    /// A client must send its request headers within this time.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// A response body that makes no progress for this long is dropped (slow readers).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+    /// `Cache-Control: max-age` for mutable names (`*.cvd`, `timestamp`, `dns.txt`, manifest).
+    #[serde(default = "default_max_age")]
+    pub mutable_max_age_secs: u64,
+    /// User agent (substring) of the network's monitor: not counted in the statistics.
+    /// `ClamAV-MirrorCheck` is never counted either.
+    #[serde(default = "default_monitor_agent")]
+    pub monitor_user_agent: String,
+    /// HTTP Basic user for `/local_stats/` (stats are not served without user and password).
+    #[serde(default)]
+    pub stats_user: Option<String>,
+    /// HTTP Basic password for `/local_stats/`.
+    #[serde(default)]
+    pub stats_password: Option<String>,
+    /// How often counted statistics are written to SQLite.
+    #[serde(default = "default_stats_flush")]
+    pub stats_flush_secs: u64,
+    /// Optional HTTPS listen address (needs `tls_cert` and `tls_key`).
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain; reloaded when the file changes or on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_poll() -> u64 {
+    300
+}
+fn default_push_window() -> i64 {
+    300
+}
+fn default_fetch_timeout() -> u64 {
+    60
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_send_timeout() -> u64 {
+    60
+}
+fn default_max_age() -> u64 {
+    60
+}
+fn default_monitor_agent() -> String {
+    "vdbnet-monitor".to_owned()
+}
+fn default_stats_flush() -> u64 {
+    5
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the mirror config {}", path.display()))?;
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid mirror config {}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("invalid mirror config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that the TOML types cannot express.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.masters.is_empty(),
+            "field `masters`: list at least one master base URL"
+        );
+        for m in &self.masters {
+            anyhow::ensure!(
+                m.starts_with("http://") || m.starts_with("https://"),
+                "field `masters`: {m:?} must start with http:// or https://"
+            );
+        }
+        anyhow::ensure!(
+            !self.master_keys.is_empty(),
+            "field `master_keys`: list the network's master public keys"
+        );
+        anyhow::ensure!(self.poll_secs >= 1, "field `poll_secs`: at least 1");
+        anyhow::ensure!(
+            self.tls_listen.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
+            "field `tls_listen` needs `tls_cert` and `tls_key`"
+        );
+        anyhow::ensure!(
+            self.stats_user.is_some() == self.stats_password.is_some(),
+            "fields `stats_user` and `stats_password` go together"
+        );
+        Ok(())
+    }
+
+    /// The directory of `local_*` files.
+    pub fn local_dir(&self) -> PathBuf {
+        self.local_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("local"))
+    }
+}

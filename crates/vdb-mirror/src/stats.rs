@@ -1,0 +1,238 @@
+//! Access statistics for `/local_stats/`: requests, bytes, status codes and client versions per
+//! file and day, counted in memory and written to SQLite in batches.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+/// The user agent of ClamAV's historical mirror checker; never counted.
+pub(crate) const MIRROR_CHECK: &str = "ClamAV-MirrorCheck";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    day: String,
+    file: String,
+    status: u16,
+    client: String,
+}
+
+/// One row of the statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Row {
+    pub(crate) day: String,
+    pub(crate) file: String,
+    pub(crate) status: u16,
+    pub(crate) client: String,
+    pub(crate) requests: u64,
+    pub(crate) bytes: u64,
+}
+
+/// Counted statistics.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    excluded: Vec<String>,
+    pending: Mutex<HashMap<Key, (u64, u64)>>,
+    db: Mutex<Connection>,
+}
+
+/// `ClamAV/1.4.6` from `ClamAV/1.4.6 (OS: Linux, …)`; other agents are `other`.
+pub(crate) fn client_version(user_agent: &str) -> String {
+    match user_agent.strip_prefix("ClamAV/") {
+        Some(rest) => {
+            let v: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                .take(32)
+                .collect();
+            format!("ClamAV/{v}")
+        }
+        None => "other".to_owned(),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time.
+pub(crate) fn day(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+impl Stats {
+    /// Opens (creates) the statistics database.
+    pub(crate) fn open(path: &Path, monitor_agent: &str) -> rusqlite::Result<Self> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS access (
+                day TEXT NOT NULL, file TEXT NOT NULL, status INTEGER NOT NULL,
+                client TEXT NOT NULL, requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                PRIMARY KEY (day, file, status, client))",
+        )?;
+        let mut excluded = vec![MIRROR_CHECK.to_owned()];
+        if !monitor_agent.is_empty() {
+            excluded.push(monitor_agent.to_owned());
+        }
+        Ok(Self {
+            excluded,
+            pending: Mutex::new(HashMap::new()),
+            db: Mutex::new(db),
+        })
+    }
+
+    /// Counts one response (unless the agent is the checker or the monitor).
+    pub(crate) fn record(&self, now: i64, user_agent: &str, file: &str, status: u16, bytes: u64) {
+        if self
+            .excluded
+            .iter()
+            .any(|x| user_agent.contains(x.as_str()))
+        {
+            return;
+        }
+        let key = Key {
+            day: day(now),
+            file: file.to_owned(),
+            status,
+            client: client_version(user_agent),
+        };
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Bound memory against request floods with ever-new names (names are already limited to
+        // the served set, so this is a backstop).
+        if p.len() >= 100_000 && !p.contains_key(&key) {
+            return;
+        }
+        let e = p.entry(key).or_default();
+        e.0 += 1;
+        e.1 += bytes;
+    }
+
+    /// Writes pending counts to SQLite (blocking).
+    pub(crate) fn flush(&self) -> rusqlite::Result<()> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = db.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO access (day, file, status, client, requests, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (day, file, status, client) DO UPDATE SET
+                 requests = requests + excluded.requests, bytes = bytes + excluded.bytes",
+            )?;
+            for (k, (n, b)) in &batch {
+                st.execute(rusqlite::params![
+                    k.day, k.file, k.status, k.client, *n as i64, *b as i64
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Everything counted so far (flushes first), newest day first.
+    pub(crate) fn rows(&self) -> rusqlite::Result<Vec<Row>> {
+        self.flush()?;
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = db.prepare(
+            "SELECT day, file, status, client, requests, bytes FROM access
+             ORDER BY day DESC, file, status, client LIMIT 100000",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Row {
+                    day: r.get(0)?,
+                    file: r.get(1)?,
+                    status: r.get(2)?,
+                    client: r.get(3)?,
+                    requests: r.get::<_, i64>(4)? as u64,
+                    bytes: r.get::<_, i64>(5)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The HTML page.
+pub(crate) fn html(mirror: &str, rows: &[Row]) -> String {
+    let mut out = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0} access statistics</title>\
+         <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}\
+         td.n{{text-align:right}}</style></head><body><h1>{0}: access statistics</h1>\
+         <p>Monitor and ClamAV-MirrorCheck requests are not counted. \
+         <a href=\"?format=json\">JSON</a></p><table><tr><th>day</th><th>file</th>\
+         <th>status</th><th>client</th><th>requests</th><th>bytes</th></tr>",
+        esc(mirror)
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+            esc(&r.day),
+            esc(&r.file),
+            r.status,
+            esc(&r.client),
+            r.requests,
+            r.bytes
+        ));
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_versions() {
+        assert_eq!(day(0), "1970-01-01");
+        assert_eq!(day(1_624_412_045), "2021-06-23");
+        assert_eq!(day(951_782_400), "2000-02-29");
+        assert_eq!(
+            client_version("ClamAV/1.4.6 (OS: Linux, ARCH: x86_64)"),
+            "ClamAV/1.4.6"
+        );
+        assert_eq!(client_version("curl/8"), "other");
+    }
+
+    #[test]
+    fn counts_persist_and_exclude_checkers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.sqlite");
+        let s = Stats::open(&path, "vdbnet-monitor").unwrap();
+        s.record(0, "ClamAV/1.4.6 (x)", "daily.cvd", 200, 10);
+        s.record(0, "ClamAV/1.4.6 (y)", "daily.cvd", 200, 5);
+        s.record(0, "ClamAV-MirrorCheck", "daily.cvd", 200, 5);
+        s.record(0, "vdbnet-monitor/0.1", "daily.cvd", 200, 5);
+        s.flush().unwrap();
+        drop(s);
+        let s = Stats::open(&path, "vdbnet-monitor").unwrap();
+        s.record(0, "ClamAV/1.4.6", "daily.cvd", 200, 1);
+        let rows = s.rows().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].requests, 3);
+        assert_eq!(rows[0].bytes, 16);
+        assert!(html("m", &rows).contains("ClamAV/1.4.6"));
+    }
+}

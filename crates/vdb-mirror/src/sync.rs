@@ -1,0 +1,400 @@
+//! Pulling from the masters: manifest with failover, verification, anti-rollback, downloads of
+//! missing objects, the atomic switch, garbage collection.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, Signed, paths};
+
+use crate::metrics::Metrics;
+use crate::store::{Snapshot, Store, StoreError, io_err};
+
+/// Largest manifest envelope a mirror reads.
+const MAX_MANIFEST: usize = 16 << 20;
+
+/// Why a sync failed. A failed sync changes nothing that is served.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The data directory failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Every master failed or offered a manifest that was refused.
+    #[error("no master gave an acceptable manifest: {0}")]
+    NoManifest(String),
+    /// A file could not be fetched from any master.
+    #[error("cannot fetch {name} ({sha256}) from any master: {reasons}")]
+    Download {
+        /// The file's name.
+        name: String,
+        /// Its hash.
+        sha256: String,
+        /// One reason per master.
+        reasons: String,
+    },
+    /// A background task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// A new snapshot is served.
+    Updated {
+        /// Its manifest serial.
+        serial: u64,
+        /// Files downloaded.
+        downloaded: usize,
+        /// Bytes downloaded.
+        bytes: u64,
+    },
+    /// Nothing to do: the served set is the newest a master offers.
+    UpToDate {
+        /// The served serial.
+        serial: u64,
+    },
+}
+
+/// What asked for a sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// A push named this serial: prefer a master that has it.
+    pub want_serial: Option<u64>,
+    /// Re-verify every served file (a forced push).
+    pub forced: bool,
+}
+
+/// The snapshot the server reads, swapped atomically by a sync.
+pub(crate) type Current = Arc<RwLock<Option<Arc<Snapshot>>>>;
+
+pub(crate) fn read_current(current: &Current) -> Option<Arc<Snapshot>> {
+    current.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn set_current(current: &Current, snap: Option<Arc<Snapshot>>) {
+    *current.write().unwrap_or_else(|e| e.into_inner()) = snap;
+}
+
+/// Everything a sync needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Syncer {
+    pub(crate) store: Store,
+    pub(crate) network: String,
+    pub(crate) masters: Vec<String>,
+    pub(crate) keys: Vec<PublicKey>,
+    pub(crate) token: Option<String>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) current: Current,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))?
+        .map_err(SyncError::from)
+}
+
+impl Syncer {
+    /// Loads the snapshot `current` names on disk into memory (at start, and when another process
+    /// switched it). Verifies hashes when `verify` is set.
+    pub(crate) async fn load_disk_current(&self, verify: bool) -> Result<(), SyncError> {
+        let store = self.store.clone();
+        let keys = self.keys.clone();
+        let mem_id = read_current(&self.current).map(|s| s.id.clone());
+        let loaded = blocking(move || {
+            let Some(id) = store.current_id()? else {
+                return Ok(None);
+            };
+            if !verify && mem_id.as_deref() == Some(id.as_str()) {
+                return Ok(Some(None));
+            }
+            match store.load(&id, &keys, verify) {
+                Ok(s) => Ok(Some(Some(Arc::new(s)))),
+                Err(e) => {
+                    tracing::error!(error = %e, "the current snapshot is unusable; it will be rebuilt");
+                    Ok(None)
+                }
+            }
+        })
+        .await?;
+        match loaded {
+            None => set_current(&self.current, None),
+            Some(None) => {}
+            Some(Some(s)) => {
+                self.metrics.serial.set(s.manifest.serial as i64);
+                set_current(&self.current, Some(s));
+            }
+        }
+        Ok(())
+    }
+
+    /// One sync under the cross-process lock.
+    pub(crate) async fn sync(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
+        let started = Instant::now();
+        let store = self.store.clone();
+        let lock = blocking(move || {
+            let l = store.lock()?;
+            store.clean_tmp()?;
+            Ok(l)
+        })
+        .await?;
+        let result = self.sync_locked(req).await;
+        drop(lock);
+        let label = match &result {
+            Ok(SyncOutcome::Updated { .. }) => "updated",
+            Ok(SyncOutcome::UpToDate { .. }) => "up_to_date",
+            Err(_) => "failed",
+        };
+        self.metrics.sync(label, started.elapsed());
+        match &result {
+            Ok(o) => tracing::info!(outcome = ?o, forced = req.forced, "sync done"),
+            Err(e) => tracing::warn!(error = %e, "sync failed"),
+        }
+        result
+    }
+
+    async fn sync_locked(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
+        self.load_disk_current(false).await?;
+        let held = read_current(&self.current);
+        let now = self.clock.now();
+        let mut reasons = Vec::new();
+        let mut best: Option<(usize, Signed<Manifest>, Manifest, Freshness)> = None;
+        for (i, base) in self.masters.iter().enumerate() {
+            let (signed, manifest) = match self.fetch_manifest(base).await {
+                Ok(m) => m,
+                Err(e) => {
+                    reasons.push(format!("{base}: {e}"));
+                    continue;
+                }
+            };
+            let fresh = manifest
+                .check(&self.network, now)
+                .and_then(|()| match &held {
+                    Some(h) => manifest.freshness(&h.manifest),
+                    None => Ok(Freshness::Newer),
+                });
+            let fresh = match fresh {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(master = %base, error = %e, "manifest refused");
+                    reasons.push(format!("{base}: {e}"));
+                    continue;
+                }
+            };
+            let serial = manifest.serial;
+            if best.as_ref().is_none_or(|b| serial > b.2.serial) {
+                best = Some((i, signed, manifest, fresh));
+            }
+            if req.want_serial.is_none_or(|w| serial >= w) {
+                break;
+            }
+        }
+        let Some((source, signed, manifest, fresh)) = best else {
+            return Err(SyncError::NoManifest(reasons.join("; ")));
+        };
+        let mut rebuild = fresh != Freshness::Same;
+        if req.forced {
+            rebuild |= self.recheck(&manifest, held.as_deref()).await?;
+        }
+        if !rebuild {
+            return Ok(SyncOutcome::UpToDate {
+                serial: manifest.serial,
+            });
+        }
+        let mut downloaded = 0;
+        let mut bytes = 0;
+        for f in &manifest.files {
+            let store = self.store.clone();
+            let f2 = f.clone();
+            if blocking(move || Ok(store.has_object(&f2))).await? {
+                continue;
+            }
+            self.download(f, source).await?;
+            downloaded += 1;
+            bytes += f.size;
+        }
+        let store = self.store.clone();
+        let keys = self.keys.clone();
+        let envelope = signed.to_json();
+        let m2 = manifest.clone();
+        let prev = held.as_ref().map(|h| h.id.clone());
+        let snap = blocking(move || {
+            let id = store.build_and_switch(&m2, &envelope)?;
+            let snap = store.load(&id, &keys, false)?;
+            Ok(snap)
+        })
+        .await?;
+        let id = snap.id.clone();
+        self.metrics.serial.set(manifest.serial as i64);
+        set_current(&self.current, Some(Arc::new(snap)));
+        drop(held);
+        let store = self.store.clone();
+        let m2 = manifest.clone();
+        blocking(move || {
+            let mut keep = vec![id.as_str()];
+            if let Some(p) = &prev {
+                keep.push(p);
+            }
+            store.gc(&keep, &m2)
+        })
+        .await?;
+        Ok(SyncOutcome::Updated {
+            serial: manifest.serial,
+            downloaded,
+            bytes,
+        })
+    }
+
+    /// A forced sync: re-hashes every object of `manifest` and the served files; true when the
+    /// served set must be rebuilt.
+    async fn recheck(
+        &self,
+        manifest: &Manifest,
+        held: Option<&Snapshot>,
+    ) -> Result<bool, SyncError> {
+        let store = self.store.clone();
+        let keys = self.keys.clone();
+        let files = manifest.files.clone();
+        let held_id = held.map(|h| h.id.clone());
+        blocking(move || {
+            let mut bad = false;
+            for f in &files {
+                bad |= !store.recheck_object(f)?;
+            }
+            if let Some(id) = held_id
+                && let Err(e) = store.load(&id, &keys, true)
+            {
+                tracing::warn!(error = %e, "forced sync: served snapshot failed re-verification");
+                bad = true;
+            }
+            Ok(bad)
+        })
+        .await
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let mut r = self.client.get(url);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn fetch_manifest(&self, base: &str) -> Result<(Signed<Manifest>, Manifest), String> {
+        let url = format!("{}{MANIFEST_PATH}", base.trim_end_matches('/'));
+        let mut resp = self.get(&url).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_MANIFEST {
+                return Err(format!("manifest larger than {MAX_MANIFEST} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let signed = Signed::<Manifest>::from_json(&body).map_err(|e| e.to_string())?;
+        let manifest = signed.verify(&self.keys).map_err(|e| e.to_string())?;
+        Ok((signed, manifest))
+    }
+
+    async fn download(&self, f: &FileRef, source: usize) -> Result<(), SyncError> {
+        let n = self.masters.len();
+        let mut reasons = Vec::new();
+        for k in 0..n {
+            let base = &self.masters[(source + k) % n];
+            match self.download_from(base, f).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(master = %base, file = %f.name, error = %e, "download failed");
+                    reasons.push(format!("{base}: {e}"));
+                }
+            }
+        }
+        Err(SyncError::Download {
+            name: f.name.clone(),
+            sha256: f.sha256.clone(),
+            reasons: reasons.join("; "),
+        })
+    }
+
+    async fn download_from(&self, base: &str, f: &FileRef) -> Result<(), String> {
+        let url = format!(
+            "{}{}/{}",
+            base.trim_end_matches('/'),
+            paths::OBJECTS,
+            f.sha256
+        );
+        let mut resp = self.get(&url).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", resp.status()));
+        }
+        if resp.content_length().is_some_and(|l| l != f.size) {
+            return Err(format!(
+                "announced {} bytes, the manifest says {}",
+                resp.content_length().unwrap_or(0),
+                f.size
+            ));
+        }
+        let tmp = self.store.tmp_file(&f.sha256);
+        let result = async {
+            let mut out = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut got = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                got += chunk.len() as u64;
+                if got > f.size {
+                    return Err(format!("more than the {} bytes the manifest says", f.size));
+                }
+                hasher.update(&chunk);
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            }
+            if got != f.size {
+                return Err(format!("got {got} bytes, the manifest says {}", f.size));
+            }
+            let sha = vdb_proto::hex(&hasher.finalize());
+            if sha != f.sha256 {
+                return Err(format!("content hash {sha} does not match the manifest"));
+            }
+            out.sync_all()
+                .await
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            drop(out);
+            let dst = self.store.object(&f.sha256);
+            let tmp2 = tmp.clone();
+            let objects = self.store.objects();
+            blocking(move || {
+                std::fs::rename(&tmp2, &dst).map_err(io_err(&dst))?;
+                crate::store::fsync_dir(&objects)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            self.metrics.pulled_bytes.inc_by(got);
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+}
+
+/// A reqwest client for pulling from masters.
+pub(crate) fn client(timeout_secs: u64) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(timeout_secs.min(30)))
+        .read_timeout(Duration::from_secs(timeout_secs))
+        .user_agent(concat!("vdbnet-mirror/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
