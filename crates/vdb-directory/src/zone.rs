@@ -492,3 +492,41 @@ fn addr_record(owner: Name, ttl: u32, a: IpAddr) -> Record {
         IpAddr::V6(v6) => Record::from_rdata(owner, ttl, RData::AAAA(AAAA(v6))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, weight: u32) -> Member {
+        Member {
+            name: name.into(),
+            region: None,
+            weight,
+            addresses: vec![],
+            base_url: None,
+        }
+    }
+
+    #[test]
+    fn weighted_shuffle_follows_bandwidth() {
+        let heavy = member("heavy", 900);
+        let light = member("light", 100);
+        let items = [&heavy, &light];
+        let mut rng = Rng::new();
+        let n = 4000;
+        let first = (0..n)
+            .filter(|_| weighted_shuffle(&items, &mut rng)[0].name == "heavy")
+            .count();
+        // Expected share 0.9; allow generous noise.
+        assert!((3400..3800).contains(&first), "heavy first {first} of {n}");
+        // Equal weights: about half each.
+        let a = member("a", 100);
+        let b = member("b", 100);
+        let first_a = (0..n)
+            .filter(|_| weighted_shuffle(&[&a, &b], &mut rng)[0].name == "a")
+            .count();
+        assert!((1700..2300).contains(&first_a), "a first {first_a} of {n}");
+        // Everyone stays in the list.
+        assert_eq!(weighted_shuffle(&items, &mut rng).len(), 2);
+    }
+}
