@@ -6,4 +6,7 @@
 
 pub mod db;
 pub mod exit;
+pub mod key;
+pub mod mirror_admin;
+pub mod publish;
 pub mod synth;

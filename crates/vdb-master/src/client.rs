@@ -238,7 +238,7 @@ impl Publisher {
         let base = master.trim_end_matches('/');
         for (f, r) in files.iter().zip(&st.files) {
             progress(Progress::File(f.name.clone(), r.size));
-            let data = std::fs::read(&f.path).map_err(|e| Attempt::Down(e.to_string()))?;
+            let data = std::fs::read(&f.path).map_err(|e| Attempt::Down(chain(&e)))?;
             let ticket = Signed::sign(
                 &UploadTicket {
                     sha256: r.sha256.clone(),
@@ -254,7 +254,7 @@ impl Publisher {
                 .body(data)
                 .send()
                 .await
-                .map_err(|e| Attempt::Down(e.to_string()))?;
+                .map_err(|e| Attempt::Down(chain(&e)))?;
             classify(resp).await?;
             progress(Progress::Sent(r.size));
         }
@@ -265,10 +265,22 @@ impl Publisher {
             .body(env.to_json())
             .send()
             .await
-            .map_err(|e| Attempt::Down(e.to_string()))?;
+            .map_err(|e| Attempt::Down(chain(&e)))?;
         let resp = classify(resp).await?;
-        resp.json().await.map_err(|e| Attempt::Down(e.to_string()))
+        resp.json().await.map_err(|e| Attempt::Down(chain(&e)))
     }
+}
+
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, Attempt> {

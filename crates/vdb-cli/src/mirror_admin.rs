@@ -1,0 +1,235 @@
+//! `vdb mirror …`: manage a master's mirror registry through its admin API.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use vdb_master::client::Admin;
+use vdb_proto::{MaintenanceWindow, MirrorRecord, PublicKey};
+
+/// Where and how to reach the master.
+#[derive(Debug, Args)]
+pub struct Conn {
+    /// The master's base URL.
+    #[arg(long)]
+    pub master: String,
+    /// The admin token (or env VDB_ADMIN_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+}
+
+impl Conn {
+    fn admin(self) -> Admin {
+        let token = self.token.or_else(|| std::env::var("VDB_ADMIN_TOKEN").ok());
+        Admin::new(&self.master, token)
+    }
+}
+
+/// Fields of a mirror record.
+#[derive(Debug, Args)]
+pub struct Fields {
+    /// Where masters push notices (`http://host:port/.well-known/vdbnet/push`).
+    #[arg(long)]
+    pub push_url: Option<String>,
+    /// Public base URL (repeatable).
+    #[arg(long = "base-url")]
+    pub base_urls: Vec<String>,
+    /// Host name or alias it serves (repeatable).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Address handed out by DNS (repeatable).
+    #[arg(long = "address")]
+    pub addresses: Vec<IpAddr>,
+    /// ISO country code.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Bandwidth in Mbit/s (the weight).
+    #[arg(long)]
+    pub bandwidth: Option<u32>,
+    /// Admin contact e-mail.
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// Pinned identity key (`ed25519:…`).
+    #[arg(long)]
+    pub identity_key: Option<PublicKey>,
+    /// Maintenance window `START-END[:reason]` in Unix seconds (repeatable; replaces all).
+    #[arg(long = "maintenance")]
+    pub maintenance: Vec<String>,
+}
+
+/// `vdb mirror` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MirrorCommand {
+    /// Register a mirror.
+    Add {
+        /// Mirror name.
+        name: String,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+        /// Fields.
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// List the registry (JSON lines).
+    List {
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show one mirror (JSON).
+    Show {
+        /// Mirror name.
+        name: String,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Change fields of a mirror (fields given replace the held ones).
+    Update {
+        /// Mirror name.
+        name: String,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+        /// Fields.
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Remove a mirror.
+    Remove {
+        /// Mirror name.
+        name: String,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Drain a mirror out of DNS (or put it back with --undo).
+    Drain {
+        /// Mirror name.
+        name: String,
+        /// Put it back in service.
+        #[arg(long)]
+        undo: bool,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+fn apply(r: &mut MirrorRecord, f: Fields) -> Result<()> {
+    if f.push_url.is_some() {
+        r.push_url = f.push_url;
+    }
+    if !f.base_urls.is_empty() {
+        r.base_urls = f.base_urls;
+    }
+    if !f.hosts.is_empty() {
+        r.hosts = f.hosts;
+    }
+    if !f.addresses.is_empty() {
+        r.addresses = f.addresses;
+    }
+    if f.country.is_some() {
+        r.country = f.country;
+    }
+    if f.region.is_some() {
+        r.region = f.region;
+    }
+    if let Some(b) = f.bandwidth {
+        r.bandwidth_mbps = b;
+    }
+    if f.contact.is_some() {
+        r.admin_contact = f.contact;
+    }
+    if f.identity_key.is_some() {
+        r.identity_key = f.identity_key;
+    }
+    if !f.maintenance.is_empty() {
+        r.maintenance = f
+            .maintenance
+            .iter()
+            .map(|w| parse_window(w))
+            .collect::<Result<_>>()?;
+    }
+    Ok(())
+}
+
+fn parse_window(s: &str) -> Result<MaintenanceWindow> {
+    let (range, reason) = s.split_once(':').unwrap_or((s, ""));
+    let (a, b) = range
+        .split_once('-')
+        .with_context(|| format!("maintenance window {s:?}: expected START-END[:reason]"))?;
+    Ok(MaintenanceWindow {
+        start: a
+            .trim()
+            .parse()
+            .with_context(|| format!("maintenance start {a:?}"))?,
+        end: b
+            .trim()
+            .parse()
+            .with_context(|| format!("maintenance end {b:?}"))?,
+        reason: reason.to_owned(),
+    })
+}
+
+fn print(r: &MirrorRecord) -> Result<()> {
+    println!("{}", serde_json::to_string(r)?);
+    Ok(())
+}
+
+/// Runs a `vdb mirror` command: 0 ok, 1 refused by the master.
+pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result: Result<(), vdb_master::client::AdminError> = rt.block_on(async {
+        match cmd {
+            MirrorCommand::Add { name, conn, fields } => {
+                let mut r = MirrorRecord::new(name, String::new());
+                r.base_urls.clear();
+                apply(&mut r, fields).map_err(usage)?;
+                let a = conn.admin();
+                print(&a.add(&r).await?).map_err(usage)
+            }
+            MirrorCommand::List { conn } => {
+                for r in conn.admin().list().await? {
+                    print(&r).map_err(usage)?;
+                }
+                Ok(())
+            }
+            MirrorCommand::Show { name, conn } => {
+                print(&conn.admin().show(&name).await?).map_err(usage)
+            }
+            MirrorCommand::Update { name, conn, fields } => {
+                let a = conn.admin();
+                let mut r = a.show(&name).await?;
+                apply(&mut r, fields).map_err(usage)?;
+                print(&a.update(&r).await?).map_err(usage)
+            }
+            MirrorCommand::Remove { name, conn } => {
+                conn.admin().remove(&name).await?;
+                println!("removed {name}");
+                Ok(())
+            }
+            MirrorCommand::Drain { name, undo, conn } => {
+                print(&conn.admin().drain(&name, !undo).await?).map_err(usage)
+            }
+        }
+    });
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(crate::exit::FAILED))
+        }
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> vdb_master::client::AdminError {
+    vdb_master::client::AdminError::Transport(e.to_string())
+}

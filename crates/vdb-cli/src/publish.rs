@@ -1,0 +1,107 @@
+//! `vdb publish`: sign a release statement and upload it to the first master that answers.
+//! The work is in [`vdb_master::client`]; this module parses and prints.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use vdb_master::client::{Progress, PublishError, Publisher, files_from_paths, infer};
+
+/// Exit code: no master could be reached.
+pub const UNREACHABLE: u8 = 3;
+
+/// `vdb publish` options.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Master base URL; repeat for failover, in order.
+    #[arg(long = "master", required = true)]
+    pub masters: Vec<String>,
+    /// The publisher's secret key file (`vdb key gen`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Database name (inferred from the CVD's file name when omitted).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Version (inferred from the CVD header when omitted).
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Release notes for the announcement.
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// The release's files (CVD, cdiffs, .sign files, plain signature files).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs `vdb publish`: 0 accepted, 1 refused, 2 usage, 3 no master reachable.
+pub fn run(args: PublishArgs) -> Result<ExitCode> {
+    let key = crate::key::read_secret(&args.key)?;
+    let files = match files_from_paths(&args.files)
+        .and_then(|f| infer(&f, args.db.as_deref(), args.version).map(|i| (f, i)))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(crate::exit::USAGE));
+        }
+    };
+    let (files, info) = files;
+    let publisher = Publisher::new(args.masters, key);
+    let (st, env) = match publisher.statement(&info, &files, &args.notes) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(crate::exit::USAGE));
+        }
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(st.files.iter().map(|f| f.size).sum());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let progress = |p: Progress| {
+        if let Some(b) = &bar {
+            match p {
+                Progress::Master(m) => {
+                    b.set_position(0);
+                    b.set_message(m);
+                }
+                Progress::File(name, _) => b.set_message(name),
+                Progress::Sent(n) => b.inc(n),
+            }
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(publisher.publish(&files, &st, &env, &progress));
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(a) => {
+            println!(
+                "published {} version {} accepted by master {} (serial {}): release {}",
+                a.db, a.version, a.master, a.serial, a.release_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ PublishError::Refused { .. }) => {
+            eprintln!("refused: {e}");
+            Ok(ExitCode::from(crate::exit::FAILED))
+        }
+        Err(e @ PublishError::Unreachable(_)) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(UNREACHABLE))
+        }
+        Err(e @ PublishError::Usage(_)) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(crate::exit::USAGE))
+        }
+    }
+}
