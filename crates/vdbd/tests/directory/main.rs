@@ -1,0 +1,206 @@
+//! End-to-end tests of `vdbd directory`: the real binary, the real `dig`, a real Knot secondary
+//! following the zone by AXFR and NOTIFY, and (where the machine allows) the real `freshclam`
+//! resolving the zone through the directory.
+//!
+//! The master registry and the monitor are test doubles (a small HTTP server in this test).
+
+mod freshclam;
+mod harness;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::{
+    Doubles, Guard, Network, dig_short, dig_until, free_port, mirror, start_directory, verdict,
+    write,
+};
+
+fn knot_conf(dir: &std::path::Path, port: u16, primary: std::net::SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+    pidfile: "{d}/knot.pid"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}"
+remote:
+  - id: primary
+    address: {ip}@{pport}
+acl:
+  - id: from_primary
+    address: {ip}
+    action: notify
+template:
+  - id: default
+    storage: "{d}"
+    zonefile-load: none
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: vdb.test
+    master: primary
+    acl: from_primary
+"#,
+        ip = primary.ip(),
+        pport = primary.port(),
+    )
+}
+
+fn soa_serial(lines: &[String]) -> u32 {
+    lines
+        .first()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_secondary_transfers_and_follows_notify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(
+        Network {
+            registry: vec![
+                mirror("a", "192.0.2.1", "http://192.0.2.1"),
+                mirror("b", "192.0.2.2", "http://192.0.2.2"),
+            ],
+            verdicts: vec![
+                verdict("a", &[("daily", 27001), ("main", 62)]),
+                verdict("b", &[("daily", 27001), ("main", 62)]),
+            ],
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await;
+    let knot_port = free_port();
+    let cfg = write(
+        &tmp.path().join("directory.toml"),
+        &format!(
+            r#"zone = "vdb.test"
+dns_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+masters = ["{u}"]
+monitors = ["{u}"]
+poll_secs = 1
+notify = ["127.0.0.1:{knot_port}"]
+axfr_allow = ["127.0.0.1"]
+regions = ["europe"]
+
+[[nameservers]]
+name = "ns1.vdb.test"
+addresses = ["127.0.0.1"]
+"#,
+            u = doubles.url
+        ),
+    );
+    let dir = start_directory(&cfg, &tmp.path().join("directory.log"));
+    let ours = dig_until(dir.dns, "database.vdb.test", "A", 10, |v| v.len() == 2).await;
+    assert_eq!(ours, ["192.0.2.1", "192.0.2.2"]);
+
+    // AXFR from an allowed address, with dig: SOA first and last.
+    let out = Command::new("dig")
+        .arg(format!("@{}", dir.dns.ip()))
+        .args([
+            "-p",
+            &dir.dns.port().to_string(),
+            "+nocmd",
+            "+nostats",
+            "vdb.test",
+            "AXFR",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rrs: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    assert!(rrs.first().unwrap().contains("\tSOA\t"), "{text}");
+    assert!(rrs.last().unwrap().contains("\tSOA\t"), "{text}");
+    assert!(text.contains("current.cvd.vdb.test."), "{text}");
+    assert!(text.contains("db.europe.vdb.test."), "{text}");
+
+    let kdir = tmp.path().join("knot");
+    std::fs::create_dir(&kdir).unwrap();
+    let kconf = write(
+        &kdir.join("knot.conf"),
+        &knot_conf(&kdir, knot_port, dir.dns),
+    );
+    let knot_log = std::fs::File::create(kdir.join("knot.log")).unwrap();
+    let _knot = Guard(
+        Command::new("knotd")
+            .arg("-c")
+            .arg(&kconf)
+            .stdout(Stdio::null())
+            .stderr(knot_log)
+            .spawn()
+            .expect("knotd runs (Debian package knot)"),
+    );
+    let knot: std::net::SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
+    let knot_log = || std::fs::read_to_string(kdir.join("knot.log")).unwrap_or_default();
+
+    // Knot transfers the zone at start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = dig_short(knot, "database.vdb.test", "A", &[]).await;
+        if v == ["192.0.2.1", "192.0.2.2"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Knot did not load the zone: {v:?}\n{}",
+            knot_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let txt = dig_short(knot, "current.cvd.vdb.test", "TXT", &[]).await;
+    assert!(txt[0].contains(":62:27001:"), "{txt:?}");
+    let s_ours = soa_serial(&dig_short(dir.dns, "vdb.test", "SOA", &[]).await);
+    assert_eq!(
+        soa_serial(&dig_short(knot, "vdb.test", "SOA", &[]).await),
+        s_ours
+    );
+
+    // A change: b leaves, a new release is everywhere. Knot's refresh timer is an hour, so only
+    // our NOTIFY can make it follow within seconds.
+    doubles.edit(|n| {
+        n.verdicts[1].state = vdb_proto::MirrorState::Out;
+        n.verdicts[0].serving.insert("daily".into(), 27002);
+    });
+    dig_until(dir.dns, "database.vdb.test", "A", 10, |v| {
+        v == ["192.0.2.1"]
+    })
+    .await;
+    let s_new = soa_serial(&dig_short(dir.dns, "vdb.test", "SOA", &[]).await);
+    assert!(s_new > s_ours);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = dig_short(knot, "database.vdb.test", "A", &[]).await;
+        let soa = soa_serial(&dig_short(knot, "vdb.test", "SOA", &[]).await);
+        if a == ["192.0.2.1"] && soa >= s_new {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Knot did not follow: {a:?} serial {soa} (ours {s_new})\n{}",
+            knot_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let txt = dig_short(knot, "daily.cvd.vdb.test", "TXT", &[]).await;
+    assert!(txt[0].starts_with("\"27002:"), "{txt:?}");
+
+    let log = knot_log();
+    assert!(log.contains("notify, incoming"), "{log}");
+    assert!(log.matches("zone updated").count() >= 2, "{log}");
+    // The directory's own metrics saw NOTIFY acknowledged.
+    let metrics = harness::http_get(&format!("{}/metrics", dir.http)).await;
+    assert!(
+        metrics.contains("vdb_directory_notifies_total"),
+        "{metrics}"
+    );
+}
