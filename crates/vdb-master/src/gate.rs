@@ -367,6 +367,18 @@ pub fn check_release(
                         ),
                     ));
                 }
+                if let Some(b) = v.header.build_secs
+                    && i64::try_from(b).ok() != Some(st.built_at)
+                {
+                    return Err(Refusal::new(
+                        422,
+                        "built_at_mismatch",
+                        format!(
+                            "{} was built at {b}, the statement says {}",
+                            f.name, st.built_at
+                        ),
+                    ));
+                }
                 new_content = Some((f.name.clone(), map));
             }
             FileClass::Cdiff(n) => {

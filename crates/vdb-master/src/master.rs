@@ -66,6 +66,8 @@ pub(crate) struct Master {
     pub(crate) publish_lock: Mutex<()>,
     pub(crate) current: RwLock<Option<Current>>,
     pub(crate) servable: RwLock<HashSet<String>>,
+    /// MD5 (hex) of objects by SHA-256, for `MD5SUMS` without re-reading every heartbeat.
+    md5_cache: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub(crate) peer_serial: AtomicU64,
     pub(crate) ready: AtomicBool,
     pub(crate) replicate_now: Notify,
@@ -173,6 +175,7 @@ impl Master {
             publish_lock: Mutex::new(()),
             current: RwLock::new(current),
             servable: RwLock::new(HashSet::new()),
+            md5_cache: std::sync::Mutex::default(),
             peer_serial: AtomicU64::new(0),
             ready: AtomicBool::new(ready),
             replicate_now: Notify::new(),

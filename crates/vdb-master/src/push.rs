@@ -142,6 +142,23 @@ pub(crate) async fn forced_sync_blocker(master: &Arc<Master>) -> Option<String> 
         };
         for (db, s) in &m.databases {
             let mine = own.manifest.databases.get(db).map_or(0, |d| d.version);
+            if s.version == mine
+                && own
+                    .manifest
+                    .databases
+                    .get(db)
+                    .is_some_and(|d| d.release != s.release)
+            {
+                return Some(format!(
+                    "peer {} holds another release of {db} version {mine} ({}, ours {}): split brain, resolve before syncing",
+                    p.url,
+                    s.release,
+                    own.manifest
+                        .databases
+                        .get(db)
+                        .map_or("", |d| d.release.as_str())
+                ));
+            }
             if s.version > mine {
                 return Some(format!(
                     "peer {} holds {db} version {}, newer than ours ({mine})",

@@ -213,6 +213,9 @@ pub(crate) async fn run(master: Arc<Master>) {
             crate::push::push_all(&master, master.serial(), false).await;
         }
     }
+    if master.config.peers.is_empty() {
+        return;
+    }
     let mut last = master.clock.now();
     loop {
         tokio::select! {

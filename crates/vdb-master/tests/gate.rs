@@ -529,6 +529,20 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
         &before,
     )
     .await;
+    // A statement whose build time is not the CVD's.
+    let info = ReleaseInfo {
+        db: "test".into(),
+        version: 3,
+        built_at: 1,
+    };
+    expect_refused(
+        &t,
+        "built_at",
+        "built_at_mismatch",
+        t.publish_as(&t.publisher, &release(3), Some(info)).await,
+        &before,
+    )
+    .await;
     // A replayed (old) statement: signed an hour ago.
     let p = Publisher::new(vec![t.url.clone()], t.publisher.clone())
         .with_clock(Arc::new(ManualClock::new(t.clock.now() - 3600)));
@@ -816,5 +830,30 @@ async fn registry_admin_api() {
     // A removed name can be registered again.
     admin.add(&rec).await.unwrap();
     assert_eq!(admin.list().await.unwrap().len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn objects_need_a_pull_token_when_configured() {
+    let t = T::start(|c| c.pull_tokens = vec!["pull-token-0123456789".into()]).await;
+    t.publish(&release(1)).await.unwrap();
+    let m = t.manifest().await;
+    let sha = &m.file("test.cvd").unwrap().sha256;
+    let url = format!("{}/api/v1/objects/{sha}", t.url);
+    let c = reqwest::Client::new();
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    let r = c.get(&url).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(&url)
+        .bearer_auth("pull-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(vdb_proto::sha256_hex(&r.bytes().await.unwrap()), *sha);
+    // Uploads without a valid ticket are refused.
+    let r = c.put(&url).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 401);
     t.stop().await;
 }
