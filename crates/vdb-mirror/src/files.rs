@@ -251,6 +251,15 @@ fn error(status: StatusCode, code: &str, msg: &str) -> Answer {
     (status.as_u16(), 0, None, api_error(status, code, msg))
 }
 
+/// Statistics name for any request of a file that is not served (one row, whatever the name,
+/// so that random names cannot grow the statistics).
+pub(crate) const NOT_FOUND_NAME: &str = "(not found)";
+
+fn not_found() -> Answer {
+    let (s, b, _, r) = error(StatusCode::NOT_FOUND, "not_found", "no such file");
+    (s, b, Some(NOT_FOUND_NAME.to_owned()), r)
+}
+
 async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
     let method = &req.method;
     if *method != Method::GET && *method != Method::HEAD {
@@ -289,20 +298,18 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
             Err(BadPath::Malformed) => {
                 return error(StatusCode::BAD_REQUEST, "bad_path", "malformed file path");
             }
-            Err(BadPath::NotFound) => {
-                return error(StatusCode::NOT_FOUND, "not_found", "no such file");
-            }
+            Err(BadPath::NotFound) => return not_found(),
         };
         if n.starts_with("local_") {
             match local_entry(app.local_dir.clone(), n).await {
                 Some(e) => owned = e,
-                None => return error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+                None => return not_found(),
             }
             entry = &owned;
         } else {
             match snap.as_ref().and_then(|s| s.files.get(n)) {
                 Some(e) => entry = e,
-                None => return error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+                None => return not_found(),
             }
         }
         name = n.to_owned();

@@ -224,7 +224,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     })
 }
 
+/// How often the sync loop looks for a snapshot switched by another process.
+const WATCH: Duration = Duration::from_secs(1);
+
 async fn sync_loop(syncer: Syncer, app: Arc<App>, poll: Duration, cancel: CancellationToken) {
+    let mut next_poll = tokio::time::Instant::now() + poll;
     loop {
         while let Some(req) = app.trigger.take() {
             let r = tokio::select! {
@@ -244,7 +248,16 @@ async fn sync_loop(syncer: Syncer, app: Arc<App>, poll: Duration, cancel: Cancel
         tokio::select! {
             () = cancel.cancelled() => return,
             () = app.trigger.notify.notified() => {}
-            () = tokio::time::sleep(poll) => app.trigger.request(None, false),
+            () = tokio::time::sleep_until(next_poll) => {
+                next_poll = tokio::time::Instant::now() + poll;
+                app.trigger.request(None, false);
+            }
+            // `vdbd mirror sync --once` may have switched `current` under us: serve it.
+            () = tokio::time::sleep(WATCH) => {
+                if let Err(e) = syncer.load_disk_current(false).await {
+                    tracing::warn!(error = %e, "cannot read the current snapshot");
+                }
+            }
         }
     }
 }

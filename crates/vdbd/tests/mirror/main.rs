@@ -1,0 +1,455 @@
+//! End-to-end tests of `vdbd mirror` (the real binary) against a master double (`double.rs`):
+//! the real freshclam 1.4.6 as a client, SIGKILL during syncs, `sync --once` beside a running
+//! server, slow clients.
+
+mod double;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use double::{MasterDouble, NETWORK, fixtures, master_key, test_release};
+use vdb_proto::{Manifest, Signed};
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A `vdbd mirror` process, killed on drop.
+struct Mirror {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, master: &str, extra: &str) -> PathBuf {
+    let path = dir.join("mirror.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"m1\"\nnetwork = \"{NETWORK}\"\nmasters = [\"{master}\"]\n\
+             master_keys = [\"{}\"]\ndata_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\
+             poll_secs = 3600\nstats_user = \"admin\"\nstats_password = \"pw\"\n\
+             stats_flush_secs = 1\n{extra}",
+            master_key().public(),
+            dir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Spawns the mirror; with `wait_ready`, waits (bounded) for its JSON ready line.
+fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vdbd"))
+        .args(["mirror", "--config"])
+        .arg(config)
+        .env("VDB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn start(config: &Path) -> Mirror {
+    let mut child = spawn(config);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let mut m = Mirror {
+        child,
+        http: "0.0.0.0:0".parse().unwrap(),
+    };
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no ready line from vdbd mirror");
+    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    assert_eq!(v["role"], "mirror");
+    m.http = v["http"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    m
+}
+
+/// A minimal HTTP/1.1 GET: (status, headers, body).
+fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    (status, head, out[split + 4..].to_vec())
+}
+
+fn wait_serial(m: &Mirror, serial: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, body) = get(m.http, vdb_mirror::STATUS_PATH, &[]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if st == 200 && v["serial"] == serial {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not at serial {serial}: {v}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn freshclam(work: &Path, mirror_line: &str) -> (bool, String) {
+    let db = work.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let conf = work.join("freshclam.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{mirror_line}\nDNSDatabaseInfo no\nDatabaseDirectory {}\nDatabaseOwner root\n\
+             PidFile {}\nLogVerbose yes\nMaxAttempts 1\nConnectTimeout 5\nReceiveTimeout 10\n\
+             TestDatabases yes\nScriptedUpdates yes\nBytecode no\n",
+            db.display(),
+            work.join("freshclam.pid").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("freshclam")
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--no-dns", "--update-db=test", "--stdout"])
+        .output()
+        .expect("freshclam is installed (apt-get install clamav-freshclam)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `sigtool --info` → (version, "Verification OK.").
+fn sigtool_version(path: &Path) -> u32 {
+    let out = Command::new("sigtool")
+        .arg("--info")
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Verification OK."), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn stats(m: &Mirror) -> Vec<serde_json::Value> {
+    // Basic admin:pw
+    let (st, _, body) = get(
+        m.http,
+        "/local_stats/?format=json",
+        &[("Authorization", "Basic YWRtaW46cHc=")],
+    );
+    assert_eq!(st, 200);
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn count(rows: &[serde_json::Value], file: &str, status: u16) -> u64 {
+    rows.iter()
+        .filter(|r| r["file"] == file && r["status"] == status && r["client"] == "ClamAV/1.4.6")
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum()
+}
+
+fn mirror_at_v6() -> (tempfile::TempDir, MasterDouble, Mirror) {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterDouble::start();
+    master.publish(&master_key(), 1, now(), &[("test", 6)], &test_release(6));
+    let m = start(&write_config(dir.path(), &master.url(), ""));
+    wait_serial(&m, 1);
+    (dir, master, m)
+}
+
+#[test]
+fn freshclam_fresh_download_then_up_to_date_via_304() {
+    let (dir, _master, m) = mirror_at_v6();
+    let work = dir.path().join("fc");
+    let line = format!("DatabaseMirror http://{}", m.http);
+    let (ok, log) = freshclam(&work, &line);
+    assert!(ok, "{log}");
+    assert_eq!(sigtool_version(&work.join("db/test.cvd")), 6);
+    let (ok, log) = freshclam(&work, &line);
+    assert!(ok, "{log}");
+    assert!(log.contains("up-to-date"), "{log}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows = stats(&m);
+    assert_eq!(count(&rows, "test.cvd", 206), 1, "{rows:?}");
+    assert_eq!(count(&rows, "test.cvd", 200), 1, "{rows:?}");
+    assert_eq!(count(&rows, "test.cvd", 304), 1, "{rows:?}");
+}
+
+#[test]
+fn freshclam_v1_to_v6_through_cdiffs() {
+    let (dir, _master, m) = mirror_at_v6();
+    let work = dir.path().join("fc");
+    std::fs::create_dir_all(work.join("db")).unwrap();
+    std::fs::copy(fixtures().join("test-1.cvd"), work.join("db/test.cvd")).unwrap();
+    let (ok, log) = freshclam(&work, &format!("DatabaseMirror http://{}", m.http));
+    assert!(ok, "{log}");
+    assert!(log.contains("test.cld updated (version: 6"), "{log}");
+    assert_eq!(sigtool_version(&work.join("db/test.cld")), 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows = stats(&m);
+    for n in 2..=6 {
+        assert_eq!(count(&rows, &format!("test-{n}.cdiff"), 200), 1, "{rows:?}");
+    }
+    assert_eq!(
+        count(&rows, "test.cvd", 200),
+        0,
+        "no whole download: {rows:?}"
+    );
+}
+
+#[test]
+fn freshclam_private_mirror_mode() {
+    let (dir, _master, m) = mirror_at_v6();
+    let work = dir.path().join("fc");
+    std::fs::create_dir_all(work.join("db")).unwrap();
+    std::fs::copy(fixtures().join("test-1.cvd"), work.join("db/test.cvd")).unwrap();
+    let (ok, log) = freshclam(&work, &format!("PrivateMirror {}", m.http));
+    assert!(ok, "{log}");
+    assert_eq!(sigtool_version(&work.join("db/test.cvd")), 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows = stats(&m);
+    assert_eq!(
+        count(&rows, "(not found)", 404),
+        1,
+        "the test.cld probe: {rows:?}"
+    );
+    assert_eq!(count(&rows, "test.cvd", 200), 1, "{rows:?}");
+}
+
+/// Checks the on-disk state a killed mirror left: `current` names a complete snapshot whose
+/// every file matches its signed manifest. Returns that manifest's serial.
+fn check_disk(data: &Path) -> Option<u64> {
+    let link = data.join("current");
+    let target = std::fs::read_link(&link).ok()?;
+    let snap = data.join(target);
+    let env = std::fs::read(snap.join(".manifest.json")).unwrap();
+    let man: Manifest = Signed::<Manifest>::from_json(&env)
+        .unwrap()
+        .verify(&[master_key().public()])
+        .unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&snap)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".manifest.json")
+        .collect();
+    names.sort();
+    let want: Vec<String> = man.files.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names, want, "snapshot has exactly the manifest's files");
+    for f in &man.files {
+        let data = std::fs::read(snap.join(&f.name)).unwrap();
+        assert_eq!(vdb_proto::sha256_hex(&data), f.sha256, "{}", f.name);
+    }
+    Some(man.serial)
+}
+
+fn release_with_blob(serial: u64) -> Vec<(&'static str, Vec<u8>)> {
+    let mut rel = test_release((serial % 6) as u32 + 1);
+    let mut x = serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let blob: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    rel.push(("blob.bin", blob));
+    rel
+}
+
+#[test]
+fn sigkill_at_random_points_leaves_old_or_new_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterDouble::start();
+    master.set_object_delay(Duration::from_millis(40));
+    let config = write_config(dir.path(), &master.url(), "");
+    let data = dir.path().join("data");
+    let local = data.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("local_logo.png"), b"operator's file").unwrap();
+    let mut seed = (now() as u64) | 1;
+    eprintln!("seed {seed}");
+    let mut served = Vec::new();
+    let mut published = 0;
+    for round in 1..=20u64 {
+        // Database versions cycle, so keep the manifest's `databases` monotonic by serial only.
+        master.publish(&master_key(), round, now(), &[], &release_with_blob(round));
+        published = round;
+        let mut child = spawn(&config);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(seed % 400));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let serial = check_disk(&data);
+        served.push(serial);
+        assert_eq!(
+            std::fs::read(local.join("local_logo.png")).unwrap(),
+            b"operator's file"
+        );
+    }
+    eprintln!("serials after each kill: {served:?}");
+    assert!(
+        served.iter().any(Option::is_some),
+        "no sync ever finished: {served:?}"
+    );
+    // A clean run catches up, and serves exactly the manifest.
+    master.set_object_delay(Duration::ZERO);
+    let m = start(&config);
+    wait_serial(&m, published);
+    assert_eq!(check_disk(&data), Some(published));
+    assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
+    let (_, _, env) = get(m.http, vdb_proto::MANIFEST_PATH, &[]);
+    let man: Manifest = Signed::<Manifest>::from_json(&env)
+        .unwrap()
+        .verify(&[master_key().public()])
+        .unwrap();
+    for f in &man.files {
+        let (st, _, body) = get(m.http, &format!("/{}", f.name), &[]);
+        assert_eq!(st, 200);
+        assert_eq!(vdb_proto::sha256_hex(&body), f.sha256);
+    }
+    let (st, _, body) = get(m.http, "/local_logo.png", &[]);
+    assert_eq!((st, &body[..]), (200, &b"operator's file"[..]));
+}
+
+#[test]
+fn sync_once_waits_for_the_servers_sync_and_the_server_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterDouble::start();
+    master.publish(&master_key(), 1, now(), &[("test", 1)], &test_release(1));
+    let config = write_config(dir.path(), &master.url(), "");
+    let m = start(&config);
+    wait_serial(&m, 1);
+    // The server's next sync hangs in a download, holding the lock.
+    master.set_gate(true);
+    master.publish(&master_key(), 2, now(), &[("test", 3)], &test_release(3));
+    let push = Signed::sign(
+        &vdb_proto::PushNotice::new(NETWORK, "double", 2, now(), false),
+        &master_key(),
+    )
+    .to_json();
+    let mut s = TcpStream::connect(m.http).unwrap();
+    write!(
+        s,
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{push}",
+        vdb_proto::paths::PUSH,
+        push.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    master.wait_requests(|r| r.iter().any(|p| p.starts_with("/api/v1/objects/")));
+    let once = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+        .args(["mirror", "--config"])
+        .arg(&config)
+        .args(["sync", "--once"])
+        .env("VDB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut once = Kill(once);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        once.0.try_wait().unwrap().is_none(),
+        "sync --once waits for the lock"
+    );
+    master.publish(&master_key(), 3, now(), &[("test", 5)], &test_release(5));
+    master.set_gate(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = once.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "sync --once did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut line = String::new();
+    once.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect(&line);
+    assert_eq!(v["serial"], 3, "{v}");
+    // The server serves what `sync --once` switched to.
+    wait_serial(&m, 3);
+    let (st, _, body) = get(m.http, "/test.cvd", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(body, std::fs::read(fixtures().join("test-5.cvd")).unwrap());
+    assert_eq!(check_disk(&dir.path().join("data")), Some(3));
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterDouble::start();
+    master.publish(&master_key(), 1, now(), &[("test", 6)], &test_release(6));
+    let m = start(&write_config(
+        dir.path(),
+        &master.url(),
+        "header_read_timeout_secs = 1\n",
+    ));
+    wait_serial(&m, 1);
+    let mut s = TcpStream::connect(m.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /test.cvd HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Others are still served.
+    assert_eq!(get(m.http, "/test.cvd", &[]).0, 200);
+}
