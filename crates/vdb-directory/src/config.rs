@@ -302,4 +302,20 @@ mod tests {
         c.poll_secs = 0;
         assert!(c.validate().is_err());
     }
+
+    #[test]
+    fn example_file_loads_and_errors_name_the_file() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/directory.example.toml");
+        let c = Config::load(Path::new(example)).unwrap();
+        assert_eq!(c.country_regions["JP"], "asia");
+        assert_eq!(c.nameservers.len(), 2);
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "zone = \"x.test\"\nmax_records = \"many\"\n").unwrap();
+        let err = format!("{:#}", Config::load(&bad).unwrap_err());
+        assert!(
+            err.contains("bad.toml") && err.contains("max_records"),
+            "{err}"
+        );
+    }
 }

@@ -157,6 +157,16 @@ impl RequestHandler for Handler {
                 .send(request, resp_edns.as_ref(), meta, [&[], &[], &[]], handle)
                 .await;
         };
+        if !matches!(
+            info.query.query_class(),
+            hickory_proto::rr::DNSClass::IN | hickory_proto::rr::DNSClass::ANY
+        ) {
+            meta.response_code = ResponseCode::Refused;
+            self.count("-", meta.response_code, proto);
+            return self
+                .send(request, resp_edns.as_ref(), meta, [&[], &[], &[]], handle)
+                .await;
+        }
         let qname: Name = info.query.name().clone().into();
         let qtype = info.query.query_type();
         let qtype_s = qtype.to_string();

@@ -651,3 +651,76 @@ async fn geoip_database_errors_are_clear() {
         );
     }
 }
+
+async fn raw_query(
+    dns: SocketAddr,
+    msg: &hickory_proto::op::Message,
+) -> hickory_proto::op::Message {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&msg.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    hickory_proto::op::Message::from_vec(&buf[..n]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_odd_queries() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{DNSClass, Name, RecordType};
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let dir = start(config(&doubles, None), &clock).await;
+    let dns = dir.dns_addr();
+
+    // Garbage and truncated packets: no answer, no harm.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for junk in [
+        &b""[..],
+        b"\x00",
+        b"\x12\x34\x01\x00\x00\x01",
+        &[0xffu8; 600][..],
+    ] {
+        sock.send_to(junk, dns).await.unwrap();
+    }
+    // Two questions: FORMERR.
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    let name = Name::from_ascii("database.vdb.test.").unwrap();
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_query(Query::query(name.clone(), RecordType::AAAA));
+    assert_eq!(
+        raw_query(dns, &m).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
+    // UPDATE: not implemented.
+    let mut m = Message::new(8, MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(
+        Name::from_ascii("vdb.test.").unwrap(),
+        RecordType::SOA,
+    ));
+    assert_eq!(
+        raw_query(dns, &m).await.metadata.response_code,
+        ResponseCode::NotImp
+    );
+    // CHAOS class: refused.
+    let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+    q.set_query_class(DNSClass::CH);
+    m.add_query(q);
+    assert_eq!(
+        raw_query(dns, &m).await.metadata.response_code,
+        ResponseCode::Refused
+    );
+    // Mixed case is the same name (and the answer keeps working after all of the above).
+    let d = dig(dns, None, "DataBase.VDB.test.", "A", &[]).await;
+    assert_eq!(d.data("A").len(), 3, "{}", d.raw);
+    // EDNS version 1: BADVERS.
+    let d = dig(dns, None, "vdb.test.", "SOA", &["+edns=1", "+noednsneg"]).await;
+    assert_eq!(d.status, "BADVERS", "{}", d.raw);
+    // A name longer than the zone's own labels still gets NXDOMAIN.
+    let d = dig(dns, None, "a.b.c.database.vdb.test.", "A", &[]).await;
+    assert_eq!(d.status, "NXDOMAIN");
+    dir.shutdown().await;
+}
