@@ -534,12 +534,25 @@ impl Master {
         let mut md5sums = String::new();
         let mut shasums = String::new();
         for f in files.values() {
-            let data = self.objects.read(&f.sha256, self.config.max_file_size)?;
-            md5sums.push_str(&format!(
-                "{}  {}\n",
-                vdb_proto::hex(&md5::Md5::digest(&data)),
-                f.name
-            ));
+            let cached = self
+                .md5_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&f.sha256)
+                .cloned();
+            let md5 = match cached {
+                Some(m) => m,
+                None => {
+                    let data = self.objects.read(&f.sha256, self.config.max_file_size)?;
+                    let m = vdb_proto::hex(&md5::Md5::digest(&data));
+                    self.md5_cache
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(f.sha256.clone(), m.clone());
+                    m
+                }
+            };
+            md5sums.push_str(&format!("{md5}  {}\n", f.name));
             shasums.push_str(&format!("{}  {}\n", f.sha256, f.name));
         }
         let v = |db: &str| databases.get(db).map_or(0, |d: &DatabaseState| d.version);
