@@ -306,13 +306,50 @@ async fn truncation_and_tcp_fallback() {
     assert!(!d.has_flag("tc"));
     assert_eq!(d.data("A").len(), 60);
     dir.shutdown().await;
-    // max_records caps an answer.
+    // max_records caps an answer; a zone transfer carries every record, over several messages.
+    doubles.edit(|n| {
+        for i in 60..150 {
+            let name = format!("m{i}");
+            let region = ["europe", "america", "asia"][i % 3];
+            n.registry.push(mirror(
+                &name,
+                &format!("10.0.1.{}", i - 59),
+                Some(region),
+                100,
+            ));
+            n.verdicts
+                .push(verdict(&name, MirrorState::InService, 1, 1));
+        }
+    });
     let clock = ManualClock::new(T0);
     let mut c = config(&doubles, None);
     c.max_records = 5;
+    c.axfr_allow = vec!["127.0.0.1".parse().unwrap()];
     let dir = start(c, &clock).await;
     let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
     assert_eq!(d.data("A").len(), 5);
+    let out = tokio::process::Command::new("dig")
+        .arg(format!("@{}", dir.dns_addr().ip()))
+        .args([
+            "-p",
+            &dir.dns_addr().port().to_string(),
+            "vdb.test.",
+            "AXFR",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rrs: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    let count = |needle: &str| rrs.iter().filter(|l| l.starts_with(needle)).count();
+    assert_eq!(count("database.vdb.test."), 150, "{text}");
+    assert_eq!(count("db.europe.vdb.test."), 30);
+    assert_eq!(count("db.asia.vdb.test."), 30);
+    assert_eq!(rrs.iter().filter(|l| l.contains("\tSOA\t")).count(), 2);
+    assert!(text.contains("XFR size: 247 records (messages 2,"), "{text}");
     dir.shutdown().await;
 }
 
