@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub enum GeoError {
     /// The file could not be opened or is not a MaxMind DB.
     #[error(
-        "cannot read the GeoIP database {path}: {source} (fix `geoip_db` in the directory config, or remove it to run without regions)"
+        "cannot read the GeoIP database {path} (fix `geoip_db` in the directory config, or remove it to run without regions)"
     )]
     Open {
         /// The configured path.

@@ -20,7 +20,7 @@ const MAX_BODY: usize = 16 << 20;
 /// Why one poll request failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FetchError {
-    #[error("{url}: {source}")]
+    #[error("{url}: the request failed")]
     Http {
         url: String,
         #[source]
@@ -30,7 +30,7 @@ pub(crate) enum FetchError {
     Status { url: String, status: u16 },
     #[error("{url}: the answer is larger than {MAX_BODY} bytes")]
     TooLarge { url: String },
-    #[error("{url}: not the expected JSON: {source}")]
+    #[error("{url}: not the expected JSON")]
     Json {
         url: String,
         #[source]
@@ -210,6 +210,11 @@ async fn get_json<T: DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|source| FetchError::Json { url, source })
 }
 
+/// An error with its causes, for logs.
+fn chain(e: FetchError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}
+
 fn join(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
@@ -227,7 +232,7 @@ pub(crate) async fn poll_once(shared: &Shared, client: &reqwest::Client) -> bool
                 break;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the registry from a master");
+                tracing::warn!(error = %chain(e), "cannot read the registry from a master");
                 shared
                     .metrics
                     .poll_errors
@@ -251,7 +256,7 @@ pub(crate) async fn poll_once(shared: &Shared, client: &reqwest::Client) -> bool
         match r {
             Ok(report) => shared.set_report(i, report),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read verdicts from a monitor; keeping its last known verdicts");
+                tracing::warn!(error = %chain(e), "cannot read verdicts from a monitor; keeping its last known verdicts");
                 shared
                     .metrics
                     .poll_errors

@@ -349,7 +349,10 @@ async fn truncation_and_tcp_fallback() {
     assert_eq!(count("db.europe.vdb.test."), 30);
     assert_eq!(count("db.asia.vdb.test."), 30);
     assert_eq!(rrs.iter().filter(|l| l.contains("\tSOA\t")).count(), 2);
-    assert!(text.contains("XFR size: 247 records (messages 2,"), "{text}");
+    assert!(
+        text.contains("XFR size: 247 records (messages 2,"),
+        "{text}"
+    );
     dir.shutdown().await;
 }
 
