@@ -17,12 +17,19 @@ pub struct Conn {
     /// The admin token (or env VDB_ADMIN_TOKEN).
     #[arg(long)]
     pub token: Option<String>,
+    /// PEM root certificates to trust for the master's HTTPS (a private CA).
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Conn {
-    fn admin(self) -> Admin {
+    fn admin(self) -> Result<Admin, vdb_master::client::AdminError> {
         let token = self.token.or_else(|| std::env::var("VDB_ADMIN_TOKEN").ok());
-        Admin::new(&self.master, token)
+        let admin = Admin::new(&self.master, token);
+        match &self.ca {
+            Some(ca) => Ok(admin.with_ca(&vdb_master::client::read_ca(ca).map_err(usage)?)),
+            None => Ok(admin),
+        }
     }
 }
 
@@ -193,31 +200,31 @@ pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
                 let mut r = MirrorRecord::new(name, String::new());
                 r.base_urls.clear();
                 apply(&mut r, fields).map_err(usage)?;
-                let a = conn.admin();
+                let a = conn.admin()?;
                 print(&a.add(&r).await?).map_err(usage)
             }
             MirrorCommand::List { conn } => {
-                for r in conn.admin().list().await? {
+                for r in conn.admin()?.list().await? {
                     print(&r).map_err(usage)?;
                 }
                 Ok(())
             }
             MirrorCommand::Show { name, conn } => {
-                print(&conn.admin().show(&name).await?).map_err(usage)
+                print(&conn.admin()?.show(&name).await?).map_err(usage)
             }
             MirrorCommand::Update { name, conn, fields } => {
-                let a = conn.admin();
+                let a = conn.admin()?;
                 let mut r = a.show(&name).await?;
                 apply(&mut r, fields).map_err(usage)?;
                 print(&a.update(&r).await?).map_err(usage)
             }
             MirrorCommand::Remove { name, conn } => {
-                conn.admin().remove(&name).await?;
+                conn.admin()?.remove(&name).await?;
                 println!("removed {name}");
                 Ok(())
             }
             MirrorCommand::Drain { name, undo, conn } => {
-                print(&conn.admin().drain(&name, !undo).await?).map_err(usage)
+                print(&conn.admin()?.drain(&name, !undo).await?).map_err(usage)
             }
         }
     });

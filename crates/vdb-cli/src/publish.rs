@@ -27,6 +27,9 @@ pub struct PublishArgs {
     /// Version (inferred from the CVD header when omitted).
     #[arg(long)]
     pub version: Option<u32>,
+    /// PEM root certificates to trust for the masters' HTTPS (a private CA).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Release notes for the announcement.
     #[arg(long, default_value = "")]
     pub notes: String,
@@ -48,7 +51,10 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         }
     };
     let (files, info) = files;
-    let publisher = Publisher::new(args.masters, key);
+    let mut publisher = Publisher::new(args.masters, key);
+    if let Some(ca) = &args.ca {
+        publisher = publisher.with_ca(&vdb_master::client::read_ca(ca)?);
+    }
     let (st, env) = match publisher.statement(&info, &files, &args.notes) {
         Ok(v) => v,
         Err(e) => {

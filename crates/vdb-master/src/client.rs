@@ -11,6 +11,24 @@ use vdb_proto::{
     SecretKey, Signed, SystemClock, UploadTicket,
 };
 
+/// Reads PEM root certificates (a private CA for masters' HTTPS).
+pub fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("reading CA file {}: {e}", path.display()))?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| anyhow::anyhow!("CA file {}: {e}", path.display()))
+}
+
+fn http_client(timeout: Duration, ca: &[reqwest::Certificate]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(timeout);
+    for c in ca {
+        b = b.add_root_certificate(c.clone());
+    }
+    b.build().unwrap_or_default()
+}
+
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -153,17 +171,19 @@ enum Attempt {
 impl Publisher {
     /// A publisher for `masters` (base URLs, in order) signing with `key`.
     pub fn new(masters: Vec<String>, key: SecretKey) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(600))
-            .build()
-            .unwrap_or_default();
+        let http = http_client(Duration::from_secs(600), &[]);
         Self {
             masters,
             key,
             http,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Also trusts these root certificates (masters with a private CA).
+    pub fn with_ca(mut self, ca: &[reqwest::Certificate]) -> Self {
+        self.http = http_client(Duration::from_secs(600), ca);
+        self
     }
 
     /// Uses `clock` for the statement's and tickets' `issued_at` (tests, `vdbd dev`).
@@ -321,12 +341,14 @@ impl Admin {
         Self {
             base: master.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            http: http_client(Duration::from_secs(30), &[]),
         }
+    }
+
+    /// Also trusts these root certificates (masters with a private CA).
+    pub fn with_ca(mut self, ca: &[reqwest::Certificate]) -> Self {
+        self.http = http_client(Duration::from_secs(30), ca);
+        self
     }
 
     async fn call<T: serde::de::DeserializeOwned>(

@@ -19,6 +19,15 @@ pub struct Config {
     /// HTTP listen address (`127.0.0.1:0` allowed).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS (rustls) instead of plain HTTP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Extra PEM root certificates trusted when talking to peers, mirrors and the upstream.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Directory for objects, the SQLite history and the current manifest.
     pub data_dir: PathBuf,
     /// The master's Ed25519 secret key file (`vdb key gen`); it signs manifests and pushes.
@@ -228,6 +237,10 @@ impl Config {
             "field `push_attempts` must be >= 1"
         );
         anyhow::ensure!(self.keep_cdiffs >= 1, "field `keep_cdiffs` must be >= 1");
+        anyhow::ensure!(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "fields `tls_cert_file` and `tls_key_file` go together"
+        );
         if let Some(t) = &self.admin_token {
             anyhow::ensure!(
                 t.len() >= 16,
@@ -254,6 +267,9 @@ impl Config {
             name: name.into(),
             network: network.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
             data_dir,
             key_file,
             admin_token: None,

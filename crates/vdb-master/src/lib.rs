@@ -19,6 +19,7 @@ pub mod objects;
 mod push;
 mod replicate;
 mod server;
+mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ use master::Master;
 pub struct Running {
     master: Arc<Master>,
     http: SocketAddr,
+    scheme: &'static str,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -49,6 +51,11 @@ impl Running {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http
+    }
+
+    /// The base URL (`http://…` or `https://…` with TLS).
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.http)
     }
 
     /// The master's manifest public key.
@@ -116,14 +123,22 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let http = listener.local_addr()?;
     let app = server::router(Arc::clone(&master));
     let cancel = master.cancel.clone();
-    let server = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "master HTTP server failed");
-        }
-    });
+    let tls = match (&master.config.tls_cert_file, &master.config.tls_key_file) {
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(acceptor) => tokio::spawn(tls::serve(listener, app, acceptor, cancel)),
+        None => tokio::spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "master HTTP server failed");
+            }
+        }),
+    };
     if master.ready.load(Ordering::SeqCst) && master.current().is_none() {
         let _g = master.publish_lock.lock().await;
         master.sign_and_push(false).await?;
@@ -139,6 +154,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     Ok(Running {
         master,
         http,
+        scheme,
         server,
     })
 }
@@ -179,7 +195,7 @@ pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let running = start(config, Arc::new(SystemClock)).await?;
     println!(
         "{}",
-        serde_json::json!({"role": "master", "name": name, "http": format!("http://{}", running.http_addr()), "key": running.public_key().to_string()})
+        serde_json::json!({"role": "master", "name": name, "http": running.base_url(), "key": running.public_key().to_string()})
     );
     use std::io::Write as _;
     std::io::stdout().flush()?;

@@ -158,10 +158,15 @@ impl Master {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()?;
+            .timeout(std::time::Duration::from_secs(60));
+        if let Some(ca) = &config.tls_ca_file {
+            for cert in crate::client::read_ca(ca)? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build()?;
         let ready = config.peers.is_empty();
         let m = Self {
             config,

@@ -531,3 +531,40 @@ async fn following_an_upstream_publishes_new_versions_and_refuses_tampered_files
     a.shutdown().await;
     h.abort();
 }
+
+#[tokio::test]
+async fn https_with_rustls() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(SystemClock.now());
+    let mut c = config(dir.path(), "a", 10, 0);
+    c.tls_cert_file = Some(data.join("tls-cert.pem"));
+    c.tls_key_file = Some(data.join("tls-key.pem"));
+    let a = vdb_master::start(c, Arc::new(clock.clone())).await.unwrap();
+    let url = a.base_url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ca = vdb_master::client::read_ca(&data.join("ca-cert.pem")).unwrap();
+    let p = Publisher::new(vec![url.clone()], publisher())
+        .with_clock(Arc::new(clock.clone()))
+        .with_ca(&ca);
+    let files = release(1);
+    let info = vdb_master::client::infer(&files, None, None).unwrap();
+    let (st, env) = p.statement(&info, &files, "").unwrap();
+    let r = p
+        .publish(&files, &st, &env, &|_: Progress| {})
+        .await
+        .unwrap();
+    assert_eq!(r.version, 1);
+    let key = SecretKey::from_seed([10; 32]).public();
+    let m = Admin::new(&url, None)
+        .with_ca(&ca)
+        .manifest(&[key])
+        .await
+        .unwrap();
+    assert_eq!(m.databases["test"].version, 1);
+    // Without the CA the certificate is not trusted; plain HTTP is not spoken.
+    assert!(Admin::new(&url, None).manifest(&[key]).await.is_err());
+    let plain = url.replace("https://", "http://");
+    assert!(Admin::new(&plain, None).manifest(&[key]).await.is_err());
+    a.shutdown().await;
+}
