@@ -315,165 +315,104 @@ impl Master {
         Ok(held)
     }
 
-    /// Runs the gate and records the verdict. Returns (statement, id, newly accepted).
+    /// Runs the gate and records the verdict (refusals too). Returns (statement, id, newly
+    /// accepted).
     fn gate_and_record(
         &self,
         envelope: &[u8],
         origin: &Origin,
     ) -> Result<(ReleaseStatement, String, bool), Refusal> {
         let now = self.clock.now();
-        let check_window = *origin == Origin::Publisher;
-        let env = match Signed::<ReleaseStatement>::from_json(envelope) {
-            Ok(e) => e,
-            Err(e) => {
-                let r = Refusal::new(400, "bad_statement", e.to_string());
-                self.record_refusal(
-                    &String::from_utf8_lossy(envelope),
-                    "",
-                    0,
-                    "",
-                    &r,
-                    origin,
-                    now,
-                );
-                return Err(r);
-            }
+        let mut row = ReleaseRow {
+            seq: 0,
+            id: String::new(),
+            db: String::new(),
+            version: 0,
+            publisher: String::new(),
+            envelope: String::from_utf8_lossy(envelope)
+                .chars()
+                .take(1 << 16)
+                .collect(),
+            verdict: "refused".into(),
+            code: None,
+            reason: None,
+            origin: origin.label(),
+            received_at: now,
+            serial: None,
+            published_at: None,
         };
-        let id = env.id();
-        let envelope_text = env.to_json();
-        let signer = env.signer().to_string();
-        let st = match gate::check_signature(&self.policy, &env) {
-            Ok(st) => st,
+        match self.judge(envelope, origin, now, &mut row) {
+            Ok((st, false)) => Ok((st, row.id, false)),
+            Ok((st, true)) => {
+                row.verdict = "accepted".into();
+                self.history.insert_release(&row).map_err(internal)?;
+                self.servable
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend(st.files.iter().map(|f| f.sha256.clone()));
+                Ok((st, row.id, true))
+            }
             Err(r) => {
-                self.record_refusal(&envelope_text, &id, 0, &signer, &r, origin, now);
-                return Err(r);
+                row.code = Some(r.code.to_owned());
+                row.reason = Some(r.message.clone());
+                if let Err(e) = self.history.insert_release(&row) {
+                    tracing::error!(error = %e, "could not record a refusal in the history");
+                }
+                Err(r)
             }
-        };
-        if self.history.accepted(&id).map_err(internal)?.is_some() {
+        }
+    }
+
+    /// The gate proper; fills in `row` as far as the statement can be trusted. Returns the
+    /// statement and whether it is new (false: an identical re-submission of an accepted one).
+    fn judge(
+        &self,
+        envelope: &[u8],
+        origin: &Origin,
+        now: i64,
+        row: &mut ReleaseRow,
+    ) -> Result<(ReleaseStatement, bool), Refusal> {
+        let env = Signed::<ReleaseStatement>::from_json(envelope)
+            .map_err(|e| Refusal::new(400, "bad_statement", e.to_string()))?;
+        row.id = env.id();
+        row.envelope = env.to_json();
+        row.publisher = env.signer().to_string();
+        let st = gate::check_signature(&self.policy, &env)?;
+        row.db.clone_from(&st.db);
+        row.version = st.version;
+        let check_window = *origin == Origin::Publisher;
+        if self.history.accepted(&row.id).map_err(internal)?.is_some() {
             if check_window && (st.issued_at - now).abs() > self.config.statement_window_secs {
-                let r = Refusal::new(
+                return Err(Refusal::new(
                     409,
                     "replay",
                     format!(
-                        "release {id} was accepted long ago (issued at {}); re-sending it now is a replay",
-                        st.issued_at
+                        "release {} was accepted long ago (issued at {}); re-sending it now is a replay",
+                        row.id, st.issued_at
                     ),
-                );
-                self.record_refusal_db(
-                    &envelope_text,
-                    &id,
-                    &st.db,
-                    st.version,
-                    &signer,
-                    &r,
-                    origin,
-                    now,
-                );
-                return Err(r);
+                ));
             }
-            return Ok((st, id, false));
+            return Ok((st, false));
         }
         let held = self.held()?;
-        if let Err(r) = gate::check_release(
+        gate::check_release(
             &self.policy,
             held.get(&st.db),
             &self.objects,
             &st,
             now,
             check_window,
-        ) {
-            self.record_refusal_db(
-                &envelope_text,
-                &id,
-                &st.db,
-                st.version,
-                &signer,
-                &r,
-                origin,
-                now,
-            );
-            return Err(r);
-        }
-        self.history
-            .insert_release(&ReleaseRow {
-                seq: 0,
-                id: id.clone(),
-                db: st.db.clone(),
-                version: st.version,
-                publisher: signer,
-                envelope: envelope_text,
-                verdict: "accepted".into(),
-                code: None,
-                reason: None,
-                origin: origin.label(),
-                received_at: now,
-                serial: None,
-                published_at: None,
-            })
-            .map_err(internal)?;
-        {
-            let mut s = self
-                .servable
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            s.extend(st.files.iter().map(|f| f.sha256.clone()));
-        }
-        Ok((st, id, true))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_refusal(
-        &self,
-        envelope: &str,
-        id: &str,
-        version: u32,
-        signer: &str,
-        r: &Refusal,
-        origin: &Origin,
-        now: i64,
-    ) {
-        self.record_refusal_db(envelope, id, "", version, signer, r, origin, now);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_refusal_db(
-        &self,
-        envelope: &str,
-        id: &str,
-        db: &str,
-        version: u32,
-        signer: &str,
-        r: &Refusal,
-        origin: &Origin,
-        now: i64,
-    ) {
-        let row = ReleaseRow {
-            seq: 0,
-            id: id.to_owned(),
-            db: db.to_owned(),
-            version,
-            publisher: signer.to_owned(),
-            envelope: envelope.chars().take(1 << 16).collect(),
-            verdict: "refused".into(),
-            code: Some(r.code.to_owned()),
-            reason: Some(r.message.clone()),
-            origin: origin.label(),
-            received_at: now,
-            serial: None,
-            published_at: None,
-        };
-        if let Err(e) = self.history.insert_release(&row) {
-            tracing::error!(error = %e, "could not record a refusal in the history");
-        }
+        )?;
+        Ok((st, true))
     }
 
     /// Signs a new manifest (new serial, fresh timestamp) and pushes it to the mirrors.
     /// `heartbeat` only changes the label in logs. Call with the publish lock held or from the
     /// loops (which take it).
-    pub(crate) async fn sign_and_push(self: &Arc<Self>, forced_label: bool) -> anyhow::Result<u64> {
+    pub(crate) async fn sign_and_push(self: &Arc<Self>, heartbeat: bool) -> anyhow::Result<u64> {
         let this = Arc::clone(self);
         let serial = blocking(move || this.sign_manifest()).await?;
-        tracing::info!(serial, heartbeat = forced_label, "manifest signed");
+        tracing::info!(serial, heartbeat, "manifest signed");
         if self.ready.load(Ordering::SeqCst) {
             let this = Arc::clone(self);
             self.tasks
