@@ -120,6 +120,10 @@ pub struct Config {
     /// Addresses allowed to transfer the zone (AXFR/IXFR over TCP).
     #[serde(default)]
     pub axfr_allow: Vec<IpAddr>,
+    /// Reverse proxies in front of the redirector: for requests from these addresses the
+    /// client is the last address of `X-Forwarded-For`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
     /// Most alternative mirrors listed in a redirect's `Link: rel=duplicate` headers.
     #[serde(default = "default_alternatives")]
     pub redirect_alternatives: usize,
@@ -206,6 +210,7 @@ impl Config {
             txt_refresh_secs: default_txt_refresh(),
             notify: Vec::new(),
             axfr_allow: Vec::new(),
+            trusted_proxies: Vec::new(),
             redirect_alternatives: default_alternatives(),
         }
     }

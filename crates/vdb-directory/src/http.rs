@@ -1,11 +1,11 @@
 //! The HTTP side: the redirector, the mirror list, health and metrics.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -84,9 +84,26 @@ fn file_url(m: &Member, file: &str) -> Option<String> {
         .map(|b| format!("{}/{}", b.trim_end_matches('/'), file))
 }
 
+/// The client's address: the peer, or for a trusted proxy the last `X-Forwarded-For` entry.
+fn client_ip(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let peer_ip = canonical(peer.ip());
+    if !shared.config.trusted_proxies.contains(&peer_ip) {
+        return peer_ip;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .last()
+        .map_or(peer_ip, canonical)
+}
+
 async fn redirect(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(file): Path<String>,
 ) -> Response {
     if !vdb_proto::is_safe_file_name(&file) {
@@ -97,7 +114,7 @@ async fn redirect(
         );
     }
     let snap = shared.snapshot();
-    let region = shared.region_of(canonical(peer.ip()));
+    let region = shared.region_of(client_ip(&shared, peer, &headers));
     let all: Vec<&Member> = snap
         .membership
         .members

@@ -415,7 +415,8 @@ impl Snapshot {
                     vec![self.txt_record(qname.clone(), t.current.to_string())],
                     Vec::new(),
                 ),
-                _ => Lookup::NoData,
+                Some(_) => Lookup::NoData,
+                None => Lookup::NxDomain,
             },
             [db, "cvd"] => match self.txt.as_ref().and_then(|t| t.dbs.get(*db)) {
                 Some(rec) if any || qtype == RecordType::TXT => answer(

@@ -617,6 +617,14 @@ async fn http_redirector() {
     assert_eq!(list["mirrors"][0]["name"], "eu1");
     assert_eq!(list["mirrors"][0]["in_service"], true);
     assert_eq!(list["mirrors"][0]["serving"]["daily"], 27001);
+    // X-Forwarded-For is ignored from untrusted peers (127.0.0.1 has no region: any mirror).
+    let r = plain
+        .get(format!("{base}/daily.cvd"))
+        .header("x-forwarded-for", "127.0.0.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
     let r = plain
         .post(format!("{base}/daily.cvd"))
         .body("x")
@@ -642,6 +650,44 @@ async fn http_redirector() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(status, 503);
+    dir.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirector_behind_a_trusted_proxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, Some(geo_db(tmp.path(), Schema::GeoIp2Country)));
+    c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let dir = start(c, &clock).await;
+    let base = format!("http://{}", dir.http_addr());
+    for xff in ["127.0.0.3", "10.1.1.1, 127.0.0.3"] {
+        let r = client_from("127.0.0.1")
+            .get(format!("{base}/main.cvd"))
+            .header("x-forwarded-for", xff)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["location"],
+            "http://198.51.100.1:8080/main.cvd",
+            "{xff}"
+        );
+    }
+    // Not from the proxy: the header is not believed; 127.0.0.2 is in europe.
+    let r = client_from("127.0.0.2")
+        .get(format!("{base}/main.cvd"))
+        .header("x-forwarded-for", "127.0.0.3")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("http://192.0.2.")
+    );
     dir.shutdown().await;
 }
 
