@@ -95,8 +95,8 @@ fn client_ip(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .last()
+        .next_back()
+        .and_then(|a| a.trim().parse::<IpAddr>().ok())
         .map_or(peer_ip, canonical)
 }
 
