@@ -84,6 +84,9 @@ pub struct Config {
     /// Webhook for release notifications and alerts (JSON POST).
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// Release notifications and alerts by e-mail.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
     /// The ClamAV release the `dns.txt` record advertises.
     #[serde(default = "default_clamav_version")]
     pub clamav_version: String,
@@ -134,6 +137,18 @@ pub struct PeerConfig {
     /// Bearer token for its objects, if it requires one.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// E-mail through an SMTP relay (plain SMTP, e.g. the local MTA on port 25; no auth).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `host:port` of the relay.
+    pub server: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipients (the announcement list, the operators).
+    pub to: Vec<String>,
 }
 
 /// A ClamAV-style upstream to follow.
@@ -289,6 +304,7 @@ impl Config {
             push_attempts: default_push_attempts(),
             push_backoff_ms: default_push_backoff(),
             webhook_url: None,
+            smtp: None,
             clamav_version: default_clamav_version(),
             flevel: default_flevel(),
             upstream: None,

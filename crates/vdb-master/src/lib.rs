@@ -15,6 +15,7 @@ pub mod gate;
 pub mod history;
 mod master;
 mod metrics;
+mod notify;
 pub mod objects;
 mod push;
 mod replicate;

@@ -260,7 +260,7 @@ impl Master {
                 if !matches!(origin, Origin::Peer(_)) {
                     self.poke_peers();
                 }
-                crate::push::notify_release(self, &st, &id);
+                crate::notify::release(self, &st, &id);
                 Ok(ReleaseAccepted {
                     release_id: id,
                     master: self.config.name.clone(),

@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use vdb_proto::{Manifest, MirrorRecord, PushNotice, ReleaseStatement, Signed};
+use vdb_proto::{Manifest, MirrorRecord, PushNotice, Signed};
+
+use crate::notify::alert;
 
 use crate::master::{Master, blocking};
 
@@ -214,39 +216,4 @@ pub(crate) async fn forced_sync(master: &Arc<Master>) -> bool {
     tracing::info!(serial, "forced sync of every mirror");
     push_all(master, serial, true).await;
     true
-}
-
-fn webhook(master: &Arc<Master>, body: serde_json::Value) {
-    let Some(url) = master.config.webhook_url.clone() else {
-        return;
-    };
-    let http = master.http.clone();
-    master.tasks.spawn(async move {
-        if let Err(e) = http
-            .post(&url)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-        {
-            tracing::warn!(error = %e, "webhook failed");
-        }
-    });
-}
-
-/// Sends an operator alert to the webhook.
-pub(crate) fn alert(master: &Arc<Master>, kind: &str, message: &str) {
-    webhook(
-        master,
-        serde_json::json!({"event": "alert", "kind": kind, "master": master.config.name, "message": message}),
-    );
-}
-
-/// Announces an accepted release on the webhook.
-pub(crate) fn notify_release(master: &Arc<Master>, st: &ReleaseStatement, id: &str) {
-    webhook(
-        master,
-        serde_json::json!({"event": "release", "master": master.config.name, "release_id": id,
-            "db": st.db, "version": st.version, "notes": st.notes}),
-    );
 }

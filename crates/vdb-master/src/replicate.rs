@@ -183,7 +183,7 @@ pub(crate) async fn run(master: Arc<Master>) {
                     tracing::warn!(
                         "not every peer answered within catch_up_timeout_secs; going ahead"
                     );
-                    crate::push::alert(
+                    crate::notify::alert(
                         &master,
                         "catch_up_timeout",
                         "a peer did not answer while this master caught up",

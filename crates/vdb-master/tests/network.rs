@@ -568,3 +568,95 @@ async fn https_with_rustls() {
     assert!(Admin::new(&plain, None).manifest(&[key]).await.is_err());
     a.shutdown().await;
 }
+
+/// A fake SMTP relay: records each message's DATA.
+async fn smtp_double() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let got2 = Arc::clone(&got);
+    let h = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let (rd, mut wr) = s.into_split();
+            let mut rd = BufReader::new(rd);
+            wr.write_all(b"220 test ESMTP\r\n").await.unwrap();
+            let mut data = None::<String>;
+            loop {
+                let mut line = String::new();
+                if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(d) = data.as_mut() {
+                    if line == ".\r\n" {
+                        got2.lock().unwrap().push(data.take().unwrap());
+                        wr.write_all(b"250 queued\r\n").await.unwrap();
+                    } else {
+                        d.push_str(&line);
+                    }
+                    continue;
+                }
+                let reply: &[u8] = if line.starts_with("EHLO") {
+                    b"250-test\r\n250 8BITMIME\r\n"
+                } else if line.starts_with("DATA") {
+                    data = Some(String::new());
+                    b"354 go\r\n"
+                } else if line.starts_with("QUIT") {
+                    b"221 bye\r\n"
+                } else {
+                    b"250 ok\r\n"
+                };
+                wr.write_all(reply).await.unwrap();
+            }
+        }
+    });
+    (addr, got, h)
+}
+
+#[tokio::test]
+async fn releases_and_alerts_are_mailed() {
+    let (addr, got, h) = smtp_double().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(SystemClock.now());
+    let mut c = config(dir.path(), "a", 10, 0);
+    c.smtp = Some(vdb_master::config::SmtpConfig {
+        server: addr,
+        from: "master@example.org".into(),
+        to: vec!["announce@example.org".into()],
+    });
+    c.peers = vec![PeerConfig {
+        url: "http://127.0.0.1:9".into(),
+        key: publisher().public(),
+        token: None,
+    }];
+    c.catch_up_timeout_secs = 0;
+    let a = vdb_master::start(c, Arc::new(clock.clone())).await.unwrap();
+    let url = a.base_url();
+    wait_for("ready", || async { a.is_ready() }).await;
+    publish(&url, &clock, 1).await;
+    wait_for("the release mail", || async {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("test version 1 released"))
+    })
+    .await;
+    assert!(!a.forced_sync_now().await);
+    wait_for("the alert mail", || async {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("alert: forced_sync_skipped"))
+    })
+    .await;
+    let mails = got.lock().unwrap().clone();
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.contains("From: master@example.org\r\n")
+                && m.contains("To: announce@example.org\r\n"))
+    );
+    a.shutdown().await;
+    h.abort();
+}
