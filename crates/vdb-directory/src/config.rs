@@ -48,6 +48,10 @@ pub struct Config {
     /// is neither drained nor in maintenance counts as in service and no TXT record is served.
     #[serde(default)]
     pub monitors: Vec<String>,
+    /// Where the last known registry and verdicts are kept, so that a directory restarted while
+    /// the masters or monitors are unreachable still answers (fail-static across restarts).
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
     /// How many monitors must judge a mirror in service (capped at the number of monitors).
     #[serde(default = "one")]
     pub monitor_quorum: usize,
@@ -187,6 +191,7 @@ impl Config {
             http_listen: default_http_listen(),
             masters: Vec::new(),
             monitors: Vec::new(),
+            state_file: None,
             monitor_quorum: 1,
             poll_secs: default_poll(),
             http_timeout_secs: default_http_timeout(),

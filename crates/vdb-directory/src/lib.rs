@@ -100,6 +100,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("binding HTTP on {}", cfg.http_listen))?;
     let http_addr = http_listener.local_addr()?;
 
+    shared.load_state();
+    shared.recompute();
     state::poll_once(&shared, &client).await;
 
     let mut server = hickory_server::Server::new(dns::Handler {

@@ -41,6 +41,16 @@ pub(crate) enum FetchError {
 struct Mutable {
     inputs: Inputs,
     txt_time: i64,
+    /// The bytes last written to the state file.
+    saved: Vec<u8>,
+}
+
+/// The state file: the last known registry and each monitor's last report, by monitor URL.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    registry: Option<Vec<MirrorRecord>>,
+    #[serde(default)]
+    reports: std::collections::BTreeMap<String, VerdictReport>,
 }
 
 /// State shared by the DNS server, the HTTP server and the poller.
@@ -83,6 +93,7 @@ impl Shared {
                     reports: vec![None; config.monitors.len()],
                 },
                 txt_time: now,
+                saved: Vec::new(),
             }),
             config,
             params,
@@ -156,6 +167,80 @@ impl Shared {
         self.metrics.serial.set(i64::from(serial));
         self.serial_tx.send_replace(serial);
         true
+    }
+
+    /// Loads the state file, if configured and present. A missing file is normal; an
+    /// unreadable or malformed one is logged and ignored (the polls will refill the state).
+    pub(crate) fn load_state(&self) {
+        let Some(path) = &self.config.state_file else {
+            return;
+        };
+        let bytes = match std::fs::metadata(path) {
+            Ok(m) if m.len() > MAX_BODY as u64 * 4 => {
+                tracing::warn!(path = %path.display(), "state file too large; ignored");
+                return;
+            }
+            Ok(_) => match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read the state file; ignored");
+                    return;
+                }
+            },
+            Err(_) => return,
+        };
+        let saved: Saved = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "malformed state file; ignored");
+                return;
+            }
+        };
+        let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
+        m.inputs.registry = saved.registry;
+        for (i, url) in self.config.monitors.iter().enumerate() {
+            m.inputs.reports[i] = saved.reports.get(url).cloned();
+        }
+        m.saved = bytes;
+        tracing::info!(path = %path.display(), "last known registry and verdicts loaded");
+    }
+
+    /// Writes the state file (atomically) when the inputs changed since the last write.
+    async fn save_state(&self) {
+        let Some(path) = self.config.state_file.clone() else {
+            return;
+        };
+        let bytes = {
+            let m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
+            let saved = Saved {
+                registry: m.inputs.registry.clone(),
+                reports: self
+                    .config
+                    .monitors
+                    .iter()
+                    .zip(&m.inputs.reports)
+                    .filter_map(|(u, r)| Some((u.clone(), r.clone()?)))
+                    .collect(),
+            };
+            let Ok(bytes) = serde_json::to_vec(&saved) else {
+                return;
+            };
+            if bytes == m.saved {
+                return;
+            }
+            bytes
+        };
+        let data = bytes.clone();
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || vdb_format::write_atomic(&p, &data)).await {
+            Ok(Ok(())) => {
+                self.mutable.lock().unwrap_or_else(|p| p.into_inner()).saved = bytes;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
+            }
+            Err(_) => {}
+        }
     }
 
     fn set_registry(&self, registry: Vec<MirrorRecord>) {
@@ -267,6 +352,7 @@ pub(crate) async fn poll_once(shared: &Shared, client: &reqwest::Client) -> bool
             }
         }
     }
+    shared.save_state().await;
     shared.recompute()
 }
 

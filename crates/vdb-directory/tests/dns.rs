@@ -691,6 +691,48 @@ async fn redirector_behind_a_trusted_proxy() {
     dir.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_known_state_survives_a_restart_while_sources_are_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = Doubles::start(three_mirrors()).await;
+    let clock = ManualClock::new(T0);
+    let state = tmp.path().join("state.json");
+    let mut c = config(&doubles, None);
+    c.state_file = Some(state.clone());
+    let dir = start(c.clone(), &clock).await;
+    assert_eq!(
+        dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[])
+            .await
+            .data("A")
+            .len(),
+        3
+    );
+    dir.shutdown().await;
+    assert!(state.exists());
+
+    // Masters and monitor down; a restarted directory answers from the state file.
+    doubles.edit(|n| {
+        n.master_down = true;
+        n.monitor_down = true;
+    });
+    let dir = start(c.clone(), &clock).await;
+    let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
+    assert_eq!(d.data("A").len(), 3, "{}", d.raw);
+    let d = dig(dir.dns_addr(), None, "daily.cvd.vdb.test.", "TXT", &[]).await;
+    assert!(d.data("TXT")[0].starts_with("\"27000:"), "{}", d.raw);
+    dir.shutdown().await;
+
+    // A damaged state file is ignored, not fatal.
+    std::fs::write(&state, b"{\"registry\": [garbage").unwrap();
+    let dir = start(c, &clock).await;
+    let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
+    assert_eq!(d.status, "NOERROR");
+    assert!(d.answer.is_empty());
+    let d = dig(dir.dns_addr(), None, "current.cvd.vdb.test.", "TXT", &[]).await;
+    assert_eq!(d.status, "NXDOMAIN", "no versions known: {}", d.raw);
+    dir.shutdown().await;
+}
+
 #[tokio::test]
 async fn geoip_database_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
