@@ -387,6 +387,21 @@ pub fn check_release(
             FileClass::Sign | FileClass::Plain => {}
         }
     }
+    if new_content.is_none()
+        && let Some(h) = held
+        && h.files
+            .iter()
+            .any(|f| Kind::from_file_name(&f.name).is_some())
+    {
+        return Err(Refusal::new(
+            422,
+            "missing_container",
+            format!(
+                "{} is distributed as a CVD/CLD/CUD: a release is the complete set of files of a version and must hold the new container",
+                st.db
+            ),
+        ));
+    }
     if !cdiffs.is_empty() {
         let Some((new_name, new_map)) = &new_content else {
             return Err(Refusal::new(

@@ -12,6 +12,7 @@ type Labels = Vec<(String, String)>;
 pub(crate) struct Metrics {
     registry: Registry,
     releases: Family<Labels, Counter>,
+    uploads: Family<Labels, Counter>,
     pushes: Family<Labels, Counter>,
     forced_sync: Family<Labels, Counter>,
     replication: Family<Labels, Counter>,
@@ -31,6 +32,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("vdb_master");
         let releases = Family::<Labels, Counter>::default();
         let pushes = Family::<Labels, Counter>::default();
+        let uploads = Family::<Labels, Counter>::default();
         let forced_sync = Family::<Labels, Counter>::default();
         let replication = Family::<Labels, Counter>::default();
         let upstream = Family::<Labels, Counter>::default();
@@ -40,6 +42,7 @@ impl Default for Metrics {
             "Release verdicts by verdict and code",
             releases.clone(),
         );
+        registry.register("uploads", "Object uploads by result", uploads.clone());
         registry.register("pushes", "Push notices by result", pushes.clone());
         registry.register(
             "forced_sync",
@@ -64,6 +67,7 @@ impl Default for Metrics {
         Self {
             registry,
             releases,
+            uploads,
             pushes,
             forced_sync,
             replication,
@@ -79,6 +83,11 @@ impl Metrics {
         self.releases
             .get_or_create(&l(&[("verdict", verdict), ("code", code)]))
             .inc();
+    }
+
+    /// Counts an upload (`ok` or the refusal code).
+    pub(crate) fn upload(&self, result: &str) {
+        self.uploads.get_or_create(&l(&[("result", result)])).inc();
     }
 
     /// Counts a push result (`acked`, `failed`).

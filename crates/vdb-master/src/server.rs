@@ -146,6 +146,24 @@ async fn manifest(State(m): S) -> Result<Response, Api> {
 }
 
 async fn upload(
+    state: S,
+    path: Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Api> {
+    let m = Arc::clone(&state.0);
+    let r = upload_inner(state, path, headers, body).await;
+    match &r {
+        Ok(_) => m.metrics.upload("ok"),
+        Err(e) => {
+            m.metrics.upload(&e.1.code);
+            tracing::warn!(code = %e.1.code, reason = %e.1.message, "upload refused");
+        }
+    }
+    r
+}
+
+async fn upload_inner(
     State(m): S,
     Path(sha): Path<String>,
     headers: HeaderMap,

@@ -277,6 +277,10 @@ async fn fixture_chain_v1_to_v6_is_published_with_derived_files() {
         "{metrics}"
     );
     assert!(metrics.contains("code=\"equivocation\""));
+    assert!(
+        metrics.contains("vdb_master_uploads_total{result=\"ok\"}"),
+        "{metrics}"
+    );
     t.stop().await;
 }
 
@@ -525,6 +529,21 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
         &t,
         "version mismatch",
         "version_mismatch",
+        t.publish_as(&t.publisher, &files, Some(info)).await,
+        &before,
+    )
+    .await;
+    // A release of a CVD database without its CVD.
+    let files = vec![file("test.cvd.sign", fixture("test-3.cvd.sign"))];
+    let info = ReleaseInfo {
+        db: "test".into(),
+        version: 3,
+        built_at: 1,
+    };
+    expect_refused(
+        &t,
+        "no container",
+        "missing_container",
         t.publish_as(&t.publisher, &files, Some(info)).await,
         &before,
     )
