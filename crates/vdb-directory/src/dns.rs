@@ -8,7 +8,7 @@ use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -85,7 +85,17 @@ impl Handler {
         mut handle: R,
     ) -> ResponseInfo {
         let snap = self.shared.snapshot();
-        let mut records = snap.records();
+        // IXFR from a secondary that is already current: just our SOA (RFC 1995 §2).
+        // Otherwise (AXFR, or IXFR from an older serial) the whole zone, AXFR-style.
+        let client_serial = request.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        });
+        let current = client_serial.is_some_and(|c| {
+            let diff = snap.serial.wrapping_sub(c);
+            diff == 0 || diff > u32::MAX / 2
+        });
+        let mut records = if current { Vec::new() } else { snap.records() };
         records.push(snap.soa());
         let mut info = fallback_info(meta);
         for chunk in records.chunks(AXFR_CHUNK) {

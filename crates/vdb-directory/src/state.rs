@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     mutable: Mutex<Mutable>,
     serial_tx: watch::Sender<u32>,
+    /// URLs whose last poll failed (to log failures once, and recoveries).
+    failing: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -102,6 +104,7 @@ impl Shared {
             metrics,
             snapshot: RwLock::new(Arc::new(snapshot)),
             serial_tx,
+            failing: Mutex::new(Default::default()),
         })
     }
 
@@ -243,6 +246,37 @@ impl Shared {
         }
     }
 
+    /// Logs a poll failure once per outage (later ones at debug level) and counts it.
+    fn poll_failed(&self, source: &str, url: &str, e: FetchError) {
+        self.metrics
+            .poll_errors
+            .get_or_create(&crate::metrics::SourceLabels {
+                source: source.into(),
+            })
+            .inc();
+        let first = self
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(url.to_owned());
+        if first {
+            tracing::warn!(source, error = %chain(e), "poll failed; keeping the last known data");
+        } else {
+            tracing::debug!(source, error = %chain(e), "poll still failing");
+        }
+    }
+
+    fn poll_ok(&self, source: &str, url: &str) {
+        if self
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url)
+        {
+            tracing::info!(source, url, "poll works again");
+        }
+    }
+
     fn set_registry(&self, registry: Vec<MirrorRecord>) {
         let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
         m.inputs.registry = Some(registry);
@@ -310,26 +344,18 @@ pub(crate) async fn poll_once(shared: &Shared, client: &reqwest::Client) -> bool
     let mut got_registry = false;
     for master in &shared.config.masters {
         let url = join(master, vdb_proto::paths::MIRRORS);
-        match get_json::<Vec<MirrorRecord>>(client, url).await {
+        match get_json::<Vec<MirrorRecord>>(client, url.clone()).await {
             Ok(reg) => {
+                shared.poll_ok("master", &url);
                 shared.set_registry(reg);
                 got_registry = true;
                 break;
             }
-            Err(e) => {
-                tracing::warn!(error = %chain(e), "cannot read the registry from a master");
-                shared
-                    .metrics
-                    .poll_errors
-                    .get_or_create(&crate::metrics::SourceLabels {
-                        source: "master".into(),
-                    })
-                    .inc();
-            }
+            Err(e) => shared.poll_failed("master", &url, e),
         }
     }
     if !got_registry && !shared.config.masters.is_empty() {
-        tracing::warn!("no master answered; keeping the last known registry");
+        tracing::debug!("no master answered; keeping the last known registry");
     }
     let fetches = shared.config.monitors.iter().map(|m| {
         let url = join(m, "/api/v1/verdicts");
@@ -337,27 +363,22 @@ pub(crate) async fn poll_once(shared: &Shared, client: &reqwest::Client) -> bool
         async move { get_json::<VerdictReport>(&client, url).await }
     });
     let results = futures_join_all(fetches).await;
-    for (i, r) in results.into_iter().enumerate() {
+    for ((i, r), url) in results.into_iter().enumerate().zip(&shared.config.monitors) {
+        let Some(r) = r else { continue };
         match r {
-            Ok(report) => shared.set_report(i, report),
-            Err(e) => {
-                tracing::warn!(error = %chain(e), "cannot read verdicts from a monitor; keeping its last known verdicts");
-                shared
-                    .metrics
-                    .poll_errors
-                    .get_or_create(&crate::metrics::SourceLabels {
-                        source: "monitor".into(),
-                    })
-                    .inc();
+            Ok(report) => {
+                shared.poll_ok("monitor", url);
+                shared.set_report(i, report);
             }
+            Err(e) => shared.poll_failed("monitor", url, e),
         }
     }
     shared.save_state().await;
     shared.recompute()
 }
 
-/// Runs a set of futures concurrently and collects their outputs in order.
-async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+/// Runs a set of futures concurrently and collects their outputs in order (None: it panicked).
+async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<Option<F::Output>>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
@@ -372,7 +393,7 @@ where
     while let Some(Ok((i, v))) = set.join_next().await {
         out[i] = Some(v);
     }
-    out.into_iter().flatten().collect()
+    out
 }
 
 /// The HTTP client for polls.

@@ -353,6 +353,25 @@ async fn truncation_and_tcp_fallback() {
         text.contains("XFR size: 247 records (messages 2,"),
         "{text}"
     );
+    // IXFR from a current secondary: our SOA only; from an older serial: the whole zone.
+    let ixfr = |serial: u32| {
+        let dns = dir.dns_addr();
+        async move {
+            let out = tokio::process::Command::new("dig")
+                .arg(format!("@{}", dns.ip()))
+                .args(["-p", &dns.port().to_string(), "vdb.test."])
+                .arg(format!("IXFR={serial}"))
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let now = serial(dir.dns_addr()).await;
+    let text = ixfr(now).await;
+    assert!(text.contains("XFR size: 1 records"), "{text}");
+    let text = ixfr(now - 1).await;
+    assert!(text.contains("XFR size: 247 records"), "{text}");
     dir.shutdown().await;
 }
 
