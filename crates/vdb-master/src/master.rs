@@ -410,6 +410,14 @@ impl Master {
     /// `heartbeat` only changes the label in logs. Call with the publish lock held or from the
     /// loops (which take it).
     pub(crate) async fn sign_and_push(self: &Arc<Self>, heartbeat: bool) -> anyhow::Result<u64> {
+        // Learn the peers' newest serials first (bounded), so the new serial is above theirs.
+        let peers = self.config.peers.iter().map(|p| {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                crate::push::fetch_peer_manifest(self, &p.url, p.key),
+            )
+        });
+        futures_util::future::join_all(peers).await;
         let this = Arc::clone(self);
         let serial = blocking(move || this.sign_manifest()).await?;
         tracing::info!(serial, heartbeat, "manifest signed");
