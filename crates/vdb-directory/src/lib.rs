@@ -88,13 +88,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let shared = Arc::new(state::Shared::new(config, clock, geo)?);
     let cfg = &shared.config;
 
-    let udp = tokio::net::UdpSocket::bind(cfg.dns_listen)
-        .await
-        .with_context(|| format!("binding DNS (UDP) on {}", cfg.dns_listen))?;
+    let (udp, tcp) = bind_dns(cfg.dns_listen).await?;
     let dns_addr = udp.local_addr()?;
-    let tcp = tokio::net::TcpListener::bind(dns_addr)
-        .await
-        .with_context(|| format!("binding DNS (TCP) on {dns_addr}"))?;
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http_listen))?;
@@ -152,6 +147,27 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         dns: server,
         tasks,
     })
+}
+
+/// Binds UDP and TCP on one port. With port 0 the port UDP got may be taken for TCP by
+/// someone else: then it tries other ports.
+async fn bind_dns(
+    addr: SocketAddr,
+) -> anyhow::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding DNS (UDP) on {addr}"))?;
+        let bound = udp.local_addr()?;
+        match tokio::net::TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some((bound, e)),
+        }
+    }
+    let (bound, e) = last.expect("at least one attempt");
+    Err(anyhow::Error::new(e).context(format!("binding DNS (TCP) on {bound}")))
 }
 
 /// Runs the directory from its TOML configuration until SIGINT or SIGTERM.
