@@ -257,10 +257,12 @@ impl Master {
                 self.metrics.release("accepted", "ok");
                 tracing::info!(release = %id, db = %st.db, version = st.version, origin = %origin.label(), "release accepted");
                 let serial = self.sign_and_push(false).await.map_err(internal)?;
+                // The master that took a release announces it and pokes its peers; replicas
+                // stay quiet (one announcement per release).
                 if !matches!(origin, Origin::Peer(_)) {
                     self.poke_peers();
+                    crate::notify::release(self, &st, &id);
                 }
-                crate::notify::release(self, &st, &id);
                 Ok(ReleaseAccepted {
                     release_id: id,
                     master: self.config.name.clone(),

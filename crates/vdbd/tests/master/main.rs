@@ -102,7 +102,7 @@ impl Net {
             }
         }
         let text = format!(
-            "name = \"m{i}\"\nnetwork = \"testnet\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nkey_file = \"{key}\"\nadmin_token = \"admin-token-0123456789\"\ntick_ms = 50\nreplicate_secs = 1\ncatch_up_timeout_secs = 2\npush_backoff_ms = 20\n{extra}\n[[publishers]]\nkey = \"{pubkey}\"\ndatabases = [\"test\"]\n{peers}",
+            "name = \"m{i}\"\nnetwork = \"testnet\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nkey_file = \"{key}\"\nadmin_token = \"admin-token-0123456789\"\ntick_ms = 50\nreplicate_secs = 1\ncatch_up_timeout_secs = 2\npush_backoff_ms = 20\n{extra}\n[[publishers]]\nkey = \"{pubkey}\"\ndatabases = [\"test\", \"extra\"]\n[databases.extra]\nallow_plain = true\n{peers}",
             port = self.ports[i],
             data = d.join(format!("data{i}")).display(),
             key = key_file.display(),
@@ -209,41 +209,64 @@ async fn chain_through_a_then_failover_to_b_and_restore_from_an_old_backup() {
         let r = publish_retry(&both, v).await;
         assert_eq!((r.master.as_str(), r.version), ("m0", v));
     }
-    wait_for("B to replicate v4", || async {
-        version(&net.url(1), net.key(1)).await == 4
+    // Stop A gracefully and keep its state as an "old backup"; A comes back and goes on.
+    a.stop();
+    let data0 = net.dir.path().join("data0");
+    let backup = net.dir.path().join("backup0");
+    copy_dir(&data0, &backup);
+    let a = net.start(0, "");
+    for v in 5..=6 {
+        let r = publish_retry(&both, v).await;
+        assert_eq!((r.master.as_str(), r.version), ("m0", v));
+    }
+    wait_for("B to replicate v6", || async {
+        version(&net.url(1), net.key(1)).await == 6
     })
     .await;
-    // Stop A, keep its state as an "old backup", then kill it.
-    a.stop();
-    let backup = net.dir.path().join("backup0");
-    copy_dir(&net.dir.path().join("data0"), &backup);
-    // A is down: the publisher fails over to B within a short, bounded time.
+    // A dies: the next release fails over to B within a short, bounded time.
+    drop(a);
+    let extra = net.dir.path().join("extra.ndb");
+    std::fs::write(&extra, "Eicar-Test:0:*:58354f2150\n").unwrap();
+    let p = Publisher::new(both.clone(), publisher());
+    let files = vec![ReleaseFile {
+        name: "extra.ndb".into(),
+        path: extra,
+    }];
+    let info = vdb_master::client::infer(&files, Some("extra"), Some(1)).unwrap();
+    let (st, env) = p.statement(&info, &files, "").unwrap();
     let t = Instant::now();
-    let r = publish(&both, 5).await.unwrap();
-    assert_eq!(r.master, "m1");
+    let r = p
+        .publish(&files, &st, &env, &|_: Progress| {})
+        .await
+        .unwrap();
+    assert_eq!((r.master.as_str(), r.db.as_str()), ("m1", "extra"));
     assert!(
         t.elapsed() < Duration::from_secs(10),
         "failover took {:?}",
         t.elapsed()
     );
-    let r6 = publish(&both, 6).await.unwrap();
-    assert_eq!(r6.master, "m1");
-    let b_serial = manifest(&net.url(1), net.key(1)).await.unwrap().serial;
-    // Restore A from the old backup: it catches up from B and signs above B's serial.
-    let data0 = net.dir.path().join("data0");
+    let mb = manifest(&net.url(1), net.key(1)).await.unwrap();
+    assert_eq!(
+        (mb.databases["test"].version, mb.databases["extra"].version),
+        (6, 1)
+    );
+    // Restore A from the old backup (v4): it catches up from B and signs above B's serial.
     std::fs::remove_dir_all(&data0).unwrap();
     copy_dir(&backup, &data0);
     let old = manifest_file(&data0);
-    assert!(old.serial < b_serial && old.databases["test"].version == 4);
+    assert!(old.serial < mb.serial && old.databases["test"].version == 4);
     let a = net.start(0, "");
     wait_for("A to catch up", || async {
-        manifest(&net.url(0), net.key(0))
-            .await
-            .is_some_and(|m| m.databases["test"].version == 6 && m.serial > b_serial)
+        manifest(&net.url(0), net.key(0)).await.is_some_and(|m| {
+            m.serial > mb.serial
+                && m.databases.get("extra").is_some()
+                && m.databases["test"].version == 6
+        })
     })
     .await;
     let m = manifest(&net.url(0), net.key(0)).await.unwrap();
-    assert_eq!(m.databases["test"].release, r6.release_id);
+    assert_eq!(m.databases["extra"].release, r.release_id);
+    assert_eq!(m.databases["test"].release, mb.databases["test"].release);
     drop(a);
     drop(b);
 }
