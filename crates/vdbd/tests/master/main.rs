@@ -259,7 +259,7 @@ async fn chain_through_a_then_failover_to_b_and_restore_from_an_old_backup() {
     wait_for("A to catch up", || async {
         manifest(&net.url(0), net.key(0)).await.is_some_and(|m| {
             m.serial > mb.serial
-                && m.databases.get("extra").is_some()
+                && m.databases.contains_key("extra")
                 && m.databases["test"].version == 6
         })
     })
