@@ -254,7 +254,10 @@ impl Config {
             "field `txt_refresh_secs` must be between 1 and 21600 (freshclam drops TXT records older than 12 h)"
         );
         anyhow::ensure!(
-            !self.clamav_version.contains(':') && !self.clamav_version.is_empty(),
+            !self.clamav_version.contains(':')
+                && !self.clamav_version.is_empty()
+                && self.clamav_version.len() <= 32
+                && self.clamav_version.is_ascii(),
             "field `clamav_version` must be a version like 1.4.6"
         );
         for region in self

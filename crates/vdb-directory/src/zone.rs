@@ -189,7 +189,9 @@ impl Snapshot {
                 dbs: membership
                     .versions
                     .iter()
-                    .filter(|(db, _)| vdb_proto::is_safe_db_name(db))
+                    // `current.cvd` is the combined record; a database of that name cannot
+                    // have its own.
+                    .filter(|(db, _)| vdb_proto::is_safe_db_name(db) && *db != "current")
                     .map(|(db, &version)| {
                         (
                             db.clone(),
