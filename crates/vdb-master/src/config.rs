@@ -1,4 +1,40 @@
 //! The master's TOML configuration.
+//!
+//! ```toml
+//! name = "a"                          # goes into manifests and push notices
+//! network = "vdbnet"
+//! listen = "0.0.0.0:8700"
+//! data_dir = "/var/lib/vdbnet/master"
+//! key_file = "/etc/vdbnet/master.key" # vdb key gen -o …
+//! admin_token = "a long random string"
+//! pull_tokens = []                    # if set, GET /api/v1/objects/… needs one
+//! # tls_cert_file / tls_key_file: serve HTTPS; tls_ca_file: trust a private CA for peers
+//! heartbeat_secs = 21600
+//! forced_sync_secs = 21600
+//! keep_cdiffs = 30
+//!
+//! [[publishers]]
+//! key = "ed25519:…"
+//! databases = ["daily", "main"]       # or ["*"]
+//!
+//! [databases.extra]
+//! allow_plain = true                  # .ndb/.hdb/… published as-is
+//! # keyset_file = "network-keys.txt"  # the network's own ClamAV key set
+//!
+//! [[peers]]
+//! url = "https://master-b.example.org"
+//! key = "ed25519:…"
+//!
+//! [upstream]                          # follow a ClamAV-style upstream (one master only)
+//! url = "https://database.clamav.net"
+//! databases = ["daily", "main", "bytecode"]
+//! interval_secs = 3600
+//!
+//! [smtp]
+//! server = "127.0.0.1:25"
+//! from = "vdbnet@example.org"
+//! to = ["announce@example.org"]
+//! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

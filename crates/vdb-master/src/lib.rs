@@ -35,7 +35,6 @@ pub use config::Config;
 pub use master::{DERIVED, next_serial};
 pub use replicate::{ReleaseEntry, ReleasePage};
 pub use server::{Drain, Timeline, UPLOAD_HEADER};
-pub use upstream::Followed;
 
 use master::Master;
 

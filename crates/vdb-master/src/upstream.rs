@@ -14,7 +14,7 @@ use crate::master::{Master, Origin};
 
 /// What one check of one database did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Followed {
+pub(crate) enum Followed {
     /// The upstream has nothing newer.
     Current(u32),
     /// A new version was published.
