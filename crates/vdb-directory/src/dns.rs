@@ -151,9 +151,11 @@ impl RequestHandler for Handler {
             resp_edns = Some(e);
         }
 
-        if request.metadata.message_type != MessageType::Query
-            || request.metadata.op_code != OpCode::Query
-        {
+        if request.metadata.message_type != MessageType::Query {
+            // Never answer a response: two servers could bounce errors forever.
+            return fallback_info(meta);
+        }
+        if request.metadata.op_code != OpCode::Query {
             meta.response_code = ResponseCode::NotImp;
             self.count("-", meta.response_code, proto);
             return self
@@ -179,7 +181,7 @@ impl RequestHandler for Handler {
         }
         let qname: Name = info.query.name().clone().into();
         let qtype = info.query.query_type();
-        let qtype_s = qtype.to_string();
+        let qtype_s = qtype_label(qtype);
         let snap = self.shared.snapshot();
 
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -256,6 +258,32 @@ impl RequestHandler for Handler {
             handle,
         )
         .await
+    }
+}
+
+/// The metrics label of a query type: known types by name, the rest as `other` (a client
+/// must not be able to create unbounded label values).
+fn qtype_label(t: RecordType) -> String {
+    use RecordType as T;
+    match t {
+        T::A
+        | T::AAAA
+        | T::CNAME
+        | T::TXT
+        | T::SOA
+        | T::NS
+        | T::ANY
+        | T::AXFR
+        | T::IXFR
+        | T::MX
+        | T::PTR
+        | T::SRV
+        | T::HTTPS
+        | T::SVCB
+        | T::DS
+        | T::DNSKEY
+        | T::CAA => t.to_string(),
+        _ => "other".to_owned(),
     }
 }
 

@@ -860,6 +860,29 @@ async fn hostile_and_odd_queries() {
         raw_query(dns, &m).await.metadata.response_code,
         ResponseCode::Refused
     );
+    // A response sent to us is never answered (no error ping-pong between servers).
+    let mut m = Message::new(10, MessageType::Response, OpCode::Query);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&m.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = [0u8; 512];
+    let got = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        sock.recv_from(&mut buf),
+    )
+    .await;
+    assert!(got.is_err(), "a response was answered");
+    // Odd query types do not create new metric labels.
+    let d = dig(dns, None, "database.vdb.test.", "TYPE12345", &[]).await;
+    assert_eq!(d.status, "NOERROR");
+    let metrics = reqwest::get(format!("http://{}/metrics", dir.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("12345"), "{metrics}");
+    assert!(metrics.contains("qtype=\"other\""), "{metrics}");
     // Mixed case is the same name (and the answer keeps working after all of the above).
     let d = dig(dns, None, "DataBase.VDB.test.", "A", &[]).await;
     assert_eq!(d.data("A").len(), 3, "{}", d.raw);
