@@ -132,6 +132,15 @@ impl Policy {
     }
 }
 
+/// Whether two releases consist of the same files (names, sizes and hashes), in any order.
+pub fn same_files(a: &[FileRef], b: &[FileRef]) -> bool {
+    let mut a: Vec<&FileRef> = a.iter().collect();
+    let mut b: Vec<&FileRef> = b.iter().collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
 /// The version a cdiff file name carries for `db` (`<db>-<N>.cdiff`, also `….cdiff.sign`).
 pub fn cdiff_version(db: &str, name: &str) -> Option<u32> {
     let rest = name.strip_prefix(db)?.strip_prefix('-')?;

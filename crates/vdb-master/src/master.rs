@@ -272,7 +272,7 @@ impl Master {
                 })
             }
             Ok((st, id, false)) => {
-                tracing::info!(release = %id, db = %st.db, version = st.version, "identical re-submission of an accepted release");
+                tracing::info!(release = %id, db = %st.db, version = st.version, "re-submission of an accepted release (same version and files)");
                 let serial = blocking({
                     let h = self.history.clone();
                     let id = id.clone();
@@ -344,8 +344,8 @@ impl Master {
             published_at: None,
         };
         match self.judge(envelope, origin, now, &mut row) {
-            Ok((st, false)) => Ok((st, row.id, false)),
-            Ok((st, true)) => {
+            Ok((st, Some(existing))) => Ok((st, existing, false)),
+            Ok((st, None)) => {
                 row.verdict = "accepted".into();
                 self.history.insert_release(&row).map_err(internal)?;
                 self.servable
@@ -366,14 +366,15 @@ impl Master {
     }
 
     /// The gate proper; fills in `row` as far as the statement can be trusted. Returns the
-    /// statement and whether it is new (false: an identical re-submission of an accepted one).
+    /// statement and, when it brings nothing new, the id of the accepted release it repeats
+    /// (the same statement re-sent, or another statement of the same version and files).
     fn judge(
         &self,
         envelope: &[u8],
         origin: &Origin,
         now: i64,
         row: &mut ReleaseRow,
-    ) -> Result<(ReleaseStatement, bool), Refusal> {
+    ) -> Result<(ReleaseStatement, Option<String>), Refusal> {
         let env = Signed::<ReleaseStatement>::from_json(envelope)
             .map_err(|e| Refusal::new(400, "bad_statement", e.to_string()))?;
         row.id = env.id();
@@ -383,20 +384,27 @@ impl Master {
         row.db.clone_from(&st.db);
         row.version = st.version;
         let check_window = *origin == Origin::Publisher;
-        if self.history.accepted(&row.id).map_err(internal)?.is_some() {
+        let held = self.held()?;
+        let known = if self.history.accepted(&row.id).map_err(internal)?.is_some() {
+            Some(row.id.clone())
+        } else {
+            held.get(&st.db)
+                .filter(|h| h.version == st.version && gate::same_files(&h.files, &st.files))
+                .map(|h| h.release.clone())
+        };
+        if let Some(existing) = known {
             if check_window && (st.issued_at - now).abs() > self.config.statement_window_secs {
                 return Err(Refusal::new(
                     409,
                     "replay",
                     format!(
                         "release {} was accepted long ago (issued at {}); re-sending it now is a replay",
-                        row.id, st.issued_at
+                        existing, st.issued_at
                     ),
                 ));
             }
-            return Ok((st, false));
+            return Ok((st, Some(existing)));
         }
-        let held = self.held()?;
         gate::check_release(
             &self.policy,
             held.get(&st.db),
@@ -405,7 +413,7 @@ impl Master {
             now,
             check_window,
         )?;
-        Ok((st, true))
+        Ok((st, None))
     }
 
     /// Signs a new manifest (new serial, fresh timestamp) and pushes it to the mirrors.

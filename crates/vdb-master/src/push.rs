@@ -144,21 +144,10 @@ pub(crate) async fn forced_sync_blocker(master: &Arc<Master>) -> Option<String> 
         };
         for (db, s) in &m.databases {
             let mine = own.manifest.databases.get(db).map_or(0, |d| d.version);
-            if s.version == mine
-                && own
-                    .manifest
-                    .databases
-                    .get(db)
-                    .is_some_and(|d| d.release != s.release)
-            {
+            if s.version == mine && db_files(&m, db) != db_files(&own.manifest, db) {
                 return Some(format!(
-                    "peer {} holds another release of {db} version {mine} ({}, ours {}): split brain, resolve before syncing",
-                    p.url,
-                    s.release,
-                    own.manifest
-                        .databases
-                        .get(db)
-                        .map_or("", |d| d.release.as_str())
+                    "peer {} serves other files for {db} version {mine}: split brain, resolve before syncing",
+                    p.url
                 ));
             }
             if s.version > mine {
@@ -170,6 +159,18 @@ pub(crate) async fn forced_sync_blocker(master: &Arc<Master>) -> Option<String> 
         }
     }
     None
+}
+
+/// The files of database `db` in a manifest (derived files excluded).
+fn db_files<'a>(m: &'a Manifest, db: &str) -> Vec<&'a vdb_proto::FileRef> {
+    m.files
+        .iter()
+        .filter(|f| {
+            f.name
+                .strip_prefix(db)
+                .is_some_and(|r| r.starts_with('.') || r.starts_with('-'))
+        })
+        .collect()
 }
 
 /// Fetches and verifies a peer's manifest (and remembers its serial); `None` if the peer

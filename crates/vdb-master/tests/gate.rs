@@ -180,14 +180,19 @@ async fn fixture_chain_v1_to_v6_is_published_with_derived_files() {
         t.manifest().await.serial,
         "and changes nothing"
     );
-    // Signed a second later, the same files are another statement: equivocation.
+    // Signed a second later, the same version and files are the same release (two masters
+    // following one upstream, a publisher retrying with a fresh statement).
     t.clock.advance(1);
-    let err = t.publish(&release(6)).await.unwrap_err();
+    let same = t.publish(&release(6)).await.unwrap();
+    assert_eq!(same.release_id, env.id());
+    // The same version with other files is equivocation.
+    let mut other = release(6);
+    other.pop();
+    let err = t.publish(&other).await.unwrap_err();
     assert!(
         matches!(&err, PublishError::Refused { error, .. } if error.code == "equivocation"),
         "{err}"
     );
-
     let m = t.manifest().await;
     let names: Vec<&str> = m.files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(

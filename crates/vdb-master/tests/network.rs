@@ -660,3 +660,51 @@ async fn releases_and_alerts_are_mailed() {
     a.shutdown().await;
     h.abort();
 }
+
+#[tokio::test]
+async fn two_masters_following_one_upstream_agree() {
+    let up = Upstream::default();
+    *up.cvd.lock().unwrap() = std::fs::read(fixture("test-1.cvd")).unwrap();
+    let app = Router::new()
+        .route("/{name}", get(upstream_file))
+        .with_state(up.clone());
+    let (addr, h) = serve(app).await;
+    let p = Pair::new();
+    let follow = |mut c: Config| {
+        c.upstream = Some(UpstreamConfig {
+            url: format!("http://{addr}"),
+            databases: vec!["test".into()],
+            interval_secs: 10,
+            key_file: None,
+        });
+        c
+    };
+    let a = vdb_master::start(follow(p.config(0)), Arc::new(p.clock.clone()))
+        .await
+        .unwrap();
+    let b = vdb_master::start(follow(p.config(1)), Arc::new(p.clock.clone()))
+        .await
+        .unwrap();
+    wait_for("both at v1", || async {
+        p.version(0).await == 1 && p.version(1).await == 1
+    })
+    .await;
+    *up.cvd.lock().unwrap() = std::fs::read(fixture("test-2.cvd")).unwrap();
+    p.clock.advance(10);
+    wait_for("both at v2", || async {
+        p.version(0).await == 2 && p.version(1).await == 2
+    })
+    .await;
+    p.clock.advance(10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each signed its own statement of the same files: no split brain, no refusal.
+    assert!(a.forced_sync_now().await);
+    assert!(b.forced_sync_now().await);
+    for i in 0..2 {
+        let hist = Admin::new(&p.url(i), None).history(100).await.unwrap();
+        assert!(hist.iter().all(|r| r.verdict == "accepted"), "{hist:?}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    h.abort();
+}
