@@ -66,6 +66,22 @@ pub(crate) struct Membership {
     pub(crate) fail_static: bool,
 }
 
+/// Whether an address from the registry may go into answers (never unspecified, multicast
+/// or broadcast addresses).
+fn usable_address(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+/// Whether a base URL from the registry may go into a redirect.
+fn usable_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.len() <= 2048
+        && !u.bytes().any(|b| b.is_ascii_control() || b == b' ')
+}
+
 fn state_rank(state: Option<MirrorState>) -> u8 {
     match state {
         Some(MirrorState::InService) => 0,
@@ -223,8 +239,14 @@ pub(crate) fn compute(
             name: c.rec.name.clone(),
             region: c.rec.region.clone(),
             weight: c.rec.bandwidth_mbps.max(1),
-            addresses: c.rec.addresses.clone(),
-            base_url: c.rec.base_urls.first().cloned(),
+            addresses: c
+                .rec
+                .addresses
+                .iter()
+                .copied()
+                .filter(|a| usable_address(*a))
+                .collect(),
+            base_url: c.rec.base_urls.iter().find(|u| usable_url(u)).cloned(),
         })
         .collect();
     Membership {
@@ -346,6 +368,36 @@ mod tests {
         let m = compute(&inputs, 1, 0, 0);
         assert!(m.members.is_empty());
         assert!(m.versions.is_empty());
+    }
+
+    #[test]
+    fn unusable_addresses_and_urls_are_dropped() {
+        let mut r = rec("a");
+        r.addresses = [
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "192.0.2.9",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        r.base_urls = vec![
+            "javascript:alert(1)".into(),
+            "http://x\r\nSet-Cookie: a".into(),
+        ];
+        let inputs = Inputs {
+            registry: Some(vec![r]),
+            reports: vec![],
+        };
+        let m = compute(&inputs, 1, 1, 0);
+        assert_eq!(
+            m.members[0].addresses,
+            ["192.0.2.9".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(m.members[0].base_url, None);
     }
 
     #[test]
