@@ -71,8 +71,24 @@ const DELETE_RATE: f64 = 0.0005;
 const CHANGE_RATE: f64 = 0.0002;
 const APPEND_RATE: f64 = 0.005;
 
-/// Runs `vdb db synth`.
+/// Runs `vdb db synth`: writes the files, progress on stderr, a summary on stdout.
 pub fn run(args: &SynthArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let (stats, written) = generate(args, &mut |s| eprintln!("{}", s.progress_line()))?;
+    summary(&args.output, args, &stats, &written, t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Writes the database and its chain into `args.output` without printing anything (for
+/// `vdbd dev` and tests). Returns the names and sizes written.
+pub fn write_chain(args: &SynthArgs) -> Result<Vec<(String, usize)>> {
+    generate(args, &mut |_| {}).map(|(_, written)| written)
+}
+
+/// What was made: per-version statistics, and each file written with its size.
+type Generated = (Vec<VersionStats>, Vec<(String, usize)>);
+
+fn generate(args: &SynthArgs, progress: &mut dyn FnMut(&VersionStats)) -> Result<Generated> {
     let dir = &args.output;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     ensure!(args.size_mb > 0, "--size-mb must be at least 1");
@@ -80,7 +96,6 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         args.version.checked_add(args.cdiffs).is_some(),
         "--version + --cdiffs overflows"
     );
-    let t0 = Instant::now();
     let signer = match &args.keys {
         Some(path) => {
             let text = fs::read_to_string(path)
@@ -115,10 +130,9 @@ pub fn run(args: &SynthArgs) -> Result<()> {
             written.push((name.to_owned(), bytes.len()));
             Ok(())
         },
-        &mut |s| eprintln!("{}", s.progress_line()),
+        progress,
     )?;
-    summary(dir, args, &stats, &written, t0.elapsed().as_secs_f64());
-    Ok(())
+    Ok((stats, written))
 }
 
 fn summary(
