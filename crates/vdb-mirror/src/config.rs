@@ -19,6 +19,24 @@ pub enum UnknownHost {
 }
 
 /// A mirror's configuration (`vdbd mirror --config mirror.toml`).
+///
+/// ```toml
+/// name = "mirror-eu-1"
+/// network = "vdbnet"
+/// masters = ["https://master-a.example.net", "https://master-b.example.net"]
+/// master_keys = ["ed25519:<64 hex digits>", "ed25519:<64 hex digits>"]
+/// pull_token = "…"                      # if the masters require one
+/// data_dir = "/var/lib/vdb-mirror"
+/// listen = "0.0.0.0:80"
+/// hosts = ["database.example.net", "db.eu.example.net", "mirror-eu-1.example.net"]
+/// unknown_host = "reject"                # 421 for other Host headers (default: serve)
+/// poll_secs = 300
+/// stats_user = "admin"
+/// stats_password = "…"
+/// # tls_listen = "0.0.0.0:443"
+/// # tls_cert = "/etc/vdb-mirror/cert.pem"
+/// # tls_key = "/etc/vdb-mirror/key.pem"
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

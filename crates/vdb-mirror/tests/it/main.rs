@@ -1,5 +1,6 @@
 //! In-process tests of the mirror against a master double (`double.rs`, real HTTP on loopback).
 
+mod bench;
 #[path = "../../../vdbd/tests/mirror/double.rs"]
 mod double;
 

@@ -3,6 +3,7 @@
 //! server, slow clients.
 
 mod double;
+mod tls;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -50,9 +51,15 @@ fn write_config(dir: &Path, master: &str, extra: &str) -> PathBuf {
     path
 }
 
-/// Spawns the mirror; with `wait_ready`, waits (bounded) for its JSON ready line.
+/// The vdbd binary under test (`VDBD_BIN` overrides, e.g. a release build for the benchmark).
+fn vdbd() -> PathBuf {
+    std::env::var_os("VDBD_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vdbd")), PathBuf::from)
+}
+
+/// Spawns the mirror.
 fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vdbd"))
+    Command::new(vdbd())
         .args(["mirror", "--config"])
         .arg(config)
         .env("VDB_LOG", "warn")
