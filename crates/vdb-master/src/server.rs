@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tower::ServiceExt as _;
 use vdb_proto::{ApiError, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
 
 use crate::gate::Refusal;
@@ -265,9 +266,14 @@ async fn upload_inner(
         .into_response())
 }
 
-async fn object(State(m): S, Path(sha): Path<String>, headers: HeaderMap) -> Result<Response, Api> {
+async fn object(
+    State(m): S,
+    Path(sha): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, Api> {
+    let headers = req.headers();
     if !m.config.pull_tokens.is_empty() {
-        let ok = bearer(&headers).is_some_and(|got| {
+        let ok = bearer(headers).is_some_and(|got| {
             m.config
                 .pull_tokens
                 .iter()
@@ -289,23 +295,22 @@ async fn object(State(m): S, Path(sha): Path<String>, headers: HeaderMap) -> Res
         ));
     }
     let path = m.objects.path(&sha).map_err(Api::internal)?;
-    let file = tokio::fs::File::open(&path)
+    // ServeFile answers HEAD, Range (a mirror or monitor reading a CVD header) and
+    // If-Modified-Since.
+    let mut resp = tower_http::services::ServeFile::new(path)
+        .oneshot(req)
         .await
-        .map_err(|_| Api::new(404, "no_object", "object missing"))?;
-    let len = file.metadata().await.map_err(Api::internal)?.len();
-    let stream = tokio_util::io::ReaderStream::new(file);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (
-                header::CACHE_CONTROL,
-                "public, max-age=31536000, immutable".to_owned(),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+        .map_err(Api::internal)?
+        .map(Body::new);
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
 }
 
 async fn submit(State(m): S, body: axum::body::Bytes) -> Result<Response, Api> {

@@ -876,6 +876,29 @@ async fn objects_need_a_pull_token_when_configured() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(vdb_proto::sha256_hex(&r.bytes().await.unwrap()), *sha);
+    // Range (a CVD header) and HEAD work on objects.
+    let r = c
+        .get(&url)
+        .bearer_auth("pull-token-0123456789")
+        .header("range", "bytes=0-511")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let head = r.bytes().await.unwrap();
+    assert_eq!(head.len(), 512);
+    assert!(head.starts_with(b"ClamAV-VDB:"));
+    let r = c
+        .head(&url)
+        .bearer_auth("pull-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        m.file("test.cvd").unwrap().size.to_string().as_str()
+    );
     // Uploads without a valid ticket are refused.
     let r = c.put(&url).body("x").send().await.unwrap();
     assert_eq!(r.status(), 401);

@@ -670,12 +670,16 @@ async fn two_masters_following_one_upstream_agree() {
         .with_state(up.clone());
     let (addr, h) = serve(app).await;
     let p = Pair::new();
+    // Masters that follow the same upstream share the follower's key (or list each other's
+    // follower keys as publishers): a replicated release must come from a known publisher.
+    let up_key = p.dir.path().join("upstream.key");
+    std::fs::write(&up_key, SecretKey::from_seed([42; 32]).to_text()).unwrap();
     let follow = |mut c: Config| {
         c.upstream = Some(UpstreamConfig {
             url: format!("http://{addr}"),
             databases: vec!["test".into()],
             interval_secs: 10,
-            key_file: None,
+            key_file: Some(up_key.clone()),
         });
         c
     };
