@@ -73,7 +73,8 @@ pub(crate) struct App {
     pub(crate) name: String,
     pub(crate) hosts: Vec<String>,
     pub(crate) unknown_host: UnknownHost,
-    pub(crate) max_age: u64,
+    /// `Cache-Control` of mutable names.
+    pub(crate) mutable_cache: HeaderValue,
     pub(crate) current: Current,
     pub(crate) local_dir: PathBuf,
     pub(crate) stats: Arc<Stats>,

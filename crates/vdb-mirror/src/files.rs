@@ -4,7 +4,7 @@
 use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -123,10 +123,6 @@ fn etag_matches(list: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
-fn http_date(secs: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
 fn parse_date(v: &HeaderValue) -> Option<u64> {
     let t = httpdate::parse_http_date(v.to_str().ok()?).ok()?;
     Some(crate::store::secs(t))
@@ -177,15 +173,15 @@ async fn local_entry(dir: PathBuf, name: &str) -> Option<Entry> {
     }
     let mtime = meta.modified().ok()?;
     let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    Some(Entry {
+    Some(Entry::new(
         path,
-        size: meta.len(),
-        etag: format!("\"l{nanos:x}-{:x}\"", meta.len()),
-        modified: crate::store::secs(mtime),
-        cache: CacheClass::Mutable,
-        data: None,
-        head: Bytes::new(),
-    })
+        meta.len(),
+        format!("\"l{nanos:x}-{:x}\"", meta.len()),
+        crate::store::secs(mtime),
+        CacheClass::Mutable,
+        None,
+        Bytes::new(),
+    ))
 }
 
 /// Streams `len` bytes of `path` from `start`.
@@ -315,14 +311,16 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
         name = n.to_owned();
     }
     let mut resp = Response::builder()
-        .header(header::ETAG, &entry.etag)
-        .header(header::LAST_MODIFIED, http_date(entry.modified))
-        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, entry.etag_value.clone())
+        .header(header::LAST_MODIFIED, entry.modified_value.clone())
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
         .header(
             header::CACHE_CONTROL,
             match entry.cache {
-                CacheClass::Immutable => "public, max-age=31536000, immutable".to_owned(),
-                CacheClass::Mutable => format!("public, max-age={}", app.max_age),
+                CacheClass::Immutable => {
+                    HeaderValue::from_static("public, max-age=31536000, immutable")
+                }
+                CacheClass::Mutable => app.mutable_cache.clone(),
             },
         );
     let h = &req.headers;
@@ -333,7 +331,10 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
             .unwrap_or_default();
         return (304, 0, Some(name), r);
     }
-    resp = resp.header(header::CONTENT_TYPE, content_type(&name));
+    resp = resp.header(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&name)),
+    );
     let ask = match h.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(v) if if_range_ok(h, &entry.etag, entry.modified) => parse_range(v, entry.size),
         _ => RangeAsk::Whole,
@@ -371,7 +372,23 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
     } else if end <= entry.head.len() {
         Body::from(entry.head.slice(start as usize..end))
     } else {
-        match file_body(entry.path.clone(), start, len).await {
+        let mut opened = file_body(entry.path.clone(), start, len).await;
+        if opened.is_err() && !name.starts_with("local_") {
+            // A sync switched snapshots and removed this one between lookup and open: the
+            // same content (same ETag) is in the new one.
+            if let Some(e) = app
+                .snapshot()
+                .and_then(|s| {
+                    s.files
+                        .get(&name)
+                        .map(|e| (e.etag == entry.etag, e.path.clone()))
+                })
+                .filter(|(same, _)| *same)
+            {
+                opened = file_body(e.1, start, len).await;
+            }
+        }
+        match opened {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(file = %name, error = %e, "cannot open a served file");

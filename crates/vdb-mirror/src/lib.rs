@@ -145,7 +145,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         name: config.name.clone(),
         hosts: config.hosts.clone(),
         unknown_host: config.unknown_host,
-        max_age: config.mutable_max_age_secs,
+        mutable_cache: http::HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.mutable_max_age_secs
+        ))?,
         current: syncer.current.clone(),
         local_dir,
         stats: stats.clone(),

@@ -17,6 +17,8 @@ pub(crate) struct Metrics {
     pub(crate) pulled_bytes: Counter,
     pub(crate) served_bytes: Counter,
     responses: Family<Labels, Counter>,
+    /// The common codes' counters, looked up without hashing or allocating.
+    common: Vec<(u16, Counter)>,
     syncs: Family<Labels, Counter>,
     sync_seconds: Counter<f64>,
     pushes: Family<Labels, Counter>,
@@ -55,7 +57,19 @@ impl Metrics {
         registry.register("syncs", "Syncs by outcome", syncs.clone());
         registry.register("sync_seconds", "Time spent syncing", sync_seconds.clone());
         registry.register("pushes", "Push notices by result", pushes.clone());
+        let common = [200, 206, 304, 400, 404, 416]
+            .into_iter()
+            .map(|c| {
+                (
+                    c,
+                    responses
+                        .get_or_create(&vec![("code", c.to_string())])
+                        .clone(),
+                )
+            })
+            .collect();
         Self {
+            common,
             registry,
             serial,
             pulled_bytes,
@@ -68,6 +82,10 @@ impl Metrics {
     }
 
     pub(crate) fn response(&self, status: u16) {
+        if let Some((_, c)) = self.common.iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
         self.responses
             .get_or_create(&vec![("code", status.to_string())])
             .inc();

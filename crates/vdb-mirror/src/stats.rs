@@ -30,11 +30,18 @@ pub(crate) struct Row {
     pub(crate) bytes: u64,
 }
 
+#[derive(Debug, Default)]
+struct Pending {
+    /// The day number and text of the last count (formatted once a day).
+    day: (i64, String),
+    counts: HashMap<Key, (u64, u64)>,
+}
+
 /// Counted statistics.
 #[derive(Debug)]
 pub(crate) struct Stats {
     excluded: Vec<String>,
-    pending: Mutex<HashMap<Key, (u64, u64)>>,
+    pending: Mutex<Pending>,
     db: Mutex<Connection>,
 }
 
@@ -88,7 +95,7 @@ impl Stats {
         }
         Ok(Self {
             excluded,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::default(),
             db: Mutex::new(db),
         })
     }
@@ -102,26 +109,36 @@ impl Stats {
         {
             return;
         }
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let n = now.div_euclid(86_400);
+        if p.day.0 != n || p.day.1.is_empty() {
+            p.day = (n, day(now));
+        }
         let key = Key {
-            day: day(now),
+            day: p.day.1.clone(),
             file: file.to_owned(),
             status,
             client: client_version(user_agent),
         };
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // Bound memory against request floods with ever-new names (names are already limited to
-        // the served set, so this is a backstop).
-        if p.len() >= 100_000 && !p.contains_key(&key) {
+        // Bound memory against request floods (names are already limited to the served set and
+        // one "not found" row, so this is a backstop).
+        if p.counts.len() >= 100_000 && !p.counts.contains_key(&key) {
             return;
         }
-        let e = p.entry(key).or_default();
+        let e = p.counts.entry(key).or_default();
         e.0 += 1;
         e.1 += bytes;
     }
 
     /// Writes pending counts to SQLite (blocking).
     pub(crate) fn flush(&self) -> rusqlite::Result<()> {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let batch = std::mem::take(
+            &mut self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .counts,
+        );
         if batch.is_empty() {
             return Ok(());
         }

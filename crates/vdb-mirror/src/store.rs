@@ -93,6 +93,37 @@ pub(crate) struct Entry {
     pub(crate) data: Option<Bytes>,
     /// The first bytes, for large files.
     pub(crate) head: Bytes,
+    /// `ETag` and `Last-Modified` as header values (computed once).
+    pub(crate) etag_value: http::HeaderValue,
+    pub(crate) modified_value: http::HeaderValue,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        path: PathBuf,
+        size: u64,
+        etag: String,
+        modified: u64,
+        cache: CacheClass,
+        data: Option<Bytes>,
+        head: Bytes,
+    ) -> Self {
+        let date = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(modified));
+        Self {
+            etag_value: http::HeaderValue::from_str(&etag)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("\"-\"")),
+            modified_value: http::HeaderValue::from_str(&date).unwrap_or_else(|_| {
+                http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")
+            }),
+            path,
+            size,
+            etag,
+            modified,
+            cache,
+            data,
+            head,
+        }
+    }
 }
 
 /// A complete, verified served set.
@@ -237,15 +268,15 @@ impl Store {
             .ok()
             .and_then(|m| m.modified().ok())
             .map_or(0, secs);
-        let envelope = Entry {
-            path: env_path,
-            size: text.len() as u64,
-            etag: format!("\"{}\"", vdb_proto::sha256_hex(&text)),
+        let envelope = Entry::new(
+            env_path,
+            text.len() as u64,
+            format!("\"{}\"", vdb_proto::sha256_hex(&text)),
             modified,
-            cache: CacheClass::Mutable,
-            head: Bytes::new(),
-            data: Some(Bytes::from(text)),
-        };
+            CacheClass::Mutable,
+            Some(Bytes::from(text)),
+            Bytes::new(),
+        );
         let mut files = HashMap::with_capacity(manifest.files.len());
         for f in &manifest.files {
             let entry = load_entry(&dir.join(&f.name), f, verify_hashes).map_err(bad)?;
@@ -389,15 +420,15 @@ fn load_entry(path: &Path, f: &FileRef, verify_hash: bool) -> Result<Entry, Stri
     let modified = container_build_time(&f.name, first)
         .or_else(|| meta.modified().ok().map(secs))
         .unwrap_or(0);
-    Ok(Entry {
-        path: path.to_owned(),
-        size: f.size,
-        etag: format!("\"{}\"", f.sha256),
+    Ok(Entry::new(
+        path.to_owned(),
+        f.size,
+        format!("\"{}\"", f.sha256),
         modified,
-        cache: CacheClass::of(&f.name),
+        CacheClass::of(&f.name),
         data,
         head,
-    })
+    ))
 }
 
 /// The build time in a CVD/CLD/CUD header (spec §9.3: `Last-Modified` must be this, so that
