@@ -1,7 +1,14 @@
-//! The offline core of `vdb-update`, vdbnet's freshclam-compatible updater: no network, no
-//! async.
+//! `vdb-update`, vdbnet's freshclam-compatible updater.
 //!
-//! This crate owns what the updater reads and writes besides the databases themselves:
+//! The update engine ([`updater`]) follows freshclam 1.4.6's observable behaviour (spec §4):
+//! versions from the DNS TXT record or a `Range: bytes=0-511` header probe, cdiff chains with
+//! freshclam's fallbacks, CLDs built locally, everything verified before an atomic rename,
+//! cool-downs on 429/403, the same exit codes, clamd notification and hooks. Beyond freshclam it
+//! remembers mirror health across runs ([`health`]) and, on a vdbnet network, checks the
+//! masters' signed manifest and every file's hash ([`vdbnet`]).
+//!
+//! Configuration comes from `freshclam.conf` or vdb-update's TOML file ([`config`]). Besides,
+//! this crate owns:
 //!
 //! - `freshclam.conf` in ClamAV's optparser syntax, with freshclam's defaults, and the views
 //!   freshclam derives from it: the ordered server URLs, PrivateMirror mode, whether DNS and
@@ -30,8 +37,17 @@
 //! assert!(dat.on_cooldown(1_699_999_000));
 //! ```
 
+pub mod config;
+pub mod dns;
+pub mod fetch;
 mod freshclam_conf;
+pub mod health;
+pub mod local;
+pub mod log;
+pub mod notify;
 mod state;
+pub mod updater;
+pub mod vdbnet;
 
 pub use freshclam_conf::{
     ConfError, DEFAULT_DATABASE_DIRECTORY, DEFAULT_DNS_DATABASE_INFO, DEFAULT_LOG_FILE_MAX_SIZE,

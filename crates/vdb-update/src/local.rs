@@ -1,0 +1,136 @@
+//! The database directory: what is installed, staging next to it, atomic installation and
+//! pruning. A crash at any point leaves every installed file either old or new, complete.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use vdb_format::{Header, Kind};
+
+/// Prefix of the staging directories made inside the database directory.
+pub const STAGING_PREFIX: &str = "tmp.vdb-update-";
+
+/// An installed database container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDb {
+    /// Its path.
+    pub path: PathBuf,
+    /// `.cvd` or `.cld`.
+    pub kind: Kind,
+    /// Its header.
+    pub header: Header,
+}
+
+impl LocalDb {
+    /// Its version.
+    pub fn version(&self) -> u32 {
+        self.header.version
+    }
+
+    /// Its build time (used as If-Modified-Since), if the header has it.
+    pub fn build_secs(&self) -> Option<i64> {
+        self.header.build_secs.and_then(|s| i64::try_from(s).ok())
+    }
+}
+
+fn read_header(path: &Path) -> io::Result<Option<Header>> {
+    match fs::File::open(path) {
+        Ok(f) => Ok(vdb_format::container::read_header(f).ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The installed copy of `db`: the higher version of `db.cvd` and `db.cld` (the CLD on a tie,
+/// which is what ClamAV loads). A file whose header cannot be read counts as absent. Returns
+/// the chosen copy and the other, superseded one if both exist.
+pub fn find(dir: &Path, db: &str) -> io::Result<(Option<LocalDb>, Option<PathBuf>)> {
+    let mut found = Vec::new();
+    for kind in [Kind::Cld, Kind::Cvd] {
+        let path = dir.join(format!("{db}.{}", kind.extension()));
+        if let Some(header) = read_header(&path)? {
+            found.push(LocalDb { path, kind, header });
+        }
+    }
+    found.sort_by_key(|l| std::cmp::Reverse(l.header.version));
+    let mut it = found.into_iter();
+    let best = it.next();
+    let other = it.next().map(|l| l.path);
+    Ok((best, other))
+}
+
+/// Removes staging directories left by an interrupted run.
+pub fn clean_staging(dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(STAGING_PREFIX) && entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A fresh staging directory inside the database directory (same file system, so
+/// installation is a rename). Removed when dropped.
+pub fn staging(dir: &Path) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
+        .tempdir_in(dir)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Moves a complete, verified, staged file to `dir/name` atomically (fsync, rename, fsync of
+/// the directory), then removes the files in `superseded` (other than `name`).
+pub fn install(staged: &Path, dir: &Path, name: &str, superseded: &[PathBuf]) -> io::Result<()> {
+    fs::File::open(staged)?.sync_all()?;
+    let dest = dir.join(name);
+    fs::rename(staged, &dest)?;
+    sync_dir(dir)?;
+    let mut removed = false;
+    for old in superseded {
+        if *old != dest {
+            match fs::remove_file(old) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Deletes `*.cvd` / `*.cld` files whose database is not in `keep` and whose file name is
+/// not in `keep_files` (freshclam's "Pruning unwanted or deprecated database file").
+/// Returns the removed file names.
+pub fn prune(dir: &Path, keep: &[String], keep_files: &[String]) -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            continue;
+        };
+        if !matches!(ext, "cvd" | "cld") {
+            continue;
+        }
+        if keep.iter().any(|k| k == stem) || keep_files.contains(&name) {
+            continue;
+        }
+        fs::remove_file(entry.path())?;
+        removed.push(name);
+    }
+    removed.sort();
+    Ok(removed)
+}

@@ -1,0 +1,584 @@
+//! The freshclam scenarios of spec §7.3, run with the real `vdb-update` binary against a local
+//! mirror (test double: axum on 127.0.0.1:0) serving ClamAV's signed test fixtures. Each test
+//! compares files, versions, requests and exit code with what §7.3 records for freshclam 1.4.6.
+
+mod common;
+
+use common::*;
+use vdb_update::FreshclamDat;
+
+fn req(path: &str, range: bool, ims: bool, status: u16) -> Req {
+    Req {
+        path: path.into(),
+        range,
+        ims,
+        status,
+    }
+}
+
+/// www: test.cvd = v6 (+ the cdiffs `cdiffs`).
+fn mirror_v6(w: &Work, cdiffs: &[u32]) {
+    serve_fixture(&w.www(), "test-6.cvd", "test.cvd");
+    for i in cdiffs {
+        serve_fixture(
+            &w.www(),
+            &format!("test-{i}.cdiff"),
+            &format!("test-{i}.cdiff"),
+        );
+    }
+}
+
+fn dat(w: &Work) -> FreshclamDat {
+    FreshclamDat::parse(&std::fs::read(w.db().join("freshclam.dat")).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn fresh_download() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, false, 206),
+            req("/test.cvd", false, false, 200)
+        ]
+    );
+    assert_eq!(w.db_files(), ["test.cvd"]);
+    assert_eq!(w.version("test.cvd"), 6);
+    // Byte-identical to what the mirror served.
+    assert_eq!(
+        std::fs::read(w.db().join("test.cvd")).unwrap(),
+        std::fs::read(fixture("test-6.cvd")).unwrap()
+    );
+    let d = dat(&w);
+    assert_eq!(d.retry_after, 0);
+}
+
+#[tokio::test]
+async fn cdiff_update_then_up_to_date() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut want = vec![req("/test.cvd", true, true, 206)];
+    for i in 2..=6 {
+        want.push(req(&format!("/test-{i}.cdiff"), false, false, 200));
+    }
+    assert_eq!(m.requests(), want);
+    assert_eq!(w.db_files(), ["test.cld"]);
+    assert_eq!(w.version("test.cld"), 6);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("test.cld updated (version: 6, sigs: 14, f-level: 81, builder: micasnyd)"),
+        "{}",
+        text(&out)
+    );
+    // Same content as the CLD freshclam built from the same chain (member order may differ).
+    let ours = vdb_format::container::read_to_map(
+        std::fs::File::open(w.db().join("test.cld")).unwrap(),
+        vdb_format::Kind::Cld,
+        &vdb_format::KeySet::official(),
+        &vdb_format::Limits::default(),
+    )
+    .unwrap()
+    .1;
+    let theirs = vdb_format::container::read_to_map(
+        std::fs::File::open(fixture("derived/test-6.from-cdiffs.cld")).unwrap(),
+        vdb_format::Kind::Cld,
+        &vdb_format::KeySet::official(),
+        &vdb_format::Limits::default(),
+    )
+    .unwrap()
+    .1;
+    assert_eq!(ours, theirs);
+
+    // up_to_date: the probe carries the v6 build time and gets 304; nothing changes.
+    let before = std::fs::read(w.db().join("test.cld")).unwrap();
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up-to-date"));
+    assert_eq!(std::fs::read(w.db().join("test.cld")).unwrap(), before);
+}
+
+#[tokio::test]
+async fn cdiff_partial() {
+    let w = Work::new();
+    mirror_v6(&w, &[4, 5]);
+    w.put_db("test-3.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, true, 206),
+            req("/test-4.cdiff", false, false, 200),
+            req("/test-5.cdiff", false, false, 200),
+            req("/test-6.cdiff", false, false, 404),
+        ]
+    );
+    assert_eq!(w.db_files(), ["test.cld"]);
+    assert_eq!(w.version("test.cld"), 5);
+    assert!(text(&out).contains("partial-update"), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn cdiff_missing_fallback() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, true, 206),
+            req("/test-2.cdiff", false, false, 404),
+            req("/test.cvd", false, true, 200),
+        ]
+    );
+    assert_eq!(w.db_files(), ["test.cvd"]);
+    assert_eq!(w.version("test.cvd"), 6);
+    assert!(text(&out).contains("Incremental update failed"));
+}
+
+#[tokio::test]
+async fn missing_latest_patch_one_version_behind_stays() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    w.put_db("test-5.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, true, 206),
+            req("/test-6.cdiff", false, false, 404),
+        ]
+    );
+    assert_eq!(w.version("test.cvd"), 5);
+    assert!(text(&out).contains("doesn't have the latest patch"));
+}
+
+#[tokio::test]
+async fn empty_cdiff_falls_back_to_the_whole_cvd() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    std::fs::write(w.www().join("test-3.cdiff"), b"").unwrap();
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let reqs = m.requests();
+    assert_eq!(reqs.last().unwrap(), &req("/test.cvd", false, true, 200));
+    assert_eq!(w.db_files(), ["test.cvd"]);
+    assert_eq!(w.version("test.cvd"), 6);
+}
+
+#[tokio::test]
+async fn tampered_cdiff_falls_back_to_the_whole_cvd() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    let p = w.www().join("test-4.cdiff");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 1;
+    std::fs::write(&p, b).unwrap();
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.db_files(), ["test.cvd"]);
+    assert_eq!(w.version("test.cvd"), 6);
+}
+
+#[tokio::test]
+async fn private_mirror() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[], &format!("PrivateMirror {}\n", m.url()));
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cld", true, true, 404),
+            req("/test.cvd", true, true, 206),
+            req("/test.cvd", false, true, 200),
+        ]
+    );
+    assert_eq!(w.db_files(), ["test.cvd"]);
+    assert_eq!(w.version("test.cvd"), 6);
+}
+
+async fn probe_refused(status: u16) {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    m.fault("/test.cvd", status, None, false);
+    let conf = w.conf(&[m.url()], "");
+    let t0 = now() as i64;
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert_eq!(m.requests(), [req("/test.cvd", true, false, status)]);
+    let want = if status == 403 { 24 * 3600 } else { 4 * 3600 };
+    let d = dat(&w);
+    assert!((d.retry_after - t0 - want).abs() <= 5, "{d}");
+    // Second run: no request at all, exit 0.
+    m.clear_faults();
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(m.requests().is_empty());
+    assert!(text(&out).contains("cool-down"), "{}", text(&out));
+    assert!(w.db_files().is_empty());
+}
+
+#[tokio::test]
+async fn http_429_on_probe() {
+    probe_refused(429).await;
+}
+
+#[tokio::test]
+async fn http_403_on_probe() {
+    probe_refused(403).await;
+}
+
+#[tokio::test]
+async fn http_403_on_download() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    m.fault("/test.cvd", 403, None, true);
+    let conf = w.conf(&[m.url()], "");
+    let t0 = now() as i64;
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(17), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, false, 206),
+            req("/test.cvd", false, false, 403)
+        ]
+    );
+    assert!((dat(&w).retry_after - t0 - 24 * 3600).abs() <= 5);
+    assert!(w.db_files().is_empty());
+}
+
+#[tokio::test]
+async fn http_429_on_download() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    m.fault("/test.cvd", 429, Some(3600), true);
+    let conf = w.conf(&[m.url()], "");
+    let t0 = now() as i64;
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(m.requests().len(), 2);
+    assert!((dat(&w).retry_after - t0 - 3600).abs() <= 5);
+    assert!(w.db_files().is_empty());
+}
+
+#[tokio::test]
+async fn retry_503_then_second_mirror() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let a = Mirror::start(&w.www()).await;
+    let b = Mirror::start(&w.www()).await;
+    a.fault("/test.cvd", 503, None, false);
+    let conf = w.conf(&[a.url(), b.url()], "MaxAttempts 2\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        a.requests(),
+        [
+            req("/test.cvd", true, false, 503),
+            req("/test.cvd", true, false, 503)
+        ]
+    );
+    assert_eq!(
+        b.requests(),
+        [
+            req("/test.cvd", true, false, 206),
+            req("/test.cvd", false, false, 200)
+        ]
+    );
+    assert_eq!(w.version("test.cvd"), 6);
+    assert!(text(&out).contains("Trying again in 0 secs"));
+    assert!(text(&out).contains(&format!("Giving up on {}", a.url())));
+
+    // Health memory (beyond freshclam): the next run asks the healthy mirror B first.
+    std::fs::remove_file(w.db().join("test.cvd")).unwrap();
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(a.requests().is_empty());
+    assert_eq!(b.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn all_mirrors_fail_with_503() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let a = Mirror::start(&w.www()).await;
+    a.fault("/test.cvd", 503, None, false);
+    let conf = w.conf(&[a.url()], "OnErrorExecute touch error-ran\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert!(text(&out).contains("Update failed for database: test"));
+}
+
+#[tokio::test]
+async fn failover_from_closed_port() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let b = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[format!("http://{closed}"), b.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(b.requests().len(), 2);
+    assert_eq!(w.version("test.cvd"), 6);
+}
+
+#[tokio::test]
+async fn only_mirror_closed_is_a_connection_error() {
+    let w = Work::new();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let conf = w.conf(&[format!("http://{closed}")], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn bad_signature_is_refused() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let p = w.www().join("test.cvd");
+    let mut b = std::fs::read(&p).unwrap();
+    b[600] ^= 0x01;
+    std::fs::write(&p, b).unwrap();
+    set_mtime(&p, build_secs(&fixture("test-6.cvd")));
+    w.put_db("test-1.cvd", "test.cvd");
+    let before = std::fs::read(w.db().join("test.cvd")).unwrap();
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "ScriptedUpdates no\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("Can't verify database integrity"));
+    assert_eq!(std::fs::read(w.db().join("test.cvd")).unwrap(), before);
+    assert_eq!(w.db_files(), ["test.cvd"]);
+}
+
+#[tokio::test]
+async fn compressed_cld() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "CompressLocalDatabase yes\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let b = std::fs::read(w.db().join("test.cld")).unwrap();
+    assert_eq!(&b[512..514], &[0x1f, 0x8b], "gzip body");
+    assert_eq!(w.version("test.cld"), 6);
+}
+
+#[tokio::test]
+async fn cld_to_next_cld() {
+    let w = Work::new();
+    serve_fixture(&w.www(), "test-3.cvd", "test.cvd");
+    for i in [2, 3] {
+        serve_fixture(
+            &w.www(),
+            &format!("test-{i}.cdiff"),
+            &format!("test-{i}.cdiff"),
+        );
+    }
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.version("test.cld"), 3);
+    m.requests();
+    mirror_v6(&w, &[4, 5, 6]);
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, true, 206),
+            req("/test-4.cdiff", false, false, 200),
+            req("/test-5.cdiff", false, false, 200),
+            req("/test-6.cdiff", false, false, 200),
+        ]
+    );
+    assert_eq!(w.db_files(), ["test.cld"]);
+    assert_eq!(w.version("test.cld"), 6);
+}
+
+#[tokio::test]
+async fn custom_url() {
+    let w = Work::new();
+    serve_fixture(&w.www(), "derived/test-100.unsigned.cud", "test.cud");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(
+        &[m.url()],
+        &format!("DatabaseCustomURL {}/test.cud\n", m.url()),
+    );
+    let out = run_conf(&conf, &["--update-db=custom"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(m.requests(), [req("/test.cud", false, false, 200)]);
+    assert_eq!(w.db_files(), ["test.cud"]);
+    let out = run_conf(&conf, &["--update-db=custom"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(m.requests(), [req("/test.cud", false, true, 304)]);
+}
+
+#[tokio::test]
+async fn dns_txt() {
+    let w = Work::new();
+    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let t = now();
+    let dns = FakeDns::start(&[
+        (
+            "current.cvd.example.test.",
+            format!("9.9.9:62:27000:{t}:1:216:49192:335"),
+        ),
+        ("test.cvd.clamav.net.", format!("6:{t}")),
+    ])
+    .await;
+    let conf = w.conf(&[m.url()], "");
+    let text_conf = std::fs::read_to_string(&conf).unwrap().replace(
+        "DNSDatabaseInfo no",
+        "DNSDatabaseInfo current.cvd.example.test",
+    );
+    std::fs::write(&conf, text_conf).unwrap();
+    let server = format!("--dns-server={}", dns.addr);
+    let out = run_conf(&conf, &["--update-db=test", &server]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // No probe: straight to the cdiffs.
+    let want: Vec<Req> = (2..=6)
+        .map(|i| req(&format!("/test-{i}.cdiff"), false, false, 200))
+        .collect();
+    assert_eq!(m.requests(), want);
+    assert_eq!(w.version("test.cld"), 6);
+    assert!(text(&out).contains("OUTDATED"), "{}", text(&out));
+    assert!(text(&out).contains("Recommended version: 9.9.9"));
+    // Second run: DNS says 6 = local: no HTTP at all.
+    let out = run_conf(&conf, &["--update-db=test", &server]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(m.requests().is_empty());
+
+    // A record older than 12 hours is discarded: HTTP mode (a probe).
+    let old = t - 13 * 3600;
+    dns.records.lock().unwrap().insert(
+        "current.cvd.example.test.".into(),
+        format!("1.4.6:62:27000:{old}:1:216:49192:335"),
+    );
+    let out = run_conf(&conf, &["--update-db=test", &server]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("older than 12 hours"), "{}", text(&out));
+    assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
+}
+
+#[tokio::test]
+async fn notify_clamd_and_on_update_execute() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    let sock = w.tmp.path().join("clamd.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let fake = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = [0u8; 7];
+        s.read_exact(&mut got).await.unwrap();
+        s.write_all(b"RELOADING\n").await.unwrap();
+        got
+    });
+    let clamd_conf = w.tmp.path().join("clamd.conf");
+    std::fs::write(&clamd_conf, format!("LocalSocket {}\n", sock.display())).unwrap();
+    let marker = w.tmp.path().join("hook-ran");
+    let conf = w.conf(
+        &[m.url()],
+        &format!(
+            "NotifyClamd {}\nOnUpdateExecute touch {}\n",
+            clamd_conf.display(),
+            marker.display()
+        ),
+    );
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(&fake.await.unwrap(), b"RELOAD\0");
+    assert!(text(&out).contains("Clamd successfully notified about the update."));
+    assert!(marker.exists());
+}
+
+#[tokio::test]
+async fn exit_hook_sets_the_exit_code() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "OnUpdateExecute EXIT_42\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(42), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn prune_unwanted_databases() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    // An unwanted database and an unrelated file.
+    w.put_db("test-1.cvd", "old.cvd");
+    std::fs::write(w.db().join("local.ign2"), b"x\n").unwrap();
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(
+        &[m.url()],
+        "ExcludeDatabase daily\nExcludeDatabase main\nExtraDatabase test\n",
+    );
+    let out = run_conf(&conf, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.db_files(), ["local.ign2", "test.cvd"]);
+    assert!(text(&out).contains("Pruning unwanted or deprecated database file old.cvd"));
+}
+
+#[tokio::test]
+async fn unknown_freshclam_option_is_reported() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "NoSuchOption yes\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NoSuchOption: unknown option"),
+        "{}",
+        text(&out)
+    );
+}
