@@ -1,6 +1,143 @@
 //! vdbnet monitor: version-aware freshness checks, service verdicts, alerts and a status page.
+//!
+//! The monitor reads the mirror registry (`GET /api/v1/mirrors`) and the newest signed
+//! manifest from the masters, then checks every mirror over each of its base URLs: its signed
+//! manifest (signature, network, expiry, serial), the SHA-256 of its small files (`timestamp`,
+//! `dns.txt`, checksum lists, recent cdiffs) against that manifest, each database's CVD header
+//! through `Range: bytes=0-511` against the manifest's version and the master's copy, and the
+//! response time. TLS is verified by the HTTP client.
+//!
+//! Staleness is version-aware: the monitor records when it first saw each database version in
+//! the masters' manifests; a mirror's lag is how long ago the version it serves was superseded
+//! (0 while it serves the newest). States follow `vdb_proto::MirrorState`, with hysteresis on
+//! the way back, an optional quorum of monitors before anyone is taken out, and maintenance.
+//! Bad data (a bad signature, bytes that do not match the signed manifest, an expired manifest,
+//! a rollback) takes a mirror out at once.
+//!
+//! HTTP: `/` (status page), `GET /api/v1/verdicts` (`VerdictReport`; `?view=local` for this
+//! monitor's own judgement before the quorum, which peers read), `/api/v1/status`, `/metrics`,
+//! `/healthz`. Everything is kept in SQLite (WAL).
+
+mod alert;
+mod config;
+mod http;
+mod judge;
+mod metrics;
+mod monitor;
+mod probe;
+mod store;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use vdb_proto::{Clock, SystemClock};
+
+pub use alert::Alert;
+pub use config::{AlertConfig, CheckMode, Config, SmtpConfig, Thresholds};
+pub use monitor::{MirrorStatusDoc, Monitor, ReleaseDoc, RoundSummary, StatusDoc};
+pub use store::{CheckRow, StoreError};
+
+/// A running monitor: its HTTP server and its scheduler.
+#[derive(Debug)]
+pub struct Running {
+    monitor: Arc<Monitor>,
+    http: SocketAddr,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The monitor itself (to run [`Monitor::check_all`] at a chosen time).
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// Stops the scheduler and the HTTP server and waits for both.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the monitor: opens its database, binds its HTTP listener, and (unless
+/// `check_interval_secs` is 0) runs a check round at once and then every interval.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    config.validate()?;
+    let listen = config.listen;
+    let interval = config.check_interval_secs;
+    let monitor = Arc::new(Monitor::new(config, clock.clone())?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let http = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let app = http::router(monitor.clone());
+    let c = cancel.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "monitor HTTP server failed");
+        }
+    }));
+    if interval > 0 {
+        let m = monitor.clone();
+        let c = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let round = m.check_round(clock.now());
+                tokio::select! {
+                    () = c.cancelled() => return,
+                    r = round => if let Err(e) = r {
+                        tracing::error!(error = %format!("{e:#}"), "check round failed");
+                    },
+                }
+                tokio::select! {
+                    () = c.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(interval)) => {}
+                }
+            }
+        }));
+    }
+    tracing::info!(%http, "monitor listening");
+    Ok(Running {
+        monitor,
+        http,
+        cancel,
+        tasks,
+    })
+}
 
 /// Runs the monitor from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!("vdbd monitor is not available yet ({})", config.display())
+    let config = Config::load(config)?;
+    let name = config.name.clone();
+    let running = start(config, Arc::new(SystemClock)).await?;
+    let line = serde_json::json!({
+        "role": "monitor",
+        "name": name,
+        "http": format!("http://{}", running.http_addr()),
+    });
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    running.shutdown().await;
+    Ok(())
 }

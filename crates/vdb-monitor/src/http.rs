@@ -1,0 +1,266 @@
+//! The monitor's HTTP side: status page, verdicts, status JSON, metrics, health.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use vdb_proto::{ApiError, MirrorState, paths};
+
+use crate::monitor::{Monitor, StatusDoc, state_name};
+
+/// The router over a shared monitor.
+pub(crate) fn router(m: Arc<Monitor>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/v1/verdicts", get(verdicts))
+        .route("/api/v1/status", get(status))
+        .route(paths::METRICS, get(metrics))
+        .route(paths::HEALTH, get(|| async { "ok" }))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such page on the monitor (try /, /api/v1/verdicts, /api/v1/status, /metrics)",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(4096))
+        .with_state(m)
+}
+
+fn error(code: StatusCode, c: &str, msg: &str) -> Response {
+    (
+        code,
+        Json(ApiError {
+            code: c.to_owned(),
+            message: msg.to_owned(),
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct VerdictQuery {
+    view: Option<String>,
+}
+
+async fn verdicts(State(m): State<Arc<Monitor>>, Query(q): Query<VerdictQuery>) -> Response {
+    match q.view.as_deref() {
+        None | Some("published") => Json(m.verdicts(false)).into_response(),
+        Some("local") => Json(m.verdicts(true)).into_response(),
+        Some(_) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_view",
+            "view must be `published` (default) or `local`",
+        ),
+    }
+}
+
+async fn status(State(m): State<Arc<Monitor>>) -> Response {
+    match m.status() {
+        Ok(doc) => Json(doc).into_response(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "status");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the monitor could not read its database; see its log",
+            )
+        }
+    }
+}
+
+async fn metrics(State(m): State<Arc<Monitor>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn page(State(m): State<Arc<Monitor>>) -> Response {
+    match m.status() {
+        Ok(doc) => Html(render(&doc)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "status page");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the monitor could not read its database; see its log",
+            )
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn ago(now: i64, t: Option<i64>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => format!("{} ago", dur(now - t)),
+    }
+}
+
+fn dur(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn label(s: MirrorState) -> &'static str {
+    match s {
+        MirrorState::InService => "in service",
+        MirrorState::Lagging => "lagging",
+        MirrorState::Old => "old",
+        MirrorState::Out => "out",
+        MirrorState::Maintenance => "maintenance",
+    }
+}
+
+const CSS: &str = "
+body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#1d2330}
+h1{font-size:1.3rem;margin:.2rem 0}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
+.meta{color:#5b6477;font-size:.9rem}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #e3e6eb;vertical-align:top}
+.st{display:inline-block;padding:.1rem .5rem;border-radius:.8rem;font-size:.85rem;color:#fff;white-space:nowrap}
+.in_service{background:#1f883d}.lagging{background:#bf8700}.old{background:#d1242f}
+.out{background:#6e1b1b}.maintenance{background:#57606a}
+.h{display:inline-block;width:.6rem;height:.9rem;margin-right:1px;border-radius:2px}
+.good{background:#1f883d}.failed{background:#bf8700}.bad{background:#d1242f}
+.why{color:#5b6477;font-size:.85rem}
+@media (max-width:700px){
+ thead{display:none}table,tbody,tr,td{display:block;width:auto}
+ tr{margin:0 0 .8rem;border:1px solid #e3e6eb;border-radius:.4rem;background:#fff}
+ td{border:none;padding:.3rem .6rem}
+ td::before{content:attr(data-l) ': ';font-weight:600;color:#5b6477}
+}";
+
+/// The status page: plain responsive HTML, no scripts, no external assets.
+pub(crate) fn render(d: &StatusDoc) -> String {
+    let now = d.generated_at;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"60\">\
+         <title>{net} mirrors</title><style>{CSS}</style></head><body>\
+         <h1>{net} mirror status</h1><p class=\"meta\">Monitor {mon}; last round {t} (Unix {now}); newest: {newest}; quorum {q}</p>",
+        net = esc(&d.network),
+        mon = esc(&d.monitor),
+        t = if now == 0 {
+            "not yet".into()
+        } else {
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
+            )
+        },
+        newest = esc(&d
+            .newest
+            .iter()
+            .map(|(db, v)| format!("{db} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")),
+        q = d.quorum,
+    );
+    for e in d.master_errors.iter().chain(&d.peer_errors) {
+        let _ = write!(h, "<p class=\"why\">{}</p>", esc(e));
+    }
+    h.push_str(
+        "<h2>Mirrors</h2><table id=\"mirrors\"><thead><tr><th>Mirror</th><th>State</th><th>Lag</th>\
+         <th>Last good check</th><th>Region</th><th>Serving</th><th>History</th></tr></thead><tbody>",
+    );
+    for m in &d.mirrors {
+        let serving = m
+            .serving
+            .iter()
+            .map(|(db, v)| format!("{db} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut hist = String::new();
+        for c in m.history.iter().rev() {
+            let _ = write!(
+                hist,
+                "<span class=\"h {}\" title=\"{} {}\"></span>",
+                esc(&c.result),
+                esc(&c.result),
+                esc(&c.detail)
+            );
+        }
+        let _ = write!(
+            h,
+            "<tr class=\"mirror\" data-mirror=\"{n}\" data-state=\"{sn}\"><td data-l=\"Mirror\"><b>{n}</b></td>\
+             <td data-l=\"State\"><span class=\"st {sn}\">{sl}</span><div class=\"why\">{why}</div></td>\
+             <td data-l=\"Lag\">{lag}</td><td data-l=\"Last good check\">{lg}</td>\
+             <td data-l=\"Region\">{reg}</td><td data-l=\"Serving\">{serving}</td><td data-l=\"History\">{hist}</td></tr>",
+            n = esc(&m.name),
+            sn = state_name(m.state),
+            sl = label(m.state),
+            why = esc(&m.reason),
+            lag = if m.lag_secs == 0 {
+                "none".into()
+            } else {
+                dur(m.lag_secs)
+            },
+            lg = ago(now, m.last_good),
+            reg = esc(&[m.region.clone(), m.country.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" / ")),
+            serving = esc(&serving),
+        );
+    }
+    h.push_str("</tbody></table><h2>Release rollout</h2>");
+    for r in &d.releases {
+        let _ = write!(
+            h,
+            "<section class=\"release\" data-release=\"{db}-{v}\"><h3>{db} {v}</h3>\
+             <p class=\"meta\">published {pub_ago} · on {n} of {total} mirrors</p><table><tbody>",
+            db = esc(&r.db),
+            v = r.version,
+            pub_ago = ago(now, Some(r.first_seen)),
+            n = r.rollout.len(),
+            total = d.mirrors.len(),
+        );
+        for m in &d.mirrors {
+            let cell = match r.rollout.get(&m.name) {
+                Some(t) => format!("serving since {} after release", dur(t - r.first_seen)),
+                None => "not yet".to_owned(),
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"rollout\" data-mirror=\"{n}\"><td data-l=\"Mirror\">{n}</td><td data-l=\"Rollout\">{cell}</td></tr>",
+                n = esc(&m.name),
+            );
+        }
+        h.push_str("</tbody></table></section>");
+    }
+    h.push_str("<p class=\"meta\">JSON: <a href=\"/api/v1/status\">/api/v1/status</a> · <a href=\"/api/v1/verdicts\">/api/v1/verdicts</a> · <a href=\"/metrics\">/metrics</a></p></body></html>");
+    h
+}

@@ -1,0 +1,374 @@
+//! Test doubles: a master (registry, manifest, objects), mirrors that can freeze, tamper,
+//! roll back and go down, a webhook sink, an SMTP sink and a peer monitor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use vdb_proto::{
+    DatabaseState, FileRef, MANIFEST_PATH, Manifest, MirrorRecord, SecretKey, Signed, sha256_hex,
+};
+
+pub(crate) const NETWORK: &str = "testnet";
+pub(crate) const T0: i64 = 1_800_000_000;
+
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/clamav"
+    );
+    std::fs::read(format!("{dir}/{name}")).unwrap()
+}
+
+pub(crate) fn master_key() -> SecretKey {
+    SecretKey::from_seed([7; 32])
+}
+
+/// A release: the signed manifest envelope and every file's bytes.
+#[derive(Clone)]
+pub(crate) struct Release {
+    pub(crate) envelope: String,
+    pub(crate) files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Release `version` (2..=6) of database `test`, manifest serial = version.
+pub(crate) fn release(version: u32, issued_at: i64) -> Release {
+    let mut files = BTreeMap::new();
+    files.insert(
+        "test.cvd".to_owned(),
+        fixture(&format!("test-{version}.cvd")),
+    );
+    for k in 2..=version {
+        files.insert(
+            format!("test-{k}.cdiff"),
+            fixture(&format!("test-{k}.cdiff")),
+        );
+    }
+    files.insert(
+        "timestamp".to_owned(),
+        format!("{issued_at}\n").into_bytes(),
+    );
+    let manifest = Manifest {
+        network: NETWORK.into(),
+        serial: u64::from(version),
+        master: "a".into(),
+        issued_at,
+        expires_at: issued_at + 30 * 86400,
+        databases: [(
+            "test".to_owned(),
+            DatabaseState {
+                version,
+                built_at: issued_at,
+                release: "0".repeat(64),
+            },
+        )]
+        .into(),
+        files: files
+            .iter()
+            .map(|(n, b)| FileRef {
+                name: n.clone(),
+                size: b.len() as u64,
+                sha256: sha256_hex(b),
+            })
+            .collect(),
+    };
+    Release {
+        envelope: Signed::sign(&manifest, &master_key()).to_json(),
+        files,
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(l, app).await.unwrap();
+    });
+    addr
+}
+
+// ---- master ----
+
+#[derive(Default)]
+pub(crate) struct MasterData {
+    pub(crate) manifest: Option<String>,
+    pub(crate) registry: Vec<MirrorRecord>,
+    pub(crate) objects: HashMap<String, Vec<u8>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Master {
+    pub(crate) url: String,
+    pub(crate) data: Arc<Mutex<MasterData>>,
+}
+
+impl Master {
+    pub(crate) async fn start() -> Self {
+        let data = Arc::new(Mutex::new(MasterData::default()));
+        let app = Router::new()
+            .route(
+                MANIFEST_PATH,
+                get(|State(d): State<Arc<Mutex<MasterData>>>| async move {
+                    match d.lock().unwrap().manifest.clone() {
+                        Some(m) => m.into_response(),
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }),
+            )
+            .route(
+                "/api/v1/mirrors",
+                get(|State(d): State<Arc<Mutex<MasterData>>>| async move {
+                    axum::Json(d.lock().unwrap().registry.clone())
+                }),
+            )
+            .route(
+                "/api/v1/objects/{sha}",
+                get(
+                    |State(d): State<Arc<Mutex<MasterData>>>, Path(sha): Path<String>| async move {
+                        match d.lock().unwrap().objects.get(&sha) {
+                            Some(b) => b.clone().into_response(),
+                            None => StatusCode::NOT_FOUND.into_response(),
+                        }
+                    },
+                ),
+            )
+            .with_state(data.clone());
+        let addr = serve(app).await;
+        Self {
+            url: format!("http://{addr}"),
+            data,
+        }
+    }
+
+    pub(crate) fn publish(&self, r: &Release) {
+        let mut d = self.data.lock().unwrap();
+        d.manifest = Some(r.envelope.clone());
+        for b in r.files.values() {
+            d.objects.insert(sha256_hex(b), b.clone());
+        }
+    }
+
+    pub(crate) fn set_registry(&self, r: Vec<MirrorRecord>) {
+        self.data.lock().unwrap().registry = r;
+    }
+}
+
+// ---- mirror ----
+
+#[derive(Default)]
+pub(crate) struct MirrorData {
+    pub(crate) release: Option<Release>,
+    /// Answer 503 to everything.
+    pub(crate) down: bool,
+    /// Files served instead of the release's (tampering).
+    pub(crate) overrides: HashMap<String, Vec<u8>>,
+    pub(crate) hits: usize,
+}
+
+#[derive(Clone)]
+pub(crate) struct Mirror {
+    pub(crate) url: String,
+    pub(crate) data: Arc<Mutex<MirrorData>>,
+}
+
+async fn mirror_get(
+    State(d): State<Arc<Mutex<MirrorData>>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let mut d = d.lock().unwrap();
+    d.hits += 1;
+    if d.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let Some(r) = d.release.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let path = uri.path();
+    if path == MANIFEST_PATH {
+        return r.envelope.into_response();
+    }
+    let name = path.trim_start_matches('/');
+    let Some(body) = d.overrides.get(name).or_else(|| r.files.get(name)).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if headers
+        .get(header::RANGE)
+        .is_some_and(|v| v == "bytes=0-511")
+        && body.len() > 512
+    {
+        let total = body.len();
+        return (
+            StatusCode::PARTIAL_CONTENT,
+            [(header::CONTENT_RANGE, format!("bytes 0-511/{total}"))],
+            Bytes::copy_from_slice(&body[..512]),
+        )
+            .into_response();
+    }
+    body.into_response()
+}
+
+impl Mirror {
+    pub(crate) async fn start() -> Self {
+        let data = Arc::new(Mutex::new(MirrorData::default()));
+        let app = Router::new()
+            .fallback(get(mirror_get))
+            .with_state(data.clone());
+        let addr = serve(app).await;
+        Self {
+            url: format!("http://{addr}"),
+            data,
+        }
+    }
+
+    pub(crate) fn sync(&self, r: &Release) {
+        self.data.lock().unwrap().release = Some(r.clone());
+    }
+
+    pub(crate) fn set_down(&self, down: bool) {
+        self.data.lock().unwrap().down = down;
+    }
+
+    pub(crate) fn tamper(&self, name: &str, bytes: Vec<u8>) {
+        self.data
+            .lock()
+            .unwrap()
+            .overrides
+            .insert(name.into(), bytes);
+    }
+
+    pub(crate) fn record(&self, name: &str) -> MirrorRecord {
+        let mut r = MirrorRecord::new(name, self.url.clone());
+        r.region = Some("europe".into());
+        r.country = Some("DE".into());
+        r.admin_contact = Some(format!("admin@{name}.example"));
+        r
+    }
+}
+
+// ---- webhook sink ----
+
+#[derive(Clone)]
+pub(crate) struct Webhook {
+    pub(crate) url: String,
+    pub(crate) bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Webhook {
+    pub(crate) async fn start() -> Self {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route(
+                "/hook",
+                post(
+                    |State(b): State<Arc<Mutex<Vec<serde_json::Value>>>>, body: Bytes| async move {
+                        b.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap());
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(bodies.clone());
+        let addr = serve(app).await;
+        Self {
+            url: format!("http://{addr}/hook"),
+            bodies,
+        }
+    }
+
+    /// (mirror, kind, level) of every hit, in order.
+    pub(crate) fn hits(&self) -> Vec<(String, String, i64)> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["mirror"].as_str().unwrap().to_owned(),
+                    b["kind"].as_str().unwrap().to_owned(),
+                    b["level"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+// ---- SMTP sink ----
+
+/// Accepts mail and keeps (recipient, data) pairs.
+pub(crate) async fn smtp_sink() -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let m = mails.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let m = m.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let (mut rcpt, mut data, mut in_data) = (String::new(), String::new(), false);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap() == 0 {
+                        return;
+                    }
+                    if in_data {
+                        if line == ".\r\n" {
+                            in_data = false;
+                            m.lock().unwrap().push((rcpt.clone(), data.clone()));
+                            w.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            data.push_str(&line);
+                        }
+                        continue;
+                    }
+                    let up = line.to_ascii_uppercase();
+                    let reply: &[u8] = if up.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if up.starts_with("RCPT TO:") {
+                        rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
+                        b"250 ok\r\n"
+                    } else if up.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go\r\n"
+                    } else if up.starts_with("QUIT") {
+                        w.write_all(b"221 bye\r\n").await.unwrap();
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    w.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, mails)
+}
+
+// ---- peer monitor ----
+
+/// A peer monitor whose (local) verdicts the test sets.
+pub(crate) async fn peer(report: Arc<Mutex<vdb_proto::VerdictReport>>) -> String {
+    let app = Router::new()
+        .route(
+            "/api/v1/verdicts",
+            get(
+                |State(r): State<Arc<Mutex<vdb_proto::VerdictReport>>>| async move {
+                    axum::Json(r.lock().unwrap().clone())
+                },
+            ),
+        )
+        .with_state(report);
+    format!("http://{}/api/v1/verdicts", serve(app).await)
+}

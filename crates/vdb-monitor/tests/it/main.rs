@@ -1,0 +1,445 @@
+//! Integration tests of the monitor against test doubles (a master, mirrors, a webhook, an
+//! SMTP sink, a peer monitor), all real HTTP on 127.0.0.1, time driven by a `ManualClock`.
+
+mod doubles;
+mod page;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use doubles::*;
+use vdb_monitor::{Config, Running, start};
+use vdb_proto::{MaintenanceWindow, ManualClock, MirrorState, VerdictReport};
+
+fn config(dir: &Path, master: &Master, hook: Option<&Webhook>) -> Config {
+    let mut c = Config::new(
+        NETWORK,
+        vec![master.url.clone()],
+        vec![master_key().public()],
+    );
+    c.name = "mon-test".into();
+    c.database = dir.join("monitor.sqlite");
+    c.check_interval_secs = 0;
+    c.request_timeout_secs = 5;
+    c.thresholds.lagging_secs = 10;
+    c.thresholds.old_secs = 100;
+    c.thresholds.out_secs = 200;
+    c.thresholds.unreachable_out_secs = 200;
+    c.thresholds.recover_checks = 2;
+    c.alerts.webhook_url = hook.map(|h| h.url.clone());
+    c.alerts.repeat_secs = 1000;
+    c
+}
+
+struct Net {
+    master: Master,
+    m1: Mirror,
+    m2: Mirror,
+    hook: Webhook,
+    clock: ManualClock,
+    dir: tempfile::TempDir,
+}
+
+async fn net() -> Net {
+    let master = Master::start().await;
+    let (m1, m2) = (Mirror::start().await, Mirror::start().await);
+    let r2 = release(2, T0);
+    master.publish(&r2);
+    m1.sync(&r2);
+    m2.sync(&r2);
+    master.set_registry(vec![m1.record("m1"), m2.record("m2")]);
+    Net {
+        master,
+        m1,
+        m2,
+        hook: Webhook::start().await,
+        clock: ManualClock::new(T0),
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Net {
+    async fn monitor(&self) -> Running {
+        self.monitor_with(config(self.dir.path(), &self.master, Some(&self.hook)))
+            .await
+    }
+
+    async fn monitor_with(&self, c: Config) -> Running {
+        start(c, Arc::new(self.clock.clone())).await.unwrap()
+    }
+}
+
+async fn at(r: &Running, clock: &ManualClock, t: i64) -> VerdictReport {
+    clock.set(t);
+    let s = r.monitor().check_all(t).await.unwrap();
+    assert!(!s.skipped_self_trouble);
+    // Through HTTP, as the directory reads it.
+    let url = format!("http://{}/api/v1/verdicts", r.http_addr());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+fn state(rep: &VerdictReport, name: &str) -> MirrorState {
+    rep.mirrors.iter().find(|m| m.name == name).unwrap().state
+}
+
+#[tokio::test]
+async fn frozen_mirror_turns_old_then_out_and_returns_alerts_once() {
+    let n = net().await;
+    let r = n.monitor().await;
+    let rep = at(&r, &n.clock, T0).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    assert_eq!(rep.newest["test"], 2);
+
+    // Release 3 at T0+10: m2 syncs, m1 stays frozen on 2.
+    let r3 = release(3, T0 + 10);
+    n.master.publish(&r3);
+    n.m2.sync(&r3);
+    let rep = at(&r, &n.clock, T0 + 10).await;
+    assert_eq!(
+        state(&rep, "m1"),
+        MirrorState::InService,
+        "superseded just now"
+    );
+    let rep = at(&r, &n.clock, T0 + 50).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Lagging);
+    let v = rep.mirrors.iter().find(|m| m.name == "m1").unwrap();
+    assert_eq!((v.lag_secs, v.serving["test"]), (40, 2));
+    assert_eq!(state(&rep, "m2"), MirrorState::InService);
+    let rep = at(&r, &n.clock, T0 + 109).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Lagging);
+    assert!(n.hook.hits().is_empty());
+    let rep = at(&r, &n.clock, T0 + 110).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Old, "old at the threshold");
+    assert_eq!(n.hook.hits(), vec![("m1".into(), "old".into(), 0)]);
+    at(&r, &n.clock, T0 + 150).await;
+    assert_eq!(n.hook.hits().len(), 1, "an alert is sent once");
+    let rep = at(&r, &n.clock, T0 + 210).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        !state(&rep, "m1").in_service(),
+        "leaves the directory's answers"
+    );
+    assert_eq!(n.hook.hits()[1], ("m1".into(), "out".into(), 0));
+
+    // It syncs again: back after two good checks in a row, with one recovery notice.
+    n.m1.sync(&r3);
+    let rep = at(&r, &n.clock, T0 + 220).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out, "hysteresis");
+    let rep = at(&r, &n.clock, T0 + 230).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    at(&r, &n.clock, T0 + 240).await;
+    assert_eq!(
+        n.hook.hits(),
+        vec![
+            ("m1".into(), "old".into(), 0),
+            ("m1".into(), "out".into(), 0),
+            ("m1".into(), "recovered".into(), 0)
+        ]
+    );
+    // A restart remembers what was sent and the states.
+    r.shutdown().await;
+    let r = n.monitor().await;
+    let url = format!("http://{}/api/v1/verdicts", r.http_addr());
+    let rep: VerdictReport = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    at(&r, &n.clock, T0 + 250).await;
+    assert_eq!(n.hook.hits().len(), 3);
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreachable_mirror_turns_old_then_out_and_returns() {
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    n.m1.set_down(true);
+    let rep = at(&r, &n.clock, T0 + 10).await;
+    assert_eq!(
+        state(&rep, "m1"),
+        MirrorState::InService,
+        "one failure is not enough"
+    );
+    let rep = at(&r, &n.clock, T0 + 109).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    let rep = at(&r, &n.clock, T0 + 110).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Old);
+    let rep = at(&r, &n.clock, T0 + 210).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("503"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    n.m1.set_down(false);
+    let rep = at(&r, &n.clock, T0 + 220).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    let rep = at(&r, &n.clock, T0 + 230).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    let kinds: Vec<String> = n.hook.hits().into_iter().map(|h| h.1).collect();
+    assert_eq!(kinds, ["old", "out", "recovered"]);
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn maintenance_raises_no_alert() {
+    let n = net().await;
+    let mut rec = n.m1.record("m1");
+    rec.maintenance.push(MaintenanceWindow {
+        start: T0 + 5,
+        end: T0 + 400,
+        reason: "disk swap".into(),
+    });
+    n.master.set_registry(vec![rec, n.m2.record("m2")]);
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    n.m1.set_down(true);
+    for t in [T0 + 10, T0 + 150, T0 + 300] {
+        let rep = at(&r, &n.clock, t).await;
+        assert_eq!(state(&rep, "m1"), MirrorState::Maintenance);
+    }
+    n.m1.set_down(false);
+    let rep = at(&r, &n.clock, T0 + 390).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Maintenance);
+    let rep = at(&r, &n.clock, T0 + 400).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    assert!(n.hook.hits().is_empty(), "{:?}", n.hook.hits());
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn tampered_file_is_out_at_the_next_check() {
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    n.m1.tamper("timestamp", b"1\n".to_vec());
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    let why = &rep.mirrors[0].reason;
+    assert!(
+        why.contains("timestamp") && why.contains("does not match"),
+        "{why}"
+    );
+    assert_eq!(state(&rep, "m2"), MirrorState::InService);
+}
+
+#[tokio::test]
+async fn wrong_cvd_header_is_out_at_the_next_check() {
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    // The body of another version under the name the manifest lists for version 2.
+    n.m1.tamper("test.cvd", fixture("test-3.cvd"));
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("test.cvd"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    // Same size, header altered in a byte not checked by version: the master's copy differs.
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    let mut cvd = fixture("test-2.cvd");
+    cvd[12] = b'7';
+    n.m1.tamper("test.cvd", cvd);
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("master's copy"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+}
+
+#[tokio::test]
+async fn rollback_is_out_at_the_next_check() {
+    let n = net().await;
+    let r = n.monitor().await;
+    let r3 = release(3, T0 + 10);
+    n.master.publish(&r3);
+    n.m1.sync(&r3);
+    at(&r, &n.clock, T0 + 10).await;
+    n.m1.sync(&release(2, T0));
+    let rep = at(&r, &n.clock, T0 + 11).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("rollback"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    // A manifest signed by someone else is bad data too.
+    let other = vdb_proto::SecretKey::from_seed([9; 32]);
+    let mut forged = release(3, T0 + 10);
+    let m = vdb_proto::Signed::<vdb_proto::Manifest>::from_json(forged.envelope.as_bytes())
+        .unwrap()
+        .verify(&[master_key().public()])
+        .unwrap();
+    forged.envelope = vdb_proto::Signed::sign(&m, &other).to_json();
+    n.m2.sync(&forged);
+    let rep = at(&r, &n.clock, T0 + 12).await;
+    assert_eq!(state(&rep, "m2"), MirrorState::Out);
+    assert!(
+        rep.mirrors[1].reason.contains("not a trusted key"),
+        "{}",
+        rep.mirrors[1].reason
+    );
+}
+
+#[tokio::test]
+async fn quorum_keeps_a_mirror_in_until_enough_monitors_agree() {
+    let n = net().await;
+    let peer_report = Arc::new(Mutex::new(VerdictReport {
+        monitor: "peer".into(),
+        generated_at: T0,
+        newest: Default::default(),
+        mirrors: Vec::new(),
+    }));
+    let peer_url = peer(peer_report.clone()).await;
+    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
+    c.peers = vec![peer_url];
+    c.quorum = 2;
+    let r = n.monitor_with(c).await;
+    at(&r, &n.clock, T0).await;
+    n.m1.set_down(true);
+    at(&r, &n.clock, T0 + 10).await;
+    let rep = at(&r, &n.clock, T0 + 210).await;
+    assert_eq!(
+        state(&rep, "m1"),
+        MirrorState::Lagging,
+        "{:?}",
+        rep.mirrors[0]
+    );
+    assert!(
+        rep.mirrors[0].reason.contains("1 of the 2"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    let local: VerdictReport = reqwest::get(format!(
+        "http://{}/api/v1/verdicts?view=local",
+        r.http_addr()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(state(&local, "m1"), MirrorState::Out);
+    assert!(n.hook.hits().is_empty(), "no alert without a quorum");
+    // The peer agrees: out.
+    let mut v = local.mirrors[0].clone();
+    v.state = MirrorState::Out;
+    peer_report.lock().unwrap().mirrors = vec![v];
+    let rep = at(&r, &n.clock, T0 + 220).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert_eq!(n.hook.hits().len(), 1);
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn own_network_trouble_judges_nobody() {
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
+    // Nothing answers: a master URL that refuses connections and both mirrors down.
+    c.masters = vec!["http://127.0.0.1:9".into()];
+    r.shutdown().await;
+    let r = n.monitor_with(c).await;
+    n.m1.set_down(true);
+    n.m2.set_down(true);
+    n.clock.set(T0 + 500);
+    let s = r.monitor().check_all(T0 + 500).await.unwrap();
+    assert!(s.skipped_self_trouble);
+    let rep = r.monitor().verdicts(false);
+    assert!(
+        rep.mirrors
+            .iter()
+            .all(|m| m.state == MirrorState::InService)
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn mail_to_team_and_admin_once() {
+    let n = net().await;
+    let (smtp, mails) = smtp_sink().await;
+    let mut c = config(n.dir.path(), &n.master, None);
+    c.alerts.smtp = Some(vdb_monitor::SmtpConfig {
+        server: smtp.to_string(),
+        from: "monitor@testnet.example".into(),
+        team: vec!["team@testnet.example".into()],
+    });
+    let r = n.monitor_with(c).await;
+    at(&r, &n.clock, T0).await;
+    n.m1.set_down(true);
+    at(&r, &n.clock, T0 + 10).await;
+    at(&r, &n.clock, T0 + 110).await;
+    at(&r, &n.clock, T0 + 120).await;
+    let got = mails.lock().unwrap().clone();
+    let mut to: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    to.sort();
+    assert_eq!(to, ["admin@m1.example", "team@testnet.example"]);
+    assert!(
+        got[0].1.contains("Subject: [vdbnet] mirror m1 is old"),
+        "{}",
+        got[0].1
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_json_metrics_and_health() {
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    let r3 = release(3, T0 + 10);
+    n.master.publish(&r3);
+    n.m2.sync(&r3);
+    at(&r, &n.clock, T0 + 15).await;
+    let base = format!("http://{}", r.http_addr());
+    let st: serde_json::Value = reqwest::get(format!("{base}/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["mirrors"].as_array().unwrap().len(), 2);
+    assert_eq!(st["mirrors"][0]["region"], "europe");
+    assert_eq!(st["mirrors"][0]["history"].as_array().unwrap().len(), 2);
+    let rel = &st["releases"][0];
+    assert_eq!(
+        (rel["db"].as_str(), rel["version"].as_u64()),
+        (Some("test"), Some(3))
+    );
+    assert_eq!(rel["rollout"]["m2"], T0 + 15);
+    assert!(rel["rollout"].get("m1").is_none());
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vdb_monitor_mirror_state{mirror=\"m1\",state=\"in_service\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vdb_monitor_newest_version{db=\"test\"} 3"),
+        "{metrics}"
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let nf = reqwest::get(format!("{base}/nope")).await.unwrap();
+    assert_eq!(nf.status(), 404);
+    let e: vdb_proto::ApiError = nf.json().await.unwrap();
+    assert_eq!(e.code, "not_found");
+    r.shutdown().await;
+}
