@@ -37,7 +37,13 @@ pub(crate) async fn push_all(master: &Arc<Master>, serial: u64, forced: bool) {
         .await;
 }
 
-async fn push_one(master: &Arc<Master>, mirror: MirrorRecord, serial: u64, forced: bool) {
+/// Pushes `serial` to one mirror (retried, recorded).
+pub(crate) async fn push_one(
+    master: &Arc<Master>,
+    mirror: MirrorRecord,
+    serial: u64,
+    forced: bool,
+) {
     let Some(url) = mirror.push_url.clone() else {
         return;
     };

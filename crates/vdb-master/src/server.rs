@@ -501,6 +501,13 @@ async fn mirror_add(
         ));
     }
     write_mirror(&m, r.clone(), false).await?;
+    // A new mirror syncs at once.
+    if r.push_url.is_some() && m.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        let serial = m.serial();
+        let (mm, rec) = (Arc::clone(&m), r.clone());
+        m.tasks
+            .spawn(async move { crate::push::push_one(&mm, rec, serial, false).await });
+    }
     Ok((StatusCode::CREATED, axum::Json(r)).into_response())
 }
 

@@ -160,16 +160,28 @@ async fn pushes_are_retried_acknowledged_and_shown_in_the_rollout_timeline() {
     let a = vdb_master::start(c, Arc::new(clock.clone())).await.unwrap();
     let url = format!("http://{}", a.http_addr());
     let (good, good_url, h1) = mirror_double(vec![key], 0).await;
-    let (flaky, flaky_url, h2) = mirror_double(vec![key], 2).await;
+    let (flaky, flaky_url, h2) = mirror_double(vec![key], 0).await;
     register(&url, "good", &good_url).await;
     register(&url, "flaky", &flaky_url).await;
     register(&url, "dead", "http://127.0.0.1:9/.well-known/vdbnet/push").await;
-    let r = publish(&url, &clock, 1).await;
-    wait_for("both pushes", || async {
-        !good.got.lock().unwrap().is_empty() && !flaky.got.lock().unwrap().is_empty()
+    // A newly registered mirror is pushed the current manifest at once.
+    let initial = Admin::new(&url, None)
+        .manifest(&[key])
+        .await
+        .unwrap()
+        .serial;
+    wait_for("registration pushes", || async {
+        good.got.lock().unwrap().len() == 1 && flaky.got.lock().unwrap().len() == 1
     })
     .await;
-    let n = good.got.lock().unwrap()[0].clone();
+    assert_eq!(good.got.lock().unwrap()[0].serial, initial);
+    *flaky.fail_first.lock().unwrap() = 2;
+    let r = publish(&url, &clock, 1).await;
+    wait_for("both pushes", || async {
+        good.got.lock().unwrap().len() == 2 && flaky.got.lock().unwrap().len() == 2
+    })
+    .await;
+    let n = good.got.lock().unwrap()[1].clone();
     assert_eq!(
         (n.network.as_str(), n.master.as_str(), n.serial, n.forced),
         ("testnet", "a", r.serial, false)
@@ -199,16 +211,16 @@ async fn pushes_are_retried_acknowledged_and_shown_in_the_rollout_timeline() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("vdb_master_pushes_total{result=\"acked\"} 2"),
+        metrics.contains("vdb_master_pushes_total{result=\"acked\"} 4"),
         "{metrics}"
     );
     // A heartbeat pushes again.
     clock.advance(6 * 3600);
     wait_for("heartbeat push", || async {
-        good.got.lock().unwrap().len() >= 2
+        good.got.lock().unwrap().len() >= 3
     })
     .await;
-    assert!(good.got.lock().unwrap()[1].serial > r.serial);
+    assert!(good.got.lock().unwrap()[2].serial > r.serial);
     a.shutdown().await;
     h1.abort();
     h2.abort();
