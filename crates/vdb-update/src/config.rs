@@ -219,6 +219,8 @@ pub struct TomlConfig {
     pub private_mirrors: Vec<String>,
     /// The `current.cvd` TXT domain, or `"no"` (default `current.cvd.clamav.net`).
     pub dns_txt: Option<String>,
+    /// `false` turns DNS off (versions from header probes only), like `dns_txt = "no"`.
+    pub dns: Option<bool>,
     /// DNS server for the TXT lookups, `ip:port` (default: the system resolver).
     pub dns_server: Option<SocketAddr>,
     /// Zone of the `<db>.cvd.<zone>` records for databases not in `current.cvd`.
@@ -356,6 +358,9 @@ impl Settings {
         };
         if let Some(d) = &t.dns_txt {
             fc.dns_database_info = d.clone();
+        }
+        if t.dns == Some(false) {
+            fc.dns_database_info = "no".into();
         }
         if let Some(s) = t.scripted_updates {
             fc.scripted_updates = s;

@@ -1,0 +1,187 @@
+//! Beyond freshclam, on a vdbnet mirror: the master-signed manifest is checked (signature,
+//! network, expiry, no rollback) and every downloaded file must match it. The mirrors are test
+//! doubles (axum on 127.0.0.1:0) serving fixture bytes and a manifest signed here with
+//! `vdb-proto`; the client is the real binary with a TOML configuration.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use vdb_proto::{DatabaseState, FileRef, MANIFEST_PATH, Manifest, SecretKey, Signed};
+
+const NETWORK: &str = "testnet";
+
+fn key() -> SecretKey {
+    SecretKey::from_seed([11; 32])
+}
+
+/// Signs a manifest listing every file in `www` (except the manifest itself).
+fn publish(www: &Path, serial: u64, daily_version: u32, expires_in: i64, key: &SecretKey) {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(www).unwrap() {
+        let e = e.unwrap();
+        if !e.file_type().unwrap().is_file() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let data = std::fs::read(e.path()).unwrap();
+        files.push(FileRef {
+            name,
+            size: data.len() as u64,
+            sha256: vdb_proto::sha256_hex(&data),
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let now = now() as i64;
+    let m = Manifest {
+        network: NETWORK.into(),
+        serial,
+        master: "m1".into(),
+        issued_at: now,
+        expires_at: now + expires_in,
+        databases: [(
+            "test".to_owned(),
+            DatabaseState {
+                version: daily_version,
+                built_at: 1,
+                release: "r".into(),
+            },
+        )]
+        .into(),
+        files,
+    };
+    let dir = www.join(".well-known/vdbnet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        www.join(MANIFEST_PATH.trim_start_matches('/')),
+        Signed::sign(&m, key).to_json(),
+    )
+    .unwrap();
+}
+
+fn toml(w: &Work, mirrors: &[String]) -> PathBuf {
+    let list: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
+    let text = format!(
+        "database_directory = {:?}\nmirrors = [{}]\ndns = false\ndatabases = [\"test\"]\n\
+         network = {NETWORK:?}\nmaster_keys = [\"{}\"]\nmax_attempts = 1\nretry_delay_secs = 0\n",
+        w.db().display().to_string(),
+        list.join(", "),
+        key().public()
+    );
+    let p = w.tmp.path().join("vdb-update.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn run_toml(conf: &Path) -> std::process::Output {
+    let c = format!("--config={}", conf.display());
+    run(&[c.as_str(), "--verbose"]).await
+}
+
+fn serve_chain(www: &Path, version: u32) {
+    serve_fixture(www, &format!("test-{version}.cvd"), "test.cvd");
+    for i in 2..=version {
+        serve_fixture(www, &format!("test-{i}.cdiff"), &format!("test-{i}.cdiff"));
+    }
+}
+
+#[tokio::test]
+async fn signed_manifest_accepted_and_files_checked() {
+    let w = Work::new();
+    serve_chain(&w.www(), 6);
+    publish(&w.www(), 10, 6, 3600, &key());
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = toml(&w, &[m.url()]);
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.version("test.cld"), 6);
+    assert!(
+        text(&out).contains("signed manifest serial 10"),
+        "{}",
+        text(&out)
+    );
+    assert!(w.db().join("vdbnet-manifest.json").exists());
+}
+
+#[tokio::test]
+async fn file_not_matching_the_manifest_is_refused() {
+    let w = Work::new();
+    serve_chain(&w.www(), 6);
+    publish(&w.www(), 10, 6, 3600, &key());
+    // The mirror now serves a different (validly signed by ClamAV!) test.cvd: v5.
+    serve_fixture(&w.www(), "test-5.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = toml(&w, &[m.url()]);
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(
+        text(&out).contains("the masters did not publish"),
+        "{}",
+        text(&out)
+    );
+    assert!(w.db_files().is_empty(), "{:?}", w.db_files());
+}
+
+#[tokio::test]
+async fn rollback_expired_and_foreign_manifests_are_refused() {
+    let w = Work::new();
+    serve_chain(&w.www(), 6);
+    publish(&w.www(), 10, 6, 3600, &key());
+    let m = Mirror::start(&w.www()).await;
+    let conf = toml(&w, &[m.url()]);
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.version("test.cvd"), 6);
+
+    // A stale mirror: serial 9 after 10 was accepted.
+    let stale = Work::new();
+    serve_chain(&stale.www(), 5);
+    publish(&stale.www(), 9, 5, 3600, &key());
+    let s = Mirror::start(&stale.www()).await;
+    let conf = toml(&w, &[s.url()]);
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("rollback refused"), "{}", text(&out));
+    // Only the manifest was fetched from it.
+    assert_eq!(s.requests().len(), 1);
+
+    // Expired.
+    publish(&stale.www(), 11, 6, -1, &key());
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("expired"), "{}", text(&out));
+
+    // Signed by someone else.
+    publish(&stale.www(), 12, 6, 3600, &SecretKey::from_seed([12; 32]));
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert_eq!(w.version("test.cvd"), 6);
+}
+
+#[tokio::test]
+async fn stale_mirror_is_skipped_for_a_current_one() {
+    let w = Work::new();
+    // Client already accepted serial 10 (v6) — simulate with a first run on a good mirror.
+    let good = Work::new();
+    serve_chain(&good.www(), 6);
+    publish(&good.www(), 10, 6, 3600, &key());
+    let g = Mirror::start(&good.www()).await;
+    let stale = Work::new();
+    serve_chain(&stale.www(), 3);
+    publish(&stale.www(), 7, 3, 3600, &key());
+    let s = Mirror::start(&stale.www()).await;
+    // Held manifest: serial 10.
+    std::fs::copy(
+        good.www().join(MANIFEST_PATH.trim_start_matches('/')),
+        w.db().join("vdbnet-manifest.json"),
+    )
+    .unwrap();
+    w.put_db("test-1.cvd", "test.cvd");
+    let conf = toml(&w, &[s.url(), g.url()]);
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.version("test.cld"), 6);
+    assert_eq!(s.requests().len(), 1);
+}
