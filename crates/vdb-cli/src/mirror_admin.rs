@@ -240,3 +240,93 @@ pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
 fn usage(e: impl std::fmt::Display) -> vdb_master::client::AdminError {
     vdb_master::client::AdminError::Transport(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use super::*;
+
+    const TOKEN: &str = "admin-token-0123456789";
+
+    fn conn(url: &str, token: Option<&str>) -> Conn {
+        Conn {
+            master: url.to_owned(),
+            token: token.map(str::to_owned),
+            ca: None,
+        }
+    }
+
+    fn fields() -> Fields {
+        Fields {
+            push_url: None,
+            base_urls: Vec::new(),
+            hosts: Vec::new(),
+            addresses: Vec::new(),
+            country: None,
+            region: None,
+            bandwidth: None,
+            contact: None,
+            identity_key: None,
+            maintenance: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn registry_round_trip_against_a_real_master() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        crate::key::write_secret(&key, &vdb_proto::SecretKey::generate()).unwrap();
+        let mut c = vdb_master::Config::new("a", "net", dir.path().join("data"), key);
+        c.admin_token = Some(TOKEN.into());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let running = rt
+            .block_on(vdb_master::start(c, Arc::new(vdb_proto::SystemClock)))
+            .unwrap();
+        let url = running.base_url();
+        let mut f = fields();
+        f.base_urls = vec!["http://m1.example".into()];
+        f.country = Some("JP".into());
+        f.maintenance = vec!["10-20:disk swap".into()];
+        let add = MirrorCommand::Add {
+            name: "m1".into(),
+            conn: conn(&url, Some(TOKEN)),
+            fields: f,
+        };
+        assert_eq!(run(add).unwrap(), ExitCode::SUCCESS);
+        let mut f = fields();
+        f.bandwidth = Some(1000);
+        let update = MirrorCommand::Update {
+            name: "m1".into(),
+            conn: conn(&url, Some(TOKEN)),
+            fields: f,
+        };
+        assert_eq!(run(update).unwrap(), ExitCode::SUCCESS);
+        let drain = MirrorCommand::Drain {
+            name: "m1".into(),
+            undo: false,
+            conn: conn(&url, Some(TOKEN)),
+        };
+        assert_eq!(run(drain).unwrap(), ExitCode::SUCCESS);
+        let admin = Admin::new(&url, None);
+        let r = rt.block_on(admin.show("m1")).unwrap();
+        assert_eq!(r.bandwidth_mbps, 1000);
+        assert_eq!(r.country.as_deref(), Some("JP"));
+        assert_eq!(r.maintenance[0].reason, "disk swap");
+        assert!(r.drained);
+        let no_token = MirrorCommand::Remove {
+            name: "m1".into(),
+            conn: conn(&url, Some("wrong-token-wrong-token")),
+        };
+        assert_eq!(run(no_token).unwrap(), ExitCode::from(crate::exit::FAILED));
+        let remove = MirrorCommand::Remove {
+            name: "m1".into(),
+            conn: conn(&url, Some(TOKEN)),
+        };
+        assert_eq!(run(remove).unwrap(), ExitCode::SUCCESS);
+        assert!(rt.block_on(admin.list()).unwrap().is_empty());
+        assert!(parse_window("x").is_err());
+        rt.block_on(running.shutdown());
+    }
+}

@@ -111,3 +111,72 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use super::*;
+
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/clamav"
+    );
+
+    fn args(masters: Vec<String>, key: &Path, files: &[&Path]) -> PublishArgs {
+        PublishArgs {
+            masters,
+            key: key.to_owned(),
+            db: None,
+            version: None,
+            ca: None,
+            notes: String::new(),
+            files: files.iter().map(|p| p.to_path_buf()).collect(),
+        }
+    }
+
+    #[test]
+    fn publish_exit_codes_against_a_real_master() {
+        let dir = tempfile::tempdir().unwrap();
+        let master_key = dir.path().join("master.key");
+        let publisher = dir.path().join("pub.key");
+        crate::key::write_secret(&master_key, &vdb_proto::SecretKey::generate()).unwrap();
+        let pk = vdb_proto::SecretKey::generate();
+        crate::key::write_secret(&publisher, &pk).unwrap();
+        let mut c = vdb_master::Config::new("a", "net", dir.path().join("data"), master_key);
+        c.publishers = vec![vdb_master::config::PublisherConfig {
+            key: pk.public(),
+            databases: vec!["test".into()],
+        }];
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let running = rt
+            .block_on(vdb_master::start(c, Arc::new(vdb_proto::SystemClock)))
+            .unwrap();
+        let url = running.base_url();
+        let f = Path::new(FIXTURES);
+        let cvd = dir.path().join("test.cvd");
+        std::fs::copy(f.join("test-1.cvd"), &cvd).unwrap();
+        // The first master is down: failover to the second.
+        let dead = "http://127.0.0.1:9".to_owned();
+        let ok = run(args(vec![dead.clone(), url.clone()], &publisher, &[&cvd])).unwrap();
+        assert_eq!(ok, ExitCode::SUCCESS);
+        // Refused (older version): 1.
+        let refused = run(args(
+            vec![url.clone()],
+            &publisher,
+            &[&f.join("test-1.cvd")],
+        ));
+        // test-1.cvd published again under another name is the same version with other files.
+        assert_eq!(refused.unwrap(), ExitCode::from(crate::exit::FAILED));
+        // Nothing to infer from: usage, 2.
+        let sign = f.join("test-1.cvd.sign");
+        let usage = run(args(vec![url.clone()], &publisher, &[&sign])).unwrap();
+        assert_eq!(usage, ExitCode::from(crate::exit::USAGE));
+        // No master reachable: 3.
+        let down = run(args(vec![dead], &publisher, &[&cvd])).unwrap();
+        assert_eq!(down, ExitCode::from(UNREACHABLE));
+        rt.block_on(running.shutdown());
+    }
+}
