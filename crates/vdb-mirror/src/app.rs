@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse as _;
 use axum::routing::{any, get, post};
@@ -180,10 +180,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(paths::HEALTH, get(|| async { "ok" }))
         .route(paths::METRICS, get(metrics))
         .route(STATUS_PATH, get(status))
-        .route(
-            paths::PUSH,
-            post(push).layer(DefaultBodyLimit::max(MAX_PUSH)),
-        )
+        .route(paths::PUSH, post(push))
         .route("/local_stats", any(local_stats))
         .route("/local_stats/", any(local_stats))
         .fallback(files)
@@ -215,12 +212,19 @@ async fn status(State(app): State<Arc<App>>) -> Response<Body> {
     axum::Json(s).into_response()
 }
 
-async fn push(State(app): State<Arc<App>>, body: Bytes) -> Response<Body> {
+async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body> {
     let refuse = |status: StatusCode, code: &str, msg: String| {
         tracing::warn!(code, reason = %msg, "push refused");
         app.metrics.push(code);
         app.metrics.response(status.as_u16());
         api_error(status, code, &msg)
+    };
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_PUSH).await else {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a push notice is at most {MAX_PUSH} bytes"),
+        );
     };
     let signed = match Signed::<PushNotice>::from_json(&body) {
         Ok(s) => s,
@@ -268,16 +272,14 @@ async fn push(State(app): State<Arc<App>>, body: Bytes) -> Response<Body> {
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct StatsQuery {
-    format: Option<String>,
-}
-
 async fn local_stats(
     State(app): State<Arc<App>>,
-    Query(q): Query<StatsQuery>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response<Body> {
+    let json = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
     if app.stats_auth.is_none() {
         return api_error(
             StatusCode::NOT_FOUND,
@@ -316,7 +318,7 @@ async fn local_stats(
             );
         }
     };
-    if q.format.as_deref() == Some("json") {
+    if json {
         axum::Json(rows).into_response()
     } else {
         Response::builder()

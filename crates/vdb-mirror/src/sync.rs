@@ -144,7 +144,13 @@ impl Syncer {
             Ok(l)
         })
         .await?;
-        let result = self.sync_locked(req).await;
+        let span = tracing::info_span!(
+            "sync",
+            forced = req.forced,
+            want = ?req.want_serial,
+            held = ?read_current(&self.current).map(|s| s.manifest.serial),
+        );
+        let result = tracing::Instrument::instrument(self.sync_locked(req), span).await;
         drop(lock);
         let label = match &result {
             Ok(SyncOutcome::Updated { .. }) => "updated",

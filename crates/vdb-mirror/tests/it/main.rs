@@ -382,8 +382,8 @@ async fn pushes_verified_replays_refused_and_one_more_sync_after_a_busy_one() {
     assert_eq!((st, body.contains("stale")), (400, true), "{body}");
     let (st, body) = post_push(&m, push_body(&key, 2, NOW, false)).await;
     assert_eq!((st, body.contains("older_serial")), (409, true), "{body}");
-    let (st, _) = post_push(&m, "x".repeat(100_000)).await;
-    assert_eq!(st, 413);
+    let (st, body) = post_push(&m, "x".repeat(100_000)).await;
+    assert_eq!((st, body.contains("too_large")), (413, true), "{body}");
     let (st, body) = post_push(&m, "{}".into()).await;
     assert_eq!(st, 400, "{body}");
     // The clock moves: a notice from "now" is fine again later, the old one is stale.
