@@ -64,6 +64,9 @@ impl Dev {
 
     /// SIGTERM, and the exit status within `secs`.
     fn stop(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -185,6 +188,20 @@ fn freshclam(dev: &Dev) -> Output {
         ]))
 }
 
+/// The `vdb-update` binary beside `vdbd` (`cargo test --workspace` builds both).
+fn vdb_update(dev: &Dev) -> Output {
+    let exe = Path::new(env!("CARGO_BIN_EXE_vdbd")).with_file_name("vdb-update");
+    assert!(
+        exe.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p vdb-update` first)",
+        exe.display()
+    );
+    run(Command::new(exe)
+        .arg("--config")
+        .arg(dev.path("vdb_update_conf"))
+        .arg("--verbose"))
+}
+
 fn sigtool_info(path: &Path) -> String {
     text(&run(Command::new("sigtool").arg("--info").arg(path)))
 }
@@ -242,6 +259,11 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     assert!(out.status.success(), "{}", text(&out));
     let db_dir = dev.path("dir").join("freshclam-db");
     assert!(sigtool_info(&db_dir.join("test.cvd")).contains("Version: 1"));
+    // So does vdb-update, checking the signed manifest as it goes.
+    let out = vdb_update(&dev);
+    assert!(out.status.success(), "{}", text(&out));
+    let vu_dir = dev.path("dir").join("vdb-update-db");
+    assert!(sigtool_info(&vu_dir.join("test.cvd")).contains("Version: 1"));
 
     // Publish v2..v6 while wrk loads a mirror.
     let dns = dev.ready["directory"]["dns"].as_str().unwrap().to_owned();
@@ -292,6 +314,12 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
         );
     }
     let info = sigtool_info(&db_dir.join("test.cld"));
+    assert!(info.contains("Version: 6"), "{info}");
+    assert!(info.contains("Verification OK"), "{info}");
+    // vdb-update takes the same cdiffs, and ClamAV's sigtool accepts what it built.
+    let out = vdb_update(&dev);
+    assert!(out.status.success(), "{}", text(&out));
+    let info = sigtool_info(&vu_dir.join("test.cld"));
     assert!(info.contains("Version: 6"), "{info}");
     assert!(info.contains("Verification OK"), "{info}");
 
