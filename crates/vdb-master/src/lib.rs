@@ -8,6 +8,24 @@
 //! notices to the registered mirrors, re-signs every heartbeat, runs the forced sync only when
 //! every peer agrees, replicates with its peers and can follow a ClamAV-style upstream.
 //! [`client`] is the publishing and administration client (`vdb publish`, `vdb mirror`).
+//!
+//! HTTP API (errors are [`vdb_proto::ApiError`] JSON bodies):
+//!
+//! | method and path | who | what |
+//! |---|---|---|
+//! | `GET /.well-known/vdbnet/manifest.json` | anyone | the signed manifest envelope |
+//! | `PUT /api/v1/objects/<sha256>` | publisher (`X-Vdb-Upload`: signed [`vdb_proto::UploadTicket`]) | upload one file |
+//! | `GET`/`HEAD /api/v1/objects/<sha256>` | anyone, or `pull_tokens` bearer | a released object (Range supported) |
+//! | `POST /api/v1/releases` | publisher | signed statement → [`vdb_proto::ReleaseAccepted`] |
+//! | `GET /api/v1/releases?after=N&limit=M` | peers | accepted statements ([`ReleasePage`]) |
+//! | `GET /api/v1/releases/<id>` | anyone | the release and its rollout ([`Timeline`]) |
+//! | `GET /api/v1/history?limit=N` | anyone | recent verdicts, refusals included |
+//! | `GET /api/v1/mirrors`, `GET /api/v1/mirrors/<name>` | anyone | the registry |
+//! | `POST /api/v1/mirrors`, `PUT`/`DELETE /api/v1/mirrors/<name>`, `POST …/<name>/drain` | admin bearer | manage it |
+//! | `GET /api/v1/registry` | peers | registry with tombstones and change times |
+//! | `POST /api/v1/replicate` | peers | "pull from me now" |
+//! | `GET /api/v1/status` | anyone | [`Status`] |
+//! | `GET /healthz`, `GET /metrics` | anyone | liveness, Prometheus |
 
 pub mod client;
 pub mod config;
@@ -34,7 +52,7 @@ use vdb_proto::{Clock, SecretKey, SystemClock};
 pub use config::Config;
 pub use master::{DERIVED, next_serial};
 pub use replicate::{ReleaseEntry, ReleasePage};
-pub use server::{Drain, Timeline, UPLOAD_HEADER};
+pub use server::{Drain, Status, Timeline, UPLOAD_HEADER};
 
 use master::Master;
 

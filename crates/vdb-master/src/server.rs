@@ -113,6 +113,7 @@ pub(crate) fn router(m: Arc<Master>) -> Router {
         .route("/api/v1/mirrors/{name}/drain", post(mirror_drain))
         .route("/api/v1/registry", get(registry))
         .route("/api/v1/replicate", post(poke))
+        .route("/api/v1/status", get(status))
         .fallback(|| async { Api::new(404, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(m)
@@ -592,6 +593,43 @@ async fn mirror_drain(
             format!("no mirror named {name:?}"),
         )),
     }
+}
+
+/// `GET /api/v1/status`: what this master holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The master's name.
+    pub name: String,
+    /// The network.
+    pub network: String,
+    /// Caught up with the peers (takes releases, signs and pushes).
+    pub ready: bool,
+    /// Serial of the current manifest (0 before the first).
+    pub serial: u64,
+    /// Highest serial seen from a peer.
+    pub peer_serial: u64,
+    /// Current version of each database.
+    pub databases: std::collections::BTreeMap<String, u32>,
+}
+
+async fn status(State(m): S) -> axum::Json<Status> {
+    let cur = m.current();
+    axum::Json(Status {
+        name: m.config.name.clone(),
+        network: m.config.network.clone(),
+        ready: m.ready.load(std::sync::atomic::Ordering::SeqCst),
+        serial: cur.as_ref().map_or(0, |c| c.manifest.serial),
+        peer_serial: m.peer_serial.load(std::sync::atomic::Ordering::SeqCst),
+        databases: cur
+            .map(|c| {
+                c.manifest
+                    .databases
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.version))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
 }
 
 async fn poke(State(m): S) -> StatusCode {

@@ -324,6 +324,13 @@ async fn masters_replicate_releases_and_registry_with_disjoint_serials() {
         Admin::new(&p.url(0), None).list().await.unwrap().is_empty()
     })
     .await;
+    let st: vdb_master::Status = reqwest::get(format!("{}/api/v1/status", p.url(0)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(st.ready && st.serial > 0 && st.databases["test"] == 2 && st.name == "a");
     // Forced sync runs while the peer answers and agrees, and is skipped while it does not.
     assert!(a.forced_sync_now().await);
     b.shutdown().await;
