@@ -72,3 +72,119 @@ synth_db() {
         echo "$STAMP" >"$dir/.args"
     fi
 }
+
+# ---- Network benchmarks (serve.sh, dns.sh, propagation.sh) ----------------------------------
+# Every background process a script starts goes into PIDS; `stop_all` (the scripts' EXIT trap)
+# sends SIGTERM to each, waits up to 10 s, then SIGKILLs what is left.
+PIDS=()
+stop_all() {
+    local p deadline=$((SECONDS + 10))
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    PIDS=()
+}
+
+# start_role LOGBASE ROLE CONFIG: starts `vdbd ROLE --config CONFIG` (stdout LOGBASE.out, stderr
+# LOGBASE.err), waits at most 60 s for its one JSON ready line and leaves it in READY (the pid in
+# LAST_PID and PIDS). Do not call it in $(...): PIDS would be lost.
+start_role() {
+    local base=$1 role=$2 config=$3 deadline=$((SECONDS + 60))
+    "$VDBD" "$role" --config "$config" >"$base.out" 2>"$base.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    READY=
+    while [[ -z $READY ]]; do
+        kill -0 "$LAST_PID" 2>/dev/null || { tail -n 20 "$base.err" >&2; die "vdbd $role exited; log in $base.err"; }
+        ((SECONDS < deadline)) || die "vdbd $role printed no ready line within 60 s; log in $base.err"
+        READY=$(head -n 1 "$base.out" 2>/dev/null || true)
+        [[ -n $READY ]] || sleep 0.02
+    done
+}
+
+# json FIELD TEXT: prints one top-level field of a JSON document (jq -r).
+json() { jq -r ".$1 // empty" <<<"$2"; }
+
+# free_port: prints a TCP port that was free on 127.0.0.1 a moment ago (for tools that cannot
+# bind port 0, e.g. nginx and knotd).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_until SECS COMMAND...: runs COMMAND every 20 ms until it succeeds; dies after SECS.
+wait_until() {
+    local secs=$1 deadline; shift
+    deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "timed out after $secs s waiting for: $*"
+        sleep 0.02
+    done
+}
+
+# loadavg: the 1-minute load average now.
+loadavg() { cut -d' ' -f1 /proc/loadavg; }
+
+# build_net: builds vdbd and vdb (release) unless NO_BUILD=1; sets VDBD and VDB.
+build_net() {
+    VDBD=$TARGET_DIR/release/vdbd
+    VDB=$TARGET_DIR/release/vdb
+    if [[ -z ${NO_BUILD:-} ]]; then
+        echo "== cargo build --release --locked -p vdbd -p vdb-cli" >&2
+        (cd "$ROOT" && cargo build --release --locked -p vdbd -p vdb-cli) >&2 ||
+            die "the release build failed (NO_BUILD=1 reuses the binaries in $TARGET_DIR/release)"
+    fi
+    [[ -x $VDBD && -x $VDB ]] || die "missing $VDBD or $VDB (build them, or unset NO_BUILD)"
+}
+
+# master_config FILE DATA KEY PUBLISHER_PUB KEYSET [EXTRA]: writes a master config listening on
+# 127.0.0.1:0 that accepts `daily` from the publisher key, signed with the KEYSET ClamAV key set
+# (empty KEYSET: ClamAV's official keys).
+master_config() {
+    local keyset=
+    [[ -n $5 ]] && keyset=$'\n[databases.daily]\n'"keyset_file = \"$5\""
+    cat >"$1" <<TOML
+name = "bench"
+network = "bench"
+listen = "127.0.0.1:0"
+data_dir = "$2"
+key_file = "$3"
+admin_token = "bench-admin-token-0123456789"
+tick_ms = 50
+push_backoff_ms = 100
+${6:-}
+
+[[publishers]]
+key = "$4"
+databases = ["daily"]
+$keyset
+TOML
+}
+ADMIN_TOKEN=bench-admin-token-0123456789
+
+# mirror_config FILE NAME MASTER_URL MASTER_PUB DATA LOCAL [EXTRA]: a mirror on 127.0.0.1:0
+# that polls only every hour (pushes make it sync).
+mirror_config() {
+    cat >"$1" <<TOML
+name = "$2"
+network = "bench"
+masters = ["$3"]
+master_keys = ["$4"]
+data_dir = "$5"
+local_dir = "$6"
+listen = "127.0.0.1:0"
+poll_secs = 3600
+${7:-}
+TOML
+}
+
+# mirror_serial URL: the serial a mirror serves now (empty before its first sync).
+mirror_serial() { curl -sf --max-time 5 "$1/.well-known/vdbnet/mirror-status" | jq -r '.serial // empty'; }
+# serial_at_least URL N: true when the mirror at URL serves serial N or newer.
+serial_at_least() { local s; s=$(mirror_serial "$1"); [[ -n $s ]] && ((s >= $2)); }
+# master_serial URL: the serial of the master's current manifest.
+master_serial() { curl -sf --max-time 5 "$1/metrics" | awk '/^vdb_master_manifest_serial /{print $2}'; }
+# metric URL NAME: one unlabelled Prometheus value from URL/metrics.
+metric() { curl -sf --max-time 5 "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'; }

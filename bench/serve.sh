@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# File-serving benchmark (issue 4): a real `vdbd mirror` (synced from a real `vdbd master`)
+# against nginx serving the same bytes, with wrk; plus the bytes a mirror pulls for one daily
+# update against what rsync's delta algorithm transfers for the same update.
+#
+#   bench/serve.sh                    # everything; results in bench/out/results-serve.txt
+#   DURATION=5 CONNS=16 bench/serve.sh
+#   NO_BUILD=1 bench/serve.sh         # reuse target/release/{vdbd,vdb} as they are
+#
+# Needs: cargo, GNU time, nginx, wrk, rsync, curl, jq, python3. Servers bind 127.0.0.1 only;
+# every process started here is stopped on exit. Never exits non-zero because a goal is missed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+RUNS=1
+SIZE_MB=${SIZE_MB:-60}
+SEED=${SEED:-1}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-32}
+BIG_CONNS=${BIG_CONNS:-2}
+DURATION=${DURATION:-10}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+NGINX=${NGINX:-/usr/sbin/nginx}
+NAME=serve.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+need_tools cargo wrk rsync curl jq python3 awk
+[[ -x $NGINX ]] || die "nginx is required at $NGINX (apt-get install nginx-light, or set NGINX=)"
+((DURATION >= 1 && DURATION <= 60)) || die "DURATION must be 1..60 seconds"
+
+mkdir -p "$OUT"
+build_net
+SYNTH=$OUT/synth-net
+synth_db "$SYNTH" --size-mb "$SIZE_MB" --cdiffs 1 --seed "$SEED"
+OLD_V=$(cd "$SYNTH" && ls daily-*.cvd | sed 's/daily-\([0-9]*\)\.cvd/\1/' | sort -n | head -1)
+NEW_V=$((OLD_V + 1))
+
+W=$OUT/serve
+rm -rf "$W"
+mkdir -p "$W"/{stage-old,stage-new,local,www,nginx/tmp,rsync}
+trap stop_all EXIT
+
+# --- a master and a mirror serving daily-OLD_V, then updated to NEW_V by a push -------------
+"$VDB" key gen -o "$W/master.key" >/dev/null
+"$VDB" key gen -o "$W/publisher.key" >/dev/null
+MASTER_PUB=$("$VDB" key pub "$W/master.key")
+master_config "$W/master.toml" "$W/master-data" "$W/master.key" \
+    "$("$VDB" key pub "$W/publisher.key")" "$SYNTH/synth.key.pub"
+start_role "$W/master" master "$W/master.toml"
+MASTER=$(json http "$READY")
+echo "== master at $MASTER" >&2
+
+ln "$SYNTH/daily-$OLD_V.cvd" "$W/stage-old/daily.cvd"
+ln "$SYNTH/daily-$NEW_V.cvd" "$W/stage-new/daily.cvd"
+ln "$SYNTH/daily-$NEW_V.cdiff" "$W/stage-new/daily-$NEW_V.cdiff"
+"$VDB" publish --master "$MASTER" --key "$W/publisher.key" "$W/stage-old/daily.cvd" >&2
+
+head -c 2048 /dev/urandom >"$W/local/local_2k.bin"
+mirror_config "$W/mirror.toml" mirror1 "$MASTER" "$MASTER_PUB" "$W/mirror-data" "$W/local"
+start_role "$W/mirror" mirror "$W/mirror.toml"
+MIRROR=$(json http "$READY")
+echo "== mirror at $MIRROR" >&2
+"$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" mirror1 --base-url "$MIRROR" \
+    --push-url "$MIRROR/.well-known/vdbnet/push" --address 127.0.0.1 >/dev/null
+wait_until 120 serial_at_least "$MIRROR" "$(master_serial "$MASTER")"
+
+# One daily update: NEW_V's daily.cvd plus its cdiff; the mirror's own counter of the bytes it
+# downloaded from masters (every object it fetched, counted as received and hash-checked).
+PULLED0=$(metric "$MIRROR" vdb_mirror_pulled_bytes_total)
+"$VDB" publish --master "$MASTER" --key "$W/publisher.key" \
+    "$W/stage-new/daily.cvd" "$W/stage-new/daily-$NEW_V.cdiff" >&2
+TARGET_SERIAL=$(master_serial "$MASTER")
+wait_until 120 serial_at_least "$MIRROR" "$TARGET_SERIAL"
+PULLED=$(($(metric "$MIRROR" vdb_mirror_pulled_bytes_total) - PULLED0))
+echo "== mirror serves serial $TARGET_SERIAL; pulled $PULLED bytes for the update" >&2
+
+# The same update with rsync's delta algorithm: a local rsync (sender and receiver are two
+# processes over a pipe, as over ssh) with --no-whole-file, from a directory holding the new set to
+# one holding the old set. "Total bytes sent" + "received" is what crossed the pipe.
+mkdir -p "$W/rsync/old" "$W/rsync/new"
+cp "$SYNTH/daily-$OLD_V.cvd" "$W/rsync/old/daily.cvd"
+cp "$SYNTH/daily-$NEW_V.cvd" "$W/rsync/new/daily.cvd"
+cp "$SYNTH/daily-$NEW_V.cdiff" "$W/rsync/new/daily-$NEW_V.cdiff"
+rsync -a --no-whole-file --stats "$W/rsync/new/" "$W/rsync/old/" >"$W/rsync/stats.txt"
+RS_SENT=$(awk -F': ' '/^Total bytes sent/ {gsub(/,/, "", $2); print $2}' "$W/rsync/stats.txt")
+RS_RECV=$(awk -F': ' '/^Total bytes received/ {gsub(/,/, "", $2); print $2}' "$W/rsync/stats.txt")
+RS_LITERAL=$(awk -F': ' '/^Literal data/ {gsub(/,| bytes/, "", $2); print $2}' "$W/rsync/stats.txt")
+RS_MATCHED=$(awk -F': ' '/^Matched data/ {gsub(/,| bytes/, "", $2); print $2}' "$W/rsync/stats.txt")
+cmp -s "$W/rsync/new/daily.cvd" "$W/rsync/old/daily.cvd" || die "rsync did not reproduce daily.cvd"
+
+# --- nginx serving the same bytes ------------------------------------------------------------
+ln "$SYNTH/daily-$NEW_V.cvd" "$W/www/daily.cvd"
+ln "$W/local/local_2k.bin" "$W/www/local_2k.bin"
+chmod -R a+rX "$W/www"
+NGINX_PORT=$(free_port)
+cat >"$W/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes auto;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path $W/nginx/tmp/body;
+    proxy_temp_path $W/nginx/tmp/proxy;
+    fastcgi_temp_path $W/nginx/tmp/fastcgi;
+    uwsgi_temp_path $W/nginx/tmp/uwsgi;
+    scgi_temp_path $W/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $W/www;
+    }
+}
+CONF
+"$NGINX" -p "$W/nginx" -c "$W/nginx/nginx.conf" 2>"$W/nginx/stderr.log" &
+PIDS+=("$!")
+NGINX_URL=http://127.0.0.1:$NGINX_PORT
+wait_until 20 curl -sf -o /dev/null "$NGINX_URL/local_2k.bin"
+
+# Both must serve identical bytes.
+for f in daily.cvd local_2k.bin; do
+    a=$(curl -sf "$MIRROR/$f" | sha256sum | cut -c1-64)
+    b=$(curl -sf "$NGINX_URL/$f" | sha256sum | cut -c1-64)
+    [[ $a == "$b" ]] || die "mirror and nginx serve different $f"
+done
+CVD_SIZE=$(stat -c %s "$W/www/daily.cvd")
+
+# --- wrk ---------------------------------------------------------------------------------------
+# wrk_case LABEL SERVER URL CONNS HEADER...: one bounded wrk run; records rps, p99 (ms), GiB/s,
+# load average, errors.
+declare -A RPS P99 GBS LOAD ERRS
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+to_gib() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB$/) n *= 1; else if (v ~ /MB$/) n /= 1024; else if (v ~ /KB$/) n /= 1048576; else n /= 1073741824; printf "%.3f", n }'; }
+wrk_case() {
+    local label=$1 server=$2 url=$3 conns=$4; shift 4
+    local hdr=() h
+    for h in "$@"; do hdr+=(-H "$h"); done
+    local key="$label/$server" log="$W/wrk-${label// /_}-$server.txt"
+    LOAD[$key]=$(loadavg)
+    timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
+        "${hdr[@]}" "$url" >"$log" 2>&1 || die "wrk failed: $(cat "$log")"
+    RPS[$key]=$(awk '/^Requests\/sec:/ {print $2}' "$log")
+    P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$log")")
+    GBS[$key]=$(to_gib "$(awk '/^Transfer\/sec:/ {print $2}' "$log")")
+    ERRS[$key]=$(awk '/Socket errors|Non-2xx/ {printf "%s ", $0}' "$log")
+    printf '   %-14s %-6s %10s req/s  p99 %8s ms  %7s GiB/s  load %s %s\n' "$label" "$server" \
+        "${RPS[$key]}" "${P99[$key]}" "${GBS[$key]}" "${LOAD[$key]}" "${ERRS[$key]}" >&2
+}
+last_modified() { curl -sfI "$1" | awk -F': ' 'tolower($1) == "last-modified" {sub(/\r$/, "", $2); print $2}'; }
+LM_MIRROR=$(last_modified "$MIRROR/daily.cvd")
+LM_NGINX=$(last_modified "$NGINX_URL/daily.cvd")
+[[ -n $LM_MIRROR && -n $LM_NGINX ]] || die "no Last-Modified on daily.cvd (mirror: '$LM_MIRROR', nginx: '$LM_NGINX')"
+for u in "$MIRROR" "$NGINX_URL"; do
+    lm=$LM_NGINX; [[ $u == "$MIRROR" ]] && lm=$LM_MIRROR
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-Modified-Since: $lm" "$u/daily.cvd")
+    [[ $code == 304 ]] || die "$u/daily.cvd answers $code, not 304, to If-Modified-Since: $lm"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Range: bytes=0-511" "$u/daily.cvd")
+    [[ $code == 206 ]] || die "$u/daily.cvd answers $code, not 206, to Range: bytes=0-511"
+done
+
+CASES=("2KiB GET" "Range 0-511" "304 IMS" "whole CVD")
+echo "== wrk -t$THREADS, ${DURATION}s per case (load average $(loadavg))" >&2
+# Mirror and nginx alternate case by case, so both see about the same background load. In the
+# header, @LM@ stands for the Last-Modified each server gives daily.cvd.
+pair() {
+    local label=$1 path=$2 conns=$3 hdr=${4:-} server base lm
+    for server in mirror nginx; do
+        base=$MIRROR lm=$LM_MIRROR
+        [[ $server == nginx ]] && base=$NGINX_URL lm=$LM_NGINX
+        wrk_case "$label" "$server" "$base/$path" "$conns" ${hdr:+"${hdr//@LM@/$lm}"}
+    done
+}
+pair "2KiB GET" local_2k.bin "$CONNS"
+pair "Range 0-511" daily.cvd "$CONNS" "Range: bytes=0-511"
+pair "304 IMS" daily.cvd "$CONNS" "If-Modified-Since: @LM@"
+pair "whole CVD" daily.cvd "$BIG_CONNS"
+
+# --- report ----------------------------------------------------------------------------------
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    machine_line
+    echo "database: $STAMP; daily.cvd (version $NEW_V) $CVD_SIZE bytes; local_2k.bin 2048 bytes"
+    echo "versions: $("$VDBD" --version 2>/dev/null || echo vdbd), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+    echo "wrk: -t$THREADS -c$CONNS (whole CVD: -c$BIG_CONNS) -d${DURATION}s --latency; client, mirror and nginx share the machine's $(nproc) CPUs"
+    echo
+    printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %s\n' case server "req/s" "p99 ms" "GiB/s" load "mirror/nginx"
+    echo "|--------------|--------|------------|-----------|----------|-------|-------------"
+    for c in "${CASES[@]}"; do
+        for server in mirror nginx; do
+            k="$c/$server" r=
+            if [[ $server == mirror ]]; then
+                if [[ $c == "whole CVD" ]]; then
+                    r="$(ratio "${GBS[$k]}" "${GBS[$c/nginx]}")x GiB/s"
+                else
+                    r="$(ratio "${RPS[$k]}" "${RPS[$c/nginx]}")x req/s"
+                fi
+            fi
+            printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %s %s\n' "$c" "$server" "${RPS[$k]}" \
+                "${P99[$k]}" "${GBS[$k]}" "${LOAD[$k]}" "$r" "${ERRS[$k]}"
+        done
+    done
+    echo
+    echo "one daily update ($OLD_V -> $NEW_V: daily.cvd + daily-$NEW_V.cdiff, $(stat -c %s "$SYNTH/daily-$NEW_V.cdiff") bytes cdiff):"
+    echo "  mirror pulled (vdb_mirror_pulled_bytes_total delta): $PULLED bytes"
+    echo "  rsync -a --no-whole-file (local, delta algorithm):   $((RS_SENT + RS_RECV)) bytes over the pipe (sent $RS_SENT, received $RS_RECV; literal $RS_LITERAL, matched $RS_MATCHED)"
+    echo "  mirror / rsync: $(ratio "$PULLED" $((RS_SENT + RS_RECV)))x"
+    echo
+    echo "goals:"
+    for c in "2KiB GET" "Range 0-511" "304 IMS"; do
+        x=$(ratio "${RPS[$c/mirror]}" "${RPS[$c/nginx]}")
+        echo "  $(verdict le 1.0 "$x") $c: mirror >= 1.0x nginx req/s (${x}x)"
+    done
+    x=$(ratio "${GBS[whole CVD/mirror]}" "${GBS[whole CVD/nginx]}")
+    echo "  $(verdict le 0.9 "$x") whole CVD: mirror >= 0.9x nginx GiB/s (${x}x)"
+} | tee "$OUT/results-serve.txt"
