@@ -132,6 +132,10 @@ pub struct Config {
     /// Follow a ClamAV-style upstream.
     #[serde(default)]
     pub upstream: Option<UpstreamConfig>,
+    /// Uploaded objects that no release references are deleted after this long (seconds of
+    /// file age), so a publisher key cannot fill the disk with abandoned uploads.
+    #[serde(default = "default_orphan_ttl")]
+    pub orphan_ttl_secs: u64,
     /// How often the background loops look at the clock (milliseconds; tests lower it).
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
@@ -243,6 +247,9 @@ fn default_flevel() -> u32 {
 fn default_upstream_interval() -> i64 {
     3600
 }
+fn default_orphan_ttl() -> u64 {
+    86_400
+}
 fn default_tick() -> u64 {
     500
 }
@@ -344,6 +351,7 @@ impl Config {
             clamav_version: default_clamav_version(),
             flevel: default_flevel(),
             upstream: None,
+            orphan_ttl_secs: default_orphan_ttl(),
             tick_ms: default_tick(),
         }
     }

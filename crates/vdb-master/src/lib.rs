@@ -199,6 +199,22 @@ async fn heartbeat(master: Arc<Master>) {
                 tracing::error!(error = %e, "heartbeat: cannot sign the manifest");
             }
         }
+        if due {
+            let _g = master.publish_lock.lock().await;
+            let m = Arc::clone(&master);
+            let pruned = master::blocking(move || {
+                m.objects.prune(
+                    |sha| m.is_servable(sha),
+                    Duration::from_secs(m.config.orphan_ttl_secs),
+                )
+            })
+            .await;
+            match pruned {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(objects = n, "deleted unreferenced uploads"),
+                Err(e) => tracing::warn!(error = %e, "pruning unreferenced uploads failed"),
+            }
+        }
         if now >= next_forced {
             next_forced = now + master.config.forced_sync_secs;
             push::forced_sync(&master).await;

@@ -120,6 +120,39 @@ impl ObjectStore {
         Ok(upload.size)
     }
 
+    /// Deletes objects for which `keep` is false and whose file is older than `min_age`, and
+    /// stale temporary files. Returns how many objects went.
+    pub fn prune(
+        &self,
+        keep: impl Fn(&str) -> bool,
+        min_age: std::time::Duration,
+    ) -> io::Result<usize> {
+        let old = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age)
+        };
+        let mut n = 0;
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_sha256(name) && !keep(name) && old(&e.path()) {
+                std::fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        for e in std::fs::read_dir(self.dir.join("tmp"))? {
+            let e = e?;
+            if old(&e.path()) && min_age >= std::time::Duration::from_secs(3600) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(n)
+    }
+
     /// Stores bytes in memory (derived files), returning their address.
     pub fn put(&self, data: &[u8]) -> Result<String, ObjectError> {
         let sha = vdb_proto::sha256_hex(data);
@@ -171,5 +204,18 @@ mod tests {
         let mut u = s.begin(3).unwrap();
         assert!(matches!(u.write(b"hello"), Err(ObjectError::TooLarge(3))));
         assert!(matches!(s.path("../x"), Err(ObjectError::BadAddress(_))));
+    }
+
+    #[test]
+    fn prune_keeps_what_is_referenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(dir.path()).unwrap();
+        let a = s.put(b"kept").unwrap();
+        let b = s.put(b"orphan").unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(s.prune(|_| false, day).unwrap(), 0, "young objects stay");
+        assert_eq!(s.prune(|x| x == a, std::time::Duration::ZERO).unwrap(), 1);
+        assert!(s.size(&a).is_some());
+        assert!(s.size(&b).is_none());
     }
 }
