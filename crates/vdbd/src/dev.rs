@@ -41,13 +41,20 @@ pub(crate) struct DevArgs {
     /// Length of the generated sample's cdiff chain.
     #[arg(long, default_value_t = 3)]
     sample_cdiffs: u32,
+    /// The DNS zone the directory serves (`clamav.net` lets stock freshclam and cvdupdate use
+    /// their hard-coded record names).
+    #[arg(long, default_value = "vdbnet.test.")]
+    zone: String,
+    /// Where the directory's DNS listens (port 53 on a loopback address of its own lets clients
+    /// that cannot take a port, such as cvdupdate, use it; needs root).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    dns_listen: std::net::SocketAddr,
     /// How long to wait for the network to converge before giving up (seconds).
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
 }
 
 const NETWORK: &str = "dev";
-const ZONE: &str = "vdbnet.test.";
 const REGIONS: [(&str, &str); 3] = [("europe", "DE"), ("america", "US"), ("asia", "JP")];
 
 /// Everything running, for shutdown.
@@ -313,10 +320,12 @@ async fn start(
         let _ = writeln!(regions, "{c} = {r:?}");
     }
     let directory_cfg = format!(
-        "zone = {ZONE:?}\ndns_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+        "zone = {zone}\ndns_listen = \"{dns_listen}\"\nhttp_listen = \"127.0.0.1:0\"\n\
          masters = {master_list}\nmonitors = [{monitor}]\npoll_secs = 1\n\
          regions = [\"europe\", \"america\", \"asia\"]\n\n[country_regions]\n{regions}",
         monitor = toml_str(&monitor_url),
+        zone = toml_str(&args.zone),
+        dns_listen = args.dns_listen,
     );
     let path = dir.join("directory.toml");
     write_config(&path, &directory_cfg)?;
@@ -350,6 +359,7 @@ async fn start(
     };
     let ready = ready_line(
         dir,
+        &args.zone,
         &mut network,
         &urls,
         &monitor_url,
@@ -489,8 +499,10 @@ async fn fetch_manifest(
         .ok()
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; the pieces come from different stages
 fn ready_line(
     dir: &Path,
+    zone: &str,
     net: &mut Network,
     urls: &[String],
     monitor_url: &str,
@@ -579,7 +591,7 @@ fn ready_line(
         "directory": {
             "dns": net.directory.dns_addr().to_string(),
             "http": redirector,
-            "zone": ZONE,
+            "zone": zone,
         },
         "monitor": monitor_url,
         "status_page": format!("{monitor_url}/"),
@@ -620,7 +632,7 @@ fn summary(ready: &serde_json::Value) -> String {
         s,
         "  directory     dns {} (zone {}), http {}",
         ready["directory"]["dns"].as_str().unwrap_or_default(),
-        ZONE,
+        ready["directory"]["zone"].as_str().unwrap_or_default(),
         ready["directory"]["http"].as_str().unwrap_or_default()
     );
     let _ = writeln!(s, "  monitor       {} (status page)", get("status_page"));
@@ -632,17 +644,15 @@ fn summary(ready: &serde_json::Value) -> String {
             d["version"]
         );
     }
+    let dns = ready["directory"]["dns"].as_str().unwrap_or_default();
+    let (dns_ip, dns_port) = dns.rsplit_once(':').unwrap_or((dns, ""));
     let _ = writeln!(s, "try:");
     let _ = writeln!(
         s,
-        "  dig @{} -p {} TXT current.cvd.{ZONE}",
-        "127.0.0.1",
-        ready["directory"]["dns"]
-            .as_str()
-            .unwrap_or_default()
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
+        "  dig @{} -p {} TXT current.cvd.{}",
+        dns_ip,
+        dns_port,
+        ready["directory"]["zone"].as_str().unwrap_or_default()
     );
     let _ = writeln!(s, "  vdb-update --config {}", get("vdb_update_conf"));
     let _ = writeln!(

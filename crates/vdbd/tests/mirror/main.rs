@@ -3,6 +3,7 @@
 //! server, slow clients.
 
 mod double;
+mod real_master;
 mod tls;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

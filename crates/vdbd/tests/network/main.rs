@@ -375,3 +375,83 @@ fn replays_and_rollbacks_change_nothing_on_the_mirrors() {
         assert_eq!(now.databases, held.databases, "{m}");
     }
 }
+
+/// `cvdupdate` (PyPI), ClamAV's own private-mirror tool, mirrors from a vdbnet mirror: it reads
+/// the TXT record from the directory (which must sit on port 53: cvdupdate takes a name server
+/// address, not a port, so this test needs root, as CI has) and downloads the CVD and the newest
+/// cdiff, byte for byte what the signed manifest lists.
+#[test]
+fn cvdupdate_mirrors_from_a_vdbnet_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = "127.54.0.2";
+    let dev = Dev::start(
+        &tmp.path().join("net"),
+        &[
+            "--mirrors",
+            "2",
+            "--zone",
+            "clamav.net",
+            "--dns-listen",
+            &format!("{ns}:53"),
+        ],
+    );
+    let keys = master_keys(&dev);
+    let mirror = &dev.strs("mirrors")[0];
+    let held = assert_serves_exactly_its_manifest(mirror, &keys);
+    let daily = held.databases["daily"].version;
+    wait_for("the current.cvd TXT record", 30, || {
+        let out = run(Command::new("dig").args([
+            "+short",
+            &format!("@{ns}"),
+            "TXT",
+            "current.cvd.clamav.net.",
+        ]));
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!(":{daily}:"))
+            .then_some(())
+    });
+
+    // cvdupdate keeps its config and state under $HOME/.cvdupdate.
+    let home = tmp.path().join("home");
+    let db = tmp.path().join("cvd-db");
+    let cvd = |args: &[&str]| {
+        run(Command::new("cvd")
+            .args(args)
+            .env("HOME", &home)
+            .env_remove("CVDUPDATE_NAMESERVER"))
+    };
+    let out = cvd(&[
+        "config",
+        "set",
+        "--dbdir",
+        db.to_str().unwrap(),
+        "--logdir",
+        home.join("logs").to_str().unwrap(),
+        "--nameserver",
+        ns,
+    ]);
+    assert!(
+        out.status.success(),
+        "cvd config set (pip install cvdupdate): {}",
+        text(&out)
+    );
+    // Only `daily`, from our mirror.
+    let state_path = home.join(".cvdupdate/state.json");
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let dbs = state["dbs"].as_object_mut().unwrap();
+    dbs.retain(|k, _| k == "daily.cvd");
+    dbs.get_mut("daily.cvd").unwrap()["url"] = Value::from(format!("{mirror}/daily.cvd"));
+    std::fs::write(&state_path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+
+    let out = cvd(&["update"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["daily.cvd".to_owned(), format!("daily-{daily}.cdiff")] {
+        let want = held
+            .file(&name)
+            .unwrap_or_else(|| panic!("{name} in the manifest"));
+        let got = std::fs::read(db.join(&name))
+            .unwrap_or_else(|e| panic!("cvdupdate did not fetch {name}: {e}\n{}", text(&out)));
+        assert_eq!(vdb_proto::sha256_hex(&got), want.sha256, "{name}");
+    }
+}
