@@ -134,3 +134,107 @@ pub fn prune(dir: &Path, keep: &[String], keep_files: &[String]) -> io::Result<V
     removed.sort();
     Ok(removed)
 }
+
+/// Name of the lock file in the database directory.
+pub const LOCK_FILE: &str = "vdb-update.lock";
+
+/// Held while a run uses the database directory; removed when dropped. A lock left by a killed
+/// process (its pid no longer exists) is taken over.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the lock, or says which process holds it.
+    pub fn acquire(dir: &Path) -> io::Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let me = std::process::id();
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    writeln!(f, "{me}")?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(pid) if pid != me && Path::new(&format!("/proc/{pid}")).exists() => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::WouldBlock,
+                                format!(
+                                    "another updater (pid {pid}) is using {}; try again later",
+                                    dir.display()
+                                ),
+                            ));
+                        }
+                        // Stale (or unreadable): take it over.
+                        _ => {
+                            let _ = fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("cannot take {}", path.display()),
+        ))
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_excludes_live_holders_and_takes_over_dead_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 1 is alive (init) in any Linux pid namespace.
+        fs::write(dir.path().join(LOCK_FILE), "1\n").unwrap();
+        let err = DirLock::acquire(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("pid 1"), "{err}");
+        // A pid that cannot exist.
+        fs::write(dir.path().join(LOCK_FILE), "4294967295\n").unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        drop(lock);
+        assert!(!dir.path().join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn find_prefers_the_higher_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let fx = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/clamav"
+        );
+        fs::copy(format!("{fx}/test-3.cvd"), dir.path().join("test.cvd")).unwrap();
+        fs::copy(
+            format!("{fx}/derived/test-6.from-cdiffs.cld"),
+            dir.path().join("test.cld"),
+        )
+        .unwrap();
+        let (best, other) = find(dir.path(), "test").unwrap();
+        assert_eq!(best.unwrap().version(), 6);
+        assert_eq!(other.unwrap(), dir.path().join("test.cvd"));
+        // A truncated file counts as absent.
+        fs::write(dir.path().join("test.cld"), b"ClamAV-VDB:").unwrap();
+        let (best, other) = find(dir.path(), "test").unwrap();
+        assert_eq!(best.unwrap().version(), 3);
+        assert!(other.is_none());
+    }
+}

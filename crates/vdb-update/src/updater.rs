@@ -153,6 +153,7 @@ pub struct Updater<'a> {
     dns: Option<CurrentRecord>,
     manifests: HashMap<String, Manifest>,
     limits: Limits,
+    _lock: local::DirLock,
 }
 
 fn new_uuid() -> String {
@@ -239,6 +240,8 @@ impl<'a> Updater<'a> {
                 ),
             ));
         }
+        let lock = local::DirLock::acquire(&dir)
+            .map_err(|e| UpdateError::new(Code::DbDirAccess, e.to_string()))?;
         let dat_path = dir.join(DAT_FILE);
         let now = clock.now();
         let mut dat = match std::fs::read(&dat_path) {
@@ -301,6 +304,7 @@ impl<'a> Updater<'a> {
             dns: None,
             manifests: HashMap::new(),
             limits: Limits::default(),
+            _lock: lock,
         }))
     }
 

@@ -582,3 +582,124 @@ async fn unknown_freshclam_option_is_reported() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn mirror_not_synchronised_then_cdiff() {
+    // DNS advertises 6, the mirror's test.cvd is still 5: freshclam keeps the older CVD and
+    // retries at once, now through the cdiff (FC_EMIRRORNOTSYNC).
+    let w = Work::new();
+    serve_fixture(&w.www(), "test-5.cvd", "test.cvd");
+    serve_fixture(&w.www(), "test-6.cdiff", "test-6.cdiff");
+    let m = Mirror::start(&w.www()).await;
+    let t = now();
+    let dns = FakeDns::start(&[
+        (
+            "current.cvd.example.test.",
+            format!("1.4.6:62:27000:{t}:0:216:49192:335"),
+        ),
+        ("test.cvd.clamav.net.", format!("6:{t}")),
+    ])
+    .await;
+    let conf = w.conf(
+        &[m.url()],
+        "MaxAttempts 2\nDNSDatabaseInfo current.cvd.example.test\n",
+    );
+    let server = format!("--dns-server={}", dns.addr);
+    let out = run_conf(&conf, &["--update-db=test", &server]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", false, false, 200),
+            req("/test-6.cdiff", false, false, 200)
+        ]
+    );
+    assert!(text(&out).contains("not synchronised"), "{}", text(&out));
+    assert!(!text(&out).contains("OUTDATED"));
+    assert_eq!(w.db_files(), ["test.cld"]);
+    assert_eq!(w.version("test.cld"), 6);
+}
+
+#[tokio::test]
+async fn daemon_checks_on_sigusr1_and_exits_on_403() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    w.put_db("test-6.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], "Checks 1\n");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vdb-update"))
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--update-db=test", "-d", "--foreground", "--retry-delay=0"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let wait_requests = |n: usize| {
+        let m = &m;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut got = Vec::new();
+            while got.len() < n {
+                got.extend(m.requests());
+                assert!(std::time::Instant::now() < deadline, "only {got:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            got
+        }
+    };
+    // First check at start: up to date.
+    assert_eq!(wait_requests(1).await, [req("/test.cvd", true, true, 304)]);
+    // SIGUSR1: check now (the next scheduled one is a day away).
+    let kill = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+    };
+    assert!(kill("-USR1").success());
+    assert_eq!(wait_requests(1).await, [req("/test.cvd", true, true, 304)]);
+    // A 403 on the download stops the daemon with exit 17, as freshclam does.
+    std::fs::remove_file(w.db().join("test.cvd")).unwrap();
+    m.fault("/test.cvd", 403, None, true);
+    assert!(kill("-USR1").success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("daemon did not exit on 403")
+        .unwrap();
+    assert_eq!(status.code(), Some(17));
+}
+
+#[tokio::test]
+async fn private_mirror_serving_a_cld() {
+    let w = Work::new();
+    serve_fixture(&w.www(), "derived/test-6.from-cdiffs.cld", "test.cld");
+    w.put_db("test-1.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[], &format!("PrivateMirror {}\n", m.url()));
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cld", true, true, 206),
+            req("/test.cld", false, true, 200),
+        ]
+    );
+    assert_eq!(w.db_files(), ["test.cld"]);
+    assert_eq!(w.version("test.cld"), 6);
+}
+
+#[tokio::test]
+async fn concurrent_run_is_refused_while_the_lock_is_held() {
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let m = Mirror::start(&w.www()).await;
+    // pid 1 always exists: a live holder.
+    std::fs::write(w.db().join("vdb-update.lock"), "1\n").unwrap();
+    let conf = w.conf(&[m.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    assert!(m.requests().is_empty());
+    assert!(text(&out).contains("another updater (pid 1)"));
+}
