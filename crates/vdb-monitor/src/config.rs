@@ -53,6 +53,9 @@ pub struct Config {
     /// User agent of every request (mirrors exclude it from their statistics).
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
+    /// Extra trusted CA certificates (PEM bundle) for mirrors' HTTPS, besides the system's.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Files up to this size are downloaded whole and their SHA-256 checked.
     #[serde(default = "default_small_file")]
     pub small_file_max_bytes: u64,

@@ -47,6 +47,7 @@ pub(crate) struct Prober {
     client: reqwest::Client,
     user_agent: String,
     timeout: Duration,
+    roots: Vec<reqwest::Certificate>,
     network: String,
     keys: Vec<PublicKey>,
     masters: Vec<String>,
@@ -81,10 +82,23 @@ fn join(base: &str, path: &str) -> String {
 impl Prober {
     pub(crate) fn new(config: &crate::Config) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.request_timeout_secs);
+        let roots = match &config.tls_ca_file {
+            None => Vec::new(),
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| anyhow::anyhow!("tls_ca_file {}: {e}", p.display()))?;
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| anyhow::anyhow!("tls_ca_file {}: {e}", p.display()))?
+            }
+        };
+        let client = Self::client_builder(&config.user_agent, timeout, &roots)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", chain(&e)))?;
         Ok(Self {
-            client: Self::client_builder(&config.user_agent, timeout).build()?,
+            client,
             user_agent: config.user_agent.clone(),
             timeout,
+            roots,
             network: config.network.clone(),
             keys: config.master_keys.clone(),
             masters: config.masters.clone(),
@@ -94,8 +108,13 @@ impl Prober {
         })
     }
 
-    fn client_builder(ua: &str, timeout: Duration) -> reqwest::ClientBuilder {
+    fn client_builder(
+        ua: &str,
+        timeout: Duration,
+        roots: &[reqwest::Certificate],
+    ) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
+            .tls_certs_merge(roots.iter().cloned())
             .user_agent(ua)
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -320,7 +339,7 @@ impl Prober {
         }
         let mut out = Vec::new();
         for addr in &rec.addresses {
-            let client = Self::client_builder(&self.user_agent, self.timeout)
+            let client = Self::client_builder(&self.user_agent, self.timeout, &self.roots)
                 .resolve(host, SocketAddr::new(*addr, port))
                 .build();
             match client {

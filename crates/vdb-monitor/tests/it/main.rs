@@ -3,6 +3,7 @@
 
 mod doubles;
 mod page;
+mod tls;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -442,4 +443,94 @@ async fn status_json_metrics_and_health() {
     let e: vdb_proto::ApiError = nf.json().await.unwrap();
     assert_eq!(e.code, "not_found");
     r.shutdown().await;
+}
+
+#[tokio::test]
+async fn reminders_escalate_and_the_hourly_cap_holds() {
+    let n = net().await;
+    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
+    c.alerts.repeat_secs = 40;
+    c.alerts.max_per_hour = 3;
+    let r = n.monitor_with(c).await;
+    at(&r, &n.clock, T0).await;
+    n.m1.set_down(true);
+    n.m2.set_down(true);
+    at(&r, &n.clock, T0 + 10).await;
+    // Both old at once: two alerts.
+    at(&r, &n.clock, T0 + 110).await;
+    assert_eq!(n.hook.hits().len(), 2);
+    // Still old 40 s later: one reminder each, but the cap (3 an hour) lets only one through.
+    at(&r, &n.clock, T0 + 150).await;
+    let hits = n.hook.hits();
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert_eq!((hits[2].1.as_str(), hits[2].2), ("old", 1));
+    at(&r, &n.clock, T0 + 160).await;
+    assert_eq!(
+        n.hook.hits().len(),
+        3,
+        "suppressed alerts are not sent later"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", r.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vdb_monitor_alerts_total{kind=\"old\",outcome=\"suppressed\"} 1"),
+        "{metrics}"
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn host_names_are_checked_at_each_registered_address() {
+    let n = net().await;
+    let port = n.m1.url.rsplit(':').next().unwrap().to_owned();
+    let mut rec = MirrorRecordExt::named(&n.m1, "m1", &format!("http://db.m1.test:{port}"));
+    rec.addresses = vec!["127.0.0.1".parse().unwrap()];
+    n.master.set_registry(vec![rec.clone()]);
+    let r = n.monitor().await;
+    let rep = at(&r, &n.clock, T0).await;
+    assert_eq!(
+        state(&rep, "m1"),
+        MirrorState::InService,
+        "{:?}",
+        rep.mirrors
+    );
+    // An address where nothing listens: that way of reaching it fails.
+    rec.addresses.push("127.0.0.2".parse().unwrap());
+    n.master.set_registry(vec![rec]);
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert!(
+        rep.mirrors[0].reason.contains("via 127.0.0.2"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn random_mode_checks_one_mirror_a_round() {
+    let n = net().await;
+    let mut c = config(n.dir.path(), &n.master, None);
+    c.check_mode = vdb_monitor::CheckMode::Random;
+    let r = n.monitor_with(c).await;
+    let s = r.monitor().check_round(T0).await.unwrap();
+    assert_eq!(s.checked, 1);
+    let hits = n.m1.data.lock().unwrap().hits + n.m2.data.lock().unwrap().hits;
+    assert!(hits > 0);
+    assert!(n.m1.data.lock().unwrap().hits == 0 || n.m2.data.lock().unwrap().hits == 0);
+    r.shutdown().await;
+}
+
+/// A registry record under another base URL.
+struct MirrorRecordExt;
+
+impl MirrorRecordExt {
+    fn named(m: &Mirror, name: &str, base: &str) -> vdb_proto::MirrorRecord {
+        let mut r = m.record(name);
+        r.base_urls = vec![base.to_owned()];
+        r
+    }
 }
