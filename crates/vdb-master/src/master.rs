@@ -146,14 +146,25 @@ impl Master {
         keys.dedup();
         let index = keys.iter().position(|k| *k == key.public()).unwrap_or(0) as u64;
         let stride = keys.len() as u64;
+        // The persisted manifest is served again after a restart. One signed by another key
+        // (the master key was rotated) is not served, but its serial stays the floor, so the
+        // next manifest is still above what mirrors hold.
+        let mut floor = 0;
         let current = match std::fs::read(config.data_dir.join("manifest.json")) {
             Ok(bytes) => {
                 let env = Signed::<Manifest>::from_json(&bytes)?;
-                let manifest = env.verify(&[key.public()])?;
-                Some(Current {
-                    json: String::from_utf8(bytes).unwrap_or_default(),
-                    manifest,
-                })
+                match env.verify(&[key.public()]) {
+                    Ok(manifest) => Some(Current {
+                        json: String::from_utf8(bytes).unwrap_or_default(),
+                        manifest,
+                    }),
+                    Err(e) => {
+                        let m = env.verify(&[env.signer()])?;
+                        tracing::warn!(error = %e, serial = m.serial, "the persisted manifest is not signed by this master's key; signing a new one above its serial");
+                        floor = m.serial;
+                        None
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
@@ -181,7 +192,7 @@ impl Master {
             current: RwLock::new(current),
             servable: RwLock::new(HashSet::new()),
             md5_cache: std::sync::Mutex::default(),
-            peer_serial: AtomicU64::new(0),
+            peer_serial: AtomicU64::new(floor),
             ready: AtomicBool::new(ready),
             replicate_now: Notify::new(),
             cancel: CancellationToken::new(),

@@ -904,3 +904,28 @@ async fn objects_need_a_pull_token_when_configured() {
     assert_eq!(r.status(), 401);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotated_master_key_signs_above_the_old_serial() {
+    let t = T::start(|_| {}).await;
+    t.publish(&release(1)).await.unwrap();
+    let old = t.manifest().await;
+    let T {
+        _dir: dir, running, ..
+    } = t;
+    running.unwrap().shutdown().await;
+    let new_key = SecretKey::from_seed([77; 32]);
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, new_key.to_text()).unwrap();
+    let c = Config::new("a", "testnet", dir.path().join("data"), key_file);
+    let r = vdb_master::start(c, Arc::new(ManualClock::new(SystemClock.now())))
+        .await
+        .unwrap();
+    let m = Admin::new(&r.base_url(), None)
+        .manifest(&[new_key.public()])
+        .await
+        .unwrap();
+    assert!(m.serial > old.serial);
+    assert_eq!(m.databases, old.databases);
+    r.shutdown().await;
+}
