@@ -4,7 +4,7 @@
 # update against what rsync's delta algorithm transfers for the same update.
 #
 #   bench/serve.sh                    # everything; results in bench/out/results-serve.txt
-#   DURATION=5 CONNS=16 bench/serve.sh
+#   DURATION=5 ROUNDS=1 CONNS=16 bench/serve.sh   # wrk seconds per case, rounds (median)
 #   NO_BUILD=1 bench/serve.sh         # reuse target/release/{vdbd,vdb} as they are
 #
 # Needs: cargo, GNU time, nginx, wrk, rsync, curl, jq, python3. Servers bind 127.0.0.1 only;
@@ -20,6 +20,7 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 BIG_CONNS=${BIG_CONNS:-2}
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NGINX=${NGINX:-/usr/sbin/nginx}
 NAME=serve.sh
@@ -28,6 +29,7 @@ source "$ROOT/bench/lib.sh"
 need_tools cargo wrk rsync curl jq python3 awk
 [[ -x $NGINX ]] || die "nginx is required at $NGINX (apt-get install nginx-light, or set NGINX=)"
 ((DURATION >= 1 && DURATION <= 60)) || die "DURATION must be 1..60 seconds"
+((ROUNDS >= 1 && ROUNDS <= 10)) || die "ROUNDS must be 1..10"
 
 mkdir -p "$OUT"
 build_net
@@ -92,6 +94,8 @@ cmp -s "$W/rsync/new/daily.cvd" "$W/rsync/old/daily.cvd" || die "rsync did not r
 # --- nginx serving the same bytes ------------------------------------------------------------
 ln "$SYNTH/daily-$NEW_V.cvd" "$W/www/daily.cvd"
 ln "$W/local/local_2k.bin" "$W/www/local_2k.bin"
+# A small file of the synced set too (informational row: the snapshot path, not local_*).
+curl -sf "$MIRROR/dns.txt" -o "$W/www/dns.txt" || die "the mirror serves no dns.txt"
 chmod -R a+rX "$W/www"
 NGINX_PORT=$(free_port)
 cat >"$W/nginx/nginx.conf" <<CONF
@@ -124,7 +128,7 @@ NGINX_URL=http://127.0.0.1:$NGINX_PORT
 wait_until 20 curl -sf -o /dev/null "$NGINX_URL/local_2k.bin"
 
 # Both must serve identical bytes.
-for f in daily.cvd local_2k.bin; do
+for f in daily.cvd local_2k.bin dns.txt; do
     a=$(curl -sf "$MIRROR/$f" | sha256sum | cut -c1-64)
     b=$(curl -sf "$NGINX_URL/$f" | sha256sum | cut -c1-64)
     [[ $a == "$b" ]] || die "mirror and nginx serve different $f"
@@ -132,26 +136,29 @@ done
 CVD_SIZE=$(stat -c %s "$W/www/daily.cvd")
 
 # --- wrk ---------------------------------------------------------------------------------------
-# wrk_case LABEL SERVER URL CONNS HEADER...: one bounded wrk run; records rps, p99 (ms), GiB/s,
-# load average, errors.
-declare -A RPS P99 GBS LOAD ERRS
+# wrk_case LABEL SERVER URL CONNS HEADER...: one bounded wrk run; appends its req/s, p99 (ms),
+# GiB/s and load average to the lists of LABEL/SERVER (medians taken after all rounds).
+declare -A RPS P99 GBS LOAD ERRS ROUND_RPS
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 to_gib() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB$/) n *= 1; else if (v ~ /MB$/) n /= 1024; else if (v ~ /KB$/) n /= 1048576; else n /= 1073741824; printf "%.3f", n }'; }
 wrk_case() {
     local label=$1 server=$2 url=$3 conns=$4; shift 4
     local hdr=() h
     for h in "$@"; do hdr+=(-H "$h"); done
-    local key="$label/$server" log="$W/wrk-${label// /_}-$server.txt"
-    LOAD[$key]=$(loadavg)
+    local key="$label/$server" log="$W/wrk-${label// /_}-$server-$round.txt" l
+    l=$(loadavg)
     timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
         "${hdr[@]}" "$url" >"$log" 2>&1 || die "wrk failed: $(cat "$log")"
-    RPS[$key]=$(awk '/^Requests\/sec:/ {print $2}' "$log")
-    P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$log")")
-    GBS[$key]=$(to_gib "$(awk '/^Transfer\/sec:/ {print $2}' "$log")")
-    ERRS[$key]=$(awk '/Socket errors|Non-2xx/ {printf "%s ", $0}' "$log")
-    printf '   %-14s %-6s %10s req/s  p99 %8s ms  %7s GiB/s  load %s %s\n' "$label" "$server" \
-        "${RPS[$key]}" "${P99[$key]}" "${GBS[$key]}" "${LOAD[$key]}" "${ERRS[$key]}" >&2
+    local rps p99 gbs errs
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$log")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$log")")
+    gbs=$(to_gib "$(awk '/^Transfer\/sec:/ {print $2}' "$log")")
+    errs=$(awk '/Socket errors|Non-2xx/ {printf "%s ", $0}' "$log")
+    RPS[$key]+="$rps " P99[$key]+="$p99 " GBS[$key]+="$gbs " LOAD[$key]+="$l " ERRS[$key]+=$errs
+    printf '   round %s %-14s %-6s %10s req/s  p99 %8s ms  %7s GiB/s  load %s %s\n' "$round" "$label" \
+        "$server" "$rps" "$p99" "$gbs" "$l" "$errs" >&2
 }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 last_modified() { curl -sfI "$1" | awk -F': ' 'tolower($1) == "last-modified" {sub(/\r$/, "", $2); print $2}'; }
 LM_MIRROR=$(last_modified "$MIRROR/daily.cvd")
 LM_NGINX=$(last_modified "$NGINX_URL/daily.cvd")
@@ -164,8 +171,8 @@ for u in "$MIRROR" "$NGINX_URL"; do
     [[ $code == 206 ]] || die "$u/daily.cvd answers $code, not 206, to Range: bytes=0-511"
 done
 
-CASES=("2KiB GET" "Range 0-511" "304 IMS" "whole CVD")
-echo "== wrk -t$THREADS, ${DURATION}s per case (load average $(loadavg))" >&2
+CASES=("2KiB GET" "Range 0-511" "304 IMS" "whole CVD" "dns.txt GET")
+echo "== wrk -t$THREADS, ${DURATION}s per case, $ROUNDS rounds (load average $(loadavg))" >&2
 # Mirror and nginx alternate case by case, so both see about the same background load. In the
 # header, @LM@ stands for the Last-Modified each server gives daily.cvd.
 pair() {
@@ -176,21 +183,29 @@ pair() {
         wrk_case "$label" "$server" "$base/$path" "$conns" ${hdr:+"${hdr//@LM@/$lm}"}
     done
 }
-pair "2KiB GET" local_2k.bin "$CONNS"
-pair "Range 0-511" daily.cvd "$CONNS" "Range: bytes=0-511"
-pair "304 IMS" daily.cvd "$CONNS" "If-Modified-Since: @LM@"
-pair "whole CVD" daily.cvd "$BIG_CONNS"
+for ((round = 1; round <= ROUNDS; round++)); do
+    pair "2KiB GET" local_2k.bin "$CONNS"
+    pair "Range 0-511" daily.cvd "$CONNS" "Range: bytes=0-511"
+    pair "304 IMS" daily.cvd "$CONNS" "If-Modified-Since: @LM@"
+    pair "whole CVD" daily.cvd "$BIG_CONNS"
+    pair "dns.txt GET" dns.txt "$CONNS"
+done
+for k in "${!RPS[@]}"; do
+    ROUND_RPS[$k]=${RPS[$k]% }
+    RPS[$k]=$(median "${RPS[$k]}") P99[$k]=$(median "${P99[$k]}")
+    GBS[$k]=$(median "${GBS[$k]}") LOAD[$k]=$(median "${LOAD[$k]}")
+done
 
 # --- report ----------------------------------------------------------------------------------
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
-    echo "database: $STAMP; daily.cvd (version $NEW_V) $CVD_SIZE bytes; local_2k.bin 2048 bytes"
+    echo "database: $STAMP; daily.cvd (version $NEW_V) $CVD_SIZE bytes; local_2k.bin 2048 bytes (mirror: from local_dir); dns.txt $(stat -c %s "$W/www/dns.txt") bytes (mirror: from the synced set; informational, no goal)"
     echo "versions: $("$VDBD" --version 2>/dev/null || echo vdbd), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-    echo "wrk: -t$THREADS -c$CONNS (whole CVD: -c$BIG_CONNS) -d${DURATION}s --latency; client, mirror and nginx share the machine's $(nproc) CPUs"
+    echo "wrk: -t$THREADS -c$CONNS (whole CVD: -c$BIG_CONNS) -d${DURATION}s --latency, $ROUNDS rounds, mirror and nginx alternating; medians (load: median 1-min load average at the start of the runs); client, mirror and nginx share the machine's $(nproc) CPUs"
     echo
-    printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %s\n' case server "req/s" "p99 ms" "GiB/s" load "mirror/nginx"
-    echo "|--------------|--------|------------|-----------|----------|-------|-------------"
+    printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %-16s | %s\n' case server "req/s" "p99 ms" "GiB/s" load "mirror/nginx" "req/s per round"
+    echo "|--------------|--------|------------|-----------|----------|-------|------------------|----------------"
     for c in "${CASES[@]}"; do
         for server in mirror nginx; do
             k="$c/$server" r=
@@ -201,8 +216,8 @@ pair "whole CVD" daily.cvd "$BIG_CONNS"
                     r="$(ratio "${RPS[$k]}" "${RPS[$c/nginx]}")x req/s"
                 fi
             fi
-            printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %s %s\n' "$c" "$server" "${RPS[$k]}" \
-                "${P99[$k]}" "${GBS[$k]}" "${LOAD[$k]}" "$r" "${ERRS[$k]}"
+            printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %-16s | %s %s\n' "$c" "$server" "${RPS[$k]}" \
+                "${P99[$k]}" "${GBS[$k]}" "${LOAD[$k]}" "$r" "${ROUND_RPS[$k]// //}" "${ERRS[$k]}"
         done
     done
     echo

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Propagation benchmark (issue 8): MIRRORS real `vdbd mirror` processes on loopback (pushes on,
+# polling every hour only), all registered on one real `vdbd master`, all serving the old daily;
+# then one daily update is published and the script measures, per mirror, when it first serves
+# the new manifest serial (a poller reads every mirror's status document in turn), and the bytes
+# each pulled. In the same run, the same update goes by rsync to MIRRORS directories that hold
+# the old set: one after another, and with `xargs -P`.
+#
+#   bench/propagation.sh                  # 100 mirrors; results in bench/out/results-propagation.txt
+#   MIRRORS=20 bench/propagation.sh       # fewer mirrors (say so when you quote the figures)
+#   SIZE_MB=10 bench/propagation.sh       # a smaller database (default 60, as the real daily)
+#   NO_BUILD=1 bench/propagation.sh       # reuse target/release/{vdbd,vdb} as they are
+#
+# Needs: cargo, GNU time, rsync, xargs, curl, jq, python3. Disk: about 3 x MIRRORS x the CVD
+# size while it runs (the mirrors' old and new sets, the rsync copies); the data directories are
+# deleted at the end, the logs kept. Never exits non-zero because a goal is missed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+RUNS=1
+MIRRORS=${MIRRORS:-100}
+SIZE_MB=${SIZE_MB:-60}
+SEED=${SEED:-1}
+RSYNC_P=${RSYNC_P:-16}
+MAX_WAIT=${MAX_WAIT:-300}
+GOAL_SECS=${GOAL_SECS:-2}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+NAME=propagation.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+need_tools cargo rsync xargs curl jq python3 awk sort
+((MIRRORS >= 1 && MIRRORS <= 500)) || die "MIRRORS must be 1..500"
+((MAX_WAIT >= 10 && MAX_WAIT <= 1800)) || die "MAX_WAIT must be 10..1800 seconds"
+
+mkdir -p "$OUT"
+build_net
+SYNTH=$OUT/synth-net
+synth_db "$SYNTH" --size-mb "$SIZE_MB" --cdiffs 1 --seed "$SEED"
+OLD_V=$(cd "$SYNTH" && ls daily-*.cvd | sed 's/daily-\([0-9]*\)\.cvd/\1/' | sort -n | head -1)
+NEW_V=$((OLD_V + 1))
+CVD_SIZE=$(stat -c %s "$SYNTH/daily-$NEW_V.cvd")
+need_kb=$((3 * MIRRORS * CVD_SIZE / 1024 + 1048576))
+avail_kb=$(df -Pk "$OUT" | awk 'NR == 2 {print $4}')
+((avail_kb > need_kb)) || die "needs about $((need_kb / 1048576)) GiB free in $OUT, has $((avail_kb / 1048576)) GiB (try a smaller SIZE_MB or MIRRORS)"
+
+W=$OUT/propagation
+rm -rf "$W"
+mkdir -p "$W"/{stage-old,stage-new,logs,data,rsync}
+cleanup() {
+    stop_all
+    rm -rf "$W/data" "$W/rsync" "$W/master-data"
+}
+trap cleanup EXIT
+
+"$VDB" key gen -o "$W/master.key" >/dev/null
+"$VDB" key gen -o "$W/publisher.key" >/dev/null
+MASTER_PUB=$("$VDB" key pub "$W/master.key")
+master_config "$W/master.toml" "$W/master-data" "$W/master.key" \
+    "$("$VDB" key pub "$W/publisher.key")" "$SYNTH/synth.key.pub"
+start_role "$W/logs/master" master "$W/master.toml"
+MASTER=$(json http "$READY")
+echo "== master at $MASTER" >&2
+ln "$SYNTH/daily-$OLD_V.cvd" "$W/stage-old/daily.cvd"
+ln "$SYNTH/daily-$NEW_V.cvd" "$W/stage-new/daily.cvd"
+ln "$SYNTH/daily-$NEW_V.cdiff" "$W/stage-new/daily-$NEW_V.cdiff"
+"$VDB" publish --master "$MASTER" --key "$W/publisher.key" "$W/stage-old/daily.cvd" >&2
+OLD_SERIAL=$(master_serial "$MASTER")
+
+# --- MIRRORS mirrors: start, register, wait until each serves the old set -------------------
+echo "== starting $MIRRORS mirrors (load average $(loadavg))" >&2
+URLS=()
+t=$SECONDS
+for ((i = 1; i <= MIRRORS; i++)); do
+    mkdir -p "$W/data/m$i/local"
+    mirror_config "$W/data/m$i.toml" "m$i" "$MASTER" "$MASTER_PUB" "$W/data/m$i/data" "$W/data/m$i/local"
+    start_role "$W/logs/m$i" mirror "$W/data/m$i.toml"
+    URLS+=("$(json http "$READY")")
+    "$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" "m$i" --base-url "${URLS[-1]}" \
+        --push-url "${URLS[-1]}/.well-known/vdbnet/push" --address 127.0.0.1 >/dev/null
+done
+printf '%s\n' "${URLS[@]}" >"$W/mirrors.txt"
+echo "== $MIRRORS mirrors started and registered in $((SECONDS - t)) s; waiting for their first sync" >&2
+for u in "${URLS[@]}"; do wait_until "$MAX_WAIT" serial_at_least "$u" "$OLD_SERIAL"; done
+echo "== all serve serial $OLD_SERIAL after $((SECONDS - t)) s (load average $(loadavg))" >&2
+RSS_KB=$(for p in "${PIDS[@]:1}"; do awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null; done |
+    sort -n | awk '{a[NR] = $1; s += $1} END {printf "median %.0f, max %.0f, sum %.0f", a[int((NR + 1) / 2)], a[NR], s}')
+declare -A PULLED0
+for u in "${URLS[@]}"; do PULLED0[$u]=$(metric "$u" vdb_mirror_pulled_bytes_total); done
+
+# --- the update: poller first, then publish -----------------------------------------------------
+cat >"$W/poll.py" <<'PY'
+"""Polls every mirror's status document in turn (keep-alive) until each serves serial >= target;
+prints `url unix_time` per mirror when it first did (or `url -` at the deadline)."""
+import http.client, json, sys, time, urllib.parse
+urls, target, max_wait = open(sys.argv[1]).read().split(), int(sys.argv[2]), float(sys.argv[3])
+conns = {}
+def serial(u):
+    for attempt in (0, 1):
+        try:
+            c = conns.get(u)
+            if c is None:
+                p = urllib.parse.urlsplit(u)
+                c = conns[u] = http.client.HTTPConnection(p.hostname, p.port, timeout=5)
+            c.request("GET", "/.well-known/vdbnet/mirror-status")
+            r = c.getresponse()
+            body = r.read()
+            return json.loads(body).get("serial") or 0 if r.status == 200 else 0
+        except (OSError, http.client.HTTPException, ValueError):
+            conns.pop(u, None)
+    return 0
+left, seen, deadline = list(urls), {}, time.time() + max_wait
+print("ready", flush=True)
+while left and time.time() < deadline:
+    for u in list(left):
+        if serial(u) >= target:
+            seen[u] = time.time()
+            left.remove(u)
+    time.sleep(0.002)
+with open(sys.argv[4], "w") as f:
+    for u in urls:
+        f.write(f"{u} {seen[u]:.6f}\n" if u in seen else f"{u} -\n")
+PY
+TARGET=$((OLD_SERIAL + 1))
+python3 "$W/poll.py" "$W/mirrors.txt" "$TARGET" "$MAX_WAIT" "$W/reached.txt" >"$W/poll.out" 2>"$W/poll.err" &
+POLLER=$!
+PIDS+=("$POLLER")
+wait_until 20 grep -q ready "$W/poll.out"
+LOAD_BEFORE=$(loadavg)
+echo "== publishing daily $NEW_V (daily.cvd + cdiff) with $MIRRORS mirrors waiting (load average $LOAD_BEFORE)" >&2
+T_START=$(date +%s.%N)
+"$VDB" publish --master "$MASTER" --key "$W/publisher.key" \
+    "$W/stage-new/daily.cvd" "$W/stage-new/daily-$NEW_V.cdiff" >&2
+T_ACCEPTED=$(date +%s.%N)
+NEW_SERIAL=$(master_serial "$MASTER")
+[[ $NEW_SERIAL == "$TARGET" ]] || echo "warning: the master's serial is $NEW_SERIAL, the poller waits for $TARGET" >&2
+wait "$POLLER" || die "the poller failed: $(cat "$W/poll.err")"
+LOAD_AFTER=$(loadavg)
+PULLED=()
+for u in "${URLS[@]}"; do PULLED+=($(($(metric "$u" vdb_mirror_pulled_bytes_total) - ${PULLED0[$u]}))); done
+REACHED=$(awk '$2 != "-"' "$W/reached.txt" | wc -l)
+# since_T T0: sorted seconds from T0 to each mirror's first serving of the new serial.
+since() { awk -v t0="$1" '$2 != "-" {printf "%.3f\n", $2 - t0}' "$W/reached.txt" | sort -g; }
+pct() { awk -v p="$1" '{a[NR] = $1} END {if (NR == 0) print "-"; else {i = int(NR * p + 0.999999); if (i < 1) i = 1; print a[i]}}'; }
+P50_ACC=$(since "$T_ACCEPTED" | pct 0.5) P100_ACC=$(since "$T_ACCEPTED" | pct 1)
+P50_START=$(since "$T_START" | pct 0.5) P100_START=$(since "$T_START" | pct 1)
+FIRST_ACC=$(since "$T_ACCEPTED" | head -1)
+# When each mirror accepted the push notice (its log line, ANSI colours stripped): the fan-out.
+PUSH_SPAN=$(python3 - "$T_ACCEPTED" "$T_START" "$W"/logs/m*.err <<'PY'
+import datetime, re, sys
+t0, start, ts = float(sys.argv[1]), float(sys.argv[2]), []
+for path in sys.argv[3:]:
+    for line in open(path, errors="replace"):
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if "push accepted" in line:
+            stamp = line.split()[0].rstrip("Z")[:26]
+            t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+            if t >= start:
+                ts.append(t - t0)
+ts.sort()
+print(f"{len(ts)} accepted, first {ts[0]:.2f} s, last {ts[-1]:.2f} s after the publish was accepted" if ts else "none found in the logs")
+PY
+)
+P25_ACC=$(since "$T_ACCEPTED" | pct 0.25) P90_ACC=$(since "$T_ACCEPTED" | pct 0.9)
+PUBLISH_SECS=$(awk -v a="$T_START" -v b="$T_ACCEPTED" 'BEGIN {printf "%.3f", b - a}')
+PULL_STATS=$(printf '%s\n' "${PULLED[@]}" | sort -n |
+    awk '{a[NR] = $1; s += $1} END {printf "min %.0f, median %.0f, max %.0f, sum %.0f", a[1], a[int((NR + 1) / 2)], a[NR], s}')
+echo "== $REACHED/$MIRRORS mirrors serve serial $TARGET; p50 $P50_ACC s, p100 $P100_ACC s after the publish was accepted" >&2
+
+# --- the same update by rsync to MIRRORS directories ------------------------------------------------
+# Each directory holds the old set (a hard link to the old daily.cvd: rsync writes a new file and
+# renames it, so the link is never written through). --no-whole-file forces the delta algorithm a
+# push over ssh would use (a local rsync would copy whole files); no --fsync (rsync's default,
+# while a mirror fsyncs what it pulls).
+mkdir -p "$W/rsync/src"
+ln "$SYNTH/daily-$NEW_V.cvd" "$W/rsync/src/daily.cvd"
+ln "$SYNTH/daily-$NEW_V.cdiff" "$W/rsync/src/daily-$NEW_V.cdiff"
+reset_dirs() {
+    rm -rf "$W/rsync/dst"
+    for ((i = 1; i <= MIRRORS; i++)); do
+        mkdir -p "$W/rsync/dst/m$i"
+        ln "$SYNTH/daily-$OLD_V.cvd" "$W/rsync/dst/m$i/daily.cvd"
+    done
+    sync
+}
+one_rsync() { rsync -a --no-whole-file "$W/rsync/src/" "$1/"; }
+export -f one_rsync
+export W
+reset_dirs
+LOAD_RS1=$(loadavg)
+t0=$(date +%s.%N)
+for ((i = 1; i <= MIRRORS; i++)); do one_rsync "$W/rsync/dst/m$i"; done
+RS_SEQ=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m$MIRRORS/daily.cvd" || die "rsync did not update m$MIRRORS"
+reset_dirs
+LOAD_RS2=$(loadavg)
+t0=$(date +%s.%N)
+for ((i = 1; i <= MIRRORS; i++)); do echo "$W/rsync/dst/m$i"; done |
+    xargs -P "$RSYNC_P" -I{} bash -c 'one_rsync "$1"' _ {}
+RS_PAR=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "rsync -P did not update m1"
+reset_dirs
+RS_STATS=$(rsync -a --no-whole-file --stats "$W/rsync/src/" "$W/rsync/dst/m1/")
+RS_BYTES=$(awk -F': ' '/^Total bytes (sent|received)/ {gsub(/,/, "", $2); s += $2} END {print s}' <<<"$RS_STATS")
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    machine_line
+    echo "database: $STAMP; update $OLD_V -> $NEW_V = daily.cvd ($CVD_SIZE bytes) + daily-$NEW_V.cdiff ($(stat -c %s "$SYNTH/daily-$NEW_V.cdiff") bytes)"
+    echo "network: 1 master (push_concurrency 16, the default), $MIRRORS vdbd mirror processes on 127.0.0.1 (poll_secs 3600: pushes only), one machine with $(nproc) CPUs for everything"
+    echo "mirror RSS after the first sync (KiB): $RSS_KB"
+    echo "load average: $LOAD_BEFORE before the publish, $LOAD_AFTER when the last mirror served it"
+    echo
+    echo "vdb publish (upload + master's checks + signing): $PUBLISH_SECS s"
+    echo "mirrors serving serial $TARGET: $REACHED of $MIRRORS (the poller waits at most ${MAX_WAIT} s)"
+    echo "push notices: $PUSH_SPAN"
+    echo "time until a mirror serves it, after the publish was accepted: first $FIRST_ACC s, p25 $P25_ACC s, p50 $P50_ACC s, p90 $P90_ACC s, p100 $P100_ACC s"
+    echo "                                 after vdb publish started:   p50 $P50_START s, p100 $P100_START s"
+    echo "bytes each mirror pulled: $PULL_STATS"
+    echo
+    echo "same update by rsync -a --no-whole-file to $MIRRORS directories holding the old set:"
+    echo "  one after another: $RS_SEQ s (load average $LOAD_RS1)"
+    echo "  xargs -P $RSYNC_P:       $RS_PAR s (load average $LOAD_RS2)"
+    echo "  bytes per directory (sent + received over rsync's pipe): $RS_BYTES"
+    echo "  vdbnet p100 (after accepted) / rsync -P $RSYNC_P: $(ratio "${P100_ACC/-/0}" "$RS_PAR")x"
+    echo
+    echo "goals:"
+    ok=false
+    [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$GOAL_SECS" && ok=true
+    echo "  $(verdict $ok) every mirror serves the new serial within ${GOAL_SECS} s of the publish (p100 $P100_ACC s after accepted, $P100_START s after vdb publish started; $REACHED/$MIRRORS)"
+} | tee "$OUT/results-propagation.txt"
