@@ -338,10 +338,15 @@ async fn all_mirrors_fail_with_503() {
     mirror_v6(&w, &[]);
     let a = Mirror::start(&w.www()).await;
     a.fault("/test.cvd", 503, None, false);
-    let conf = w.conf(&[a.url()], "OnErrorExecute touch error-ran\n");
+    let marker = w.tmp.path().join("error-ran");
+    let conf = w.conf(
+        &[a.url()],
+        &format!("OnErrorExecute touch {}\n", marker.display()),
+    );
     let out = run_conf(&conf, &["--update-db=test"]).await;
     assert_eq!(out.status.code(), Some(11), "{}", text(&out));
     assert!(text(&out).contains("Update failed for database: test"));
+    assert!(marker.exists(), "OnErrorExecute ran");
 }
 
 #[tokio::test]
@@ -473,7 +478,11 @@ async fn dns_txt() {
         ("test.cvd.clamav.net.", format!("6:{t}")),
     ])
     .await;
-    let conf = w.conf(&[m.url()], "");
+    let outdated = w.tmp.path().join("outdated-");
+    let conf = w.conf(
+        &[m.url()],
+        &format!("OnOutdatedExecute touch {}%v\n", outdated.display()),
+    );
     let text_conf = std::fs::read_to_string(&conf).unwrap().replace(
         "DNSDatabaseInfo no",
         "DNSDatabaseInfo current.cvd.example.test",
@@ -490,6 +499,10 @@ async fn dns_txt() {
     assert_eq!(w.version("test.cld"), 6);
     assert!(text(&out).contains("OUTDATED"), "{}", text(&out));
     assert!(text(&out).contains("Recommended version: 9.9.9"));
+    assert!(
+        w.tmp.path().join("outdated-9.9.9").exists(),
+        "OnOutdatedExecute ran"
+    );
     // Second run: DNS says 6 = local: no HTTP at all.
     let out = run_conf(&conf, &["--update-db=test", &server]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
