@@ -288,4 +288,15 @@ mod tests {
         let e = format!("{:#}", Config::load(&p).unwrap_err());
         assert!(e.contains("bogus") && e.contains("m.toml"), "{e}");
     }
+
+    #[test]
+    fn example_loads_with_the_defaults_it_shows() {
+        let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/monitor.example.toml"));
+        let c = Config::load(p).unwrap();
+        let d = Config::new("vdbnet", c.masters.clone(), c.master_keys.clone());
+        assert_eq!(c.thresholds.lagging_secs, d.thresholds.lagging_secs);
+        assert_eq!(c.thresholds.recover_checks, d.thresholds.recover_checks);
+        assert_eq!(c.alerts.max_per_hour, d.alerts.max_per_hour);
+        assert_eq!(c.small_file_max_bytes, d.small_file_max_bytes);
+    }
 }
