@@ -77,6 +77,7 @@ pub(crate) struct App {
     pub(crate) mutable_cache: HeaderValue,
     pub(crate) current: Current,
     pub(crate) local_dir: PathBuf,
+    pub(crate) local: crate::local::LocalFiles,
     pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,

@@ -57,6 +57,9 @@ pub struct Config {
     /// The operator's `local_*` files (default `<data_dir>/local`); sync never touches it.
     #[serde(default)]
     pub local_dir: Option<PathBuf>,
+    /// How often `local_dir` is rescanned (changes show within this time).
+    #[serde(default = "default_local_scan")]
+    pub local_scan_secs: u64,
     /// Plain HTTP listen address (port 0 picks a free port).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -111,6 +114,9 @@ pub struct Config {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_local_scan() -> u64 {
+    2
 }
 fn default_poll() -> u64 {
     300

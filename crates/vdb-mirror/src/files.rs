@@ -4,7 +4,6 @@
 use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -13,7 +12,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use vdb_proto::MANIFEST_PATH;
 
 use crate::app::{App, api_error};
-use crate::store::{CacheClass, Entry};
+use crate::store::CacheClass;
 
 /// Chunk size for streaming large files.
 const CHUNK: usize = 512 * 1024;
@@ -164,26 +163,6 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// A local file's entry, built per request from its metadata.
-async fn local_entry(dir: PathBuf, name: &str) -> Option<Entry> {
-    let path = dir.join(name);
-    let meta = tokio::fs::metadata(&path).await.ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let mtime = meta.modified().ok()?;
-    let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    Some(Entry::new(
-        path,
-        meta.len(),
-        format!("\"l{nanos:x}-{:x}\"", meta.len()),
-        crate::store::secs(mtime),
-        CacheClass::Mutable,
-        None,
-        Bytes::new(),
-    ))
-}
-
 /// Streams `len` bytes of `path` from `start`.
 async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body> {
     let mut f = tokio::fs::File::open(&path).await?;
@@ -297,8 +276,9 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
             Err(BadPath::NotFound) => return not_found(),
         };
         if n.starts_with("local_") {
-            match local_entry(app.local_dir.clone(), n).await {
-                Some(e) => owned = e,
+            let local = app.local.read().unwrap_or_else(|e| e.into_inner()).clone();
+            match local.get(n) {
+                Some(e) => owned = e.clone(),
                 None => return not_found(),
             }
             entry = &owned;

@@ -15,6 +15,7 @@
 mod app;
 mod config;
 mod files;
+mod local;
 mod metrics;
 mod serve;
 mod stats;
@@ -150,6 +151,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             config.mutable_max_age_secs
         ))?,
         current: syncer.current.clone(),
+        local: std::sync::RwLock::new(Arc::new(local::scan(&local_dir, &Default::default()))),
         local_dir,
         stats: stats.clone(),
         metrics: metrics.clone(),
@@ -210,6 +212,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         Duration::from_secs(config.poll_secs),
         cancel.clone(),
     ));
+    tasks.spawn(local_loop(
+        app.clone(),
+        Duration::from_secs(config.local_scan_secs.max(1)),
+        cancel.clone(),
+    ));
     tasks.spawn(flush_loop(
         stats.clone(),
         Duration::from_secs(config.stats_flush_secs.max(1)),
@@ -262,6 +269,17 @@ async fn sync_loop(syncer: Syncer, app: Arc<App>, poll: Duration, cancel: Cancel
                 }
             }
         }
+    }
+}
+
+async fn local_loop(app: Arc<App>, every: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let a = app.clone();
+        let _ = tokio::task::spawn_blocking(move || local::refresh(&a.local_dir, &a.local)).await;
     }
 }
 
