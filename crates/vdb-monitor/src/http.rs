@@ -215,13 +215,18 @@ pub(crate) fn render(d: &StatusDoc) -> String {
         let _ = write!(
             h,
             "<tr class=\"mirror\" data-mirror=\"{n}\" data-state=\"{sn}\"><td data-l=\"Mirror\"><b>{n}</b></td>\
-             <td data-l=\"State\"><span class=\"st {sn}\">{sl}</span><div class=\"why\">{why}</div></td>\
+             <td data-l=\"State\"><span class=\"st {sn}\">{sl}</span><div class=\"why\">{why}{notes}</div></td>\
              <td data-l=\"Lag\">{lag}</td><td data-l=\"Last good check\">{lg}</td>\
              <td data-l=\"Region\">{reg}</td><td data-l=\"Serving\">{serving}</td><td data-l=\"History\">{hist}</td></tr>",
             n = esc(&m.name),
             sn = state_name(m.state),
             sl = label(m.state),
             why = esc(&m.reason),
+            notes = m
+                .notes
+                .iter()
+                .map(|x| format!("<br>{}", esc(x)))
+                .collect::<String>(),
             lag = if m.lag_secs == 0 {
                 "none".into()
             } else {

@@ -274,7 +274,16 @@ impl Monitor {
                     }
                 }
                 self.metrics.checked(&rec.name, result, probe.response_ms);
-                notes.insert(rec.name.clone(), probe.notes.clone());
+                let mut n = probe.notes.clone();
+                if let Some(a) = probe.timestamp_age
+                    && a >= cfg.thresholds.old_secs
+                {
+                    // Version-aware staleness ignores it, but the operator wants to know.
+                    n.push(format!(
+                        "its timestamp is {a} s old: it does not follow the masters' heartbeat"
+                    ));
+                }
+                notes.insert(rec.name.clone(), n);
                 if let Some(a) = probe.timestamp_age {
                     ts_age.insert(rec.name.clone(), a);
                 }

@@ -192,10 +192,15 @@ async fn mirror_get(
         return StatusCode::NOT_FOUND.into_response();
     };
     let path = uri.path();
-    if path == MANIFEST_PATH {
-        return r.envelope.into_response();
-    }
     let name = path.trim_start_matches('/');
+    if path == MANIFEST_PATH {
+        return d
+            .overrides
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| r.envelope.into_bytes())
+            .into_response();
+    }
     let Some(body) = d.overrides.get(name).or_else(|| r.files.get(name)).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };

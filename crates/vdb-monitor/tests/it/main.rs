@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use doubles::*;
 use vdb_monitor::{Config, Running, start};
-use vdb_proto::{MaintenanceWindow, ManualClock, MirrorState, VerdictReport};
+use vdb_proto::{MANIFEST_PATH, MaintenanceWindow, ManualClock, MirrorState, VerdictReport};
 
 fn config(dir: &Path, master: &Master, hook: Option<&Webhook>) -> Config {
     let mut c = Config::new(
@@ -533,4 +533,55 @@ impl MirrorRecordExt {
         r.base_urls = vec![base.to_owned()];
         r
     }
+}
+
+#[tokio::test]
+async fn hostile_and_broken_mirrors() {
+    let manifest = MANIFEST_PATH.trim_start_matches('/');
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    // Garbage instead of a signed manifest: out at once.
+    n.m1.tamper(manifest, b"{\"kind\":\"manifest\"".to_vec());
+    // A manifest bigger than any real one: refused without reading it all.
+    n.m2.tamper(manifest, vec![b' '; 9 << 20]);
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("not a signed manifest"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    assert_eq!(state(&rep, "m2"), MirrorState::Out);
+    assert!(
+        rep.mirrors[1].reason.contains("larger than"),
+        "{}",
+        rep.mirrors[1].reason
+    );
+
+    // An expired manifest (a mirror frozen for weeks): out.
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    n.m1.sync(&release(2, T0 - 31 * 86400));
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("expired"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+
+    // A listed file that is missing: a failed check (not bad data), out only if it lasts.
+    let mut broken = release(2, T0);
+    broken.files.remove("timestamp");
+    n.m2.sync(&broken);
+    let rep = at(&r, &n.clock, T0 + 2).await;
+    assert_eq!(state(&rep, "m2"), MirrorState::InService);
+    assert!(
+        rep.mirrors[1].reason.contains("timestamp: HTTP 404"),
+        "{}",
+        rep.mirrors[1].reason
+    );
+    r.shutdown().await;
 }
