@@ -59,14 +59,28 @@ pub fn find(dir: &Path, db: &str) -> io::Result<(Option<LocalDb>, Option<PathBuf
     Ok((best, other))
 }
 
-/// Removes staging directories left by an interrupted run.
+/// Temporary names `write_atomic` gives our state files.
+const OWN_TEMP_PREFIXES: [&str; 3] = [
+    ".freshclam.dat.tmp-",
+    ".vdb-update-health.json.tmp-",
+    ".vdbnet-manifest.json.tmp-",
+];
+
+/// Removes staging directories and state-file temporaries left by an interrupted run.
 pub fn clean_staging(dir: &Path) -> io::Result<usize> {
     let mut n = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with(STAGING_PREFIX) && entry.file_type()?.is_dir() {
+        let name = name.to_string_lossy();
+        if name.starts_with(STAGING_PREFIX) && entry.file_type()?.is_dir() {
             fs::remove_dir_all(entry.path())?;
+            n += 1;
+        } else if OWN_TEMP_PREFIXES.iter().any(|p| name.starts_with(p))
+            && entry.file_type()?.is_file()
+        {
+            // A state file's temporary copy (write_atomic) left by a killed run.
+            fs::remove_file(entry.path())?;
             n += 1;
         }
     }

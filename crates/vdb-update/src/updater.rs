@@ -999,7 +999,11 @@ impl<'a> Updater<'a> {
         let name = format!("{db}.cld");
         let staged = stage.path().join(&name);
         let t0 = Instant::now();
-        let mut out = Vec::new();
+        let ferr =
+            |e: std::io::Error| UpdateError::new(Code::File, format!("{}: {e}", staged.display()));
+        // Streamed to the staging file: memory holds the unpacked database once, not twice.
+        let file = std::fs::File::create(&staged).map_err(ferr)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let header = vdb_format::build::build_cld(
             db,
             files,
@@ -1007,16 +1011,23 @@ impl<'a> Updater<'a> {
             &mut out,
         )
         .map_err(|e| UpdateError::new(Code::Error, format!("cannot build {name}: {e}")))?;
+        let file = out.into_inner().map_err(|e| ferr(e.into_error()))?;
+        file.sync_all().map_err(ferr)?;
+        drop(file);
         // The CLD is checked as ClamAV will load it.
-        vdb_format::container::verify(&out[..], Kind::Cld, &self.settings.key_set, &self.limits)
-            .map_err(|e| {
-                UpdateError::new(Code::BadCvd, format!("built {name} does not verify: {e}"))
-            })?;
-        std::fs::write(&staged, &out)
-            .map_err(|e| UpdateError::new(Code::File, format!("{}: {e}", staged.display())))?;
+        let file = std::fs::File::open(&staged).map_err(ferr)?;
+        vdb_format::container::verify(
+            std::io::BufReader::with_capacity(1 << 20, file),
+            Kind::Cld,
+            &self.settings.key_set,
+            &self.limits,
+        )
+        .map_err(|e| {
+            UpdateError::new(Code::BadCvd, format!("built {name} does not verify: {e}"))
+        })?;
         self.log.debug(format!(
             "built {name} ({} bytes) in {} ms",
-            out.len(),
+            std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0),
             t0.elapsed().as_millis()
         ));
         self.test_load(&staged).await?;
