@@ -492,7 +492,8 @@ impl Prober {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| chain(&e))?;
+            // The webhook URL may carry a secret: never put it in an error or a log line.
+            .map_err(|e| chain(&e.without_url()))?;
         if resp.status().is_success() {
             Ok(())
         } else {

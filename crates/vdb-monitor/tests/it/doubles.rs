@@ -264,28 +264,32 @@ impl Mirror {
 pub(crate) struct Webhook {
     pub(crate) url: String,
     pub(crate) bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Answer 500 (and record nothing) while set.
+    pub(crate) failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Webhook {
     pub(crate) async fn start() -> Self {
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let app = Router::new()
-            .route(
-                "/hook",
-                post(
-                    |State(b): State<Arc<Mutex<Vec<serde_json::Value>>>>, body: Bytes| async move {
-                        b.lock()
-                            .unwrap()
-                            .push(serde_json::from_slice(&body).unwrap());
-                        StatusCode::NO_CONTENT
-                    },
-                ),
-            )
-            .with_state(bodies.clone());
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, f) = (bodies.clone(), failing.clone());
+        let app = Router::new().route(
+            "/hook",
+            post(move |body: Bytes| async move {
+                if f.load(std::sync::atomic::Ordering::SeqCst) {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                b.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                StatusCode::NO_CONTENT
+            }),
+        );
         let addr = serve(app).await;
         Self {
             url: format!("http://{addr}/hook"),
             bodies,
+            failing,
         }
     }
 

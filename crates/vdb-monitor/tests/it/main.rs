@@ -585,3 +585,22 @@ async fn hostile_and_broken_mirrors() {
     );
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_undelivered_alert_is_retried_and_sent_once() {
+    use std::sync::atomic::Ordering;
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    n.m1.set_down(true);
+    n.hook.failing.store(true, Ordering::SeqCst);
+    at(&r, &n.clock, T0 + 10).await;
+    let s = r.monitor().check_all(T0 + 110).await.unwrap();
+    assert_eq!((s.alerts_queued, s.alerts_sent), (1, 0));
+    n.hook.failing.store(false, Ordering::SeqCst);
+    let s = r.monitor().check_all(T0 + 120).await.unwrap();
+    assert_eq!((s.alerts_queued, s.alerts_sent), (0, 1));
+    at(&r, &n.clock, T0 + 130).await;
+    assert_eq!(n.hook.hits(), vec![("m1".into(), "old".into(), 0)]);
+    r.shutdown().await;
+}
