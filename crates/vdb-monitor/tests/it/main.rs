@@ -604,3 +604,34 @@ async fn an_undelivered_alert_is_retried_and_sent_once() {
     assert_eq!(n.hook.hits(), vec![("m1".into(), "old".into(), 0)]);
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_real_monitors_reach_a_quorum() {
+    let n = net().await;
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = n.monitor_with(config(dir_b.path(), &n.master, None)).await;
+    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
+    c.peers = vec![format!("http://{}/api/v1/verdicts", b.http_addr())];
+    c.quorum = 2;
+    let a = n.monitor_with(c).await;
+    at(&b, &n.clock, T0).await;
+    at(&a, &n.clock, T0).await;
+    n.m1.set_down(true);
+    at(&b, &n.clock, T0 + 10).await;
+    at(&a, &n.clock, T0 + 10).await;
+    // Only A has checked since the threshold: B still says in service, so A keeps it in.
+    let rep = at(&a, &n.clock, T0 + 110).await;
+    assert_eq!(
+        state(&rep, "m1"),
+        MirrorState::Lagging,
+        "{:?}",
+        rep.mirrors[0]
+    );
+    // B agrees after its own check: A takes it out, and alerts once.
+    at(&b, &n.clock, T0 + 111).await;
+    let rep = at(&a, &n.clock, T0 + 112).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Old);
+    assert_eq!(n.hook.hits(), vec![("m1".into(), "old".into(), 0)]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
