@@ -1,0 +1,102 @@
+//! A network's own ClamAV key set (TOML `key_set`): databases and cdiffs signed with it are
+//! accepted, and refused under the official keys. The database is built here with
+//! `vdb-format` + `vdb-sign`; the mirror is a test double.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use vdb_format::build::{BuildSpec, ENGINE_FLEVEL_146};
+use vdb_format::cdiff::{self, Cdiff};
+use vdb_format::{Kind, Limits, Signer};
+
+fn version(extra: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    let mut ndb = String::from("Net.Test.A:0:*:4142434445464748\n");
+    for l in extra {
+        ndb.push_str(l);
+        ndb.push('\n');
+    }
+    [
+        ("COPYING".to_owned(), b"test network\n".to_vec()),
+        ("mydb.ndb".to_owned(), ndb.into_bytes()),
+    ]
+    .into()
+}
+
+#[tokio::test]
+async fn network_key_set() {
+    let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
+    let public = keys.public();
+    let limits = Limits::default();
+    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| {
+        let spec = BuildSpec {
+            db_name: "mydb".into(),
+            kind: Kind::Cvd,
+            version: v,
+            flevel: 90,
+            builder: "test".into(),
+            build_secs: 1_700_000_000 + u64::from(v) * 3600,
+            signatures: None,
+            engine_flevel: ENGINE_FLEVEL_146,
+        };
+        vdb_format::build::build(&spec, files, Some(&keys))
+            .unwrap()
+            .0
+    };
+    let v1 = build(1, &version(&[]));
+    let v2 = build(2, &version(&["Net.Test.B:0:*:5152535455565758"]));
+    let unpack = |b: &[u8]| {
+        vdb_format::container::read_to_map(b, Kind::Cvd, &public, &limits)
+            .unwrap()
+            .1
+    };
+    let script = cdiff::diff(&unpack(&v1), &unpack(&v2)).unwrap().to_text();
+    let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
+
+    let w = Work::new();
+    std::fs::write(w.www().join("mydb.cvd"), &v2).unwrap();
+    set_mtime(&w.www().join("mydb.cvd"), 1_700_000_000 + 2 * 3600);
+    std::fs::write(w.www().join("mydb-2.cdiff"), &cd).unwrap();
+    std::fs::write(w.db().join("mydb.cvd"), &v1).unwrap();
+    let m = Mirror::start(&w.www()).await;
+    let key_file = w.tmp.path().join("keys.pub");
+    std::fs::write(&key_file, public.to_text()).unwrap();
+    let conf = |with_keys: bool| {
+        let p = w.tmp.path().join("u.toml");
+        let mut t = format!(
+            "database_directory = {:?}\nmirrors = [{:?}]\ndns = false\ndatabases = [\"mydb\"]\n\
+             max_attempts = 1\n",
+            w.db().display().to_string(),
+            m.url()
+        );
+        if with_keys {
+            t.push_str("key_set = \"keys.pub\"\n");
+        }
+        std::fs::write(&p, t).unwrap();
+        format!("--config={}", p.display())
+    };
+
+    // Official keys: the local copy and the download do not verify; nothing changes.
+    let out = run(&[&conf(false)]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert_eq!(std::fs::read(w.db().join("mydb.cvd")).unwrap(), v1);
+    m.requests();
+
+    // The network's keys: updated through the cdiff.
+    let out = run(&[&conf(true), "--verbose"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        m.requests()
+            .iter()
+            .map(|r| r.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/mydb.cvd", "/mydb-2.cdiff"]
+    );
+    let cld = std::fs::read(w.db().join("mydb.cld")).unwrap();
+    let (v, files) =
+        vdb_format::container::read_to_map(&cld[..], Kind::Cld, &public, &limits).unwrap();
+    assert_eq!(v.header.version, 2);
+    assert!(String::from_utf8_lossy(&files["mydb.ndb"]).contains("Net.Test.B"));
+    assert!(!w.db().join("mydb.cvd").exists());
+}
