@@ -204,7 +204,7 @@ fn tokio_stream_from(
 }
 
 /// The file handler (every path not routed elsewhere).
-pub(crate) async fn serve(app: Arc<App>, req: Request<Body>) -> Response<Body> {
+pub(crate) async fn serve<B>(app: Arc<App>, req: Request<B>) -> Response<Body> {
     let (req, _) = req.into_parts();
     let (status, bytes, name, resp) = respond(&app, &req).await;
     app.metrics.response(status);

@@ -169,7 +169,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             ..MirrorStatus::default()
         }),
     });
-    let router = app::router(app.clone());
+    let routes = serve::Routes {
+        router: app::router(app.clone()),
+        app: app.clone(),
+    };
     let timeouts = serve::Timeouts {
         header: Duration::from_secs(config.header_read_timeout_secs.max(1)),
         send: Duration::from_secs(config.send_timeout_secs.max(1)),
@@ -182,7 +185,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let http = listener.local_addr()?;
     tasks.spawn(serve::accept_loop(
         listener,
-        router.clone(),
+        routes.clone(),
         None,
         timeouts,
         cancel.clone(),
@@ -199,7 +202,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         https = Some(l.local_addr()?);
         tasks.spawn(serve::accept_loop(
             l,
-            router,
+            routes,
             Some(acceptor),
             timeouts,
             cancel.clone(),

@@ -117,12 +117,41 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SendTimeout<T> {
     }
 }
 
-async fn serve_conn<I>(io: I, router: Router, t: Timeouts, cancel: CancellationToken)
+/// What answers requests: file paths go straight to the file handler (the hot path, no router);
+/// the few API paths go through the axum router.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    pub(crate) router: Router,
+    pub(crate) app: Arc<crate::app::App>,
+}
+
+fn routed(path: &str) -> bool {
+    matches!(
+        path,
+        vdb_proto::paths::HEALTH
+            | vdb_proto::paths::METRICS
+            | vdb_proto::paths::PUSH
+            | crate::app::STATUS_PATH
+            | "/local_stats"
+            | "/local_stats/"
+    )
+}
+
+async fn serve_conn<I>(io: I, routes: Routes, t: Timeouts, cancel: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(SendTimeout::new(io, t.send));
-    let svc = hyper::service::service_fn(move |req| router.clone().oneshot(req));
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        if routed(req.uri().path()) {
+            futures_util::future::Either::Left(routes.router.clone().oneshot(req))
+        } else {
+            let app = routes.app.clone();
+            futures_util::future::Either::Right(async move {
+                Ok::<_, std::convert::Infallible>(crate::files::serve(app, req).await)
+            })
+        }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -147,7 +176,7 @@ where
 /// Accepts connections until `cancel`, then drains them (bounded).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    router: Router,
+    routes: Routes,
     tls: Option<tokio_rustls::TlsAcceptor>,
     t: Timeouts,
     cancel: CancellationToken,
@@ -167,17 +196,17 @@ pub(crate) async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let router = router.clone();
+                let routes = routes.clone();
                 let cancel = cancel.clone();
                 match &tls {
                     None => {
-                        conns.spawn(serve_conn(stream, router, t, cancel));
+                        conns.spawn(serve_conn(stream, routes, t, cancel));
                     }
                     Some(acc) => {
                         let acc = acc.clone();
                         conns.spawn(async move {
                             match tokio::time::timeout(t.header, acc.accept(stream)).await {
-                                Ok(Ok(s)) => serve_conn(s, router, t, cancel).await,
+                                Ok(Ok(s)) => serve_conn(s, routes, t, cancel).await,
                                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!("TLS handshake timed out"),
                             }

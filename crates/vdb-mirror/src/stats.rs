@@ -11,14 +11,6 @@ use serde::Serialize;
 /// The user agent of ClamAV's historical mirror checker; never counted.
 pub(crate) const MIRROR_CHECK: &str = "ClamAV-MirrorCheck";
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    day: String,
-    file: String,
-    status: u16,
-    client: String,
-}
-
 /// One row of the statistics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Row {
@@ -30,11 +22,15 @@ pub(crate) struct Row {
     pub(crate) bytes: u64,
 }
 
+/// Requests and bytes by status.
+type ByStatus = HashMap<u16, (u64, u64)>;
+
+/// Counts not yet written: day number → file → client → status. Nested so that counting an
+/// already seen combination allocates nothing.
 #[derive(Debug, Default)]
 struct Pending {
-    /// The day number and text of the last count (formatted once a day).
-    day: (i64, String),
-    counts: HashMap<Key, (u64, u64)>,
+    counts: HashMap<i64, HashMap<String, HashMap<String, ByStatus>>>,
+    len: usize,
 }
 
 /// Counted statistics.
@@ -46,17 +42,17 @@ pub(crate) struct Stats {
 }
 
 /// `ClamAV/1.4.6` from `ClamAV/1.4.6 (OS: Linux, …)`; other agents are `other`.
-pub(crate) fn client_version(user_agent: &str) -> String {
+pub(crate) fn client_version(user_agent: &str) -> &str {
     match user_agent.strip_prefix("ClamAV/") {
         Some(rest) => {
-            let v: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            let n = rest
+                .bytes()
                 .take(32)
-                .collect();
-            format!("ClamAV/{v}")
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+                .count();
+            &user_agent[..7 + n]
         }
-        None => "other".to_owned(),
+        None => "other",
     }
 }
 
@@ -109,37 +105,36 @@ impl Stats {
         {
             return;
         }
+        let client = client_version(user_agent);
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let n = now.div_euclid(86_400);
-        if p.day.0 != n || p.day.1.is_empty() {
-            p.day = (n, day(now));
-        }
-        let key = Key {
-            day: p.day.1.clone(),
-            file: file.to_owned(),
-            status,
-            client: client_version(user_agent),
+        let p = &mut *p;
+        let by_file = p.counts.entry(now.div_euclid(86_400)).or_default();
+        let slot = match by_file.get_mut(file).and_then(|c| c.get_mut(client)) {
+            Some(by_status) => by_status.entry(status).or_default(),
+            None => {
+                // Bound memory against request floods (names are already limited to the served
+                // set and one "not found" row, so this is a backstop).
+                if p.len >= 100_000 {
+                    return;
+                }
+                p.len += 1;
+                by_file
+                    .entry(file.to_owned())
+                    .or_default()
+                    .entry(client.to_owned())
+                    .or_default()
+                    .entry(status)
+                    .or_default()
+            }
         };
-        // Bound memory against request floods (names are already limited to the served set and
-        // one "not found" row, so this is a backstop).
-        if p.counts.len() >= 100_000 && !p.counts.contains_key(&key) {
-            return;
-        }
-        let e = p.counts.entry(key).or_default();
-        e.0 += 1;
-        e.1 += bytes;
+        slot.0 += 1;
+        slot.1 += bytes;
     }
 
     /// Writes pending counts to SQLite (blocking).
     pub(crate) fn flush(&self) -> rusqlite::Result<()> {
-        let batch = std::mem::take(
-            &mut self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .counts,
-        );
-        if batch.is_empty() {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.counts.is_empty() {
             return Ok(());
         }
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,10 +146,17 @@ impl Stats {
                  ON CONFLICT (day, file, status, client) DO UPDATE SET
                  requests = requests + excluded.requests, bytes = bytes + excluded.bytes",
             )?;
-            for (k, (n, b)) in &batch {
-                st.execute(rusqlite::params![
-                    k.day, k.file, k.status, k.client, *n as i64, *b as i64
-                ])?;
+            for (daynum, files) in &batch.counts {
+                let d = day(daynum * 86_400);
+                for (file, clients) in files {
+                    for (client, statuses) in clients {
+                        for (status, (n, b)) in statuses {
+                            st.execute(rusqlite::params![
+                                d, file, status, client, *n as i64, *b as i64
+                            ])?;
+                        }
+                    }
+                }
             }
         }
         tx.commit()
