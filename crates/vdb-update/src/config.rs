@@ -120,6 +120,25 @@ pub struct Settings {
     pub update_log_file: Option<PathBuf>,
     /// The ClamAV version compared with the TXT record's.
     pub engine_version: String,
+    /// PEM file of the only CAs trusted for HTTPS mirrors (default: the platform's roots;
+    /// freshclam's `CURL_CA_BUNDLE` environment variable sets it too).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mirrors that require them (freshclam's
+    /// `FRESHCLAM_CLIENT_CERT` / `FRESHCLAM_CLIENT_KEY` environment variables set them too).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn env_client_cert() -> Option<(PathBuf, PathBuf)> {
+    Some((
+        env_path("FRESHCLAM_CLIENT_CERT")?,
+        env_path("FRESHCLAM_CLIENT_KEY")?,
+    ))
 }
 
 impl Default for Settings {
@@ -152,6 +171,8 @@ impl Default for Settings {
             health_memory: true,
             update_log_file: None,
             engine_version: ENGINE_VERSION.into(),
+            ca_file: None,
+            client_cert: None,
         }
     }
 }
@@ -277,6 +298,12 @@ pub struct TomlConfig {
     pub update_log_file: Option<PathBuf>,
     /// ClamAV version for the OUTDATED check and the User-Agent.
     pub engine_version: Option<String>,
+    /// PEM file of the CAs trusted for HTTPS mirrors (only these).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mirrors that require one (with `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub client_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -312,6 +339,8 @@ impl Settings {
             proxy,
             user_agent: conf.http_user_agent.clone(),
             update_log_file: conf.update_log_file.clone(),
+            ca_file: env_path("CURL_CA_BUNDLE"),
+            client_cert: env_client_cert(),
             ..Self::default()
         })
     }
@@ -439,6 +468,16 @@ impl Settings {
                 },
             }),
         };
+        let client_cert = match (t.client_cert, t.client_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => env_client_cert(),
+            _ => {
+                return Err(field(
+                    "client_cert",
+                    "client_cert and client_key go together".into(),
+                ));
+            }
+        };
         let d = Self::default();
         Ok(Self {
             database_directory: t.database_directory.unwrap_or(d.database_directory),
@@ -476,6 +515,8 @@ impl Settings {
             health_memory: t.health_memory.unwrap_or(true),
             update_log_file: t.update_log_file,
             engine_version: t.engine_version.unwrap_or(d.engine_version),
+            ca_file: t.ca_file.or_else(|| env_path("CURL_CA_BUNDLE")),
+            client_cert,
         })
     }
 }

@@ -188,6 +188,23 @@ impl Fetcher {
             }
             b = b.proxy(proxy);
         }
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            b = b.tls_certs_only(certs);
+        }
+        if let Some((cert, key)) = &settings.client_cert {
+            let mut pem =
+                std::fs::read(cert).map_err(|e| format!("client cert {}: {e}", cert.display()))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key).map_err(|e| format!("client key {}: {e}", key.display()))?,
+            );
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("client cert {}: {e}", cert.display()))?;
+            b = b.identity(id);
+        }
         let client = b.build().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self { client })
     }
