@@ -356,6 +356,23 @@ impl Settings {
                 path: path.to_owned(),
                 source,
             })?;
+        if conf.http_proxy_password.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            if mode & 0o077 != 0 {
+                return Err(ConfigError::Field {
+                    path: path.to_owned(),
+                    field: "HTTPProxyPassword",
+                    message: format!(
+                        "the file holds a password but is readable by others (mode {:o}); \
+                         run chmod 600 on it",
+                        mode & 0o777
+                    ),
+                });
+            }
+        }
         Ok((Self::from_freshclam(&conf, path)?, warnings))
     }
 

@@ -233,3 +233,43 @@ fn main() -> ExitCode {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_delay_is_a_day_over_checks_with_ten_percent_jitter() {
+        for _ in 0..100 {
+            let d = next_delay(12).as_secs();
+            assert!((6480..=7920).contains(&d), "{d}");
+        }
+        assert!(next_delay(0).as_secs() >= 77_760);
+    }
+
+    #[test]
+    fn cli_accepts_freshclam_options() {
+        let cli = Cli::try_parse_from([
+            "vdb-update",
+            "--config-file=/etc/clamav/freshclam.conf",
+            "--datadir=/tmp/db",
+            "--update-db=daily",
+            "--update-db=main",
+            "--no-dns",
+            "-d",
+            "--checks=24",
+            "--foreground",
+            "--stdout",
+            "--verbose",
+            "--on-update-execute=true",
+            "--daemon-notify",
+        ])
+        .unwrap();
+        assert_eq!(cli.update_db, ["daily", "main"]);
+        assert_eq!(
+            cli.daemon_notify.as_deref(),
+            Some(std::path::Path::new("/etc/clamav/clamd.conf"))
+        );
+        assert!(cli.daemon && cli.no_dns && cli.stdout && cli.verbose);
+    }
+}

@@ -57,6 +57,12 @@ async fn proxy_with_credentials() {
              HTTPProxyUsername user\nHTTPProxyPassword secret\n"
         ),
     );
+    // A password in a file others can read is refused, as freshclam does.
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(9), "{}", text(&out));
+    assert!(text(&out).contains("chmod 600"), "{}", text(&out));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = run_conf(&conf, &["--update-db=test"]).await;
     task.abort();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
