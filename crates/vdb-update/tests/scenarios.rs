@@ -716,3 +716,25 @@ async fn concurrent_run_is_refused_while_the_lock_is_held() {
     assert!(m.requests().is_empty());
     assert!(text(&out).contains("another updater (pid 1)"));
 }
+
+#[tokio::test]
+async fn redirects_are_followed_like_freshclam() {
+    // The directory's HTTP redirector answers 302 to a mirror; freshclam follows up to 3.
+    let w = Work::new();
+    mirror_v6(&w, &[]);
+    let redirector = Mirror::start(&w.www()).await;
+    let b = Mirror::start(&w.www()).await;
+    redirector.redirect("/test.cvd", &format!("{}/test.cvd", b.url()));
+    let conf = w.conf(&[redirector.url()], "");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        b.requests(),
+        [
+            req("/test.cvd", true, false, 206),
+            req("/test.cvd", false, false, 200)
+        ]
+    );
+    assert_eq!(redirector.requests().len(), 2);
+    assert_eq!(w.version("test.cvd"), 6);
+}

@@ -55,6 +55,8 @@ pub struct Fault {
     pub retry_after: Option<u64>,
     /// Only for requests without `Range` (the download, not the probe).
     pub only_full: bool,
+    /// `Location` header (for redirects).
+    pub location: Option<String>,
 }
 
 /// One request as the mirror saw it.
@@ -117,6 +119,20 @@ impl Mirror {
                 status,
                 retry_after,
                 only_full,
+                location: None,
+            },
+        );
+    }
+
+    /// Answers `302 Found` for `path`, pointing at `to`.
+    pub fn redirect(&self, path: &str, to: &str) {
+        self.state.lock().unwrap().faults.insert(
+            path.to_owned(),
+            Fault {
+                status: 302,
+                retry_after: None,
+                only_full: false,
+                location: Some(to.to_owned()),
             },
         );
     }
@@ -141,6 +157,9 @@ fn serve(state: &Mutex<State>, root: &Path, uri: &Uri, headers: &HeaderMap) -> R
     let resp = (|| {
         if let Some(f) = fault.filter(|f| !(f.only_full && range)) {
             let mut b = Response::builder().status(f.status);
+            if let Some(l) = &f.location {
+                b = b.header(header::LOCATION, l);
+            }
             if let Some(r) = f.retry_after {
                 b = b.header(header::RETRY_AFTER, r.to_string());
             }
