@@ -128,13 +128,15 @@ fn parse_date(v: &HeaderValue) -> Option<u64> {
 }
 
 /// Whether the client's copy is current (304).
-fn not_modified(h: &HeaderMap, etag: &str, modified: u64) -> bool {
+fn not_modified(h: &HeaderMap, entry: &crate::store::Entry) -> bool {
     if let Some(inm) = h.get(header::IF_NONE_MATCH) {
-        return inm.to_str().is_ok_and(|v| etag_matches(v, etag));
+        return inm.to_str().is_ok_and(|v| etag_matches(v, &entry.etag));
     }
-    h.get(header::IF_MODIFIED_SINCE)
-        .and_then(parse_date)
-        .is_some_and(|ims| modified <= ims)
+    h.get(header::IF_MODIFIED_SINCE).is_some_and(|ims| {
+        // The common case (the client echoes our Last-Modified) needs no date parsing.
+        ims.as_bytes() == entry.modified_value.as_bytes()
+            || parse_date(ims).is_some_and(|t| entry.modified <= t)
+    })
 }
 
 /// Whether `If-Range` (if any) lets the range apply.
@@ -304,7 +306,7 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
             },
         );
     let h = &req.headers;
-    if not_modified(h, &entry.etag, entry.modified) {
+    if not_modified(h, entry) {
         let r = resp
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
