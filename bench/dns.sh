@@ -4,7 +4,7 @@
 # that transferred it from the directory (AXFR). The same bounded UDP load against each.
 #
 #   bench/dns.sh                          # everything; results in bench/out/results-dns.txt
-#   MIRRORS=50 QUERIES=100000 bench/dns.sh
+#   MIRRORS=50 QUERIES=50000 ROUNDS=5 bench/dns.sh   # rounds: medians are reported
 #   NO_BUILD=1 bench/dns.sh               # reuse target/release/{vdbd,vdb} as they are
 #
 # The load generator is a small Python program (below): PROCS processes, each keeping INFLIGHT
@@ -18,7 +18,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 RUNS=1
 MIRRORS=${MIRRORS:-20}
-QUERIES=${QUERIES:-200000}
+QUERIES=${QUERIES:-100000}
+ROUNDS=${ROUNDS:-3}
 INFLIGHT=${INFLIGHT:-32}
 PROCS=${PROCS:-2}
 MAX_SECS=${MAX_SECS:-30}
@@ -31,6 +32,7 @@ need_tools cargo knotd kdig dig curl jq python3 awk
 ((MIRRORS >= 1 && MIRRORS <= 250)) || die "MIRRORS must be 1..250 (addresses 192.0.2.1..250)"
 ((QUERIES >= 1000 && QUERIES <= 10000000)) || die "QUERIES must be 1000..10000000"
 ((MAX_SECS >= 1 && MAX_SECS <= 300)) || die "MAX_SECS must be 1..300"
+((ROUNDS >= 1 && ROUNDS <= 10)) || die "ROUNDS must be 1..10"
 
 mkdir -p "$OUT"
 build_net
@@ -229,45 +231,59 @@ if __name__ == "__main__":
     main()
 PY
 
-declare -A QPS P50 P99 LOAD NOTE
+declare -A QPS P50 P99 LOAD NOTE ROUND_QPS
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p; s/^$1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 load_case() {
-    local label=$1 server=$2 ip=$3 port=$4 qname=$5 qtype=$6 key="$1/$2" out
-    LOAD[$key]=$(loadavg)
+    local label=$1 server=$2 ip=$3 port=$4 qname=$5 qtype=$6 key="$1/$2" out l
+    l=$(loadavg)
     out=$(timeout $((MAX_SECS + 30)) python3 "$W/dnsload.py" "$ip" "$port" "$QUERIES" "$INFLIGHT" \
         "$PROCS" "$qname" "$qtype" "$MAX_SECS") || die "the load generator failed against $server"
-    echo "$out" >"$W/load-${label// /_}-$server.txt"
-    QPS[$key]=$(field qps "$out") P50[$key]=$(field p50_ms "$out") P99[$key]=$(field p99_ms "$out")
-    NOTE[$key]="answered $(field answered "$out")/$(field sent "$out"), errors $(field errors "$out"), lost $(field lost "$out")"
-    printf '   %-22s %-9s %8s q/s  p50 %7s ms  p99 %7s ms  load %s  %s\n' "$label" "$server" \
-        "${QPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${LOAD[$key]}" "${NOTE[$key]}" >&2
+    echo "$out" >"$W/load-${label// /_}-$server-$round.txt"
+    QPS[$key]+="$(field qps "$out") " P50[$key]+="$(field p50_ms "$out") "
+    P99[$key]+="$(field p99_ms "$out") " LOAD[$key]+="$l "
+    NOTE[$key]+="$(field answered "$out")/$(field sent "$out") e$(field errors "$out") l$(field lost "$out"); "
+    printf '   round %s %-18s %-9s %8s q/s  p50 %7s ms  p99 %7s ms  load %s  %s\n' "$round" "$label" \
+        "$server" "$(field qps "$out")" "$(field p50_ms "$out")" "$(field p99_ms "$out")" "$l" "$out" >&2
 }
 
 # Query types: A = 1, TXT = 16, SOA = 6. Directory and Knot alternate per case.
 CASES=("database A|database.$ZONE|1" "current.cvd TXT|current.cvd.$ZONE|16" "SOA|$ZONE|6")
-echo "== $QUERIES queries per run, $PROCS processes x $INFLIGHT in flight (load average $(loadavg))" >&2
-for c in "${CASES[@]}"; do
-    IFS='|' read -r label qname qtype <<<"$c"
-    load_case "$label" directory "$DIR_IP" "$DIR_PORT" "$qname" "$qtype"
-    load_case "$label" knot 127.0.0.1 "$KNOT_PORT" "$qname" "$qtype"
+echo "== $QUERIES queries per run, $PROCS processes x $INFLIGHT in flight, $ROUNDS rounds (load average $(loadavg))" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    for c in "${CASES[@]}"; do
+        IFS='|' read -r label qname qtype <<<"$c"
+        load_case "$label" directory "$DIR_IP" "$DIR_PORT" "$qname" "$qtype"
+        load_case "$label" knot 127.0.0.1 "$KNOT_PORT" "$qname" "$qtype"
+    done
 done
+for k in "${!QPS[@]}"; do
+    ROUND_QPS[$k]=${QPS[$k]% }
+    QPS[$k]=$(median "${QPS[$k]}") P50[$k]=$(median "${P50[$k]}")
+    P99[$k]=$(median "${P99[$k]}") LOAD[$k]=$(median "${LOAD[$k]}")
+done
+# answered/sent, errors, lost per round
+NOTE_ALL=$(for k in "${!NOTE[@]}"; do echo "$k: ${NOTE[$k]}"; done | sort)
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
     echo "zone: $ZONE, $MIRRORS mirrors registered on the master (192.0.2.1..$MIRRORS), every one in service per a stand-in monitor; $ZONE_RRS records in the directory's AXFR; Knot holds serial $(soa 127.0.0.1 "$KNOT_PORT") (transferred by AXFR)"
     echo "versions: $("$VDBD" --version), $(knotd --version 2>&1 | head -1)"
-    echo "load: python3 generator, $QUERIES queries per run, $PROCS processes x $INFLIGHT in flight, at most ${MAX_SECS}s; generator and servers share the machine's $(nproc) CPUs"
+    echo "load: python3 generator, $QUERIES queries per run, $PROCS processes x $INFLIGHT in flight, at most ${MAX_SECS}s, $ROUNDS rounds (medians; load: median 1-min load average at the start of the runs); generator and servers share the machine's $(nproc) CPUs"
     echo
-    printf '| %-16s | %-9s | %8s | %8s | %8s | %5s | %-18s | %s\n' query server "q/s" "p50 ms" "p99 ms" load "directory/knot q/s" answered
-    echo "|------------------|-----------|----------|----------|----------|-------|--------------------|---------"
+    printf '| %-16s | %-9s | %8s | %8s | %8s | %5s | %-18s | %s\n' query server "q/s" "p50 ms" "p99 ms" load "directory/knot q/s" "q/s per round"
+    echo "|------------------|-----------|----------|----------|----------|-------|--------------------|--------------"
     for c in "${CASES[@]}"; do
         IFS='|' read -r label _ _ <<<"$c"
         for server in directory knot; do
             k="$label/$server" r=
             [[ $server == directory ]] && r="$(ratio "${QPS[$k]}" "${QPS[$label/knot]}")x"
             printf '| %-16s | %-9s | %8s | %8s | %8s | %5s | %-18s | %s\n' "$label" "$server" \
-                "${QPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${LOAD[$k]}" "$r" "${NOTE[$k]}"
+                "${QPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${LOAD[$k]}" "$r" "${ROUND_QPS[$k]// //}"
         done
     done
+    echo
+    echo "answered/sent, e = errors (rcode != 0 or no answer), l = lost, per round:"
+    sed 's/^/  /' <<<"$NOTE_ALL"
 } | tee "$OUT/results-dns.txt"
