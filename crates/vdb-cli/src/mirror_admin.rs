@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use vdb_master::client::Admin;
+use vdb_client::Admin;
 use vdb_proto::{MaintenanceWindow, MirrorRecord, PublicKey};
 
 /// Where and how to reach the master.
@@ -23,11 +23,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn admin(self) -> Result<Admin, vdb_master::client::AdminError> {
+    fn admin(self) -> Result<Admin, vdb_client::AdminError> {
         let token = self.token.or_else(|| std::env::var("VDB_ADMIN_TOKEN").ok());
         let admin = Admin::new(&self.master, token);
         match &self.ca {
-            Some(ca) => Ok(admin.with_ca(&vdb_master::client::read_ca(ca).map_err(usage)?)),
+            Some(ca) => Ok(admin.with_ca(&vdb_client::read_ca(ca).map_err(usage)?)),
             None => Ok(admin),
         }
     }
@@ -194,7 +194,7 @@ pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result: Result<(), vdb_master::client::AdminError> = rt.block_on(async {
+    let result: Result<(), vdb_client::AdminError> = rt.block_on(async {
         match cmd {
             MirrorCommand::Add { name, conn, fields } => {
                 let mut r = MirrorRecord::new(name, String::new());
@@ -237,8 +237,8 @@ pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
     }
 }
 
-fn usage(e: impl std::fmt::Display) -> vdb_master::client::AdminError {
-    vdb_master::client::AdminError::Transport(e.to_string())
+fn usage(e: impl std::fmt::Display) -> vdb_client::AdminError {
+    vdb_client::AdminError::Transport(e.to_string())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `vdb publish`: sign a release statement and upload it to the first master that answers.
-//! The work is in [`vdb_master::client`]; this module parses and prints.
+//! The work is in [`vdb_client`]; this module parses and prints.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use vdb_master::client::{Progress, PublishError, Publisher, files_from_paths, infer};
+use vdb_client::{Progress, PublishError, Publisher, files_from_paths, infer};
 
 /// Exit code: no master could be reached.
 pub const UNREACHABLE: u8 = 3;
@@ -53,7 +53,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
     let (files, info) = files;
     let mut publisher = Publisher::new(args.masters, key);
     if let Some(ca) = &args.ca {
-        publisher = publisher.with_ca(&vdb_master::client::read_ca(ca)?);
+        publisher = publisher.with_ca(&vdb_client::read_ca(ca)?);
     }
     let (st, env) = match publisher.statement(&info, &files, &args.notes) {
         Ok(v) => v,

@@ -75,7 +75,13 @@ const APPEND_RATE: f64 = 0.005;
 pub fn run(args: &SynthArgs) -> Result<()> {
     let t0 = Instant::now();
     let (stats, written) = generate(args, &mut |s| eprintln!("{}", s.progress_line()))?;
-    summary(&args.output, args, &stats, &written, t0.elapsed().as_secs_f64());
+    summary(
+        &args.output,
+        args,
+        &stats,
+        &written,
+        t0.elapsed().as_secs_f64(),
+    );
     Ok(())
 }
 

@@ -1,5 +1,8 @@
-//! The master's clients: publishing with failover (`vdb publish`) and registry administration
-//! (`vdb mirror`). Library code, so `vdbd dev` and tests publish in-process.
+//! Clients of the masters' HTTP API: publishing with failover (`vdb publish`) and registry
+//! administration (`vdb mirror`).
+//!
+//! A crate of its own so that the `vdb` binary, which holds publishers' private keys, links no
+//! server code; `vdbd dev` and the tests publish in-process through the same code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,12 +14,24 @@ use vdb_proto::{
     SecretKey, Signed, SystemClock, UploadTicket,
 };
 
+/// A CA file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("CA file {}: {reason}", .path.display())]
+pub struct CaError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// Reads PEM root certificates (a private CA for masters' HTTPS).
-pub fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(path)
-        .map_err(|e| anyhow::anyhow!("reading CA file {}: {e}", path.display()))?;
-    reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| anyhow::anyhow!("CA file {}: {e}", path.display()))
+pub fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, CaError> {
+    let err = |reason: String| CaError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))
 }
 
 fn http_client(timeout: Duration, ca: &[reqwest::Certificate]) -> reqwest::Client {
@@ -270,7 +285,7 @@ impl Publisher {
             let resp = self
                 .http
                 .put(format!("{base}{}/{}", vdb_proto::paths::OBJECTS, r.sha256))
-                .header(crate::UPLOAD_HEADER, ticket.to_json())
+                .header(vdb_proto::UPLOAD_HEADER, ticket.to_json())
                 .body(data)
                 .send()
                 .await
@@ -446,7 +461,7 @@ impl Admin {
         self.must(
             reqwest::Method::POST,
             &format!("{}/{name}/drain", vdb_proto::paths::MIRRORS),
-            Some(json(&crate::Drain { drained })),
+            Some(json(&vdb_proto::Drain { drained })),
         )
         .await
     }
@@ -463,7 +478,7 @@ impl Admin {
     }
 
     /// The recent history (accepted and refused releases), newest first.
-    pub async fn history(&self, limit: u32) -> Result<Vec<crate::history::ReleaseRow>, AdminError> {
+    pub async fn history(&self, limit: u32) -> Result<Vec<vdb_proto::ReleaseRow>, AdminError> {
         self.must(
             reqwest::Method::GET,
             &format!("/api/v1/history?limit={limit}"),
@@ -473,7 +488,7 @@ impl Admin {
     }
 
     /// A release and its rollout timeline.
-    pub async fn release(&self, id: &str) -> Result<crate::Timeline, AdminError> {
+    pub async fn release(&self, id: &str) -> Result<vdb_proto::Timeline, AdminError> {
         self.must(
             reqwest::Method::GET,
             &format!("{}/{id}", vdb_proto::paths::RELEASES),

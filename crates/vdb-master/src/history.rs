@@ -54,55 +54,7 @@ pub enum HistoryError {
     Corrupt(String),
 }
 
-/// One row of the release history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseRow {
-    /// Local sequence number.
-    pub seq: i64,
-    /// Release id (SHA-256 of the signed statement payload).
-    pub id: String,
-    /// Database.
-    pub db: String,
-    /// Version.
-    pub version: u32,
-    /// The publisher key.
-    pub publisher: String,
-    /// The signed statement envelope (JSON).
-    pub envelope: String,
-    /// `accepted` or `refused`.
-    pub verdict: String,
-    /// Refusal code.
-    pub code: Option<String>,
-    /// Refusal reason.
-    pub reason: Option<String>,
-    /// `publisher`, `peer:<url>` or `upstream`.
-    pub origin: String,
-    /// When the master received it.
-    pub received_at: i64,
-    /// The first manifest serial that included it.
-    pub serial: Option<u64>,
-    /// When that manifest was signed.
-    pub published_at: Option<i64>,
-}
-
-/// One push attempt series to one mirror.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushRow {
-    /// Manifest serial pushed.
-    pub serial: u64,
-    /// Mirror name.
-    pub mirror: String,
-    /// Forced sync.
-    pub forced: bool,
-    /// First attempt.
-    pub sent_at: i64,
-    /// Acknowledged (202) at.
-    pub acked_at: Option<i64>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// Last error.
-    pub error: Option<String>,
-}
+pub use vdb_proto::{PushRow, ReleaseRow};
 
 /// A registry entry with its replication metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,8 @@
 //! | `GET /api/v1/status` | anyone | [`Status`] |
 //! | `GET /healthz`, `GET /metrics` | anyone | liveness, Prometheus |
 
-pub mod client;
+/// The clients of this API (re-exported from `vdb-client`).
+pub use vdb_client as client;
 pub mod config;
 pub mod gate;
 pub mod history;

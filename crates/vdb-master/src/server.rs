@@ -1,6 +1,7 @@
 //! The master's HTTP API.
 
 use std::sync::Arc;
+pub use vdb_proto::{Drain, Timeline, UPLOAD_HEADER};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,12 +15,9 @@ use tower::ServiceExt as _;
 use vdb_proto::{ApiError, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
 
 use crate::gate::Refusal;
-use crate::history::{PushRow, RegistryEntry, ReleaseRow};
+use crate::history::{RegistryEntry, ReleaseRow};
 use crate::master::{Master, Origin, blocking};
 use crate::replicate::{ReleaseEntry, ReleasePage};
-
-/// Header carrying the upload ticket envelope on `PUT /api/v1/objects/<sha256>`.
-pub const UPLOAD_HEADER: &str = "x-vdb-upload";
 
 type S = State<Arc<Master>>;
 
@@ -349,17 +347,6 @@ async fn releases_after(
     }))
 }
 
-/// `GET /api/v1/releases/<id>`: the release and its rollout timeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Timeline {
-    /// The release row.
-    pub release: ReleaseRow,
-    /// Pushes of the manifest that first included it and of later ones.
-    pub pushes: Vec<PushRow>,
-    /// First acknowledgement per mirror (mirror, serial, time).
-    pub acks: Vec<(String, u64, i64)>,
-}
-
 async fn release(State(m): S, Path(id): Path<String>) -> Result<axum::Json<Timeline>, Api> {
     let h = m.history.clone();
     let t = blocking(
@@ -555,17 +542,6 @@ async fn mirror_remove(
             format!("no mirror named {name:?}"),
         )),
     }
-}
-
-/// Body of `POST /api/v1/mirrors/<name>/drain`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Drain {
-    /// Drain (true, the default) or put back (false).
-    #[serde(default = "yes")]
-    pub drained: bool,
-}
-fn yes() -> bool {
-    true
 }
 
 async fn mirror_drain(

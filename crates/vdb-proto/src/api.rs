@@ -51,3 +51,80 @@ pub struct ReleaseAccepted {
     /// The manifest serial that includes it.
     pub serial: u64,
 }
+
+// The master API's record shapes (shared by the master and its clients).
+
+/// Header carrying the upload ticket envelope on `PUT /api/v1/objects/<sha256>`.
+pub const UPLOAD_HEADER: &str = "x-vdb-upload";
+
+/// One row of the release history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRow {
+    /// Local sequence number.
+    pub seq: i64,
+    /// Release id (SHA-256 of the signed statement payload).
+    pub id: String,
+    /// Database.
+    pub db: String,
+    /// Version.
+    pub version: u32,
+    /// The publisher key.
+    pub publisher: String,
+    /// The signed statement envelope (JSON).
+    pub envelope: String,
+    /// `accepted` or `refused`.
+    pub verdict: String,
+    /// Refusal code.
+    pub code: Option<String>,
+    /// Refusal reason.
+    pub reason: Option<String>,
+    /// `publisher`, `peer:<url>` or `upstream`.
+    pub origin: String,
+    /// When the master received it.
+    pub received_at: i64,
+    /// The first manifest serial that included it.
+    pub serial: Option<u64>,
+    /// When that manifest was signed.
+    pub published_at: Option<i64>,
+}
+
+/// One push attempt series to one mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRow {
+    /// Manifest serial pushed.
+    pub serial: u64,
+    /// Mirror name.
+    pub mirror: String,
+    /// Forced sync.
+    pub forced: bool,
+    /// First attempt.
+    pub sent_at: i64,
+    /// Acknowledged (202) at.
+    pub acked_at: Option<i64>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Last error.
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/releases/<id>`: the release and its rollout timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timeline {
+    /// The release row.
+    pub release: ReleaseRow,
+    /// Pushes of the manifest that first included it and of later ones.
+    pub pushes: Vec<PushRow>,
+    /// First acknowledgement per mirror (mirror, serial, time).
+    pub acks: Vec<(String, u64, i64)>,
+}
+
+/// Body of `POST /api/v1/mirrors/<name>/drain`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drain {
+    /// Drain (true, the default) or put back (false).
+    #[serde(default = "yes")]
+    pub drained: bool,
+}
+fn yes() -> bool {
+    true
+}

@@ -25,7 +25,10 @@ mod signed;
 mod upload;
 mod verdict;
 
-pub use api::{ApiError, ReleaseAccepted, UploadAccepted, paths};
+pub use api::{
+    ApiError, Drain, PushRow, ReleaseAccepted, ReleaseRow, Timeline, UPLOAD_HEADER, UploadAccepted,
+    paths,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "sign")]
 pub use key::SecretKey;

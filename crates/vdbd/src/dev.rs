@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
-use vdb_master::client::{Admin, Publisher, ReleaseFile, ReleaseInfo};
+use vdb_client::{Admin, Publisher, ReleaseFile, ReleaseInfo};
 use vdb_proto::{Clock, Manifest, MirrorRecord, PublicKey, SecretKey, Signed, SystemClock};
 
 mod upstream;
@@ -425,7 +425,7 @@ async fn populate(
                     path: s.dir.join(format!("daily-{v}.cdiff")),
                 });
             }
-            let info: ReleaseInfo = vdb_master::client::infer(&files, Some("daily"), Some(v))?;
+            let info: ReleaseInfo = vdb_client::infer(&files, Some("daily"), Some(v))?;
             let (st, env) = client.statement(&info, &files, "vdbd dev sample release")?;
             client
                 .publish(&files, &st, &env, &|_| {})

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vdb_master::client::{Admin, Publisher, ReleaseFile, infer};
+use vdb_client::{Admin, Publisher, ReleaseFile, infer};
 use vdb_proto::{Manifest, MirrorRecord, SecretKey, Signed};
 
 const DOC: &str = include_str!("../../../../docs/deploy.md");

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vdb_master::client::{Publisher, ReleaseFile, infer};
+use vdb_client::{Publisher, ReleaseFile, infer};
 use vdb_proto::{Manifest, PublicKey, SecretKey, Signed};
 
 const FIXTURES: &str = concat!(
