@@ -413,7 +413,10 @@ async fn populate(
 ) -> Result<Vec<(String, u32)>> {
     let trusted: Vec<PublicKey> = master_keys.iter().map(SecretKey::public).collect();
     if let Some(s) = sample {
-        let client = Publisher::new(urls.to_vec(), publisher.clone());
+        // The whole chain goes to master A: with failover, a link could land on B before B has
+        // replicated the previous one, and B would rightly refuse a cdiff from a version it
+        // does not hold. A master still catching up at start answers 503; wait for it.
+        let client = Publisher::new(vec![urls[0].clone()], publisher.clone());
         for v in s.base..=s.newest {
             let mut files = vec![ReleaseFile {
                 name: "daily.cvd".into(),
@@ -427,10 +430,15 @@ async fn populate(
             }
             let info: ReleaseInfo = vdb_client::infer(&files, Some("daily"), Some(v))?;
             let (st, env) = client.statement(&info, &files, "vdbd dev sample release")?;
-            client
-                .publish(&files, &st, &env, &|_| {})
-                .await
-                .with_context(|| format!("publishing daily {v}"))?;
+            loop {
+                match client.publish(&files, &st, &env, &|_| {}).await {
+                    Ok(_) => break,
+                    Err(vdb_client::PublishError::Unreachable(_)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("publishing daily {v}")),
+                }
+            }
         }
     }
     // The newest manifest of master A, once it has every database.
