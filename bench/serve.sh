@@ -41,7 +41,11 @@ NEW_V=$((OLD_V + 1))
 W=$OUT/serve
 rm -rf "$W"
 mkdir -p "$W"/{stage-old,stage-new,local,www,nginx/tmp,rsync}
-trap stop_all EXIT
+cleanup() {
+    stop_all
+    rm -rf "$W/master-data" "$W/mirror-data" "$W/rsync" "$W/www" "$W/stage-old" "$W/stage-new"
+}
+trap cleanup EXIT
 
 # --- a master and a mirror serving daily-OLD_V, then updated to NEW_V by a push -------------
 "$VDB" key gen -o "$W/master.key" >/dev/null
