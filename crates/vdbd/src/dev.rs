@@ -464,14 +464,20 @@ async fn populate(
     for m in &net.mirrors {
         let url = format!("http://{}{}", m.http_addr(), vdb_proto::MANIFEST_PATH);
         loop {
+            // The same versions, not merely a serial as high: master B signs serials of its own
+            // while it replicates, which a mirror may take before A's newest.
             if let Some(held) = fetch_manifest(&http, &url, &trusted).await
-                && held.serial >= newest.serial
+                && newest.databases.iter().all(|(db, st)| {
+                    held.databases
+                        .get(db)
+                        .is_some_and(|h| h.version == st.version)
+                })
             {
                 break;
             }
             if Instant::now() > deadline {
                 bail!(
-                    "mirror {} did not sync manifest serial {} in time",
+                    "mirror {} did not sync the newest release (manifest serial {}) in time",
                     m.http_addr(),
                     newest.serial
                 );
@@ -552,7 +558,7 @@ fn ready_line(
         .collect();
     let mut vu = format!(
         "# vdb-update config for the vdbd dev network. Run:\n#   vdb-update --config {conf}\n\
-         database_directory = {ud}\nnetwork = {NETWORK:?}\nmirrors = {mirrors}\nmaster_keys = {keys}\ndatabases = {dbs}\ndns = false\n",
+         database_directory = {ud}\nnetwork = {NETWORK:?}\nmirrors = {mirrors}\nmaster_keys = {keys}\ndatabases = {dbs}\ndns = false\nretry_delay_secs = 1\n",
         conf = dir.join("vdb-update.toml").display(),
         ud = p(&ud),
         mirrors = toml::Value::Array(
