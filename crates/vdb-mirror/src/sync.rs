@@ -188,7 +188,13 @@ impl Syncer {
             let fresh = match fresh {
                 Ok(f) => f,
                 Err(e) => {
-                    tracing::warn!(master = %base, error = %e, "manifest refused");
+                    // A master whose serial is below the held one is normal with two masters
+                    // (the other signed last); anything else is worth an operator's look.
+                    if matches!(e, vdb_proto::ManifestError::OlderSerial { .. }) {
+                        tracing::debug!(master = %base, error = %e, "manifest not newer");
+                    } else {
+                        tracing::warn!(master = %base, error = %e, "manifest refused");
+                    }
                     reasons.push(format!("{base}: {e}"));
                     continue;
                 }
