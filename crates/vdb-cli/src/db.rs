@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -651,26 +651,11 @@ fn apply_cmd(args: &ApplyArgs) -> Result<ExitCode> {
         header.version
     );
     // Streamed into a temporary file beside the output, fsynced, renamed into place.
-    let dir = args
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let header = {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        let h = build::build_cld(&name, &files, args.compress, &mut w)?;
-        std::io::Write::flush(&mut w)?;
-        h
-    };
-    tmp.as_file().sync_all()?;
-    let len = tmp.as_file().metadata()?.len();
-    tmp.persist(&args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let header = vdb_format::write_atomic_with(&args.output, |mut w| {
+        build::build_cld(&name, &files, args.compress, &mut w).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", args.output.display()))?;
+    let len = fs::metadata(&args.output)?.len();
     println!(
         "wrote {} version {} ({} signatures, {} bytes)",
         args.output.display(),
@@ -700,20 +685,5 @@ fn keygen(output: &Path, public: Option<&Path>, name: &str) -> Result<ExitCode> 
 
 /// Writes a secret file with mode 0600, atomically.
 pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".keygen-{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    vdb_format::write_private(path, data).with_context(|| format!("writing {}", path.display()))
 }

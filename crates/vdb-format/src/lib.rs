@@ -48,7 +48,7 @@ pub use header::{HEADER_LEN, Header, format_build_time};
 pub use info::{Info, InfoEntry};
 pub use keys::{KeyError, KeySet, RsaPublic, parse_fields as parse_key_fields};
 pub use names::{is_cdiff_file_name, is_safe_member_name};
-pub use store::{DirStore, FileStore, write_atomic};
+pub use store::{DirStore, FileStore, write_atomic, write_atomic_with, write_private};
 
 /// Re-exported big integer type used in keys.
 pub use rsa::BigUint;

@@ -88,6 +88,32 @@ impl DirStore {
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename,
 /// fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(data))
+}
+
+/// Like [`write_atomic`], for secrets: the file is created readable by its owner only (0600)
+/// and never exists with other permissions, not even as the temporary file.
+pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    atomic(path, Some(0o600), |w| w.write_all(data))
+}
+
+/// Writes `path` atomically from a writer (for output too large to build in memory first):
+/// `write` fills a temporary file in the same directory, which is then fsynced and renamed over
+/// `path`, and the directory fsynced. On any error `path` is untouched and the temporary file
+/// removed.
+pub fn write_atomic_with<T>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+) -> io::Result<T> {
+    atomic(path, None, write)
+}
+
+fn atomic<T>(
+    path: &Path,
+    mode: Option<u32>,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+) -> io::Result<T> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -102,14 +128,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(data)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let f = options.open(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, f);
+        let value = write(&mut w)?;
+        let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        fs::File::open(dir)?.sync_all()?;
+        Ok(value)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -152,5 +183,38 @@ impl FileStore for DirStore {
         }
         names.sort();
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn atomic_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+
+        // A failing writer leaves the old file and no temporary file behind.
+        let err = write_atomic_with(&p, |w| {
+            w.write_all(b"half")?;
+            Err::<(), _>(io::Error::other("boom"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let s = dir.path().join("secret");
+        write_private(&s, b"key").unwrap();
+        assert_eq!(
+            fs::metadata(&s).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read(&s).unwrap(), b"key");
     }
 }

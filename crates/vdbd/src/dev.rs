@@ -126,18 +126,8 @@ fn free_port() -> Result<u16> {
 }
 
 fn write_secret(path: &Path, key: &SecretKey) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(key.to_text().as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    vdb_format::write_private(path, key.to_text().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Loads a secret key if the state directory already has one (a restarted `--dir`), else makes
