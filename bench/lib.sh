@@ -188,3 +188,23 @@ serial_at_least() { local s; s=$(mirror_serial "$1"); [[ -n $s ]] && ((s >= $2))
 master_serial() { curl -sf --max-time 5 "$1/metrics" | awk '/^vdb_master_manifest_serial /{print $2}'; }
 # metric URL NAME: one unlabelled Prometheus value from URL/metrics.
 metric() { curl -sf --max-time 5 "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
+
+# start_master_with_old_release W LOG: Ed25519 keys for a master and a publisher in W, a master
+# (its output under LOG) trusting $SYNTH's key set, the old and new releases staged as
+# W/stage-old and W/stage-new (hard links into $SYNTH), and the old one published. Needs VDB,
+# SYNTH, OLD_V, NEW_V; sets MASTER and MASTER_PUB.
+start_master_with_old_release() {
+    local w=$1 log=$2
+    "$VDB" key gen -o "$w/master.key" >/dev/null
+    "$VDB" key gen -o "$w/publisher.key" >/dev/null
+    MASTER_PUB=$("$VDB" key pub "$w/master.key")
+    master_config "$w/master.toml" "$w/master-data" "$w/master.key" \
+        "$("$VDB" key pub "$w/publisher.key")" "$SYNTH/synth.key.pub"
+    start_role "$log" master "$w/master.toml"
+    MASTER=$(json http "$READY")
+    echo "== master at $MASTER" >&2
+    ln "$SYNTH/daily-$OLD_V.cvd" "$w/stage-old/daily.cvd"
+    ln "$SYNTH/daily-$NEW_V.cvd" "$w/stage-new/daily.cvd"
+    ln "$SYNTH/daily-$NEW_V.cdiff" "$w/stage-new/daily-$NEW_V.cdiff"
+    "$VDB" publish --master "$MASTER" --key "$w/publisher.key" "$w/stage-old/daily.cvd" >&2
+}

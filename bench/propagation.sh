@@ -53,18 +53,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$VDB" key gen -o "$W/master.key" >/dev/null
-"$VDB" key gen -o "$W/publisher.key" >/dev/null
-MASTER_PUB=$("$VDB" key pub "$W/master.key")
-master_config "$W/master.toml" "$W/master-data" "$W/master.key" \
-    "$("$VDB" key pub "$W/publisher.key")" "$SYNTH/synth.key.pub"
-start_role "$W/logs/master" master "$W/master.toml"
-MASTER=$(json http "$READY")
-echo "== master at $MASTER" >&2
-ln "$SYNTH/daily-$OLD_V.cvd" "$W/stage-old/daily.cvd"
-ln "$SYNTH/daily-$NEW_V.cvd" "$W/stage-new/daily.cvd"
-ln "$SYNTH/daily-$NEW_V.cdiff" "$W/stage-new/daily-$NEW_V.cdiff"
-"$VDB" publish --master "$MASTER" --key "$W/publisher.key" "$W/stage-old/daily.cvd" >&2
+start_master_with_old_release "$W" "$W/logs/master"
 OLD_SERIAL=$(master_serial "$MASTER")
 
 # --- MIRRORS mirrors: start, register, wait until each serves the old set -------------------
