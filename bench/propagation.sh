@@ -192,6 +192,25 @@ reset_dirs
 RS_STATS=$(rsync -a --no-whole-file --stats "$W/rsync/src/" "$W/rsync/dst/m1/")
 RS_BYTES=$(awk -F': ' '/^Total bytes (sent|received)/ {gsub(/,/, "", $2); s += $2} END {print s}' <<<"$RS_STATS")
 
+# --- the floor: only writing the new daily.cvd into MIRRORS directories -------------------------------
+# What any mirror on this disk must at least do for this update, with no network, no hashing and no
+# protocol: copy the new CVD to a temporary name, fsync it, rename it (a mirror's crash-safe write),
+# xargs -P RSYNC_P at a time; and the same without fsync (page cache only).
+one_copy() { dd if="$W/rsync/src/daily.cvd" of="$1/daily.cvd.tmp" bs=1M $2 status=none && mv "$1/daily.cvd.tmp" "$1/daily.cvd"; }
+export -f one_copy
+floor_run() {
+    reset_dirs
+    local t0
+    t0=$(date +%s.%N)
+    for ((i = 1; i <= MIRRORS; i++)); do echo "$W/rsync/dst/m$i"; done |
+        xargs -P "$RSYNC_P" -I{} bash -c 'one_copy "$1" "$2"' _ {} "$1"
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}'
+}
+LOAD_FL=$(loadavg)
+FLOOR_SYNC=$(floor_run conv=fsync)
+FLOOR_CACHE=$(floor_run conv=notrunc)
+cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor copy did not update m1"
+
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
@@ -212,6 +231,11 @@ RS_BYTES=$(awk -F': ' '/^Total bytes (sent|received)/ {gsub(/,/, "", $2); s += $
     echo "  xargs -P $RSYNC_P:       $RS_PAR s (load average $LOAD_RS2)"
     echo "  bytes per directory (sent + received over rsync's pipe): $RS_BYTES"
     echo "  vdbnet p100 (after accepted) / rsync -P $RSYNC_P: $(ratio "${P100_ACC/-/0}" "$RS_PAR")x"
+    echo
+    echo "floor: dd the new daily.cvd into $MIRRORS directories + rename, xargs -P $RSYNC_P (load average $LOAD_FL):"
+    echo "  with fsync (what a crash-safe mirror must write): $FLOOR_SYNC s"
+    echo "  page cache only (no fsync):                        $FLOOR_CACHE s"
+    echo "  vdbnet p100 (after accepted) / floor with fsync: $(ratio "${P100_ACC/-/0}" "$FLOOR_SYNC")x"
     echo
     echo "goals:"
     ok=false

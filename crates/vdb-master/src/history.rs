@@ -94,6 +94,19 @@ fn row_to_release(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
 
 const RELEASE_COLS: &str = "seq, id, db, version, publisher, envelope, verdict, code, reason, origin, received_at, serial, published_at";
 
+/// How one push ended, for [`History::pushes_finished`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The record's id, from [`History::pushes_started`].
+    pub id: i64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the mirror acknowledged it, if it did.
+    pub acked_at: Option<i64>,
+    /// The last error, if it was not acknowledged.
+    pub error: Option<String>,
+}
+
 impl History {
     /// Opens (creating and migrating) the database at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
@@ -187,34 +200,44 @@ impl History {
         Ok(())
     }
 
-    /// Starts a push record; returns its id.
-    pub fn push_started(
+    /// Starts one push record per mirror, in one transaction (one fsync for a whole fan-out);
+    /// returns their ids in the order of `mirrors`.
+    pub fn pushes_started(
         &self,
         serial: u64,
-        mirror: &str,
+        mirrors: &[String],
         forced: bool,
         at: i64,
-    ) -> Result<i64, HistoryError> {
-        let c = self.conn();
-        c.execute(
-            "INSERT INTO pushes(serial, mirror, forced, sent_at) VALUES (?1,?2,?3,?4)",
-            params![serial as i64, mirror, forced, at],
-        )?;
-        Ok(c.last_insert_rowid())
+    ) -> Result<Vec<i64>, HistoryError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let mut ids = Vec::with_capacity(mirrors.len());
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO pushes(serial, mirror, forced, sent_at) VALUES (?1,?2,?3,?4)",
+            )?;
+            for m in mirrors {
+                st.execute(params![serial as i64, m, forced, at])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
     }
 
-    /// Records the outcome of a push.
-    pub fn push_finished(
-        &self,
-        id: i64,
-        attempts: u32,
-        acked_at: Option<i64>,
-        error: Option<&str>,
-    ) -> Result<(), HistoryError> {
-        self.conn().execute(
-            "UPDATE pushes SET attempts = ?2, acked_at = ?3, error = ?4 WHERE seq = ?1",
-            params![id, attempts, acked_at, error],
-        )?;
+    /// Records the outcomes of pushes, in one transaction.
+    pub fn pushes_finished(&self, outcomes: &[PushOutcome]) -> Result<(), HistoryError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE pushes SET attempts = ?2, acked_at = ?3, error = ?4 WHERE seq = ?1",
+            )?;
+            for o in outcomes {
+                st.execute(params![o.id, o.attempts, o.acked_at, o.error])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

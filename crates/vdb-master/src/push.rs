@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use vdb_proto::{Manifest, MirrorRecord, PushNotice, Signed};
 
+use crate::history::PushOutcome;
 use crate::notify::alert;
 
 use crate::master::{Master, blocking};
@@ -26,15 +27,7 @@ pub(crate) async fn push_all(master: &Arc<Master>, serial: u64, forced: bool) {
             return;
         }
     };
-    let targets: Vec<MirrorRecord> = mirrors
-        .into_iter()
-        .filter(|m| m.push_url.is_some())
-        .collect();
-    futures_util::stream::iter(targets)
-        .map(|m| push_one(master, m, serial, forced))
-        .buffer_unordered(master.config.push_concurrency)
-        .collect::<Vec<()>>()
-        .await;
+    push_to(master, mirrors, serial, forced).await;
 }
 
 /// Pushes `serial` to one mirror (retried, recorded).
@@ -44,19 +37,76 @@ pub(crate) async fn push_one(
     serial: u64,
     forced: bool,
 ) {
-    let Some(url) = mirror.push_url.clone() else {
+    push_to(master, vec![mirror], serial, forced).await;
+}
+
+/// The fan-out to the mirrors of `targets` that have a push URL. The history is written in batches (the start of every push in one
+/// transaction, outcomes as they come, each batch in one transaction), never between a
+/// mirror and its notice: with `synchronous = FULL`, one commit per push would cost a
+/// disk flush per mirror on the path of the publish.
+async fn push_to(master: &Arc<Master>, targets: Vec<MirrorRecord>, serial: u64, forced: bool) {
+    let targets: Vec<MirrorRecord> = targets
+        .into_iter()
+        .filter(|m| m.push_url.is_some())
+        .collect();
+    if targets.is_empty() {
         return;
-    };
+    }
+    let names: Vec<String> = targets.iter().map(|m| m.name.clone()).collect();
     let now = master.clock.now();
     let h = master.history.clone();
-    let name = mirror.name.clone();
-    let id = match blocking(move || h.push_started(serial, &name, forced, now)).await {
-        Ok(id) => id,
+    let ids = match blocking(move || h.pushes_started(serial, &names, forced, now)).await {
+        Ok(ids) => ids,
         Err(e) => {
-            tracing::error!(error = %e, "cannot record a push");
+            tracing::error!(error = %e, "cannot record pushes");
             return;
         }
     };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(record_outcomes(master.history.clone(), rx));
+    futures_util::stream::iter(targets.into_iter().zip(ids))
+        .map(|(m, id)| {
+            let tx = tx.clone();
+            async move {
+                let outcome = deliver(master, &m, id, serial, forced).await;
+                let _ = tx.send(outcome);
+            }
+        })
+        .buffer_unordered(master.config.push_concurrency.max(1))
+        .collect::<Vec<()>>()
+        .await;
+    drop(tx);
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "push outcome writer failed");
+    }
+}
+
+/// Writes push outcomes as they arrive, whatever has queued up in one transaction.
+async fn record_outcomes(
+    history: crate::history::History,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<PushOutcome>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(o) = rx.try_recv() {
+            batch.push(o);
+        }
+        let h = history.clone();
+        if let Err(e) = blocking(move || h.pushes_finished(&batch)).await {
+            tracing::error!(error = %e, "cannot record push outcomes");
+        }
+    }
+}
+
+/// Sends one signed push notice, retrying with backoff; logs and counts the outcome.
+async fn deliver(
+    master: &Arc<Master>,
+    mirror: &MirrorRecord,
+    id: i64,
+    serial: u64,
+    forced: bool,
+) -> PushOutcome {
+    let url = mirror.push_url.clone().unwrap_or_default();
     let mut delay = Duration::from_millis(master.config.push_backoff_ms);
     let mut attempts = 0;
     let mut last_error = None;
@@ -121,10 +171,11 @@ pub(crate) async fn push_one(
             tracing::warn!(mirror = %mirror.name, serial, forced, attempts, error = ?e, "push failed");
         }
     }
-    let h = master.history.clone();
-    let err = last_error.clone();
-    if let Err(e) = blocking(move || h.push_finished(id, attempts, acked, err.as_deref())).await {
-        tracing::error!(error = %e, "cannot record a push outcome");
+    PushOutcome {
+        id,
+        attempts,
+        acked_at: acked,
+        error: last_error,
     }
 }
 

@@ -295,8 +295,10 @@ async fn object(
     }
     let path = m.objects.path(&sha).map_err(Api::internal)?;
     // ServeFile answers HEAD, Range (a mirror or monitor reading a CVD header) and
-    // If-Modified-Since.
+    // If-Modified-Since. Large reads: a whole CVD goes to every mirror at each release, and
+    // each chunk is one trip to the blocking pool (the default is 64 KiB).
     let mut resp = tower_http::services::ServeFile::new(path)
+        .with_buf_chunk_size(512 * 1024)
         .oneshot(req)
         .await
         .map_err(Api::internal)?

@@ -11,6 +11,9 @@ use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, S
 use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, io_err};
 
+/// Write buffer for downloads.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// Largest manifest envelope a mirror reads.
 const MAX_MANIFEST: usize = 16 << 20;
 
@@ -356,9 +359,14 @@ impl Syncer {
         }
         let tmp = self.store.tmp_file(&f.sha256);
         let result = async {
-            let mut out = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            // Network chunks are small (tens of KiB); buffered, the file sees 1 MiB writes,
+            // each one trip to the blocking pool instead of one per chunk.
+            let mut out = tokio::io::BufWriter::with_capacity(
+                WRITE_BUFFER,
+                tokio::fs::File::create(&tmp)
+                    .await
+                    .map_err(|e| format!("{}: {e}", tmp.display()))?,
+            );
             let mut hasher = sha2::Sha256::new();
             let mut got = 0u64;
             while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
@@ -378,6 +386,10 @@ impl Syncer {
             if sha != f.sha256 {
                 return Err(format!("content hash {sha} does not match the manifest"));
             }
+            out.flush()
+                .await
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            let out = out.into_inner();
             out.sync_all()
                 .await
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;
