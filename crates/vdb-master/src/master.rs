@@ -113,6 +113,14 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
     }
 }
 
+/// Why a master did not sign: a peer holds a newer version of a database it holds.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    db: String,
+    peer: u32,
+    held: u32,
+}
+
 /// The smallest serial above `floor` that belongs to master `index` of `stride` masters, so
 /// two masters never sign the same serial.
 pub fn next_serial(floor: u64, index: u64, stride: u64) -> u64 {
@@ -438,9 +446,30 @@ impl Master {
                 crate::push::fetch_peer_manifest(self, &p.url, p.key),
             )
         });
-        futures_util::future::join_all(peers).await;
+        let mut peer_newest: BTreeMap<String, u32> = BTreeMap::new();
+        for m in futures_util::future::join_all(peers)
+            .await
+            .into_iter()
+            .filter_map(|r| r.ok()?.ok()?)
+        {
+            for (db, d) in m.databases {
+                let v = peer_newest.entry(db).or_default();
+                *v = (*v).max(d.version);
+            }
+        }
         let this = Arc::clone(self);
-        let serial = blocking(move || this.sign_manifest()).await?;
+        let serial = match blocking(move || this.sign_manifest(&peer_newest)).await? {
+            Ok(serial) => serial,
+            Err(Deferred { db, peer, held }) => {
+                self.metrics.signing_deferred();
+                if heartbeat {
+                    tracing::debug!(%db, peer, held, "not signing yet: a peer holds a newer version");
+                } else {
+                    tracing::info!(%db, peer, held, "not signing yet: a peer holds a newer version");
+                }
+                return Ok(self.serial());
+            }
+        };
         tracing::info!(serial, heartbeat, "manifest signed");
         if self.ready.load(Ordering::SeqCst) {
             let this = Arc::clone(self);
@@ -450,8 +479,15 @@ impl Master {
         Ok(serial)
     }
 
-    /// Builds, signs and persists the next manifest. Blocking.
-    fn sign_manifest(&self) -> anyhow::Result<u64> {
+    /// Builds, signs and persists the next manifest. Blocking. Signs nothing (`None`) while a
+    /// peer holds a newer version of a database this master holds: that manifest would carry
+    /// a serial above the peer's and an older database, which every mirror refuses as a
+    /// rollback (it happens while a master replicates a burst of releases, or catches up after
+    /// a restore); the master signs once it has caught up.
+    fn sign_manifest(
+        &self,
+        peer_newest: &BTreeMap<String, u32>,
+    ) -> anyhow::Result<Result<u64, Deferred>> {
         let now = self.clock.now();
         let held = self.held().map_err(|r| anyhow::anyhow!("{r}"))?;
         let rows = self.history.all_accepted()?;
@@ -502,6 +538,16 @@ impl Master {
                     }
                 }
             }
+        }
+        if let Some(d) = databases.iter().find_map(|(db, d)| {
+            let peer = peer_newest.get(db).copied().unwrap_or(0);
+            (peer > d.version).then(|| Deferred {
+                db: db.clone(),
+                peer,
+                held: d.version,
+            })
+        }) {
+            return Ok(Err(d));
         }
         // Derived files.
         let mut md5sums = String::new();
@@ -583,7 +629,7 @@ impl Master {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Current { json, manifest });
         self.metrics.serial(serial);
-        Ok(serial)
+        Ok(Ok(serial))
     }
 
     /// Asks the peers to pull from us now.

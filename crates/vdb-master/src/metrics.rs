@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     forced_sync: Family<Labels, Counter>,
     replication: Family<Labels, Counter>,
     upstream: Family<Labels, Counter>,
+    signing_deferred: Counter,
     serial: Gauge,
 }
 
@@ -37,6 +38,7 @@ impl Default for Metrics {
         let replication = Family::<Labels, Counter>::default();
         let upstream = Family::<Labels, Counter>::default();
         let serial = Gauge::default();
+        let signing_deferred = Counter::default();
         registry.register(
             "releases",
             "Release verdicts by verdict and code",
@@ -60,6 +62,11 @@ impl Default for Metrics {
             upstream.clone(),
         );
         registry.register(
+            "signing_deferred",
+            "Manifests not signed because a peer held a newer database (catching up)",
+            signing_deferred.clone(),
+        );
+        registry.register(
             "manifest_serial",
             "Serial of the current manifest",
             serial.clone(),
@@ -72,6 +79,7 @@ impl Default for Metrics {
             forced_sync,
             replication,
             upstream,
+            signing_deferred,
             serial,
         }
     }
@@ -112,6 +120,11 @@ impl Metrics {
     /// Counts an upstream check (`new`, `current`, `error`, `refused`).
     pub(crate) fn upstream(&self, result: &str) {
         self.upstream.get_or_create(&l(&[("result", result)])).inc();
+    }
+
+    /// Counts a manifest not signed while a peer holds a newer database.
+    pub(crate) fn signing_deferred(&self) {
+        self.signing_deferred.inc();
     }
 
     /// Sets the current serial.

@@ -411,6 +411,29 @@ async fn master_restored_from_an_old_backup_catches_up_before_it_signs_or_pushes
             .is_some_and(|m| m.serial > b_serial && m.databases["test"].version == 4)
     })
     .await;
+    // While it replicated v2 and v3, B already held v4: A signed nothing until it held v4
+    // (a manifest above B's serial carrying v2 or v3 would be a rollback to every mirror), so
+    // the three replicated releases went out in one manifest.
+    let a_serial = manifest(&p.url(0), p.keys[0]).await.unwrap().serial;
+    let hist = Admin::new(&p.url(0), None).history(100).await.unwrap();
+    let replicated: Vec<_> = hist
+        .iter()
+        .filter(|r| r.verdict == "accepted" && r.version >= 2)
+        .collect();
+    assert_eq!(replicated.len(), 3, "{hist:?}");
+    for r in replicated {
+        assert_eq!(r.serial, Some(a_serial), "v{} published alone", r.version);
+    }
+    let metrics = reqwest::get(format!("{}/metrics", p.url(0)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vdb_master_signing_deferred_total 2"),
+        "{metrics}"
+    );
     // Every push A sent carries a serial above B's: A never pushed its old state.
     wait_for("a push from A", || async {
         mirror.got.lock().unwrap().iter().any(|n| n.master == "a")
