@@ -625,36 +625,48 @@ fn diff_cmd(args: &DiffArgs) -> Result<ExitCode> {
 
 fn apply_cmd(args: &ApplyArgs) -> Result<ExitCode> {
     let keys = args.trust.load()?;
-    let base_kind = kind_of(&args.base)?;
-    if base_kind == Kind::Cud {
+    if kind_of(&args.base)? == Kind::Cud {
         bail!(
             "{}: a .cud has no signed manifest to patch; use a .cvd or .cld",
             args.base.display()
         );
     }
-    let mut files = load_files(&args.base, &keys)?;
-    let name = db_name_in(&files, &args.base)?;
     let cdiffs = args
         .cdiffs
         .iter()
         .map(|c| fs::read(c).with_context(|| format!("reading {}", c.display())))
         .collect::<Result<Vec<_>>>()?;
     let links: Vec<&[u8]> = cdiffs.iter().map(Vec::as_slice).collect();
-    let header =
-        patch::apply_chain(&mut files, &name, &links, &keys, &Limits::default()).map_err(|e| {
+    // Streamed: the base is read once, touched files flow through the chain's edits into a
+    // spool beside the output, and the CLD is written atomically; memory does not grow with
+    // the database.
+    let options = patch::CldOptions {
+        compress: args.compress,
+        spool_dir: None,
+    };
+    let header = patch::apply_chain_to_cld(
+        &args.base,
+        &links,
+        &keys,
+        &Limits::default(),
+        &args.output,
+        &options,
+    )
+    .map_err(|e| match e {
+        patch::ApplyError::Chain(e) => {
             let path = args.cdiffs[e.index].display().to_string();
             anyhow::Error::new(e.error).context(format!("applying {path}"))
-        })?;
+        }
+        patch::ApplyError::Base(e) => {
+            anyhow::Error::new(e).context(format!("{}: verification failed", args.base.display()))
+        }
+        patch::ApplyError::Output(e) => anyhow::Error::new(e),
+    })?;
     eprintln!(
         "applied {} cdiff(s) → version {}",
         args.cdiffs.len(),
         header.version
     );
-    // Streamed into a temporary file beside the output, fsynced, renamed into place.
-    let header = vdb_format::write_atomic_with(&args.output, |mut w| {
-        build::build_cld(&name, &files, args.compress, &mut w).map_err(std::io::Error::other)
-    })
-    .with_context(|| format!("writing {}", args.output.display()))?;
     let len = fs::metadata(&args.output)?.len();
     println!(
         "wrote {} version {} ({} signatures, {} bytes)",

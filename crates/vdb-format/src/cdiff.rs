@@ -434,13 +434,62 @@ pub fn apply(script: &Script, store: &mut dyn FileStore) -> Result<(), Error> {
     plan(script, &*store)?.commit(store)
 }
 
-struct OpenFile {
-    name: String,
-    edits: BTreeMap<usize, (String, Option<String>)>,
-    adds: Vec<String>,
+/// The DEL/XCHG edits of one OPEN..CLOSE block: line number at OPEN → (prefix, replacement;
+/// `None` deletes the line).
+pub(crate) type Edits = BTreeMap<usize, (String, Option<String>)>;
+
+/// One OPEN..CLOSE block as the interpreter hands it to a [`Target`] at CLOSE.
+pub(crate) struct OpenFile {
+    pub(crate) name: String,
+    pub(crate) edits: Edits,
+    pub(crate) adds: Vec<String>,
 }
 
-fn run(script: &Script, ov: &mut Overlay<'_>) -> Result<(), Error> {
+/// What a script runs against: the in-memory overlay here, or a recorder that plans a
+/// streaming pass (`chain.rs`). The interpreter ([`run`]) checks the command grammar (one open
+/// file at a time, nothing left open); a target does the file work.
+pub(crate) trait Target {
+    /// Whether `name` exists now (a recorder that cannot know yet answers `true` and checks
+    /// later).
+    fn exists(&mut self, name: &str) -> Result<bool, ScriptError>;
+    /// CLOSE of a block; `line` is the script line of the CLOSE.
+    fn close(&mut self, file: OpenFile, line: usize) -> Result<(), ScriptError>;
+    /// UNLINK of an existing file.
+    fn unlink(&mut self, name: &str, line: usize) -> Result<(), ScriptError>;
+    /// MOVE of lines `start..=end` from `src` to the end of `dst`.
+    fn move_lines(
+        &mut self,
+        src: &str,
+        dst: &str,
+        start: (usize, &String),
+        end: (usize, &String),
+    ) -> Result<(), ScriptError>;
+}
+
+impl Target for Overlay<'_> {
+    fn exists(&mut self, name: &str) -> Result<bool, ScriptError> {
+        Ok(self.get(name)?.is_some())
+    }
+    fn close(&mut self, file: OpenFile, _line: usize) -> Result<(), ScriptError> {
+        close(self, file)
+    }
+    fn unlink(&mut self, name: &str, _line: usize) -> Result<(), ScriptError> {
+        self.changes.insert(name.to_owned(), None);
+        Ok(())
+    }
+    fn move_lines(
+        &mut self,
+        src: &str,
+        dst: &str,
+        start: (usize, &String),
+        end: (usize, &String),
+    ) -> Result<(), ScriptError> {
+        move_lines(self, src, dst, start, end)
+    }
+}
+
+/// Interprets a script against a target.
+pub(crate) fn run(script: &Script, target: &mut dyn Target) -> Result<(), Error> {
     let mut open: Option<OpenFile> = None;
     for (n, command) in &script.commands {
         let n = *n;
@@ -481,7 +530,7 @@ fn run(script: &Script, ov: &mut Overlay<'_>) -> Result<(), Error> {
                 let o = open
                     .take()
                     .ok_or_else(|| fail(ScriptError::NoOpenFile("CLOSE")))?;
-                close(ov, o).map_err(fail)?;
+                target.close(o, n).map_err(fail)?;
             }
             Command::Move {
                 src,
@@ -497,7 +546,8 @@ fn run(script: &Script, ov: &mut Overlay<'_>) -> Result<(), Error> {
                         open: o.name.clone(),
                     }));
                 }
-                move_lines(ov, src, dst, (*start, start_prefix), (*end, end_prefix))
+                target
+                    .move_lines(src, dst, (*start, start_prefix), (*end, end_prefix))
                     .map_err(fail)?;
             }
             Command::Unlink(name) => {
@@ -507,13 +557,13 @@ fn run(script: &Script, ov: &mut Overlay<'_>) -> Result<(), Error> {
                         open: o.name.clone(),
                     }));
                 }
-                if ov.get(name).map_err(fail)?.is_none() {
+                if !target.exists(name).map_err(fail)? {
                     return Err(fail(ScriptError::NoSuchFile {
                         command: "UNLINK",
                         file: name.clone(),
                     }));
                 }
-                ov.changes.insert(name.clone(), None);
+                target.unlink(name, n).map_err(fail)?;
             }
         }
     }
@@ -550,87 +600,259 @@ fn close(ov: &mut Overlay<'_>, o: OpenFile) -> Result<(), ScriptError> {
     Ok(())
 }
 
-/// Applies DEL/XCHG edits (sorted by line) to a file in one pass, copying the runs of lines
-/// between edits in bulk. The result is what rewriting every line the ClamAV way gives
-/// ([`lines_of`], each line then `\n`-terminated); runs without a `\r` are already in that form.
-fn apply_edits(
-    name: &str,
-    bytes: &[u8],
-    edits: &BTreeMap<usize, (String, Option<String>)>,
-) -> Result<Vec<u8>, ScriptError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| ScriptError::FileNotText(name.to_owned()))?;
-    let mut out = Vec::with_capacity(bytes.len() + 64);
-    let mut pos = 0;
-    let mut line_no = 1;
-    for (&at, (prefix, new)) in edits {
-        let command = if new.is_some() { "XCHG" } else { "DEL" };
-        let beyond = || ScriptError::NoMatch {
-            command,
-            file: name.to_owned(),
-            line: at,
-            reason: "beyond the end of the file".into(),
-        };
-        if at == 0 {
+/// Applies DEL/XCHG edits to a file held in memory: the streaming editor fed in one piece.
+fn apply_edits(name: &str, bytes: &[u8], edits: &Edits) -> Result<Vec<u8>, ScriptError> {
+    let mut editor = EditStream::new(name, edits, Vec::with_capacity(bytes.len() + 64))?;
+    editor.write(bytes).map_err(EditFail::into_script)?;
+    editor.finish().map_err(EditFail::into_script)
+}
+
+/// Why a streamed edit stopped: the script does not fit the file, or the output failed.
+#[derive(Debug)]
+pub(crate) enum EditFail {
+    /// The script does not fit the file.
+    Script(ScriptError),
+    /// Writing the output failed.
+    Io(std::io::Error),
+}
+
+impl EditFail {
+    fn into_script(self) -> ScriptError {
+        match self {
+            Self::Script(e) => e,
+            Self::Io(e) => ScriptError::Store(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for EditFail {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// The line editor of ClamAV's OPEN..CLOSE block, streaming: applies DEL/XCHG edits (sorted by
+/// line) to a file fed in chunks of any size and writes the result to `out`. The result is what
+/// rewriting every line the ClamAV way gives ([`lines_of`], each line then `\n`-terminated: a
+/// `\r` before a line end dropped, a missing final `\n` added); runs of lines between edits are
+/// copied in bulk. Memory: the first bytes of the line being edited (its prefix), nothing else.
+/// The whole input must be UTF-8 (checked across chunk boundaries).
+pub(crate) struct EditStream<'e, W> {
+    name: &'e str,
+    edits: Vec<(usize, &'e str, Option<&'e str>)>,
+    next: usize,
+    /// Number of the line the next byte belongs to.
+    line: usize,
+    /// The next byte starts line `line`.
+    at_start: bool,
+    /// The current line is the next edit's line.
+    editing: bool,
+    /// The first bytes of the edited line (up to its prefix length + 1).
+    head: Vec<u8>,
+    line_len: usize,
+    /// A `\r` ended the last chunk: dropped if a `\n` follows (or the input ends).
+    pending_cr: bool,
+    utf8: Utf8Check,
+    out: W,
+}
+
+impl<'e, W: Write> EditStream<'e, W> {
+    /// An editor for `edits` (as an OPEN..CLOSE block collects them) on file `name`.
+    pub(crate) fn new(name: &'e str, edits: &'e Edits, out: W) -> Result<Self, ScriptError> {
+        let edits: Vec<_> = edits
+            .iter()
+            .map(|(&at, (prefix, new))| (at, prefix.as_str(), new.as_deref()))
+            .collect();
+        if let Some(&(0, _, new)) = edits.first() {
             return Err(ScriptError::NoMatch {
-                command,
+                command: if new.is_some() { "XCHG" } else { "DEL" },
                 file: name.to_owned(),
-                line: at,
+                line: 0,
                 reason: "line numbers start at 1".into(),
             });
         }
-        // Skip to the start of line `at`.
-        let skip = at - line_no;
-        let start = if skip == 0 {
-            pos
-        } else {
-            match memchr::memchr_iter(b'\n', &bytes[pos..]).nth(skip - 1) {
-                Some(i) => pos + i + 1,
-                // Fewer than `skip` more lines start after `pos`: line `at` does not exist.
-                None => return Err(beyond()),
-            }
-        };
-        if start >= text.len() {
-            return Err(beyond());
+        Ok(Self {
+            name,
+            edits,
+            next: 0,
+            line: 1,
+            at_start: true,
+            editing: false,
+            head: Vec::new(),
+            line_len: 0,
+            pending_cr: false,
+            utf8: Utf8Check::default(),
+            out,
+        })
+    }
+
+    /// Feeds the next chunk of the file.
+    pub(crate) fn write(&mut self, mut buf: &[u8]) -> Result<(), EditFail> {
+        if !self.utf8.feed(buf) {
+            return Err(EditFail::Script(ScriptError::FileNotText(
+                self.name.to_owned(),
+            )));
         }
-        copy_lines(&text[pos..start], &mut out);
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(text.len(), |i| start + i);
-        let line = &text[start..end];
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if !line.starts_with(prefix.as_str()) {
-            return Err(ScriptError::NoMatch {
-                command,
-                file: name.to_owned(),
+        while !buf.is_empty() {
+            if self.at_start {
+                self.at_start = false;
+                self.editing = self.edits.get(self.next).is_some_and(|e| e.0 == self.line);
+                self.head.clear();
+                self.line_len = 0;
+            }
+            if self.editing {
+                let prefix_len = self.edits[self.next].1.len();
+                let end = memchr::memchr(b'\n', buf);
+                let part = &buf[..end.unwrap_or(buf.len())];
+                let room = (prefix_len + 1).saturating_sub(self.head.len());
+                self.head.extend_from_slice(&part[..part.len().min(room)]);
+                self.line_len += part.len();
+                match end {
+                    Some(i) => {
+                        self.end_edited_line()?;
+                        buf = &buf[i + 1..];
+                    }
+                    None => buf = &[],
+                }
+            } else {
+                let n = match self.edits.get(self.next) {
+                    None => buf.len(),
+                    Some(&(at, ..)) => {
+                        let mut want = at - self.line;
+                        let mut end = buf.len();
+                        for i in memchr::memchr_iter(b'\n', buf) {
+                            self.line += 1;
+                            want -= 1;
+                            if want == 0 {
+                                end = i + 1;
+                                break;
+                            }
+                        }
+                        end
+                    }
+                };
+                let (run, rest) = buf.split_at(n);
+                self.copy(run)?;
+                self.at_start = run.last() == Some(&b'\n');
+                buf = rest;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the input: checks that every edited line existed and returns the output.
+    pub(crate) fn finish(mut self) -> Result<W, EditFail> {
+        if !self.at_start {
+            if self.editing {
+                self.end_edited_line()?;
+            } else {
+                self.pending_cr = false;
+                self.out.write_all(b"\n")?;
+            }
+        }
+        if let Some(&(at, _, new)) = self.edits.get(self.next) {
+            return Err(EditFail::Script(ScriptError::NoMatch {
+                command: if new.is_some() { "XCHG" } else { "DEL" },
+                file: self.name.to_owned(),
+                line: at,
+                reason: "beyond the end of the file".into(),
+            }));
+        }
+        if !self.utf8.complete() {
+            return Err(EditFail::Script(ScriptError::FileNotText(
+                self.name.to_owned(),
+            )));
+        }
+        Ok(self.out)
+    }
+
+    fn end_edited_line(&mut self) -> Result<(), EditFail> {
+        let (at, prefix, new) = self.edits[self.next];
+        // The whole line is in `head` when it is short; then its final `\r` is not part of it.
+        let view = if self.line_len <= prefix.len() + 1 {
+            self.head.strip_suffix(b"\r").unwrap_or(&self.head)
+        } else {
+            &self.head[..]
+        };
+        if !view.starts_with(prefix.as_bytes()) {
+            return Err(EditFail::Script(ScriptError::NoMatch {
+                command: if new.is_some() { "XCHG" } else { "DEL" },
+                file: self.name.to_owned(),
                 line: at,
                 reason: format!("line does not start with {prefix:?}"),
-            });
+            }));
         }
         if let Some(new) = new {
-            out.extend_from_slice(new.as_bytes());
-            out.push(b'\n');
+            self.out.write_all(new.as_bytes())?;
+            self.out.write_all(b"\n")?;
         }
-        pos = (end + 1).min(text.len());
-        line_no = at + 1;
+        self.next += 1;
+        self.line += 1;
+        self.at_start = true;
+        Ok(())
     }
-    copy_lines(&text[pos..], &mut out);
-    Ok(out)
+
+    /// Copies unedited bytes, dropping each `\r` that ends a line.
+    fn copy(&mut self, mut run: &[u8]) -> Result<(), EditFail> {
+        if std::mem::take(&mut self.pending_cr) && run.first() != Some(&b'\n') {
+            self.out.write_all(b"\r")?;
+        }
+        while let Some(i) = memchr::memchr(b'\r', run) {
+            if i + 1 == run.len() {
+                self.out.write_all(&run[..i])?;
+                self.pending_cr = true;
+                return Ok(());
+            }
+            let keep = if run[i + 1] == b'\n' { i } else { i + 1 };
+            self.out.write_all(&run[..keep])?;
+            run = &run[i + 1..];
+        }
+        self.out.write_all(run)?;
+        Ok(())
+    }
 }
 
-/// Appends whole lines of `span` the way ClamAV rewrites them: `\r` before `\n` dropped, a
-/// missing final `\n` added.
-fn copy_lines(span: &str, out: &mut Vec<u8>) {
-    if span.is_empty() {
-        return;
+/// UTF-8 validation of a byte stream fed in pieces (a character may span two pieces).
+#[derive(Default)]
+struct Utf8Check {
+    carry: [u8; 4],
+    len: usize,
+}
+
+impl Utf8Check {
+    /// Whether everything fed so far is UTF-8 or a prefix of it.
+    fn feed(&mut self, mut buf: &[u8]) -> bool {
+        if self.len > 0 {
+            let need = match self.carry[0] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            let take = (need - self.len).min(buf.len());
+            self.carry[self.len..self.len + take].copy_from_slice(&buf[..take]);
+            self.len += take;
+            buf = &buf[take..];
+            match std::str::from_utf8(&self.carry[..self.len]) {
+                Ok(_) => self.len = 0,
+                Err(e) if e.error_len().is_none() && self.len < need => return true,
+                Err(_) => return false,
+            }
+        }
+        match std::str::from_utf8(buf) {
+            Ok(_) => true,
+            Err(e) if e.error_len().is_none() => {
+                let tail = &buf[e.valid_up_to()..];
+                self.carry[..tail.len()].copy_from_slice(tail);
+                self.len = tail.len();
+                true
+            }
+            Err(_) => false,
+        }
     }
-    if memchr::memchr(b'\r', span.as_bytes()).is_some() {
-        for line in lines_of(span) {
-            out.extend_from_slice(line.as_bytes());
-            out.push(b'\n');
-        }
-    } else {
-        out.extend_from_slice(span.as_bytes());
-        if !span.ends_with('\n') {
-            out.push(b'\n');
-        }
+
+    /// Whether the stream ended on a character boundary.
+    fn complete(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -1098,6 +1320,47 @@ mod tests {
                 let slow = apply_edits_reference(raw.as_bytes(), &edits);
                 prop_assert_eq!(fast, slow, "input {:?} edits {:?}", raw, edits);
             }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            /// Fed in pieces of any size (a line, a `\r\n` or a character split between two),
+            /// the streaming editor gives the same bytes and verdict as the reference.
+            #[test]
+            fn edit_stream_in_pieces_matches_the_reference(
+                raw in "([a-cé]{0,3}(\r|\n|\r\n)?){0,12}",
+                edits in proptest::collection::btree_map(0usize..14, ("[a-c]{0,2}", proptest::option::of("[x-z]{0,3}")), 0..5),
+                cuts in proptest::collection::vec(1usize..5, 0..30),
+            ) {
+                let bytes = raw.as_bytes();
+                let streamed = (|| {
+                    let mut e = EditStream::new("f", &edits, Vec::new()).ok()?;
+                    let mut rest = bytes;
+                    for n in cuts {
+                        let (piece, tail) = rest.split_at(n.min(rest.len()));
+                        e.write(piece).ok()?;
+                        rest = tail;
+                    }
+                    e.write(rest).ok()?;
+                    e.finish().ok()
+                })();
+                prop_assert_eq!(streamed, apply_edits_reference(bytes, &edits), "input {:?} edits {:?}", raw, edits);
+            }
+        }
+
+        #[test]
+        fn edit_stream_rejects_split_invalid_utf8() {
+            let edits = Edits::new();
+            let mut e = EditStream::new("f", &edits, Vec::new()).unwrap();
+            e.write(b"a\xc3").unwrap();
+            assert!(e.write(b"(\n").is_err());
+            let mut e = EditStream::new("f", &edits, Vec::new()).unwrap();
+            e.write(b"a\xc3").unwrap();
+            e.write(b"\xa9\n").unwrap();
+            assert_eq!(e.finish().unwrap(), "aé\n".as_bytes());
+            let mut e = EditStream::new("f", &edits, Vec::new()).unwrap();
+            e.write(b"a\xe2\x82").unwrap();
+            assert!(e.finish().is_err());
         }
 
         proptest! {

@@ -26,6 +26,7 @@
 
 pub mod build;
 pub mod cdiff;
+mod chain;
 pub mod container;
 pub mod dnstxt;
 mod error;

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::io;
 
 use crate::cdiff::{self, Cdiff, Changes, Script};
+
+pub use crate::chain::{ApplyError, CldOptions, apply_chain_to_cld};
 use crate::container::Limits;
 use crate::error::{CdiffError, Error, MemberError};
 use crate::header::Header;
@@ -102,6 +104,20 @@ fn apply_link(
     keys: &KeySet,
     limits: &Limits,
 ) -> Result<u32, Error> {
+    let (next, script) = open_link(bytes, version, keys, limits)?;
+    cdiff::plan(&script, &*layer)?.commit(layer)?;
+    check_link_info(&read_info(&*layer, info_name)?.header, next)?;
+    Ok(next)
+}
+
+/// Parses and verifies one cdiff of a chain and checks that it turns `version` into the next
+/// version. Returns that version and the script.
+pub(crate) fn open_link(
+    bytes: &[u8],
+    version: u32,
+    keys: &KeySet,
+    limits: &Limits,
+) -> Result<(u32, Script), Error> {
     let cdiff = Cdiff::parse(bytes, limits.max_script_size)?;
     cdiff.verify(&keys.cdiff)?;
     if u64::from(cdiff.version) != u64::from(version) + 1 {
@@ -112,17 +128,19 @@ fn apply_link(
         ))
         .into());
     }
-    let script = Script::parse(&cdiff.script)?;
-    cdiff::plan(&script, &*layer)?.commit(layer)?;
-    let header = read_info(&*layer, info_name)?.header;
-    if header.version != cdiff.version {
+    Ok((cdiff.version, Script::parse(&cdiff.script)?))
+}
+
+/// Checks the `.info` header a link leaves against the version the link is labelled with.
+pub(crate) fn check_link_info(header: &Header, version: u32) -> Result<(), Error> {
+    if header.version != version {
         return Err(CdiffError::Header(format!(
-            "cdiff is labelled version {} but its .info says {}",
-            cdiff.version, header.version
+            "cdiff is labelled version {version} but its .info says {}",
+            header.version
         ))
         .into());
     }
-    Ok(cdiff.version)
+    Ok(())
 }
 
 /// A store seen through pending changes: what a chain has done so far, not yet committed.

@@ -1,4 +1,5 @@
 //! Integration tests of the format library against ClamAV's own signed fixtures.
 
 mod fixtures;
+mod stream;
 mod tamper;
