@@ -150,6 +150,29 @@ ts.sort()
 print(f"{len(ts)} accepted, first {ts[0]:.2f} s, last {ts[-1]:.2f} s after the publish was accepted" if ts else "none found in the logs")
 PY
 )
+# How long each mirror spent receiving the new daily.cvd and fsyncing it (its "object downloaded"
+# log line): where the time goes.
+OBJ_TIMES=$(python3 - "$T_START" "$W"/logs/m*.err <<'PY'
+import datetime, re, sys
+start, rec, fs = float(sys.argv[1]), [], []
+for path in sys.argv[2:]:
+    for line in open(path, errors="replace"):
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if "object downloaded" in line and "file=daily.cvd" in line:
+            stamp = line.split()[0].rstrip("Z")[:26]
+            t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+            if t >= start:
+                rec.append(int(re.search(r"receive_ms=(\d+)", line).group(1)) / 1000)
+                fs.append(int(re.search(r"fsync_ms=(\d+)", line).group(1)) / 1000)
+def q(a, p):
+    a = sorted(a)
+    return a[min(len(a) - 1, int(len(a) * p))]
+if rec:
+    print(f"receiving: median {q(rec, .5):.2f} s, max {max(rec):.2f} s; fsync: median {q(fs, .5):.2f} s, max {max(fs):.2f} s ({len(rec)} mirrors)")
+else:
+    print("no 'object downloaded' lines in the logs")
+PY
+)
 P25_ACC=$(since "$T_ACCEPTED" | pct 0.25) P90_ACC=$(since "$T_ACCEPTED" | pct 0.9)
 PUBLISH_SECS=$(awk -v a="$T_START" -v b="$T_ACCEPTED" 'BEGIN {printf "%.3f", b - a}')
 PULL_STATS=$(printf '%s\n' "${PULLED[@]}" | sort -n |
@@ -225,6 +248,7 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     echo "time until a mirror serves it, after the publish was accepted: first $FIRST_ACC s, p25 $P25_ACC s, p50 $P50_ACC s, p90 $P90_ACC s, p100 $P100_ACC s"
     echo "                                 after vdb publish started:   p50 $P50_START s, p100 $P100_START s"
     echo "bytes each mirror pulled: $PULL_STATS"
+    echo "each mirror's daily.cvd download: $OBJ_TIMES"
     echo
     echo "same update by rsync -a --no-whole-file to $MIRRORS directories holding the old set:"
     echo "  one after another: $RS_SEQ s (load average $LOAD_RS1)"

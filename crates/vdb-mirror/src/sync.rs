@@ -358,6 +358,7 @@ impl Syncer {
             ));
         }
         let tmp = self.store.tmp_file(&f.sha256);
+        let started = Instant::now();
         let result = async {
             // Network chunks are small (tens of KiB); buffered, the file sees 1 MiB writes,
             // each one trip to the blocking pool instead of one per chunk.
@@ -390,10 +391,18 @@ impl Syncer {
                 .await
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;
             let out = out.into_inner();
+            let received = started.elapsed();
             out.sync_all()
                 .await
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;
             drop(out);
+            tracing::info!(
+                file = %f.name,
+                bytes = got,
+                receive_ms = received.as_millis() as u64,
+                fsync_ms = (started.elapsed() - received).as_millis() as u64,
+                "object downloaded"
+            );
             let dst = self.store.object(&f.sha256);
             let tmp2 = tmp.clone();
             let objects = self.store.objects();
