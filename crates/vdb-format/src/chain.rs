@@ -98,6 +98,8 @@ pub fn apply_chain_to_cld(
         version = next;
     }
     let plan = Plan::record(&scripts)?;
+    // The plan holds what the scripts say; their text is not needed any more.
+    drop(scripts);
     if plan.has_move {
         return in_memory(open()?, kind, cdiffs, keys, limits, out, options.compress);
     }

@@ -1,7 +1,7 @@
 //! The update run: freshclam's per-database algorithm (spec §4.3, §2.3) with its retries,
 //! failover and cool-downs (§4.5–§4.7), plus health memory and vdbnet manifest checks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,8 +132,12 @@ pub struct RunReport {
 }
 
 enum Chain {
-    /// Patched up to `version` (maybe partially).
-    Applied(BTreeMap<String, Vec<u8>>, u32),
+    /// Patched up to `version` (maybe partially): the new CLD, staged.
+    Applied {
+        stage: tempfile::TempDir,
+        staged: PathBuf,
+        header: Header,
+    },
     /// The first cdiff is missing and only one version is missing: stay.
     NoLatestPatch,
     /// Give up on cdiffs; download the whole CVD.
@@ -747,13 +751,19 @@ impl<'a> Updater<'a> {
         };
         let t0 = Instant::now();
         match self.chain(db, server, &local, remote, manifest).await? {
-            Chain::Applied(files, version) => {
+            Chain::Applied {
+                stage,
+                staged,
+                header,
+            } => {
                 self.log.debug(format!(
-                    "applied cdiffs {}..{version} in {} ms",
+                    "applied cdiffs {}..{} and built {db}.cld in {} ms",
                     local_version + 1,
+                    header.version,
                     t0.elapsed().as_millis()
                 ));
-                self.install_cld(db, &files, version, &superseded).await
+                self.install_cld(db, &stage, &staged, &header, &superseded)
+                    .await
             }
             Chain::NoLatestPatch => {
                 self.log.warn(format!(
@@ -883,7 +893,10 @@ impl<'a> Updater<'a> {
         })
     }
 
-    /// Unpacks the local copy and applies cdiffs `local+1..=remote` (spec §2.3).
+    /// Downloads cdiffs `local+1..=remote` in freshclam's order (spec §2.3; each one's
+    /// signature and version checked as it arrives, so that a bad one stops the downloads),
+    /// then applies them in one streaming pass from the local `.cvd`/`.cld` to a staged CLD:
+    /// memory does not grow with the database.
     async fn chain(
         &mut self,
         db: &str,
@@ -892,30 +905,14 @@ impl<'a> Updater<'a> {
         remote: u32,
         manifest: Option<&Manifest>,
     ) -> Result<Chain, UpdateError> {
-        let file = match std::fs::File::open(&local.path) {
-            Ok(f) => f,
-            Err(e) => {
-                return Ok(Chain::Fallback(format!(
-                    "cannot open the local database: {e}"
-                )));
-            }
-        };
-        let mut files = match vdb_format::container::read_to_map(
-            std::io::BufReader::with_capacity(1 << 20, file),
-            local.kind,
-            &self.settings.key_set,
-            &self.limits,
-        ) {
-            Ok((_, files)) => files,
-            Err(e) => {
-                return Ok(Chain::Fallback(format!(
-                    "the local {} does not verify: {e}",
-                    file_name(&local.path)
-                )));
-            }
-        };
+        if let Err(e) = std::fs::File::open(&local.path) {
+            return Ok(Chain::Fallback(format!(
+                "cannot open the local database: {e}"
+            )));
+        }
         let first = local.version() + 1;
         let mut current = local.version();
+        let mut cdiffs: Vec<Vec<u8>> = Vec::new();
         for i in first..=remote {
             let name = format!("{db}-{i}.cdiff");
             let url = format!("{server}/{name}");
@@ -969,53 +966,80 @@ impl<'a> Updater<'a> {
             {
                 return Ok(Chain::Fallback(e.to_string()));
             }
-            if let Err(e) = vdb_format::patch::apply_cdiff(
-                &mut files,
-                db,
-                &bytes,
-                &self.settings.key_set,
-                &self.limits,
-            ) {
-                return Ok(Chain::Fallback(format!("{name}: {e}")));
+            // Signature and version now (cheap), the script when the chain is applied.
+            let checked = vdb_format::cdiff::Cdiff::parse(&bytes, self.limits.max_script_size)
+                .and_then(|c| {
+                    c.verify(&self.settings.key_set.cdiff)?;
+                    Ok(c.version)
+                });
+            match checked {
+                Ok(v) if v == i => {}
+                Ok(v) => {
+                    return Ok(Chain::Fallback(format!(
+                        "{name}: it produces version {v}, not {i}"
+                    )));
+                }
+                Err(e) => return Ok(Chain::Fallback(format!("{name}: {e}"))),
             }
+            cdiffs.push(bytes);
             current = i;
         }
-        Ok(Chain::Applied(files, current))
-    }
-
-    async fn install_cld(
-        &mut self,
-        db: &str,
-        files: &BTreeMap<String, Vec<u8>>,
-        version: u32,
-        superseded: &[PathBuf],
-    ) -> Result<DbOutcome, UpdateError> {
         let stage = local::staging(&self.dir).map_err(|e| {
             UpdateError::new(
                 Code::DbDirAccess,
                 format!("cannot create a staging directory: {e}"),
             )
         })?;
+        let staged = stage.path().join(format!("{db}.cld"));
+        let links: Vec<&[u8]> = cdiffs.iter().map(Vec::as_slice).collect();
+        let options = vdb_format::patch::CldOptions {
+            compress: self.settings.compress_local_database,
+            spool_dir: Some(stage.path().to_path_buf()),
+        };
+        match vdb_format::patch::apply_chain_to_cld(
+            &local.path,
+            &links,
+            &self.settings.key_set,
+            &self.limits,
+            &staged,
+            &options,
+        ) {
+            Ok(header) => Ok(Chain::Applied {
+                stage,
+                staged,
+                header,
+            }),
+            Err(vdb_format::patch::ApplyError::Base(e)) => Ok(Chain::Fallback(format!(
+                "the local {} does not verify: {e}",
+                file_name(&local.path)
+            ))),
+            Err(vdb_format::patch::ApplyError::Chain(e)) => Ok(Chain::Fallback(format!(
+                "{db}-{}.cdiff: {}",
+                first as usize + e.index,
+                e.error
+            ))),
+            Err(vdb_format::patch::ApplyError::Output(e)) => Err(UpdateError::new(
+                Code::File,
+                format!("cannot build {db}.cld: {e}"),
+            )),
+        }
+    }
+
+    /// Checks, test-loads and installs a CLD staged by [`Self::chain`].
+    async fn install_cld(
+        &mut self,
+        db: &str,
+        _stage: &tempfile::TempDir,
+        staged: &Path,
+        header: &Header,
+        superseded: &[PathBuf],
+    ) -> Result<DbOutcome, UpdateError> {
         let name = format!("{db}.cld");
-        let staged = stage.path().join(&name);
         let t0 = Instant::now();
         let ferr =
             |e: std::io::Error| UpdateError::new(Code::File, format!("{}: {e}", staged.display()));
-        // Streamed to the staging file: memory holds the unpacked database once, not twice.
-        let file = std::fs::File::create(&staged).map_err(ferr)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let header = vdb_format::build::build_cld(
-            db,
-            files,
-            self.settings.compress_local_database,
-            &mut out,
-        )
-        .map_err(|e| UpdateError::new(Code::Error, format!("cannot build {name}: {e}")))?;
-        let file = out.into_inner().map_err(|e| ferr(e.into_error()))?;
-        file.sync_all().map_err(ferr)?;
-        drop(file);
         // The CLD is checked as ClamAV will load it.
-        let file = std::fs::File::open(&staged).map_err(ferr)?;
+        let file = std::fs::File::open(staged).map_err(ferr)?;
         vdb_format::container::verify(
             std::io::BufReader::with_capacity(1 << 20, file),
             Kind::Cld,
@@ -1026,16 +1050,15 @@ impl<'a> Updater<'a> {
             UpdateError::new(Code::BadCvd, format!("built {name} does not verify: {e}"))
         })?;
         self.log.debug(format!(
-            "built {name} ({} bytes) in {} ms",
-            std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0),
+            "checked {name} ({} bytes) in {} ms",
+            std::fs::metadata(staged).map(|m| m.len()).unwrap_or(0),
             t0.elapsed().as_millis()
         ));
-        self.test_load(&staged).await?;
-        local::install(&staged, &self.dir, &name, superseded)
+        self.test_load(staged).await?;
+        local::install(staged, &self.dir, &name, superseded)
             .map_err(|e| UpdateError::new(Code::File, format!("cannot install {name}: {e}")))?;
-        debug_assert_eq!(header.version, version);
         self.log
-            .info(format!("{name} updated ({})", describe(&header)));
+            .info(format!("{name} updated ({})", describe(header)));
         Ok(DbOutcome::Updated {
             file: name,
             version: header.version,
