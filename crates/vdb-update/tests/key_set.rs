@@ -100,3 +100,101 @@ async fn network_key_set() {
     assert!(String::from_utf8_lossy(&files["mydb.ndb"]).contains("Net.Test.B"));
     assert!(!w.db().join("mydb.cvd").exists());
 }
+
+/// The streaming chain apply refuses a validly signed cdiff whose result does not match the
+/// signed `.info` it brings (a member's hash, or the `.info` signature itself), and leaves no
+/// output, no temporary file and no spool behind.
+#[test]
+fn streamed_chain_refuses_a_result_its_info_does_not_vouch_for() {
+    use vdb_format::patch::{self, ApplyError, CldOptions};
+    let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
+    let public = keys.public();
+    let limits = Limits::default();
+    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| {
+        let spec = BuildSpec {
+            db_name: "mydb".into(),
+            kind: Kind::Cvd,
+            version: v,
+            flevel: 90,
+            builder: "test".into(),
+            build_secs: 1_700_000_000 + u64::from(v) * 3600,
+            signatures: None,
+            engine_flevel: ENGINE_FLEVEL_146,
+        };
+        vdb_format::build::build(&spec, files, Some(&keys))
+            .unwrap()
+            .0
+    };
+    let unpack = |b: &[u8]| {
+        vdb_format::container::read_to_map(b, Kind::Cvd, &public, &limits)
+            .unwrap()
+            .1
+    };
+    let v1_cvd = build(1, &version(&[]));
+    let v1 = unpack(&v1_cvd);
+    let v2 = unpack(&build(2, &version(&["Net.Test.B:0:*:5152535455565758"])));
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("mydb.cvd");
+    std::fs::write(&base, &v1_cvd).unwrap();
+    let out = tmp.path().join("mydb.cld");
+
+    // Version 2's signed .info, but a member that is not what it lists.
+    let mut wrong_member = v2.clone();
+    wrong_member
+        .get_mut("mydb.ndb")
+        .unwrap()
+        .extend_from_slice(b"Net.Test.C:0:*:6162636465666768\n");
+    // Version 2's .info with a signature that does not verify.
+    let mut bad_dsig = v2.clone();
+    let info = String::from_utf8(bad_dsig["mydb.info"].clone()).unwrap();
+    let (head, sig) = info.rsplit_once("DSIG:").unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    bad_dsig.insert(
+        "mydb.info".into(),
+        format!("{head}DSIG:{flipped}{}", &sig[1..]).into_bytes(),
+    );
+    for (what, new) in [("member", wrong_member), ("dsig", bad_dsig)] {
+        let script = cdiff::diff(&v1, &new).unwrap().to_text();
+        let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
+        let r = patch::apply_chain_to_cld(
+            &base,
+            &[&cd],
+            &public,
+            &limits,
+            &out,
+            &CldOptions::default(),
+        );
+        match r {
+            Err(ApplyError::Chain(e)) => {
+                assert_eq!(e.index, 0, "{what}: {e}");
+                match (what, &e.error) {
+                    ("member", vdb_format::Error::Member { member, .. }) => {
+                        assert_eq!(member, "mydb.ndb");
+                    }
+                    ("dsig", vdb_format::Error::Signature { .. }) => {}
+                    _ => panic!("{what}: wrong refusal: {e}"),
+                }
+            }
+            other => panic!("{what}: accepted: {other:?}"),
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["mydb.cvd"], "{what}");
+    }
+
+    // The honest cdiff goes through.
+    let script = cdiff::diff(&v1, &v2).unwrap().to_text();
+    let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
+    let h = patch::apply_chain_to_cld(
+        &base,
+        &[&cd],
+        &public,
+        &limits,
+        &out,
+        &CldOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(h.version, 2);
+}
