@@ -88,18 +88,16 @@ pub fn apply_chain_to_cld(
     };
     let header = container::read_header(open()?).map_err(ApplyError::Base)?;
     let mut versions = Vec::with_capacity(cdiffs.len());
-    let mut scripts = Vec::with_capacity(cdiffs.len());
+    let mut plan = Plan::default();
     let mut version = header.version;
     for (index, bytes) in cdiffs.iter().enumerate() {
+        // One script at a time: the plan keeps what it says, compactly.
         let (next, script) =
             open_link(bytes, version, keys, limits).map_err(|error| ChainError { index, error })?;
+        plan.add(index, &script)?;
         versions.push(next);
-        scripts.push(script);
         version = next;
     }
-    let plan = Plan::record(&scripts)?;
-    // The plan holds what the scripts say; their text is not needed any more.
-    drop(scripts);
     if plan.has_move {
         return in_memory(open()?, kind, cdiffs, keys, limits, out, options.compress);
     }
@@ -201,7 +199,8 @@ enum Op {
         line: usize,
         name: String,
         edits: Edits,
-        adds: Vec<String>,
+        /// The ADD lines, each `\n`-terminated.
+        adds: Vec<u8>,
     },
     /// UNLINK.
     Unlink { link: usize, line: usize },
@@ -243,7 +242,13 @@ impl Target for Recorder<'_> {
             line,
             name: file.name,
             edits: file.edits,
-            adds: file.adds,
+            adds: file
+                .adds
+                .iter()
+                .flat_map(|a| [a.as_bytes(), b"\n"])
+                .flatten()
+                .copied()
+                .collect(),
         });
         Ok(())
     }
@@ -294,16 +299,13 @@ fn untag(e: &io::Error) -> Option<ChainError> {
 }
 
 impl Plan {
-    fn record(scripts: &[Script]) -> Result<Self, ChainError> {
-        let mut plan = Self::default();
-        for (index, script) in scripts.iter().enumerate() {
-            let mut recorder = Recorder {
-                plan: &mut plan,
-                link: index,
-            };
-            cdiff::run(script, &mut recorder).map_err(|error| ChainError { index, error })?;
-        }
-        Ok(plan)
+    /// Adds link `index` of the chain.
+    fn add(&mut self, index: usize, script: &Script) -> Result<(), ChainError> {
+        let mut recorder = Recorder {
+            plan: self,
+            link: index,
+        };
+        cdiff::run(script, &mut recorder).map_err(|error| ChainError { index, error })
     }
 
     /// Replays which files exist through the chain (from the base's file list) and refuses
@@ -442,7 +444,7 @@ impl Stage for Terminal<io::Sink> {
 struct BlockStage<'p> {
     link: usize,
     line: usize,
-    adds: &'p [String],
+    adds: &'p [u8],
     inner: Inner<'p>,
 }
 
@@ -513,10 +515,7 @@ impl Stage for BlockStage<'_> {
             })?,
             Inner::Plain(next) => next,
         };
-        for add in adds {
-            next.write_all(add.as_bytes())?;
-            next.write_all(b"\n")?;
-        }
+        next.write_all(adds)?;
         next.finish()
     }
 }
@@ -885,7 +884,10 @@ pub(crate) mod tests {
         base: &BTreeMap<String, Vec<u8>>,
         scripts: &[Script],
     ) -> Result<BTreeMap<String, Vec<u8>>, usize> {
-        let plan = Plan::record(scripts).map_err(|e| e.index)?;
+        let mut plan = Plan::default();
+        for (i, s) in scripts.iter().enumerate() {
+            plan.add(i, s).map_err(|e| e.index)?;
+        }
         assert!(!plan.has_move, "MOVE takes the in-memory path");
         let names: BTreeSet<String> = base.keys().cloned().collect();
         let exist = plan.existence(&names).map_err(|e| e.index)?;

@@ -198,3 +198,67 @@ fn streamed_chain_refuses_a_result_its_info_does_not_vouch_for() {
     .unwrap();
     assert_eq!(h.version, 2);
 }
+
+/// A chain with a MOVE (two files tied together) takes the in-memory path and gives the same
+/// CLD as building the expected database directly.
+#[test]
+fn streamed_chain_with_a_move_matches_the_expected_database() {
+    use vdb_format::patch::{self, CldOptions};
+    let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
+    let public = keys.public();
+    let limits = Limits::default();
+    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| {
+        let spec = BuildSpec {
+            db_name: "mydb".into(),
+            kind: Kind::Cvd,
+            version: v,
+            flevel: 90,
+            builder: "test".into(),
+            build_secs: 1_700_000_000 + u64::from(v) * 3600,
+            signatures: None,
+            engine_flevel: ENGINE_FLEVEL_146,
+        };
+        vdb_format::build::build(&spec, files, Some(&keys))
+            .unwrap()
+            .0
+    };
+    let unpack = |b: &[u8]| {
+        vdb_format::container::read_to_map(b, Kind::Cvd, &public, &limits)
+            .unwrap()
+            .1
+    };
+    let mut files = version(&["Net.Test.B:0:*:5152535455565758", "Net.Test.C:0:*:61626364"]);
+    files.insert(
+        "mydb.hdb".into(),
+        b"0123456789abcdef0123456789abcdef:10:Net.Test.H\n".to_vec(),
+    );
+    let v1_cvd = build(1, &files);
+    let v1 = unpack(&v1_cvd);
+    let mv = "MOVE mydb.ndb mydb.hdb 2 Net.Test.B 3 Net.Test.C\n";
+    let mut moved = v1.clone();
+    cdiff::apply(&cdiff::Script::parse(mv.as_bytes()).unwrap(), &mut moved).unwrap();
+    moved.remove("mydb.info");
+    let v2 = unpack(&build(2, &moved));
+    let mut v1_moved = v1.clone();
+    cdiff::apply(&cdiff::Script::parse(mv.as_bytes()).unwrap(), &mut v1_moved).unwrap();
+    let script = format!("{mv}{}", cdiff::diff(&v1_moved, &v2).unwrap().to_text());
+    let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("mydb.cvd");
+    std::fs::write(&base, &v1_cvd).unwrap();
+    let out = tmp.path().join("mydb.cld");
+    let h = patch::apply_chain_to_cld(
+        &base,
+        &[&cd],
+        &public,
+        &limits,
+        &out,
+        &CldOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(h.version, 2);
+    let mut want = Vec::new();
+    vdb_format::build::build_cld("mydb", &v2, false, &mut want).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
