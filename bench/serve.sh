@@ -5,6 +5,7 @@
 #
 #   bench/serve.sh                    # everything; results in bench/out/results-serve.txt
 #   DURATION=5 ROUNDS=1 CONNS=16 bench/serve.sh   # wrk seconds per case, rounds (median)
+#   SERVE_THREADS=2 bench/serve.sh    # the mirror's serve_threads (default: its own, one per CPU)
 #   NO_BUILD=1 bench/serve.sh         # reuse target/release/{vdbd,vdb} as they are
 #
 # Needs: cargo, GNU time, nginx, wrk, rsync, curl, jq, python3. Servers bind 127.0.0.1 only;
@@ -20,7 +21,8 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 BIG_CONNS=${BIG_CONNS:-2}
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+SERVE_THREADS=${SERVE_THREADS:-}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NGINX=${NGINX:-/usr/sbin/nginx}
 NAME=serve.sh
@@ -51,7 +53,8 @@ trap cleanup EXIT
 start_master_with_old_release "$W" "$W/master"
 
 head -c 2048 /dev/urandom >"$W/local/local_2k.bin"
-mirror_config "$W/mirror.toml" mirror1 "$MASTER" "$MASTER_PUB" "$W/mirror-data" "$W/local"
+mirror_config "$W/mirror.toml" mirror1 "$MASTER" "$MASTER_PUB" "$W/mirror-data" "$W/local" \
+    "${SERVE_THREADS:+serve_threads = $SERVE_THREADS}"
 start_role "$W/mirror" mirror "$W/mirror.toml"
 MIRROR=$(json http "$READY")
 echo "== mirror at $MIRROR" >&2
@@ -130,7 +133,7 @@ CVD_SIZE=$(stat -c %s "$W/www/daily.cvd")
 # --- wrk ---------------------------------------------------------------------------------------
 # wrk_case LABEL SERVER URL CONNS HEADER...: one bounded wrk run; appends its req/s, p99 (ms),
 # GiB/s and load average to the lists of LABEL/SERVER (medians taken after all rounds).
-declare -A RPS P99 GBS LOAD ERRS ROUND_RPS
+declare -A RPS P99 GBS LOAD ERRS ROUND_RPS PAIRED
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 to_gib() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB$/) n *= 1; else if (v ~ /MB$/) n /= 1024; else if (v ~ /KB$/) n /= 1048576; else n /= 1073741824; printf "%.3f", n }'; }
 wrk_case() {
@@ -164,16 +167,27 @@ for u in "$MIRROR" "$NGINX_URL"; do
 done
 
 CASES=("2KiB GET" "Range 0-511" "304 IMS" "whole CVD" "dns.txt GET")
-echo "== wrk -t$THREADS, ${DURATION}s per case, $ROUNDS rounds (load average $(loadavg))" >&2
-# Mirror and nginx alternate case by case, so both see about the same background load. In the
-# header, @LM@ stands for the Last-Modified each server gives daily.cvd.
+SERVE_N=$(curl -sf "$MIRROR/metrics" | grep -c '^vdb_mirror_serve_thread_connections_total{' || true)
+echo "== wrk -t$THREADS, ${DURATION}s per case, $ROUNDS rounds (load average $(loadavg)); mirror serve threads: $SERVE_N" >&2
+# Mirror and nginx run back to back case by case, so both see about the same background load,
+# and which one goes first alternates from round to round (drift in the background load then
+# favours neither). Each round gives a paired ratio mirror/nginx of two adjacent runs; the goals
+# are judged on the median of these paired ratios, which resists a noisy round better than a
+# ratio of medians. In the header, @LM@ stands for the Last-Modified each server gives daily.cvd.
 pair() {
-    local label=$1 path=$2 conns=$3 hdr=${4:-} server base lm
-    for server in mirror nginx; do
+    local label=$1 path=$2 conns=$3 hdr=${4:-} server base lm order=(mirror nginx) a b
+    ((round % 2 == 0)) && order=(nginx mirror)
+    for server in "${order[@]}"; do
         base=$MIRROR lm=$LM_MIRROR
         [[ $server == nginx ]] && base=$NGINX_URL lm=$LM_NGINX
         wrk_case "$label" "$server" "$base/$path" "$conns" ${hdr:+"${hdr//@LM@/$lm}"}
     done
+    if [[ $label == "whole CVD" ]]; then
+        a=${GBS[$label/mirror]% } b=${GBS[$label/nginx]% }
+    else
+        a=${RPS[$label/mirror]% } b=${RPS[$label/nginx]% }
+    fi
+    PAIRED[$label]+="$(ratio "${a##* }" "${b##* }") "
 }
 for ((round = 1; round <= ROUNDS; round++)); do
     pair "2KiB GET" local_2k.bin "$CONNS"
@@ -181,6 +195,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     pair "304 IMS" daily.cvd "$CONNS" "If-Modified-Since: @LM@"
     pair "whole CVD" daily.cvd "$BIG_CONNS"
     pair "dns.txt GET" dns.txt "$CONNS"
+done
+for k in "${!PAIRED[@]}"; do
+    PAIRED[$k]=$(median "${PAIRED[$k]}")
 done
 for k in "${!RPS[@]}"; do
     ROUND_RPS[$k]=${RPS[$k]% }
@@ -194,7 +211,7 @@ done
     machine_line
     echo "database: $STAMP; daily.cvd (version $NEW_V) $CVD_SIZE bytes; local_2k.bin 2048 bytes (mirror: from local_dir); dns.txt $(stat -c %s "$W/www/dns.txt") bytes (mirror: from the synced set; informational, no goal)"
     echo "versions: $("$VDBD" --version 2>/dev/null || echo vdbd), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-    echo "wrk: -t$THREADS -c$CONNS (whole CVD: -c$BIG_CONNS) -d${DURATION}s --latency, $ROUNDS rounds, mirror and nginx alternating; medians (load: median 1-min load average at the start of the runs); client, mirror and nginx share the machine's $(nproc) CPUs"
+    echo "wrk: -t$THREADS -c$CONNS (whole CVD: -c$BIG_CONNS) -d${DURATION}s --latency, $ROUNDS rounds, mirror and nginx back to back (order alternating by round); medians (load: median 1-min load average at the start of the runs); mirror/nginx = median of the per-round paired ratios; client, mirror ($SERVE_N serve threads) and nginx ($(nproc) workers) share the machine's $(nproc) CPUs"
     echo
     printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %-16s | %s\n' case server "req/s" "p99 ms" "GiB/s" load "mirror/nginx" "req/s per round"
     echo "|--------------|--------|------------|-----------|----------|-------|------------------|----------------"
@@ -203,9 +220,9 @@ done
             k="$c/$server" r=
             if [[ $server == mirror ]]; then
                 if [[ $c == "whole CVD" ]]; then
-                    r="$(ratio "${GBS[$k]}" "${GBS[$c/nginx]}")x GiB/s"
+                    r="${PAIRED[$c]}x GiB/s"
                 else
-                    r="$(ratio "${RPS[$k]}" "${RPS[$c/nginx]}")x req/s"
+                    r="${PAIRED[$c]}x req/s"
                 fi
             fi
             printf '| %-12s | %-6s | %10s | %9s | %8s | %5s | %-16s | %s %s\n' "$c" "$server" "${RPS[$k]}" \
@@ -220,9 +237,9 @@ done
     echo
     echo "goals:"
     for c in "2KiB GET" "Range 0-511" "304 IMS"; do
-        x=$(ratio "${RPS[$c/mirror]}" "${RPS[$c/nginx]}")
-        echo "  $(verdict le 1.0 "$x") $c: mirror >= 1.0x nginx req/s (${x}x)"
+        x=${PAIRED[$c]}
+        echo "  $(verdict le 1.0 "$x") $c: mirror >= 1.0x nginx req/s (paired median ${x}x; ratio of medians $(ratio "${RPS[$c/mirror]}" "${RPS[$c/nginx]}")x; p99 ratio $(ratio "${P99[$c/mirror]}" "${P99[$c/nginx]}")x)"
     done
-    x=$(ratio "${GBS[whole CVD/mirror]}" "${GBS[whole CVD/nginx]}")
-    echo "  $(verdict le 0.9 "$x") whole CVD: mirror >= 0.9x nginx GiB/s (${x}x)"
+    x=${PAIRED[whole CVD]}
+    echo "  $(verdict le 0.9 "$x") whole CVD: mirror >= 0.9x nginx GiB/s (paired median ${x}x; ratio of medians $(ratio "${GBS[whole CVD/mirror]}" "${GBS[whole CVD/nginx]}")x)"
 } | tee "$OUT/results-serve.txt"

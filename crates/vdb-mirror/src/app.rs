@@ -331,7 +331,10 @@ async fn local_stats(
 }
 
 async fn files(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body> {
-    crate::files::serve(app, req).await
+    crate::files::serve(&app, req)
+        .response()
+        .await
+        .map(Body::new)
 }
 
 #[cfg(test)]

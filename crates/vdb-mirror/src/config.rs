@@ -33,6 +33,7 @@ pub enum UnknownHost {
 /// poll_secs = 300
 /// stats_user = "admin"
 /// stats_password = "…"
+/// # serve_threads = 4                    # default: one per CPU
 /// # tls_listen = "0.0.0.0:443"
 /// # tls_cert = "/etc/vdb-mirror/cert.pem"
 /// # tls_key = "/etc/vdb-mirror/key.pem"
@@ -101,6 +102,10 @@ pub struct Config {
     /// How often counted statistics are written to SQLite.
     #[serde(default = "default_stats_flush")]
     pub stats_flush_secs: u64,
+    /// Threads serving connections, each with its own single-threaded event loop (as nginx's
+    /// worker processes). Default: one per CPU (`available_parallelism`).
+    #[serde(default)]
+    pub serve_threads: Option<usize>,
     /// Optional HTTPS listen address (needs `tls_cert` and `tls_key`).
     #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
@@ -174,6 +179,10 @@ impl Config {
         );
         anyhow::ensure!(self.poll_secs >= 1, "field `poll_secs`: at least 1");
         anyhow::ensure!(
+            self.serve_threads.is_none_or(|n| (1..=1024).contains(&n)),
+            "field `serve_threads`: 1 to 1024 (or leave it out: one per CPU)"
+        );
+        anyhow::ensure!(
             self.tls_listen.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
             "field `tls_listen` needs `tls_cert` and `tls_key`"
         );
@@ -184,10 +193,47 @@ impl Config {
         Ok(())
     }
 
+    /// The number of serve threads: `serve_threads`, or one per CPU.
+    pub fn serve_threads(&self) -> usize {
+        self.serve_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// The directory of `local_*` files.
     pub fn local_dir(&self) -> PathBuf {
         self.local_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("local"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> anyhow::Result<Config> {
+        let text = format!(
+            "name = \"m\"\nnetwork = \"n\"\nmasters = [\"http://127.0.0.1:1\"]\n\
+             master_keys = [\"ed25519:01{}\"]\ndata_dir = \"/tmp/x\"\n{extra}",
+            "00".repeat(31)
+        );
+        let c: Config = toml::from_str(&text)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn serve_threads_default_to_the_cpus_and_are_bounded() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let c = parse("").unwrap();
+        assert_eq!(c.serve_threads, None);
+        assert_eq!(c.serve_threads(), cpus);
+        assert_eq!(parse("serve_threads = 3").unwrap().serve_threads(), 3);
+        for bad in ["serve_threads = 0", "serve_threads = 5000"] {
+            let e = format!("{:#}", parse(bad).unwrap_err());
+            assert!(e.contains("serve_threads"), "{e}");
+        }
+        assert!(parse("serve_threads = -1").is_err());
     }
 }

@@ -1,18 +1,21 @@
 //! The file handler: flat names of the current snapshot, `local_*` files and the manifest, with
 //! HEAD, single ranges, conditional requests and caching headers.
 
+use std::future::Future;
 use std::io::SeekFrom;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::Bytes;
+use http_body_util::Full;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use vdb_proto::MANIFEST_PATH;
 
 use crate::app::{App, api_error};
-use crate::store::CacheClass;
+use crate::store::{CacheClass, Entry};
 
 /// Chunk size for streaming large files.
 const CHUNK: usize = 512 * 1024;
@@ -128,7 +131,7 @@ fn parse_date(v: &HeaderValue) -> Option<u64> {
 }
 
 /// Whether the client's copy is current (304).
-fn not_modified(h: &HeaderMap, entry: &crate::store::Entry) -> bool {
+fn not_modified(h: &HeaderMap, entry: &Entry) -> bool {
     if let Some(inm) = h.get(header::IF_NONE_MATCH) {
         return inm.to_str().is_ok_and(|v| etag_matches(v, &entry.etag));
     }
@@ -205,49 +208,173 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The file handler (every path not routed elsewhere).
-pub(crate) async fn serve<B>(app: Arc<App>, req: Request<B>) -> Response<Body> {
+/// A file response body: bytes held in memory (no allocation for the body itself), or a
+/// stream from disk / an error body.
+pub(crate) type FileBody = http_body_util::Either<Full<Bytes>, Body>;
+
+fn memory(b: Bytes) -> FileBody {
+    http_body_util::Either::Left(Full::new(b))
+}
+
+fn empty() -> FileBody {
+    memory(Bytes::new())
+}
+
+fn boxed(r: Response<Body>) -> Response<FileBody> {
+    r.map(http_body_util::Either::Right)
+}
+
+/// What the file handler answers: at once (everything served from memory, all errors), or
+/// after opening a file on disk.
+pub(crate) enum Reply {
+    /// The response, statistics already counted.
+    Ready(Response<FileBody>),
+    /// A response still to stream from disk.
+    Open(Pin<Box<dyn Future<Output = Response<FileBody>> + Send>>),
+}
+
+impl Reply {
+    /// The response (opening the file if needed).
+    pub(crate) async fn response(self) -> Response<FileBody> {
+        match self {
+            Self::Ready(r) => r,
+            Self::Open(f) => f.await,
+        }
+    }
+}
+
+/// The file handler (every path not routed elsewhere). Memory answers are built without
+/// awaiting, cloning the `App` or allocating the file name.
+pub(crate) fn serve<B>(app: &Arc<App>, req: Request<B>) -> Reply {
     let (req, _) = req.into_parts();
-    let (status, bytes, name, resp) = respond(&app, &req).await;
+    let a = respond(app, &req);
+    match a.out {
+        Out::Ready(resp) => {
+            count(app, &req.headers, a.status, a.bytes, a.name);
+            Reply::Ready(resp)
+        }
+        Out::Disk(disk) => {
+            let app = app.clone();
+            let name = a.name.unwrap_or_default().to_owned();
+            Reply::Open(Box::pin(async move {
+                let (status, bytes, resp) = disk.open(&app, &name).await;
+                let name = (status != 503).then_some(name.as_str());
+                count(&app, &req.headers, status, bytes, name);
+                resp
+            }))
+        }
+    }
+}
+
+/// Metrics and statistics of one response.
+fn count(app: &App, h: &HeaderMap, status: u16, bytes: u64, name: Option<&str>) {
     app.metrics.response(status);
     if let Some(name) = name {
-        let ua = req
-            .headers
+        let ua = h
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         app.metrics.served_bytes.inc_by(bytes);
-        app.stats.record(app.clock.now(), ua, &name, status, bytes);
+        app.stats.record(app.clock.now(), ua, name, status, bytes);
     }
-    resp
 }
 
-type Answer = (u16, u64, Option<String>, Response<Body>);
+/// A response whose body is still to be opened on disk.
+struct Disk {
+    head: Response<()>,
+    status: u16,
+    path: PathBuf,
+    local: bool,
+    etag: String,
+    start: u64,
+    len: u64,
+}
 
-fn error(status: StatusCode, code: &str, msg: &str) -> Answer {
-    (status.as_u16(), 0, None, api_error(status, code, msg))
+impl Disk {
+    async fn open(self, app: &App, name: &str) -> (u16, u64, Response<FileBody>) {
+        let (start, len) = (self.start, self.len);
+        let mut opened = file_body(self.path, start, len).await;
+        if opened.is_err() && !self.local {
+            // A sync switched snapshots and removed this one between lookup and open: the
+            // same content (same ETag) is in the new one.
+            let again = app.snapshot().and_then(|s| {
+                s.files
+                    .get(name)
+                    .filter(|e| e.etag == self.etag)
+                    .map(|e| e.path.clone())
+            });
+            if let Some(p) = again {
+                opened = file_body(p, start, len).await;
+            }
+        }
+        match opened {
+            Ok(b) => (
+                self.status,
+                len,
+                self.head.map(|()| http_body_util::Either::Right(b)),
+            ),
+            Err(e) => {
+                tracing::error!(file = %name, error = %e, "cannot open a served file");
+                let a = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the file is being replaced; retry",
+                );
+                let Out::Ready(r) = a.out else {
+                    unreachable!("errors are ready")
+                };
+                (a.status, 0, r)
+            }
+        }
+    }
+}
+
+enum Out {
+    Ready(Response<FileBody>),
+    Disk(Disk),
+}
+
+/// Status, body bytes, the statistics name (none: not counted), and the response.
+struct Answer<'r> {
+    status: u16,
+    bytes: u64,
+    name: Option<&'r str>,
+    out: Out,
+}
+
+fn error(status: StatusCode, code: &str, msg: &str) -> Answer<'static> {
+    Answer {
+        status: status.as_u16(),
+        bytes: 0,
+        name: None,
+        out: Out::Ready(boxed(api_error(status, code, msg))),
+    }
 }
 
 /// Statistics name for any request of a file that is not served (one row, whatever the name,
 /// so that random names cannot grow the statistics).
 pub(crate) const NOT_FOUND_NAME: &str = "(not found)";
 
-fn not_found() -> Answer {
-    let (s, b, _, r) = error(StatusCode::NOT_FOUND, "not_found", "no such file");
-    (s, b, Some(NOT_FOUND_NAME.to_owned()), r)
+fn not_found() -> Answer<'static> {
+    Answer {
+        name: Some(NOT_FOUND_NAME),
+        ..error(StatusCode::NOT_FOUND, "not_found", "no such file")
+    }
 }
 
-async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
+fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
     let method = &req.method;
     if *method != Method::GET && *method != Method::HEAD {
-        let (s, b, n, mut r) = error(
+        let mut a = error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "only GET and HEAD are served here",
         );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return (s, b, n, r);
+        if let Out::Ready(r) = &mut a.out {
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        return a;
     }
     if !app.host_allowed(&req.headers) {
         return error(
@@ -257,133 +384,145 @@ async fn respond(app: &App, req: &axum::http::request::Parts) -> Answer {
         );
     }
     let path = req.uri.path();
-    let snap = app.snapshot();
-    let (name, entry, owned);
+    // The lookups hold the read locks while the (I/O-free) answer is built: no reference
+    // count of a shared snapshot or entry is touched per request.
     if path == MANIFEST_PATH {
-        let Some(s) = &snap else {
-            return error(
+        let current = app.current.read().unwrap_or_else(|e| e.into_inner());
+        return match current.as_ref() {
+            Some(s) => answer(app, req, "manifest.json", &s.envelope, false),
+            None => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_synced",
                 "this mirror has not synced yet",
-            );
+            ),
         };
-        name = "manifest.json".to_owned();
-        entry = &s.envelope;
-    } else {
-        let n = match file_name(path) {
-            Ok(n) => n,
-            Err(BadPath::Malformed) => {
-                return error(StatusCode::BAD_REQUEST, "bad_path", "malformed file path");
-            }
-            Err(BadPath::NotFound) => return not_found(),
-        };
-        if n.starts_with("local_") {
-            let local = app.local.read().unwrap_or_else(|e| e.into_inner()).clone();
-            match local.get(n) {
-                Some(e) => owned = e.clone(),
-                None => return not_found(),
-            }
-            entry = &owned;
-        } else {
-            match snap.as_ref().and_then(|s| s.files.get(n)) {
-                Some(e) => entry = e,
-                None => return not_found(),
-            }
+    }
+    let n = match file_name(path) {
+        Ok(n) => n,
+        Err(BadPath::Malformed) => {
+            return error(StatusCode::BAD_REQUEST, "bad_path", "malformed file path");
         }
-        name = n.to_owned();
+        Err(BadPath::NotFound) => return not_found(),
+    };
+    if n.starts_with("local_") {
+        let local = app.local.read().unwrap_or_else(|e| e.into_inner());
+        match local.get(n) {
+            Some(e) => answer(app, req, n, e, true),
+            None => not_found(),
+        }
+    } else {
+        let current = app.current.read().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref().and_then(|s| s.files.get(n)) {
+            Some(e) => answer(app, req, n, e, false),
+            None => not_found(),
+        }
     }
-    let mut resp = Response::builder()
-        .header(header::ETAG, entry.etag_value.clone())
-        .header(header::LAST_MODIFIED, entry.modified_value.clone())
-        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
-        .header(
-            header::CACHE_CONTROL,
-            match entry.cache {
-                CacheClass::Immutable => {
-                    HeaderValue::from_static("public, max-age=31536000, immutable")
-                }
-                CacheClass::Mutable => app.mutable_cache.clone(),
-            },
-        );
+}
+
+/// `bytes A-B/SIZE` (or `bytes */SIZE`) without a heap-allocated intermediate string.
+fn content_range(span: Option<Span>, size: u64) -> HeaderValue {
+    use std::io::Write as _;
+    let mut buf = [0u8; 80];
+    let mut w = &mut buf[..];
+    let _ = match span {
+        Some(s) => write!(w, "bytes {}-{}/{}", s.start, s.end, size),
+        None => write!(w, "bytes */{size}"),
+    };
+    let n = 80 - w.len();
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("bytes */0"))
+}
+
+fn answer<'r>(
+    app: &App,
+    req: &axum::http::request::Parts,
+    name: &'r str,
+    entry: &Entry,
+    local: bool,
+) -> Answer<'r> {
     let h = &req.headers;
+    let mut hm = HeaderMap::with_capacity(8);
+    hm.insert(header::ETAG, entry.etag_value.clone());
+    hm.insert(header::LAST_MODIFIED, entry.modified_value.clone());
+    hm.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    hm.insert(
+        header::CACHE_CONTROL,
+        match entry.cache {
+            CacheClass::Immutable => {
+                HeaderValue::from_static("public, max-age=31536000, immutable")
+            }
+            CacheClass::Mutable => app.mutable_cache.clone(),
+        },
+    );
+    let ready = |status: StatusCode, bytes: u64, hm: HeaderMap, body: FileBody| {
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        *r.headers_mut() = hm;
+        Answer {
+            status: status.as_u16(),
+            bytes,
+            name: Some(name),
+            out: Out::Ready(r),
+        }
+    };
     if not_modified(h, entry) {
-        let r = resp
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default();
-        return (304, 0, Some(name), r);
+        return ready(StatusCode::NOT_MODIFIED, 0, hm, empty());
     }
-    resp = resp.header(
+    hm.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(&name)),
+        HeaderValue::from_static(content_type(name)),
     );
     let ask = match h.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(v) if if_range_ok(h, &entry.etag, entry.modified) => parse_range(v, entry.size),
         _ => RangeAsk::Whole,
     };
-    let (status, span) = match ask {
-        RangeAsk::Whole => (StatusCode::OK, None),
-        RangeAsk::Part(s) => (StatusCode::PARTIAL_CONTENT, Some(s)),
+    let (status, start, len) = match ask {
+        RangeAsk::Whole => {
+            hm.insert(header::CONTENT_LENGTH, entry.size_value.clone());
+            (StatusCode::OK, 0, entry.size)
+        }
+        RangeAsk::Part(s) => {
+            let len = s.end - s.start + 1;
+            hm.insert(header::CONTENT_RANGE, content_range(Some(s), entry.size));
+            hm.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            (StatusCode::PARTIAL_CONTENT, s.start, len)
+        }
         RangeAsk::Unsatisfiable => {
-            let r = resp
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{}", entry.size))
-                .body(Body::empty())
-                .unwrap_or_default();
-            return (416, 0, Some(name), r);
+            hm.insert(header::CONTENT_RANGE, content_range(None, entry.size));
+            return ready(StatusCode::RANGE_NOT_SATISFIABLE, 0, hm, empty());
         }
     };
-    let (start, len) = match span {
-        Some(s) => {
-            resp = resp.header(
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{}", s.start, s.end, entry.size),
-            );
-            (s.start, s.end - s.start + 1)
-        }
-        None => (0, entry.size),
-    };
-    resp = resp.status(status).header(header::CONTENT_LENGTH, len);
-    if *method == Method::HEAD {
-        let r = resp.body(Body::empty()).unwrap_or_default();
-        return (status.as_u16(), 0, Some(name), r);
+    if req.method == Method::HEAD {
+        return ready(status, 0, hm, empty());
     }
     let end = (start + len) as usize;
-    let body = if let Some(d) = &entry.data {
-        Body::from(d.slice(start as usize..end))
-    } else if end <= entry.head.len() {
-        Body::from(entry.head.slice(start as usize..end))
-    } else {
-        let mut opened = file_body(entry.path.clone(), start, len).await;
-        if opened.is_err() && !name.starts_with("local_") {
-            // A sync switched snapshots and removed this one between lookup and open: the
-            // same content (same ETag) is in the new one.
-            if let Some(e) = app
-                .snapshot()
-                .and_then(|s| {
-                    s.files
-                        .get(&name)
-                        .map(|e| (e.etag == entry.etag, e.path.clone()))
-                })
-                .filter(|(same, _)| *same)
-            {
-                opened = file_body(e.1, start, len).await;
-            }
-        }
-        match opened {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(file = %name, error = %e, "cannot open a served file");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the file is being replaced; retry",
-                );
-            }
-        }
-    };
-    let r = resp.body(body).unwrap_or_default();
-    (status.as_u16(), len, Some(name), r)
+    if let Some(d) = &entry.data {
+        return ready(status, len, hm, memory(d.slice(start as usize..end)));
+    }
+    if end <= entry.head.len() {
+        return ready(
+            status,
+            len,
+            hm,
+            memory(entry.head.slice(start as usize..end)),
+        );
+    }
+    let mut head = Response::new(());
+    *head.status_mut() = status;
+    *head.headers_mut() = hm;
+    Answer {
+        status: status.as_u16(),
+        bytes: len,
+        name: Some(name),
+        out: Out::Disk(Disk {
+            head,
+            status: status.as_u16(),
+            path: entry.path.clone(),
+            local,
+            etag: entry.etag.clone(),
+            start,
+            len,
+        }),
+    }
 }
 
 #[cfg(test)]

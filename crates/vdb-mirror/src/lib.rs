@@ -49,6 +49,7 @@ pub struct Running {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     app: Arc<App>,
+    serve: Option<serve::ServeThreads>,
     syncer: Syncer,
     stats_flush: Arc<stats::Stats>,
 }
@@ -91,6 +92,9 @@ impl Running {
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(threads) = self.serve.take() {
+            threads.join().await;
+        }
         let st = self.stats_flush.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.flush()).await {
             tracing::warn!(error = %e, "cannot write the statistics");
@@ -183,11 +187,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let http = listener.local_addr()?;
+    let (threads, dispatch) =
+        serve::ServeThreads::start(config.serve_threads(), &routes, timeouts, &cancel)
+            .context("cannot start the serve threads")?;
     tasks.spawn(serve::accept_loop(
         listener,
-        routes.clone(),
+        dispatch.clone(),
         None,
-        timeouts,
         cancel.clone(),
     ));
     let mut https = None;
@@ -202,9 +208,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         https = Some(l.local_addr()?);
         tasks.spawn(serve::accept_loop(
             l,
-            routes,
+            dispatch,
             Some(acceptor),
-            timeouts,
             cancel.clone(),
         ));
         tasks.spawn(reload_loop(reloader, cancel.clone()));
@@ -232,6 +237,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         cancel,
         tasks,
         app,
+        serve: Some(threads),
         syncer,
         stats_flush: stats,
     })

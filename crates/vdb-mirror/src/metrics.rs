@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
     syncs: Family<Labels, Counter>,
     sync_seconds: Counter<f64>,
     pushes: Family<Labels, Counter>,
+    thread_connections: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -34,6 +35,7 @@ impl Metrics {
         let syncs = Family::<Labels, Counter>::default();
         let sync_seconds = Counter::<f64>::default();
         let pushes = Family::<Labels, Counter>::default();
+        let thread_connections = Family::<Labels, Counter>::default();
         registry.register(
             "manifest_serial",
             "Serial of the served manifest",
@@ -57,6 +59,11 @@ impl Metrics {
         registry.register("syncs", "Syncs by outcome", syncs.clone());
         registry.register("sync_seconds", "Time spent syncing", sync_seconds.clone());
         registry.register("pushes", "Push notices by result", pushes.clone());
+        registry.register(
+            "serve_thread_connections",
+            "Connections handed to each serve thread",
+            thread_connections.clone(),
+        );
         let common = [200, 206, 304, 400, 404, 416]
             .into_iter()
             .map(|c| {
@@ -78,6 +85,7 @@ impl Metrics {
             syncs,
             sync_seconds,
             pushes,
+            thread_connections,
         }
     }
 
@@ -102,6 +110,13 @@ impl Metrics {
         self.pushes
             .get_or_create(&vec![("result", result.to_owned())])
             .inc();
+    }
+
+    /// The connection counter of serve thread `i`.
+    pub(crate) fn thread_connections(&self, i: usize) -> Counter {
+        self.thread_connections
+            .get_or_create(&vec![("thread", i.to_string())])
+            .clone()
     }
 
     pub(crate) fn encode(&self) -> String {

@@ -1,9 +1,11 @@
 //! Accepting connections: HTTP/1.1 with keep-alive, header-read and send timeouts, optional TLS
 //! with certificate reload.
 
+use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -18,6 +20,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+
+use crate::files::Reply;
 
 /// Timeouts applied to every connection.
 #[derive(Debug, Clone, Copy)]
@@ -141,14 +145,24 @@ async fn serve_conn<I>(io: I, routes: Routes, t: Timeouts, cancel: CancellationT
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    use futures_util::FutureExt as _;
+    use futures_util::future::{Either, ready};
     let io = TokioIo::new(SendTimeout::new(io, t.send));
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         if routed(req.uri().path()) {
-            futures_util::future::Either::Left(routes.router.clone().oneshot(req))
+            Either::Left(
+                routes
+                    .router
+                    .clone()
+                    .oneshot(req)
+                    .map(|r| r.map(|resp| resp.map(http_body_util::Either::Right))),
+            )
         } else {
-            let app = routes.app.clone();
-            futures_util::future::Either::Right(async move {
-                Ok::<_, std::convert::Infallible>(crate::files::serve(app, req).await)
+            // Answers from memory are complete here: no task-local future state, no clone of
+            // the shared `App`.
+            Either::Right(match crate::files::serve(&routes.app, req) {
+                Reply::Ready(r) => Either::Left(ready(Ok::<_, Infallible>(r))),
+                Reply::Open(f) => Either::Right(f.map(Ok::<_, Infallible>)),
             })
         }
     });
@@ -173,49 +187,158 @@ where
     }
 }
 
-/// Accepts connections until `cancel`, then drains them (bounded).
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    routes: Routes,
+/// An accepted connection on its way to a serve thread.
+struct Job {
+    stream: std::net::TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// One serve thread as the acceptors see it.
+#[derive(Debug)]
+struct Worker {
+    tx: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// Connections it serves now.
+    live: Arc<AtomicUsize>,
+    /// Connections it has been given since start (a metric).
+    total: prometheus_client::metrics::counter::Counter,
+}
+
+/// Hands accepted connections to the serve thread with the fewest open connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Dispatch {
+    workers: Arc<[Worker]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Dispatch {
+    fn send(&self, job: Job) {
+        let n = self.workers.len();
+        // Ties go round-robin, so that a burst of new connections spreads evenly.
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let w = (0..n)
+            .map(|i| &self.workers[(first + i) % n])
+            .min_by_key(|w| w.live.load(Ordering::Relaxed))
+            .unwrap_or(&self.workers[0]);
+        w.live.fetch_add(1, Ordering::Relaxed);
+        w.total.inc();
+        if w.tx.send(job).is_err() {
+            // The thread has stopped (shutdown): the connection is closed.
+            w.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The serve threads: each runs a current-thread tokio runtime and serves the connections it is
+/// given on that thread (thread per core, as nginx's worker processes: no work stealing, no
+/// cross-thread wake-ups on the hot path). Syncs, pushes' verification and the statistics
+/// writer stay on the caller's runtime.
+#[derive(Debug)]
+pub(crate) struct ServeThreads {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Decrements a serve thread's open connections when a connection ends.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ServeThreads {
+    /// Starts `n` serve threads; they stop when `cancel` fires (after draining their
+    /// connections, bounded) or when every [`Dispatch`] is gone.
+    pub(crate) fn start(
+        n: usize,
+        routes: &Routes,
+        t: Timeouts,
+        cancel: &CancellationToken,
+    ) -> io::Result<(Self, Dispatch)> {
+        let mut workers = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("vdb-serve-{i}"))
+                .build()?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let live = Arc::new(AtomicUsize::new(0));
+            workers.push(Worker {
+                tx,
+                live: live.clone(),
+                total: routes.app.metrics.thread_connections(i),
+            });
+            let routes = routes.clone();
+            let stop = cancel.child_token();
+            let th = std::thread::Builder::new()
+                .name(format!("vdb-serve-{i}"))
+                .spawn(move || rt.block_on(serve_thread(rx, routes, t, stop, live)))?;
+            threads.push(th);
+        }
+        let dispatch = Dispatch {
+            workers: workers.into(),
+            next: Arc::default(),
+        };
+        Ok((Self { threads }, dispatch))
+    }
+
+    /// Waits until every serve thread has drained and stopped.
+    pub(crate) async fn join(self) {
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+async fn serve_thread(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    routes: Routes,
     t: Timeouts,
-    cancel: CancellationToken,
+    stop: CancellationToken,
+    live: Arc<AtomicUsize>,
 ) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            () = cancel.cancelled() => break,
+            () = stop.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            r = listener.accept() => {
-                let (stream, _) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
+            job = rx.recv() => {
+                let Some(Job { stream, tls }) = job else {
+                    // Every acceptor is gone (the mirror was dropped without a shutdown).
+                    stop.cancel();
+                    break;
                 };
-                let _ = stream.set_nodelay(true);
+                let guard = Live(live.clone());
                 let routes = routes.clone();
-                let cancel = cancel.clone();
-                match &tls {
-                    None => {
-                        conns.spawn(serve_conn(stream, routes, t, cancel));
+                let cancel = stop.clone();
+                conns.spawn(async move {
+                    let _guard = guard;
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot register a connection");
+                            return;
+                        }
+                    };
+                    match tls {
+                        None => serve_conn(stream, routes, t, cancel).await,
+                        Some(acc) => match tokio::time::timeout(t.header, acc.accept(stream)).await {
+                            Ok(Ok(s)) => serve_conn(s, routes, t, cancel).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        },
                     }
-                    Some(acc) => {
-                        let acc = acc.clone();
-                        conns.spawn(async move {
-                            match tokio::time::timeout(t.header, acc.accept(stream)).await {
-                                Ok(Ok(s)) => serve_conn(s, routes, t, cancel).await,
-                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
-                            }
-                        });
-                    }
-                }
+                });
             }
         }
     }
+    rx.close();
+    // Connections see `stop` too: they finish their current response and close (bounded).
     let deadline = Instant::now() + Duration::from_secs(6);
     while tokio::time::timeout_at(deadline, conns.join_next())
         .await
@@ -224,6 +347,38 @@ pub(crate) async fn accept_loop(
         .is_some()
     {}
     conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+/// Accepts connections until `cancel` and hands them to the serve threads.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    dispatch: Dispatch,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let r = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let stream = match r {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match stream.into_std() {
+            Ok(stream) => dispatch.send(Job {
+                stream,
+                tls: tls.clone(),
+            }),
+            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
+        }
+    }
 }
 
 /// A certificate resolver that reloads its PEM files when they change.

@@ -2,8 +2,10 @@
 //! file and day, counted in memory and written to SQLite in batches.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -22,22 +24,65 @@ pub(crate) struct Row {
     pub(crate) bytes: u64,
 }
 
+/// FNV-1a: the keys are short names and versions from a bounded set (served names, one
+/// "not found" row, `ClamAV/x.y.z`), so a fast non-keyed hash is enough.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 /// Requests and bytes by status.
-type ByStatus = HashMap<u16, (u64, u64)>;
+type ByStatus = Map<u16, (u64, u64)>;
 
 /// Counts not yet written: day number → file → client → status. Nested so that counting an
 /// already seen combination allocates nothing.
 #[derive(Debug, Default)]
 struct Pending {
-    counts: HashMap<i64, HashMap<String, HashMap<String, ByStatus>>>,
+    counts: Map<i64, Map<String, Map<String, ByStatus>>>,
     len: usize,
+}
+
+/// Pending counts are split in shards, one per serve thread (by a thread-local index), so that
+/// serve threads do not contend on one lock; a flush merges them in one transaction.
+const SHARDS: usize = 16;
+/// Bound on distinct combinations pending per shard (a backstop against floods).
+const SHARD_MAX: usize = 100_000 / SHARDS;
+
+/// One shard, on its own cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Pending>);
+
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
 }
 
 /// Counted statistics.
 #[derive(Debug)]
 pub(crate) struct Stats {
     excluded: Vec<String>,
-    pending: Mutex<Pending>,
+    pending: Box<[Shard]>,
     db: Mutex<Connection>,
 }
 
@@ -91,7 +136,7 @@ impl Stats {
         }
         Ok(Self {
             excluded,
-            pending: Mutex::default(),
+            pending: (0..SHARDS).map(|_| Shard::default()).collect(),
             db: Mutex::new(db),
         })
     }
@@ -106,7 +151,10 @@ impl Stats {
             return;
         }
         let client = client_version(user_agent);
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.pending[shard_index()]
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let p = &mut *p;
         let by_file = p.counts.entry(now.div_euclid(86_400)).or_default();
         let slot = match by_file.get_mut(file).and_then(|c| c.get_mut(client)) {
@@ -114,7 +162,7 @@ impl Stats {
             None => {
                 // Bound memory against request floods (names are already limited to the served
                 // set and one "not found" row, so this is a backstop).
-                if p.len >= 100_000 {
+                if p.len >= SHARD_MAX {
                     return;
                 }
                 p.len += 1;
@@ -133,8 +181,13 @@ impl Stats {
 
     /// Writes pending counts to SQLite (blocking).
     pub(crate) fn flush(&self) -> rusqlite::Result<()> {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if batch.counts.is_empty() {
+        let batches: Vec<Pending> = self
+            .pending
+            .iter()
+            .map(|s| std::mem::take(&mut *s.0.lock().unwrap_or_else(|e| e.into_inner())))
+            .filter(|p| !p.counts.is_empty())
+            .collect();
+        if batches.is_empty() {
             return Ok(());
         }
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
@@ -146,7 +199,7 @@ impl Stats {
                  ON CONFLICT (day, file, status, client) DO UPDATE SET
                  requests = requests + excluded.requests, bytes = bytes + excluded.bytes",
             )?;
-            for (daynum, files) in &batch.counts {
+            for (daynum, files) in batches.iter().flat_map(|b| &b.counts) {
                 let d = day(daynum * 86_400);
                 for (file, clients) in files {
                     for (client, statuses) in clients {
@@ -253,5 +306,33 @@ mod tests {
         assert_eq!(rows[0].requests, 3);
         assert_eq!(rows[0].bytes, 16);
         assert!(html("m", &rows).contains("ClamAV/1.4.6"));
+    }
+
+    #[test]
+    fn shards_of_many_threads_merge_into_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Stats::open(&dir.path().join("s.sqlite"), "mon").unwrap());
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        s.record(86_400, "ClamAV/1.4.6", "daily.cvd", 206, 512);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        s.record(86_400, "ClamAV/1.4.6", "daily.cvd", 304, 0);
+        let rows = s.rows().unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let partial = rows.iter().find(|r| r.status == 206).unwrap();
+        assert_eq!(partial.requests, (SHARDS as u64 + 3) * 100);
+        assert_eq!(partial.bytes, (SHARDS as u64 + 3) * 100 * 512);
+        assert_eq!(partial.day, "1970-01-02");
+        // Everything was written: a second flush adds nothing.
+        assert_eq!(s.rows().unwrap(), rows);
     }
 }

@@ -93,9 +93,11 @@ pub(crate) struct Entry {
     pub(crate) data: Option<Bytes>,
     /// The first bytes, for large files.
     pub(crate) head: Bytes,
-    /// `ETag` and `Last-Modified` as header values (computed once).
+    /// `ETag`, `Last-Modified` and the whole file's `Content-Length` as header values
+    /// (computed once per snapshot, not per request).
     pub(crate) etag_value: http::HeaderValue,
     pub(crate) modified_value: http::HeaderValue,
+    pub(crate) size_value: http::HeaderValue,
 }
 
 impl Entry {
@@ -115,6 +117,7 @@ impl Entry {
             modified_value: http::HeaderValue::from_str(&date).unwrap_or_else(|_| {
                 http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")
             }),
+            size_value: http::HeaderValue::from(size),
             path,
             size,
             etag,

@@ -3,6 +3,7 @@
 mod bench;
 #[path = "../../../vdbd/tests/mirror/double.rs"]
 mod double;
+mod threads;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
