@@ -971,7 +971,7 @@ pub(crate) mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(600))]
+            #![proptest_config(ProptestConfig::with_cases(1000))]
             /// The streaming engine gives what the in-memory interpreter gives, link by link,
             /// on random files (CRLF, no final newline, absent) and random scripts.
             #[test]
