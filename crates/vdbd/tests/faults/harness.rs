@@ -495,8 +495,14 @@ impl Sink {
         Self { url, bodies }
     }
 
-    pub(crate) fn has(&self, pred: impl Fn(&Value) -> bool) -> bool {
-        self.bodies.lock().unwrap().iter().any(pred)
+    /// How many bodies arrived so far.
+    pub(crate) fn len(&self) -> usize {
+        self.bodies.lock().unwrap().len()
+    }
+
+    /// Whether a body that arrived after the first `skip` matches.
+    pub(crate) fn has_since(&self, skip: usize, pred: impl Fn(&Value) -> bool) -> bool {
+        self.bodies.lock().unwrap().iter().skip(skip).any(pred)
     }
 }
 

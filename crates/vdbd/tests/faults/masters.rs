@@ -117,6 +117,7 @@ fn partitioned_masters_skip_the_forced_sync_raise_an_alert_and_converge_after_he
         (counter(&a.url(), run) > 0.0 && counter(&b.url(), run) > 0.0).then_some(())
     });
 
+    let before = sink.len();
     to_b.cut();
     to_a.cut();
     for name in ["a", "b"] {
@@ -124,10 +125,13 @@ fn partitioned_masters_skip_the_forced_sync_raise_an_alert_and_converge_after_he
             &format!("master {name}'s forced_sync_skipped alert"),
             30,
             || {
-                sink.has(|v| {
+                sink.has_since(before, |v| {
                     v["event"] == "alert"
                         && v["kind"] == "forced_sync_skipped"
                         && v["master"] == name
+                        && v["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("unreachable"))
                 })
                 .then_some(())
             },

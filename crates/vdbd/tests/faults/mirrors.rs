@@ -72,6 +72,7 @@ fn a_mirror_killed_during_syncs_again_and_again_serves_only_whole_signed_release
 
     let mut floor = BASE;
     let mut kills = 0;
+    let mut mid_sync = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while kills < 10 {
         assert!(Instant::now() < deadline, "10 kills took over 60 s");
@@ -79,6 +80,10 @@ fn a_mirror_killed_during_syncs_again_and_again_serves_only_whole_signed_release
         std::thread::sleep(Duration::from_millis(next()));
         mirror.sigkill();
         kills += 1;
+        // A sync was under way if its temporary directory holds something.
+        if std::fs::read_dir(spec.data.join("tmp")).is_ok_and(|mut d| d.next().is_some()) {
+            mid_sync += 1;
+        }
         let on_disk = assert_disk_snapshot_is_whole(&spec.data, &keys);
         let v = on_disk.databases["daily"].version;
         assert!(
@@ -100,6 +105,7 @@ fn a_mirror_killed_during_syncs_again_and_again_serves_only_whole_signed_release
         );
     }
     burst.join().expect("the publish burst");
+    eprintln!("{kills} kills, {mid_sync} of them with a sync's temporary files on disk");
     wait_for("the mirror to serve the newest release", 30, || {
         (version_at(&spec.url, &keys, "daily") == BASE + RELEASES).then_some(())
     });
