@@ -203,6 +203,14 @@ pub(crate) fn version_at(base: &str, keys: &[PublicKey], db: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// Whether the master at `base` says it is ready (caught up with its peers: it takes releases)
+/// and holds version `v` of `db` (`GET /api/v1/status`).
+pub(crate) fn master_ready_with(base: &str, db: &str, v: u32) -> bool {
+    http_get(&format!("{base}/api/v1/status"))
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .is_some_and(|s| s["ready"] == true && s["databases"][db] == v)
+}
+
 /// Invariants 1 and 3 over HTTP: every file the mirror serves outside `local_*` matches a
 /// manifest signed by a trusted master, all from one release. The files are compared with the
 /// manifest fetched before them; a round is repeated if the mirror switched meanwhile.

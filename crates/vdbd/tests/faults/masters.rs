@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use crate::harness::{
     Net, Proc, Proxy, Sink, Trigger, Watch, assert_serves_exactly_a_signed_manifest, copy_dir,
-    counter, header_version, manifest_at, sigkill_pid, spawn, text, txt_version, vdb_update,
-    version_at, wait_for,
+    counter, header_version, manifest_at, master_ready_with, sigkill_pid, spawn, text, txt_version,
+    vdb_update, version_at, wait_for,
 };
 
 fn addr(url: &str) -> SocketAddr {
@@ -49,7 +49,12 @@ fn master_a_killed_during_a_publish_fails_over_to_b_and_nothing_is_half_publishe
     // (Either master may take the first release: a master still catching up answers 503.)
     net.publish_ok(&via, &net.fixture_release(1));
     wait_mirrors(&urls, &net, "test", 1);
-    let watch = Watch::start(urls.clone(), keys.clone(), None);
+    // The masters too: a master killed and restarted serves what it held, never less.
+    let watch = Watch::start(
+        urls.iter().cloned().chain(net.master_urls()).collect(),
+        keys.clone(),
+        None,
+    );
 
     for (v, pattern, forward) in [
         // A receives the head (and maybe part) of an upload, then dies.
@@ -57,8 +62,10 @@ fn master_a_killed_during_a_publish_fails_over_to_b_and_nothing_is_half_publishe
         // Every upload reached A; it dies before the commit reaches it.
         (3, &b"POST /api/v1/releases"[..], false),
     ] {
-        wait_for("master b to hold the previous release", 30, || {
-            (version_at(&net.master_url(1), &keys, "test") == v - 1).then_some(())
+        wait_for("both masters ready with the previous release", 30, || {
+            (master_ready_with(&net.master_url(0), "test", v - 1)
+                && master_ready_with(&net.master_url(1), "test", v - 1))
+            .then_some(())
         });
         let pid = a.pid();
         proxy.arm(Trigger {
@@ -80,8 +87,20 @@ fn master_a_killed_during_a_publish_fails_over_to_b_and_nothing_is_half_publishe
         // A, restarted, catches up from B.
         a = net.restart_master(0);
         wait_for("master a to catch up", 30, || {
-            (version_at(&net.master_url(0), &keys, "test") == v).then_some(())
+            master_ready_with(&net.master_url(0), "test", v).then_some(())
         });
+        // The same files for the release on both masters: nothing of the interrupted attempt.
+        let files = |url: &str| {
+            let m = manifest_at(url, &keys).unwrap();
+            let mut f: Vec<_> = m
+                .files
+                .into_iter()
+                .filter(|f| f.name.starts_with("test"))
+                .collect();
+            f.sort_by(|x, y| x.name.cmp(&y.name));
+            f
+        };
+        assert_eq!(files(&net.master_url(0)), files(&net.master_url(1)));
     }
     // A takes the next release again (once it is ready), and it reaches every mirror.
     let out = net.publish_ok(&[net.master_url(0)], &net.fixture_release(4));
