@@ -217,10 +217,14 @@ fn a_tampered_mirror_leaves_dns_and_clients_refuse_its_file() {
     wait_for("mirror1 out of DNS", 30, || {
         (handed_out(d.dns) == want).then_some(())
     });
+    let why = verdict(&d);
     eprintln!(
-        "mirror1 left DNS {:?} after the tampering: {}",
-        t.elapsed(),
-        verdict(&d)
+        "mirror1 left DNS {:?} after the tampering: {why}",
+        t.elapsed()
+    );
+    assert!(
+        why.contains("\"out\"") && why.contains("does not match its signed manifest"),
+        "mirror1 left DNS for another reason: {why}"
     );
     // A client of mirror1 alone refuses the file and installs nothing.
     let (vu, db) = d
