@@ -59,6 +59,16 @@ pub struct Config {
     /// Files up to this size are downloaded whole and their SHA-256 checked.
     #[serde(default = "default_small_file")]
     pub small_file_max_bytes: u64,
+    /// Every this many seconds, each mirror gets a whole-file check: every file its manifest
+    /// lists (CVDs and other files above `small_file_max_bytes` included) is downloaded and its
+    /// SHA-256 checked, so a changed byte anywhere in a CVD takes the mirror out. 0 turns it off
+    /// (then a CVD is checked by its 512-byte header only).
+    #[serde(default = "default_deep_check")]
+    pub deep_check_secs: i64,
+    /// At most this many mirrors get their whole-file check in one round (the ones waiting
+    /// longest first), which bounds what one round downloads.
+    #[serde(default = "default_deep_per_round")]
+    pub deep_checks_per_round: usize,
     /// Freshness thresholds and hysteresis.
     #[serde(default)]
     pub thresholds: Thresholds,
@@ -176,6 +186,12 @@ fn default_user_agent() -> String {
 fn default_small_file() -> u64 {
     1 << 20
 }
+fn default_deep_check() -> i64 {
+    6 * 3600
+}
+fn default_deep_per_round() -> usize {
+    2
+}
 fn default_quorum() -> usize {
     1
 }
@@ -249,6 +265,14 @@ impl Config {
         anyhow::ensure!(
             self.quorum >= 1 && self.quorum <= self.peers.len() + 1,
             "field `quorum`: between 1 and the number of peers + 1"
+        );
+        anyhow::ensure!(
+            self.deep_check_secs >= 0,
+            "field `deep_check_secs` must be 0 (off) or more"
+        );
+        anyhow::ensure!(
+            self.deep_checks_per_round >= 1,
+            "field `deep_checks_per_round` must be at least 1"
         );
         anyhow::ensure!(
             self.request_timeout_secs > 0,

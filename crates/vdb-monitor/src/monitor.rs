@@ -1,6 +1,6 @@
 //! The monitor's core: one check round (`check_all`), its state and its published verdicts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
@@ -53,6 +53,9 @@ pub struct Monitor {
     pub(crate) snapshot: RwLock<Snapshot>,
     pub(crate) metrics: Metrics,
     round: tokio::sync::Mutex<u64>,
+    /// When each mirror last passed or failed a whole-file check (in memory: after a restart
+    /// every mirror is due again, `deep_checks_per_round` at a time).
+    last_deep: Mutex<HashMap<String, i64>>,
 }
 
 const REGISTRY_KEY: &str = "registry";
@@ -68,11 +71,32 @@ impl Monitor {
             snapshot: RwLock::new(Snapshot::default()),
             metrics: Metrics::new(),
             round: tokio::sync::Mutex::new(0),
+            last_deep: Mutex::default(),
             config,
             clock,
         };
         m.restore()?;
         Ok(m)
+    }
+
+    /// The mirrors of `targets` whose whole-file check is due this round: never done or done
+    /// `deep_check_secs` ago, the longest waiting first, at most `deep_checks_per_round`. A
+    /// check that could not reach the mirror does not count as done.
+    fn deep_due(&self, targets: &[&MirrorRecord], now: i64) -> BTreeSet<String> {
+        if self.config.deep_check_secs == 0 {
+            return BTreeSet::new();
+        }
+        let last = self.last_deep.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due: Vec<(Option<i64>, &str)> = targets
+            .iter()
+            .map(|r| (last.get(&r.name).copied(), r.name.as_str()))
+            .filter(|(t, _)| t.is_none_or(|t| now.saturating_sub(t) >= self.config.deep_check_secs))
+            .collect();
+        due.sort();
+        due.into_iter()
+            .take(self.config.deep_checks_per_round)
+            .map(|(_, n)| n.to_owned())
+            .collect()
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -206,12 +230,22 @@ impl Monitor {
             }
             _ => registry.iter().collect(),
         };
+        let deep = self.deep_due(&targets, now);
         let probes = {
-            let futs = targets
-                .iter()
-                .map(|rec| self.prober.probe(rec, newest.as_ref(), now));
+            let futs = targets.iter().map(|rec| {
+                let d = deep.contains(&rec.name);
+                self.prober.probe(rec, newest.as_ref(), now, d)
+            });
             join_all(futs).await
         };
+        {
+            let mut last = self.last_deep.lock().unwrap_or_else(|p| p.into_inner());
+            for (rec, p) in targets.iter().zip(&probes) {
+                if deep.contains(&rec.name) && !matches!(p.outcome, Outcome::Failed(_)) {
+                    last.insert(rec.name.clone(), now);
+                }
+            }
+        }
         let all_failed = !probes.is_empty()
             && probes
                 .iter()

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, RANGE};
+use sha2::Digest as _;
 use vdb_format::Header;
 use vdb_proto::{
     MANIFEST_PATH, Manifest, ManifestError, MirrorRecord, PublicKey, Signed, paths, sha256_hex,
@@ -272,6 +273,7 @@ impl Prober {
         rec: &MirrorRecord,
         newest: Option<&Manifest>,
         now: i64,
+        deep: bool,
     ) -> Probe {
         let mut probe = Probe {
             outcome: Outcome::Failed("no base URL registered".into()),
@@ -283,7 +285,9 @@ impl Prober {
         for base in &rec.base_urls {
             for (label, client) in self.targets(base, rec) {
                 let t0 = Instant::now();
-                let r = self.probe_url(&client, base, newest, now, &mut probe).await;
+                let r = self
+                    .probe_url(&client, base, newest, now, deep, &mut probe)
+                    .await;
                 let ms = t0.elapsed().as_millis() as u64;
                 probe.response_ms = Some(probe.response_ms.map_or(ms, |m| m.max(ms)));
                 results.push((label, r));
@@ -356,6 +360,7 @@ impl Prober {
         base: &str,
         newest: Option<&Manifest>,
         now: i64,
+        deep: bool,
         probe: &mut Probe,
     ) -> Result<(BTreeMap<String, u32>, u64), Fetch> {
         let (_, _, body) = self
@@ -381,6 +386,10 @@ impl Prober {
             let url = join(base, &f.name);
             let lower = f.name.to_ascii_lowercase();
             let container = [".cvd", ".cld", ".cud"].iter().any(|e| lower.ends_with(e));
+            let small = !container && f.size <= self.small_max && self.worth_hashing(&m, &f.name);
+            if deep && !small {
+                self.hash_whole(client, &url, f).await?;
+            }
             if container {
                 let (status, cr, head) = self
                     .get(client, &url, Some("bytes=0-511"), None, 512)
@@ -413,7 +422,7 @@ impl Prober {
                         f.name
                     )));
                 }
-            } else if f.size <= self.small_max && self.worth_hashing(&m, &f.name) {
+            } else if small {
                 let (_, _, bytes) = self.get(client, &url, None, None, f.size).await?;
                 if bytes.len() as u64 != f.size || sha256_hex(&bytes) != f.sha256 {
                     return Err(Fetch::Bad(format!(
@@ -448,6 +457,50 @@ impl Prober {
             .map(|(db, s)| (db.clone(), s.version))
             .collect();
         Ok((serving, m.serial))
+    }
+
+    /// Downloads `f` whole from `url` (streamed, never more than the manifest's size) and
+    /// checks its size and SHA-256: the whole-file check.
+    async fn hash_whole(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        f: &vdb_proto::FileRef,
+    ) -> Result<(), Fetch> {
+        // A whole CVD takes longer than one small request: allow 1 MiB/s at least.
+        let timeout = self.timeout.max(Duration::from_secs(f.size >> 20));
+        let mut resp = client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| Fetch::Failed(format!("{url}: {}", chain(&e))))?;
+        let status = resp.status();
+        if status != StatusCode::OK {
+            return Err(Fetch::Failed(format!("{url}: HTTP {status}")));
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut got = 0u64;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    got += c.len() as u64;
+                    if got > f.size {
+                        break;
+                    }
+                    hasher.update(&c);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(Fetch::Failed(format!("{url}: {}", chain(&e)))),
+            }
+        }
+        if got != f.size || vdb_proto::hex(&hasher.finalize()) != f.sha256 {
+            return Err(Fetch::Bad(format!(
+                "{} does not match its signed manifest (whole-file check: tampered or partly written)",
+                f.name
+            )));
+        }
+        Ok(())
     }
 
     /// Small files worth hashing each check: everything but old cdiffs.

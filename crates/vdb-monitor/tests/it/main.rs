@@ -254,6 +254,38 @@ async fn wrong_cvd_header_is_out_at_the_next_check() {
 }
 
 #[tokio::test]
+async fn a_changed_byte_in_a_cvd_body_is_found_by_the_whole_file_check() {
+    let n = net().await;
+    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
+    c.deep_check_secs = 3600;
+    c.deep_checks_per_round = 1;
+    let r = n.monitor_with(c).await;
+    // Round 1 checks m1's whole files, round 2 m2's (one per round, longest waiting first).
+    at(&r, &n.clock, T0).await;
+    at(&r, &n.clock, T0 + 1).await;
+    // Same size, header intact: only the body differs, which header checks cannot see.
+    let mut cvd = fixture("test-2.cvd");
+    let i = cvd.len() - 100;
+    cvd[i] ^= 0x55;
+    n.m1.tamper("test.cvd", cvd);
+    let rep = at(&r, &n.clock, T0 + 2).await;
+    assert_eq!(
+        state(&rep, "m1"),
+        MirrorState::InService,
+        "whole-file check not due yet"
+    );
+    let rep = at(&r, &n.clock, T0 + 3600).await;
+    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    assert!(
+        rep.mirrors[0].reason.contains("test.cvd")
+            && rep.mirrors[0].reason.contains("whole-file check"),
+        "{}",
+        rep.mirrors[0].reason
+    );
+    assert_eq!(state(&rep, "m2"), MirrorState::InService);
+}
+
+#[tokio::test]
 async fn rollback_is_out_at_the_next_check() {
     let n = net().await;
     let r = n.monitor().await;

@@ -758,7 +758,7 @@ impl Net {
             format!(
                 "name = \"faults-monitor\"\nnetwork = {NETWORK:?}\nmasters = {masters:?}\nmaster_keys = {keys:?}\n\
                  listen = \"127.0.0.1:0\"\ndatabase = {db:?}\ncheck_interval_secs = 1\nrequest_timeout_secs = 3\n\
-                 small_file_max_bytes = 16777216\n\
+                 small_file_max_bytes = 16777216\ndeep_check_secs = 1\ndeep_checks_per_round = 3\n\
                  [thresholds]\nlagging_secs = 1\nold_secs = 2\nout_secs = 3\nunreachable_out_secs = 3\nrecover_checks = 2\n",
                 masters = self.master_urls(),
                 keys = self.keys().iter().map(ToString::to_string).collect::<Vec<_>>(),

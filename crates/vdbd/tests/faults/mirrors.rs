@@ -308,13 +308,10 @@ fn a_mirror_that_stops_syncing_leaves_dns_and_returns_after_recovery() {
     drop(d.mirrors);
 }
 
-/// The monitor checks containers (`.cvd`) by their header only, and a mirror serves the first
-/// 4 KiB of every large file from memory, so bytes changed in the body of a CVD on a mirror's
-/// disk are never noticed by the monitor: the mirror stays in DNS (clients with manifest checks
-/// still refuse the file, see above). Ignored until the monitor hashes container bodies (e.g. a
-/// rotating sample of big files per round); run with `--ignored` to see it fail.
+/// Bytes changed in the body of a CVD on a mirror's disk (past the 4 KiB head the mirror
+/// serves from memory, with the header intact): the monitor's whole-file check
+/// (`deep_check_secs`) finds them and the mirror leaves DNS.
 #[test]
-#[ignore = "monitor gap: CVD bodies are never hashed (reported to the lead)"]
 fn the_monitor_notices_a_tampered_cvd_body() {
     let d = dns_net(|_, _| None);
     tamper(&d, "daily.cvd");
