@@ -293,14 +293,21 @@ impl Publisher {
             classify(resp).await?;
             progress(Progress::Sent(r.size));
         }
-        let resp = self
-            .http
-            .post(format!("{base}{}", vdb_proto::paths::RELEASES))
-            .header("content-type", "application/json")
-            .body(env.to_json())
-            .send()
-            .await
-            .map_err(|e| Attempt::Down(chain(&e)))?;
+        // Sent twice at most when the connection fails: a pooled keep-alive connection the
+        // server closed at the moment of reuse fails without an answer. Sending the same signed
+        // statement again is safe: a master answers a statement it already accepted with that
+        // release instead of taking it twice.
+        let post = || {
+            self.http
+                .post(format!("{base}{}", vdb_proto::paths::RELEASES))
+                .header("content-type", "application/json")
+                .body(env.to_json())
+                .send()
+        };
+        let resp = match post().await {
+            Ok(r) => r,
+            Err(_) => post().await.map_err(|e| Attempt::Down(chain(&e)))?,
+        };
         let resp = classify(resp).await?;
         resp.json().await.map_err(|e| Attempt::Down(chain(&e)))
     }
@@ -532,4 +539,78 @@ pub fn files_from_paths(paths: &[impl AsRef<Path>]) -> Result<Vec<ReleaseFile>, 
         .iter()
         .map(|p| ReleaseFile::from_path(p.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Reads one HTTP/1.1 request (head and a Content-Length body).
+    async fn read_request(s: &mut tokio::net::TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "client closed before sending a request");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < head_end + len {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_statement_whose_connection_drops_unanswered_is_sent_once_more() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for n in 1.. {
+                let (mut s, _) = l.accept().await.unwrap();
+                read_request(&mut s).await;
+                if n == 1 {
+                    continue; // closes the connection without an answer
+                }
+                let body = serde_json::to_string(&ReleaseAccepted {
+                    release_id: "r1".into(),
+                    master: "a".into(),
+                    db: "daily".into(),
+                    version: 2,
+                    serial: 7,
+                })
+                .unwrap();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(resp.as_bytes()).await.unwrap();
+                return n;
+            }
+            unreachable!()
+        });
+        let key = SecretKey::from_seed([1; 32]);
+        let st = ReleaseStatement {
+            db: "daily".into(),
+            version: 2,
+            built_at: 1,
+            issued_at: 1,
+            files: Vec::new(),
+            notes: String::new(),
+        };
+        let env = Signed::sign(&st, &key);
+        let p = Publisher::new(vec![format!("http://{addr}")], key);
+        let a = p.publish(&[], &st, &env, &|_| {}).await.unwrap();
+        assert_eq!((a.release_id.as_str(), a.serial), ("r1", 7));
+        assert_eq!(server.await.unwrap(), 2, "sent twice");
+    }
 }
