@@ -82,6 +82,16 @@ async fn publish(url: &str, clock: &ManualClock, v: u32) -> vdb_proto::ReleaseAc
         .unwrap()
 }
 
+/// A master's Prometheus text.
+async fn metrics(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn manifest(url: &str, key: PublicKey) -> Option<Manifest> {
     Admin::new(url, None).manifest(&[key]).await.ok()
 }
@@ -335,12 +345,7 @@ async fn masters_replicate_releases_and_registry_with_disjoint_serials() {
     assert!(a.forced_sync_now().await);
     b.shutdown().await;
     assert!(!a.forced_sync_now().await);
-    let metrics = reqwest::get(format!("{}/metrics", p.url(0)))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&p.url(0)).await;
     assert!(
         metrics.contains("vdb_master_forced_sync_total{result=\"skipped\"} 1"),
         "{metrics}"
@@ -424,12 +429,7 @@ async fn master_restored_from_an_old_backup_catches_up_before_it_signs_or_pushes
     for r in replicated {
         assert_eq!(r.serial, Some(a_serial), "v{} published alone", r.version);
     }
-    let metrics = reqwest::get(format!("{}/metrics", p.url(0)))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&p.url(0)).await;
     assert!(
         metrics.contains("vdb_master_signing_deferred_total 2"),
         "{metrics}"

@@ -24,12 +24,25 @@ fn version(extra: &[&str]) -> BTreeMap<String, Vec<u8>> {
     .into()
 }
 
-#[tokio::test]
-async fn network_key_set() {
-    let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
-    let public = keys.public();
-    let limits = Limits::default();
-    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| {
+/// The test network's key set, and `mydb` CVDs built and read with it.
+struct TestNet {
+    keys: vdb_sign::PrivateKeySet,
+    public: vdb_format::KeySet,
+    limits: Limits,
+}
+
+impl TestNet {
+    fn new() -> Self {
+        let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
+        Self {
+            public: keys.public(),
+            keys,
+            limits: Limits::default(),
+        }
+    }
+
+    /// `mydb.cvd` version `v` holding `files`, signed with the test key set.
+    fn build(&self, v: u32, files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
         let spec = BuildSpec {
             db_name: "mydb".into(),
             kind: Kind::Cvd,
@@ -40,17 +53,27 @@ async fn network_key_set() {
             signatures: None,
             engine_flevel: ENGINE_FLEVEL_146,
         };
-        vdb_format::build::build(&spec, files, Some(&keys))
+        vdb_format::build::build(&spec, files, Some(&self.keys))
             .unwrap()
             .0
-    };
-    let v1 = build(1, &version(&[]));
-    let v2 = build(2, &version(&["Net.Test.B:0:*:5152535455565758"]));
-    let unpack = |b: &[u8]| {
-        vdb_format::container::read_to_map(b, Kind::Cvd, &public, &limits)
+    }
+
+    /// The files of a CVD signed with the test key set.
+    fn unpack(&self, cvd: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        vdb_format::container::read_to_map(cvd, Kind::Cvd, &self.public, &self.limits)
             .unwrap()
             .1
-    };
+    }
+}
+
+#[tokio::test]
+async fn network_key_set() {
+    let net = TestNet::new();
+    let (keys, public, limits) = (&net.keys, &net.public, &net.limits);
+    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| net.build(v, files);
+    let unpack = |b: &[u8]| net.unpack(b);
+    let v1 = build(1, &version(&[]));
+    let v2 = build(2, &version(&["Net.Test.B:0:*:5152535455565758"]));
     let script = cdiff::diff(&unpack(&v1), &unpack(&v2)).unwrap().to_text();
     let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
 
@@ -95,7 +118,7 @@ async fn network_key_set() {
     );
     let cld = std::fs::read(w.db().join("mydb.cld")).unwrap();
     let (v, files) =
-        vdb_format::container::read_to_map(&cld[..], Kind::Cld, &public, &limits).unwrap();
+        vdb_format::container::read_to_map(&cld[..], Kind::Cld, public, limits).unwrap();
     assert_eq!(v.header.version, 2);
     assert!(String::from_utf8_lossy(&files["mydb.ndb"]).contains("Net.Test.B"));
     assert!(!w.db().join("mydb.cvd").exists());
@@ -107,29 +130,10 @@ async fn network_key_set() {
 #[test]
 fn streamed_chain_refuses_a_result_its_info_does_not_vouch_for() {
     use vdb_format::patch::{self, ApplyError, CldOptions};
-    let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
-    let public = keys.public();
-    let limits = Limits::default();
-    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| {
-        let spec = BuildSpec {
-            db_name: "mydb".into(),
-            kind: Kind::Cvd,
-            version: v,
-            flevel: 90,
-            builder: "test".into(),
-            build_secs: 1_700_000_000 + u64::from(v) * 3600,
-            signatures: None,
-            engine_flevel: ENGINE_FLEVEL_146,
-        };
-        vdb_format::build::build(&spec, files, Some(&keys))
-            .unwrap()
-            .0
-    };
-    let unpack = |b: &[u8]| {
-        vdb_format::container::read_to_map(b, Kind::Cvd, &public, &limits)
-            .unwrap()
-            .1
-    };
+    let net = TestNet::new();
+    let (keys, public, limits) = (&net.keys, &net.public, &net.limits);
+    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| net.build(v, files);
+    let unpack = |b: &[u8]| net.unpack(b);
     let v1_cvd = build(1, &version(&[]));
     let v1 = unpack(&v1_cvd);
     let v2 = unpack(&build(2, &version(&["Net.Test.B:0:*:5152535455565758"])));
@@ -156,14 +160,8 @@ fn streamed_chain_refuses_a_result_its_info_does_not_vouch_for() {
     for (what, new) in [("member", wrong_member), ("dsig", bad_dsig)] {
         let script = cdiff::diff(&v1, &new).unwrap().to_text();
         let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
-        let r = patch::apply_chain_to_cld(
-            &base,
-            &[&cd],
-            &public,
-            &limits,
-            &out,
-            &CldOptions::default(),
-        );
+        let r =
+            patch::apply_chain_to_cld(&base, &[&cd], public, limits, &out, &CldOptions::default());
         match r {
             Err(ApplyError::Chain(e)) => {
                 assert_eq!(e.index, 0, "{what}: {e}");
@@ -187,15 +185,8 @@ fn streamed_chain_refuses_a_result_its_info_does_not_vouch_for() {
     // The honest cdiff goes through.
     let script = cdiff::diff(&v1, &v2).unwrap().to_text();
     let cd = Cdiff::write(2, script.as_bytes(), |d| keys.sign_cdiff(d)).unwrap();
-    let h = patch::apply_chain_to_cld(
-        &base,
-        &[&cd],
-        &public,
-        &limits,
-        &out,
-        &CldOptions::default(),
-    )
-    .unwrap();
+    let h = patch::apply_chain_to_cld(&base, &[&cd], public, limits, &out, &CldOptions::default())
+        .unwrap();
     assert_eq!(h.version, 2);
 }
 
@@ -204,29 +195,10 @@ fn streamed_chain_refuses_a_result_its_info_does_not_vouch_for() {
 #[test]
 fn streamed_chain_with_a_move_matches_the_expected_database() {
     use vdb_format::patch::{self, CldOptions};
-    let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
-    let public = keys.public();
-    let limits = Limits::default();
-    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| {
-        let spec = BuildSpec {
-            db_name: "mydb".into(),
-            kind: Kind::Cvd,
-            version: v,
-            flevel: 90,
-            builder: "test".into(),
-            build_secs: 1_700_000_000 + u64::from(v) * 3600,
-            signatures: None,
-            engine_flevel: ENGINE_FLEVEL_146,
-        };
-        vdb_format::build::build(&spec, files, Some(&keys))
-            .unwrap()
-            .0
-    };
-    let unpack = |b: &[u8]| {
-        vdb_format::container::read_to_map(b, Kind::Cvd, &public, &limits)
-            .unwrap()
-            .1
-    };
+    let net = TestNet::new();
+    let (keys, public, limits) = (&net.keys, &net.public, &net.limits);
+    let build = |v: u32, files: &BTreeMap<String, Vec<u8>>| net.build(v, files);
+    let unpack = |b: &[u8]| net.unpack(b);
     let mut files = version(&["Net.Test.B:0:*:5152535455565758", "Net.Test.C:0:*:61626364"]);
     files.insert(
         "mydb.hdb".into(),
@@ -248,15 +220,8 @@ fn streamed_chain_with_a_move_matches_the_expected_database() {
     let base = tmp.path().join("mydb.cvd");
     std::fs::write(&base, &v1_cvd).unwrap();
     let out = tmp.path().join("mydb.cld");
-    let h = patch::apply_chain_to_cld(
-        &base,
-        &[&cd],
-        &public,
-        &limits,
-        &out,
-        &CldOptions::default(),
-    )
-    .unwrap();
+    let h = patch::apply_chain_to_cld(&base, &[&cd], public, limits, &out, &CldOptions::default())
+        .unwrap();
     assert_eq!(h.version, 2);
     let mut want = Vec::new();
     vdb_format::build::build_cld("mydb", &v2, false, &mut want).unwrap();
