@@ -373,12 +373,13 @@ impl Admin {
         self
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    /// Sends a request (with the admin token, if any); a successful answer, or its error.
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<Option<T>, AdminError> {
+    ) -> Result<reqwest::Response, AdminError> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -393,7 +394,18 @@ impl Admin {
         if !resp.status().is_success() {
             return Err(AdminError::Api(api_error(resp).await));
         }
-        let bytes = resp
+        Ok(resp)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Option<T>, AdminError> {
+        let bytes = self
+            .send(method, path, body)
+            .await?
             .bytes()
             .await
             .map_err(|e| AdminError::Transport(e.to_string()))?;
@@ -506,22 +518,10 @@ impl Admin {
 
     /// Raw bytes of an object.
     pub async fn object(&self, sha256: &str) -> Result<Vec<u8>, AdminError> {
-        let mut req = self.http.get(format!(
-            "{}{}/{sha256}",
-            self.base,
-            vdb_proto::paths::OBJECTS
-        ));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| AdminError::Transport(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(AdminError::Api(api_error(resp).await));
-        }
-        Ok(resp
+        let path = format!("{}/{sha256}", vdb_proto::paths::OBJECTS);
+        Ok(self
+            .send(reqwest::Method::GET, &path, None)
+            .await?
             .bytes()
             .await
             .map_err(|e| AdminError::Transport(e.to_string()))?

@@ -72,6 +72,23 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Sends `req`; the answer if its status is one of `ok`.
+async fn send(
+    req: reqwest::RequestBuilder,
+    url: &str,
+    ok: &[StatusCode],
+) -> Result<reqwest::Response, Fetch> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Fetch::Failed(format!("{url}: {}", chain(&e))))?;
+    let status = resp.status();
+    if !ok.contains(&status) {
+        return Err(Fetch::Failed(format!("{url}: HTTP {status}")));
+    }
+    Ok(resp)
+}
+
 fn join(base: &str, path: &str) -> String {
     format!(
         "{}/{}",
@@ -139,14 +156,8 @@ impl Prober {
         if let Some(t) = auth {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| Fetch::Failed(format!("{url}: {}", chain(&e))))?;
+        let mut resp = send(req, url, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT]).await?;
         let status = resp.status();
-        if !(status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT) {
-            return Err(Fetch::Failed(format!("{url}: HTTP {status}")));
-        }
         let content_range = resp
             .headers()
             .get(CONTENT_RANGE)
@@ -469,16 +480,7 @@ impl Prober {
     ) -> Result<(), Fetch> {
         // A whole CVD takes longer than one small request: allow 1 MiB/s at least.
         let timeout = self.timeout.max(Duration::from_secs(f.size >> 20));
-        let mut resp = client
-            .get(url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| Fetch::Failed(format!("{url}: {}", chain(&e))))?;
-        let status = resp.status();
-        if status != StatusCode::OK {
-            return Err(Fetch::Failed(format!("{url}: HTTP {status}")));
-        }
+        let mut resp = send(client.get(url).timeout(timeout), url, &[StatusCode::OK]).await?;
         let mut hasher = sha2::Sha256::new();
         let mut got = 0u64;
         loop {
