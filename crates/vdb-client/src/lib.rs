@@ -331,7 +331,10 @@ async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, Attempt>
         return Ok(resp);
     }
     let e = api_error(resp).await;
-    if s.is_server_error() {
+    // A code says whose fault it is; an answer without a known code goes by its status.
+    if e.error_code()
+        .map_or(s.is_server_error(), vdb_proto::ErrorCode::is_retryable)
+    {
         Err(Attempt::Down(format!("{}: {}", e.code, e.message)))
     } else {
         Err(Attempt::Refused(e))

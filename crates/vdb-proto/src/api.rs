@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
+
 /// Paths of the master's HTTP API.
 pub mod paths {
     /// `PUT /api/v1/objects/<sha256>`: upload one file's bytes (publisher, authenticated by the
@@ -26,6 +28,22 @@ pub struct ApiError {
     pub code: String,
     /// The exact reason, in words a publisher or operator can act on.
     pub message: String,
+}
+
+impl ApiError {
+    /// An error body with a master API code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: code.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The code as an [`ErrorCode`]; `None` for a code this build does not know (a newer
+    /// server, another role, or an answer that was not an API error).
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.code)
+    }
 }
 
 /// Answer to an object upload.

@@ -15,6 +15,7 @@
 
 mod api;
 mod clock;
+mod error_code;
 mod key;
 mod manifest;
 mod names;
@@ -30,6 +31,7 @@ pub use api::{
     paths,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use error_code::ErrorCode;
 #[cfg(feature = "sign")]
 pub use key::SecretKey;
 pub use key::{KeyError, PublicKey};
