@@ -19,6 +19,7 @@
 //!
 //! [databases.extra]
 //! allow_plain = true                  # .ndb/.hdb/… published as-is
+//! # containers = ["cvd"]              # container kinds a release may bring (cvd, cld, cud)
 //! # keyset_file = "network-keys.txt"  # the network's own ClamAV key set
 //!
 //! [[peers]]
@@ -152,7 +153,7 @@ pub struct PublisherConfig {
 }
 
 /// Settings of one database.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbConfig {
     /// A `vdb-format` key set file (the network's own ClamAV keys); official keys if absent.
@@ -164,6 +165,25 @@ pub struct DbConfig {
     /// Whether `.sign` files are refused (they are accepted as-is by default).
     #[serde(default)]
     pub refuse_sign_files: bool,
+    /// The container kinds a release may bring, as `<db>.<kind>`: `cvd` (the default; what
+    /// freshclam downloads), `cld`, `cud`.
+    #[serde(default = "default_containers")]
+    pub containers: Vec<String>,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            keyset_file: None,
+            allow_plain: false,
+            refuse_sign_files: false,
+            containers: default_containers(),
+        }
+    }
+}
+
+fn default_containers() -> Vec<String> {
+    vec!["cvd".into()]
 }
 
 /// Another master.
@@ -305,18 +325,36 @@ impl Config {
                 "field `admin_token` must be at least 16 characters"
             );
         }
-        for db in self.databases.keys() {
+        anyhow::ensure!(
+            self.statement_window_secs >= 1,
+            "field `statement_window_secs` must be >= 1"
+        );
+        if let Some(ttl) = self.manifest_ttl_secs {
             anyhow::ensure!(
-                vdb_proto::is_safe_db_name(db),
-                "field `databases`: {db:?} is not a valid database name"
+                ttl > self.heartbeat_secs,
+                "field `manifest_ttl_secs` ({ttl}) must be longer than `heartbeat_secs` ({}): a manifest must outlive the next heartbeat",
+                self.heartbeat_secs
             );
+        }
+        for (name, db) in &self.databases {
+            anyhow::ensure!(
+                vdb_proto::is_safe_db_name(name),
+                "field `databases`: {name:?} is not a valid database name"
+            );
+            for c in &db.containers {
+                anyhow::ensure!(
+                    ["cvd", "cld", "cud"].contains(&c.as_str()),
+                    "field `databases.{name}.containers`: {c:?} is not cvd, cld or cud"
+                );
+            }
         }
         Ok(())
     }
 
     /// The manifest lifetime.
     pub fn manifest_ttl(&self) -> i64 {
-        self.manifest_ttl_secs.unwrap_or(4 * self.heartbeat_secs)
+        self.manifest_ttl_secs
+            .unwrap_or(self.heartbeat_secs.saturating_mul(4))
     }
 
     /// A minimal config for tests and `vdbd dev`.

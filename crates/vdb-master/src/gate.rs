@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use vdb_format::container::{self, Kind, Limits};
 use vdb_format::{KeySet, patch};
-use vdb_proto::{FileRef, PublicKey, ReleaseStatement, Signed, VerifyError};
+use vdb_proto::{ErrorCode, FileRef, PublicKey, ReleaseStatement, Signed, VerifyError};
 
 use crate::config::{Config, DbConfig};
 use crate::objects::ObjectStore;
@@ -23,25 +23,36 @@ pub const PLAIN_EXTENSIONS: &[&str] = &[
     "yar", "yara", "pwdb",
 ];
 
-/// A refusal: HTTP status, stable code and the exact reason.
+/// A refusal: a typed code (its HTTP status follows from it) and the exact reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// HTTP status to answer with.
-    pub status: u16,
     /// Machine code (`bad_signature`, `older_version`, …).
-    pub code: &'static str,
-    /// The reason, for people.
+    pub code: ErrorCode,
+    /// The reason, for people (bounded: never a large input echoed back).
     pub message: String,
 }
 
+/// The longest reason a refusal carries (characters).
+const MAX_MESSAGE: usize = 1024;
+
 impl Refusal {
-    /// A refusal.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
+    /// A refusal; the message is cut to a bounded length.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.chars().count() > MAX_MESSAGE {
+            message = message.chars().take(MAX_MESSAGE).collect::<String>() + "…";
         }
+        Self { code, message }
+    }
+
+    /// The master's own failure (disk, database).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, e.to_string())
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        self.code.status()
     }
 }
 
@@ -69,7 +80,7 @@ pub struct Policy {
     dbs: BTreeMap<String, (KeySet, DbConfig)>,
     official: KeySet,
     max_file_size: u64,
-    window: i64,
+    window: u64,
 }
 
 impl Policy {
@@ -99,13 +110,18 @@ impl Policy {
             dbs,
             official: KeySet::official(),
             max_file_size: config.max_file_size,
-            window: config.statement_window_secs,
+            window: config.statement_window_secs.unsigned_abs(),
         })
     }
 
     /// Adds a publisher (the upstream follower's own key).
     pub fn allow(&mut self, key: PublicKey, databases: Vec<String>) {
         self.publishers.push((key, databases));
+    }
+
+    /// How far a statement's or ticket's `issued_at` may be from now (seconds).
+    pub fn window(&self) -> u64 {
+        self.window
     }
 
     /// The largest allowed file.
@@ -141,16 +157,21 @@ pub fn same_files(a: &[FileRef], b: &[FileRef]) -> bool {
     a == b
 }
 
-/// The version a cdiff file name carries for `db` (`<db>-<N>.cdiff`, also `….cdiff.sign`).
-pub fn cdiff_version(db: &str, name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(db)?.strip_prefix('-')?;
-    let n = rest
-        .strip_suffix(".cdiff")
-        .or_else(|| rest.strip_suffix(".cdiff.sign"))?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+/// `N` of `<db>-<N><suffix>`: decimal digits without a leading zero (one name per version).
+fn numbered(db: &str, name: &str, suffix: &str) -> Option<u32> {
+    let n = name
+        .strip_prefix(db)?
+        .strip_prefix('-')?
+        .strip_suffix(suffix)?;
+    if n.is_empty() || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     n.parse().ok()
+}
+
+/// The version a cdiff file name carries for `db` (`<db>-<N>.cdiff`, also `….cdiff.sign`).
+pub fn cdiff_version(db: &str, name: &str) -> Option<u32> {
+    numbered(db, name, ".cdiff").or_else(|| numbered(db, name, ".cdiff.sign"))
 }
 
 enum FileClass {
@@ -160,49 +181,66 @@ enum FileClass {
     Plain,
 }
 
+fn unsafe_name(message: String) -> Refusal {
+    Refusal::new(ErrorCode::UnsafeName, message)
+}
+
+/// Classifies one file of a release of `db` at `version` by its name, which must follow
+/// ClamAV's serving layout: `<db>.cvd` (or `.cld`/`.cud` where the database allows them),
+/// `<db>-<N>.cdiff` with `N` at most the release's version, `<db>-<version>.cvd.sign` and
+/// `<db>-<N>.cdiff.sign`, and `<db>.<ext>` plain signature files where allowed.
 fn classify(db: &str, version: u32, name: &str, cfg: &DbConfig) -> Result<FileClass, Refusal> {
-    let belongs = name
+    let shown = shown(name);
+    let Some(rest) = name
         .strip_prefix(db)
-        .is_some_and(|r| r.starts_with('.') || r.starts_with('-'));
-    if !belongs {
-        return Err(Refusal::new(
-            400,
-            "unsafe_name",
-            format!(
-                "file {name:?} does not belong to database {db:?} (names start with \"{db}.\" or \"{db}-\")"
-            ),
-        ));
+        .filter(|r| r.starts_with('.') || r.starts_with('-'))
+    else {
+        return Err(unsafe_name(format!(
+            "file {shown:?} does not belong to database {db:?} (names start with \"{db}.\" or \"{db}-\")"
+        )));
+    };
+    if let Some(n) = numbered(db, name, ".cdiff") {
+        if n > version {
+            return Err(unsafe_name(format!(
+                "cdiff {shown:?} leads to version {n}, past this release's version {version}"
+            )));
+        }
+        return Ok(FileClass::Cdiff(n));
     }
     if name.ends_with(".sign") {
+        let signs_own_cvd = numbered(db, name, ".cvd.sign") == Some(version);
+        let signs_cdiff = numbered(db, name, ".cdiff.sign").is_some_and(|n| n <= version);
+        if !signs_own_cvd && !signs_cdiff {
+            return Err(unsafe_name(format!(
+                "{shown:?} is not a .sign name of this release: \"{db}-{version}.cvd.sign\" signs its CVD, \"{db}-<N>.cdiff.sign\" its cdiffs"
+            )));
+        }
         if cfg.refuse_sign_files {
             return Err(Refusal::new(
-                400,
-                "file_not_allowed",
-                format!("file {name:?}: .sign files are not accepted for database {db:?}"),
+                ErrorCode::FileNotAllowed,
+                format!("file {shown:?}: .sign files are not accepted for database {db:?}"),
             ));
         }
         return Ok(FileClass::Sign);
     }
     if name.ends_with(".cdiff") {
-        return cdiff_version(db, name)
-            .map(FileClass::Cdiff)
-            .ok_or_else(|| {
-                Refusal::new(
-                    400,
-                    "unsafe_name",
-                    format!("cdiff {name:?} must be named \"{db}-<version>.cdiff\""),
-                )
-            });
+        return Err(unsafe_name(format!(
+            "cdiff {shown:?} must be named \"{db}-<version>.cdiff\""
+        )));
     }
     if let Some(kind) = Kind::from_file_name(name) {
-        let base = &name[..name.len() - 4];
-        if base != db && base != format!("{db}-{version}") {
+        let ext = kind.extension();
+        if rest != format!(".{ext}") {
+            return Err(unsafe_name(format!(
+                "a release of {db} brings its container as \"{db}.{ext}\": mirrors serve {db}.{ext} and no other name (got {shown:?})"
+            )));
+        }
+        if !cfg.containers.iter().any(|c| c == ext) {
             return Err(Refusal::new(
-                400,
-                "unsafe_name",
+                ErrorCode::FileNotAllowed,
                 format!(
-                    "container {name:?} must be named \"{db}.{ext}\" or \"{db}-{version}.{ext}\"",
-                    ext = kind.extension()
+                    "database {db:?} is not distributed as .{ext} (allowed: {:?}; see `containers`)",
+                    cfg.containers
                 ),
             ));
         }
@@ -210,54 +248,128 @@ fn classify(db: &str, version: u32, name: &str, cfg: &DbConfig) -> Result<FileCl
     }
     let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
     if PLAIN_EXTENSIONS.contains(&ext) {
+        if rest != format!(".{ext}") {
+            return Err(unsafe_name(format!(
+                "plain signature file {shown:?} must be named \"{db}.{ext}\""
+            )));
+        }
         if cfg.allow_plain {
             return Ok(FileClass::Plain);
         }
         return Err(Refusal::new(
-            400,
-            "file_not_allowed",
+            ErrorCode::FileNotAllowed,
             format!(
-                "plain signature file {name:?} is not allowed for database {db:?} (set allow_plain)"
+                "plain signature file {shown:?} is not allowed for database {db:?} (set allow_plain)"
             ),
         ));
     }
     Err(Refusal::new(
-        400,
-        "file_not_allowed",
-        format!("file {name:?} is not a kind of file a release may hold"),
+        ErrorCode::FileNotAllowed,
+        format!("file {shown:?} is not a kind of file a release may hold"),
     ))
 }
 
-/// Checks the signature, the publisher's right to `db`, and the statement's shape; returns the
-/// statement. Nothing in the payload is trusted before the signature checked.
-pub fn check_signature(
+/// The names of a release, all together: each one in the serving layout ([`classify`]),
+/// every `.sign` next to the file it signs, and a database name that cannot be read as a
+/// numbered file of another database.
+fn check_names(policy: &Policy, st: &ReleaseStatement) -> Result<(), Refusal> {
+    let db = st.db.as_str();
+    if let Some((_, n)) = db.rsplit_once('-')
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(unsafe_name(format!(
+            "database name {db:?} ends in -<number>: its files would read as versions of another database"
+        )));
+    }
+    let (_, cfg) = policy.db(db);
+    let has = |name: &str| st.files.iter().any(|f| f.name == name);
+    let has_container = st
+        .files
+        .iter()
+        .any(|f| Kind::from_file_name(&f.name).is_some());
+    for f in &st.files {
+        classify(db, st.version, &f.name, &cfg)?;
+        if let Some(signed) = f.name.strip_suffix(".sign") {
+            let target = if signed.ends_with(".cvd") {
+                // A release without any container is refused for that, later.
+                if !has_container {
+                    continue;
+                }
+                format!("{db}.cvd")
+            } else {
+                signed.to_owned()
+            };
+            if !has(&target) {
+                return Err(unsafe_name(format!(
+                    "{:?} signs {target:?}, which this release does not bring",
+                    shown(&f.name)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a publisher of this master signed the envelope, and that the signature
+/// verifies. Nothing else is looked at: a refusal here is a stranger's, and nothing of it is
+/// kept.
+pub fn authenticate(policy: &Policy, env: &Signed<ReleaseStatement>) -> Result<(), Refusal> {
+    let signer = env.signer();
+    if !policy.is_publisher(&signer) {
+        return Err(Refusal::new(
+            ErrorCode::UnknownKey,
+            format!("{signer} is not a publisher key of this master"),
+        ));
+    }
+    env.verify(&[signer]).map(drop).map_err(|e| match e {
+        VerifyError::BadSignature(_) => Refusal::new(ErrorCode::BadSignature, e.to_string()),
+        _ => Refusal::new(ErrorCode::BadStatement, e.to_string()),
+    })
+}
+
+/// Checks the publisher's right to the statement's database and the statement's shape, for an
+/// envelope [`authenticate`] accepted; returns the statement.
+pub fn check_statement(
     policy: &Policy,
     env: &Signed<ReleaseStatement>,
 ) -> Result<ReleaseStatement, Refusal> {
     let signer = env.signer();
-    if !policy.is_publisher(&signer) {
-        return Err(Refusal::new(
-            403,
-            "unknown_key",
-            format!("{signer} is not a publisher key of this master"),
-        ));
-    }
-    let st = env.verify(&[signer]).map_err(|e| match e {
-        VerifyError::BadSignature(_) => Refusal::new(403, "bad_signature", e.to_string()),
-        _ => Refusal::new(400, "bad_statement", e.to_string()),
-    })?;
+    let st = env
+        .verify(&[signer])
+        .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
     if !policy.may_publish(&signer, &st.db) {
         return Err(Refusal::new(
-            403,
-            "key_not_allowed",
-            format!("{signer} may not publish database {:?}", st.db),
+            ErrorCode::KeyNotAllowed,
+            format!("{signer} may not publish database {:?}", shown(&st.db)),
         ));
     }
     st.check().map_err(|e| match e {
-        vdb_proto::ReleaseError::UnsafeName(_) => Refusal::new(400, "unsafe_name", e.to_string()),
-        _ => Refusal::new(400, "bad_statement", e.to_string()),
+        vdb_proto::ReleaseError::UnsafeName(_) => {
+            Refusal::new(ErrorCode::UnsafeName, e.to_string())
+        }
+        _ => Refusal::new(ErrorCode::BadStatement, e.to_string()),
     })?;
+    check_names(policy, &st)?;
     Ok(st)
+}
+
+/// [`authenticate`] and [`check_statement`]: the checks that need no stored state.
+pub fn check_signature(
+    policy: &Policy,
+    env: &Signed<ReleaseStatement>,
+) -> Result<ReleaseStatement, Refusal> {
+    authenticate(policy, env)?;
+    check_statement(policy, env)
+}
+
+/// A name from a request, cut short for a message.
+fn shown(name: &str) -> String {
+    if name.chars().count() <= 80 {
+        name.to_owned()
+    } else {
+        name.chars().take(80).collect::<String>() + "…"
+    }
 }
 
 /// The full gate for a statement whose signature [`check_signature`] accepted. `check_window`
@@ -270,10 +382,9 @@ pub fn check_release(
     now: i64,
     check_window: bool,
 ) -> Result<(), Refusal> {
-    if check_window && (st.issued_at - now).abs() > policy.window {
+    if check_window && st.issued_at.abs_diff(now) > policy.window {
         return Err(Refusal::new(
-            409,
-            "replay",
+            ErrorCode::Replay,
             format!(
                 "statement issued at {} is outside the accepted window of ±{} s around now ({now}): a replay or a wrong clock; sign a fresh statement",
                 st.issued_at, policy.window
@@ -285,8 +396,7 @@ pub fn check_release(
     for f in &st.files {
         if f.size > policy.max_file_size {
             return Err(Refusal::new(
-                413,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!(
                     "file {:?} is {} bytes, over the limit of {} bytes",
                     f.name, f.size, policy.max_file_size
@@ -298,8 +408,7 @@ pub fn check_release(
     if let Some(h) = held {
         if st.version < h.version {
             return Err(Refusal::new(
-                409,
-                "older_version",
+                ErrorCode::OlderVersion,
                 format!(
                     "{} version {} is older than the current version {}",
                     st.db, st.version, h.version
@@ -308,8 +417,7 @@ pub fn check_release(
         }
         if st.version == h.version {
             return Err(Refusal::new(
-                409,
-                "equivocation",
+                ErrorCode::Equivocation,
                 format!(
                     "{} version {} is already published with other content (release {}); a new build needs a higher version",
                     st.db, st.version, h.release
@@ -317,21 +425,32 @@ pub fn check_release(
             ));
         }
     }
+    let cvd = format!("{}.cvd", st.db);
+    if classes.iter().any(|c| matches!(c, FileClass::Container(_)))
+        && held.is_some_and(|h| h.files.iter().any(|f| f.name == cvd))
+        && !st.files.iter().any(|f| f.name == cvd)
+    {
+        return Err(Refusal::new(
+            ErrorCode::ContainerKind,
+            format!(
+                "{} is served as {cvd}: a release that replaces it with another kind of container would leave every mirror without {cvd}",
+                st.db
+            ),
+        ));
+    }
     // Every file present, with the stated size and hash.
     let mut bytes = BTreeMap::new();
     for f in &st.files {
         match objects.size(&f.sha256) {
             None => {
                 return Err(Refusal::new(
-                    400,
-                    "missing_object",
+                    ErrorCode::MissingObject,
                     format!("file {:?} ({}) was not uploaded", f.name, f.sha256),
                 ));
             }
             Some(s) if s != f.size => {
                 return Err(Refusal::new(
-                    400,
-                    "size_mismatch",
+                    ErrorCode::SizeMismatch,
                     format!(
                         "file {:?} is {s} bytes, the statement says {}",
                         f.name, f.size
@@ -340,9 +459,9 @@ pub fn check_release(
             }
             Some(_) => {}
         }
-        let data = objects
-            .read(&f.sha256, policy.max_file_size)
-            .map_err(|e| Refusal::new(400, "hash_mismatch", format!("file {:?}: {e}", f.name)))?;
+        let data = objects.read(&f.sha256, policy.max_file_size).map_err(|e| {
+            Refusal::new(ErrorCode::HashMismatch, format!("file {:?}: {e}", f.name))
+        })?;
         bytes.insert(f.name.clone(), data);
     }
     let limits = Limits::default();
@@ -353,23 +472,20 @@ pub fn check_release(
             FileClass::Container(kind) => {
                 if new_content.is_some() {
                     return Err(Refusal::new(
-                        400,
-                        "bad_statement",
+                        ErrorCode::BadStatement,
                         "a release holds at most one CVD/CLD/CUD",
                     ));
                 }
                 let (v, map) = container::read_to_map(&bytes[&f.name][..], *kind, keys, &limits)
                     .map_err(|e| {
                         Refusal::new(
-                            422,
-                            "bad_container",
+                            ErrorCode::BadContainer,
                             format!("{}: {e} (verified with key set {:?})", f.name, keys.name),
                         )
                     })?;
                 if v.header.version != st.version {
                     return Err(Refusal::new(
-                        422,
-                        "version_mismatch",
+                        ErrorCode::VersionMismatch,
                         format!(
                             "{} has header version {}, the statement says {}",
                             f.name, v.header.version, st.version
@@ -380,8 +496,7 @@ pub fn check_release(
                     && i64::try_from(b).ok() != Some(st.built_at)
                 {
                     return Err(Refusal::new(
-                        422,
-                        "built_at_mismatch",
+                        ErrorCode::BuiltAtMismatch,
                         format!(
                             "{} was built at {b}, the statement says {}",
                             f.name, st.built_at
@@ -403,26 +518,31 @@ pub fn check_release(
             .any(|f| Kind::from_file_name(&f.name).is_some())
     {
         return Err(Refusal::new(
-            422,
-            "missing_container",
+            ErrorCode::MissingContainer,
             format!(
                 "{} is distributed as a CVD/CLD/CUD: a release is the complete set of files of a version and must hold the new container",
                 st.db
             ),
         ));
     }
+    if new_content.is_none()
+        && let Some(f) = st.files.iter().find(|f| f.name.ends_with(".cvd.sign"))
+    {
+        return Err(unsafe_name(format!(
+            "{:?} signs {}.cvd, which this release does not bring",
+            f.name, st.db
+        )));
+    }
     if !cdiffs.is_empty() {
         let Some((new_name, new_map)) = &new_content else {
             return Err(Refusal::new(
-                422,
-                "cdiff_without_container",
+                ErrorCode::CdiffWithoutContainer,
                 "a release with cdiffs must also hold the new CVD they lead to",
             ));
         };
         let Some(h) = held else {
             return Err(Refusal::new(
-                422,
-                "cdiff_without_base",
+                ErrorCode::CdiffWithoutBase,
                 format!(
                     "no version of {} is held, so its cdiffs cannot be checked; publish the CVD alone first",
                     st.db
@@ -433,8 +553,7 @@ pub fn check_release(
         let got: Vec<u32> = cdiffs.keys().copied().collect();
         if got != want {
             return Err(Refusal::new(
-                422,
-                "cdiff_chain",
+                ErrorCode::CdiffChain,
                 format!(
                     "the cdiffs must lead from the held version {} to {} (versions {want:?}), got {got:?}",
                     h.version, st.version
@@ -447,8 +566,7 @@ pub fn check_release(
             .find(|f| Kind::from_file_name(&f.name).is_some())
             .ok_or_else(|| {
                 Refusal::new(
-                    422,
-                    "cdiff_without_base",
+                    ErrorCode::CdiffWithoutBase,
                     format!(
                         "the held release of {} has no container to apply cdiffs to",
                         st.db
@@ -460,22 +578,20 @@ pub fn check_release(
             .read(&base_ref.sha256, policy.max_file_size)
             .map_err(|e| {
                 Refusal::new(
-                    500,
-                    "internal",
+                    ErrorCode::Internal,
                     format!("reading the held {}: {e}", base_ref.name),
                 )
             })?;
         let (_, mut files) =
             container::read_to_map(&base[..], base_kind, keys, &limits).map_err(|e| {
                 Refusal::new(
-                    500,
-                    "internal",
+                    ErrorCode::Internal,
                     format!("the held {} no longer verifies: {e}", base_ref.name),
                 )
             })?;
         for name in cdiffs.values() {
             patch::apply_cdiff(&mut files, &st.db, &bytes[name], keys, &limits)
-                .map_err(|e| Refusal::new(422, "bad_cdiff", format!("{name}: {e}")))?;
+                .map_err(|e| Refusal::new(ErrorCode::BadCdiff, format!("{name}: {e}")))?;
         }
         if &files != new_map {
             let differ: Vec<&String> = files
@@ -484,8 +600,7 @@ pub fn check_release(
                 .filter(|k| files.get(*k) != new_map.get(*k))
                 .collect();
             return Err(Refusal::new(
-                422,
-                "cdiff_mismatch",
+                ErrorCode::CdiffMismatch,
                 format!(
                     "applying the cdiffs to version {} does not give the content of {new_name} (differs in {differ:?})",
                     h.version

@@ -94,6 +94,10 @@ fn row_to_release(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
 
 const RELEASE_COLS: &str = "seq, id, db, version, publisher, envelope, verdict, code, reason, origin, received_at, serial, published_at";
 
+/// The most envelope bytes one page of releases holds (a page ends early rather than build an
+/// answer of unbounded size).
+pub const PAGE_BYTES: usize = 8 << 20;
+
 /// How one push ended, for [`History::pushes_finished`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushOutcome {
@@ -164,20 +168,45 @@ impl History {
         )
     }
 
-    /// Accepted releases after sequence `after` (at most `limit`), for peers.
+    /// Accepted releases after sequence `after` (at most `limit`, and no more than a
+    /// [`PAGE_BYTES`] budget of envelopes, but at least one), for peers.
     pub fn accepted_after(&self, after: i64, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
-        self.query_releases(
+        self.query_budget(
             &format!("SELECT {RELEASE_COLS} FROM releases WHERE verdict = 'accepted' AND seq > ?1 ORDER BY seq LIMIT ?2"),
             params![after, limit],
         )
     }
 
-    /// Every row (accepted and refused), newest first, at most `limit`.
-    pub fn recent(&self, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
-        self.query_releases(
-            &format!("SELECT {RELEASE_COLS} FROM releases ORDER BY seq DESC LIMIT ?1"),
-            params![limit],
+    /// Rows (accepted and refused) before sequence `before` (all if `None`), newest first: at
+    /// most `limit`, and no more than a [`PAGE_BYTES`] budget of envelopes, but at least one.
+    pub fn recent(&self, before: Option<i64>, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
+        self.query_budget(
+            &format!(
+                "SELECT {RELEASE_COLS} FROM releases WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
+            ),
+            params![before.unwrap_or(i64::MAX), limit],
         )
+    }
+
+    /// Rows of `sql` until the byte budget of one page is spent.
+    fn query_budget(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<ReleaseRow>, HistoryError> {
+        let c = self.conn();
+        let mut st = c.prepare(sql)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for row in st.query_map(p, row_to_release)? {
+            let row = row?;
+            bytes += row.envelope.len() + row.reason.as_ref().map_or(0, String::len);
+            if bytes > PAGE_BYTES && !out.is_empty() {
+                break;
+            }
+            out.push(row);
+        }
+        Ok(out)
     }
 
     fn query_releases(
@@ -241,11 +270,11 @@ impl History {
         Ok(())
     }
 
-    /// Pushes of serial `from` and later, oldest first.
+    /// Pushes of serial `from` and later, oldest first (the first 10,000).
     pub fn pushes_since(&self, from: u64) -> Result<Vec<PushRow>, HistoryError> {
         let c = self.conn();
         let mut st = c.prepare(
-            "SELECT serial, mirror, forced, sent_at, acked_at, attempts, error FROM pushes WHERE serial >= ?1 ORDER BY seq",
+            "SELECT serial, mirror, forced, sent_at, acked_at, attempts, error FROM pushes WHERE serial >= ?1 ORDER BY seq LIMIT 10000",
         )?;
         let rows = st.query_map([from as i64], |r| {
             Ok(PushRow {

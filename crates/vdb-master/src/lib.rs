@@ -19,10 +19,10 @@
 //! | `POST /api/v1/releases` | publisher | signed statement → [`vdb_proto::ReleaseAccepted`] |
 //! | `GET /api/v1/releases?after=N&limit=M` | peers | accepted statements ([`ReleasePage`]) |
 //! | `GET /api/v1/releases/<id>` | anyone | the release and its rollout ([`Timeline`]) |
-//! | `GET /api/v1/history?limit=N` | anyone | recent verdicts, refusals included |
-//! | `GET /api/v1/mirrors`, `GET /api/v1/mirrors/<name>` | anyone | the registry |
+//! | `GET /api/v1/history?limit=N&before=SEQ` | anyone | recent verdicts, refusals of publishers included (pages of at most 200 rows and 8 MiB; statements no publisher signed are only counted) |
+//! | `GET /api/v1/mirrors`, `GET /api/v1/mirrors/<name>` | anyone (admins' contacts: admin or pull token) | the registry |
 //! | `POST /api/v1/mirrors`, `PUT`/`DELETE /api/v1/mirrors/<name>`, `POST …/<name>/drain` | admin bearer | manage it |
-//! | `GET /api/v1/registry` | peers | registry with tombstones and change times |
+//! | `GET /api/v1/registry` | peers (admins' contacts: admin or pull token) | registry with tombstones and change times |
 //! | `POST /api/v1/replicate` | peers | "pull from me now" |
 //! | `GET /api/v1/status` | anyone | [`Status`] |
 //! | `GET /healthz`, `GET /metrics` | anyone | liveness, Prometheus |
@@ -30,39 +30,49 @@
 /// The clients of this API (re-exported from `vdb-client`).
 pub use vdb_client as client;
 pub mod config;
+mod events;
 pub mod gate;
 pub mod history;
-mod master;
+mod http;
 mod metrics;
 mod notify;
 pub mod objects;
+mod peers;
 mod push;
 mod replicate;
 mod server;
+mod store;
+mod tasks;
 mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
 use vdb_proto::{Clock, SecretKey, SystemClock};
 
 pub use config::Config;
-pub use master::{DERIVED, next_serial};
 pub use replicate::{ReleaseEntry, ReleasePage};
 pub use server::{Drain, Status, Timeline, UPLOAD_HEADER};
+pub use store::{DERIVED, next_serial};
 
-use master::Master;
+use events::Events;
+use push::Pusher;
+use store::Store;
+use tasks::Tasks;
 
 /// A running master.
 #[derive(Debug)]
 pub struct Running {
-    master: Arc<Master>,
+    store: Arc<Store>,
+    pusher: Arc<Pusher>,
     http: SocketAddr,
     scheme: &'static str,
+    cancel: CancellationToken,
+    tasks: Tasks,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -79,24 +89,24 @@ impl Running {
 
     /// The master's manifest public key.
     pub fn public_key(&self) -> vdb_proto::PublicKey {
-        self.master.key.public()
+        self.store.public_key()
     }
 
     /// Whether the master has caught up with its peers (before that it takes no releases from
     /// publishers, and neither signs nor pushes).
     pub fn is_ready(&self) -> bool {
-        self.master.ready.load(Ordering::SeqCst)
+        self.store.is_ready()
     }
 
     /// Runs one forced-sync round now (tests, operators); returns whether it ran.
     pub async fn forced_sync_now(&self) -> bool {
-        push::forced_sync(&self.master).await
+        self.pusher.forced_sync().await
     }
 
     /// Stops every loop and the server, and waits for them.
     pub async fn shutdown(self) {
-        self.master.cancel.cancel();
-        self.master.tasks.wait().await;
+        self.cancel.cancel();
+        self.tasks.wait().await;
         let _ = self.server.await;
     }
 }
@@ -106,6 +116,27 @@ pub fn read_key(path: &std::path::Path) -> anyhow::Result<SecretKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the key file {}", path.display()))?;
     SecretKey::from_text(&text).with_context(|| format!("in the key file {}", path.display()))
+}
+
+/// Writes a new secret key file, readable by its owner only (created `0600`; an existing
+/// file is never replaced).
+fn write_key(path: &std::path::Path, key: &SecretKey) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a key file in {}", dir.display()))?;
+    tmp.write_all(key.to_text().as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing the key file {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        d.sync_all()?;
+    }
+    Ok(())
 }
 
 fn upstream_key(config: &Config) -> anyhow::Result<Option<SecretKey>> {
@@ -121,11 +152,13 @@ fn upstream_key(config: &Config) -> anyhow::Result<Option<SecretKey>> {
     }
     let key = SecretKey::generate();
     std::fs::create_dir_all(&config.data_dir)?;
-    vdb_format::write_atomic(&path, key.to_text().as_bytes())?;
+    write_key(&path, &key)?;
     Ok(Some(key))
 }
 
-/// Starts a master: opens its state, binds the HTTP listener, starts the loops.
+/// Starts a master: opens its state, binds the HTTP listener, starts its parts: the release
+/// store, the pusher, the notifier, the replicator and the upstream follower, which hear of
+/// accepted releases and signed manifests through events.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     config.validate()?;
     let key = read_key(&config.key_file)?;
@@ -134,91 +167,133 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     if let (Some(k), Some(up)) = (&up_key, &config.upstream) {
         policy.allow(k.public(), up.databases.clone());
     }
+    let config = Arc::new(config);
+    let cancel = CancellationToken::new();
+    let tasks = Tasks::default();
+    let events = Events::default();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let client = http::client(&config)?;
+    let peers = Arc::new(peers::Peers::new(
+        config.peers.clone(),
+        config.network.clone(),
+        client.clone(),
+        tasks.clone(),
+    ));
+    let store = Arc::new(Store::open(
+        Arc::clone(&config),
+        clock,
+        key,
+        policy,
+        Arc::clone(&metrics),
+        Arc::clone(&peers),
+        events.clone(),
+    )?);
+    let pusher = Arc::new(Pusher::new(
+        Arc::clone(&store),
+        Arc::clone(&peers),
+        client.clone(),
+        events.clone(),
+        Arc::clone(&metrics),
+        tasks.clone(),
+        cancel.clone(),
+    ));
+    let replicator = Arc::new(replicate::Replicator::new(
+        Arc::clone(&store),
+        Arc::clone(&peers),
+        client.clone(),
+        events.clone(),
+        Arc::clone(&metrics),
+    ));
+    let notifier = notify::Notifier::new(&config, client.clone(), tasks.clone());
+    // Every part subscribes before anything can happen.
+    tasks.spawn(Arc::clone(&pusher).run(events.subscribe()));
+    tasks.spawn(notifier.run(events.subscribe(), cancel.clone()));
+    let replicator_events = events.subscribe();
+
     let listen = config.listen;
-    let master = Arc::new(Master::new(config, clock, key, policy)?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the master's HTTP listener to {listen}"))?;
     let http = listener.local_addr()?;
-    let app = server::router(Arc::clone(&master));
-    let cancel = master.cancel.clone();
-    let tls = match (&master.config.tls_cert_file, &master.config.tls_key_file) {
+    let app = server::router(Arc::new(server::App::new(
+        Arc::clone(&store),
+        Arc::clone(&replicator),
+        Arc::clone(&peers),
+        events.clone(),
+        Arc::clone(&metrics),
+    )));
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = match tls {
-        Some(acceptor) => tokio::spawn(tls::serve(listener, app, acceptor, cancel)),
-        None => tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "master HTTP server failed");
-            }
-        }),
+        Some(acceptor) => tokio::spawn(tls::serve(listener, app, acceptor, cancel.clone())),
+        None => {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "master HTTP server failed");
+                }
+            })
+        }
     };
-    if master.ready.load(Ordering::SeqCst) && master.current().is_none() {
-        let _g = master.publish_lock.lock().await;
-        master.sign_and_push(false).await?;
+    if store.is_ready() && store.current().is_none() {
+        store.sign(false).await?;
     }
-    master.tasks.spawn(replicate::run(Arc::clone(&master)));
-    master.tasks.spawn(heartbeat(Arc::clone(&master)));
-    if let (Some(k), Some(up)) = (up_key, master.config.upstream.clone()) {
-        master
-            .tasks
-            .spawn(upstream::run(Arc::clone(&master), up, k));
+    tasks.spawn(replicator.run(replicator_events, cancel.clone()));
+    tasks.spawn(heartbeat(
+        Arc::clone(&store),
+        Arc::clone(&pusher),
+        cancel.clone(),
+    ));
+    if let (Some(k), Some(up)) = (up_key, config.upstream.clone()) {
+        let follower =
+            upstream::Follower::new(Arc::clone(&store), client, Arc::clone(&metrics), up, k);
+        tasks.spawn(follower.run(cancel.clone()));
     }
-    tracing::info!(name = %master.config.name, %http, key = %master.key.public(), "master listening");
+    tracing::info!(name = %config.name, %http, key = %store.public_key(), "master listening");
     Ok(Running {
-        master,
+        store,
+        pusher,
         http,
         scheme,
+        cancel,
+        tasks,
         server,
     })
 }
 
-/// The heartbeat (re-sign with a fresh timestamp) and forced-sync schedule.
-async fn heartbeat(master: Arc<Master>) {
-    let tick = Duration::from_millis(master.config.tick_ms);
-    let mut next_forced = master.clock.now() + master.config.forced_sync_secs;
+/// The heartbeat (re-sign with a fresh timestamp, prune unreferenced uploads) and the
+/// forced-sync schedule.
+async fn heartbeat(store: Arc<Store>, pusher: Arc<Pusher>, cancel: CancellationToken) {
+    let config = store.config();
+    let tick = Duration::from_millis(config.tick_ms);
+    let mut next_forced = store.now() + config.forced_sync_secs;
     loop {
         tokio::select! {
-            () = master.cancel.cancelled() => return,
+            () = cancel.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
         }
-        if !master.ready.load(Ordering::SeqCst) {
+        if !store.is_ready() {
             continue;
         }
-        let now = master.clock.now();
-        let due = master
+        let now = store.now();
+        let due = store
             .current()
-            .is_none_or(|c| now >= c.manifest.issued_at + master.config.heartbeat_secs);
+            .is_none_or(|c| now >= c.manifest.issued_at + config.heartbeat_secs);
         if due {
-            let _g = master.publish_lock.lock().await;
-            if let Err(e) = master.sign_and_push(true).await {
+            if let Err(e) = store.sign(true).await {
                 tracing::error!(error = %e, "heartbeat: cannot sign the manifest");
             }
-        }
-        if due {
-            let _g = master.publish_lock.lock().await;
-            let m = Arc::clone(&master);
-            let pruned = master::blocking(move || {
-                m.objects.prune(
-                    |sha| m.is_servable(sha),
-                    Duration::from_secs(m.config.orphan_ttl_secs),
-                )
-            })
-            .await;
-            match pruned {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(objects = n, "deleted unreferenced uploads"),
-                Err(e) => tracing::warn!(error = %e, "pruning unreferenced uploads failed"),
-            }
+            store.prune_uploads().await;
         }
         if now >= next_forced {
-            next_forced = now + master.config.forced_sync_secs;
-            push::forced_sync(&master).await;
+            next_forced = now + config.forced_sync_secs;
+            pusher.forced_sync().await;
         }
     }
 }

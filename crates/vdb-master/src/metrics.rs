@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     forced_sync: Family<Labels, Counter>,
     replication: Family<Labels, Counter>,
     upstream: Family<Labels, Counter>,
+    unrecorded: Family<Labels, Counter>,
     signing_deferred: Counter,
     serial: Gauge,
 }
@@ -37,6 +38,7 @@ impl Default for Metrics {
         let forced_sync = Family::<Labels, Counter>::default();
         let replication = Family::<Labels, Counter>::default();
         let upstream = Family::<Labels, Counter>::default();
+        let unrecorded = Family::<Labels, Counter>::default();
         let serial = Gauge::default();
         let signing_deferred = Counter::default();
         registry.register(
@@ -62,6 +64,11 @@ impl Default for Metrics {
             upstream.clone(),
         );
         registry.register(
+            "refusals_unrecorded",
+            "Statements refused without a trace in the history (no publisher of this master signed them), by code",
+            unrecorded.clone(),
+        );
+        registry.register(
             "signing_deferred",
             "Manifests not signed because a peer held a newer database (catching up)",
             signing_deferred.clone(),
@@ -79,6 +86,7 @@ impl Default for Metrics {
             forced_sync,
             replication,
             upstream,
+            unrecorded,
             signing_deferred,
             serial,
         }
@@ -120,6 +128,11 @@ impl Metrics {
     /// Counts an upstream check (`new`, `current`, `error`, `refused`).
     pub(crate) fn upstream(&self, result: &str) {
         self.upstream.get_or_create(&l(&[("result", result)])).inc();
+    }
+
+    /// Counts a statement refused without being recorded (by code).
+    pub(crate) fn unrecorded_refusal(&self, code: &str) {
+        self.unrecorded.get_or_create(&l(&[("code", code)])).inc();
     }
 
     /// Counts a manifest not signed while a peer holds a newer database.

@@ -120,6 +120,14 @@ impl ObjectStore {
         Ok(upload.size)
     }
 
+    /// Finishes an upload whose address is not known in advance: stores it under the hash of
+    /// its bytes. Returns the address and the size.
+    pub fn finish_any(&self, upload: Upload) -> Result<(String, u64), ObjectError> {
+        let sha = vdb_proto::hex(&upload.hasher.clone().finalize());
+        let size = self.finish(upload, &sha)?;
+        Ok((sha, size))
+    }
+
     /// Deletes objects for which `keep` is false and whose file is older than `min_age`, and
     /// stale temporary files. Returns how many objects went.
     pub fn prune(

@@ -12,43 +12,60 @@ use axum::routing::{get, post, put};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
-use vdb_proto::{ApiError, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
+use vdb_proto::{ApiError, ErrorCode, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
 
+use crate::events::{Event, Events, Origin};
 use crate::gate::Refusal;
 use crate::history::{RegistryEntry, ReleaseRow};
-use crate::master::{Master, Origin, blocking};
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::replicate::Replicator;
 use crate::replicate::{ReleaseEntry, ReleasePage};
+use crate::store::Store;
+use crate::tasks::blocking;
 
-type S = State<Arc<Master>>;
+type S = State<Arc<App>>;
 
-/// An error answer.
-pub(crate) struct Api(StatusCode, ApiError);
+/// What the HTTP API works on.
+#[derive(Debug)]
+pub(crate) struct App {
+    store: Arc<Store>,
+    replicator: Arc<Replicator>,
+    peers: Arc<Peers>,
+    events: Events,
+    metrics: Arc<Metrics>,
+}
 
-impl Api {
-    fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            ApiError {
-                code: code.to_owned(),
-                message: message.into(),
-            },
-        )
-    }
-    fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
-        Self::new(500, "internal", e.to_string())
+impl App {
+    /// The API over these parts.
+    pub(crate) fn new(
+        store: Arc<Store>,
+        replicator: Arc<Replicator>,
+        peers: Arc<Peers>,
+        events: Events,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            replicator,
+            peers,
+            events,
+            metrics,
+        }
     }
 }
 
-impl From<Refusal> for Api {
-    fn from(r: Refusal) -> Self {
-        Self::new(r.status, r.code, r.message)
-    }
-}
+/// An error answer: the gate's refusals and every other error of the API share one type.
+pub(crate) type Api = Refusal;
 
-impl IntoResponse for Api {
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(self.1)).into_response()
+        if self.code == ErrorCode::Internal {
+            tracing::error!(error = %self.message, "internal error");
+        }
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(ApiError::new(self.code, self.message))).into_response()
     }
 }
 
@@ -68,28 +85,26 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-fn require_admin(m: &Master, headers: &HeaderMap) -> Result<(), Api> {
-    let Some(want) = &m.config.admin_token else {
+fn require_admin(m: &App, headers: &HeaderMap) -> Result<(), Api> {
+    let Some(want) = &m.store.config().admin_token else {
         return Err(Api::new(
-            403,
-            "admin_disabled",
+            ErrorCode::AdminDisabled,
             "the admin API is off (no admin_token in the master config)",
         ));
     };
     match bearer(headers) {
         Some(got) if ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
-        Some(_) => Err(Api::new(403, "bad_token", "the admin token is wrong")),
+        Some(_) => Err(Api::new(ErrorCode::BadToken, "the admin token is wrong")),
         None => Err(Api::new(
-            401,
-            "no_token",
+            ErrorCode::NoToken,
             "send Authorization: Bearer <admin token>",
         )),
     }
 }
 
 /// The router.
-pub(crate) fn router(m: Arc<Master>) -> Router {
-    let upload_limit = m.config.max_file_size;
+pub(crate) fn router(m: Arc<App>) -> Router {
+    let upload_limit = m.store.config().max_file_size;
     Router::new()
         .route(paths::HEALTH, get(|| async { "ok" }))
         .route(paths::METRICS, get(metrics))
@@ -112,7 +127,7 @@ pub(crate) fn router(m: Arc<Master>) -> Router {
         .route("/api/v1/registry", get(registry))
         .route("/api/v1/replicate", post(poke))
         .route("/api/v1/status", get(status))
-        .fallback(|| async { Api::new(404, "not_found", "no such endpoint") })
+        .fallback(|| async { Api::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(m)
 }
@@ -128,7 +143,7 @@ async fn metrics(State(m): S) -> impl IntoResponse {
 }
 
 async fn manifest(State(m): S) -> Result<Response, Api> {
-    match m.current() {
+    match m.store.current() {
         Some(c) => Ok((
             [
                 (header::CONTENT_TYPE, "application/json"),
@@ -138,8 +153,7 @@ async fn manifest(State(m): S) -> Result<Response, Api> {
         )
             .into_response()),
         None => Err(Api::new(
-            404,
-            "no_manifest",
+            ErrorCode::NoManifest,
             "this master has not signed a manifest yet",
         )),
     }
@@ -156,8 +170,8 @@ async fn upload(
     match &r {
         Ok(_) => m.metrics.upload("ok"),
         Err(e) => {
-            m.metrics.upload(&e.1.code);
-            tracing::warn!(code = %e.1.code, reason = %e.1.message, "upload refused");
+            m.metrics.upload(e.code.as_str());
+            tracing::warn!(code = %e.code, reason = %e.message, "upload refused");
         }
     }
     r
@@ -171,8 +185,7 @@ async fn upload_inner(
 ) -> Result<Response, Api> {
     if !crate::objects::is_sha256(&sha) {
         return Err(Api::new(
-            400,
-            "bad_address",
+            ErrorCode::BadAddress,
             "the object address must be a lower-case hex SHA-256",
         ));
     }
@@ -181,79 +194,73 @@ async fn upload_inner(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             Api::new(
-                401,
-                "no_ticket",
+                ErrorCode::NoTicket,
                 format!("send a signed upload ticket in the {UPLOAD_HEADER} header"),
             )
         })?;
     let env = Signed::<UploadTicket>::from_json(ticket.as_bytes())
-        .map_err(|e| Api::new(400, "bad_ticket", e.to_string()))?;
+        .map_err(|e| Api::new(ErrorCode::BadTicket, e.to_string()))?;
     let signer = env.signer();
-    if !m.policy.is_publisher(&signer) {
+    if !m.store.policy().is_publisher(&signer) {
         return Err(Api::new(
-            403,
-            "unknown_key",
+            ErrorCode::UnknownKey,
             format!("{signer} is not a publisher key of this master"),
         ));
     }
     let t = env
         .verify(&[signer])
-        .map_err(|e| Api::new(403, "bad_signature", e.to_string()))?;
-    let now = m.clock.now();
+        .map_err(|e| Api::new(ErrorCode::BadSignature, e.to_string()))?;
+    let now = m.store.now();
     if t.sha256 != sha {
         return Err(Api::new(
-            400,
-            "bad_ticket",
+            ErrorCode::BadTicket,
             "the ticket is for another object",
         ));
     }
-    if (t.issued_at - now).abs() > m.config.statement_window_secs {
+    if t.issued_at.abs_diff(now) > m.store.policy().window() {
         return Err(Api::new(
-            409,
-            "replay",
+            ErrorCode::Replay,
             format!(
                 "upload ticket issued at {} is outside the window around now ({now})",
                 t.issued_at
             ),
         ));
     }
-    if t.size > m.config.max_file_size {
+    if t.size > m.store.config().max_file_size {
         return Err(Api::new(
-            413,
-            "too_large",
+            ErrorCode::TooLarge,
             format!(
                 "object is {} bytes, over the limit of {} bytes",
-                t.size, m.config.max_file_size
+                t.size,
+                m.store.config().max_file_size
             ),
         ));
     }
-    let mut up = m.objects.begin(t.size).map_err(Api::internal)?;
+    let mut up = m.store.objects().begin(t.size).map_err(Api::internal)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Api::new(400, "bad_body", e.to_string()))?;
+        let chunk = chunk.map_err(|e| Api::new(ErrorCode::BadBody, e.to_string()))?;
         up.write(&chunk).map_err(|e| match e {
             crate::objects::ObjectError::TooLarge(_) => Api::new(
-                413,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("body is larger than the {} bytes the ticket states", t.size),
             ),
             e => Api::internal(e),
         })?;
     }
     let sha2 = sha.clone();
-    let objects = m.objects.clone();
+    let objects = m.store.objects().clone();
     let size = blocking(move || objects.finish(up, &sha2))
         .await
         .map_err(|e| match e {
             crate::objects::ObjectError::HashMismatch { .. } => {
-                Api::new(400, "hash_mismatch", e.to_string())
+                Api::new(ErrorCode::HashMismatch, e.to_string())
             }
             e => Api::internal(e),
         })?;
     if size != t.size {
         return Err(Api::new(
-            400,
-            "size_mismatch",
+            ErrorCode::SizeMismatch,
             format!("received {size} bytes, the ticket states {}", t.size),
         ));
     }
@@ -271,29 +278,28 @@ async fn object(
     req: axum::extract::Request,
 ) -> Result<Response, Api> {
     let headers = req.headers();
-    if !m.config.pull_tokens.is_empty() {
+    if !m.store.config().pull_tokens.is_empty() {
         let ok = bearer(headers).is_some_and(|got| {
-            m.config
+            m.store
+                .config()
                 .pull_tokens
                 .iter()
                 .fold(false, |acc, t| acc | ct_eq(got.as_bytes(), t.as_bytes()))
         });
         if !ok {
             return Err(Api::new(
-                401,
-                "no_token",
+                ErrorCode::NoToken,
                 "objects need Authorization: Bearer <pull token>",
             ));
         }
     }
-    if !crate::objects::is_sha256(&sha) || !m.is_servable(&sha) {
+    if !crate::objects::is_sha256(&sha) || !m.store.is_servable(&sha) {
         return Err(Api::new(
-            404,
-            "no_object",
+            ErrorCode::NoObject,
             "no released object with this address",
         ));
     }
-    let path = m.objects.path(&sha).map_err(Api::internal)?;
+    let path = m.store.objects().path(&sha).map_err(Api::internal)?;
     // ServeFile answers HEAD, Range (a mirror or monitor reading a CVD header) and
     // If-Modified-Since. Large reads: a whole CVD goes to every mirror at each release, and
     // each chunk is one trip to the blocking pool (the default is 64 KiB).
@@ -315,7 +321,7 @@ async fn object(
 }
 
 async fn submit(State(m): S, body: axum::body::Bytes) -> Result<Response, Api> {
-    let a = m.submit(&body, Origin::Publisher).await?;
+    let a = m.store.submit(&body, Origin::Publisher).await?;
     Ok((StatusCode::OK, axum::Json(a)).into_response())
 }
 
@@ -334,7 +340,7 @@ async fn releases_after(
     State(m): S,
     Query(q): Query<After>,
 ) -> Result<axum::Json<ReleasePage>, Api> {
-    let h = m.history.clone();
+    let h = m.store.history().clone();
     let rows = blocking(move || h.accepted_after(q.after, q.limit.clamp(1, 1000)))
         .await
         .map_err(Api::internal)?;
@@ -350,7 +356,7 @@ async fn releases_after(
 }
 
 async fn release(State(m): S, Path(id): Path<String>) -> Result<axum::Json<Timeline>, Api> {
-    let h = m.history.clone();
+    let h = m.store.history().clone();
     let t = blocking(
         move || -> Result<Option<Timeline>, crate::history::HistoryError> {
             let Some(release) = h.accepted(&id)? else {
@@ -378,42 +384,81 @@ async fn release(State(m): S, Path(id): Path<String>) -> Result<axum::Json<Timel
     .await
     .map_err(Api::internal)?;
     t.map(axum::Json)
-        .ok_or_else(|| Api::new(404, "no_release", "no accepted release with this id"))
+        .ok_or_else(|| Api::new(ErrorCode::NoRelease, "no accepted release with this id"))
 }
+
+/// The most rows `GET /api/v1/history` answers with at once.
+const MAX_HISTORY_ROWS: i64 = 200;
 
 #[derive(Deserialize)]
-struct Limit {
+struct HistoryQuery {
     #[serde(default = "default_limit")]
     limit: i64,
+    /// Rows before this sequence number (the next page).
+    #[serde(default)]
+    before: Option<i64>,
 }
 
-async fn history(State(m): S, Query(q): Query<Limit>) -> Result<axum::Json<Vec<ReleaseRow>>, Api> {
-    let h = m.history.clone();
+async fn history(
+    State(m): S,
+    Query(q): Query<HistoryQuery>,
+) -> Result<axum::Json<Vec<ReleaseRow>>, Api> {
+    let h = m.store.history().clone();
     Ok(axum::Json(
-        blocking(move || h.recent(q.limit.clamp(1, 1000)))
+        blocking(move || h.recent(q.before, q.limit.clamp(1, MAX_HISTORY_ROWS)))
             .await
             .map_err(Api::internal)?,
     ))
 }
 
-async fn mirrors(State(m): S) -> Result<axum::Json<Vec<MirrorRecord>>, Api> {
-    let h = m.history.clone();
+/// Whether the request bears the admin token or a pull token: a trusted reader (an operator,
+/// a monitor that mails mirror admins, a peer) that may see the admins' e-mail addresses.
+fn trusted_reader(m: &App, headers: &HeaderMap) -> bool {
+    let config = m.store.config();
+    bearer(headers).is_some_and(|got| {
+        config
+            .admin_token
+            .iter()
+            .chain(&config.pull_tokens)
+            .fold(false, |acc, t| acc | ct_eq(got.as_bytes(), t.as_bytes()))
+    })
+}
+
+/// A record as this reader may see it: without the admin's e-mail address unless trusted.
+fn shown_record(mut r: MirrorRecord, trusted: bool) -> MirrorRecord {
+    if !trusted {
+        r.admin_contact = None;
+    }
+    r
+}
+
+async fn mirrors(State(m): S, headers: HeaderMap) -> Result<axum::Json<Vec<MirrorRecord>>, Api> {
+    let trusted = trusted_reader(&m, &headers);
+    let h = m.store.history().clone();
+    let all = blocking(move || h.mirrors()).await.map_err(Api::internal)?;
     Ok(axum::Json(
-        blocking(move || h.mirrors()).await.map_err(Api::internal)?,
+        all.into_iter().map(|r| shown_record(r, trusted)).collect(),
     ))
 }
 
-async fn registry(State(m): S) -> Result<axum::Json<Vec<RegistryEntry>>, Api> {
-    let h = m.history.clone();
+async fn registry(State(m): S, headers: HeaderMap) -> Result<axum::Json<Vec<RegistryEntry>>, Api> {
+    let trusted = trusted_reader(&m, &headers);
+    let h = m.store.history().clone();
+    let all = blocking(move || h.registry())
+        .await
+        .map_err(Api::internal)?;
     Ok(axum::Json(
-        blocking(move || h.registry())
-            .await
-            .map_err(Api::internal)?,
+        all.into_iter()
+            .map(|e| RegistryEntry {
+                record: shown_record(e.record, trusted),
+                ..e
+            })
+            .collect(),
     ))
 }
 
-async fn find(m: &Master, name: &str) -> Result<Option<RegistryEntry>, Api> {
-    let h = m.history.clone();
+async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {
+    let h = m.store.history().clone();
     let all = blocking(move || h.registry())
         .await
         .map_err(Api::internal)?;
@@ -423,12 +468,15 @@ async fn find(m: &Master, name: &str) -> Result<Option<RegistryEntry>, Api> {
 async fn mirror_show(
     State(m): S,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<axum::Json<MirrorRecord>, Api> {
     match find(&m, &name).await? {
-        Some(e) if !e.deleted => Ok(axum::Json(e.record)),
+        Some(e) if !e.deleted => Ok(axum::Json(shown_record(
+            e.record,
+            trusted_reader(&m, &headers),
+        ))),
         _ => Err(Api::new(
-            404,
-            "no_mirror",
+            ErrorCode::NoMirror,
             format!("no mirror named {name:?}"),
         )),
     }
@@ -437,16 +485,14 @@ async fn mirror_show(
 fn check_record(r: &MirrorRecord) -> Result<(), Api> {
     if !vdb_proto::is_safe_db_name(&r.name) {
         return Err(Api::new(
-            400,
-            "bad_record",
+            ErrorCode::BadRecord,
             "mirror names are [a-z0-9_-], 1-64 characters",
         ));
     }
     for u in r.push_url.iter().chain(&r.base_urls) {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             return Err(Api::new(
-                400,
-                "bad_record",
+                ErrorCode::BadRecord,
                 format!("URL {u:?} must start with http:// or https://"),
             ));
         }
@@ -454,15 +500,15 @@ fn check_record(r: &MirrorRecord) -> Result<(), Api> {
     Ok(())
 }
 
-async fn write_mirror(m: &Master, record: MirrorRecord, deleted: bool) -> Result<(), Api> {
+async fn write_mirror(m: &App, record: MirrorRecord, deleted: bool) -> Result<(), Api> {
     let prev = find(m, &record.name).await?.map_or(0, |e| e.updated_at);
     let entry = RegistryEntry {
         record,
-        updated_at: m.clock.now().max(prev + 1),
+        updated_at: m.store.now().max(prev + 1),
         deleted,
     };
     tracing::info!(mirror = %entry.record.name, deleted, "registry changed");
-    let h = m.history.clone();
+    let h = m.store.history().clone();
     blocking(move || h.put_mirror(&entry))
         .await
         .map_err(Api::internal)?;
@@ -471,7 +517,7 @@ async fn write_mirror(m: &Master, record: MirrorRecord, deleted: bool) -> Result
 
 fn parse_record(body: &[u8]) -> Result<MirrorRecord, Api> {
     let r: MirrorRecord =
-        serde_json::from_slice(body).map_err(|e| Api::new(400, "bad_record", e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| Api::new(ErrorCode::BadRecord, e.to_string()))?;
     check_record(&r)?;
     Ok(r)
 }
@@ -485,18 +531,17 @@ async fn mirror_add(
     let r = parse_record(&body)?;
     if find(&m, &r.name).await?.is_some_and(|e| !e.deleted) {
         return Err(Api::new(
-            409,
-            "exists",
+            ErrorCode::Exists,
             format!("mirror {:?} is already registered (use update)", r.name),
         ));
     }
     write_mirror(&m, r.clone(), false).await?;
     // A new mirror syncs at once.
-    if r.push_url.is_some() && m.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        let serial = m.serial();
-        let (mm, rec) = (Arc::clone(&m), r.clone());
-        m.tasks
-            .spawn(async move { crate::push::push_one(&mm, rec, serial, false).await });
+    if r.push_url.is_some() && m.store.is_ready() {
+        m.events.emit(Event::MirrorAdded {
+            record: Box::new(r.clone()),
+            serial: m.store.serial(),
+        });
     }
     Ok((StatusCode::CREATED, axum::Json(r)).into_response())
 }
@@ -511,15 +556,13 @@ async fn mirror_update(
     let r = parse_record(&body)?;
     if r.name != name {
         return Err(Api::new(
-            400,
-            "bad_record",
+            ErrorCode::BadRecord,
             "the record's name differs from the URL's",
         ));
     }
     if find(&m, &name).await?.is_none_or(|e| e.deleted) {
         return Err(Api::new(
-            404,
-            "no_mirror",
+            ErrorCode::NoMirror,
             format!("no mirror named {name:?}"),
         ));
     }
@@ -539,8 +582,7 @@ async fn mirror_remove(
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(Api::new(
-            404,
-            "no_mirror",
+            ErrorCode::NoMirror,
             format!("no mirror named {name:?}"),
         )),
     }
@@ -556,7 +598,7 @@ async fn mirror_drain(
     let d: Drain = if body.is_empty() {
         Drain { drained: true }
     } else {
-        serde_json::from_slice(&body).map_err(|e| Api::new(400, "bad_request", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| Api::new(ErrorCode::BadRequest, e.to_string()))?
     };
     match find(&m, &name).await? {
         Some(e) if !e.deleted => {
@@ -566,8 +608,7 @@ async fn mirror_drain(
             Ok(axum::Json(r))
         }
         _ => Err(Api::new(
-            404,
-            "no_mirror",
+            ErrorCode::NoMirror,
             format!("no mirror named {name:?}"),
         )),
     }
@@ -588,16 +629,21 @@ pub struct Status {
     pub peer_serial: u64,
     /// Current version of each database.
     pub databases: std::collections::BTreeMap<String, u32>,
+    /// Statements refused since the start without being stored: not signed by any publisher
+    /// of this master (unknown key, bad signature, not a statement).
+    #[serde(default)]
+    pub unrecorded_refusals: u64,
 }
 
 async fn status(State(m): S) -> axum::Json<Status> {
-    let cur = m.current();
+    let cur = m.store.current();
     axum::Json(Status {
-        name: m.config.name.clone(),
-        network: m.config.network.clone(),
-        ready: m.ready.load(std::sync::atomic::Ordering::SeqCst),
+        name: m.store.config().name.clone(),
+        network: m.store.config().network.clone(),
+        ready: m.store.is_ready(),
         serial: cur.as_ref().map_or(0, |c| c.manifest.serial),
-        peer_serial: m.peer_serial.load(std::sync::atomic::Ordering::SeqCst),
+        peer_serial: m.peers.serial(),
+        unrecorded_refusals: m.store.unrecorded_refusals(),
         databases: cur
             .map(|c| {
                 c.manifest
@@ -611,6 +657,6 @@ async fn status(State(m): S) -> axum::Json<Status> {
 }
 
 async fn poke(State(m): S) -> StatusCode {
-    m.replicate_now.notify_one();
+    m.replicator.poke();
     StatusCode::ACCEPTED
 }

@@ -1,47 +1,33 @@
-//! The master's core: the publish path (gate → history → manifest) and the signed manifest.
+//! The release store: the publish path (authenticate → gate → history → manifest) and the
+//! signed manifest. It tells the other parts what happened through [`Events`] and knows none
+//! of them.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use md5::Digest as _;
-use tokio::sync::{Mutex, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Mutex;
 use vdb_format::dnstxt::CurrentRecord;
 use vdb_proto::{
-    Clock, DatabaseState, FileRef, Manifest, PublicKey, ReleaseAccepted, ReleaseStatement,
-    SecretKey, Signed,
+    Clock, DatabaseState, ErrorCode, FileRef, Manifest, PublicKey, ReleaseAccepted,
+    ReleaseStatement, SecretKey, Signed,
 };
 
 use crate::config::Config;
+use crate::events::{Event, Events, Origin};
 use crate::gate::{self, Held, Policy, Refusal};
 use crate::history::{History, ReleaseRow};
 use crate::metrics::Metrics;
 use crate::objects::ObjectStore;
+use crate::peers::Peers;
+use crate::tasks::blocking;
 
 /// Files every manifest derives.
 pub const DERIVED: [&str; 4] = ["MD5SUMS", "SHA256SUMS", "dns.txt", "timestamp"];
 
-/// Where a release came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// A publisher, over the API.
-    Publisher,
-    /// A peer master (base URL).
-    Peer(String),
-    /// The upstream follower.
-    Upstream,
-}
-
-impl Origin {
-    fn label(&self) -> String {
-        match self {
-            Self::Publisher => "publisher".into(),
-            Self::Peer(u) => format!("peer:{u}"),
-            Self::Upstream => "upstream".into(),
-        }
-    }
-}
+/// The most of a refused statement the history keeps (bytes of its envelope).
+const MAX_REFUSED_ENVELOPE: usize = 16 << 10;
 
 /// The signed manifest currently served.
 #[derive(Debug, Clone)]
@@ -52,65 +38,29 @@ pub(crate) struct Current {
     pub(crate) manifest: Manifest,
 }
 
-/// Shared state of a running master.
+/// The release store of a running master.
 #[derive(Debug)]
-pub(crate) struct Master {
-    pub(crate) config: Config,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) key: SecretKey,
-    pub(crate) policy: Policy,
-    pub(crate) objects: ObjectStore,
-    pub(crate) history: History,
-    pub(crate) metrics: Metrics,
-    pub(crate) http: reqwest::Client,
-    pub(crate) publish_lock: Mutex<()>,
-    pub(crate) current: RwLock<Option<Current>>,
-    pub(crate) servable: RwLock<HashSet<String>>,
+pub(crate) struct Store {
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    key: SecretKey,
+    policy: Policy,
+    objects: ObjectStore,
+    history: History,
+    metrics: Arc<Metrics>,
+    peers: Arc<Peers>,
+    events: Events,
+    publish_lock: Mutex<()>,
+    current: RwLock<Option<Current>>,
+    servable: RwLock<HashSet<String>>,
     /// MD5 (hex) of objects by SHA-256, for `MD5SUMS` without re-reading every heartbeat.
-    md5_cache: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    pub(crate) peer_serial: AtomicU64,
-    pub(crate) ready: AtomicBool,
-    pub(crate) replicate_now: Notify,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) tasks: Tasks,
+    md5_cache: std::sync::Mutex<HashMap<String, String>>,
+    ready: AtomicBool,
+    /// Statements refused before anyone could be held to them (unknown key, bad signature,
+    /// not a statement): counted, never stored.
+    unrecorded: AtomicU64,
     stride: u64,
     index: u64,
-}
-
-/// Background tasks that shutdown waits for.
-#[derive(Debug, Default)]
-pub(crate) struct Tasks(std::sync::Mutex<tokio::task::JoinSet<()>>);
-
-impl Tasks {
-    /// Spawns a task.
-    pub(crate) fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
-        let mut set = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Reap finished tasks so the set does not grow.
-        while set.try_join_next().is_some() {}
-        set.spawn(f);
-    }
-
-    /// Waits for every task (call after cancelling).
-    pub(crate) async fn wait(&self) {
-        let mut set = std::mem::take(
-            &mut *self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        while set.join_next().await.is_some() {}
-    }
-}
-
-/// Runs blocking work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 /// Why a master did not sign: a peer holds a newer version of a database it holds.
@@ -133,17 +83,16 @@ pub fn next_serial(floor: u64, index: u64, stride: u64) -> u64 {
     s
 }
 
-fn internal(e: impl std::fmt::Display) -> Refusal {
-    Refusal::new(500, "internal", e.to_string())
-}
-
-impl Master {
-    /// Sets up state from the config (no network yet).
-    pub(crate) fn new(
-        config: Config,
+impl Store {
+    /// Opens the state of `config` (no network yet).
+    pub(crate) fn open(
+        config: Arc<Config>,
         clock: Arc<dyn Clock>,
         key: SecretKey,
         policy: Policy,
+        metrics: Arc<Metrics>,
+        peers: Arc<Peers>,
+        events: Events,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)?;
         let objects = ObjectStore::open(&config.data_dir.join("objects"))?;
@@ -157,7 +106,6 @@ impl Master {
         // The persisted manifest is served again after a restart. One signed by another key
         // (the master key was rotated) is not served, but its serial stays the floor, so the
         // next manifest is still above what mirrors hold.
-        let mut floor = 0;
         let current = match std::fs::read(config.data_dir.join("manifest.json")) {
             Ok(bytes) => {
                 let env = Signed::<Manifest>::from_json(&bytes)?;
@@ -169,7 +117,7 @@ impl Master {
                     Err(e) => {
                         let m = env.verify(&[env.signer()])?;
                         tracing::warn!(error = %e, serial = m.serial, "the persisted manifest is not signed by this master's key; signing a new one above its serial");
-                        floor = m.serial;
+                        peers.observe(m.serial);
                         None
                     }
                 }
@@ -177,49 +125,97 @@ impl Master {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
-        let mut http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(60));
-        if let Some(ca) = &config.tls_ca_file {
-            for cert in crate::client::read_ca(ca)? {
-                http = http.add_root_certificate(cert);
-            }
-        }
-        let http = http.build()?;
         let ready = config.peers.is_empty();
-        let m = Self {
+        let store = Self {
             config,
             clock,
             key,
             policy,
             objects,
             history,
-            metrics: Metrics::default(),
-            http,
+            metrics,
+            peers,
+            events,
             publish_lock: Mutex::new(()),
             current: RwLock::new(current),
             servable: RwLock::new(HashSet::new()),
             md5_cache: std::sync::Mutex::default(),
-            peer_serial: AtomicU64::new(floor),
             ready: AtomicBool::new(ready),
-            replicate_now: Notify::new(),
-            cancel: CancellationToken::new(),
-            tasks: Tasks::default(),
+            unrecorded: AtomicU64::new(0),
             stride,
             index,
         };
-        m.refresh_servable()?;
-        if let Some(c) = m.current() {
-            m.metrics.serial(c.manifest.serial);
+        store.refresh_servable()?;
+        if let Some(c) = store.current() {
+            store.metrics.serial(c.manifest.serial);
         }
-        Ok(m)
+        Ok(store)
+    }
+
+    /// The configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The manifest key.
+    pub(crate) fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// The object store.
+    pub(crate) fn objects(&self) -> &ObjectStore {
+        &self.objects
+    }
+
+    /// The history.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The gate's policy.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether the master has caught up with its peers (before that it takes no releases from
+    /// publishers, and neither signs nor pushes).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Marks the master caught up.
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// How many statements were refused without being stored (their signer is nobody this
+    /// master knows).
+    pub(crate) fn unrecorded_refusals(&self) -> u64 {
+        self.unrecorded.load(Ordering::SeqCst)
+    }
+
+    /// A signed push notice for `serial`, as JSON.
+    pub(crate) fn push_notice(&self, serial: u64, forced: bool) -> String {
+        let notice = vdb_proto::PushNotice::new(
+            &self.config.network,
+            &self.config.name,
+            serial,
+            self.clock.now(),
+            forced,
+        );
+        Signed::sign(&notice, &self.key).to_json()
     }
 
     /// The manifest currently served.
     pub(crate) fn current(&self) -> Option<Current> {
         self.current
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
@@ -241,7 +237,7 @@ impl Master {
         *self
             .servable
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+            .unwrap_or_else(PoisonError::into_inner) = set;
         Ok(())
     }
 
@@ -249,46 +245,64 @@ impl Master {
     pub(crate) fn is_servable(&self, sha: &str) -> bool {
         self.servable
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .contains(sha)
     }
 
-    /// Submits a signed release statement through the gate. Refusals are recorded.
+    /// Submits a signed release statement through the gate. The signer is checked before any
+    /// lock or write: a statement nobody this master knows signed is counted, never stored.
+    /// Refusals of publishers' statements are recorded.
     pub(crate) async fn submit(
         self: &Arc<Self>,
         envelope: &[u8],
         origin: Origin,
     ) -> Result<ReleaseAccepted, Refusal> {
-        if origin == Origin::Publisher && !self.ready.load(Ordering::SeqCst) {
+        if origin == Origin::Publisher && !self.is_ready() {
             return Err(Refusal::new(
-                503,
-                "catching_up",
+                ErrorCode::CatchingUp,
                 "this master is catching up with its peers; try another master or retry shortly",
             ));
         }
-        let _guard = self.publish_lock.lock().await;
         let this = Arc::clone(self);
         let envelope = envelope.to_vec();
         let origin2 = origin.clone();
-        let outcome = blocking(move || this.gate_and_record(&envelope, &origin2)).await;
-        match outcome {
+        let outcome = blocking(move || -> Result<_, Refusal> {
+            let env = this.authenticate(&envelope, &origin2)?;
+            let st = match gate::check_statement(&this.policy, &env) {
+                Ok(st) => st,
+                Err(r) => {
+                    this.record_refusal(&env, &origin2, None, &r);
+                    return Err(r);
+                }
+            };
+            Ok((env, st))
+        })
+        .await;
+        let (env, st) = match outcome {
+            Ok(x) => x,
+            Err(r) => return Err(self.refused(r, &origin)),
+        };
+        let _guard = self.publish_lock.lock().await;
+        let this = Arc::clone(self);
+        let origin2 = origin.clone();
+        match blocking(move || this.gate_and_record(&env, st, &origin2)).await {
             Ok((st, id, true)) => {
                 self.metrics.release("accepted", "ok");
                 tracing::info!(release = %id, db = %st.db, version = st.version, origin = %origin.label(), "release accepted");
-                let serial = self.sign_and_push(false).await.map_err(internal)?;
-                // The master that took a release announces it and pokes its peers; replicas
-                // stay quiet (one announcement per release).
-                if !matches!(origin, Origin::Peer(_)) {
-                    self.poke_peers();
-                    crate::notify::release(self, &st, &id);
-                }
-                Ok(ReleaseAccepted {
-                    release_id: id,
+                let serial = self.sign_locked(false).await.map_err(Refusal::internal)?;
+                let accepted = ReleaseAccepted {
+                    release_id: id.clone(),
                     master: self.config.name.clone(),
-                    db: st.db,
+                    db: st.db.clone(),
                     version: st.version,
                     serial,
-                })
+                };
+                self.events.emit(Event::ReleaseAccepted {
+                    id,
+                    statement: Box::new(st),
+                    origin,
+                });
+                Ok(accepted)
             }
             Ok((st, id, false)) => {
                 tracing::info!(release = %id, db = %st.db, version = st.version, "re-submission of an accepted release (same version and files)");
@@ -298,7 +312,7 @@ impl Master {
                     move || h.accepted(&id)
                 })
                 .await
-                .map_err(internal)?
+                .map_err(Refusal::internal)?
                 .and_then(|r| r.serial)
                 .unwrap_or_else(|| self.serial());
                 Ok(ReleaseAccepted {
@@ -309,19 +323,76 @@ impl Master {
                     serial,
                 })
             }
-            Err(r) => {
-                self.metrics.release("refused", r.code);
-                tracing::warn!(code = r.code, reason = %r.message, origin = %origin.label(), "release refused");
-                Err(r)
+            Err(r) => Err(self.refused(r, &origin)),
+        }
+    }
+
+    /// Counts and logs a refusal.
+    fn refused(&self, r: Refusal, origin: &Origin) -> Refusal {
+        self.metrics.release("refused", r.code.as_str());
+        tracing::warn!(code = %r.code, reason = %r.message, origin = %origin.label(), "release refused");
+        r
+    }
+
+    /// Parses the envelope and checks that a publisher of this master signed it. A refusal
+    /// here stores nothing: it only goes up a counter.
+    fn authenticate(
+        &self,
+        envelope: &[u8],
+        origin: &Origin,
+    ) -> Result<Signed<ReleaseStatement>, Refusal> {
+        let checked = Signed::<ReleaseStatement>::from_json(envelope)
+            .map_err(|e| Refusal::new(ErrorCode::BadStatement, e.to_string()))
+            .and_then(|env| gate::authenticate(&self.policy, &env).map(|()| env));
+        if let Err(r) = &checked {
+            self.unrecorded.fetch_add(1, Ordering::SeqCst);
+            self.metrics.unrecorded_refusal(r.code.as_str());
+            tracing::debug!(code = %r.code, origin = %origin.label(), "statement of no known publisher refused (not recorded)");
+        }
+        checked
+    }
+
+    /// Records a refusal of an authenticated statement (its envelope bounded).
+    fn record_refusal(
+        &self,
+        env: &Signed<ReleaseStatement>,
+        origin: &Origin,
+        st: Option<&ReleaseStatement>,
+        r: &Refusal,
+    ) {
+        let mut envelope = env.to_json();
+        if envelope.len() > MAX_REFUSED_ENVELOPE {
+            let mut cut = MAX_REFUSED_ENVELOPE;
+            while !envelope.is_char_boundary(cut) {
+                cut -= 1;
             }
+            envelope.truncate(cut);
+        }
+        let row = ReleaseRow {
+            seq: 0,
+            id: env.id(),
+            db: st.map(|s| s.db.clone()).unwrap_or_default(),
+            version: st.map_or(0, |s| s.version),
+            publisher: env.signer().to_string(),
+            envelope,
+            verdict: "refused".into(),
+            code: Some(r.code.as_str().to_owned()),
+            reason: Some(r.message.clone()),
+            origin: origin.label(),
+            received_at: self.clock.now(),
+            serial: None,
+            published_at: None,
+        };
+        if let Err(e) = self.history.insert_release(&row) {
+            tracing::error!(error = %e, "could not record a refusal in the history");
         }
     }
 
     /// The held state of each database, from the history.
     pub(crate) fn held(&self) -> Result<BTreeMap<String, Held>, Refusal> {
         let mut held: BTreeMap<String, Held> = BTreeMap::new();
-        for row in self.history.all_accepted().map_err(internal)? {
-            let st = parse_statement(&row.envelope).map_err(internal)?;
+        for row in self.history.all_accepted().map_err(Refusal::internal)? {
+            let st = parse_statement(&row.envelope).map_err(Refusal::internal)?;
             if held.get(&st.db).is_none_or(|h| st.version > h.version) {
                 held.insert(
                     st.db.clone(),
@@ -336,127 +407,108 @@ impl Master {
         Ok(held)
     }
 
-    /// Runs the gate and records the verdict (refusals too). Returns (statement, id, newly
-    /// accepted).
+    /// Runs the gate on an authenticated statement and records the verdict (refusals too).
+    /// Returns (statement, id, newly accepted). Call with the publish lock held.
     fn gate_and_record(
         &self,
-        envelope: &[u8],
+        env: &Signed<ReleaseStatement>,
+        st: ReleaseStatement,
         origin: &Origin,
     ) -> Result<(ReleaseStatement, String, bool), Refusal> {
         let now = self.clock.now();
-        let mut row = ReleaseRow {
-            seq: 0,
-            id: String::new(),
-            db: String::new(),
-            version: 0,
-            publisher: String::new(),
-            envelope: String::from_utf8_lossy(envelope)
-                .chars()
-                .take(1 << 16)
-                .collect(),
-            verdict: "refused".into(),
-            code: None,
-            reason: None,
-            origin: origin.label(),
-            received_at: now,
-            serial: None,
-            published_at: None,
-        };
-        match self.judge(envelope, origin, now, &mut row) {
-            Ok((st, Some(existing))) => Ok((st, existing, false)),
-            Ok((st, None)) => {
-                row.verdict = "accepted".into();
-                self.history.insert_release(&row).map_err(internal)?;
+        let id = env.id();
+        match self.judge(&id, &st, origin, now) {
+            Ok(Some(existing)) => Ok((st, existing, false)),
+            Ok(None) => {
+                let row = ReleaseRow {
+                    seq: 0,
+                    id: id.clone(),
+                    db: st.db.clone(),
+                    version: st.version,
+                    publisher: env.signer().to_string(),
+                    envelope: env.to_json(),
+                    verdict: "accepted".into(),
+                    code: None,
+                    reason: None,
+                    origin: origin.label(),
+                    received_at: now,
+                    serial: None,
+                    published_at: None,
+                };
+                self.history
+                    .insert_release(&row)
+                    .map_err(Refusal::internal)?;
                 self.servable
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unwrap_or_else(PoisonError::into_inner)
                     .extend(st.files.iter().map(|f| f.sha256.clone()));
-                Ok((st, row.id, true))
+                Ok((st, id, true))
             }
             Err(r) => {
-                row.code = Some(r.code.to_owned());
-                row.reason = Some(r.message.clone());
-                if let Err(e) = self.history.insert_release(&row) {
-                    tracing::error!(error = %e, "could not record a refusal in the history");
-                }
+                self.record_refusal(env, origin, Some(&st), &r);
                 Err(r)
             }
         }
     }
 
-    /// The gate proper; fills in `row` as far as the statement can be trusted. Returns the
-    /// statement and, when it brings nothing new, the id of the accepted release it repeats
-    /// (the same statement re-sent, or another statement of the same version and files).
+    /// The gate proper, for an authenticated statement. Returns, when it brings nothing new,
+    /// the id of the accepted release it repeats (the same statement re-sent, or another
+    /// statement of the same version and files).
     fn judge(
         &self,
-        envelope: &[u8],
+        id: &str,
+        st: &ReleaseStatement,
         origin: &Origin,
         now: i64,
-        row: &mut ReleaseRow,
-    ) -> Result<(ReleaseStatement, Option<String>), Refusal> {
-        let env = Signed::<ReleaseStatement>::from_json(envelope)
-            .map_err(|e| Refusal::new(400, "bad_statement", e.to_string()))?;
-        row.id = env.id();
-        row.envelope = env.to_json();
-        row.publisher = env.signer().to_string();
-        let st = gate::check_signature(&self.policy, &env)?;
-        row.db.clone_from(&st.db);
-        row.version = st.version;
+    ) -> Result<Option<String>, Refusal> {
         let check_window = *origin == Origin::Publisher;
         let held = self.held()?;
-        let known = if self.history.accepted(&row.id).map_err(internal)?.is_some() {
-            Some(row.id.clone())
+        let known = if self
+            .history
+            .accepted(id)
+            .map_err(Refusal::internal)?
+            .is_some()
+        {
+            Some(id.to_owned())
         } else {
             held.get(&st.db)
                 .filter(|h| h.version == st.version && gate::same_files(&h.files, &st.files))
                 .map(|h| h.release.clone())
         };
         if let Some(existing) = known {
-            if check_window && (st.issued_at - now).abs() > self.config.statement_window_secs {
+            if check_window && st.issued_at.abs_diff(now) > self.policy.window() {
                 return Err(Refusal::new(
-                    409,
-                    "replay",
+                    ErrorCode::Replay,
                     format!(
                         "release {} was accepted long ago (issued at {}); re-sending it now is a replay",
                         existing, st.issued_at
                     ),
                 ));
             }
-            return Ok((st, Some(existing)));
+            return Ok(Some(existing));
         }
         gate::check_release(
             &self.policy,
             held.get(&st.db),
             &self.objects,
-            &st,
+            st,
             now,
             check_window,
         )?;
-        Ok((st, None))
+        Ok(None)
     }
 
-    /// Signs a new manifest (new serial, fresh timestamp) and pushes it to the mirrors.
-    /// `heartbeat` only changes the label in logs. Call with the publish lock held or from the
-    /// loops (which take it).
-    pub(crate) async fn sign_and_push(self: &Arc<Self>, heartbeat: bool) -> anyhow::Result<u64> {
+    /// Signs a new manifest (new serial, fresh timestamp); once the master is ready, the
+    /// pushes follow from the event. `heartbeat` only changes the label in logs.
+    pub(crate) async fn sign(self: &Arc<Self>, heartbeat: bool) -> anyhow::Result<u64> {
+        let _guard = self.publish_lock.lock().await;
+        self.sign_locked(heartbeat).await
+    }
+
+    /// [`Self::sign`] with the publish lock held.
+    async fn sign_locked(self: &Arc<Self>, heartbeat: bool) -> anyhow::Result<u64> {
         // Learn the peers' newest serials first (bounded), so the new serial is above theirs.
-        let peers = self.config.peers.iter().map(|p| {
-            tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                crate::push::fetch_peer_manifest(self, &p.url, p.key),
-            )
-        });
-        let mut peer_newest: BTreeMap<String, u32> = BTreeMap::new();
-        for m in futures_util::future::join_all(peers)
-            .await
-            .into_iter()
-            .filter_map(|r| r.ok()?.ok()?)
-        {
-            for (db, d) in m.databases {
-                let v = peer_newest.entry(db).or_default();
-                *v = (*v).max(d.version);
-            }
-        }
+        let peer_newest = self.peers.newest_versions().await;
         let this = Arc::clone(self);
         let serial = match blocking(move || this.sign_manifest(&peer_newest)).await? {
             Ok(serial) => serial,
@@ -471,12 +523,28 @@ impl Master {
             }
         };
         tracing::info!(serial, heartbeat, "manifest signed");
-        if self.ready.load(Ordering::SeqCst) {
-            let this = Arc::clone(self);
-            self.tasks
-                .spawn(async move { crate::push::push_all(&this, serial, false).await });
+        if self.is_ready() {
+            self.events.emit(Event::ManifestSigned { serial });
         }
         Ok(serial)
+    }
+
+    /// Deletes uploads no release references (older than `orphan_ttl_secs`).
+    pub(crate) async fn prune_uploads(self: &Arc<Self>) {
+        let _guard = self.publish_lock.lock().await;
+        let this = Arc::clone(self);
+        let pruned = blocking(move || {
+            this.objects.prune(
+                |sha| this.is_servable(sha),
+                std::time::Duration::from_secs(this.config.orphan_ttl_secs),
+            )
+        })
+        .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(objects = n, "deleted unreferenced uploads"),
+            Err(e) => tracing::warn!(error = %e, "pruning unreferenced uploads failed"),
+        }
     }
 
     /// Builds, signs and persists the next manifest. Blocking. Signs nothing (`None`) while a
@@ -556,7 +624,7 @@ impl Master {
             let cached = self
                 .md5_cache
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .get(&f.sha256)
                 .cloned();
             let md5 = match cached {
@@ -566,7 +634,7 @@ impl Master {
                     let m = vdb_proto::hex(&md5::Md5::digest(&data));
                     self.md5_cache
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner)
                         .insert(f.sha256.clone(), m.clone());
                     m
                 }
@@ -605,7 +673,7 @@ impl Master {
                 },
             );
         }
-        let floor = self.serial().max(self.peer_serial.load(Ordering::SeqCst));
+        let floor = self.serial().max(self.peers.serial());
         let serial = next_serial(floor, self.index, self.stride);
         let manifest = Manifest {
             network: self.config.network.clone(),
@@ -622,27 +690,12 @@ impl Master {
         self.history.mark_published(serial, now)?;
         self.servable
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .extend(servable);
-        *self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Current { json, manifest });
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(Current { json, manifest });
         self.metrics.serial(serial);
         Ok(Ok(serial))
-    }
-
-    /// Asks the peers to pull from us now.
-    pub(crate) fn poke_peers(self: &Arc<Self>) {
-        for p in &self.config.peers {
-            let url = format!("{}/api/v1/replicate", p.url.trim_end_matches('/'));
-            let http = self.http.clone();
-            self.tasks.spawn(async move {
-                if let Err(e) = http.post(&url).timeout(std::time::Duration::from_secs(3)).send().await {
-                    tracing::debug!(%url, error = %e, "could not poke a peer (it will pull on its own schedule)");
-                }
-            });
-        }
     }
 }
 

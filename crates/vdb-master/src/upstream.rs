@@ -6,11 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use tokio_util::sync::CancellationToken;
 use vdb_format::Header;
 use vdb_proto::{FileRef, ReleaseStatement, SecretKey, Signed};
 
 use crate::config::UpstreamConfig;
-use crate::master::{Master, Origin};
+use crate::events::Origin;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Follows an upstream into the store, signing its releases with its own publisher key.
+#[derive(Debug)]
+pub(crate) struct Follower {
+    store: Arc<Store>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    up: UpstreamConfig,
+    key: SecretKey,
+}
 
 /// What one check of one database did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +36,12 @@ pub(crate) enum Followed {
     Refused(String),
 }
 
-async fn get(master: &Master, url: &str, range: Option<&str>) -> anyhow::Result<reqwest::Response> {
-    let mut req = master.http.get(url).header(
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    range: Option<&str>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut req = http.get(url).header(
         "user-agent",
         "ClamAV/1.4.6 (OS: linux, ARCH: x86_64, CPU: x86_64) vdbnet-master",
     );
@@ -37,18 +54,15 @@ async fn get(master: &Master, url: &str, range: Option<&str>) -> anyhow::Result<
 }
 
 /// Downloads `url` into the object store; returns its file reference named `name`.
-async fn fetch(master: &Master, url: &str, name: &str) -> anyhow::Result<FileRef> {
-    let r = get(master, url, None).await?;
-    let mut up = master.objects.begin(master.policy.max_file_size())?;
-    let mut data = Vec::new();
+async fn fetch(f: &Follower, url: &str, name: &str) -> anyhow::Result<FileRef> {
+    let r = get(&f.http, url, None).await?;
+    let objects = f.store.objects().clone();
+    let mut up = objects.begin(f.store.policy().max_file_size())?;
     let mut stream = r.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        up.write(&chunk)?;
-        data.extend_from_slice(&chunk);
+        up.write(&chunk?)?;
     }
-    let sha = vdb_proto::sha256_hex(&data);
-    let size = master.objects.finish(up, &sha)?;
+    let (sha, size) = crate::tasks::blocking(move || objects.finish_any(up)).await?;
     Ok(FileRef {
         name: name.to_owned(),
         size,
@@ -57,33 +71,30 @@ async fn fetch(master: &Master, url: &str, name: &str) -> anyhow::Result<FileRef
 }
 
 /// Checks one database once.
-pub(crate) async fn check_db(
-    master: &Arc<Master>,
-    up: &UpstreamConfig,
-    key: &SecretKey,
-    db: &str,
-) -> anyhow::Result<Followed> {
-    let base = up.url.trim_end_matches('/');
-    let held = master
+async fn check_db(f: &Follower, db: &str) -> anyhow::Result<Followed> {
+    let base = f.up.url.trim_end_matches('/');
+    let held = f
+        .store
         .held()
         .map_err(|r| anyhow::anyhow!("{r}"))?
         .get(db)
         .map_or(0, |h| h.version);
-    let head = get(master, &format!("{base}/{db}.cvd"), Some("bytes=0-511"))
-        .await?
-        .bytes()
-        .await?;
+    let head = crate::http::read_prefix(
+        get(&f.http, &format!("{base}/{db}.cvd"), Some("bytes=0-511")).await?,
+        512,
+    )
+    .await?;
     let header = Header::parse(&head[..head.len().min(512)])
         .map_err(|e| anyhow::anyhow!("upstream {db}.cvd header: {e}"))?;
     if header.version <= held {
         return Ok(Followed::Current(held));
     }
-    let mut files = vec![fetch(master, &format!("{base}/{db}.cvd"), &format!("{db}.cvd")).await?];
+    let mut files = vec![fetch(f, &format!("{base}/{db}.cvd"), &format!("{db}.cvd")).await?];
     if held > 0 {
         let mut cdiffs = Vec::new();
         for v in held + 1..=header.version {
             let name = format!("{db}-{v}.cdiff");
-            match fetch(master, &format!("{base}/{name}"), &name).await {
+            match fetch(f, &format!("{base}/{name}"), &name).await {
                 Ok(f) => cdiffs.push(f),
                 Err(e) => {
                     tracing::info!(%name, error = %e, "upstream cdiff missing; publishing the CVD alone");
@@ -101,48 +112,67 @@ pub(crate) async fn check_db(
             .build_secs
             .and_then(|s| i64::try_from(s).ok())
             .unwrap_or(0),
-        issued_at: master.clock.now(),
+        issued_at: f.store.now(),
         files,
         notes: format!("followed from {base}"),
     };
-    let env = Signed::sign(&st, key).to_json();
-    match master.submit(env.as_bytes(), Origin::Upstream).await {
+    let env = Signed::sign(&st, &f.key).to_json();
+    match f.store.submit(env.as_bytes(), Origin::Upstream).await {
         Ok(a) => Ok(Followed::Published(a.version)),
         Err(r) => Ok(Followed::Refused(r.to_string())),
     }
 }
 
-/// The follower loop.
-pub(crate) async fn run(master: Arc<Master>, up: UpstreamConfig, key: SecretKey) {
-    let tick = Duration::from_millis(master.config.tick_ms);
-    let mut next = master.clock.now();
-    loop {
-        if master.clock.now() >= next && master.ready.load(std::sync::atomic::Ordering::SeqCst) {
-            next = master.clock.now() + up.interval_secs;
-            for db in &up.databases {
-                match check_db(&master, &up, &key, db).await {
-                    Ok(Followed::Current(v)) => {
-                        master.metrics.upstream("current");
-                        tracing::debug!(db, version = v, "upstream has nothing newer");
-                    }
-                    Ok(Followed::Published(v)) => {
-                        master.metrics.upstream("new");
-                        tracing::info!(db, version = v, "followed a new upstream version");
-                    }
-                    Ok(Followed::Refused(why)) => {
-                        master.metrics.upstream("refused");
-                        tracing::warn!(db, reason = %why, "upstream files refused by the gate");
-                    }
-                    Err(e) => {
-                        master.metrics.upstream("error");
-                        tracing::warn!(db, error = %e, "upstream check failed");
+impl Follower {
+    /// A follower of `up` into `store`, signing with `key`.
+    pub(crate) fn new(
+        store: Arc<Store>,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+        up: UpstreamConfig,
+        key: SecretKey,
+    ) -> Self {
+        Self {
+            store,
+            http,
+            metrics,
+            up,
+            key,
+        }
+    }
+
+    /// The follower loop.
+    pub(crate) async fn run(self, cancel: CancellationToken) {
+        let tick = Duration::from_millis(self.store.config().tick_ms);
+        let mut next = self.store.now();
+        loop {
+            if self.store.now() >= next && self.store.is_ready() {
+                next = self.store.now() + self.up.interval_secs;
+                for db in &self.up.databases {
+                    match check_db(&self, db).await {
+                        Ok(Followed::Current(v)) => {
+                            self.metrics.upstream("current");
+                            tracing::debug!(db, version = v, "upstream has nothing newer");
+                        }
+                        Ok(Followed::Published(v)) => {
+                            self.metrics.upstream("new");
+                            tracing::info!(db, version = v, "followed a new upstream version");
+                        }
+                        Ok(Followed::Refused(why)) => {
+                            self.metrics.upstream("refused");
+                            tracing::warn!(db, reason = %why, "upstream files refused by the gate");
+                        }
+                        Err(e) => {
+                            self.metrics.upstream("error");
+                            tracing::warn!(db, error = %e, "upstream check failed");
+                        }
                     }
                 }
             }
-        }
-        tokio::select! {
-            () = master.cancel.cancelled() => return,
-            () = tokio::time::sleep(tick) => {}
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(tick) => {}
+            }
         }
     }
 }

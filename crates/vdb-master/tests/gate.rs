@@ -114,6 +114,10 @@ impl T {
         v
     }
 
+    async fn status(&self) -> vdb_master::Status {
+        serde_json::from_str(&reqwest_get(&format!("{}/api/v1/status", self.url)).await).unwrap()
+    }
+
     async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -539,7 +543,7 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
     )
     .await;
     // A release of a CVD database without its CVD.
-    let files = vec![file("test.cvd.sign", fixture("test-3.cvd.sign"))];
+    let files = vec![file("test-3.cvd.sign", fixture("test-3.cvd.sign"))];
     let info = ReleaseInfo {
         db: "test".into(),
         version: 3,
@@ -620,11 +624,15 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
         "file_not_allowed",
         "cdiff_chain",
         "version_mismatch",
-        "bad_signature",
     ] {
         assert!(codes.iter().any(|x| x == c), "{c} not recorded: {codes:?}");
     }
     assert!(hist.len() > refused_before);
+    // A broken signature and garbage prove nobody: counted, not recorded.
+    for c in ["bad_signature", "bad_statement"] {
+        assert!(!codes.iter().any(|x| x == c), "{c} recorded: {codes:?}");
+    }
+    assert!(t.status().await.unrecorded_refusals >= 2);
     // The chain still goes on after all that.
     t.publish(&release(3)).await.unwrap();
     assert_eq!(t.manifest().await.databases["test"].version, 3);
@@ -824,7 +832,28 @@ async fn registry_admin_api() {
     let admin = t.admin();
     let mut rec = vdb_proto::MirrorRecord::new("m1", "http://127.0.0.1:1");
     rec.country = Some("DE".into());
+    rec.admin_contact = Some("admin@m1.example".into());
     admin.add(&rec).await.unwrap();
+    // The admin's e-mail address is for trusted readers (admin or pull token) only.
+    for path in ["/api/v1/mirrors", "/api/v1/mirrors/m1", "/api/v1/registry"] {
+        let public = reqwest_get(&format!("{}{path}", t.url)).await;
+        assert!(
+            public.contains("DE") && !public.contains("admin@m1"),
+            "{path}: {public}"
+        );
+        let trusted = reqwest::Client::new()
+            .get(format!("{}{path}", t.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(trusted.contains("admin@m1.example"), "{path}: {trusted}");
+    }
+    let mut public_rec = rec.clone();
+    public_rec.admin_contact = None;
     assert!(admin.add(&rec).await.is_err(), "duplicate add refused");
     let no_token = Admin::new(&t.url, None);
     assert!(
@@ -836,7 +865,8 @@ async fn registry_admin_api() {
     );
     let bad = vdb_proto::MirrorRecord::new("../m", "http://x");
     assert!(admin.add(&bad).await.is_err());
-    assert_eq!(no_token.list().await.unwrap(), vec![rec.clone()]);
+    assert_eq!(no_token.list().await.unwrap(), vec![public_rec]);
+    assert_eq!(admin.list().await.unwrap(), vec![rec.clone()]);
     rec.bandwidth_mbps = 1000;
     rec.maintenance.push(vdb_proto::MaintenanceWindow {
         start: 1,
@@ -928,4 +958,266 @@ async fn a_rotated_master_key_signs_above_the_old_serial() {
     assert!(m.serial > old.serial);
     assert_eq!(m.databases, old.databases);
     r.shutdown().await;
+}
+
+/// The bytes of every file under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() {
+            tree_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    n
+}
+
+#[tokio::test]
+async fn statements_of_strangers_leave_no_trace() {
+    let t = T::start(|_| {}).await;
+    t.publish(&release(1)).await.unwrap();
+    let data = t._dir.path().join("data");
+    let before_bytes = tree_bytes(&data);
+    let before = (t.manifest_json().await, t.accepted().await);
+    let rows_before = t.admin().history(1000).await.unwrap().len();
+    // 200 statements of about 1 MB (just under the body limit), each signed by a fresh key
+    // no master knows.
+    let notes = "x".repeat(1_000_000);
+    let http = reqwest::Client::new();
+    for i in 0..200u32 {
+        let st = vdb_proto::ReleaseStatement {
+            db: "test".into(),
+            version: 2 + i,
+            built_at: 1,
+            issued_at: t.clock.now(),
+            files: vec![vdb_proto::FileRef {
+                name: "test.cvd".into(),
+                size: 1,
+                sha256: "0".repeat(64),
+            }],
+            notes: notes.clone(),
+        };
+        let body = vdb_proto::Signed::sign(&st, &SecretKey::generate()).to_json();
+        assert!(
+            body.len() > 1_000_000 && body.len() < 1 << 20,
+            "{}",
+            body.len()
+        );
+        let r = http
+            .post(format!("{}/api/v1/releases", t.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let e: vdb_proto::ApiError = r.json().await.unwrap();
+        assert_eq!(e.error_code(), Some(vdb_proto::ErrorCode::UnknownKey));
+        assert!(e.message.len() < 200, "{}", e.message);
+    }
+    let after_bytes = tree_bytes(&data);
+    println!(
+        "data dir: {before_bytes} bytes before, {after_bytes} bytes after 200 statements of 1 MB by unknown keys"
+    );
+    assert!(
+        after_bytes < before_bytes + (64 << 10),
+        "the data dir grew from {before_bytes} to {after_bytes} bytes"
+    );
+    assert_eq!(t.admin().history(1000).await.unwrap().len(), rows_before);
+    assert_eq!(t.status().await.unrecorded_refusals, 200);
+    let metrics = reqwest_get(&format!("{}/metrics", t.url)).await;
+    assert!(
+        metrics.contains("vdb_master_refusals_unrecorded_total{code=\"unknown_key\"} 200"),
+        "{metrics}"
+    );
+    assert_eq!(t.manifest_json().await, before.0);
+    assert_eq!(t.accepted().await, before.1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn history_answers_in_bounded_pages() {
+    let t = T::start(|_| {}).await;
+    t.publish(&release(1)).await.unwrap();
+    // 250 recorded refusals: a publisher key asking for a database it may not publish.
+    let http = reqwest::Client::new();
+    for i in 0..250u32 {
+        let st = vdb_proto::ReleaseStatement {
+            db: "test".into(),
+            version: 2 + i,
+            built_at: 1,
+            issued_at: t.clock.now(),
+            files: vec![vdb_proto::FileRef {
+                name: "test.cvd".into(),
+                size: 1,
+                sha256: "0".repeat(64),
+            }],
+            notes: String::new(),
+        };
+        let body = vdb_proto::Signed::sign(&st, &t.daily_only).to_json();
+        let r = http
+            .post(format!("{}/api/v1/releases", t.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let page: Vec<vdb_proto::ReleaseRow> =
+        serde_json::from_str(&reqwest_get(&format!("{}/api/v1/history?limit=1000", t.url)).await)
+            .unwrap();
+    assert_eq!(page.len(), 200, "one page is at most 200 rows");
+    assert!(page.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let last = page.last().unwrap().seq;
+    let next: Vec<vdb_proto::ReleaseRow> = serde_json::from_str(
+        &reqwest_get(&format!(
+            "{}/api/v1/history?limit=1000&before={last}",
+            t.url
+        ))
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        next.len(),
+        51,
+        "the rest: 50 refusals and the accepted release"
+    );
+    assert!(next.iter().all(|r| r.seq < last));
+    assert_eq!(next.last().unwrap().verdict, "accepted");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn names_follow_the_serving_layout() {
+    let star = SecretKey::from_seed([7; 32]);
+    let t = T::start(|c| {
+        c.publishers.push(vdb_master::config::PublisherConfig {
+            key: star.public(),
+            databases: vec!["*".into()],
+        });
+        c.databases.insert(
+            "test".into(),
+            vdb_master::config::DbConfig {
+                containers: vec!["cvd".into(), "cld".into()],
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    t.publish(&release(1)).await.unwrap();
+    t.publish(&release(2)).await.unwrap();
+    let before = (t.manifest_json().await, t.accepted().await);
+    let info = || {
+        Some(ReleaseInfo {
+            db: "test".into(),
+            version: 3,
+            built_at: 1,
+        })
+    };
+    let cases: Vec<(&str, &str, Vec<ReleaseFile>)> = vec![
+        // The `daily-27100.cvd` with `--db daily` case: mirrors would stop serving test.cvd.
+        (
+            "numbered container",
+            "unsafe_name",
+            vec![
+                file("test-3.cvd", fixture("test-3.cvd")),
+                file("test-3.cdiff", fixture("test-3.cdiff")),
+            ],
+        ),
+        (
+            "container in capitals",
+            "unsafe_name",
+            vec![file("test.CVD", fixture("test-3.cvd"))],
+        ),
+        (
+            "cdiff past the release's version",
+            "unsafe_name",
+            vec![
+                file("test.cvd", fixture("test-3.cvd")),
+                file("test-4.cdiff", fixture("test-4.cdiff")),
+            ],
+        ),
+        (
+            "cdiff with a leading zero",
+            "unsafe_name",
+            vec![
+                file("test.cvd", fixture("test-3.cvd")),
+                file("test-03.cdiff", fixture("test-3.cdiff")),
+            ],
+        ),
+        (
+            ".sign of another version",
+            "unsafe_name",
+            vec![
+                file("test.cvd", fixture("test-3.cvd")),
+                file("test-3.cdiff", fixture("test-3.cdiff")),
+                file("test-2.cvd.sign", fixture("test-2.cvd.sign")),
+            ],
+        ),
+        (
+            ".sign of a file the release does not bring",
+            "unsafe_name",
+            vec![
+                file("test.cvd", fixture("test-3.cvd")),
+                file("test-2.cdiff.sign", fixture("test-2.cdiff.sign")),
+            ],
+        ),
+        (
+            ".sign not named for a file",
+            "unsafe_name",
+            vec![
+                file("test.cvd", fixture("test-3.cvd")),
+                file("test.cvd.sign", fixture("test-3.cvd.sign")),
+            ],
+        ),
+        (
+            "a kind of container the database does not allow",
+            "file_not_allowed",
+            vec![file("test.cud", fixture("test-3.cvd"))],
+        ),
+        (
+            "a CLD where mirrors serve test.cvd",
+            "container_kind",
+            vec![file("test.cld", fixture("test-3.cvd"))],
+        ),
+    ];
+    for (what, code, files) in cases {
+        expect_refused(
+            &t,
+            what,
+            code,
+            t.publish_as(&t.publisher, &files, info()).await,
+            &before,
+        )
+        .await;
+    }
+    // A database name that reads as a numbered file of another one.
+    let files = [file("synth-3.cvd", fixture("test-3.cvd"))];
+    let info = ReleaseInfo {
+        db: "synth-3".into(),
+        version: 3,
+        built_at: 1,
+    };
+    expect_refused(
+        &t,
+        "database name ending in a number",
+        "unsafe_name",
+        t.publish_as(&star, &files, Some(info)).await,
+        &before,
+    )
+    .await;
+    // The layout's own names pass: the CVD, its cdiff, and the .sign files named for them.
+    t.publish(&[
+        file("test.cvd", fixture("test-3.cvd")),
+        file("test-3.cdiff", fixture("test-3.cdiff")),
+        file("test-3.cvd.sign", fixture("test-3.cvd.sign")),
+        file("test-3.cdiff.sign", fixture("test-3.cdiff.sign")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(t.manifest().await.databases["test"].version, 3);
+    t.stop().await;
 }

@@ -32,7 +32,8 @@ pub struct Config {
     /// The network's master public keys (`ed25519:<hex>`): manifests must be signed by one.
     pub master_keys: Vec<PublicKey>,
     /// Optional bearer token for the masters' object store (to compare CVD headers with the
-    /// master's own bytes when the masters require pull tokens).
+    /// master's own bytes when the masters require pull tokens; with it the masters also show
+    /// the mirror admins' contacts, which alerts go to).
     #[serde(default)]
     pub master_token: Option<String>,
     /// HTTP listen address for the status page, JSON and metrics (port 0 allowed).

@@ -225,7 +225,8 @@ impl Prober {
                         &self.client,
                         &join(base, paths::MIRRORS),
                         None,
-                        None,
+                        // A pull token also shows the mirror admins' contacts, for alerts.
+                        self.master_token.as_deref(),
                         MAX_DOC,
                     )
                     .await
