@@ -8,7 +8,7 @@
 //!
 //! The crate also holds the plain records that roles exchange without signatures, over
 //! authenticated or public channels: the mirror registry ([`MirrorRecord`]), the monitor's
-//! verdicts ([`VerdictReport`]), the API's error body ([`ApiError`]), and an injectable
+//! verdicts ([`VerdictReport`]), the API's error body ([`ApiError`]), the roles' [`Ready`] line, and an injectable
 //! [`Clock`] so that schedules can be tested without sleeping.
 //!
 //! Signing is behind the `sign` feature (on by default); `vdb-update` builds without it.
@@ -20,6 +20,7 @@ mod key;
 mod manifest;
 mod names;
 mod push;
+mod ready;
 mod registry;
 mod release;
 mod signed;
@@ -38,6 +39,7 @@ pub use key::{KeyError, PublicKey};
 pub use manifest::{DatabaseState, Freshness, MANIFEST_PATH, Manifest, ManifestError};
 pub use names::{is_safe_db_name, is_safe_file_name};
 pub use push::{PushError, PushNotice, ReplayGuard};
+pub use ready::{READY_EVENT, Ready, ReadyError};
 pub use registry::{MaintenanceWindow, MirrorRecord};
 pub use release::{FileRef, ReleaseError, ReleaseStatement};
 pub use signed::{DocKind, Document, Signed, VerifyError};

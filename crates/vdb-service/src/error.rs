@@ -1,0 +1,232 @@
+//! The API's error answers.
+
+use std::borrow::Cow;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+/// An error answer of any role's HTTP API: a status, a stable machine code and a sentence,
+/// sent as a [`vdb_proto::ApiError`] JSON body (`{"code": …, "message": …}`) with
+/// `Cache-Control: no-store`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {code}: {message}", self.status())]
+pub struct ApiError {
+    kind: ErrorKind,
+    code: Cow<'static, str>,
+    message: String,
+}
+
+/// What kind of error an [`ApiError`] is (it decides the status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 400: the request is malformed.
+    BadRequest,
+    /// 401: credentials are missing or wrong (`WWW-Authenticate: Basic realm=…` is added).
+    Unauthorized(&'static str),
+    /// 401 for bearer tokens (`WWW-Authenticate: Bearer`).
+    UnauthorizedBearer,
+    /// 403: the credentials do not allow it.
+    Forbidden,
+    /// 404: no such thing.
+    NotFound,
+    /// 405: not with this method.
+    MethodNotAllowed,
+    /// 409: it conflicts with the state (a replay, an older version).
+    Conflict,
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 421: not served under this host name.
+    Misdirected,
+    /// 422: well-formed but refused by the rules.
+    Unprocessable,
+    /// 429: too many requests.
+    TooManyRequests,
+    /// 500: the server failed.
+    Internal,
+    /// 502: an upstream failed.
+    BadGateway,
+    /// 503: not now; retry after this many seconds (if given).
+    Unavailable(Option<u32>),
+    /// 504: an upstream timed out.
+    GatewayTimeout,
+    /// Any other status.
+    Other(StatusCode),
+}
+
+impl ApiError {
+    /// An error of `kind` with a machine `code` and a `message`.
+    pub fn new(
+        kind: ErrorKind,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error with the given status (a known status maps to its [`ErrorKind`]).
+    pub fn status_code(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        let kind = match status.as_u16() {
+            400 => ErrorKind::BadRequest,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            405 => ErrorKind::MethodNotAllowed,
+            409 => ErrorKind::Conflict,
+            413 => ErrorKind::PayloadTooLarge,
+            421 => ErrorKind::Misdirected,
+            422 => ErrorKind::Unprocessable,
+            429 => ErrorKind::TooManyRequests,
+            500 => ErrorKind::Internal,
+            502 => ErrorKind::BadGateway,
+            503 => ErrorKind::Unavailable(None),
+            504 => ErrorKind::GatewayTimeout,
+            _ => ErrorKind::Other(status),
+        };
+        Self::new(kind, code, message)
+    }
+
+    /// 400.
+    pub fn bad_request(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, message)
+    }
+
+    /// 403.
+    pub fn forbidden(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+
+    /// 409.
+    pub fn conflict(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+
+    /// 500.
+    pub fn internal(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, code, message)
+    }
+
+    /// 503.
+    pub fn unavailable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable(None), code, message)
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized(_) | ErrorKind::UnauthorizedBearer => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Other(s) => s,
+        }
+    }
+
+    /// The machine code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> vdb_proto::ApiError {
+        vdb_proto::ApiError {
+            code: self.code.clone().into_owned(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&vdb_proto::ApiError {
+            code: self.code.into_owned(),
+            message: self.message,
+        })
+        .unwrap_or_default();
+        let mut r = (status, body).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self.kind {
+            ErrorKind::Unauthorized(realm) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            ErrorKind::UnauthorizedBearer => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ErrorKind::Unavailable(Some(secs)) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn body_status_and_headers() {
+        let e = ApiError::new(ErrorKind::Unavailable(Some(7)), "busy", "later");
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.to_string(), "503 Service Unavailable busy: later");
+        let r = e.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "7");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let b = axum::body::to_bytes(r.into_body(), 1 << 10).await.unwrap();
+        let v: vdb_proto::ApiError = serde_json::from_slice(&b).unwrap();
+        assert_eq!((v.code.as_str(), v.message.as_str()), ("busy", "later"));
+        let r =
+            ApiError::new(ErrorKind::Unauthorized("stats"), "unauthorized", "x").into_response();
+        assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"stats\"");
+        assert_eq!(
+            ApiError::status_code(StatusCode::CONFLICT, "replay", "r").kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            ApiError::status_code(StatusCode::IM_A_TEAPOT, "t", "t").status(),
+            418
+        );
+    }
+}
