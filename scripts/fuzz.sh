@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the fuzz targets (vdb-format, vdb-proto) in fuzz/ with cargo-fuzz (nightly toolchain).
+# Runs the fuzz targets (vdb-format, vdb-proto, vdb-fetch) in fuzz/ with cargo-fuzz (nightly toolchain).
 #
 #   scripts/fuzz.sh --build-only      build every target (what CI runs)
 #   scripts/fuzz.sh [target...]       fuzz each target (default: all) for FUZZ_SECONDS (30) s
@@ -11,7 +11,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_TARGETS=(header container info cdiff diff proto dnstxt)
+ALL_TARGETS=(header container info cdiff diff proto dnstxt retry_after)
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
