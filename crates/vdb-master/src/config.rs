@@ -31,10 +31,12 @@
 //! databases = ["daily", "main", "bytecode"]
 //! interval_secs = 3600
 //!
-//! [smtp]
+//! [smtp]                              # see vdb_service::smtp::SmtpConfig (STARTTLS, AUTH)
 //! server = "127.0.0.1:25"
 //! from = "vdbnet@example.org"
 //! to = ["announce@example.org"]
+//!
+//! [limits]                            # see vdb_service::Limits (timeouts, connection caps)
 //! ```
 
 use std::collections::BTreeMap;
@@ -124,6 +126,9 @@ pub struct Config {
     /// Release notifications and alerts by e-mail.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// Limits and timeouts of the HTTP listener (`[limits]`; safe defaults).
+    #[serde(default)]
+    pub limits: vdb_service::Limits,
     /// The ClamAV release the `dns.txt` record advertises.
     #[serde(default = "default_clamav_version")]
     pub clamav_version: String,
@@ -199,17 +204,8 @@ pub struct PeerConfig {
     pub token: Option<String>,
 }
 
-/// E-mail through an SMTP relay (plain SMTP, e.g. the local MTA on port 25; no auth).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    /// `host:port` of the relay.
-    pub server: String,
-    /// Sender address.
-    pub from: String,
-    /// Recipients (the announcement list, the operators).
-    pub to: Vec<String>,
-}
+/// E-mail through an SMTP relay (`[smtp]`: STARTTLS and AUTH, strict addresses).
+pub use vdb_service::smtp::SmtpConfig;
 
 /// A ClamAV-style upstream to follow.
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +321,7 @@ impl Config {
                 "field `admin_token` must be at least 16 characters"
             );
         }
+        self.limits.check().context("in section `limits`")?;
         anyhow::ensure!(
             self.statement_window_secs >= 1,
             "field `statement_window_secs` must be >= 1"
@@ -386,6 +383,7 @@ impl Config {
             push_backoff_ms: default_push_backoff(),
             webhook_url: None,
             smtp: None,
+            limits: vdb_service::Limits::default(),
             clamav_version: default_clamav_version(),
             flevel: default_flevel(),
             upstream: None,

@@ -43,7 +43,6 @@ mod replicate;
 mod server;
 mod store;
 mod tasks;
-mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -73,7 +72,7 @@ pub struct Running {
     scheme: &'static str,
     cancel: CancellationToken,
     tasks: Tasks,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<vdb_service::listener::AdmissionStats>,
 }
 
 impl Running {
@@ -204,7 +203,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         events.clone(),
         Arc::clone(&metrics),
     ));
-    let notifier = notify::Notifier::new(&config, client.clone(), tasks.clone());
+    let notifier = notify::Notifier::new(&config, client.clone(), tasks.clone())?;
     // Every part subscribes before anything can happen.
     tasks.spawn(Arc::clone(&pusher).run(events.subscribe()));
     tasks.spawn(notifier.run(events.subscribe(), cancel.clone()));
@@ -223,24 +222,21 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         Arc::clone(&metrics),
     )));
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
-        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
+        (Some(c), Some(k)) => Some(vdb_service::Tls::load(c, k)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some(acceptor) => tokio::spawn(tls::serve(listener, app, acceptor, cancel.clone())),
-        None => {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                let r = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { cancel.cancelled().await })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "master HTTP server failed");
-                }
-            })
-        }
-    };
+    if let Some(t) = &tls {
+        // A renewed certificate is picked up without a restart.
+        tasks.spawn(t.clone().watch(cancel.clone()));
+    }
+    let server = tokio::spawn(vdb_service::serve(
+        listener,
+        app,
+        tls,
+        config.limits,
+        cancel.clone(),
+    ));
     if store.is_ready() && store.current().is_none() {
         store.sign(false).await?;
     }

@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 use vdb_proto::{ApiError, ErrorCode, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
+use vdb_service::ct_eq;
 
 use crate::events::{Event, Events, Origin};
 use crate::gate::Refusal;
@@ -67,14 +68,6 @@ impl IntoResponse for Refusal {
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, axum::Json(ApiError::new(self.code, self.message))).into_response()
     }
-}
-
-/// Constant-time comparison of secrets.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
