@@ -8,40 +8,64 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use vdb_fetch::{Certificate, Client, Expect, Method};
 use vdb_format::container::Kind;
 use vdb_proto::{
     ApiError, Clock, FileRef, Manifest, MirrorRecord, PublicKey, ReleaseAccepted, ReleaseStatement,
     SecretKey, Signed, SystemClock, UploadTicket,
 };
 
-/// A CA file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("CA file {}: {reason}", .path.display())]
-pub struct CaError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong with it.
-    pub reason: String,
-}
+pub use vdb_fetch::read_ca;
 
-/// Reads PEM root certificates (a private CA for masters' HTTPS).
-pub fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, CaError> {
-    let err = |reason: String| CaError {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))
-}
+/// The User-Agent of `vdb` and of in-process publishers.
+const USER_AGENT: &str = concat!("vdbnet-client/", env!("CARGO_PKG_VERSION"));
 
-fn http_client(timeout: Duration, ca: &[reqwest::Certificate]) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
+/// Largest JSON answer read from a master.
+const MAX_JSON: u64 = 64 << 20;
+
+/// Largest object read from a master ([`Admin::object`]).
+const MAX_OBJECT: u64 = 2 << 30;
+
+/// The client for masters: connect within 3 s, whole requests within `timeout`; no read-stall
+/// limit, since a master may verify a large release for a while before it answers.
+fn http_client(timeout: Duration, ca: &[Certificate]) -> Client {
+    Client::builder(USER_AGENT)
         .connect_timeout(Duration::from_secs(3))
-        .timeout(timeout);
-    for c in ca {
-        b = b.add_root_certificate(c.clone());
+        .timeout(timeout)
+        .read_timeout(None)
+        .add_roots(ca)
+        .build()
+        .expect("a client without proxy or client certificate always builds")
+}
+
+/// A master's error document from an error answer (or one made from its status and text).
+fn api_error(e: &vdb_fetch::Error) -> Option<ApiError> {
+    let status = e.status()?;
+    let body = e.body().unwrap_or_default();
+    Some(serde_json::from_slice(body).unwrap_or_else(|_| ApiError {
+        code: format!("http_{}", status.as_u16()),
+        message: String::from_utf8_lossy(body).chars().take(500).collect(),
+    }))
+}
+
+/// One master that could not take a release (a transport failure or a 5xx answer); the next
+/// master is tried.
+#[derive(Debug)]
+pub struct MasterDown {
+    /// The master's base URL.
+    pub master: String,
+    /// What failed.
+    pub error: vdb_fetch::Error,
+}
+
+impl std::fmt::Display for MasterDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.master, self.error)?;
+        if let Some(a) = api_error(&self.error) {
+            write!(f, " ({}: {})", a.code, a.message)?;
+        }
+        Ok(())
     }
-    b.build().unwrap_or_default()
 }
 
 /// Why publishing failed.
@@ -56,8 +80,8 @@ pub enum PublishError {
         error: ApiError,
     },
     /// No master could be reached.
-    #[error("no master reachable: {}", .0.join("; "))]
-    Unreachable(Vec<String>),
+    #[error("no master reachable: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unreachable(Vec<MasterDown>),
     /// The files or options do not make a release.
     #[error("{0}")]
     Usage(String),
@@ -165,22 +189,29 @@ pub enum Progress {
 pub struct Publisher {
     masters: Vec<String>,
     key: SecretKey,
-    http: reqwest::Client,
+    http: Client,
     clock: Arc<dyn Clock>,
-}
-
-async fn api_error(r: reqwest::Response) -> ApiError {
-    let status = r.status();
-    let body = r.bytes().await.unwrap_or_default();
-    serde_json::from_slice(&body).unwrap_or_else(|_| ApiError {
-        code: format!("http_{}", status.as_u16()),
-        message: String::from_utf8_lossy(&body).chars().take(500).collect(),
-    })
 }
 
 enum Attempt {
     Refused(ApiError),
-    Down(String),
+    Down(vdb_fetch::Error),
+    Local(PublishError),
+}
+
+/// A refusal (a 4xx answer: every master runs the same gate) or a master that is down.
+fn attempt(e: vdb_fetch::Error) -> Attempt {
+    match (e.status(), api_error(&e)) {
+        // A code says whose fault it is; an answer without a known code goes by its status.
+        (Some(s), Some(api))
+            if !api
+                .error_code()
+                .map_or(s.is_server_error(), vdb_proto::ErrorCode::is_retryable) =>
+        {
+            Attempt::Refused(api)
+        }
+        _ => Attempt::Down(e),
+    }
 }
 
 impl Publisher {
@@ -196,7 +227,7 @@ impl Publisher {
     }
 
     /// Also trusts these root certificates (masters with a private CA).
-    pub fn with_ca(mut self, ca: &[reqwest::Certificate]) -> Self {
+    pub fn with_ca(mut self, ca: &[Certificate]) -> Self {
         self.http = http_client(Duration::from_secs(600), ca);
         self
     }
@@ -256,7 +287,11 @@ impl Publisher {
                         error,
                     });
                 }
-                Err(Attempt::Down(why)) => down.push(format!("{m}: {why}")),
+                Err(Attempt::Down(error)) => down.push(MasterDown {
+                    master: m.clone(),
+                    error,
+                }),
+                Err(Attempt::Local(e)) => return Err(e),
             }
         }
         Err(PublishError::Unreachable(down))
@@ -273,7 +308,9 @@ impl Publisher {
         let base = master.trim_end_matches('/');
         for (f, r) in files.iter().zip(&st.files) {
             progress(Progress::File(f.name.clone(), r.size));
-            let data = std::fs::read(&f.path).map_err(|e| Attempt::Down(chain(&e)))?;
+            let data = std::fs::read(&f.path).map_err(|e| {
+                Attempt::Local(PublishError::Usage(format!("{}: {e}", f.path.display())))
+            })?;
             let ticket = Signed::sign(
                 &UploadTicket {
                     sha256: r.sha256.clone(),
@@ -282,74 +319,55 @@ impl Publisher {
                 },
                 &self.key,
             );
-            let resp = self
-                .http
-                .put(format!("{base}{}/{}", vdb_proto::paths::OBJECTS, r.sha256))
+            self.http
+                .put(&format!("{base}{}/{}", vdb_proto::paths::OBJECTS, r.sha256))
                 .header(vdb_proto::UPLOAD_HEADER, ticket.to_json())
                 .body(data)
                 .send()
                 .await
-                .map_err(|e| Attempt::Down(chain(&e)))?;
-            classify(resp).await?;
+                .map_err(attempt)?;
             progress(Progress::Sent(r.size));
         }
         // Sent twice at most when the connection fails: a pooled keep-alive connection the
         // server closed at the moment of reuse fails without an answer. Sending the same signed
         // statement again is safe: a master answers a statement it already accepted with that
         // release instead of taking it twice.
-        let post = || {
-            self.http
-                .post(format!("{base}{}", vdb_proto::paths::RELEASES))
-                .header("content-type", "application/json")
-                .body(env.to_json())
-                .send()
-        };
+        let url = format!("{base}{}", vdb_proto::paths::RELEASES);
+        let post = || self.http.post(&url).json_body(env.to_json()).send();
         let resp = match post().await {
-            Ok(r) => r,
-            Err(_) => post().await.map_err(|e| Attempt::Down(chain(&e)))?,
-        };
-        let resp = classify(resp).await?;
-        resp.json().await.map_err(|e| Attempt::Down(chain(&e)))
-    }
-}
-
-/// An error with its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, Attempt> {
-    let s = resp.status();
-    if s.is_success() {
-        return Ok(resp);
-    }
-    let e = api_error(resp).await;
-    // A code says whose fault it is; an answer without a known code goes by its status.
-    if e.error_code()
-        .map_or(s.is_server_error(), vdb_proto::ErrorCode::is_retryable)
-    {
-        Err(Attempt::Down(format!("{}: {}", e.code, e.message)))
-    } else {
-        Err(Attempt::Refused(e))
+            Err(e) if e.status().is_none() => post().await,
+            r => r,
+        }
+        .map_err(attempt)?;
+        resp.json(MAX_JSON).await.map_err(Attempt::Down)
     }
 }
 
 /// Why an admin or read call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminError {
     /// The master answered with an error.
     #[error("{} ({})", .0.message, .0.code)]
     Api(ApiError),
-    /// The master could not be reached or answered nonsense.
+    /// The request failed or the answer was unusable ([`vdb_fetch::Error::kind`] says how).
+    #[error("cannot talk to the master: {0}")]
+    Fetch(#[source] vdb_fetch::Error),
+    /// The master's manifest does not verify.
+    #[error("the master's manifest is refused: {0}")]
+    Manifest(#[from] vdb_proto::VerifyError),
+    /// Anything else (an unusable setting, an empty answer).
     #[error("cannot talk to the master: {0}")]
     Transport(String),
+}
+
+impl From<vdb_fetch::Error> for AdminError {
+    fn from(e: vdb_fetch::Error) -> Self {
+        match api_error(&e) {
+            Some(api) => Self::Api(api),
+            None => Self::Fetch(e),
+        }
+    }
 }
 
 /// A client of one master's read and admin API.
@@ -357,7 +375,7 @@ pub enum AdminError {
 pub struct Admin {
     base: String,
     token: Option<String>,
-    http: reqwest::Client,
+    http: Client,
 }
 
 impl Admin {
@@ -371,7 +389,7 @@ impl Admin {
     }
 
     /// Also trusts these root certificates (masters with a private CA).
-    pub fn with_ca(mut self, ca: &[reqwest::Certificate]) -> Self {
+    pub fn with_ca(mut self, ca: &[Certificate]) -> Self {
         self.http = http_client(Duration::from_secs(30), ca);
         self
     }
@@ -379,50 +397,40 @@ impl Admin {
     /// Sends a request (with the admin token, if any); a successful answer, or its error.
     async fn send(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<reqwest::Response, AdminError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+    ) -> Result<vdb_fetch::Response, AdminError> {
+        let mut req = self
+            .http
+            .request(method, &format!("{}{path}", self.base))
+            .bearer(self.token.as_deref());
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
+            req = req.json_body(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| AdminError::Transport(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(AdminError::Api(api_error(resp).await));
-        }
-        Ok(resp)
+        Ok(req.send().await?)
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<String>,
     ) -> Result<Option<T>, AdminError> {
-        let bytes = self
-            .send(method, path, body)
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        let resp = self.send(method, path, body).await?;
+        let url = resp.url().clone();
+        let bytes = resp.bytes(&Expect::at_most(MAX_JSON)).await?;
         if bytes.is_empty() {
             return Ok(None);
         }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| AdminError::Transport(e.to_string()))
+            .map_err(|source| vdb_fetch::Error::Decode { url, source }.into())
     }
 
     async fn must<T: serde::de::DeserializeOwned>(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<String>,
     ) -> Result<T, AdminError> {
@@ -433,24 +441,20 @@ impl Admin {
 
     /// Registers a mirror.
     pub async fn add(&self, r: &MirrorRecord) -> Result<MirrorRecord, AdminError> {
-        self.must(
-            reqwest::Method::POST,
-            vdb_proto::paths::MIRRORS,
-            Some(json(r)),
-        )
-        .await
+        self.must(Method::POST, vdb_proto::paths::MIRRORS, Some(json(r)))
+            .await
     }
 
     /// Lists the registry.
     pub async fn list(&self) -> Result<Vec<MirrorRecord>, AdminError> {
-        self.must(reqwest::Method::GET, vdb_proto::paths::MIRRORS, None)
+        self.must(Method::GET, vdb_proto::paths::MIRRORS, None)
             .await
     }
 
     /// One mirror.
     pub async fn show(&self, name: &str) -> Result<MirrorRecord, AdminError> {
         self.must(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("{}/{name}", vdb_proto::paths::MIRRORS),
             None,
         )
@@ -460,7 +464,7 @@ impl Admin {
     /// Replaces a mirror's record.
     pub async fn update(&self, r: &MirrorRecord) -> Result<MirrorRecord, AdminError> {
         self.must(
-            reqwest::Method::PUT,
+            Method::PUT,
             &format!("{}/{}", vdb_proto::paths::MIRRORS, r.name),
             Some(json(r)),
         )
@@ -470,7 +474,7 @@ impl Admin {
     /// Removes a mirror.
     pub async fn remove(&self, name: &str) -> Result<(), AdminError> {
         self.call::<serde_json::Value>(
-            reqwest::Method::DELETE,
+            Method::DELETE,
             &format!("{}/{name}", vdb_proto::paths::MIRRORS),
             None,
         )
@@ -481,7 +485,7 @@ impl Admin {
     /// Drains a mirror (or puts it back).
     pub async fn drain(&self, name: &str, drained: bool) -> Result<MirrorRecord, AdminError> {
         self.must(
-            reqwest::Method::POST,
+            Method::POST,
             &format!("{}/{name}/drain", vdb_proto::paths::MIRRORS),
             Some(json(&vdb_proto::Drain { drained })),
         )
@@ -491,28 +495,22 @@ impl Admin {
     /// The master's current manifest, verified against `keys`.
     pub async fn manifest(&self, keys: &[PublicKey]) -> Result<Manifest, AdminError> {
         let v: serde_json::Value = self
-            .must(reqwest::Method::GET, vdb_proto::MANIFEST_PATH, None)
+            .must(Method::GET, vdb_proto::MANIFEST_PATH, None)
             .await?;
-        let env = Signed::<Manifest>::from_json(v.to_string().as_bytes())
-            .map_err(|e| AdminError::Transport(e.to_string()))?;
-        env.verify(keys)
-            .map_err(|e| AdminError::Transport(e.to_string()))
+        let env = Signed::<Manifest>::from_json(v.to_string().as_bytes())?;
+        Ok(env.verify(keys)?)
     }
 
     /// The recent history (accepted and refused releases), newest first.
     pub async fn history(&self, limit: u32) -> Result<Vec<vdb_proto::ReleaseRow>, AdminError> {
-        self.must(
-            reqwest::Method::GET,
-            &format!("/api/v1/history?limit={limit}"),
-            None,
-        )
-        .await
+        self.must(Method::GET, &format!("/api/v1/history?limit={limit}"), None)
+            .await
     }
 
     /// A release and its rollout timeline.
     pub async fn release(&self, id: &str) -> Result<vdb_proto::Timeline, AdminError> {
         self.must(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("{}/{id}", vdb_proto::paths::RELEASES),
             None,
         )
@@ -523,12 +521,10 @@ impl Admin {
     pub async fn object(&self, sha256: &str) -> Result<Vec<u8>, AdminError> {
         let path = format!("{}/{sha256}", vdb_proto::paths::OBJECTS);
         Ok(self
-            .send(reqwest::Method::GET, &path, None)
+            .send(Method::GET, &path, None)
             .await?
-            .bytes()
-            .await
-            .map_err(|e| AdminError::Transport(e.to_string()))?
-            .to_vec())
+            .bytes(&Expect::at_most(MAX_OBJECT))
+            .await?)
     }
 }
 

@@ -15,28 +15,7 @@ use crate::metrics::Metrics;
 use crate::zone::{Snapshot, ZoneParams};
 
 /// Most bytes read from one registry or verdict answer.
-const MAX_BODY: usize = 16 << 20;
-
-/// Why one poll request failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum FetchError {
-    #[error("{url}: the request failed")]
-    Http {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{url}: answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("{url}: the answer is larger than {MAX_BODY} bytes")]
-    TooLarge { url: String },
-    #[error("{url}: not the expected JSON")]
-    Json {
-        url: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
+const MAX_BODY: u64 = 16 << 20;
 
 struct Mutable {
     inputs: Inputs,
@@ -179,7 +158,7 @@ impl Shared {
             return;
         };
         let bytes = match std::fs::metadata(path) {
-            Ok(m) if m.len() > MAX_BODY as u64 * 4 => {
+            Ok(m) if m.len() > MAX_BODY * 4 => {
                 tracing::warn!(path = %path.display(), "state file too large; ignored");
                 return;
             }
@@ -247,7 +226,7 @@ impl Shared {
     }
 
     /// Logs a poll failure once per outage (later ones at debug level) and counts it.
-    fn poll_failed(&self, source: &str, url: &str, e: FetchError) {
+    fn poll_failed(&self, source: &str, url: &str, e: vdb_fetch::Error) {
         self.metrics
             .poll_errors
             .get_or_create(&crate::metrics::SourceLabels {
@@ -260,9 +239,9 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .insert(url.to_owned());
         if first {
-            tracing::warn!(source, error = %chain(e), "poll failed; keeping the last known data");
+            tracing::warn!(source, error = %e, kind = ?e.kind(), "poll failed; keeping the last known data");
         } else {
-            tracing::debug!(source, error = %chain(e), "poll still failing");
+            tracing::debug!(source, error = %e, "poll still failing");
         }
     }
 
@@ -296,42 +275,10 @@ fn serial_from_time(now: i64) -> u32 {
 }
 
 async fn get_json<T: DeserializeOwned>(
-    client: &reqwest::Client,
+    client: &vdb_fetch::Client,
     url: String,
-) -> Result<T, FetchError> {
-    let mut resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|source| FetchError::Http {
-            url: url.clone(),
-            source,
-        })?;
-    if !resp.status().is_success() {
-        return Err(FetchError::Status {
-            url,
-            status: resp.status().as_u16(),
-        });
-    }
-    if resp.content_length().is_some_and(|l| l > MAX_BODY as u64) {
-        return Err(FetchError::TooLarge { url });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|source| FetchError::Http {
-        url: url.clone(),
-        source,
-    })? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(FetchError::TooLarge { url });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|source| FetchError::Json { url, source })
-}
-
-/// An error with its causes, for logs.
-fn chain(e: FetchError) -> String {
-    format!("{:#}", anyhow::Error::new(e))
+) -> Result<T, vdb_fetch::Error> {
+    client.get(&url).send().await?.json(MAX_BODY).await
 }
 
 fn join(base: &str, path: &str) -> String {
@@ -340,7 +287,7 @@ fn join(base: &str, path: &str) -> String {
 
 /// Polls the masters (in order, the first good answer wins) and every monitor once, keeping
 /// the last known data of any that fail, then recomputes the zone.
-pub(crate) async fn poll_once(shared: &Shared, client: &reqwest::Client) -> bool {
+pub(crate) async fn poll_once(shared: &Shared, client: &vdb_fetch::Client) -> bool {
     let mut got_registry = false;
     for master in &shared.config.masters {
         let url = join(master, vdb_proto::paths::MIRRORS);
@@ -397,18 +344,17 @@ where
 }
 
 /// The HTTP client for polls.
-pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+pub(crate) fn client(config: &Config) -> Result<vdb_fetch::Client, vdb_fetch::Error> {
+    vdb_fetch::Client::builder(concat!("vdbnet-directory/", env!("CARGO_PKG_VERSION")))
         .timeout(Duration::from_secs(config.http_timeout_secs))
         .connect_timeout(Duration::from_secs(config.http_timeout_secs))
-        .user_agent(concat!("vdbnet-directory/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+        .build()
 }
 
 /// Polls every `poll_secs` until cancelled.
 pub(crate) async fn poll_loop(
     shared: Arc<Shared>,
-    client: reqwest::Client,
+    client: vdb_fetch::Client,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(shared.config.poll_secs));

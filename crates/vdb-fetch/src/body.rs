@@ -98,7 +98,7 @@ pub struct Downloaded {
 
 /// Where a body goes.
 enum Sink<'a> {
-    Fn(&'a mut dyn FnMut(&[u8]) -> std::io::Result<()>),
+    Fn(&'a mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send)),
     File(&'a mut tokio::io::BufWriter<tokio::fs::File>),
 }
 
@@ -114,11 +114,12 @@ impl Sink<'_> {
 impl Response {
     /// Streams the body through `sink` under `expect`: refused as soon as it passes the limit
     /// (an announced `Content-Length` above it is refused before reading), hashed as it goes,
-    /// checked for size and digest at the end. A sink error stops the download.
+    /// checked for size and digest at the end. A sink error stops the download. The future
+    /// is `Send`, so downloads can run in spawned tasks.
     pub async fn for_each_chunk(
         self,
         expect: &Expect,
-        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()> + Send,
     ) -> Result<Downloaded, Error> {
         self.stream(expect, Sink::Fn(&mut sink)).await
     }

@@ -36,7 +36,7 @@ use vdb_proto::{Clock, ReplayGuard, SystemClock};
 pub use app::{MirrorStatus, STATUS_PATH};
 pub use config::{Config, UnknownHost};
 pub use store::StoreError;
-pub use sync::{SyncError, SyncOutcome, SyncRequest};
+pub use sync::{Failures, MasterError, SyncError, SyncOutcome, SyncRequest};
 
 use app::{App, Trigger};
 use sync::Syncer;

@@ -4,18 +4,14 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sha2::Digest as _;
-use tokio::io::AsyncWriteExt as _;
+use vdb_fetch::Expect;
 use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, Signed, paths};
 
 use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, io_err};
 
-/// Write buffer for downloads.
-const WRITE_BUFFER: usize = 1 << 20;
-
 /// Largest manifest envelope a mirror reads.
-const MAX_MANIFEST: usize = 16 << 20;
+const MAX_MANIFEST: u64 = 16 << 20;
 
 /// Why a sync failed. A failed sync changes nothing that is served.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +21,7 @@ pub enum SyncError {
     Store(#[from] StoreError),
     /// Every master failed or offered a manifest that was refused.
     #[error("no master gave an acceptable manifest: {0}")]
-    NoManifest(String),
+    NoManifest(Failures),
     /// A file could not be fetched from any master.
     #[error("cannot fetch {name} ({sha256}) from any master: {reasons}")]
     Download {
@@ -34,11 +30,48 @@ pub enum SyncError {
         /// Its hash.
         sha256: String,
         /// One reason per master.
-        reasons: String,
+        reasons: Failures,
     },
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What went wrong with one master.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MasterError {
+    /// The request failed ([`vdb_fetch::Error::kind`] says how).
+    #[error(transparent)]
+    Fetch(#[from] vdb_fetch::Error),
+    /// The object's bytes are not the ones the manifest lists (size or SHA-256).
+    #[error("{0} (the content does not match the manifest)")]
+    Mismatch(#[source] vdb_fetch::Error),
+    /// The manifest envelope is malformed or not signed by a master key.
+    #[error(transparent)]
+    Envelope(#[from] vdb_proto::VerifyError),
+    /// The manifest is refused (other network, expired, a rollback, an equivocation).
+    #[error(transparent)]
+    Manifest(#[from] vdb_proto::ManifestError),
+    /// The downloaded object could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One master's failure, by master, in the order tried.
+#[derive(Debug, Default)]
+pub struct Failures(pub Vec<(String, MasterError)>);
+
+impl std::fmt::Display for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (master, e)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{master}: {e}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What a sync did.
@@ -88,7 +121,7 @@ pub(crate) struct Syncer {
     pub(crate) masters: Vec<String>,
     pub(crate) keys: Vec<PublicKey>,
     pub(crate) token: Option<String>,
-    pub(crate) client: reqwest::Client,
+    pub(crate) client: vdb_fetch::Client,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) current: Current,
     pub(crate) metrics: Arc<Metrics>,
@@ -172,13 +205,13 @@ impl Syncer {
         self.load_disk_current(false).await?;
         let held = read_current(&self.current);
         let now = self.clock.now();
-        let mut reasons = Vec::new();
+        let mut reasons = Failures::default();
         let mut best: Option<(usize, Signed<Manifest>, Manifest, Freshness)> = None;
         for (i, base) in self.masters.iter().enumerate() {
             let (signed, manifest) = match self.fetch_manifest(base).await {
                 Ok(m) => m,
                 Err(e) => {
-                    reasons.push(format!("{base}: {e}"));
+                    reasons.0.push((base.clone(), e));
                     continue;
                 }
             };
@@ -198,7 +231,7 @@ impl Syncer {
                     } else {
                         tracing::warn!(master = %base, error = %e, "manifest refused");
                     }
-                    reasons.push(format!("{base}: {e}"));
+                    reasons.0.push((base.clone(), e.into()));
                     continue;
                 }
             };
@@ -211,7 +244,7 @@ impl Syncer {
             }
         }
         let Some((source, signed, manifest, fresh)) = best else {
-            return Err(SyncError::NoManifest(reasons.join("; ")));
+            return Err(SyncError::NoManifest(reasons));
         };
         let mut rebuild = fresh != Freshness::Same;
         if req.forced {
@@ -293,141 +326,102 @@ impl Syncer {
         .await
     }
 
-    fn get(&self, url: &str) -> reqwest::RequestBuilder {
-        let mut r = self.client.get(url);
-        if let Some(t) = &self.token {
-            r = r.bearer_auth(t);
-        }
-        r
+    fn get(&self, url: &str) -> vdb_fetch::Request {
+        self.client.get(url).bearer(self.token.as_deref())
     }
 
-    async fn fetch_manifest(&self, base: &str) -> Result<(Signed<Manifest>, Manifest), String> {
+    async fn fetch_manifest(
+        &self,
+        base: &str,
+    ) -> Result<(Signed<Manifest>, Manifest), MasterError> {
         let url = format!("{}{MANIFEST_PATH}", base.trim_end_matches('/'));
-        let mut resp = self.get(&url).send().await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", resp.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > MAX_MANIFEST {
-                return Err(format!("manifest larger than {MAX_MANIFEST} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let signed = Signed::<Manifest>::from_json(&body).map_err(|e| e.to_string())?;
-        let manifest = signed.verify(&self.keys).map_err(|e| e.to_string())?;
+        let body = self
+            .get(&url)
+            .send()
+            .await?
+            .bytes(&Expect::at_most(MAX_MANIFEST))
+            .await?;
+        let signed = Signed::<Manifest>::from_json(&body)?;
+        let manifest = signed.verify(&self.keys)?;
         Ok((signed, manifest))
     }
 
     async fn download(&self, f: &FileRef, source: usize) -> Result<(), SyncError> {
         let n = self.masters.len();
-        let mut reasons = Vec::new();
+        let mut reasons = Failures::default();
         for k in 0..n {
             let base = &self.masters[(source + k) % n];
             match self.download_from(base, f).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(master = %base, file = %f.name, error = %e, "download failed");
-                    reasons.push(format!("{base}: {e}"));
+                    reasons.0.push((base.clone(), e));
                 }
             }
         }
         Err(SyncError::Download {
             name: f.name.clone(),
             sha256: f.sha256.clone(),
-            reasons: reasons.join("; "),
+            reasons,
         })
     }
 
-    async fn download_from(&self, base: &str, f: &FileRef) -> Result<(), String> {
+    /// Downloads one object (size and hash checked while it streams) to a temporary file,
+    /// fsyncs it and renames it into the object store.
+    async fn download_from(&self, base: &str, f: &FileRef) -> Result<(), MasterError> {
         let url = format!(
             "{}{}/{}",
             base.trim_end_matches('/'),
             paths::OBJECTS,
             f.sha256
         );
-        let mut resp = self.get(&url).send().await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", resp.status()));
-        }
-        if resp.content_length().is_some_and(|l| l != f.size) {
-            return Err(format!(
-                "announced {} bytes, the manifest says {}",
-                resp.content_length().unwrap_or(0),
-                f.size
-            ));
-        }
         let tmp = self.store.tmp_file(&f.sha256);
         let started = Instant::now();
-        let result = async {
-            // Network chunks are small (tens of KiB); buffered, the file sees 1 MiB writes,
-            // each one trip to the blocking pool instead of one per chunk.
-            let mut out = tokio::io::BufWriter::with_capacity(
-                WRITE_BUFFER,
-                tokio::fs::File::create(&tmp)
-                    .await
-                    .map_err(|e| format!("{}: {e}", tmp.display()))?,
-            );
-            let mut hasher = sha2::Sha256::new();
-            let mut got = 0u64;
-            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-                got += chunk.len() as u64;
-                if got > f.size {
-                    return Err(format!("more than the {} bytes the manifest says", f.size));
-                }
-                hasher.update(&chunk);
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| format!("{}: {e}", tmp.display()))?;
-            }
-            if got != f.size {
-                return Err(format!("got {got} bytes, the manifest says {}", f.size));
-            }
-            let sha = vdb_proto::hex(&hasher.finalize());
-            if sha != f.sha256 {
-                return Err(format!("content hash {sha} does not match the manifest"));
-            }
-            out.flush()
-                .await
-                .map_err(|e| format!("{}: {e}", tmp.display()))?;
-            let out = out.into_inner();
-            let received = started.elapsed();
-            out.sync_all()
-                .await
-                .map_err(|e| format!("{}: {e}", tmp.display()))?;
-            drop(out);
-            tracing::info!(
-                file = %f.name,
-                bytes = got,
-                receive_ms = received.as_millis() as u64,
-                fsync_ms = (started.elapsed() - received).as_millis() as u64,
-                "object downloaded"
-            );
-            let dst = self.store.object(&f.sha256);
-            let tmp2 = tmp.clone();
-            let objects = self.store.objects();
-            blocking(move || {
-                std::fs::rename(&tmp2, &dst).map_err(io_err(&dst))?;
-                crate::store::fsync_dir(&objects)
-            })
+        let got = self
+            .get(&url)
+            .send()
+            .await?
+            .to_file(&tmp, &Expect::exactly(f.size, &f.sha256))
             .await
-            .map_err(|e| e.to_string())?;
-            self.metrics.pulled_bytes.inc_by(got);
-            Ok(())
-        }
-        .await;
-        if result.is_err() {
+            .map_err(|e| match e {
+                vdb_fetch::Error::DigestMismatch { .. }
+                | vdb_fetch::Error::TooLarge { .. }
+                | vdb_fetch::Error::Truncated { .. } => MasterError::Mismatch(e),
+                e => MasterError::Fetch(e),
+            })?;
+        tracing::info!(
+            file = %f.name,
+            bytes = got.size,
+            ms = started.elapsed().as_millis() as u64,
+            "object downloaded"
+        );
+        let dst = self.store.object(&f.sha256);
+        let objects = self.store.objects();
+        let tmp2 = tmp.clone();
+        let moved = tokio::task::spawn_blocking(move || {
+            std::fs::rename(&tmp2, &dst).map_err(io_err(&dst))?;
+            crate::store::fsync_dir(&objects)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                path: tmp.clone(),
+                source: std::io::Error::other(e),
+            })
+        });
+        if let Err(e) = moved {
             let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
         }
-        result
+        self.metrics.pulled_bytes.inc_by(got.size);
+        Ok(())
     }
 }
 
-/// A reqwest client for pulling from masters.
-pub(crate) fn client(timeout_secs: u64) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The client for pulling from masters.
+pub(crate) fn client(timeout_secs: u64) -> Result<vdb_fetch::Client, vdb_fetch::Error> {
+    vdb_fetch::Client::builder(concat!("vdbnet-mirror/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(timeout_secs.min(30)))
-        .read_timeout(Duration::from_secs(timeout_secs))
-        .user_agent(concat!("vdbnet-mirror/", env!("CARGO_PKG_VERSION")))
+        .read_timeout(Some(Duration::from_secs(timeout_secs)))
         .build()
 }

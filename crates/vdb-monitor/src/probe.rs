@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, RANGE};
-use sha2::Digest as _;
+use vdb_fetch::header::CONTENT_RANGE;
+use vdb_fetch::{Certificate, Client, ClientBuilder, Expect, StatusCode};
 use vdb_format::Header;
 use vdb_proto::{
     MANIFEST_PATH, Manifest, ManifestError, MirrorRecord, PublicKey, Signed, paths, sha256_hex,
@@ -37,18 +36,27 @@ pub(crate) struct Probe {
 #[derive(Debug)]
 pub(crate) enum Fetch {
     /// Transport, TLS or HTTP status trouble.
-    Failed(String),
-    /// The answer itself is wrong (too big, …).
+    Failed(vdb_fetch::Error),
+    /// The answer itself is wrong (too big, not what the manifest lists, …).
     Bad(String),
+}
+
+impl std::fmt::Display for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(e) => e.fmt(f),
+            Self::Bad(why) => f.write_str(why),
+        }
+    }
 }
 
 /// The HTTP side of the monitor.
 #[derive(Debug)]
 pub(crate) struct Prober {
-    client: reqwest::Client,
+    client: Client,
     user_agent: String,
     timeout: Duration,
-    roots: Vec<reqwest::Certificate>,
+    roots: Vec<Certificate>,
     network: String,
     keys: Vec<PublicKey>,
     masters: Vec<String>,
@@ -56,37 +64,6 @@ pub(crate) struct Prober {
     small_max: u64,
     /// sha256 → the first 512 bytes of that object on a master.
     headers: Mutex<HashMap<String, Vec<u8>>>,
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
-    s
-}
-
-/// Sends `req`; the answer if its status is one of `ok`.
-async fn send(
-    req: reqwest::RequestBuilder,
-    url: &str,
-    ok: &[StatusCode],
-) -> Result<reqwest::Response, Fetch> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| Fetch::Failed(format!("{url}: {}", chain(&e))))?;
-    let status = resp.status();
-    if !ok.contains(&status) {
-        return Err(Fetch::Failed(format!("{url}: HTTP {status}")));
-    }
-    Ok(resp)
 }
 
 fn join(base: &str, path: &str) -> String {
@@ -102,16 +79,10 @@ impl Prober {
         let timeout = Duration::from_secs(config.request_timeout_secs);
         let roots = match &config.tls_ca_file {
             None => Vec::new(),
-            Some(p) => {
-                let pem = std::fs::read(p)
-                    .map_err(|e| anyhow::anyhow!("tls_ca_file {}: {e}", p.display()))?;
-                reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| anyhow::anyhow!("tls_ca_file {}: {e}", p.display()))?
-            }
+            Some(p) => vdb_fetch::read_ca(p)
+                .map_err(|e| anyhow::anyhow!("tls_ca_file {}: {e}", p.display()))?,
         };
-        let client = Self::client_builder(&config.user_agent, timeout, &roots)
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", chain(&e)))?;
+        let client = Self::client_builder(&config.user_agent, timeout, &roots).build()?;
         Ok(Self {
             client,
             user_agent: config.user_agent.clone(),
@@ -126,62 +97,40 @@ impl Prober {
         })
     }
 
-    fn client_builder(
-        ua: &str,
-        timeout: Duration,
-        roots: &[reqwest::Certificate],
-    ) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
-            .tls_certs_merge(roots.iter().cloned())
-            .user_agent(ua)
+    fn client_builder(ua: &str, timeout: Duration, roots: &[Certificate]) -> ClientBuilder {
+        Client::builder(ua)
+            .add_roots(roots)
             .timeout(timeout)
             .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
     }
 
-    /// Reads at most `max` bytes of a 200/206 answer.
+    /// Reads at most `max` bytes of a 2xx answer; with `head`, asks for the first `max` bytes
+    /// only (`Range`), and a server that ignores the range is fine.
     async fn get(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         url: &str,
-        range: Option<&str>,
+        head: bool,
         auth: Option<&str>,
         max: u64,
     ) -> Result<(StatusCode, Option<String>, Vec<u8>), Fetch> {
-        let mut req = client.get(url);
-        if let Some(r) = range {
-            req = req.header(RANGE, r);
+        let mut req = client.get(url).bearer(auth);
+        if head {
+            req = req.range(0, Some(max.saturating_sub(1)));
         }
-        if let Some(t) = auth {
-            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let mut resp = send(req, url, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT]).await?;
+        let resp = req.send().await.map_err(Fetch::Failed)?;
         let status = resp.status();
-        let content_range = resp
-            .headers()
-            .get(CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    let room = (max as usize).saturating_sub(body.len());
-                    if c.len() > room {
-                        if range.is_some() {
-                            // A server that ignored Range: the prefix is all we wanted.
-                            body.extend_from_slice(&c[..room]);
-                            break;
-                        }
-                        return Err(Fetch::Bad(format!("{url}: larger than {max} bytes")));
-                    }
-                    body.extend_from_slice(&c);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(Fetch::Failed(format!("{url}: {}", chain(&e)))),
-            }
-        }
+        let content_range = resp.header(CONTENT_RANGE).map(str::to_owned);
+        let body = if head {
+            resp.prefix(usize::try_from(max).unwrap_or(usize::MAX))
+                .await
+        } else {
+            resp.bytes(&Expect::at_most(max)).await
+        };
+        let body = body.map_err(|e| match e.kind() {
+            vdb_fetch::ErrorKind::TooLarge => Fetch::Bad(e.to_string()),
+            _ => Fetch::Failed(e),
+        })?;
         Ok((status, content_range, body))
     }
 
@@ -203,7 +152,7 @@ impl Prober {
                 .get(
                     &self.client,
                     &join(base, MANIFEST_PATH),
-                    None,
+                    false,
                     None,
                     MAX_DOC,
                 )
@@ -217,14 +166,14 @@ impl Prober {
                     }
                     Err(e) => errors.push(format!("master {base}: {e}")),
                 },
-                Err(Fetch::Failed(e) | Fetch::Bad(e)) => errors.push(format!("master {e}")),
+                Err(e) => errors.push(format!("master {e}")),
             }
             if registry.is_none() {
                 match self
                     .get(
                         &self.client,
                         &join(base, paths::MIRRORS),
-                        None,
+                        false,
                         // A pull token also shows the mirror admins' contacts, for alerts.
                         self.master_token.as_deref(),
                         MAX_DOC,
@@ -235,7 +184,7 @@ impl Prober {
                         Ok(r) => registry = Some(r),
                         Err(e) => errors.push(format!("master {base}: bad registry: {e}")),
                     },
-                    Err(Fetch::Failed(e) | Fetch::Bad(e)) => errors.push(format!("master {e}")),
+                    Err(e) => errors.push(format!("master {e}")),
                 }
             }
         }
@@ -257,13 +206,7 @@ impl Prober {
         for base in &self.masters {
             let url = join(base, &format!("{}/{sha256}", paths::OBJECTS));
             if let Ok((_, _, body)) = self
-                .get(
-                    &self.client,
-                    &url,
-                    Some("bytes=0-511"),
-                    self.master_token.as_deref(),
-                    512,
-                )
+                .get(&self.client, &url, true, self.master_token.as_deref(), 512)
                 .await
                 && body.len() == 512
             {
@@ -326,7 +269,7 @@ impl Prober {
                     probe.outcome = Outcome::Bad(format!("{label}: {why}"));
                     return probe;
                 }
-                Err(Fetch::Failed(why)) => failed.push(format!("{label}: {why}")),
+                Err(e @ Fetch::Failed(_)) => failed.push(format!("{label}: {e}")),
             }
         }
         probe.outcome = match (failed.is_empty(), serving) {
@@ -339,9 +282,9 @@ impl Prober {
 
     /// One client per way of reaching `base`: directly, or pinned to each registered address
     /// (IPv4 and IPv6) when the URL names a host.
-    fn targets(&self, base: &str, rec: &MirrorRecord) -> Vec<(String, reqwest::Client)> {
+    fn targets(&self, base: &str, rec: &MirrorRecord) -> Vec<(String, Client)> {
         let direct = vec![(base.to_owned(), self.client.clone())];
-        let Ok(url) = reqwest::Url::parse(base) else {
+        let Ok(url) = vdb_fetch::Url::parse(base) else {
             return direct;
         };
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
@@ -368,7 +311,7 @@ impl Prober {
 
     async fn probe_url(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         base: &str,
         newest: Option<&Manifest>,
         now: i64,
@@ -376,7 +319,7 @@ impl Prober {
         probe: &mut Probe,
     ) -> Result<(BTreeMap<String, u32>, u64), Fetch> {
         let (_, _, body) = self
-            .get(client, &join(base, MANIFEST_PATH), None, None, MAX_DOC)
+            .get(client, &join(base, MANIFEST_PATH), false, None, MAX_DOC)
             .await?;
         let env = Signed::<Manifest>::from_json(&body)
             .map_err(|e| Fetch::Bad(format!("its manifest is not a signed manifest: {e}")))?;
@@ -403,9 +346,7 @@ impl Prober {
                 self.hash_whole(client, &url, f).await?;
             }
             if container {
-                let (status, cr, head) = self
-                    .get(client, &url, Some("bytes=0-511"), None, 512)
-                    .await?;
+                let (status, cr, head) = self.get(client, &url, true, None, 512).await?;
                 if status == StatusCode::PARTIAL_CONTENT
                     && let Some(total) = cr.as_deref().and_then(|c| c.rsplit('/').next())
                     && total != f.size.to_string()
@@ -435,7 +376,7 @@ impl Prober {
                     )));
                 }
             } else if small {
-                let (_, _, bytes) = self.get(client, &url, None, None, f.size).await?;
+                let (_, _, bytes) = self.get(client, &url, false, None, f.size).await?;
                 if bytes.len() as u64 != f.size || sha256_hex(&bytes) != f.sha256 {
                     return Err(Fetch::Bad(format!(
                         "{} does not match its signed manifest (tampered or partly written)",
@@ -475,35 +416,33 @@ impl Prober {
     /// checks its size and SHA-256: the whole-file check.
     async fn hash_whole(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         url: &str,
         f: &vdb_proto::FileRef,
     ) -> Result<(), Fetch> {
         // A whole CVD takes longer than one small request: allow 1 MiB/s at least.
         let timeout = self.timeout.max(Duration::from_secs(f.size >> 20));
-        let mut resp = send(client.get(url).timeout(timeout), url, &[StatusCode::OK]).await?;
-        let mut hasher = sha2::Sha256::new();
-        let mut got = 0u64;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    got += c.len() as u64;
-                    if got > f.size {
-                        break;
-                    }
-                    hasher.update(&c);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(Fetch::Failed(format!("{url}: {}", chain(&e)))),
-            }
-        }
-        if got != f.size || vdb_proto::hex(&hasher.finalize()) != f.sha256 {
-            return Err(Fetch::Bad(format!(
+        let resp = client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(Fetch::Failed)?;
+        match resp
+            .for_each_chunk(&Expect::exactly(f.size, &f.sha256), |_| Ok(()))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(
+                vdb_fetch::Error::TooLarge { .. }
+                | vdb_fetch::Error::Truncated { .. }
+                | vdb_fetch::Error::DigestMismatch { .. },
+            ) => Err(Fetch::Bad(format!(
                 "{} does not match its signed manifest (whole-file check: tampered or partly written)",
                 f.name
-            )));
+            ))),
+            Err(e) => Err(Fetch::Failed(e)),
         }
-        Ok(())
     }
 
     /// Small files worth hashing each check: everything but old cdiffs.
@@ -530,30 +469,25 @@ impl Prober {
             .get(
                 &self.client,
                 &format!("{url}{sep}view=local"),
-                None,
+                false,
                 None,
                 MAX_DOC,
             )
             .await
-            .map_err(|(Fetch::Failed(e) | Fetch::Bad(e))| e)?;
+            .map_err(|e| e.to_string())?;
         serde_json::from_slice(&body).map_err(|e| format!("{url}: bad verdict report: {e}"))
     }
 
-    /// POSTs a JSON alert to a webhook.
+    /// POSTs a JSON alert to a webhook. The webhook URL may carry a secret (in its path or
+    /// query): it is marked secret, so errors and logs show only its host.
     pub(crate) async fn post_json(&self, url: &str, body: &str) -> Result<(), String> {
-        let resp = self
-            .client
+        self.client
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_owned())
+            .secret_url()
+            .json_body(body)
             .send()
             .await
-            // The webhook URL may carry a secret: never put it in an error or a log line.
-            .map_err(|e| chain(&e.without_url()))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", resp.status()))
-        }
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use vdb_proto::{MANIFEST_PATH, Manifest, PublicKey, Signed};
 
 use crate::config::VdbnetSettings;
-use crate::fetch::{Download, Fetcher};
+use crate::fetch::{FetchError, Fetcher};
 
 /// The last accepted manifest envelope, in the database directory.
 pub const HELD_MANIFEST_FILE: &str = "vdbnet-manifest.json";
@@ -16,12 +16,12 @@ pub const HELD_MANIFEST_FILE: &str = "vdbnet-manifest.json";
 pub const MAX_MANIFEST: u64 = 8 << 20;
 
 /// Why a mirror's manifest or file was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrustError {
     /// The manifest could not be fetched.
     #[error("cannot fetch the signed manifest: {0}")]
-    Fetch(String),
+    Fetch(#[from] FetchError),
     /// The manifest failed a check.
     #[error("signed manifest refused: {0}")]
     Manifest(String),
@@ -82,11 +82,8 @@ pub async fn fetch(
     now: i64,
 ) -> Result<Manifest, TrustError> {
     let url = format!("{server}{MANIFEST_PATH}");
-    match fetcher.download(&url, None, MAX_MANIFEST).await {
-        Ok(Download::Fetched(bytes)) => accept(&bytes, settings, dir, now),
-        Ok(Download::NotModified) => Err(TrustError::Fetch(format!("{url}: unexpected 304"))),
-        Err(e) => Err(TrustError::Fetch(e.to_string())),
-    }
+    let bytes = fetcher.download(&url, MAX_MANIFEST).await?;
+    accept(&bytes, settings, dir, now)
 }
 
 /// Checks a downloaded file against the manifest entry of the same name.

@@ -653,3 +653,24 @@ fn ca_files_are_read_once_and_checked() {
         ErrorKind::Config
     );
 }
+
+/// Downloads run in spawned tasks: every reading future is `Send`.
+#[tokio::test]
+async fn downloads_run_in_spawned_tasks() {
+    let (addr, _) = server().await;
+    let c = client();
+    let url = format!("http://{addr}/hello");
+    let task = tokio::spawn(async move {
+        let mut n = 0;
+        c.get(&url)
+            .send()
+            .await?
+            .for_each_chunk(&Expect::at_most(100), |chunk| {
+                n += chunk.len();
+                Ok(())
+            })
+            .await
+            .map(|d| (d.size, n))
+    });
+    assert_eq!(task.await.unwrap().unwrap(), (13, 13));
+}
