@@ -41,11 +41,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vdb_proto::PublicKey;
 
 /// `master.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This master's name (goes into manifests and push notices).
@@ -139,10 +139,14 @@ pub struct Config {
     /// How often the background loops look at the clock (milliseconds; tests lower it).
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
+    /// Timeouts and connection caps of the HTTP(S) listener (the `[limits]` section, see
+    /// `docs/deploy.md`).
+    #[serde(default)]
+    pub limits: vdb_service::Limits,
 }
 
 /// One publisher key and the databases it may publish.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublisherConfig {
     /// `ed25519:<hex>`.
@@ -152,7 +156,7 @@ pub struct PublisherConfig {
 }
 
 /// Settings of one database.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbConfig {
     /// A `vdb-format` key set file (the network's own ClamAV keys); official keys if absent.
@@ -167,7 +171,7 @@ pub struct DbConfig {
 }
 
 /// Another master.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// Base URL (`http://127.0.0.1:8001`).
@@ -179,20 +183,12 @@ pub struct PeerConfig {
     pub token: Option<String>,
 }
 
-/// E-mail through an SMTP relay (plain SMTP, e.g. the local MTA on port 25; no auth).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    /// `host:port` of the relay.
-    pub server: String,
-    /// Sender address.
-    pub from: String,
-    /// Recipients (the announcement list, the operators).
-    pub to: Vec<String>,
-}
+/// E-mail through an SMTP relay (the announcement list and operators in `to`). See
+/// [`vdb_service::smtp::SmtpConfig`] for STARTTLS and AUTH.
+pub use vdb_service::smtp::SmtpConfig;
 
 /// A ClamAV-style upstream to follow.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URL serving `<db>.cvd` and `<db>-<n>.cdiff`.
@@ -270,6 +266,7 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.name.is_empty(), "field `name` must not be empty");
+        self.limits.check()?;
         anyhow::ensure!(
             !self.network.is_empty(),
             "field `network` must not be empty"
@@ -353,6 +350,7 @@ impl Config {
             upstream: None,
             orphan_ttl_secs: default_orphan_ttl(),
             tick_ms: default_tick(),
+            limits: vdb_service::Limits::default(),
         }
     }
 }

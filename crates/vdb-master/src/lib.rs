@@ -39,7 +39,6 @@ pub mod objects;
 mod push;
 mod replicate;
 mod server;
-mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -135,29 +134,25 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         policy.allow(k.public(), up.databases.clone());
     }
     let listen = config.listen;
-    let master = Arc::new(Master::new(config, clock, key, policy)?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the master's HTTP listener to {listen}"))?;
+    let master = Arc::new(Master::new(config, clock, key, policy)?);
     let http = listener.local_addr()?;
     let app = server::router(Arc::clone(&master));
     let cancel = master.cancel.clone();
     let tls = match (&master.config.tls_cert_file, &master.config.tls_key_file) {
-        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
+        (Some(c), Some(k)) => Some(vdb_service::Tls::load(c, k)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some(acceptor) => tokio::spawn(tls::serve(listener, app, acceptor, cancel)),
-        None => tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "master HTTP server failed");
-            }
-        }),
-    };
+    if let Some(t) = &tls {
+        master.tasks.spawn(t.clone().watch(cancel.clone()));
+    }
+    let limits = master.config.limits;
+    let server = tokio::spawn(async move {
+        vdb_service::serve(listener, app, tls, limits, cancel).await;
+    });
     if master.ready.load(Ordering::SeqCst) && master.current().is_none() {
         let _g = master.publish_lock.lock().await;
         master.sign_and_push(false).await?;
@@ -226,20 +221,13 @@ async fn heartbeat(master: Arc<Master>) {
 /// Runs the master from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
+    vdb_service::lifecycle::raise_fd_limit();
     let name = config.name.clone();
     let running = start(config, Arc::new(SystemClock)).await?;
-    println!(
-        "{}",
-        serde_json::json!({"role": "master", "name": name, "http": running.base_url(), "key": running.public_key().to_string()})
-    );
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+    let mut ready = vdb_proto::Ready::new("master", &name, running.base_url());
+    ready.key = Some(running.public_key());
+    vdb_service::lifecycle::announce(&ready)?;
+    vdb_service::lifecycle::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

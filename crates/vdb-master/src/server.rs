@@ -52,14 +52,6 @@ impl IntoResponse for Api {
     }
 }
 
-/// Constant-time comparison of secrets.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
@@ -77,7 +69,7 @@ fn require_admin(m: &Master, headers: &HeaderMap) -> Result<(), Api> {
         ));
     };
     match bearer(headers) {
-        Some(got) if ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
+        Some(got) if vdb_service::ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
         Some(_) => Err(Api::new(403, "bad_token", "the admin token is wrong")),
         None => Err(Api::new(
             401,
@@ -273,10 +265,9 @@ async fn object(
     let headers = req.headers();
     if !m.config.pull_tokens.is_empty() {
         let ok = bearer(headers).is_some_and(|got| {
-            m.config
-                .pull_tokens
-                .iter()
-                .fold(false, |acc, t| acc | ct_eq(got.as_bytes(), t.as_bytes()))
+            m.config.pull_tokens.iter().fold(false, |acc, t| {
+                acc | vdb_service::ct_eq(got.as_bytes(), t.as_bytes())
+            })
         });
         if !ok {
             return Err(Api::new(
