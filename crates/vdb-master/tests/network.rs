@@ -666,6 +666,7 @@ async fn releases_and_alerts_are_mailed() {
         server: addr,
         from: "master@example.org".into(),
         to: vec!["announce@example.org".into()],
+        ..Default::default()
     });
     c.peers = vec![PeerConfig {
         url: "http://127.0.0.1:9".into(),

@@ -178,7 +178,7 @@ async fn start(
             publishers: vec![publisher.public(), upstream_key.public()],
             peer: vdb_master::config::PeerConfig {
                 url: urls[other].clone(),
-                key: master_pub[other].clone(),
+                key: master_pub[other],
                 token: None,
             },
             keyset: sample.as_ref().map(|s| s.keyset.clone()),
