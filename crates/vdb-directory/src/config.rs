@@ -5,10 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How a client whose address maps to a region is answered for `database.<zone>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GeoMode {
     /// A CNAME to `db.<region>.<zone>` plus that name's records (what the seed's network did).
@@ -19,7 +19,7 @@ pub enum GeoMode {
 }
 
 /// One name server of the zone (an NS record, plus glue when the name is inside the zone).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameServer {
     /// Its host name (absolute; the trailing dot is optional).
@@ -30,7 +30,7 @@ pub struct NameServer {
 }
 
 /// The directory's configuration (`vdbd directory --config directory.toml`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The zone this directory is authoritative for (`clamav.example.net`).
@@ -131,6 +131,10 @@ pub struct Config {
     /// Most alternative mirrors listed in a redirect's `Link: rel=duplicate` headers.
     #[serde(default = "default_alternatives")]
     pub redirect_alternatives: usize,
+    /// Timeouts and connection caps of the HTTP listener (the `[limits]` section, see
+    /// `docs/deploy.md`).
+    #[serde(default)]
+    pub limits: vdb_service::Limits,
 }
 
 fn default_dns_listen() -> SocketAddr {
@@ -217,6 +221,7 @@ impl Config {
             axfr_allow: Vec::new(),
             trusted_proxies: Vec::new(),
             redirect_alternatives: default_alternatives(),
+            limits: vdb_service::Limits::default(),
         }
     }
 
@@ -240,6 +245,7 @@ impl Config {
             self.zone
         );
         anyhow::ensure!(self.poll_secs >= 1, "field `poll_secs` must be >= 1");
+        self.limits.check()?;
         anyhow::ensure!(
             self.http_timeout_secs >= 1,
             "field `http_timeout_secs` must be >= 1"

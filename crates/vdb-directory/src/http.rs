@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use vdb_proto::{ApiError, paths};
+use vdb_proto::paths;
+use vdb_service::ApiError;
 
 use crate::dns::canonical;
 use crate::membership::{Member, MirrorStatus};
@@ -25,15 +26,8 @@ struct MirrorList<'a> {
     mirrors: &'a [MirrorStatus],
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(ApiError {
-            code: code.to_owned(),
-            message: message.into(),
-        }),
-    )
-        .into_response()
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    ApiError::status_code(status, code, message).into_response()
 }
 
 /// The router.

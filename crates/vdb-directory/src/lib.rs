@@ -73,8 +73,44 @@ impl Running {
     }
 }
 
-/// Binds the servers, polls the masters and monitors once, and starts the loops.
+/// The directory's sockets, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// DNS over UDP.
+    pub dns_udp: std::net::UdpSocket,
+    /// DNS over TCP (the same port as `dns_udp`).
+    pub dns_tcp: std::net::TcpListener,
+    /// The HTTP redirector.
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configuration's `dns_listen` (UDP and TCP on one port) and `http_listen`.
+    pub fn bind(config: &Config) -> anyhow::Result<Self> {
+        let (dns_udp, dns_tcp) = bind_dns(config.dns_listen)?;
+        let http = std::net::TcpListener::bind(config.http_listen)
+            .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
+        Ok(Self {
+            dns_udp,
+            dns_tcp,
+            http,
+        })
+    }
+}
+
+/// Starts a directory on the addresses of its configuration (see [`start_on`]).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listeners = Listeners::bind(&config)?;
+    start_on(config, listeners, clock).await
+}
+
+/// Starts a directory on bound sockets: polls the masters and monitors once, and starts the
+/// servers and the loops.
+pub async fn start_on(
+    config: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     config.validate()?;
     let geo = match &config.geoip_db {
         Some(path) => Some(Geo::open(
@@ -88,11 +124,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let shared = Arc::new(state::Shared::new(config, clock, geo)?);
     let cfg = &shared.config;
 
-    let (udp, tcp) = bind_dns(cfg.dns_listen).await?;
+    for l in [&listeners.dns_tcp, &listeners.http] {
+        l.set_nonblocking(true)?;
+    }
+    listeners.dns_udp.set_nonblocking(true)?;
+    let udp = tokio::net::UdpSocket::from_std(listeners.dns_udp)?;
+    let tcp = tokio::net::TcpListener::from_std(listeners.dns_tcp)?;
     let dns_addr = udp.local_addr()?;
-    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
-        .await
-        .with_context(|| format!("binding HTTP on {}", cfg.http_listen))?;
+    let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
 
     shared.load_state();
@@ -109,14 +148,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let mut tasks = JoinSet::new();
     tasks.spawn(state::poll_loop(shared.clone(), client, cancel.clone()));
     tasks.spawn(dns::notify_loop(shared.clone(), cancel.clone()));
-    let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(shared.clone());
+    let limits = cfg.limits;
     let http_cancel = cancel.clone();
     tasks.spawn(async move {
-        let serve = axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_cancel.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        vdb_service::serve(http_listener, app, None, limits, http_cancel).await;
     });
     // Secondaries learn the starting serial too.
     if !shared.config.notify.is_empty() {
@@ -151,17 +187,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
 
 /// Binds UDP and TCP on one port. With port 0 the port UDP got may be taken for TCP by
 /// someone else: then it tries other ports.
-async fn bind_dns(
-    addr: SocketAddr,
-) -> anyhow::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+fn bind_dns(addr: SocketAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
+        let udp = std::net::UdpSocket::bind(addr)
             .with_context(|| format!("binding DNS (UDP) on {addr}"))?;
         let bound = udp.local_addr()?;
-        match tokio::net::TcpListener::bind(bound).await {
+        match std::net::TcpListener::bind(bound) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some((bound, e)),
         }
@@ -172,29 +205,19 @@ async fn bind_dns(
 
 /// Runs the directory from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &Path) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let config = Config::load(config)?;
-    let running = start(config, Arc::new(SystemClock)).await?;
-    let line = serde_json::json!({
-        "role": "directory",
-        "dns": running.dns_addr().to_string(),
-        "http": format!("http://{}", running.http_addr()),
-    });
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    drop(out);
-    wait_for_signal().await?;
+    vdb_service::lifecycle::raise_fd_limit();
+    let listeners = Listeners::bind(&config)?;
+    let zone = config.zone.clone();
+    let running = start_on(config, listeners, Arc::new(SystemClock)).await?;
+    let mut ready = vdb_proto::Ready::new(
+        "directory",
+        &zone,
+        format!("http://{}", running.http_addr()),
+    );
+    ready.dns = Some(running.dns_addr());
+    vdb_service::lifecycle::announce(&ready)?;
+    vdb_service::lifecycle::shutdown_signal().await?;
     running.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }

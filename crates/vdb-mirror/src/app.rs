@@ -11,7 +11,7 @@ use axum::response::IntoResponse as _;
 use axum::routing::{any, get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use vdb_proto::{ApiError, Clock, PublicKey, PushError, PushNotice, ReplayGuard, Signed, paths};
+use vdb_proto::{Clock, PublicKey, PushError, PushNotice, ReplayGuard, Signed, paths};
 
 use crate::config::UnknownHost;
 use crate::metrics::Metrics;
@@ -88,27 +88,9 @@ pub(crate) struct App {
     pub(crate) status: Mutex<MirrorStatus>,
 }
 
-/// An error answer with an [`ApiError`] body.
-pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::to_string(&ApiError {
-        code: code.to_owned(),
-        message: message.to_owned(),
-    })
-    .unwrap_or_default();
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from(body))
-        .unwrap_or_default()
-}
-
-/// Constant-time equality (the length of a secret is not protected).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// An error answer with an [`vdb_proto::ApiError`] body.
+pub(crate) fn api_error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
+    vdb_service::ApiError::status_code(status, code, message).into_response()
 }
 
 fn b64_decode(s: &str) -> Option<Vec<u8>> {
@@ -168,7 +150,7 @@ impl App {
         };
         let want = format!("{user}:{pass}");
         // Compare digests so that the comparison time does not depend on the lengths either.
-        ct_eq(
+        vdb_service::ct_eq(
             vdb_proto::sha256_hex(&given).as_bytes(),
             vdb_proto::sha256_hex(want.as_bytes()).as_bytes(),
         )
@@ -214,7 +196,7 @@ async fn status(State(app): State<Arc<App>>) -> Response<Body> {
 }
 
 async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body> {
-    let refuse = |status: StatusCode, code: &str, msg: String| {
+    let refuse = |status: StatusCode, code: &'static str, msg: String| {
         tracing::warn!(code, reason = %msg, "push refused");
         app.metrics.push(code);
         app.metrics.response(status.as_u16());
@@ -289,16 +271,12 @@ async fn local_stats(
         );
     }
     if !app.stats_authorized(&headers) {
-        let mut r = api_error(
-            StatusCode::UNAUTHORIZED,
+        return vdb_service::ApiError::new(
+            vdb_service::ErrorKind::Unauthorized("local_stats"),
             "unauthorized",
             "statistics need the mirror's credentials",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"local_stats\""),
-        );
-        return r;
+        )
+        .into_response();
     }
     let st = app.stats.clone();
     let rows = match tokio::task::spawn_blocking(move || st.rows()).await {
@@ -342,12 +320,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_and_ct() {
+    fn base64() {
         assert_eq!(b64_decode("dTpw").unwrap(), b"u:p");
         assert_eq!(b64_decode("YWRtaW46c2VjcmV0").unwrap(), b"admin:secret");
         assert!(b64_decode("**").is_none());
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"ab"));
     }
 }

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vdb_proto::PublicKey;
 
 /// What a mirror does with a request whose `Host` is not one of its configured names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownHost {
     /// Serve it anyway, as the default virtual host.
@@ -37,8 +37,14 @@ pub enum UnknownHost {
 /// # tls_listen = "0.0.0.0:443"
 /// # tls_cert = "/etc/vdb-mirror/cert.pem"
 /// # tls_key = "/etc/vdb-mirror/key.pem"
+///
+/// [limits]                               # see docs/deploy.md; these are the defaults
+/// header_read_timeout_secs = 10
+/// send_timeout_secs = 60
+/// min_rate_bytes_per_sec = 1024
+/// max_connections_per_ip = 128
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This mirror's name (as registered with the masters).
@@ -80,12 +86,6 @@ pub struct Config {
     /// Timeout for connecting to and reading from a master.
     #[serde(default = "default_fetch_timeout")]
     pub fetch_timeout_secs: u64,
-    /// A client must send its request headers within this time.
-    #[serde(default = "default_header_timeout")]
-    pub header_read_timeout_secs: u64,
-    /// A response body that makes no progress for this long is dropped (slow readers).
-    #[serde(default = "default_send_timeout")]
-    pub send_timeout_secs: u64,
     /// `Cache-Control: max-age` for mutable names (`*.cvd`, `timestamp`, `dns.txt`, manifest).
     #[serde(default = "default_max_age")]
     pub mutable_max_age_secs: u64,
@@ -115,6 +115,10 @@ pub struct Config {
     /// PEM private key.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Timeouts and connection caps of the HTTP and HTTPS listeners (the `[limits]` section,
+    /// see `docs/deploy.md`).
+    #[serde(default)]
+    pub limits: vdb_service::Limits,
 }
 
 fn default_listen() -> SocketAddr {
@@ -132,12 +136,6 @@ fn default_push_window() -> i64 {
 fn default_fetch_timeout() -> u64 {
     60
 }
-fn default_header_timeout() -> u64 {
-    10
-}
-fn default_send_timeout() -> u64 {
-    60
-}
 fn default_max_age() -> u64 {
     60
 }
@@ -149,6 +147,43 @@ fn default_stats_flush() -> u64 {
 }
 
 impl Config {
+    /// A configuration with every optional field at its default (listening on a free port of
+    /// 127.0.0.1).
+    pub fn new(
+        name: &str,
+        network: &str,
+        masters: Vec<String>,
+        master_keys: Vec<PublicKey>,
+        data_dir: PathBuf,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            network: network.to_owned(),
+            masters,
+            master_keys,
+            pull_token: None,
+            data_dir,
+            local_dir: None,
+            local_scan_secs: default_local_scan(),
+            listen: default_listen(),
+            hosts: Vec::new(),
+            unknown_host: UnknownHost::default(),
+            poll_secs: default_poll(),
+            push_window_secs: default_push_window(),
+            fetch_timeout_secs: default_fetch_timeout(),
+            mutable_max_age_secs: default_max_age(),
+            monitor_user_agent: default_monitor_agent(),
+            stats_user: None,
+            stats_password: None,
+            stats_flush_secs: default_stats_flush(),
+            serve_threads: None,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            limits: vdb_service::Limits::default(),
+        }
+    }
+
     /// Reads and checks a TOML file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -186,6 +221,7 @@ impl Config {
             self.tls_listen.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
             "field `tls_listen` needs `tls_cert` and `tls_key`"
         );
+        self.limits.check()?;
         anyhow::ensure!(
             self.stats_user.is_some() == self.stats_password.is_some(),
             "fields `stats_user` and `stats_password` go together"

@@ -17,8 +17,10 @@ use vdb_proto::MANIFEST_PATH;
 use crate::app::{App, api_error};
 use crate::store::{CacheClass, Entry};
 
-/// Chunk size for streaming large files.
-const CHUNK: usize = 512 * 1024;
+/// Chunk size for streaming large files. A connection holds at most one chunk being read, one
+/// waiting and hyper's write buffer (`max_buf_size`), so a slow reader costs well under a
+/// megabyte.
+const CHUNK: usize = 256 * 1024;
 
 /// Why a request path names nothing.
 #[derive(Debug, PartialEq, Eq)]
@@ -175,7 +177,7 @@ async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body>
         f.seek(SeekFrom::Start(start)).await?;
     }
     let mut left = len;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
     tokio::spawn(async move {
         let mut f = f;
         while left > 0 {
@@ -342,7 +344,7 @@ struct Answer<'r> {
     out: Out,
 }
 
-fn error(status: StatusCode, code: &str, msg: &str) -> Answer<'static> {
+fn error(status: StatusCode, code: &'static str, msg: &str) -> Answer<'static> {
     Answer {
         status: status.as_u16(),
         bytes: 0,

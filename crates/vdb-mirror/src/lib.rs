@@ -121,9 +121,46 @@ fn syncer(
     })
 }
 
-/// Starts a mirror: loads the current snapshot, binds the listeners, starts the sync loop (which
-/// syncs at once, then on pushes and every `poll_secs`).
+/// The mirror's listeners, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain HTTP.
+    pub http: std::net::TcpListener,
+    /// HTTPS (needs `tls_cert` and `tls_key` in the configuration).
+    pub https: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the configuration's `listen` and `tls_listen`.
+    pub fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |a: SocketAddr| {
+            std::net::TcpListener::bind(a).with_context(|| format!("cannot listen on {a}"))
+        };
+        Ok(Self {
+            http: bind(config.listen)?,
+            https: config.tls_listen.map(bind).transpose()?,
+        })
+    }
+}
+
+fn tokio_listener(l: std::net::TcpListener) -> anyhow::Result<TcpListener> {
+    l.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(l)?)
+}
+
+/// Starts a mirror on the addresses of its configuration (see [`start_on`]).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listeners = Listeners::bind(&config)?;
+    start_on(config, listeners, clock).await
+}
+
+/// Starts a mirror on bound listeners: loads the current snapshot, starts serving and the sync
+/// loop (which syncs at once, then on pushes and every `poll_secs`).
+pub async fn start_on(
+    config: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     config.check()?;
     let metrics = Arc::new(metrics::Metrics::new());
     let syncer = syncer(&config, clock.clone(), metrics.clone())?;
@@ -177,42 +214,40 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         router: app::router(app.clone()),
         app: app.clone(),
     };
-    let timeouts = serve::Timeouts {
-        header: Duration::from_secs(config.header_read_timeout_secs.max(1)),
-        send: Duration::from_secs(config.send_timeout_secs.max(1)),
-    };
+    let limits = config.limits;
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio_listener(listeners.http)?;
     let http = listener.local_addr()?;
     let (threads, dispatch) =
-        serve::ServeThreads::start(config.serve_threads(), &routes, timeouts, &cancel)
+        serve::ServeThreads::start(config.serve_threads(), &routes, limits, &cancel)
             .context("cannot start the serve threads")?;
+    // One admission for both listeners: the caps count a client's connections on either.
+    let admission = vdb_service::Admission::new(&limits);
     tasks.spawn(serve::accept_loop(
         listener,
         dispatch.clone(),
+        admission.clone(),
         None,
         cancel.clone(),
     ));
     let mut https = None;
-    if let (Some(addr), Some(cert), Some(key)) =
-        (config.tls_listen, &config.tls_cert, &config.tls_key)
-    {
-        let reloader = Arc::new(serve::CertReloader::new(cert, key)?);
-        let acceptor = reloader.acceptor()?;
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        https = Some(l.local_addr()?);
-        tasks.spawn(serve::accept_loop(
-            l,
-            dispatch,
-            Some(acceptor),
-            cancel.clone(),
-        ));
-        tasks.spawn(reload_loop(reloader, cancel.clone()));
+    match (listeners.https, &config.tls_cert, &config.tls_key) {
+        (Some(l), Some(cert), Some(key)) => {
+            let tls = vdb_service::Tls::load(cert, key)?;
+            let l = tokio_listener(l)?;
+            https = Some(l.local_addr()?);
+            tasks.spawn(serve::accept_loop(
+                l,
+                dispatch,
+                admission,
+                Some(tls.acceptor()),
+                cancel.clone(),
+            ));
+            tasks.spawn(tls.watch(cancel.clone()));
+        }
+        (Some(_), _, _) => anyhow::bail!("an HTTPS listener needs `tls_cert` and `tls_key`"),
+        (None, _, _) => {}
     }
     tasks.spawn(sync_loop(
         syncer.clone(),
@@ -305,44 +340,17 @@ async fn flush_loop(stats: Arc<stats::Stats>, every: Duration, cancel: Cancellat
     }
 }
 
-async fn reload_loop(reloader: Arc<serve::CertReloader>, cancel: CancellationToken) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        let forced = tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(2)) => false,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-        };
-        let r = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload(forced)).await;
-    }
-}
-
 /// Runs the mirror from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
-    let name = cfg.name.clone();
-    let running = start(cfg, Arc::new(SystemClock)).await?;
-    let mut line = serde_json::json!({
-        "role": "mirror",
-        "name": name,
-        "http": format!("http://{}", running.http_addr()),
-    });
-    if let Some(a) = running.https_addr() {
-        line["https"] = format!("https://{a}").into();
-    }
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
-        out.flush()?;
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+    vdb_service::lifecycle::raise_fd_limit();
+    let listeners = Listeners::bind(&cfg)?;
+    let mut ready = vdb_proto::Ready::new("mirror", &cfg.name, String::new());
+    let running = start_on(cfg, listeners, Arc::new(SystemClock)).await?;
+    ready.http = format!("http://{}", running.http_addr());
+    ready.https = running.https_addr().map(|a| format!("https://{a}"));
+    vdb_service::lifecycle::announce(&ready)?;
+    vdb_service::lifecycle::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

@@ -1,11 +1,7 @@
 //! Alerts: what to say when a mirror turns old or out, stays so, or recovers; delivery by
-//! webhook (JSON POST) and e-mail (a minimal SMTP client); each alert sent once.
-
-use std::time::Duration;
+//! webhook (JSON POST) and e-mail (`vdb_service::smtp`); each alert sent once.
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpStream;
 use vdb_proto::{MirrorRecord, MirrorState};
 
 use crate::config::{AlertConfig, SmtpConfig};
@@ -86,7 +82,7 @@ pub(crate) fn channels(cfg: &AlertConfig, alert: &Alert) -> Vec<String> {
         out.push("webhook".to_owned());
     }
     if let Some(smtp) = &cfg.smtp {
-        for to in smtp.team.iter().chain(alert.admin_contact.as_ref()) {
+        for to in smtp.to.iter().chain(alert.admin_contact.as_ref()) {
             let c = format!("mail:{to}");
             if !out.contains(&c) {
                 out.push(c);
@@ -129,24 +125,7 @@ pub(crate) fn mail_text(a: &Alert) -> (String, String) {
     (subject, body)
 }
 
-fn clean_addr(a: &str) -> Result<&str, String> {
-    let a = a.trim();
-    if a.is_empty()
-        || a.bytes()
-            .any(|b| b < 0x21 || b == b'<' || b == b'>' || b == 0x7f)
-    {
-        return Err(format!("refusing to mail the address {a:?}"));
-    }
-    Ok(a)
-}
-
-fn clean_header(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// Sends one plain-text e-mail through an SMTP relay (no TLS, no AUTH).
+/// Sends one plain-text e-mail to `to` through the relay.
 pub(crate) async fn send_mail(
     smtp: &SmtpConfig,
     helo: &str,
@@ -154,73 +133,11 @@ pub(crate) async fn send_mail(
     subject: &str,
     body: &str,
 ) -> Result<(), String> {
-    let from = clean_addr(&smtp.from)?.to_owned();
-    let to = clean_addr(to)?.to_owned();
-    let mut text = format!(
-        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-        clean_header(subject)
-    );
-    for line in body.lines() {
-        if line.starts_with('.') {
-            text.push('.');
-        }
-        text.push_str(line);
-        text.push_str("\r\n");
-    }
-    let helo = clean_header(helo).replace(' ', "-");
-    let exchange = async {
-        let stream = TcpStream::connect(&smtp.server)
-            .await
-            .map_err(|e| format!("SMTP {}: {e}", smtp.server))?;
-        let (r, mut w) = stream.into_split();
-        let mut r = BufReader::new(r);
-        expect(&mut r, 220).await?;
-        for (cmd, code) in [
-            (format!("EHLO {helo}\r\n"), 250),
-            (format!("MAIL FROM:<{from}>\r\n"), 250),
-            (format!("RCPT TO:<{to}>\r\n"), 250),
-            ("DATA\r\n".to_owned(), 354),
-        ] {
-            w.write_all(cmd.as_bytes())
-                .await
-                .map_err(|e| format!("SMTP write: {e}"))?;
-            expect(&mut r, code).await?;
-        }
-        text.push_str(".\r\n");
-        w.write_all(text.as_bytes())
-            .await
-            .map_err(|e| format!("SMTP write: {e}"))?;
-        expect(&mut r, 250).await?;
-        let _ = w.write_all(b"QUIT\r\n").await;
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(30), exchange)
+    let mailer = vdb_service::smtp::Mailer::new(smtp, helo).map_err(|e| e.to_string())?;
+    mailer
+        .send_to_addresses(&[to], subject, body)
         .await
-        .map_err(|_| format!("SMTP {}: timed out", smtp.server))?
-}
-
-async fn expect(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    code: u16,
-) -> Result<(), String> {
-    loop {
-        let mut line = String::new();
-        let n = (&mut *r)
-            .take(4096)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("SMTP read: {e}"))?;
-        if n == 0 {
-            return Err("SMTP server closed the connection".into());
-        }
-        let got: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        if got != code {
-            return Err(format!("SMTP: expected {code}, got {:?}", line.trim_end()));
-        }
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(());
-        }
-    }
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vdb_proto::PublicKey;
 
 /// How a check round picks mirrors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckMode {
     /// Every registered mirror each round (the default).
@@ -19,7 +19,7 @@ pub enum CheckMode {
 }
 
 /// `monitor.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This monitor's name, shown in verdicts and alerts.
@@ -86,10 +86,14 @@ pub struct Config {
     /// How many checks per mirror the status page shows.
     #[serde(default = "default_history")]
     pub history_len: usize,
+    /// Timeouts and connection caps of the HTTP listener (the `[limits]` section, see
+    /// `docs/deploy.md`).
+    #[serde(default)]
+    pub limits: vdb_service::Limits,
 }
 
 /// Freshness thresholds (seconds) and hysteresis.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// A mirror whose version was superseded this long ago is lagging (still handed out).
@@ -122,7 +126,7 @@ impl Default for Thresholds {
 }
 
 /// Where alerts go and how often.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
     /// The team's webhook: every alert is POSTed there as JSON.
@@ -150,18 +154,9 @@ impl Default for AlertConfig {
     }
 }
 
-/// A plain SMTP relay (no TLS, no AUTH: a local MTA such as Postfix on localhost).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    /// `host:port` of the relay.
-    pub server: String,
-    /// Envelope and header sender.
-    pub from: String,
-    /// The team's addresses (each alert goes there as well as to the mirror's admin).
-    #[serde(default)]
-    pub team: Vec<String>,
-}
+/// The SMTP relay and the team's addresses (`team = [...]`, or `to`); each alert also goes to
+/// the mirror's `admin_contact`. See [`vdb_service::smtp::SmtpConfig`].
+pub use vdb_service::smtp::SmtpConfig;
 
 fn default_name() -> String {
     "monitor".into()
@@ -246,6 +241,7 @@ impl Config {
 
     /// Checks values that TOML alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.limits.check()?;
         anyhow::ensure!(
             !self.masters.is_empty(),
             "field `masters`: list at least one master base URL"

@@ -9,7 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use vdb_proto::{ApiError, MirrorState, paths};
+use vdb_proto::{MirrorState, paths};
+use vdb_service::ApiError;
 
 use crate::monitor::{Monitor, StatusDoc, state_name};
 
@@ -32,15 +33,8 @@ pub(crate) fn router(m: Arc<Monitor>) -> Router {
         .with_state(m)
 }
 
-fn error(code: StatusCode, c: &str, msg: &str) -> Response {
-    (
-        code,
-        Json(ApiError {
-            code: c.to_owned(),
-            message: msg.to_owned(),
-        }),
-    )
-        .into_response()
+fn error(code: StatusCode, c: &'static str, msg: &str) -> Response {
+    ApiError::status_code(code, c, msg).into_response()
 }
 
 #[derive(Deserialize)]

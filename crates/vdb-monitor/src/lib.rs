@@ -27,7 +27,6 @@ mod monitor;
 mod probe;
 mod store;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,26 +68,38 @@ impl Running {
     }
 }
 
-/// Starts the monitor: opens its database, binds its HTTP listener, and (unless
-/// `check_interval_secs` is 0) runs a check round at once and then every interval.
+/// Binds the configuration's `listen` address.
+pub fn bind(config: &Config) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))
+}
+
+/// Starts the monitor on the address of its configuration (see [`start_on`]).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listener = bind(&config)?;
+    start_on(config, listener, clock).await
+}
+
+/// Starts the monitor on a bound listener: opens its database, serves HTTP, and (unless
+/// `check_interval_secs` is 0) runs a check round at once and then every interval.
+pub async fn start_on(
+    config: Config,
+    listener: std::net::TcpListener,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     config.validate()?;
-    let listen = config.listen;
     let interval = config.check_interval_secs;
+    let limits = config.limits;
     let monitor = Arc::new(Monitor::new(config, clock.clone())?);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let http = listener.local_addr()?;
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
     let app = http::router(monitor.clone());
     let c = cancel.clone();
     tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "monitor HTTP server failed");
-        }
+        vdb_service::serve(listener, app, None, limits, c).await;
     }));
     if interval > 0 {
         let m = monitor.clone();
@@ -121,23 +132,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
 /// Runs the monitor from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
+    vdb_service::lifecycle::raise_fd_limit();
+    let listener = bind(&config)?;
     let name = config.name.clone();
-    let running = start(config, Arc::new(SystemClock)).await?;
-    let line = serde_json::json!({
-        "role": "monitor",
-        "name": name,
-        "http": format!("http://{}", running.http_addr()),
-    });
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
-        out.flush()?;
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let running = start_on(config, listener, Arc::new(SystemClock)).await?;
+    let ready = vdb_proto::Ready::new("monitor", &name, format!("http://{}", running.http_addr()));
+    vdb_service::lifecycle::announce(&ready)?;
+    vdb_service::lifecycle::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

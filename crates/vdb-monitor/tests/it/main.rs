@@ -401,7 +401,8 @@ async fn mail_to_team_and_admin_once() {
     c.alerts.smtp = Some(vdb_monitor::SmtpConfig {
         server: smtp.to_string(),
         from: "monitor@testnet.example".into(),
-        team: vec!["team@testnet.example".into()],
+        to: vec!["team@testnet.example".into()],
+        ..Default::default()
     });
     let r = n.monitor_with(c).await;
     at(&r, &n.clock, T0).await;

@@ -51,9 +51,7 @@ impl Server {
             .with_state(Arc::new(files));
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            vdb_service::serve(listener, app, None, vdb_service::Limits::default(), stop).await;
         });
         Ok(Self {
             addr,

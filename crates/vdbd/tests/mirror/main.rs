@@ -447,7 +447,7 @@ fn slow_clients_are_cut_off() {
     let m = start(&write_config(
         dir.path(),
         &master.url(),
-        "header_read_timeout_secs = 1\n",
+        "[limits]\nheader_read_timeout_secs = 1\n",
     ));
     wait_serial(&m, 1);
     let mut s = TcpStream::connect(m.http).unwrap();

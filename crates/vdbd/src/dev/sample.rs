@@ -1,0 +1,155 @@
+//! The sample data of `vdbd dev`: a generated, signed database chain published to master A,
+//! and the wait until every mirror serves the newest release.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use vdb_client::{Admin, Publisher, ReleaseFile, ReleaseInfo};
+use vdb_proto::{Manifest, PublicKey, SecretKey, Signed};
+
+use super::{DevArgs, Network};
+
+/// The generated sample chain.
+pub(super) struct Sample {
+    pub(super) dir: PathBuf,
+    pub(super) keyset: PathBuf,
+    pub(super) base: u32,
+    pub(super) newest: u32,
+}
+
+pub(super) fn make_sample(dir: &Path, args: &DevArgs) -> Result<Sample> {
+    let out = dir.join("sample");
+    let base = 27000;
+    let synth = vdb_cli::synth::SynthArgs {
+        output: out.clone(),
+        size_mb: args.sample_mb,
+        cdiffs: args.sample_cdiffs,
+        version: base,
+        seed: 1,
+        keys: None,
+        cud: false,
+    };
+    if !out.join("daily.cvd").exists() {
+        vdb_cli::synth::write_chain(&synth).context("building the sample database")?;
+    }
+    Ok(Sample {
+        keyset: out.join("synth.key.pub"),
+        dir: out,
+        base,
+        newest: base + args.sample_cdiffs,
+    })
+}
+
+/// Publishes the sample chain (or waits for the upstream's releases), then waits until every
+/// mirror serves the newest manifest. Returns the newest version of each database.
+pub(super) async fn populate(
+    _dir: &Path,
+    net: &Network,
+    urls: &[String],
+    master_keys: &[SecretKey; 2],
+    publisher: &SecretKey,
+    sample: Option<&Sample>,
+    deadline: Instant,
+) -> Result<Vec<(String, u32)>> {
+    let trusted: Vec<PublicKey> = master_keys.iter().map(SecretKey::public).collect();
+    if let Some(s) = sample {
+        // The whole chain goes to master A: with failover, a link could land on B before B has
+        // replicated the previous one, and B would rightly refuse a cdiff from a version it
+        // does not hold. A master still catching up at start answers 503; wait for it.
+        let client = Publisher::new(vec![urls[0].clone()], publisher.clone());
+        for v in s.base..=s.newest {
+            let mut files = vec![ReleaseFile {
+                name: "daily.cvd".into(),
+                path: s.dir.join(format!("daily-{v}.cvd")),
+            }];
+            if v > s.base {
+                files.push(ReleaseFile {
+                    name: format!("daily-{v}.cdiff"),
+                    path: s.dir.join(format!("daily-{v}.cdiff")),
+                });
+            }
+            let info: ReleaseInfo = vdb_client::infer(&files, Some("daily"), Some(v))?;
+            let (st, env) = client.statement(&info, &files, "vdbd dev sample release")?;
+            loop {
+                match client.publish(&files, &st, &env, &|_| {}).await {
+                    Ok(_) => break,
+                    Err(vdb_client::PublishError::Unreachable(_)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("publishing daily {v}")),
+                }
+            }
+        }
+    }
+    // The newest manifest of master A, once it has every database.
+    let admin = Admin::new(&urls[0], None);
+    let newest = loop {
+        if let Ok(m) = admin.manifest(&trusted).await
+            && !m.databases.is_empty()
+            && sample.is_none_or(|s| {
+                m.databases
+                    .get("daily")
+                    .is_some_and(|d| d.version == s.newest)
+            })
+        {
+            break m;
+        }
+        if Instant::now() > deadline {
+            bail!("master a did not publish the sample databases in time");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Every mirror serves it.
+    let http = reqwest::Client::new();
+    for m in &net.mirrors {
+        let url = format!("http://{}{}", m.http_addr(), vdb_proto::MANIFEST_PATH);
+        loop {
+            // The same versions, not merely a serial as high: master B signs serials of its own
+            // while it replicates, which a mirror may take before A's newest.
+            if let Some(held) = fetch_manifest(&http, &url, &trusted).await
+                && newest.databases.iter().all(|(db, st)| {
+                    held.databases
+                        .get(db)
+                        .is_some_and(|h| h.version == st.version)
+                })
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "mirror {} did not sync the newest release (manifest serial {}) in time",
+                    m.http_addr(),
+                    newest.serial
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(newest
+        .databases
+        .iter()
+        .map(|(db, s)| (db.clone(), s.version))
+        .collect())
+}
+
+async fn fetch_manifest(
+    http: &reqwest::Client,
+    url: &str,
+    trusted: &[PublicKey],
+) -> Option<Manifest> {
+    let body = http
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
+    Signed::<Manifest>::from_json(&body)
+        .ok()?
+        .verify(trusted)
+        .ok()
+}
