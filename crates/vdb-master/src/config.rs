@@ -44,11 +44,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vdb_proto::PublicKey;
 
 /// `master.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This master's name (goes into manifests and push notices).
@@ -148,7 +148,7 @@ pub struct Config {
 }
 
 /// One publisher key and the databases it may publish.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublisherConfig {
     /// `ed25519:<hex>`.
@@ -158,7 +158,7 @@ pub struct PublisherConfig {
 }
 
 /// Settings of one database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbConfig {
     /// A `vdb-format` key set file (the network's own ClamAV keys); official keys if absent.
@@ -192,7 +192,7 @@ fn default_containers() -> Vec<String> {
 }
 
 /// Another master.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// Base URL (`http://127.0.0.1:8001`).
@@ -208,7 +208,7 @@ pub struct PeerConfig {
 pub use vdb_service::smtp::SmtpConfig;
 
 /// A ClamAV-style upstream to follow.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URL serving `<db>.cvd` and `<db>-<n>.cdiff`.
