@@ -19,6 +19,7 @@ use serde_json::json;
 use vdb_client::{Admin, Publisher, ReleaseFile, ReleaseInfo};
 use vdb_proto::{Clock, Manifest, MirrorRecord, PublicKey, SecretKey, Signed, SystemClock};
 
+mod intake;
 mod upstream;
 
 /// Options of `vdbd dev`.
@@ -97,11 +98,14 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         }
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let (network, ready) = start(&dir, &args, deadline).await?;
+    let (network, mut ready) = start(&dir, &args, deadline).await?;
+    let intake = intake::start(&dir, args.upstream.is_some(), &mut ready).await?;
     println!("{}", serde_json::to_string(&ready)?);
     eprintln!("{}", summary(&ready));
+    eprintln!("  intake        {}", ready["intake"]["form"].as_str().unwrap_or_default());
     wait_for_signal().await;
     eprintln!("vdbd dev: stopping");
+    intake.shutdown().await;
     network.shutdown().await;
     Ok(())
 }
