@@ -89,7 +89,10 @@ impl Limiter {
         if g.in_flight >= self.limits.concurrent_uploads {
             return Err(Refused::Busy);
         }
-        let c = g.clients.entry(key).or_default();
+        let c = g.clients.entry(key).or_insert_with(|| Client {
+            window_start: now,
+            ..Client::default()
+        });
         if now - c.window_start >= WINDOW {
             c.window_start = now;
             c.attempts = 0;
