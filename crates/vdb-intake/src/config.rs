@@ -240,10 +240,7 @@ impl Config {
             "field `scanner.concurrency`: at least 1"
         );
         if let Some(t) = &self.admin_token {
-            anyhow::ensure!(
-                t.len() >= 16,
-                "field `admin_token`: at least 16 characters"
-            );
+            anyhow::ensure!(t.len() >= 16, "field `admin_token`: at least 16 characters");
         }
         if let Some(smtp) = &self.notify.smtp {
             for a in std::iter::once(&smtp.from).chain(&smtp.to) {

@@ -32,8 +32,8 @@ const FORM_OVERHEAD: u64 = 64 << 10;
 
 /// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
 pub(crate) fn router(intake: Arc<Intake>) -> Router {
-    let body_limit =
-        usize::try_from(intake.config.limits.max_sample_bytes + FORM_OVERHEAD).unwrap_or(usize::MAX);
+    let body_limit = usize::try_from(intake.config.limits.max_sample_bytes + FORM_OVERHEAD)
+        .unwrap_or(usize::MAX);
     Router::new()
         .route("/", get(form_page))
         .route(
@@ -194,12 +194,20 @@ fn bad_form(e: impl std::fmt::Display) -> Refusal {
 async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, Meta), Refusal> {
     let mut staged = None;
     let mut meta = Meta::default();
-    while let Some(mut field) = mp.next_field().await.map_err(|e| multipart_error(intake, e))? {
+    while let Some(mut field) = mp
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(intake, e))?
+    {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "file" => {
                 if staged.is_some() {
-                    return Err(Refusal::new(400, "two_files", "send one file per submission"));
+                    return Err(Refusal::new(
+                        400,
+                        "two_files",
+                        "send one file per submission",
+                    ));
                 }
                 let file_name = field.file_name().unwrap_or_default().to_owned();
                 sample::check_file_name(&file_name)?;
@@ -236,9 +244,8 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
             }
         }
     }
-    let staged = staged.ok_or_else(|| {
-        Refusal::new(400, "no_file", "choose a file to send (form field `file`)")
-    })?;
+    let staged = staged
+        .ok_or_else(|| Refusal::new(400, "no_file", "choose a file to send (form field `file`)"))?;
     Ok((staged, meta))
 }
 
@@ -258,12 +265,19 @@ async fn text(
     code: &'static str,
 ) -> Result<String, Refusal> {
     let mut buf = Vec::new();
-    while let Some(c) = field.chunk().await.map_err(|e| multipart_error(intake, e))? {
+    while let Some(c) = field
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(intake, e))?
+    {
         if buf.len() + c.len() > max {
             return Err(Refusal::new(
                 400,
                 code,
-                format!("the field `{}` is longer than {max} bytes", field.name().unwrap_or("?")),
+                format!(
+                    "the field `{}` is longer than {max} bytes",
+                    field.name().unwrap_or("?")
+                ),
             ));
         }
         buf.extend_from_slice(&c);
@@ -289,7 +303,11 @@ async fn receive(intake: &Arc<Intake>, field: &mut Field<'_>) -> Result<Staged, 
     });
     let mut total = 0u64;
     let read = async {
-        while let Some(c) = field.chunk().await.map_err(|e| multipart_error(intake, e))? {
+        while let Some(c) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(intake, e))?
+        {
             if c.is_empty() {
                 continue;
             }
@@ -395,10 +413,7 @@ fn lookup(intake: &Intake, id: &str) -> Result<SubmissionStatus, Refusal> {
         })
 }
 
-async fn status_json(
-    State(intake): S,
-    Path(id): Path<String>,
-) -> Result<Response, Api> {
+async fn status_json(State(intake): S, Path(id): Path<String>) -> Result<Response, Api> {
     let s = lookup(&intake, &id)?;
     let mut r = axum::Json(s).into_response();
     private(r.headers_mut());
@@ -412,7 +427,11 @@ async fn status_page(State(intake): S, Path(id): Path<String>) -> Response {
             return page(
                 StatusCode::from_u16(r.status).unwrap_or(StatusCode::NOT_FOUND),
                 "Unknown submission",
-                &format!("<p id=\"error\" data-code=\"{}\">{}</p>", r.code, esc(&r.message)),
+                &format!(
+                    "<p id=\"error\" data-code=\"{}\">{}</p>",
+                    r.code,
+                    esc(&r.message)
+                ),
             );
         }
     };
@@ -459,7 +478,10 @@ async fn status_page(State(intake): S, Path(id): Path<String>) -> Response {
 /// A page whose URL holds a tracking id: never cached, never sent on as a referrer.
 fn private(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,7 +519,11 @@ fn check_sha(sha: &str) -> Result<(), Refusal> {
     if sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {
-        Err(Refusal::new(400, "bad_sha256", "not a SHA-256 (64 lower-case hex digits)"))
+        Err(Refusal::new(
+            400,
+            "bad_sha256",
+            "not a SHA-256 (64 lower-case hex digits)",
+        ))
     }
 }
 
@@ -547,11 +573,14 @@ async fn quarantine(
     if !intake.store.has(&sha).map_err(Refusal::internal)? {
         return Err(Refusal::new(404, "unknown_sample", "no sample with this SHA-256").into());
     }
-    let file = intake.quarantine.open_zip(&sha).map_err(Refusal::internal)?;
+    let file = intake
+        .quarantine
+        .open_zip(&sha)
+        .map_err(Refusal::internal)?;
     let len = file.metadata().map_err(Refusal::internal)?.len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(
-        file,
-    )));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
@@ -580,7 +609,10 @@ async fn resolve(
 }
 
 async fn role_status(State(intake): S) -> Response {
-    let engine = match (&intake.config.scanner.clamd, &intake.config.scanner.database) {
+    let engine = match (
+        &intake.config.scanner.clamd,
+        &intake.config.scanner.database,
+    ) {
         (Some(_), _) => "clamd",
         (None, Some(_)) => "clamscan",
         (None, None) => "none",
@@ -633,7 +665,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 

@@ -38,7 +38,11 @@ impl Refusal {
 
     pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(500, "internal", "the intake failed to store the submission; try again later")
+        Self::new(
+            500,
+            "internal",
+            "the intake failed to store the submission; try again later",
+        )
     }
 }
 
@@ -78,10 +82,10 @@ impl Intake {
         use anyhow::Context as _;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let quarantine = Arc::new(
-            Quarantine::open(&config.data_dir)
-                .with_context(|| format!("opening the quarantine in {}", config.data_dir.display()))?,
-        );
+        let quarantine =
+            Arc::new(Quarantine::open(&config.data_dir).with_context(|| {
+                format!("opening the quarantine in {}", config.data_dir.display())
+            })?);
         let store = Store::open(&config.data_dir.join("intake.sqlite"))?;
         let triage = Triage::new(config.scanner.clone(), config.limits.max_sample_bytes);
         let limiter = Limiter::new(config.limits.clone());
@@ -168,7 +172,10 @@ impl Intake {
         self.pending_scans.fetch_add(1, Ordering::SeqCst);
         self.tasks.spawn(async move {
             let scan = if me.triage.enabled() {
-                let r = me.triage.scan(&me.quarantine, &sha256, me.clock.now()).await;
+                let r = me
+                    .triage
+                    .scan(&me.quarantine, &sha256, me.clock.now())
+                    .await;
                 if let Err(e) = me.store.set_scan(&sha256, &r) {
                     tracing::error!(error = %e, "cannot record triage");
                 }
@@ -191,7 +198,11 @@ impl Intake {
             return Err(Refusal::new(400, "bad_db_name", "not a database name"));
         }
         if r.version == 0 {
-            return Err(Refusal::new(400, "bad_version", "the version must be at least 1"));
+            return Err(Refusal::new(
+                400,
+                "bad_version",
+                "the version must be at least 1",
+            ));
         }
         if let Some(d) = &r.detection {
             vdb_proto::sample::check_detection_name(d)?;
@@ -207,7 +218,11 @@ impl Intake {
             .set_published(sha256, &p)
             .map_err(Refusal::internal)?
         {
-            return Err(Refusal::new(404, "unknown_sample", "no sample with this SHA-256"));
+            return Err(Refusal::new(
+                404,
+                "unknown_sample",
+                "no sample with this SHA-256",
+            ));
         }
         let rec = self
             .store

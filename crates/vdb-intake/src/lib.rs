@@ -101,8 +101,7 @@ pub async fn start(
     }
     let http = listener.local_addr()?;
     let cancel = CancellationToken::new();
-    let app = http::router(intake.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(intake.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let c = cancel.clone();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned());

@@ -159,11 +159,7 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let a2: IpAddr = "2001:db8::ffff:2".parse().unwrap();
         let p = l.admit(a, 0).unwrap();
-        assert_eq!(
-            l.admit(a2, 0).unwrap_err(),
-            Refused::Concurrent,
-            "same /64"
-        );
+        assert_eq!(l.admit(a2, 0).unwrap_err(), Refused::Concurrent, "same /64");
         let q = l.admit("192.0.2.9".parse().unwrap(), 0).unwrap();
         assert_eq!(
             l.admit("192.0.2.10".parse().unwrap(), 0).unwrap_err(),

@@ -39,10 +39,9 @@ impl Notifier {
     pub(crate) fn new_sample(&self, rec: &SampleRecord, scan: Option<&ScanResult>) {
         let first = rec.submissions.first();
         let verdict = match scan {
-            Some(s) if s.outcome == "found" => format!(
-                "already detected as {}",
-                s.detail.as_deref().unwrap_or("?")
-            ),
+            Some(s) if s.outcome == "found" => {
+                format!("already detected as {}", s.detail.as_deref().unwrap_or("?"))
+            }
             Some(s) if s.outcome == "clean" => "not detected by the current databases".into(),
             Some(s) => format!(
                 "not fully scanned ({}: {})",
@@ -60,7 +59,10 @@ impl Notifier {
             "claimed": first.and_then(|s| s.claimed.clone()),
             "file_name": first.and_then(|s| s.file_name.clone()),
         });
-        let subject = format!("[vdbnet intake] new sample {}: {verdict}", &rec.sha256[..16]);
+        let subject = format!(
+            "[vdbnet intake] new sample {}: {verdict}",
+            &rec.sha256[..16]
+        );
         let text = format!(
             "A new sample arrived at intake {}.\n\nSHA-256: {}\nSize: {} bytes\nTriage: {verdict}\n\
              Claimed detection: {}\nFile name: {}\nNote: {}\n\nGet it (ZIP, password infected): vdb samples get {}\n",
@@ -106,7 +108,9 @@ impl Notifier {
             rec.sha256,
             self.public_url
                 .as_deref()
-                .map(|u| format!("\nThe status of your submission stays at {u}/status/<your tracking id>."))
+                .map(|u| format!(
+                    "\nThe status of your submission stays at {u}/status/<your tracking id>."
+                ))
                 .unwrap_or_default(),
         );
         for addr in to {
@@ -136,12 +140,12 @@ impl Notifier {
 }
 
 /// One JSON POST.
-async fn webhook(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    http.post(url)
-        .json(body)
-        .send()
-        .await?
-        .error_for_status()?;
+async fn webhook(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
+    http.post(url).json(body).send().await?.error_for_status()?;
     Ok(())
 }
 
@@ -178,7 +182,10 @@ async fn mail(smtp: &SmtpConfig, to: &[String], subject: &str, text: &str) -> an
         }
     };
     expect("220").await?;
-    let mut cmds = vec!["EHLO vdbnet-intake".to_owned(), format!("MAIL FROM:<{}>", smtp.from)];
+    let mut cmds = vec![
+        "EHLO vdbnet-intake".to_owned(),
+        format!("MAIL FROM:<{}>", smtp.from),
+    ];
     cmds.extend(to.iter().map(|t| format!("RCPT TO:<{t}>")));
     for c in cmds {
         wr.write_all(format!("{c}\r\n").as_bytes()).await?;

@@ -101,8 +101,7 @@ impl Quarantine {
             .prefix("upload-")
             .tempfile_in(&self.tmp)?;
         let mut zip = ZipWriter::new(temp);
-        zip.start_file(STAGING_ENTRY, options()?)
-            .map_err(zip_err)?;
+        zip.start_file(STAGING_ENTRY, options()?).map_err(zip_err)?;
         Ok(SampleWriter {
             zip,
             hash: Sha256::new(),
@@ -217,7 +216,10 @@ mod tests {
             "the sample is not readable in the ZIP"
         );
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(q.path(&sha)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(q.path(&sha))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let mut back = Vec::new();
         q.read_sample(&sha, u64::MAX, &mut |c| {

@@ -213,7 +213,8 @@ impl Store {
             let mut st = c.prepare(&format!(
                 "SELECT {SAMPLE_COLS} FROM samples ORDER BY first_seen DESC, sha256"
             ))?;
-            st.query_map([], sample_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            st.query_map([], sample_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(all
             .into_iter()
@@ -316,7 +317,10 @@ mod tests {
         assert_eq!(s.quarantine_bytes().unwrap(), 100);
         assert_eq!(s.unscanned().unwrap(), vec!["aa".to_owned()]);
         let st = s.status(&b).unwrap().unwrap();
-        assert_eq!((st.received_at, st.state, st.scanned), (20, SampleState::Received, false));
+        assert_eq!(
+            (st.received_at, st.state, st.scanned),
+            (20, SampleState::Received, false)
+        );
         s.set_scan(
             "aa",
             &ScanResult {

@@ -103,7 +103,10 @@ impl Triage {
             .arg(format!("--database={}", db.display()))
             .arg(format!("--tempdir={}", q.tmp_dir().display()))
             .arg(format!("--max-filesize={}", self.max_sample))
-            .arg(format!("--max-scansize={}", self.max_sample.saturating_mul(4)))
+            .arg(format!(
+                "--max-scansize={}",
+                self.max_sample.saturating_mul(4)
+            ))
             .arg("--max-files=1000")
             .arg("--max-recursion=10")
             .arg(format!("--max-scantime={}", timeout.as_millis()))
@@ -150,10 +153,17 @@ impl Triage {
             (Some(0 | 1), Some(r)) => Ok(r),
             _ => {
                 let err = String::from_utf8_lossy(&err);
-                let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
                 Err(format!(
                     "clamscan failed ({status}): {}",
-                    last.chars().filter(|c| !c.is_control()).take(300).collect::<String>()
+                    last.chars()
+                        .filter(|c| !c.is_control())
+                        .take(300)
+                        .collect::<String>()
                 ))
             }
         }
@@ -214,7 +224,10 @@ where
     parse_scan_reply(&text).ok_or_else(|| {
         format!(
             "clamd answered {:?}",
-            text.chars().filter(|c| !c.is_control()).take(200).collect::<String>()
+            text.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
         )
     })
 }

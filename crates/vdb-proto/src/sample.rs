@@ -95,9 +95,9 @@ pub fn check_file_name(name: &str) -> Result<(), SampleInputError> {
 pub fn check_detection_name(name: &str) -> Result<(), SampleInputError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_DETECTION_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'+' | b'!'));
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'+' | b'!')
+        });
     if ok {
         Ok(())
     } else {
@@ -124,7 +124,8 @@ pub fn check_email(addr: &str) -> Result<(), SampleInputError> {
     let plain = |s: &str| {
         !s.is_empty()
             && s.bytes().all(|b| {
-                b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b',' | b';' | b'"' | b'(' | b')')
+                b.is_ascii_graphic()
+                    && !matches!(b, b'<' | b'>' | b',' | b';' | b'"' | b'(' | b')')
                     && !matches!(b, b'[' | b']' | b'\\' | b'@' | b':')
             })
     };
@@ -137,7 +138,11 @@ pub fn check_email(addr: &str) -> Result<(), SampleInputError> {
                 && !domain.ends_with('.')
                 && !domain.contains("..")
         });
-    if ok { Ok(()) } else { Err(SampleInputError::Email) }
+    if ok {
+        Ok(())
+    } else {
+        Err(SampleInputError::Email)
+    }
 }
 
 /// A submitter's tracking id: 128 random bits as 32 lower-case hex digits. It is the only key

@@ -102,7 +102,10 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
     let intake = intake::start(&dir, args.upstream.is_some(), &mut ready).await?;
     println!("{}", serde_json::to_string(&ready)?);
     eprintln!("{}", summary(&ready));
-    eprintln!("  intake        {}", ready["intake"]["form"].as_str().unwrap_or_default());
+    eprintln!(
+        "  intake        {}",
+        ready["intake"]["form"].as_str().unwrap_or_default()
+    );
     wait_for_signal().await;
     eprintln!("vdbd dev: stopping");
     intake.shutdown().await;

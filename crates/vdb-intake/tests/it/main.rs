@@ -49,7 +49,10 @@ async fn form_api_status_team_api_and_dedupe() {
     let base = running.base_url();
 
     let page = reqwest::get(format!("{base}/")).await.unwrap();
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let html = page.text().await.unwrap();
     assert!(html.contains("enctype=\"multipart/form-data\"") && html.contains("type=\"file\""));
     assert!(!html.contains("<script"), "works without JavaScript");
@@ -82,7 +85,12 @@ async fn form_api_status_team_api_and_dedupe() {
     // The team's API needs the token.
     assert_eq!(get(&format!("{base}/api/v1/samples"), None).await.0, 401);
     assert_eq!(
-        get(&format!("{base}/api/v1/samples"), Some("wrong-token-wrong!!")).await.0,
+        get(
+            &format!("{base}/api/v1/samples"),
+            Some("wrong-token-wrong!!")
+        )
+        .await
+        .0,
         403
     );
     let (code, list) = get(&format!("{base}/api/v1/samples"), Some(TOKEN)).await;
@@ -104,11 +112,18 @@ async fn form_api_status_team_api_and_dedupe() {
     assert!(bytes.starts_with(b"PK\x03\x04"));
     assert!(!bytes.windows(sample.len()).any(|w| w == sample.as_slice()));
     assert_eq!(
-        get(&format!("{base}/api/v1/samples/{}", "f".repeat(64)), Some(TOKEN)).await.0,
+        get(
+            &format!("{base}/api/v1/samples/{}", "f".repeat(64)),
+            Some(TOKEN)
+        )
+        .await
+        .0,
         404
     );
     assert_eq!(
-        get(&format!("{base}/api/v1/samples/..%2f..%2fx"), Some(TOKEN)).await.1["code"],
+        get(&format!("{base}/api/v1/samples/..%2f..%2fx"), Some(TOKEN))
+            .await
+            .1["code"],
         "bad_sha256"
     );
 
@@ -138,7 +153,10 @@ async fn form_api_status_team_api_and_dedupe() {
     let running = start(dir.path()).await;
     let base = running.base_url();
     let (code, st) = get(&format!("{base}/api/v1/submissions/{id}"), None).await;
-    assert_eq!((code, &st["state"]), (200, &Value::from("signature_published")));
+    assert_eq!(
+        (code, &st["state"]),
+        (200, &Value::from("signature_published"))
+    );
     running.shutdown().await;
 }
 
@@ -148,13 +166,31 @@ async fn bad_fields_are_refused_and_leave_nothing() {
     let running = start(dir.path()).await;
     let base = running.base_url();
     let cases = [
-        (file(b"x", "a.exe").text("detection", "<script>"), "bad_detection_name"),
-        (file(b"x", "a.exe").text("email", "a@b.org\r\nBcc: c@d.org"), "bad_email"),
+        (
+            file(b"x", "a.exe").text("detection", "<script>"),
+            "bad_detection_name",
+        ),
+        (
+            file(b"x", "a.exe").text("email", "a@b.org\r\nBcc: c@d.org"),
+            "bad_email",
+        ),
         (file(b"x", "a.exe").text("note", "\u{7}"), "bad_note"),
-        (file(b"x", "a.exe").text("note", "n".repeat(5000)), "bad_note"),
+        (
+            file(b"x", "a.exe").text("note", "n".repeat(5000)),
+            "bad_note",
+        ),
         (file(b"x", "a.exe").text("colour", "blue"), "unknown_field"),
-        (file(b"x", "a.exe").part("file", reqwest::multipart::Part::bytes(b"y".to_vec()).file_name("b")), "two_files"),
-        (reqwest::multipart::Form::new().text("note", "no file"), "no_file"),
+        (
+            file(b"x", "a.exe").part(
+                "file",
+                reqwest::multipart::Part::bytes(b"y".to_vec()).file_name("b"),
+            ),
+            "two_files",
+        ),
+        (
+            reqwest::multipart::Form::new().text("note", "no file"),
+            "no_file",
+        ),
         (file(b"x", "dir/a.exe"), "name_with_path"),
         (file(b"x", "a\tb"), "name_with_control"),
         (file(b"", "a.exe"), "empty_file"),
@@ -169,7 +205,9 @@ async fn bad_fields_are_refused_and_leave_nothing() {
     assert_eq!(status["staging_files"], 0, "{status}");
     assert_eq!(status["refused"], 10, "{status}");
     assert_eq!(
-        std::fs::read_dir(dir.path().join("quarantine")).unwrap().count(),
+        std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .count(),
         0
     );
     running.shutdown().await;

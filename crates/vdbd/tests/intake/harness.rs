@@ -113,10 +113,16 @@ impl Intake {
             url: String::new(),
         };
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!("vdbd intake gave no ready line ({e}): {line:?}\n{}", me.tail())
+            panic!(
+                "vdbd intake gave no ready line ({e}): {line:?}\n{}",
+                me.tail()
+            )
         });
         assert_eq!(ready["role"], "intake", "{ready}");
-        me.url = ready["http"].as_str().expect("http in the ready line").to_owned();
+        me.url = ready["http"]
+            .as_str()
+            .expect("http in the ready line")
+            .to_owned();
         me
     }
 
@@ -323,8 +329,12 @@ impl Browser {
 
     pub(crate) async fn click(&self, css: &str) {
         let e = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({})))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// The visible text of an element.
@@ -356,7 +366,12 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // Ends the session (and its Chromium), then the driver.
         let _ = std::process::Command::new("curl")
-            .args(["-s", "-X", "DELETE", &format!("{}/session/{}", self.base, self.session)])
+            .args([
+                "-s",
+                "-X",
+                "DELETE",
+                &format!("{}/session/{}", self.base, self.session),
+            ])
             .output();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -386,8 +401,10 @@ pub(crate) async fn webhook_sink() -> (String, tokio::sync::mpsc::UnboundedRecei
 }
 
 /// A mail relay that accepts everything: each message's envelope recipients and text.
-pub(crate) async fn smtp_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<(Vec<String>, String)>)
-{
+pub(crate) async fn smtp_sink() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Vec<String>, String)>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();

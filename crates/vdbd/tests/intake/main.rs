@@ -34,7 +34,10 @@ fn unzip_infected(zip: &Path) -> (String, Vec<u8>) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    (String::from_utf8_lossy(&out.stderr).into_owned(), out.stdout)
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.stdout,
+    )
 }
 
 fn admin(url: &str, args: &[&str]) -> Value {
@@ -53,10 +56,7 @@ async fn eicar_through_the_api_is_already_detected_and_a_resubmission_is_dedupli
     let (hook, mut hooks) = webhook_sink().await;
     let intake = Intake::start(
         dir.path(),
-        &format!(
-            "{}\n[notify]\nwebhook_url = {hook:?}\n",
-            scanner(&db)
-        ),
+        &format!("{}\n[notify]\nwebhook_url = {hook:?}\n", scanner(&db)),
     );
     let base = &intake.url;
 
@@ -121,7 +121,14 @@ async fn eicar_through_the_api_is_already_detected_and_a_resubmission_is_dedupli
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     // Without the token, nothing.
-    let out = vdb(&["samples", "list", "--intake", base, "--token", "wrong-token-wrong-token"]);
+    let out = vdb(&[
+        "samples",
+        "list",
+        "--intake",
+        base,
+        "--token",
+        "wrong-token-wrong-token",
+    ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("bad_token"), "{}", text(&out));
 
@@ -201,8 +208,12 @@ async fn the_form_in_chromium_then_a_release_that_detects_it_then_resolve() {
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/")).await;
     browser.type_into("#file", file.to_str().unwrap()).await;
-    browser.type_into("#detection", "Win.Trojan.Unknown-1").await;
-    browser.type_into("#note", "came as an e-mail attachment").await;
+    browser
+        .type_into("#detection", "Win.Trojan.Unknown-1")
+        .await;
+    browser
+        .type_into("#note", "came as an e-mail attachment")
+        .await;
     browser.type_into("#email", "victim@example.org").await;
     browser.click("#send").await;
     let tracking = wait_for("the answer page", 60, || async {
@@ -222,7 +233,11 @@ async fn the_form_in_chromium_then_a_release_that_detects_it_then_resolve() {
     assert!(st["detected_as"].is_null());
     let team = next(&mut mails, "team mail").await;
     assert_eq!(team.0, vec!["team@vdbnet.test".to_owned()]);
-    assert!(team.1.contains(&sha) && team.1.contains("not detected"), "{}", team.1);
+    assert!(
+        team.1.contains(&sha) && team.1.contains("not detected"),
+        "{}",
+        team.1
+    );
     browser.goto(&link).await;
     assert_eq!(browser.attr("#state", "data-state").await, "received");
     let rec = admin(base, &["samples", "show", &sha]);
@@ -348,7 +363,11 @@ async fn bounds_each_refused_clearly_and_nothing_stored_beyond_them() {
     let mut attempts = 0;
     let check = async |name: &str, bytes: Vec<u8>, want: u16, code: &str| {
         let (got, v) = submit(base, name, bytes).await;
-        assert_eq!((got, v["code"].as_str()), (want, Some(code)), "{name:?}: {v}");
+        assert_eq!(
+            (got, v["code"].as_str()),
+            (want, Some(code)),
+            "{name:?}: {v}"
+        );
         assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{v}");
     };
     check("empty.bin", Vec::new(), 400, "empty_file").await;
@@ -361,8 +380,10 @@ async fn bounds_each_refused_clearly_and_nothing_stored_beyond_them() {
     // Over the cap without a Content-Length: cut while streaming.
     let chunks = (0..(2 * CAP / 16384)).map(|_| Ok::<_, std::io::Error>(vec![b'B'; 16384]));
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::stream(body).file_name("s.bin"));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::stream(body).file_name("s.bin"),
+    );
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/samples"))
         .multipart(form)
@@ -379,7 +400,10 @@ async fn bounds_each_refused_clearly_and_nothing_stored_beyond_them() {
 
     // Forged and malformed tracking ids.
     let (code, v) = status(base, &"ab".repeat(16)).await;
-    assert_eq!((code, v["code"].as_str()), (404, Some("unknown_tracking_id")));
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (404, Some("unknown_tracking_id"))
+    );
     let (code, v) = status(base, "..%2F..%2Fetc%2Fpasswd").await;
     assert_eq!((code, v["code"].as_str()), (400, Some("bad_tracking_id")));
 
@@ -412,11 +436,10 @@ async fn bounds_each_refused_clearly_and_nothing_stored_beyond_them() {
             .starts_with("Heuristics.Limits.Exceeded"),
         "{rec}"
     );
-    let (_, clear) = unzip_infected(
-        &dir
-            .path()
-            .join(format!("data/quarantine/{}.zip", vdb_proto::sha256_hex(&bomb))),
-    );
+    let (_, clear) = unzip_infected(&dir.path().join(format!(
+        "data/quarantine/{}.zip",
+        vdb_proto::sha256_hex(&bomb)
+    )));
     assert_eq!(clear, bomb, "kept as sent");
     for f in walk(&dir.path().join("data")) {
         let len = std::fs::metadata(&f).unwrap().len();
@@ -451,8 +474,13 @@ async fn bounds_each_refused_clearly_and_nothing_stored_beyond_them() {
     // Nothing beyond the bounds was stored, and no upload left a temporary file.
     let out = vdb(&["samples", "list", "--intake", base, "--token", ADMIN_TOKEN]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), accepted);
-    let zips = std::fs::read_dir(dir.path().join("data/quarantine")).unwrap().count();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        accepted
+    );
+    let zips = std::fs::read_dir(dir.path().join("data/quarantine"))
+        .unwrap()
+        .count();
     assert_eq!(zips, accepted);
     let status: Value = reqwest::get(format!("{base}/api/v1/status"))
         .await
@@ -487,7 +515,10 @@ async fn the_documented_config_starts_and_triages() {
         }
         let line = match key {
             "listen" => "listen = \"127.0.0.1:0\"".to_owned(),
-            "data_dir" => format!("data_dir = {:?}", dir.path().join("data").display().to_string()),
+            "data_dir" => format!(
+                "data_dir = {:?}",
+                dir.path().join("data").display().to_string()
+            ),
             "database" => format!("database = {:?}", db.display().to_string()),
             "admin_token" => format!("admin_token = {ADMIN_TOKEN:?}"),
             _ => line.to_owned(),
