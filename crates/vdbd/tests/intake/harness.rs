@@ -206,7 +206,7 @@ pub(crate) struct Browser {
     _profile: tempfile::TempDir,
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4a2a6e3e5b7c";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     pub(crate) async fn start() -> Self {
@@ -305,6 +305,15 @@ impl Browser {
             .to_owned()
     }
 
+    /// The page's HTML.
+    pub(crate) async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     async fn find(&self, css: &str) -> String {
         let v = self
             .call(
@@ -313,7 +322,10 @@ impl Browser {
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        v[ELEMENT].as_str().expect("element id").to_owned()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
     }
 
     /// Types into a field (for `<input type=file>`, the text is the file's path).
