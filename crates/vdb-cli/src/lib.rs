@@ -9,4 +9,5 @@ pub mod exit;
 pub mod key;
 pub mod mirror_admin;
 pub mod publish;
+pub mod samples;
 pub mod synth;

@@ -1,8 +1,10 @@
 //! Clients of the masters' HTTP API: publishing with failover (`vdb publish`) and registry
-//! administration (`vdb mirror`).
+//! administration (`vdb mirror`); and of the sample intake ([`samples`], `vdb samples`).
 //!
 //! A crate of its own so that the `vdb` binary, which holds publishers' private keys, links no
 //! server code; `vdbd dev` and the tests publish in-process through the same code.
+
+pub mod samples;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

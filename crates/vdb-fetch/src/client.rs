@@ -362,6 +362,12 @@ impl Request {
         self
     }
 
+    /// A `multipart/form-data` body (a file upload with its fields).
+    pub fn multipart(mut self, form: reqwest::multipart::Form) -> Self {
+        self.builder = self.builder.multipart(form);
+        self
+    }
+
     /// A JSON request body (`Content-Type: application/json`).
     pub fn json_body(mut self, json: impl Into<String>) -> Self {
         self.builder = self

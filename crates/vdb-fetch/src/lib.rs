@@ -57,4 +57,4 @@ pub use retry_after::parse_retry_after;
 pub use url::SafeUrl;
 
 /// The types of the HTTP crate underneath that appear in this API.
-pub use reqwest::{Certificate, Identity, Method, StatusCode, Url, header};
+pub use reqwest::{Body, Certificate, Identity, Method, StatusCode, Url, header, multipart};

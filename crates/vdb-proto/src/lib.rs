@@ -9,7 +9,8 @@
 //! The crate also holds the plain records that roles exchange without signatures, over
 //! authenticated or public channels: the mirror registry ([`MirrorRecord`]), the monitor's
 //! verdicts ([`VerdictReport`]), the API's error body ([`ApiError`]), the roles' [`Ready`] line, and an injectable
-//! [`Clock`] so that schedules can be tested without sleeping.
+//! [`Clock`] so that schedules can be tested without sleeping. [`sample`] holds the sample
+//! intake's input checks and records.
 //!
 //! Signing is behind the `sign` feature (on by default); `vdb-update` builds without it.
 
@@ -23,6 +24,7 @@ mod push;
 mod ready;
 mod registry;
 mod release;
+pub mod sample;
 mod signed;
 mod upload;
 mod verdict;

@@ -56,6 +56,12 @@ enum Role {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The sample intake: a web form and API for undetected samples, quarantine, triage.
+    Intake {
+        /// The intake's TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// A whole network on loopback in one process, with a sample database chain.
     Dev(dev::DevArgs),
 }
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
             Role::Mirror { config, .. } => vdb_mirror::run_from_config(&config).await,
             Role::Directory { config } => vdb_directory::run_from_config(&config).await,
             Role::Monitor { config } => vdb_monitor::run_from_config(&config).await,
+            Role::Intake { config } => vdb_intake::run_from_config(&config).await,
             Role::Dev(args) => dev::run(args).await,
         }
     });

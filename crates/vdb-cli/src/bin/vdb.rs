@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vdb_cli::{db, exit, key, mirror_admin, publish};
+use vdb_cli::{db, exit, key, mirror_admin, publish, samples};
 
 /// vdbnet tools: inspect, verify, build and patch ClamAV databases.
 #[derive(Debug, Parser)]
@@ -26,6 +26,9 @@ enum Command {
     /// Manage a master's mirror registry.
     #[command(subcommand)]
     Mirror(mirror_admin::MirrorCommand),
+    /// Work with the samples an intake received (the signature team's side).
+    #[command(subcommand)]
+    Samples(samples::SamplesCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Key(cmd) => key::run(cmd),
         Command::Publish(args) => publish::run(args),
         Command::Mirror(cmd) => mirror_admin::run(cmd),
+        Command::Samples(cmd) => samples::run(cmd),
     };
     result.unwrap_or_else(|e| exit::report(&e))
 }

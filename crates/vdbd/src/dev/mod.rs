@@ -18,6 +18,7 @@ use vdb_client::Admin;
 use vdb_proto::{Clock, MirrorRecord, PublicKey, SecretKey, SystemClock};
 
 mod configs;
+mod intake;
 mod ready;
 mod sample;
 mod upstream;
@@ -98,11 +99,17 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         }
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let (network, ready) = start(&dir, &args, deadline).await?;
+    let (network, mut ready) = start(&dir, &args, deadline).await?;
+    let intake = intake::start(&dir, args.upstream.is_some(), &mut ready).await?;
     println!("{}", serde_json::to_string(&ready)?);
     eprintln!("{}", ready::summary(&ready));
+    eprintln!(
+        "  intake        {}",
+        ready["intake"]["form"].as_str().unwrap_or_default()
+    );
     vdb_service::lifecycle::shutdown_signal().await?;
     eprintln!("vdbd dev: stopping");
+    intake.shutdown().await;
     network.shutdown().await;
     Ok(())
 }

@@ -1,0 +1,697 @@
+//! The intake's HTTP side: the public form (no JavaScript), the submission API, the
+//! submitter's status page, and the team's API behind the admin token.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Deserialize;
+use vdb_proto::ApiError;
+use vdb_proto::sample::{
+    self, MAX_DETECTION_NAME, MAX_EMAIL, MAX_NOTE, Resolve, SampleState, SubmissionReceipt,
+    SubmissionStatus, TrackingId, paths,
+};
+
+use crate::intake::{Intake, Meta, Refusal};
+use crate::limit::Refused;
+use crate::quarantine::Staged;
+
+type S = State<Arc<Intake>>;
+
+/// Room for the multipart framing and the text fields around the file.
+const FORM_OVERHEAD: u64 = 64 << 10;
+
+/// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub(crate) fn router(intake: Arc<Intake>) -> Router {
+    let body_limit = usize::try_from(intake.config.limits.max_sample_bytes + FORM_OVERHEAD)
+        .unwrap_or(usize::MAX);
+    Router::new()
+        .route("/", get(form_page))
+        .route(
+            paths::FORM,
+            post(submit_form).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route(
+            paths::SAMPLES,
+            post(submit_api)
+                .get(list)
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/api/v1/samples/{sha}", get(show))
+        .route("/api/v1/samples/{sha}/quarantine", get(quarantine))
+        .route("/api/v1/samples/{sha}/resolve", post(resolve))
+        .route("/api/v1/submissions/{id}", get(status_json))
+        .route("/status/{id}", get(status_page))
+        .route("/api/v1/status", get(role_status))
+        .route(vdb_proto::paths::HEALTH, get(|| async { "ok" }))
+        .with_state(intake)
+}
+
+/// An API error answer (JSON).
+struct Api(Refusal);
+
+impl IntoResponse for Api {
+    fn into_response(self) -> Response {
+        let r = self.0;
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (
+            status,
+            axum::Json(ApiError {
+                code: r.code.to_owned(),
+                message: r.message,
+            }),
+        )
+            .into_response();
+        if let Some(s) = r.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+impl From<Refusal> for Api {
+    fn from(r: Refusal) -> Self {
+        Self(r)
+    }
+}
+
+/// The client's address: the peer, or for a trusted proxy the rightmost `X-Forwarded-For`.
+fn client_ip(intake: &Intake, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let peer = peer.ip();
+    if !intake.config.limits.trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submissions.
+
+/// Admission, reading and filing of one submission (shared by the form and the API).
+async fn submission(
+    intake: &Arc<Intake>,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<SubmissionReceipt, Refusal> {
+    let result = submission_inner(intake, ip, headers, mp).await;
+    if let Err(r) = &result {
+        intake.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(client = %ip, code = r.code, "submission refused");
+    }
+    result
+}
+
+async fn submission_inner(
+    intake: &Arc<Intake>,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<SubmissionReceipt, Refusal> {
+    let limits = &intake.config.limits;
+    let _permit = intake
+        .limiter
+        .admit(ip, intake.clock.now())
+        .map_err(|r| match r {
+            Refused::Hourly(after) => Refusal {
+                retry_after: Some(after),
+                ..Refusal::new(
+                    429,
+                    "rate_limited",
+                    format!(
+                        "too many submissions from your address (at most {} an hour); try again in {after} s",
+                        limits.submissions_per_hour
+                    ),
+                )
+            },
+            Refused::Concurrent => Refusal {
+                retry_after: Some(10),
+                ..Refusal::new(
+                    429,
+                    "too_many_uploads",
+                    "your address already has uploads in progress; wait for them to finish",
+                )
+            },
+            Refused::Busy => Refusal {
+                retry_after: Some(30),
+                ..Refusal::new(503, "busy", "the intake is busy; try again in a minute")
+            },
+        })?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_sample_bytes + FORM_OVERHEAD) {
+        return Err(too_large(limits.max_sample_bytes));
+    }
+    intake.check_quota(0)?;
+    let mp = mp.map_err(|e| bad_form(e.body_text()))?;
+    let timeout = Duration::from_secs(limits.upload_timeout_secs);
+    let (staged, meta) = tokio::time::timeout(timeout, read_form(intake, mp))
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                408,
+                "upload_timeout",
+                format!("the upload took longer than {} s", timeout.as_secs()),
+            )
+        })??;
+    intake.accept(staged, meta, ip).await
+}
+
+fn too_large(cap: u64) -> Refusal {
+    Refusal::new(
+        413,
+        "too_large",
+        format!("the sample is larger than {cap} bytes (the intake's limit)"),
+    )
+}
+
+fn bad_form(e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(400, "bad_form", format!("unreadable multipart form: {e}"))
+}
+
+/// Reads the multipart form: `file` streamed into the quarantine's staging area, the text
+/// fields bounded and checked. Fields may come in any order; an error drops what was staged.
+async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, Meta), Refusal> {
+    let mut staged = None;
+    let mut meta = Meta::default();
+    while let Some(mut field) = mp
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(intake, e))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" => {
+                if staged.is_some() {
+                    return Err(Refusal::new(
+                        400,
+                        "two_files",
+                        "send one file per submission",
+                    ));
+                }
+                let file_name = field.file_name().unwrap_or_default().to_owned();
+                sample::check_file_name(&file_name)?;
+                staged = Some(receive(intake, &mut field).await?);
+                meta.file_name = Some(file_name).filter(|n| !n.is_empty());
+            }
+            "detection" => {
+                let t = text(intake, &mut field, MAX_DETECTION_NAME, "bad_detection_name").await?;
+                let t = t.trim();
+                if !t.is_empty() {
+                    sample::check_detection_name(t)?;
+                    meta.claimed = Some(t.to_owned());
+                }
+            }
+            "note" => {
+                let t = text(intake, &mut field, MAX_NOTE, "bad_note").await?;
+                sample::check_note(&t)?;
+                meta.note = t;
+            }
+            "email" => {
+                let t = text(intake, &mut field, MAX_EMAIL, "bad_email").await?;
+                let t = t.trim();
+                if !t.is_empty() {
+                    sample::check_email(t)?;
+                    meta.email = Some(t.to_owned());
+                }
+            }
+            _ => {
+                return Err(Refusal::new(
+                    400,
+                    "unknown_field",
+                    "the form has the fields file, detection, note and email only",
+                ));
+            }
+        }
+    }
+    let staged = staged
+        .ok_or_else(|| Refusal::new(400, "no_file", "choose a file to send (form field `file`)"))?;
+    Ok((staged, meta))
+}
+
+fn multipart_error(intake: &Intake, e: axum::extract::multipart::MultipartError) -> Refusal {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(intake.config.limits.max_sample_bytes)
+    } else {
+        bad_form(e.body_text())
+    }
+}
+
+/// A text field, at most `max` bytes of UTF-8.
+async fn text(
+    intake: &Intake,
+    field: &mut Field<'_>,
+    max: usize,
+    code: &'static str,
+) -> Result<String, Refusal> {
+    let mut buf = Vec::new();
+    while let Some(c) = field
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(intake, e))?
+    {
+        if buf.len() + c.len() > max {
+            return Err(Refusal::new(
+                400,
+                code,
+                format!(
+                    "the field `{}` is longer than {max} bytes",
+                    field.name().unwrap_or("?")
+                ),
+            ));
+        }
+        buf.extend_from_slice(&c);
+    }
+    String::from_utf8(buf).map_err(|_| Refusal::new(400, code, "the field is not UTF-8 text"))
+}
+
+/// Streams the file field into the staging area, never holding more than a few chunks, and
+/// stops at the cap. Nothing is left behind on refusal.
+async fn receive(intake: &Arc<Intake>, field: &mut Field<'_>) -> Result<Staged, Refusal> {
+    let cap = intake.config.limits.max_sample_bytes;
+    let q = intake.quarantine.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Staged>> {
+        let mut w = q.writer()?;
+        while let Some(chunk) = rx.blocking_recv() {
+            if chunk.is_empty() {
+                return w.finish().map(Some);
+            }
+            w.write(&chunk)?;
+        }
+        Ok(None) // abandoned: the temporary file is removed with `w`
+    });
+    let mut total = 0u64;
+    let read = async {
+        while let Some(c) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(intake, e))?
+        {
+            if c.is_empty() {
+                continue;
+            }
+            total += c.len() as u64;
+            if total > cap {
+                return Err(too_large(cap));
+            }
+            if tx.send(c).await.is_err() {
+                return Err(Refusal::internal("the staging writer stopped"));
+            }
+        }
+        if total == 0 {
+            return Err(Refusal::new(400, "empty_file", "the file is empty"));
+        }
+        tx.send(Bytes::new())
+            .await
+            .map_err(|_| Refusal::internal("the staging writer stopped"))
+    };
+    let result = read.await;
+    drop(tx);
+    let staged = writer.await.map_err(Refusal::internal)?;
+    result?;
+    staged
+        .map_err(Refusal::internal)?
+        .ok_or_else(|| Refusal::internal("the upload was not staged"))
+}
+
+async fn submit_api(
+    State(intake): S,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<axum::Json<SubmissionReceipt>, Api> {
+    Ok(axum::Json(
+        submission(&intake, client_ip(&intake, peer, &headers), &headers, mp).await?,
+    ))
+}
+
+async fn submit_form(
+    State(intake): S,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Response {
+    match submission(&intake, client_ip(&intake, peer, &headers), &headers, mp).await {
+        Ok(r) => page(
+            StatusCode::OK,
+            "Sample received",
+            &format!(
+                "<p>Thank you. Your sample (SHA-256 <code>{sha}</code>, {size} bytes) is in quarantine \
+                 for the signature team{dup}.</p>\
+                 <p>Your tracking id is <strong id=\"tracking-id\">{id}</strong>. Keep it: it is the only \
+                 way to see what becomes of your sample.</p>\
+                 <p><a id=\"status-link\" href=\"{path}\">Status of your submission</a></p>",
+                sha = r.sha256,
+                size = r.size,
+                dup = if r.duplicate {
+                    " (someone sent the same file before; your submission was added to it)"
+                } else {
+                    ""
+                },
+                id = r.tracking_id,
+                path = r.status_path,
+            ),
+        ),
+        Err(r) => {
+            let status =
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = page(
+                status,
+                "Submission refused",
+                &format!(
+                    "<p id=\"error\" data-code=\"{code}\">{msg}</p><p><a href=\"/\">Back to the form</a></p>",
+                    code = r.code,
+                    msg = esc(&r.message)
+                ),
+            );
+            if let Some(s) = r.retry_after
+                && let Ok(v) = HeaderValue::from_str(&s.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The submitter's status.
+
+fn lookup(intake: &Intake, id: &str) -> Result<SubmissionStatus, Refusal> {
+    let id = TrackingId::parse(id)?;
+    intake
+        .store
+        .status(&id)
+        .map_err(Refusal::internal)?
+        .ok_or_else(|| {
+            Refusal::new(
+                404,
+                "unknown_tracking_id",
+                "no submission has this tracking id",
+            )
+        })
+}
+
+async fn status_json(State(intake): S, Path(id): Path<String>) -> Result<Response, Api> {
+    let s = lookup(&intake, &id)?;
+    let mut r = axum::Json(s).into_response();
+    private(r.headers_mut());
+    Ok(r)
+}
+
+async fn status_page(State(intake): S, Path(id): Path<String>) -> Response {
+    let s = match lookup(&intake, &id) {
+        Ok(s) => s,
+        Err(r) => {
+            return page(
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::NOT_FOUND),
+                "Unknown submission",
+                &format!(
+                    "<p id=\"error\" data-code=\"{}\">{}</p>",
+                    r.code,
+                    esc(&r.message)
+                ),
+            );
+        }
+    };
+    let state = match (&s.state, &s.published, &s.detected_as) {
+        (SampleState::SignaturePublished, Some(p), _) => format!(
+            "Signature published: <strong>{} version {}</strong>{} detects it.",
+            esc(&p.db),
+            p.version,
+            p.detection
+                .as_deref()
+                .map(|d| format!(" (as <code>{}</code>)", esc(d)))
+                .unwrap_or_default()
+        ),
+        (SampleState::AlreadyDetected, _, Some(d)) => format!(
+            "Already detected: the network's databases detect it as <code>{}</code>.",
+            esc(d)
+        ),
+        _ if !s.scanned => "Received: in quarantine, being checked.".to_owned(),
+        _ => "Received: in quarantine; the signature team will look at it.".to_owned(),
+    };
+    let received = httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(s.received_at).unwrap_or(0)),
+    );
+    let mut r = page(
+        StatusCode::OK,
+        "Your submission",
+        &format!(
+            "<p id=\"state\" data-state=\"{state_code}\">{state}</p>\
+             <table><tr><th>SHA-256</th><td><code>{sha}</code></td></tr>\
+             <tr><th>Size</th><td>{size} bytes</td></tr>\
+             <tr><th>Received</th><td>{received}</td></tr></table>",
+            state_code = serde_json::to_value(s.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            sha = s.sha256,
+            size = s.size,
+        ),
+    );
+    private(r.headers_mut());
+    r
+}
+
+/// A page whose URL holds a tracking id: never cached, never sent on as a referrer.
+fn private(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The team's API.
+
+/// Constant-time comparison of secrets.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(want) = &intake.config.admin_token else {
+        return Err(Refusal::new(
+            403,
+            "admin_disabled",
+            "the team's API is off (no admin_token in the intake config)",
+        ));
+    };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match got {
+        Some(got) if ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
+        Some(_) => Err(Refusal::new(403, "bad_token", "the admin token is wrong")),
+        None => Err(Refusal::new(
+            401,
+            "no_token",
+            "send Authorization: Bearer <admin token>",
+        )),
+    }
+}
+
+fn check_sha(sha: &str) -> Result<(), Refusal> {
+    if sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            400,
+            "bad_sha256",
+            "not a SHA-256 (64 lower-case hex digits)",
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    state: Option<SampleState>,
+}
+
+async fn list(
+    State(intake): S,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Api> {
+    require_admin(&intake, &headers)?;
+    let rows = intake
+        .store
+        .list(q.limit.unwrap_or(100).min(10_000), q.state)
+        .map_err(Refusal::internal)?;
+    Ok(axum::Json(rows).into_response())
+}
+
+async fn show(
+    State(intake): S,
+    headers: HeaderMap,
+    Path(sha): Path<String>,
+) -> Result<Response, Api> {
+    require_admin(&intake, &headers)?;
+    check_sha(&sha)?;
+    let rec = intake
+        .store
+        .show(&sha)
+        .map_err(Refusal::internal)?
+        .ok_or_else(|| Refusal::new(404, "unknown_sample", "no sample with this SHA-256"))?;
+    Ok(axum::Json(rec).into_response())
+}
+
+async fn quarantine(
+    State(intake): S,
+    headers: HeaderMap,
+    Path(sha): Path<String>,
+) -> Result<Response, Api> {
+    require_admin(&intake, &headers)?;
+    check_sha(&sha)?;
+    if !intake.store.has(&sha).map_err(Refusal::internal)? {
+        return Err(Refusal::new(404, "unknown_sample", "no sample with this SHA-256").into());
+    }
+    let file = intake
+        .quarantine
+        .open_zip(&sha)
+        .map_err(Refusal::internal)?;
+    let len = file.metadata().map_err(Refusal::internal)?.len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{sha}.zip\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn resolve(
+    State(intake): S,
+    headers: HeaderMap,
+    Path(sha): Path<String>,
+    body: Bytes,
+) -> Result<Response, Api> {
+    require_admin(&intake, &headers)?;
+    check_sha(&sha)?;
+    let r: Resolve = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::new(400, "bad_request", format!("resolve body: {e}")))?;
+    Ok(axum::Json(intake.resolve(&sha, r)?).into_response())
+}
+
+async fn role_status(State(intake): S) -> Response {
+    let engine = match (
+        &intake.config.scanner.clamd,
+        &intake.config.scanner.database,
+    ) {
+        (Some(_), _) => "clamd",
+        (None, Some(_)) => "clamscan",
+        (None, None) => "none",
+    };
+    axum::Json(serde_json::json!({
+        "role": "intake",
+        "name": intake.config.name,
+        "scanner": engine,
+        "max_sample_bytes": intake.config.limits.max_sample_bytes,
+        "accepted": intake.accepted.load(Ordering::Relaxed),
+        "refused": intake.refused.load(Ordering::Relaxed),
+        "pending_scans": intake.pending_scans.load(Ordering::SeqCst),
+        "staging_files": intake.quarantine.staging_count(),
+    }))
+    .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML.
+
+/// HTML-escapes text.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font-family:sans-serif;max-width:42em;margin:2em auto;padding:0 1em}}\
+         label{{display:block;margin-top:1em}}input,textarea{{width:100%}}th{{text-align:left;padding-right:1em}}\
+         code{{word-break:break-all}}</style></head><body><h1>{title}</h1>{body}</body></html>"
+    );
+    let mut r = (status, Html(html)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+async fn form_page(State(intake): S) -> Response {
+    let mb = intake.config.limits.max_sample_bytes as f64 / f64::from(1 << 20);
+    page(
+        StatusCode::OK,
+        "Send a sample to the signature team",
+        &format!(
+            "<p>If the network's databases do not detect a file you believe is malicious, send it \
+             here. It is kept in quarantine for the signature team and checked against the \
+             current databases at once. Never send samples to the mailing lists.</p>\
+             <form method=\"post\" action=\"{action}\" enctype=\"multipart/form-data\">\
+             <label for=\"file\">File (at most {mb:.0} MiB)</label>\
+             <input id=\"file\" name=\"file\" type=\"file\" required>\
+             <label for=\"detection\">Detection name, if another scanner named it (optional)</label>\
+             <input id=\"detection\" name=\"detection\" maxlength=\"{MAX_DETECTION_NAME}\">\
+             <label for=\"note\">Where did it come from? (optional)</label>\
+             <textarea id=\"note\" name=\"note\" rows=\"4\" maxlength=\"{MAX_NOTE}\"></textarea>\
+             <label for=\"email\">Your e-mail, to hear when a release detects it (optional)</label>\
+             <input id=\"email\" name=\"email\" type=\"email\" maxlength=\"{MAX_EMAIL}\">\
+             <p><button id=\"send\" type=\"submit\">Send</button></p></form>",
+            action = paths::FORM,
+        ),
+    )
+}
