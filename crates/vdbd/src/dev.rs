@@ -35,10 +35,8 @@ pub(crate) struct DevArgs {
     /// freshclam can update from the network.
     #[arg(long)]
     upstream: Option<PathBuf>,
-    /// Size of the generated sample database in MiB.
-    #[arg(long, default_value_t = 1)]
-    sample_mb: u32,
-    /// Length of the generated sample's cdiff chain.
+    /// How many links of the sample's cdiff chain to publish (at most 3; the sample, a 1 MiB
+    /// daily-like database, is made when vdbd is built: `vdb db synth` makes larger ones).
     #[arg(long, default_value_t = 3)]
     sample_cdiffs: u32,
     /// The DNS zone the directory serves (`clamav.net` lets stock freshclam and cvdupdate use
@@ -359,7 +357,8 @@ async fn start(
     Ok((network, ready))
 }
 
-/// The generated sample chain.
+/// The sample chain, made when vdbd was built (`build.rs`): the server holds these signed
+/// files, not the code that signs them.
 struct Sample {
     dir: PathBuf,
     keyset: PathBuf,
@@ -367,20 +366,19 @@ struct Sample {
     newest: u32,
 }
 
+include!(concat!(env!("OUT_DIR"), "/sample.rs"));
+
 fn make_sample(dir: &Path, args: &DevArgs) -> Result<Sample> {
+    let base = SAMPLE_BASE;
+    if args.sample_cdiffs > SAMPLE_NEWEST - base {
+        bail!("--sample-cdiffs must be at most {}", SAMPLE_NEWEST - base);
+    }
     let out = dir.join("sample");
-    let base = 27000;
-    let synth = vdb_cli::synth::SynthArgs {
-        output: out.clone(),
-        size_mb: args.sample_mb,
-        cdiffs: args.sample_cdiffs,
-        version: base,
-        seed: 1,
-        keys: None,
-        cud: false,
-    };
-    if !out.join("daily.cvd").exists() {
-        vdb_cli::synth::write_chain(&synth).context("building the sample database")?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, bytes) in SAMPLE_FILES {
+        let path = out.join(name);
+        vdb_format::write_atomic(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(Sample {
         keyset: out.join("synth.key.pub"),
