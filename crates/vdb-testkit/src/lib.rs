@@ -19,15 +19,14 @@
 //!
 //! ```no_run
 //! use std::process::Command;
-//! let dir = tempfile::tempdir().unwrap();
+//! let log = std::env::temp_dir().join("mirror.log");
 //! let mut cmd = Command::new("vdbd");
 //! cmd.args(["mirror", "--config", "mirror.toml"]);
-//! let proc = vdb_testkit::Proc::start(cmd, &dir.path().join("mirror.log"));
-//! let base = proc.ready().http_url();
-//! vdb_testkit::wait_for("the mirror's status", 30, || {
-//!     vdb_testkit::http::get(proc.ready().http_addr(), "/healthz", &[]).ok()
+//! let proc = vdb_testkit::Proc::start(cmd, &log);
+//! let addr = proc.ready().http_addr();
+//! vdb_testkit::wait_for("the mirror's health check", 30, || {
+//!     vdb_testkit::http::try_get(addr, "/healthz", &[]).ok()
 //! });
-//! # let _ = base;
 //! ```
 
 pub mod checks;
