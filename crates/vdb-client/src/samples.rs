@@ -106,11 +106,7 @@ impl Samples {
     /// One sample with its submissions (admin).
     pub async fn show(&self, sha256: &str) -> Result<SampleRecord, AdminError> {
         self.0
-            .must(
-                Method::GET,
-                &format!("{}/{sha256}", paths::SAMPLES),
-                None,
-            )
+            .must(Method::GET, &format!("{}/{sha256}", paths::SAMPLES), None)
             .await
     }
 
@@ -144,7 +140,9 @@ impl Samples {
             .prefix(".vdb-sample-")
             .tempfile_in(dir)
             .map_err(|e| transport(format!("{}: {e}", dir.display())))?;
-        let got = resp.to_file(temp.path(), &Expect::at_most(MAX_OBJECT)).await?;
+        let got = resp
+            .to_file(temp.path(), &Expect::at_most(MAX_OBJECT))
+            .await?;
         temp.persist(dst)
             .map_err(|e| transport(format!("{}: {e}", dst.display())))?;
         Ok(got.size)

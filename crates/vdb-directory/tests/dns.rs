@@ -328,50 +328,25 @@ async fn truncation_and_tcp_fallback() {
     let dir = start(c, &clock).await;
     let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
     assert_eq!(d.data("A").len(), 5);
-    let out = tokio::process::Command::new("dig")
-        .arg(format!("@{}", dir.dns_addr().ip()))
-        .args([
-            "-p",
-            &dir.dns_addr().port().to_string(),
-            "vdb.test.",
-            "AXFR",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rrs: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .collect();
+    let axfr = dig(dir.dns_addr(), None, "vdb.test.", "AXFR", &[]).await;
+    let (text, rrs) = (&axfr.raw, axfr.records());
     let count = |needle: &str| rrs.iter().filter(|l| l.starts_with(needle)).count();
     assert_eq!(count("database.vdb.test."), 150, "{text}");
     assert_eq!(count("db.europe.vdb.test."), 30);
     assert_eq!(count("db.asia.vdb.test."), 30);
     assert_eq!(rrs.iter().filter(|l| l.contains("\tSOA\t")).count(), 2);
-    assert!(
-        text.contains("XFR size: 247 records (messages 2,"),
-        "{text}"
-    );
+    vdb_testkit::assert_contains(text, "XFR size: 247 records (messages 2,");
     // IXFR from a current secondary: our SOA only; from an older serial: the whole zone.
-    let ixfr = |serial: u32| {
-        let dns = dir.dns_addr();
-        async move {
-            let out = tokio::process::Command::new("dig")
-                .arg(format!("@{}", dns.ip()))
-                .args(["-p", &dns.port().to_string(), "vdb.test."])
-                .arg(format!("IXFR={serial}"))
-                .output()
-                .await
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
+    let dns = dir.dns_addr();
+    let ixfr = |serial: u32| async move {
+        let t = format!("IXFR={serial}");
+        dig(dns, None, "vdb.test.", &t, &[]).await.raw
     };
     let now = serial(dir.dns_addr()).await;
     let text = ixfr(now).await;
-    assert!(text.contains("XFR size: 1 records"), "{text}");
+    vdb_testkit::assert_contains(&text, "XFR size: 1 records");
     let text = ixfr(now - 1).await;
-    assert!(text.contains("XFR size: 247 records"), "{text}");
+    vdb_testkit::assert_contains(&text, "XFR size: 247 records");
     dir.shutdown().await;
 }
 
@@ -486,22 +461,12 @@ async fn fail_static_and_unreachable_sources() {
         assert_eq!(d.data("A").len(), 2, "{}", d.raw);
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     }
-    let metrics = http
-        .get(format!("http://{}/metrics", dir.http_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("vdb_directory_poll_errors_total{source=\"monitor\"}"),
-        "{metrics}"
+    let metrics = vdb_testkit::http::get_text(&format!("http://{}/metrics", dir.http_addr())).await;
+    vdb_testkit::assert_contains(
+        &metrics,
+        "vdb_directory_poll_errors_total{source=\"monitor\"}",
     );
-    assert!(
-        metrics.contains("vdb_directory_dns_queries_total"),
-        "{metrics}"
-    );
+    vdb_testkit::assert_contains(&metrics, "vdb_directory_dns_queries_total");
     dir.shutdown().await;
 }
 
@@ -875,14 +840,9 @@ async fn hostile_and_odd_queries() {
     // Odd query types do not create new metric labels.
     let d = dig(dns, None, "database.vdb.test.", "TYPE12345", &[]).await;
     assert_eq!(d.status, "NOERROR");
-    let metrics = reqwest::get(format!("http://{}/metrics", dir.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = vdb_testkit::http::get_text(&format!("http://{}/metrics", dir.http_addr())).await;
     assert!(!metrics.contains("12345"), "{metrics}");
-    assert!(metrics.contains("qtype=\"other\""), "{metrics}");
+    vdb_testkit::assert_contains(&metrics, "qtype=\"other\"");
     // Mixed case is the same name (and the answer keeps working after all of the above).
     let d = dig(dns, None, "DataBase.VDB.test.", "A", &[]).await;
     assert_eq!(d.data("A").len(), 3, "{}", d.raw);

@@ -122,15 +122,6 @@ async fn sigtool_and_clamscan_accept_the_result_and_freshclam_agrees() {
     }
 }
 
-/// Kills the process group's leader on drop.
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn clamd_reloads_when_notified() {
     if !have("clamd") {
@@ -162,7 +153,7 @@ async fn clamd_reloads_when_notified() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _guard = Kill(child);
+    let _guard = vdb_testkit::Guard(child);
     // Ready when the socket answers PING (bounded).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -194,7 +185,7 @@ async fn clamd_reloads_when_notified() {
     loop {
         let l = std::fs::read_to_string(&log).unwrap_or_default();
         if l.contains("Database correctly reloaded") {
-            assert!(l.contains("Reading databases from"), "{l}");
+            vdb_testkit::assert_contains(&l, "Reading databases from");
             break;
         }
         assert!(Instant::now() < deadline, "clamd did not reload: {l}");

@@ -38,8 +38,7 @@ async fn fresh_download() {
     mirror_v6(&w, &[2, 3, 4, 5, 6]);
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -47,8 +46,7 @@ async fn fresh_download() {
             req("/test.cvd", false, false, 200)
         ]
     );
-    assert_eq!(w.db_files(), ["test.cvd"]);
-    assert_eq!(w.version("test.cvd"), 6);
+    w.assert_only("test.cvd", 6);
     // Byte-identical to what the mirror served.
     assert_eq!(
         std::fs::read(w.db().join("test.cvd")).unwrap(),
@@ -65,15 +63,13 @@ async fn cdiff_update_then_up_to_date() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     let mut want = vec![req("/test.cvd", true, true, 206)];
     for i in 2..=6 {
         want.push(req(&format!("/test-{i}.cdiff"), false, false, 200));
     }
     assert_eq!(m.requests(), want);
-    assert_eq!(w.db_files(), ["test.cld"]);
-    assert_eq!(w.version("test.cld"), 6);
+    w.assert_only("test.cld", 6);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(
         s.contains("test.cld updated (version: 6, sigs: 14, f-level: 81, builder: micasnyd)"),
@@ -101,8 +97,7 @@ async fn cdiff_update_then_up_to_date() {
 
     // up_to_date: the probe carries the v6 build time and gets 304; nothing changes.
     let before = std::fs::read(w.db().join("test.cld")).unwrap();
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("up-to-date"));
     assert_eq!(std::fs::read(w.db().join("test.cld")).unwrap(), before);
@@ -115,8 +110,7 @@ async fn cdiff_partial() {
     w.put_db("test-3.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -126,8 +120,7 @@ async fn cdiff_partial() {
             req("/test-6.cdiff", false, false, 404),
         ]
     );
-    assert_eq!(w.db_files(), ["test.cld"]);
-    assert_eq!(w.version("test.cld"), 5);
+    w.assert_only("test.cld", 5);
     assert!(text(&out).contains("partial-update"), "{}", text(&out));
 }
 
@@ -138,8 +131,7 @@ async fn cdiff_missing_fallback() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -148,8 +140,7 @@ async fn cdiff_missing_fallback() {
             req("/test.cvd", false, true, 200),
         ]
     );
-    assert_eq!(w.db_files(), ["test.cvd"]);
-    assert_eq!(w.version("test.cvd"), 6);
+    w.assert_only("test.cvd", 6);
     assert!(text(&out).contains("Incremental update failed"));
 }
 
@@ -160,8 +151,7 @@ async fn missing_latest_patch_one_version_behind_stays() {
     w.put_db("test-5.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -181,12 +171,10 @@ async fn empty_cdiff_falls_back_to_the_whole_cvd() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     let reqs = m.requests();
     assert_eq!(reqs.last().unwrap(), &req("/test.cvd", false, true, 200));
-    assert_eq!(w.db_files(), ["test.cvd"]);
-    assert_eq!(w.version("test.cvd"), 6);
+    w.assert_only("test.cvd", 6);
 }
 
 #[tokio::test]
@@ -201,10 +189,8 @@ async fn tampered_cdiff_falls_back_to_the_whole_cvd() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(w.db_files(), ["test.cvd"]);
-    assert_eq!(w.version("test.cvd"), 6);
+    update_test_ok(&conf).await;
+    w.assert_only("test.cvd", 6);
 }
 
 #[tokio::test]
@@ -214,8 +200,7 @@ async fn private_mirror() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[], &format!("PrivateMirror {}\n", m.url()));
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -224,8 +209,7 @@ async fn private_mirror() {
             req("/test.cvd", false, true, 200),
         ]
     );
-    assert_eq!(w.db_files(), ["test.cvd"]);
-    assert_eq!(w.version("test.cvd"), 6);
+    w.assert_only("test.cvd", 6);
 }
 
 async fn probe_refused(status: u16) {
@@ -243,8 +227,7 @@ async fn probe_refused(status: u16) {
     assert!((d.retry_after - t0 - want).abs() <= 5, "{d}");
     // Second run: no request at all, exit 0.
     m.clear_faults();
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert!(m.requests().is_empty());
     assert!(text(&out).contains("cool-down"), "{}", text(&out));
     assert!(w.db_files().is_empty());
@@ -289,8 +272,7 @@ async fn http_429_on_download() {
     m.fault("/test.cvd", 429, Some(3600), true);
     let conf = w.conf(&[m.url()], "");
     let t0 = now() as i64;
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(m.requests().len(), 2);
     assert!((dat(&w).retry_after - t0 - 3600).abs() <= 5);
     assert!(w.db_files().is_empty());
@@ -304,8 +286,7 @@ async fn retry_503_then_second_mirror() {
     let b = Mirror::start(&w.www()).await;
     a.fault("/test.cvd", 503, None, false);
     let conf = w.conf(&[a.url(), b.url()], "MaxAttempts 2\n");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert_eq!(
         a.requests(),
         [
@@ -326,8 +307,7 @@ async fn retry_503_then_second_mirror() {
 
     // Health memory (beyond freshclam): the next run asks the healthy mirror B first.
     std::fs::remove_file(w.db().join("test.cvd")).unwrap();
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert!(a.requests().is_empty());
     assert_eq!(b.requests().len(), 2);
 }
@@ -359,8 +339,7 @@ async fn failover_from_closed_port() {
     };
     let b = Mirror::start(&w.www()).await;
     let conf = w.conf(&[format!("http://{closed}"), b.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(b.requests().len(), 2);
     assert_eq!(w.version("test.cvd"), 6);
 }
@@ -404,8 +383,7 @@ async fn compressed_cld() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "CompressLocalDatabase yes\n");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     let b = std::fs::read(w.db().join("test.cld")).unwrap();
     assert_eq!(&b[512..514], &[0x1f, 0x8b], "gzip body");
     assert_eq!(w.version("test.cld"), 6);
@@ -425,13 +403,11 @@ async fn cld_to_next_cld() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(w.version("test.cld"), 3);
     m.requests();
     mirror_v6(&w, &[4, 5, 6]);
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -441,8 +417,7 @@ async fn cld_to_next_cld() {
             req("/test-6.cdiff", false, false, 200),
         ]
     );
-    assert_eq!(w.db_files(), ["test.cld"]);
-    assert_eq!(w.version("test.cld"), 6);
+    w.assert_only("test.cld", 6);
 }
 
 #[tokio::test]
@@ -546,8 +521,7 @@ async fn notify_clamd_and_on_update_execute() {
             marker.display()
         ),
     );
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert_eq!(&fake.await.unwrap(), b"RELOAD\0");
     assert!(text(&out).contains("Clamd successfully notified about the update."));
     assert!(marker.exists());
@@ -587,8 +561,7 @@ async fn unknown_freshclam_option_is_reported() {
     mirror_v6(&w, &[]);
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[m.url()], "NoSuchOption yes\n");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = update_test_ok(&conf).await;
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NoSuchOption: unknown option"),
         "{}",
@@ -629,8 +602,7 @@ async fn mirror_not_synchronised_then_cdiff() {
     );
     assert!(text(&out).contains("not synchronised"), "{}", text(&out));
     assert!(!text(&out).contains("OUTDATED"));
-    assert_eq!(w.db_files(), ["test.cld"]);
-    assert_eq!(w.version("test.cld"), 6);
+    w.assert_only("test.cld", 6);
 }
 
 #[tokio::test]
@@ -690,8 +662,7 @@ async fn private_mirror_serving_a_cld() {
     w.put_db("test-1.cvd", "test.cvd");
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[], &format!("PrivateMirror {}\n", m.url()));
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
         [
@@ -699,8 +670,7 @@ async fn private_mirror_serving_a_cld() {
             req("/test.cld", false, true, 200),
         ]
     );
-    assert_eq!(w.db_files(), ["test.cld"]);
-    assert_eq!(w.version("test.cld"), 6);
+    w.assert_only("test.cld", 6);
 }
 
 #[tokio::test]
@@ -726,8 +696,7 @@ async fn redirects_are_followed_like_freshclam() {
     let b = Mirror::start(&w.www()).await;
     redirector.redirect("/test.cvd", &format!("{}/test.cvd", b.url()));
     let conf = w.conf(&[redirector.url()], "");
-    let out = run_conf(&conf, &["--update-db=test"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    update_test_ok(&conf).await;
     assert_eq!(
         b.requests(),
         [

@@ -9,14 +9,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn https_mirror_with_private_ca() {
     if Command::new("openssl").arg("version").output().is_err() {
@@ -27,54 +19,10 @@ async fn https_mirror_with_private_ca() {
     serve_fixture(&w.www(), "test-6.cvd", "test.cvd");
     // A private CA and a server certificate it signed.
     let t = w.tmp.path();
-    let (ca, cert, key) = (t.join("ca.pem"), t.join("c.pem"), t.join("k.pem"));
-    std::fs::write(
-        t.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let openssl = |args: &[&str]| {
-        let st = Command::new("openssl")
-            .args(args)
-            .current_dir(t)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test-ca"];
-    a.extend(ec);
-    a.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(&a);
-    let mut a = vec!["req", "-subj", "/CN=localhost"];
-    a.extend(ec);
-    a.extend(["-keyout", "k.pem", "-out", "leaf.csr"]);
-    openssl(&a);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "c.pem",
-    ]);
+    let pki = vdb_testkit::pki::TestPki::new();
+    let ca = t.join("ca.pem");
+    pki.write_ca(&ca);
+    let (cert, key) = pki.leaf(&["127.0.0.1"]).write(t);
     let mut child = Command::new("openssl")
         .args(["s_server", "-accept", "127.0.0.1:0", "-WWW"])
         .arg("-cert")
@@ -88,7 +36,7 @@ async fn https_mirror_with_private_ca() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
+    let _guard = vdb_testkit::Guard(child);
     // Ready line: "ACCEPT 127.0.0.1:<port>" (read with a bounded wait).
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -33,7 +33,7 @@ fn publish(www: &Path, serial: u64, daily_version: u32, expires_in: i64, key: &S
         });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    let now = now() as i64;
+    let now = vdb_testkit::now();
     let m = Manifest {
         network: NETWORK.into(),
         serial,

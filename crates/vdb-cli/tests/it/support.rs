@@ -10,26 +10,8 @@ use std::process::Command;
 
 use md5::{Digest, Md5};
 
-/// The directory holding ClamAV's signed fixtures (read only, never copied into the repo).
-pub(crate) fn fixture_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/clamav"
-    ));
-    assert!(
-        dir.is_dir(),
-        "ClamAV fixtures not found at {}",
-        dir.display()
-    );
-    dir.canonicalize().expect("canonical fixture dir")
-}
-
-/// The absolute path of one fixture, which must exist.
-pub(crate) fn fx(name: &str) -> PathBuf {
-    let p = fixture_dir().join(name);
-    assert!(p.is_file(), "fixture {} is missing", p.display());
-    p
-}
+pub(crate) use vdb_testkit::copy_dir;
+pub(crate) use vdb_testkit::fixtures::path as fx;
 
 /// Finds a required external tool in PATH, or fails the test (never skips).
 pub(crate) fn tool(name: &str) -> PathBuf {
@@ -207,16 +189,6 @@ pub(crate) fn assert_same_dir(a: &Path, b: &Path) {
             a.display(),
             b.display()
         );
-    }
-}
-
-/// Copies a flat directory of files.
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        assert!(entry.file_type().unwrap().is_file());
-        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 

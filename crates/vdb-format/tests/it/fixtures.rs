@@ -1,23 +1,10 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use vdb_format::cdiff::Cdiff;
 use vdb_format::container::{self, Kind, Limits};
 use vdb_format::{Error, KeySet, patch};
 
-pub(crate) fn fixture_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/clamav");
-    assert!(
-        dir.is_dir(),
-        "ClamAV fixtures not found at {}",
-        dir.display()
-    );
-    dir
-}
-
-pub(crate) fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixture_dir().join(name)).unwrap()
-}
+pub(crate) use vdb_testkit::fixtures::{dir as fixture_dir, read as fixture};
 
 #[test]
 fn every_fixture_cvd_verifies() {

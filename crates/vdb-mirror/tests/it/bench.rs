@@ -5,8 +5,9 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::double::{MasterDouble, master_key};
 use crate::{NOW, config};
+use vdb_testkit::MasterDouble;
+use vdb_testkit::keys::master_key;
 
 fn blob(n: usize) -> Vec<u8> {
     let mut x = 0x1234_5678_9abc_def1u64;

@@ -1,19 +1,19 @@
-//! In-process tests of the mirror against a master double (`double.rs`, real HTTP on loopback).
+//! In-process tests of the mirror against the test kit's master double (real HTTP on loopback).
 
 mod bench;
-#[path = "../../../vdbd/tests/mirror/double.rs"]
-mod double;
 mod threads;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use double::{MasterDouble, NETWORK, master_key, test_release};
 use vdb_mirror::{Config, Running, SyncError, SyncOutcome, SyncRequest};
 use vdb_proto::{ManualClock, PushNotice, SecretKey, Signed};
+use vdb_testkit::fixtures::served_set as test_release;
+use vdb_testkit::keys::{NETWORK, master_key};
+use vdb_testkit::{MasterDouble, wait_for_async};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -31,23 +31,24 @@ fn config(data: &Path, masters: &[String], extra: &str) -> Config {
 }
 
 async fn wait_serial(m: &Running, serial: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while m.serial() != Some(serial) {
-        assert!(
-            Instant::now() < deadline,
-            "mirror did not reach serial {serial}: {:?}",
-            m.status()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(&format!("the mirror at serial {serial}"), 20, || async {
+        (m.serial() == Some(serial)).then_some(())
+    })
+    .await;
 }
 
 async fn wait_syncs(m: &Running, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while m.status().syncs < n {
-        assert!(Instant::now() < deadline, "only {:?}", m.status());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(&format!("{n} syncs"), 20, || async {
+        (m.status().syncs >= n).then_some(())
+    })
+    .await;
+}
+
+/// Starts the mirror of `s` on `masters` (its config plus `extra`).
+async fn start(s: &Setup, masters: &[String], extra: &str) -> Running {
+    vdb_mirror::start(config(&s.data, masters, extra), Arc::new(s.clock.clone()))
+        .await
+        .unwrap()
 }
 
 fn url(m: &Running, path: &str) -> String {
@@ -164,12 +165,7 @@ async fn sync_switches_sets_and_keeps_local_files() {
     m.shutdown().await;
     // Restart: the served set comes back from disk before any sync.
     s.master.set_down(true);
-    let m = vdb_mirror::start(
-        config(&s.data, &[s.master.url()], ""),
-        Arc::new(s.clock.clone()),
-    )
-    .await
-    .unwrap();
+    let m = start(&s, &[s.master.url()], "").await;
     assert_eq!(m.serial(), Some(2));
     assert_eq!(
         std::fs::read(s.data.join("local/local_logo.png")).unwrap(),
@@ -184,12 +180,7 @@ async fn refuses_rollback_expired_foreign_and_equivocating_manifests() {
     let key = master_key();
     s.master
         .publish(&key, 5, NOW, &[("test", 3)], &test_release(3));
-    let m = vdb_mirror::start(
-        config(&s.data, &[s.master.url()], ""),
-        Arc::new(s.clock.clone()),
-    )
-    .await
-    .unwrap();
+    let m = start(&s, &[s.master.url()], "").await;
     wait_serial(&m, 5).await;
     let cvd = || async {
         reqwest::get(url(&m, "/test.cvd"))
@@ -235,7 +226,7 @@ async fn refuses_rollback_expired_foreign_and_equivocating_manifests() {
     );
     // Tampered payload.
     let good = Signed::sign(
-        &double::manifest(9, NOW, &[("test", 6)], &test_release(6)),
+        &vdb_testkit::keys::manifest(NETWORK, 9, NOW, &[("test", 6)], &test_release(6)),
         &key,
     )
     .to_json();
@@ -245,7 +236,7 @@ async fn refuses_rollback_expired_foreign_and_equivocating_manifests() {
     );
     refused(m.sync_now(SyncRequest::default()).await, "bad signature");
     // Another network.
-    let mut other = double::manifest(11, NOW, &[("test", 6)], &test_release(6));
+    let mut other = vdb_testkit::keys::manifest(NETWORK, 11, NOW, &[("test", 6)], &test_release(6));
     other.network = "othernet".into();
     s.master
         .set_manifest_raw(Signed::sign(&other, &key).to_json().into_bytes());
@@ -272,12 +263,7 @@ async fn corrupt_or_oversized_objects_change_nothing_and_failover_works() {
     s.master
         .publish(&key, 1, NOW, &[("test", 1)], &test_release(1));
     good.publish(&key, 1, NOW, &[("test", 1)], &test_release(1));
-    let m = vdb_mirror::start(
-        config(&s.data, &[s.master.url(), good.url()], ""),
-        Arc::new(s.clock.clone()),
-    )
-    .await
-    .unwrap();
+    let m = start(&s, &[s.master.url(), good.url()], "").await;
     wait_serial(&m, 1).await;
     // The first master serves wrong bytes for the new CVD; the second is down.
     let rel = test_release(4);
@@ -292,7 +278,7 @@ async fn corrupt_or_oversized_objects_change_nothing_and_failover_works() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("does not match the manifest"), "{e}");
+    vdb_testkit::assert_contains(&e, "does not match the manifest");
     let mut long = rel[0].1.clone();
     long.extend_from_slice(b"more");
     s.master.corrupt_object(&sha, long);
@@ -301,7 +287,7 @@ async fn corrupt_or_oversized_objects_change_nothing_and_failover_works() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("bytes"), "{e}");
+    vdb_testkit::assert_contains(&e, "bytes");
     assert_eq!(m.serial(), Some(1));
     // A leftover temp file never becomes visible.
     assert_eq!(std::fs::read_dir(s.data.join("tmp")).unwrap().count(), 0);
@@ -336,12 +322,7 @@ async fn pushes_verified_replays_refused_and_one_more_sync_after_a_busy_one() {
     let key = master_key();
     s.master
         .publish(&key, 1, NOW, &[("test", 1)], &test_release(1));
-    let m = vdb_mirror::start(
-        config(&s.data, &[s.master.url()], ""),
-        Arc::new(s.clock.clone()),
-    )
-    .await
-    .unwrap();
+    let m = start(&s, &[s.master.url()], "").await;
     wait_serial(&m, 1).await;
     wait_syncs(&m, 1).await;
     let base = m.status().syncs;
@@ -376,7 +357,7 @@ async fn pushes_verified_replays_refused_and_one_more_sync_after_a_busy_one() {
     assert_eq!(post_push(&m, replay.clone()).await.0, 202);
     let (st, body) = post_push(&m, replay).await;
     assert_eq!(st, 409, "{body}");
-    assert!(body.contains("\"code\":\"replay\""), "{body}");
+    vdb_testkit::assert_contains(&body, "\"code\":\"replay\"");
     let (st, body) = post_push(&m, push_body(&SecretKey::from_seed([3; 32]), 9, NOW, false)).await;
     assert_eq!(st, 403, "{body}");
     let (st, body) = post_push(&m, push_body(&key, 9, NOW - 3600, false)).await;
@@ -401,12 +382,7 @@ async fn forced_push_repairs_a_damaged_file() {
     let key = master_key();
     let rel = test_release(6);
     s.master.publish(&key, 1, NOW, &[("test", 6)], &rel);
-    let m = vdb_mirror::start(
-        config(&s.data, &[s.master.url()], ""),
-        Arc::new(s.clock.clone()),
-    )
-    .await
-    .unwrap();
+    let m = start(&s, &[s.master.url()], "").await;
     wait_serial(&m, 1).await;
     wait_syncs(&m, 1).await;
     // Damage the object in place (same inode as the served link): a plain sync does not look.
@@ -589,22 +565,9 @@ async fn http_semantics() {
     // is not set here; default 10 s is too long for a test, see the vdbd test).
     let r = c.get(url(&m, "/healthz")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "ok");
-    let metrics = c
-        .get(url(&m, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("vdb_mirror_manifest_serial 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("vdb_mirror_http_responses_total{code=\"206\"}"),
-        "{metrics}"
-    );
+    let metrics = vdb_testkit::http::get_text(&url(&m, "/metrics")).await;
+    vdb_testkit::assert_contains(&metrics, "vdb_mirror_manifest_serial 1");
+    vdb_testkit::assert_contains(&metrics, "vdb_mirror_http_responses_total{code=\"206\"}");
     m.shutdown().await;
 }
 

@@ -82,12 +82,7 @@ async fn connections_are_served_on_every_thread_and_shutdown_drains_them() {
     })
     .await
     .unwrap();
-    let metrics = reqwest::get(url(&m, "/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = vdb_testkit::http::get_text(&url(&m, "/metrics")).await;
     for i in 0..3 {
         assert!(
             thread_connections(&metrics, i) >= 2,

@@ -12,24 +12,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use vdb_proto::{
-    DatabaseState, FileRef, MANIFEST_PATH, Manifest, MirrorRecord, SecretKey, Signed, sha256_hex,
-};
+use vdb_proto::{MANIFEST_PATH, MirrorRecord, Signed, sha256_hex};
 
 pub(crate) const NETWORK: &str = "testnet";
 pub(crate) const T0: i64 = 1_800_000_000;
 
-pub(crate) fn fixture(name: &str) -> Vec<u8> {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/clamav"
-    );
-    std::fs::read(format!("{dir}/{name}")).unwrap()
-}
-
-pub(crate) fn master_key() -> SecretKey {
-    SecretKey::from_seed([7; 32])
-}
+pub(crate) use vdb_testkit::fixtures::read as fixture;
+pub(crate) use vdb_testkit::keys::master_key;
 
 /// A release: the signed manifest envelope and every file's bytes.
 #[derive(Clone)]
@@ -55,30 +44,16 @@ pub(crate) fn release(version: u32, issued_at: i64) -> Release {
         "timestamp".to_owned(),
         format!("{issued_at}\n").into_bytes(),
     );
-    let manifest = Manifest {
-        network: NETWORK.into(),
-        serial: u64::from(version),
-        master: "a".into(),
+    let files_list: Vec<(String, Vec<u8>)> = files.clone().into_iter().collect();
+    let mut manifest = vdb_testkit::keys::manifest(
+        NETWORK,
+        u64::from(version),
         issued_at,
-        expires_at: issued_at + 30 * 86400,
-        databases: [(
-            "test".to_owned(),
-            DatabaseState {
-                version,
-                built_at: issued_at,
-                release: "0".repeat(64),
-            },
-        )]
-        .into(),
-        files: files
-            .iter()
-            .map(|(n, b)| FileRef {
-                name: n.clone(),
-                size: b.len() as u64,
-                sha256: sha256_hex(b),
-            })
-            .collect(),
-    };
+        &[("test", version)],
+        &files_list,
+    );
+    manifest.master = "a".into();
+    manifest.expires_at = issued_at + 30 * 86400;
     Release {
         envelope: Signed::sign(&manifest, &master_key()).to_json(),
         files,

@@ -79,6 +79,19 @@ async fn at(r: &Running, clock: &ManualClock, t: i64) -> VerdictReport {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// Asserts that mirror `i`'s reason mentions `what`.
+#[track_caller]
+fn assert_reason(rep: &VerdictReport, i: usize, what: &str) {
+    let why = &rep.mirrors[i].reason;
+    assert!(why.contains(what), "{why}");
+}
+
+/// Asserts the state of mirror `name`, showing every verdict if it differs.
+#[track_caller]
+fn assert_state(rep: &VerdictReport, name: &str, want: MirrorState) {
+    assert_eq!(state(rep, name), want, "{:?}", rep.mirrors);
+}
+
 fn state(rep: &VerdictReport, name: &str) -> MirrorState {
     rep.mirrors.iter().find(|m| m.name == name).unwrap().state
 }
@@ -166,11 +179,7 @@ async fn unreachable_mirror_turns_old_then_out_and_returns() {
     assert_eq!(state(&rep, "m1"), MirrorState::Old);
     let rep = at(&r, &n.clock, T0 + 210).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert!(
-        rep.mirrors[0].reason.contains("503"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "503");
     n.m1.set_down(false);
     let rep = at(&r, &n.clock, T0 + 220).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
@@ -232,11 +241,7 @@ async fn wrong_cvd_header_is_out_at_the_next_check() {
     n.m1.tamper("test.cvd", fixture("test-3.cvd"));
     let rep = at(&r, &n.clock, T0 + 1).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert!(
-        rep.mirrors[0].reason.contains("test.cvd"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "test.cvd");
     // Same size, header altered in a byte not checked by version: the master's copy differs.
     let n = net().await;
     let r = n.monitor().await;
@@ -246,11 +251,7 @@ async fn wrong_cvd_header_is_out_at_the_next_check() {
     n.m1.tamper("test.cvd", cvd);
     let rep = at(&r, &n.clock, T0 + 1).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert!(
-        rep.mirrors[0].reason.contains("master's copy"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "master's copy");
 }
 
 #[tokio::test]
@@ -296,11 +297,7 @@ async fn rollback_is_out_at_the_next_check() {
     n.m1.sync(&release(2, T0));
     let rep = at(&r, &n.clock, T0 + 11).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert!(
-        rep.mirrors[0].reason.contains("rollback"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "rollback");
     // A manifest signed by someone else is bad data too.
     let other = vdb_proto::SecretKey::from_seed([9; 32]);
     let mut forged = release(3, T0 + 10);
@@ -312,11 +309,7 @@ async fn rollback_is_out_at_the_next_check() {
     n.m2.sync(&forged);
     let rep = at(&r, &n.clock, T0 + 12).await;
     assert_eq!(state(&rep, "m2"), MirrorState::Out);
-    assert!(
-        rep.mirrors[1].reason.contains("not a trusted key"),
-        "{}",
-        rep.mirrors[1].reason
-    );
+    assert_reason(&rep, 1, "not a trusted key");
 }
 
 #[tokio::test]
@@ -343,11 +336,7 @@ async fn quorum_keeps_a_mirror_in_until_enough_monitors_agree() {
         "{:?}",
         rep.mirrors[0]
     );
-    assert!(
-        rep.mirrors[0].reason.contains("1 of the 2"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "1 of the 2");
     let local: VerdictReport = reqwest::get(format!(
         "http://{}/api/v1/verdicts?view=local",
         r.http_addr()
@@ -448,27 +437,14 @@ async fn status_json_metrics_and_health() {
     );
     assert_eq!(rel["rollout"]["m2"], T0 + 15);
     assert!(rel["rollout"].get("m1").is_none());
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("vdb_monitor_mirror_state{mirror=\"m1\",state=\"in_service\"} 1"),
-        "{metrics}"
+    let metrics = vdb_testkit::http::get_text(&format!("{base}/metrics")).await;
+    vdb_testkit::assert_contains(
+        &metrics,
+        "vdb_monitor_mirror_state{mirror=\"m1\",state=\"in_service\"} 1",
     );
-    assert!(
-        metrics.contains("vdb_monitor_newest_version{db=\"test\"} 3"),
-        "{metrics}"
-    );
+    vdb_testkit::assert_contains(&metrics, "vdb_monitor_newest_version{db=\"test\"} 3");
     assert_eq!(
-        reqwest::get(format!("{base}/healthz"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        vdb_testkit::http::get_text(&format!("{base}/healthz")).await,
         "ok"
     );
     let nf = reqwest::get(format!("{base}/nope")).await.unwrap();
@@ -503,15 +479,10 @@ async fn reminders_escalate_and_the_hourly_cap_holds() {
         3,
         "suppressed alerts are not sent later"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", r.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("vdb_monitor_alerts_total{kind=\"old\",outcome=\"suppressed\"} 1"),
-        "{metrics}"
+    let metrics = vdb_testkit::http::get_text(&format!("http://{}/metrics", r.http_addr())).await;
+    vdb_testkit::assert_contains(
+        &metrics,
+        "vdb_monitor_alerts_total{kind=\"old\",outcome=\"suppressed\"} 1",
     );
     r.shutdown().await;
 }
@@ -525,21 +496,12 @@ async fn host_names_are_checked_at_each_registered_address() {
     n.master.set_registry(vec![rec.clone()]);
     let r = n.monitor().await;
     let rep = at(&r, &n.clock, T0).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::InService,
-        "{:?}",
-        rep.mirrors
-    );
+    assert_state(&rep, "m1", MirrorState::InService);
     // An address where nothing listens: that way of reaching it fails.
     rec.addresses.push("127.0.0.2".parse().unwrap());
     n.master.set_registry(vec![rec]);
     let rep = at(&r, &n.clock, T0 + 1).await;
-    assert!(
-        rep.mirrors[0].reason.contains("via 127.0.0.2"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "via 127.0.0.2");
     r.shutdown().await;
 }
 
@@ -580,17 +542,9 @@ async fn hostile_and_broken_mirrors() {
     n.m2.tamper(manifest, vec![b' '; 9 << 20]);
     let rep = at(&r, &n.clock, T0 + 1).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert!(
-        rep.mirrors[0].reason.contains("not a signed manifest"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "not a signed manifest");
     assert_eq!(state(&rep, "m2"), MirrorState::Out);
-    assert!(
-        rep.mirrors[1].reason.contains("larger than"),
-        "{}",
-        rep.mirrors[1].reason
-    );
+    assert_reason(&rep, 1, "larger than");
 
     // An expired manifest (a mirror frozen for weeks): out.
     let n = net().await;
@@ -599,11 +553,7 @@ async fn hostile_and_broken_mirrors() {
     n.m1.sync(&release(2, T0 - 31 * 86400));
     let rep = at(&r, &n.clock, T0 + 1).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert!(
-        rep.mirrors[0].reason.contains("expired"),
-        "{}",
-        rep.mirrors[0].reason
-    );
+    assert_reason(&rep, 0, "expired");
 
     // A listed file that is missing: a failed check (not bad data), out only if it lasts.
     let mut broken = release(2, T0);
@@ -611,11 +561,7 @@ async fn hostile_and_broken_mirrors() {
     n.m2.sync(&broken);
     let rep = at(&r, &n.clock, T0 + 2).await;
     assert_eq!(state(&rep, "m2"), MirrorState::InService);
-    assert!(
-        rep.mirrors[1].reason.contains("timestamp: HTTP 404"),
-        "{}",
-        rep.mirrors[1].reason
-    );
+    assert_reason(&rep, 1, "timestamp: HTTP 404");
     r.shutdown().await;
 }
 

@@ -80,22 +80,16 @@ async fn status_page_in_headless_chromium() {
     assert!(dom.contains("name=\"viewport\""), "readable on a phone");
     let t = text(&dom);
     // The mirrors and their states as shown.
-    assert!(t.contains("m1 in service"), "{t}");
-    assert!(t.contains("m2 in service"), "{t}");
-    assert!(t.contains("m3-asia out"), "{t}");
-    assert!(t.contains("asia / JP"), "{t}");
+    vdb_testkit::assert_contains(&t, "m1 in service");
+    vdb_testkit::assert_contains(&t, "m2 in service");
+    vdb_testkit::assert_contains(&t, "m3-asia out");
+    vdb_testkit::assert_contains(&t, "asia / JP");
     // The rollout of the last release: m2 at once, m1 30 s later, m3 not yet.
-    assert!(t.contains("test 3"), "{t}");
+    vdb_testkit::assert_contains(&t, "test 3");
     let rollout = &t[t.find("test 3").unwrap()..];
-    assert!(rollout.contains("on 2 of 3 mirrors"), "{rollout}");
-    assert!(
-        rollout.contains("m2 serving since 0s after release"),
-        "{rollout}"
-    );
-    assert!(
-        rollout.contains("m1 serving since 30s after release"),
-        "{rollout}"
-    );
-    assert!(rollout.contains("m3-asia not yet"), "{rollout}");
+    vdb_testkit::assert_contains(rollout, "on 2 of 3 mirrors");
+    vdb_testkit::assert_contains(rollout, "m2 serving since 0s after release");
+    vdb_testkit::assert_contains(rollout, "m1 serving since 30s after release");
+    vdb_testkit::assert_contains(rollout, "m3-asia not yet");
     r.shutdown().await;
 }

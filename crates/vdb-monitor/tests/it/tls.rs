@@ -1,7 +1,6 @@
 //! HTTPS mirrors: certificate validity is part of a check.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,83 +12,11 @@ use tokio_rustls::server::TlsStream;
 use crate::doubles::*;
 use crate::*;
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`ca.pem`) and a leaf for 127.0.0.1 (`leaf.pem`, `leaf.key`) signed by it.
+/// A CA (`ca.pem`) and a leaf for 127.0.0.1 and localhost (`cert.pem`, `key.pem`) signed by it.
 fn make_pki(dir: &Path) {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-        ],
-        dir,
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "leaf.pem",
-        ],
-        dir,
-    );
+    let pki = vdb_testkit::pki::TestPki::new();
+    pki.write_ca(&dir.join("ca.pem"));
+    pki.leaf(&["127.0.0.1", "localhost"]).write(dir);
 }
 
 struct TlsListener {
@@ -120,10 +47,10 @@ impl axum::serve::Listener for TlsListener {
 /// Serves the mirror double's data over HTTPS with the leaf certificate.
 async fn https_mirror(m: &Mirror, dir: &Path) -> String {
     let certs: Vec<_> =
-        rustls_pemfile::certs(&mut &std::fs::read(dir.join("leaf.pem")).unwrap()[..])
+        rustls_pemfile::certs(&mut &std::fs::read(dir.join("cert.pem")).unwrap()[..])
             .collect::<Result<_, _>>()
             .unwrap();
-    let key = rustls_pemfile::private_key(&mut &std::fs::read(dir.join("leaf.key")).unwrap()[..])
+    let key = rustls_pemfile::private_key(&mut &std::fs::read(dir.join("key.pem")).unwrap()[..])
         .unwrap()
         .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -181,12 +108,7 @@ async fn https_mirror_checked_with_its_certificate() {
     c.tls_ca_file = Some(pki.path().join("ca.pem"));
     let r = n.monitor_with(c).await;
     let rep = at(&r, &n.clock, T0).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::InService,
-        "{:?}",
-        rep.mirrors
-    );
+    assert_state(&rep, "m1", MirrorState::InService);
     r.shutdown().await;
 
     // Not trusting it: the HTTPS side fails the check with a certificate error.

@@ -7,20 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 
-pub const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
-
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(FIXTURES).join(name)
-}
+pub use vdb_testkit::fixtures::path as fixture;
+pub use vdb_testkit::output_text as text;
 
 /// Build time (header field 8) of a container.
 pub fn build_secs(path: &Path) -> u64 {
@@ -314,6 +308,12 @@ impl Work {
     pub fn put_db(&self, fixture_name: &str, name: &str) {
         std::fs::copy(fixture(fixture_name), self.db().join(name)).unwrap();
     }
+    /// db/ holds exactly `name` (besides state files), at `version`.
+    #[track_caller]
+    pub fn assert_only(&self, name: &str, version: u32) {
+        assert_eq!(self.db_files(), [name]);
+        assert_eq!(self.version(name), version);
+    }
     /// Names of the files in db/ (sorted), without freshclam.dat and our state files.
     pub fn db_files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.db())
@@ -352,6 +352,13 @@ pub async fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `vdb-update --update-db=test` with `conf`, which must succeed (exit 0).
+pub async fn update_test_ok(conf: &Path) -> Output {
+    let out = run_conf(conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out
+}
+
 pub async fn run_conf(conf: &Path, extra: &[&str]) -> Output {
     let c = format!("--config-file={}", conf.display());
     let mut args = vec![c.as_str(), "--verbose"];
@@ -359,20 +366,9 @@ pub async fn run_conf(conf: &Path, extra: &[&str]) -> Output {
     run(&args).await
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}--stderr--\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
+/// The wall clock in Unix seconds.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    u64::try_from(vdb_testkit::now()).unwrap_or(0)
 }
 
 /// Whether a real ClamAV tool is installed.

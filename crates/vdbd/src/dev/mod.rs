@@ -37,10 +37,8 @@ pub(crate) struct DevArgs {
     /// freshclam can update from the network.
     #[arg(long)]
     upstream: Option<PathBuf>,
-    /// Size of the generated sample database in MiB.
-    #[arg(long, default_value_t = 1)]
-    sample_mb: u32,
-    /// Length of the generated sample's cdiff chain.
+    /// How many links of the sample's cdiff chain to publish (at most 3; the sample, a 1 MiB
+    /// daily-like database, is made when vdbd is built: `vdb db synth` makes larger ones).
     #[arg(long, default_value_t = 3)]
     sample_cdiffs: u32,
     /// The DNS zone the directory serves (`clamav.net` lets stock freshclam and cvdupdate use

@@ -10,7 +10,8 @@ use vdb_proto::{Manifest, PublicKey, SecretKey, Signed};
 
 use super::{DevArgs, Network};
 
-/// The generated sample chain.
+/// The sample chain, made when vdbd was built (`build.rs`): the server holds these signed
+/// files, not the code that signs them.
 pub(super) struct Sample {
     pub(super) dir: PathBuf,
     pub(super) keyset: PathBuf,
@@ -18,20 +19,19 @@ pub(super) struct Sample {
     pub(super) newest: u32,
 }
 
+include!(concat!(env!("OUT_DIR"), "/sample.rs"));
+
 pub(super) fn make_sample(dir: &Path, args: &DevArgs) -> Result<Sample> {
+    let base = SAMPLE_BASE;
+    if args.sample_cdiffs > SAMPLE_NEWEST - base {
+        bail!("--sample-cdiffs must be at most {}", SAMPLE_NEWEST - base);
+    }
     let out = dir.join("sample");
-    let base = 27000;
-    let synth = vdb_cli::synth::SynthArgs {
-        output: out.clone(),
-        size_mb: args.sample_mb,
-        cdiffs: args.sample_cdiffs,
-        version: base,
-        seed: 1,
-        keys: None,
-        cud: false,
-    };
-    if !out.join("daily.cvd").exists() {
-        vdb_cli::synth::write_chain(&synth).context("building the sample database")?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, bytes) in SAMPLE_FILES {
+        let path = out.join(name);
+        vdb_format::write_atomic(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(Sample {
         keyset: out.join("synth.key.pub"),

@@ -6,21 +6,17 @@
 //! says, and checks that the release flows through to the mirror and into the directory.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use serde_json::Value;
-use vdb_client::{Admin, Publisher, ReleaseFile, infer};
-use vdb_proto::{Manifest, MirrorRecord, SecretKey, Signed};
+use vdb_client::{Admin, ReleaseFile};
+use vdb_proto::{MirrorRecord, SecretKey};
+use vdb_testkit::checks::version_at;
+use vdb_testkit::http::{block_on, fetch};
+use vdb_testkit::publish::publish_once;
+use vdb_testkit::{Proc, fixtures, free_port, wait_for};
 
 const DOC: &str = include_str!("../../../../docs/deploy.md");
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
 
 /// The `# file:` blocks of the document: file name → text.
 fn blocks() -> BTreeMap<String, String> {
@@ -40,44 +36,18 @@ fn blocks() -> BTreeMap<String, String> {
     out
 }
 
-/// A role process, killed on drop.
-struct Role {
-    child: Child,
-    ready: Value,
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(role: &str, config: &Path) -> Role {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-        .args([role, "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready = serde_json::from_str(&line).unwrap_or_else(|e| {
-        let _ = child.kill();
-        panic!("vdbd {role} did not start from the deploy.md config ({e}): {line:?}")
-    });
-    Role { child, ready }
+/// Starts a role from a config of the document (its log beside it).
+fn start(role: &str, config: &Path) -> Proc {
+    Proc::start_role(
+        env!("CARGO_BIN_EXE_vdbd"),
+        role,
+        config,
+        &config.with_extension("log"),
+    )
 }
 
 fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port("127.0.0.1")
 }
 
 /// Replaces every occurrence, insisting that the document still contains `from`.
@@ -172,8 +142,8 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
     std::fs::write(etc.join("master-b.toml"), &b_cfg).unwrap();
     let master_a = start("master", &etc.join("master-a.toml"));
     let master_b = start("master", &etc.join("master-b.toml"));
-    assert_eq!(master_a.ready["http"], url_a.as_str());
-    assert_eq!(master_b.ready["http"], url_b.as_str());
+    assert_eq!(master_a.ready().http_url(), url_a);
+    assert_eq!(master_b.ready().http_url(), url_b);
 
     // The mirror.
     let doc_m = &b["mirror.toml"];
@@ -183,7 +153,7 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
     let m = swap(&m, "0.0.0.0:80", "127.0.0.1:0");
     std::fs::write(etc.join("mirror.toml"), &m).unwrap();
     let mirror = start("mirror", &etc.join("mirror.toml"));
-    let mirror_url = mirror.ready["http"].as_str().unwrap().to_owned();
+    let mirror_url = mirror.ready().http_url();
 
     // The monitor and the directory.
     let doc_mon = &b["monitor.toml"];
@@ -202,7 +172,6 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
     let directory = start("directory", &etc.join("directory.toml"));
 
     // Register the mirror (what `vdb mirror add` sends) and publish (what `vdb publish` sends).
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let token = a
         .lines()
         .find_map(|l| l.strip_prefix("admin_token = "))
@@ -214,59 +183,32 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
     rec.addresses = vec!["127.0.0.1".parse().unwrap()];
     rec.country = Some("DE".into());
     rec.region = Some("europe".into());
-    rt.block_on(Admin::new(&url_a, Some(token)).add(&rec))
-        .expect("register the mirror");
+    block_on(Admin::new(&url_a, Some(token)).add(&rec)).expect("register the mirror");
     let files = vec![ReleaseFile {
         name: "test.cvd".into(),
-        path: PathBuf::from(FIXTURES).join("test-6.cvd"),
+        path: fixtures::path("test-6.cvd"),
     }];
-    let info = infer(&files, None, None).unwrap();
-    let publisher = Publisher::new(vec![url_a.clone(), url_b.clone()], kp);
-    let (st, env) = publisher.statement(&info, &files, "deploy.md").unwrap();
-    rt.block_on(publisher.publish(&files, &st, &env, &|_| {}))
+    block_on(publish_once(&[url_a.clone(), url_b.clone()], &kp, &files))
         .expect("publish through the documented masters");
 
     // It reaches the mirror (pushed) and the directory hands the mirror out.
     let keys = [ka.public(), kb.public()];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let http = blocking_get();
-    loop {
-        let served = http(&format!("{mirror_url}{}", vdb_proto::MANIFEST_PATH))
-            .and_then(|b| Signed::<Manifest>::from_json(&b).ok())
-            .and_then(|s| s.verify(&keys).ok())
-            .is_some_and(|m| m.databases.get("test").is_some_and(|d| d.version == 6));
-        let listed = http(&format!(
-            "{}/api/v1/mirrors",
-            directory.ready["http"].as_str().unwrap()
-        ))
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .is_some_and(|v| {
-            v["mirrors"].as_array().is_some_and(|ms| {
-                ms.iter()
-                    .any(|m| m["name"] == "mirror1" && m["handed_out"] == true)
-            })
-        });
-        if served && listed {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the release did not flow through (mirror serves it: {served}, directory lists the mirror: {listed})"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A blocking GET for polling: the body of a 2xx answer, else `None`.
-fn blocking_get() -> impl Fn(&str) -> Option<Vec<u8>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    move |url: &str| {
-        rt.block_on(async {
-            let r = reqwest::get(url).await.ok()?.error_for_status().ok()?;
-            Some(r.bytes().await.ok()?.to_vec())
-        })
-    }
+    let directory_url = directory.ready().http_url();
+    wait_for(
+        "the release to flow through to the mirror and the directory",
+        30,
+        || {
+            let served = version_at(&mirror_url, &keys, "test") == 6;
+            let listed = fetch(&format!("{directory_url}/api/v1/mirrors"))
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|v| {
+                    v["mirrors"].as_array().is_some_and(|ms| {
+                        ms.iter()
+                            .any(|m| m["name"] == "mirror1" && m["handed_out"] == true)
+                    })
+                });
+            eprintln!("mirror serves it: {served}, directory lists the mirror: {listed}");
+            (served && listed).then_some(())
+        },
+    );
 }

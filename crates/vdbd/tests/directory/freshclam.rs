@@ -10,12 +10,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Doubles, Network, mirror, start_directory, verdict, write};
+use vdb_testkit::{RegistryDouble, Served, fixtures};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
+use crate::harness::{mirror, start_directory, verdict, write};
 
 fn is_root() -> bool {
     Command::new("id")
@@ -49,23 +46,15 @@ fn local_version(db: &Path) -> u32 {
     0
 }
 
-async fn mirror_double(www: &Path) -> Doubles {
+async fn mirror_double(www: &Path) -> RegistryDouble {
     std::fs::create_dir_all(www).unwrap();
-    std::fs::copy(format!("{FIXTURES}/test-6.cvd"), www.join("test.cvd")).unwrap();
-    for v in 2..=6 {
-        std::fs::copy(
-            format!("{FIXTURES}/test-{v}.cdiff"),
-            www.join(format!("test-{v}.cdiff")),
-        )
-        .unwrap();
+    for (name, bytes) in fixtures::served_set(6) {
+        std::fs::write(www.join(name), bytes).unwrap();
     }
-    let port_probe = Doubles::start(
-        Network {
-            files: Some(www.to_owned()),
-            ..Default::default()
-        },
-        "127.0.0.1:0",
-    )
+    let port_probe = RegistryDouble::start(Served {
+        files: Some(www.to_owned()),
+        ..Default::default()
+    })
     .await;
     let url = port_probe.url.clone();
     port_probe.edit(|n| {
@@ -81,7 +70,7 @@ async fn mirror_double(www: &Path) -> Doubles {
 fn fresh_db(work: &Path) {
     let db = work.join("db");
     std::fs::create_dir_all(&db).unwrap();
-    std::fs::copy(format!("{FIXTURES}/test-1.cvd"), db.join("test.cvd")).unwrap();
+    std::fs::copy(fixtures::path("test-1.cvd"), db.join("test.cvd")).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +95,7 @@ async fn freshclam_reads_txt_and_resolves_mirrors_through_the_directory() {
         ),
     );
     let dir = start_directory(&cfg, &work.join("directory.log"));
-    let txt = crate::harness::dig_short(dir.dns, "test.cvd.clamav.net", "TXT", &[]).await;
+    let txt = crate::harness::dig_short(dir.dns, "test.cvd.clamav.net", "TXT").await;
     assert!(
         txt.first().is_some_and(|t| t.starts_with("\"6:")),
         "{txt:?}"
@@ -138,7 +127,7 @@ async fn freshclam_reads_txt_and_resolves_mirrors_through_the_directory() {
     );
     assert!(out.status.success(), "freshclam failed:\n{log}");
     assert_eq!(local_version(&work.join("db")), 6, "{log}");
-    let requests = doubles.net.lock().unwrap().log.clone();
+    let requests = doubles.log();
     let files: Vec<&String> = requests
         .iter()
         .filter(|r| !r.starts_with("/api/"))
@@ -153,10 +142,10 @@ async fn freshclam_reads_txt_and_resolves_mirrors_through_the_directory() {
         "{log}"
     );
     assert!(!log.contains("OUTDATED"), "{log}");
-    assert!(log.contains("test.cld updated (version: 6"), "{log}");
+    vdb_testkit::assert_contains(&log, "test.cld updated (version: 6");
     // freshclam's resolver asked the directory for the mirror's address.
     let metrics = crate::harness::http_get(&format!("{}/metrics", dir.http)).await;
-    assert!(metrics.contains(r#"qtype="A""#), "{metrics}");
+    vdb_testkit::assert_contains(&metrics, r#"qtype="A""#);
 
     // 2. HTTP: DatabaseMirror = the redirector; freshclam follows the 302 to the mirror.
     std::fs::remove_dir_all(work.join("db")).unwrap();
@@ -185,8 +174,8 @@ async fn freshclam_reads_txt_and_resolves_mirrors_through_the_directory() {
         "freshclam via the redirector failed:\n{log}"
     );
     assert_eq!(local_version(&work.join("db")), 6, "{log}");
-    assert!(log.contains("302"), "{log}");
-    let requests = doubles.net.lock().unwrap().log.clone();
+    vdb_testkit::assert_contains(&log, "302");
+    let requests = doubles.log();
     assert!(
         requests.iter().any(|r| r == "/test.cvd range=yes"),
         "{requests:?}"

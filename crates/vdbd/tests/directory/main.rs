@@ -8,12 +8,9 @@ mod freshclam;
 mod harness;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use harness::{
-    Doubles, Guard, Network, dig_short, dig_until, free_port, mirror, start_directory, verdict,
-    write,
-};
+use harness::{dig_short, dig_until, mirror, start_directory, verdict, write};
+use vdb_testkit::{Guard, RegistryDouble, Served, ShowOnPanic, free_port, wait_for_async};
 
 fn knot_conf(dir: &std::path::Path, port: u16, primary: std::net::SocketAddr) -> String {
     let d = dir.display();
@@ -61,22 +58,19 @@ fn soa_serial(lines: &[String]) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knot_secondary_transfers_and_follows_notify() {
     let tmp = tempfile::tempdir().unwrap();
-    let doubles = Doubles::start(
-        Network {
-            registry: vec![
-                mirror("a", "192.0.2.1", "http://192.0.2.1"),
-                mirror("b", "192.0.2.2", "http://192.0.2.2"),
-            ],
-            verdicts: vec![
-                verdict("a", &[("daily", 27001), ("main", 62)]),
-                verdict("b", &[("daily", 27001), ("main", 62)]),
-            ],
-            ..Default::default()
-        },
-        "127.0.0.1:0",
-    )
+    let doubles = RegistryDouble::start(Served {
+        registry: vec![
+            mirror("a", "192.0.2.1", "http://192.0.2.1"),
+            mirror("b", "192.0.2.2", "http://192.0.2.2"),
+        ],
+        verdicts: vec![
+            verdict("a", &[("daily", 27001), ("main", 62)]),
+            verdict("b", &[("daily", 27001), ("main", 62)]),
+        ],
+        ..Default::default()
+    })
     .await;
-    let knot_port = free_port();
+    let knot_port = free_port("127.0.0.1");
     let cfg = write(
         &tmp.path().join("directory.toml"),
         &format!(
@@ -102,27 +96,14 @@ addresses = ["127.0.0.1"]
     assert_eq!(ours, ["192.0.2.1", "192.0.2.2"]);
 
     // AXFR from an allowed address, with dig: SOA first and last.
-    let out = Command::new("dig")
-        .arg(format!("@{}", dir.dns.ip()))
-        .args([
-            "-p",
-            &dir.dns.port().to_string(),
-            "+nocmd",
-            "+nostats",
-            "vdb.test",
-            "AXFR",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rrs: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .collect();
+    let axfr = vdb_testkit::dig::query(dir.dns, "vdb.test", "AXFR")
+        .args(&["+nocmd", "+nostats"])
+        .run();
+    let (text, rrs) = (&axfr.raw, axfr.records());
     assert!(rrs.first().unwrap().contains("\tSOA\t"), "{text}");
     assert!(rrs.last().unwrap().contains("\tSOA\t"), "{text}");
-    assert!(text.contains("current.cvd.vdb.test."), "{text}");
-    assert!(text.contains("db.europe.vdb.test."), "{text}");
+    vdb_testkit::assert_contains(text, "current.cvd.vdb.test.");
+    vdb_testkit::assert_contains(text, "db.europe.vdb.test.");
 
     let kdir = tmp.path().join("knot");
     std::fs::create_dir(&kdir).unwrap();
@@ -141,27 +122,20 @@ addresses = ["127.0.0.1"]
             .expect("knotd runs (Debian package knot)"),
     );
     let knot: std::net::SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
+    let _show = ShowOnPanic(kdir.join("knot.log"));
     let knot_log = || std::fs::read_to_string(kdir.join("knot.log")).unwrap_or_default();
 
     // Knot transfers the zone at start.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = dig_short(knot, "database.vdb.test", "A", &[]).await;
-        if v == ["192.0.2.1", "192.0.2.2"] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Knot did not load the zone: {v:?}\n{}",
-            knot_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let txt = dig_short(knot, "current.cvd.vdb.test", "TXT", &[]).await;
+    wait_for_async("Knot to load the zone", 20, || async {
+        let v = dig_short(knot, "database.vdb.test", "A").await;
+        (v == ["192.0.2.1", "192.0.2.2"]).then_some(())
+    })
+    .await;
+    let txt = dig_short(knot, "current.cvd.vdb.test", "TXT").await;
     assert!(txt[0].contains(":62:27001:"), "{txt:?}");
-    let s_ours = soa_serial(&dig_short(dir.dns, "vdb.test", "SOA", &[]).await);
+    let s_ours = soa_serial(&dig_short(dir.dns, "vdb.test", "SOA").await);
     assert_eq!(
-        soa_serial(&dig_short(knot, "vdb.test", "SOA", &[]).await),
+        soa_serial(&dig_short(knot, "vdb.test", "SOA").await),
         s_ours
     );
 
@@ -175,32 +149,21 @@ addresses = ["127.0.0.1"]
         v == ["192.0.2.1"]
     })
     .await;
-    let s_new = soa_serial(&dig_short(dir.dns, "vdb.test", "SOA", &[]).await);
+    let s_new = soa_serial(&dig_short(dir.dns, "vdb.test", "SOA").await);
     assert!(s_new > s_ours);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let a = dig_short(knot, "database.vdb.test", "A", &[]).await;
-        let soa = soa_serial(&dig_short(knot, "vdb.test", "SOA", &[]).await);
-        if a == ["192.0.2.1"] && soa >= s_new {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Knot did not follow: {a:?} serial {soa} (ours {s_new})\n{}",
-            knot_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let txt = dig_short(knot, "daily.cvd.vdb.test", "TXT", &[]).await;
+    wait_for_async("Knot to follow the NOTIFY", 20, || async {
+        let a = dig_short(knot, "database.vdb.test", "A").await;
+        let soa = soa_serial(&dig_short(knot, "vdb.test", "SOA").await);
+        (a == ["192.0.2.1"] && soa >= s_new).then_some(())
+    })
+    .await;
+    let txt = dig_short(knot, "daily.cvd.vdb.test", "TXT").await;
     assert!(txt[0].starts_with("\"27002:"), "{txt:?}");
 
     let log = knot_log();
-    assert!(log.contains("notify, incoming"), "{log}");
+    vdb_testkit::assert_contains(&log, "notify, incoming");
     assert!(log.matches("zone updated").count() >= 2, "{log}");
     // The directory's own metrics saw NOTIFY acknowledged.
     let metrics = harness::http_get(&format!("{}/metrics", dir.http)).await;
-    assert!(
-        metrics.contains("vdb_directory_notifies_total"),
-        "{metrics}"
-    );
+    vdb_testkit::assert_contains(&metrics, "vdb_directory_notifies_total");
 }

@@ -1,206 +1,33 @@
-//! Processes with guards and ready lines, config writers, a cuttable TCP proxy, a webhook sink,
-//! the "serves exactly a signed manifest" checks, DNS through `dig`, and a watcher that looks
-//! for any version going down while faults happen.
+//! The fault suite's network: config writers, a cuttable TCP proxy, a webhook sink, and a
+//! watcher that looks for any version going down while faults happen (processes, ready lines,
+//! `dig` and the "serves exactly a signed manifest" checks come from `vdb_testkit`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use vdb_proto::{Manifest, MirrorRecord, PublicKey, SecretKey, Signed};
+use vdb_proto::{Manifest, MirrorRecord, PublicKey, SecretKey};
+pub(crate) use vdb_testkit::checks::{
+    assert_serves_exactly_a_signed_manifest, disk_snapshot, manifest_at, version_at,
+};
+pub(crate) use vdb_testkit::http::{block_on, fetch as http_get, scrape as counter};
+pub(crate) use vdb_testkit::{Guard, Proc, copy_dir, output_text as text, wait_for};
+use vdb_testkit::{dig, exe_beside, fixtures, free_port, tail};
 
 pub(crate) const NETWORK: &str = "faults";
 pub(crate) const ZONE: &str = "faults.test.";
 pub(crate) const ADMIN_TOKEN: &str = "faults-admin-token-0123456789";
 
-pub(crate) const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
-
-/// A role process: SIGKILLed and reaped on drop.
-pub(crate) struct Proc {
-    child: Child,
-    pub(crate) ready: Value,
-}
-
-impl Proc {
-    pub(crate) fn url(&self) -> String {
-        self.ready["http"]
-            .as_str()
-            .expect("http in the ready line")
-            .to_owned()
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL, and reaped.
-    pub(crate) fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits (bounded) until the process has exited (killed from elsewhere).
-    pub(crate) fn wait_exit(&mut self, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("process {} did not exit within {secs} s", self.child.id());
-    }
-
-    /// SIGTERM (graceful), bounded; SIGKILL if it does not stop.
-    pub(crate) fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.sigkill();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.sigkill();
-    }
-}
-
-/// SIGKILL by pid (for the proxy's trigger, which runs on another thread).
-pub(crate) fn sigkill_pid(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
-}
-
-/// Starts `vdbd <role> --config <config>` (stderr to `<log>`) and reads its ready line
-/// (bounded: 60 s).
+/// Starts `vdbd <role> --config <config>` (stderr to `<log>`) and reads its ready line.
 pub(crate) fn spawn(role: &str, config: &Path, log: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-        .args([role, "--config"])
-        .arg(config)
-        .env("VDB_LOG", "info,hickory_server=warn")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut proc = Proc {
-        child,
-        ready: Value::Null,
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let mut r = BufReader::new(stdout);
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep the pipe open (and drained) for the process's lifetime.
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-    });
-    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-    proc.ready = serde_json::from_str(&line).unwrap_or_else(|e| {
-        proc.sigkill();
-        panic!(
-            "vdbd {role} gave no ready line ({e}): {line:?}\n--- log {}:\n{}",
-            log.display(),
-            tail(log)
-        )
-    });
-    proc
-}
-
-/// The last lines of a log, for failure messages.
-pub(crate) fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// A free TCP port on `ip` (bound and released).
-pub(crate) fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
-pub(crate) fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out ({secs} s) waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-thread_local! {
-    static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // No pooled connections: the servers are killed and restarted under the same address.
-    static HTTP: reqwest::Client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-}
-
-/// Runs a future on this thread's runtime.
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RT.with(|rt| rt.block_on(f))
-}
-
-/// The body of a 2xx answer, else `None`.
-pub(crate) fn http_get(url: &str) -> Option<Vec<u8>> {
-    let client = HTTP.with(Clone::clone);
-    block_on(async {
-        let r = client.get(url).send().await.ok()?.error_for_status().ok()?;
-        Some(r.bytes().await.ok()?.to_vec())
-    })
-}
-
-/// A manifest served at `base` (master or mirror), verified with `keys`.
-pub(crate) fn manifest_at(base: &str, keys: &[PublicKey]) -> Option<Manifest> {
-    let body = http_get(&format!("{base}{}", vdb_proto::MANIFEST_PATH))?;
-    Signed::<Manifest>::from_json(&body).ok()?.verify(keys).ok()
-}
-
-/// The version of `db` a manifest at `base` holds (0 if none).
-pub(crate) fn version_at(base: &str, keys: &[PublicKey], db: &str) -> u32 {
-    manifest_at(base, keys)
-        .and_then(|m| m.databases.get(db).map(|d| d.version))
-        .unwrap_or(0)
+    Proc::start_role(env!("CARGO_BIN_EXE_vdbd"), role, config, log)
 }
 
 /// Whether the master at `base` says it is ready (caught up with its peers: it takes releases)
@@ -211,107 +38,15 @@ pub(crate) fn master_ready_with(base: &str, db: &str, v: u32) -> bool {
         .is_some_and(|s| s["ready"] == true && s["databases"][db] == v)
 }
 
-/// Invariants 1 and 3 over HTTP: every file the mirror serves outside `local_*` matches a
-/// manifest signed by a trusted master, all from one release. The files are compared with the
-/// manifest fetched before them; a round is repeated if the mirror switched meanwhile.
-pub(crate) fn assert_serves_exactly_a_signed_manifest(
-    mirror: &str,
-    keys: &[PublicKey],
-) -> Manifest {
-    for _ in 0..10 {
-        let m = manifest_at(mirror, keys)
-            .unwrap_or_else(|| panic!("{mirror} serves no manifest signed by a trusted master"));
-        let mut mismatch = None;
-        for f in &m.files {
-            let body = http_get(&format!("{mirror}/{}", f.name))
-                .unwrap_or_else(|| panic!("{mirror} does not serve {}", f.name));
-            if body.len() as u64 != f.size || vdb_proto::sha256_hex(&body) != f.sha256 {
-                mismatch = Some(f.name.clone());
-            }
-        }
-        match mismatch {
-            None => return m,
-            Some(name) => {
-                let after = manifest_at(mirror, keys).expect("a signed manifest");
-                assert_ne!(
-                    after.serial, m.serial,
-                    "{mirror}/{name} does not match the signed manifest it serves (serial {})",
-                    m.serial
-                );
-            }
-        }
-    }
-    panic!("{mirror} kept switching releases during 10 rounds of checks")
-}
-
-/// Invariants 1 and 3 on disk: `<data>/current` is one whole snapshot, its envelope signed by a
-/// trusted master and every file in it (and no other) exactly as that manifest lists.
+/// Invariants 1 and 3 on disk ([`vdb_testkit::checks::disk_snapshot`]); panics if the mirror
+/// has no current snapshot.
 pub(crate) fn assert_disk_snapshot_is_whole(data: &Path, keys: &[PublicKey]) -> Manifest {
-    let cur = data.join("current");
-    let env = std::fs::read(cur.join(".manifest.json")).unwrap_or_else(|e| {
-        panic!(
-            "{}: no envelope in the current snapshot: {e}",
-            data.display()
-        )
-    });
-    let m = Signed::<Manifest>::from_json(&env)
-        .unwrap()
-        .verify(keys)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: current snapshot not signed by a master: {e}",
-                data.display()
-            )
-        });
-    let mut on_disk: Vec<String> = std::fs::read_dir(&cur)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".manifest.json")
-        .collect();
-    on_disk.sort();
-    let mut listed: Vec<String> = m.files.iter().map(|f| f.name.clone()).collect();
-    listed.sort();
-    assert_eq!(
-        on_disk,
-        listed,
-        "{}: snapshot files vs its manifest",
-        data.display()
-    );
-    for f in &m.files {
-        let b = std::fs::read(cur.join(&f.name)).unwrap();
-        assert_eq!(
-            vdb_proto::sha256_hex(&b),
-            f.sha256,
-            "{}: {} on disk does not match its manifest",
-            data.display(),
-            f.name
-        );
-    }
-    m
-}
-
-/// `dig +short` against the directory: the answers' data, sorted.
-pub(crate) fn dig(server: SocketAddr, name: &str, qtype: &str) -> Vec<String> {
-    let out = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string()])
-        .args(["+norec", "+time=1", "+tries=2", "+short", name, qtype])
-        .output()
-        .expect("dig runs");
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .map(|l| l.trim().trim_matches('"').to_owned())
-        .collect();
-    v.sort();
-    v
+    disk_snapshot(data, keys).unwrap_or_else(|| panic!("{}: no current snapshot", data.display()))
 }
 
 /// The version a `<db>.cvd` TXT record advertises (`None` without a record).
 pub(crate) fn txt_version(server: SocketAddr, db: &str) -> Option<u32> {
-    dig(server, &format!("{db}.cvd.{ZONE}"), "TXT")
-        .first()
-        .and_then(|s| s.split(':').next()?.parse().ok())
+    dig::txt_version(&dig::query(server, &format!("{db}.cvd.{ZONE}"), "TXT").run())
 }
 
 /// A TCP proxy on 127.0.0.1 that can be cut (every connection closed, new ones refused) and
@@ -698,7 +433,7 @@ impl Net {
             &config,
             &self.log(&format!("master-{}", Self::name(i))),
         );
-        assert_eq!(p.url(), self.master_url(i));
+        assert_eq!(p.ready().http_url(), self.master_url(i));
         p
     }
 
@@ -710,7 +445,7 @@ impl Net {
             &self.path(&format!("master-{name}.toml")),
             &self.log(&format!("master-{name}")),
         );
-        assert_eq!(p.url(), self.master_url(i));
+        assert_eq!(p.ready().http_url(), self.master_url(i));
         p
     }
 
@@ -782,7 +517,7 @@ impl Net {
         )
         .unwrap();
         let p = spawn("directory", &path, &self.log("directory"));
-        let dns = p.ready["dns"].as_str().unwrap().parse().unwrap();
+        let dns = p.ready().dns_addr();
         (p, dns)
     }
 
@@ -837,10 +572,10 @@ impl Net {
         let dir = self.path(&format!("release-test-{v}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut out = vec![dir.join("test.cvd")];
-        std::fs::copy(Path::new(FIXTURES).join(format!("test-{v}.cvd")), &out[0]).unwrap();
+        std::fs::copy(fixtures::path(&format!("test-{v}.cvd")), &out[0]).unwrap();
         if v > 1 {
             let cdiff = dir.join(format!("test-{v}.cdiff"));
-            std::fs::copy(Path::new(FIXTURES).join(format!("test-{v}.cdiff")), &cdiff).unwrap();
+            std::fs::copy(fixtures::path(&format!("test-{v}.cdiff")), &cdiff).unwrap();
             out.push(cdiff);
         }
         out
@@ -869,7 +604,7 @@ impl Net {
     /// set of its own, which the masters are configured with. Call before writing master configs.
     pub(crate) fn synth(&mut self, base: u32, cdiffs: u32) {
         let out = self.path("synth");
-        vdb_cli::synth::write_chain(&vdb_cli::synth::SynthArgs {
+        vdb_synth::write_chain(&vdb_synth::Spec {
             output: out.clone(),
             size_mb: 1,
             cdiffs,
@@ -942,13 +677,7 @@ impl Drop for Net {
 
 /// A workspace binary beside `vdbd` (`cargo test --workspace` builds them all).
 pub(crate) fn exe(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_vdbd")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p vdb-cli -p vdb-update` first)",
-        p.display()
-    );
-    p
+    exe_beside(env!("CARGO_BIN_EXE_vdbd"), name)
 }
 
 /// `vdb-update --config <config>`.
@@ -961,43 +690,10 @@ pub(crate) fn vdb_update(config: &Path) -> Output {
         .expect("vdb-update runs")
 }
 
-pub(crate) fn text(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The version in a CVD/CLD header on disk.
 pub(crate) fn header_version(path: &Path) -> Option<u32> {
     let f = std::fs::File::open(path).ok()?;
     vdb_format::container::read_header(f)
         .ok()
         .map(|h| h.version)
-}
-
-/// Copies a directory tree (a master's state: its "backup").
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            copy_dir(&e.path(), &t);
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
-/// A master's Prometheus counter (0 if absent).
-pub(crate) fn counter(base: &str, series: &str) -> f64 {
-    let body = http_get(&format!("{base}/metrics")).unwrap_or_default();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }

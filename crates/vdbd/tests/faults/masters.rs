@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use crate::harness::{
-    Net, Proc, Proxy, Sink, Trigger, Watch, assert_serves_exactly_a_signed_manifest, copy_dir,
-    counter, header_version, manifest_at, master_ready_with, sigkill_pid, spawn, text, txt_version,
+    Guard, Net, Proc, Proxy, Sink, Trigger, Watch, assert_serves_exactly_a_signed_manifest,
+    copy_dir, counter, header_version, manifest_at, master_ready_with, spawn, text, txt_version,
     vdb_update, version_at, wait_for,
 };
 
@@ -71,17 +71,17 @@ fn master_a_killed_during_a_publish_fails_over_to_b_and_nothing_is_half_publishe
         proxy.arm(Trigger {
             pattern: pattern.to_vec(),
             forward,
-            action: Box::new(move || sigkill_pid(pid)),
+            action: Box::new(move || Guard::kill_pid(pid)),
         });
         let out = net.publish(&via, &net.fixture_release(v));
         assert!(proxy.fired(), "the proxy never saw {pattern:?}");
-        a.wait_exit(10);
+        a.wait_exit(10).expect("master a exits when killed");
         let log = text(&out);
         assert!(
             out.status.success(),
             "the publisher did not fail over: {log}"
         );
-        assert!(log.contains("accepted by master b"), "{log}");
+        vdb_testkit::assert_contains(&log, "accepted by master b");
         // Nothing half-published: every mirror serves exactly the whole new release.
         wait_mirrors(&urls, &net, "test", v);
         // A, restarted, catches up from B.
@@ -104,7 +104,7 @@ fn master_a_killed_during_a_publish_fails_over_to_b_and_nothing_is_half_publishe
     }
     // A takes the next release again (once it is ready), and it reaches every mirror.
     let out = net.publish_ok(&[net.master_url(0)], &net.fixture_release(4));
-    assert!(out.contains("accepted by master a"), "{out}");
+    vdb_testkit::assert_contains(&out, "accepted by master a");
     wait_mirrors(&urls, &net, "test", 4);
     watch.assert_nothing_went_down();
 }
@@ -125,15 +125,16 @@ fn partitioned_masters_skip_the_forced_sync_raise_an_alert_and_converge_after_he
     let keys = net.keys();
     let (_mirrors, urls) = start_mirrors(&net, 2);
     let watch = Watch::start(urls.clone(), keys.clone(), None);
-    net.publish_ok(&[a.url()], &net.fixture_release(1));
+    net.publish_ok(&[a.ready().http_url()], &net.fixture_release(1));
     wait_mirrors(&urls, &net, "test", 1);
     wait_for("b to replicate test 1", 30, || {
-        (version_at(&b.url(), &keys, "test") == 1).then_some(())
+        (version_at(&b.ready().http_url(), &keys, "test") == 1).then_some(())
     });
     let run = "vdb_master_forced_sync_total{result=\"run\"}";
     let skipped = "vdb_master_forced_sync_total{result=\"skipped\"}";
     wait_for("a forced sync on both masters", 30, || {
-        (counter(&a.url(), run) > 0.0 && counter(&b.url(), run) > 0.0).then_some(())
+        (counter(&a.ready().http_url(), run) > 0.0 && counter(&b.ready().http_url(), run) > 0.0)
+            .then_some(())
     });
 
     let before = sink.len();
@@ -156,21 +157,21 @@ fn partitioned_masters_skip_the_forced_sync_raise_an_alert_and_converge_after_he
             },
         );
     }
-    let runs_a = counter(&a.url(), run);
-    let skipped_a = counter(&a.url(), skipped);
+    let runs_a = counter(&a.ready().http_url(), run);
+    let skipped_a = counter(&a.ready().http_url(), skipped);
     // A release during the partition reaches the mirrors (from A), not B.
-    net.publish_ok(&[a.url()], &net.fixture_release(2));
+    net.publish_ok(&[a.ready().http_url()], &net.fixture_release(2));
     wait_mirrors(&urls, &net, "test", 2);
     wait_for("two more skipped rounds on a", 30, || {
-        (counter(&a.url(), skipped) >= skipped_a + 2.0).then_some(())
+        (counter(&a.ready().http_url(), skipped) >= skipped_a + 2.0).then_some(())
     });
     assert_eq!(
-        counter(&a.url(), run),
+        counter(&a.ready().http_url(), run),
         runs_a,
         "a forced sync ran while the peer was unreachable"
     );
     assert_eq!(
-        version_at(&b.url(), &keys, "test"),
+        version_at(&b.ready().http_url(), &keys, "test"),
         1,
         "b saw through the partition"
     );
@@ -178,10 +179,11 @@ fn partitioned_masters_skip_the_forced_sync_raise_an_alert_and_converge_after_he
     to_b.heal();
     to_a.heal();
     wait_for("b to converge on test 2", 30, || {
-        (version_at(&b.url(), &keys, "test") == 2).then_some(())
+        (version_at(&b.ready().http_url(), &keys, "test") == 2).then_some(())
     });
     wait_for("forced syncs to run again on both", 30, || {
-        (counter(&a.url(), run) > runs_a && counter(&b.url(), run) > 0.0).then_some(())
+        (counter(&a.ready().http_url(), run) > runs_a && counter(&b.ready().http_url(), run) > 0.0)
+            .then_some(())
     });
     for m in &urls {
         assert_serves_exactly_a_signed_manifest(m, &keys);
@@ -199,7 +201,7 @@ fn a_master_restored_from_an_old_backup_rolls_nothing_back() {
     let keys = net.keys();
     let (_mirrors, urls) = start_mirrors(&net, 2);
     let monitor = net.start_monitor();
-    let (_directory, dns) = net.start_directory(&monitor.url());
+    let (_directory, dns) = net.start_directory(&monitor.ready().http_url());
     let both = net.master_urls();
     for v in 1..=2 {
         net.publish_ok(&both[..1], &net.fixture_release(v));
@@ -215,7 +217,7 @@ fn a_master_restored_from_an_old_backup_rolls_nothing_back() {
     }
     wait_mirrors(&urls, &net, "test", 4);
     wait_for("b to hold test 4", 30, || {
-        (version_at(&b.url(), &keys, "test") == 4).then_some(())
+        (version_at(&b.ready().http_url(), &keys, "test") == 4).then_some(())
     });
     wait_for("the TXT record to say 4", 30, || {
         (txt_version(dns, "test") == Some(4)).then_some(())
@@ -232,7 +234,7 @@ fn a_master_restored_from_an_old_backup_rolls_nothing_back() {
     a.sigkill();
     std::fs::remove_dir_all(net.master_data(0)).unwrap();
     copy_dir(&backup, &net.master_data(0));
-    let b_serial = manifest_at(&b.url(), &keys).unwrap().serial;
+    let b_serial = manifest_at(&b.ready().http_url(), &keys).unwrap().serial;
     let _a = net.restart_master(0);
     wait_for("the restored a to catch up", 30, || {
         manifest_at(&net.master_url(0), &keys)
@@ -251,7 +253,7 @@ fn a_master_restored_from_an_old_backup_rolls_nothing_back() {
     assert_eq!(installed(), Some(4));
     // The restored A takes the next release.
     let out = net.publish_ok(&both[..1], &net.fixture_release(5));
-    assert!(out.contains("accepted by master a"), "{out}");
+    vdb_testkit::assert_contains(&out, "accepted by master a");
     wait_mirrors(&urls, &net, "test", 5);
     wait_for("the TXT record to say 5", 30, || {
         (txt_version(dns, "test") == Some(5)).then_some(())

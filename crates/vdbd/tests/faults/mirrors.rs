@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::harness::{
     Net, Proc, Proxy, Watch, ZONE, assert_disk_snapshot_is_whole,
-    assert_serves_exactly_a_signed_manifest, dig, http_get, manifest_at, spawn, text, vdb_update,
+    assert_serves_exactly_a_signed_manifest, http_get, manifest_at, spawn, text, vdb_update,
     version_at, wait_for,
 };
 
@@ -14,7 +14,9 @@ const BASE: u32 = 27000;
 
 /// The A records of `database.<zone>`.
 fn handed_out(dns: SocketAddr) -> Vec<String> {
-    dig(dns, &format!("database.{ZONE}"), "A")
+    vdb_testkit::dig::query(dns, &format!("database.{ZONE}"), "A")
+        .run()
+        .data("A")
 }
 
 /// A mirror SIGKILLed 10 times at random points of a burst of 10 releases (about 1 MiB each):
@@ -28,13 +30,13 @@ fn a_mirror_killed_during_syncs_again_and_again_serves_only_whole_signed_release
     net.synth(BASE, RELEASES);
     let a = net.start_master(0, None, "");
     let keys = net.keys();
-    let spec = net.mirror(0, &[a.url()]);
+    let spec = net.mirror(0, &[a.ready().http_url()]);
     let local = spec.data.join("local");
     std::fs::create_dir_all(&local).unwrap();
     let notes = b"operator's own file: sync must never touch it\n";
     std::fs::write(local.join("local_notes.txt"), notes).unwrap();
     let mut mirror = spawn("mirror", &spec.config, &spec.log);
-    net.publish_ok(&[a.url()], &net.synth_release(BASE, BASE));
+    net.publish_ok(&[a.ready().http_url()], &net.synth_release(BASE, BASE));
     wait_for("the mirror to serve the base release", 30, || {
         (version_at(&spec.url, &keys, "daily") == BASE).then_some(())
     });
@@ -53,7 +55,7 @@ fn a_mirror_killed_during_syncs_again_and_again_serves_only_whole_signed_release
         rng % 400
     };
 
-    let master = a.url();
+    let master = a.ready().http_url();
     let releases: Vec<_> = (BASE + 1..=BASE + RELEASES)
         .map(|v| net.synth_release(v, BASE))
         .collect();
@@ -133,17 +135,22 @@ fn dns_net(via: impl Fn(usize, &str) -> Option<String>) -> DnsNet {
     net.synth(BASE, 1);
     let master = net.start_master(0, None, "");
     let specs: Vec<_> = (0..3)
-        .map(|i| net.mirror(i, &[via(i, &master.url()).unwrap_or_else(|| master.url())]))
+        .map(|i| {
+            net.mirror(
+                i,
+                &[via(i, &master.ready().http_url()).unwrap_or_else(|| master.ready().http_url())],
+            )
+        })
         .collect();
     let mirrors = specs
         .iter()
         .map(|s| spawn("mirror", &s.config, &s.log))
         .collect();
     let monitor = net.start_monitor();
-    let (directory, dns) = net.start_directory(&monitor.url());
-    net.publish_ok(&[master.url()], &net.synth_release(BASE, BASE));
+    let (directory, dns) = net.start_directory(&monitor.ready().http_url());
+    net.publish_ok(&[master.ready().http_url()], &net.synth_release(BASE, BASE));
     net.publish_ok_with(
-        &[master.url()],
+        &[master.ready().http_url()],
         &net.extra_release(),
         &["--db", "extra", "--version", "1"],
     );
@@ -193,7 +200,8 @@ fn tamper(d: &DnsNet, name: &str) -> String {
 
 /// mirror1's verdict, for failure messages.
 fn verdict(d: &DnsNet) -> String {
-    let body = http_get(&format!("{}/api/v1/verdicts", d.monitor.url())).unwrap_or_default();
+    let body =
+        http_get(&format!("{}/api/v1/verdicts", d.monitor.ready().http_url())).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     v["mirrors"]
         .as_array()

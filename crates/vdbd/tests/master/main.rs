@@ -1,60 +1,19 @@
 //! End to end: real `vdbd master` processes on loopback, driven through the
 //! `vdb_master::client` library (the `vdb` binary's publishing code).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vdb_master::client::{Admin, Progress, Publisher, ReleaseFile};
 use vdb_proto::{Manifest, PublicKey, SecretKey};
+use vdb_testkit::keys::publisher_key as publisher;
+use vdb_testkit::publish::test_release;
+use vdb_testkit::{Proc, RegistryDouble, Served, copy_dir, fixtures, free_port, wait_for_async};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(FIXTURES).join(name)
-}
-
-/// A `vdbd master` process, killed on drop.
-struct Proc {
-    child: Child,
+/// A `vdbd master` process and its URL.
+struct Master {
+    proc: Proc,
     url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn stop(mut self) {
-        // SIGTERM for a graceful shutdown, bounded.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Net {
@@ -63,15 +22,11 @@ struct Net {
     keys: Vec<SecretKey>,
 }
 
-fn publisher() -> SecretKey {
-    SecretKey::from_seed([1; 32])
-}
-
 impl Net {
     fn new(n: usize) -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
-            ports: (0..n).map(|_| free_port()).collect(),
+            ports: (0..n).map(|_| free_port("127.0.0.1")).collect(),
             keys: (0..n)
                 .map(|i| SecretKey::from_seed([20 + i as u8; 32]))
                 .collect(),
@@ -113,77 +68,33 @@ impl Net {
         path
     }
 
-    fn start(&self, i: usize, extra: &str) -> Proc {
+    fn start(&self, i: usize, extra: &str) -> Master {
         let config = self.config(i, extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-            .args(["master", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
-        assert_eq!(ready["role"], "master");
-        let url = ready["http"].as_str().unwrap().to_owned();
+        let log = self.dir.path().join(format!("m{i}.log"));
+        let proc = Proc::start_role(env!("CARGO_BIN_EXE_vdbd"), "master", &config, &log);
+        assert_eq!(proc.ready().role(), "master");
+        let url = proc.ready().http_url();
         assert_eq!(url, self.url(i));
-        Proc { child, url }
+        Master { proc, url }
     }
-}
-
-fn release(v: u32) -> Vec<ReleaseFile> {
-    let mut f = vec![ReleaseFile {
-        name: "test.cvd".into(),
-        path: fixture(&format!("test-{v}.cvd")),
-    }];
-    if v > 1 {
-        f.push(ReleaseFile {
-            name: format!("test-{v}.cdiff"),
-            path: fixture(&format!("test-{v}.cdiff")),
-        });
-    }
-    f
-}
-
-async fn publish(
-    masters: &[String],
-    v: u32,
-) -> Result<vdb_proto::ReleaseAccepted, vdb_master::client::PublishError> {
-    let p = Publisher::new(masters.to_vec(), publisher());
-    let files = release(v);
-    let info = vdb_master::client::infer(&files, None, None).unwrap();
-    let (st, env) = p.statement(&info, &files, "").unwrap();
-    p.publish(&files, &st, &env, &|_: Progress| {}).await
 }
 
 /// Publishing retried while a master is still catching up (it answers 503 then).
 async fn publish_retry(masters: &[String], v: u32) -> vdb_proto::ReleaseAccepted {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match publish(masters, v).await {
-            Ok(a) => return a,
-            Err(vdb_master::client::PublishError::Unreachable(e)) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("v{v}: {e}"),
-        }
-    }
+    vdb_testkit::publish::publish(masters, &publisher(), &test_release(v), 20).await
 }
 
 async fn manifest(url: &str, key: PublicKey) -> Option<Manifest> {
     Admin::new(url, None).manifest(&[key]).await.ok()
 }
 
+/// Waits (30 s at most) until `f` holds.
 async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(what, 30, || {
+        let check = f();
+        async move { check.await.then_some(()) }
+    })
+    .await;
 }
 
 async fn version(url: &str, key: PublicKey) -> u32 {
@@ -210,7 +121,8 @@ async fn chain_through_a_then_failover_to_b_and_restore_from_an_old_backup() {
         assert_eq!((r.master.as_str(), r.version), ("m0", v));
     }
     // Stop A gracefully and keep its state as an "old backup"; A comes back and goes on.
-    a.stop();
+    let mut a = a;
+    a.proc.stop();
     let data0 = net.dir.path().join("data0");
     let backup = net.dir.path().join("backup0");
     copy_dir(&data0, &backup);
@@ -277,57 +189,9 @@ fn manifest_file(data: &Path) -> Manifest {
     env.verify(&[env.signer()]).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
 async fn metrics(url: &str) -> String {
-    let Ok(r) = reqwest_get(&format!("{url}/metrics")).await else {
-        return String::new();
-    };
-    r
-}
-
-async fn reqwest_get(url: &str) -> Result<String, String> {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        http_get(&url).map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
-    })
-    .await
-    .unwrap()
-}
-
-/// A minimal blocking HTTP/1.0 GET (the test crate has no HTTP client of its own).
-fn http_get(url: &str) -> Result<(u16, Vec<u8>), String> {
-    let rest = url.strip_prefix("http://").ok_or("not http")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no header end")?;
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, buf[split + 4..].to_vec()))
+    let body = vdb_testkit::http::fetch_async(&format!("{url}/metrics")).await;
+    String::from_utf8_lossy(&body.unwrap_or_default()).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,74 +222,27 @@ async fn forced_sync_is_skipped_while_a_peer_is_unreachable() {
     drop(a);
 }
 
-/// A tiny upstream: serves files from a directory over HTTP/1.0 (no Range: the whole file,
-/// which the master reads the header from), on a thread until the listener is dropped.
-fn upstream(
-    dir: PathBuf,
-) -> (
-    String,
-    std::thread::JoinHandle<()>,
-    Arc<std::sync::atomic::AtomicBool>,
-) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    l.set_nonblocking(true).unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = Arc::clone(&stop);
-    let h = std::thread::spawn(move || {
-        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
-            let Ok((mut s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            s.set_nonblocking(false).ok();
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&b[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&req).into_owned();
-            let path = text
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/')
-                .to_owned();
-            let body = (vdb_proto::is_safe_file_name(&path))
-                .then(|| std::fs::read(dir.join(&path)).ok())
-                .flatten();
-            let _ = match body {
-                Some(b) => s
-                    .write_all(
-                        format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())
-                            .as_bytes(),
-                    )
-                    .and_then(|()| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    (url, h, stop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn following_a_local_upstream() {
     let net = Net::new(1);
     let up_dir = net.dir.path().join("upstream");
     std::fs::create_dir_all(&up_dir).unwrap();
-    std::fs::copy(fixture("test-2.cvd"), up_dir.join("test.cvd")).unwrap();
+    std::fs::copy(fixtures::path("test-2.cvd"), up_dir.join("test.cvd")).unwrap();
     for v in 2..=6 {
         std::fs::copy(
-            fixture(&format!("test-{v}.cdiff")),
+            fixtures::path(&format!("test-{v}.cdiff")),
             up_dir.join(format!("test-{v}.cdiff")),
         )
         .unwrap();
     }
-    let (up_url, h, stop) = upstream(up_dir.clone());
+    // The upstream: the files of a directory over HTTP (whole bodies; the master reads the
+    // header from them).
+    let upstream = RegistryDouble::start(Served {
+        files: Some(up_dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let up_url = upstream.url.clone();
     let a = net.start(
         0,
         &format!("[upstream]\nurl = \"{up_url}\"\ndatabases = [\"test\"]\ninterval_secs = 1\n"),
@@ -434,7 +251,7 @@ async fn following_a_local_upstream() {
         version(&a.url, net.key(0)).await == 2
     })
     .await;
-    std::fs::copy(fixture("test-5.cvd"), up_dir.join("test.cvd.tmp")).unwrap();
+    std::fs::copy(fixtures::path("test-5.cvd"), up_dir.join("test.cvd.tmp")).unwrap();
     std::fs::rename(up_dir.join("test.cvd.tmp"), up_dir.join("test.cvd")).unwrap();
     wait_for("v5 from upstream", || async {
         version(&a.url, net.key(0)).await == 5
@@ -448,7 +265,7 @@ async fn following_a_local_upstream() {
         );
     }
     // A tampered upstream CVD is refused: the manifest keeps v5.
-    let mut bad = std::fs::read(fixture("test-6.cvd")).unwrap();
+    let mut bad = std::fs::read(fixtures::path("test-6.cvd")).unwrap();
     let n = bad.len();
     bad[n - 10] ^= 0xff;
     std::fs::write(up_dir.join("test.cvd.tmp"), &bad).unwrap();
@@ -461,6 +278,4 @@ async fn following_a_local_upstream() {
     .await;
     assert_eq!(version(&a.url, net.key(0)).await, 5);
     drop(a);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    h.join().unwrap();
 }

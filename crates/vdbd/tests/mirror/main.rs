@@ -2,37 +2,26 @@
 //! the real freshclam 1.4.6 as a client, SIGKILL during syncs, `sync --once` beside a running
 //! server, slow clients.
 
-mod double;
 mod real_master;
 mod tls;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use double::{MasterDouble, NETWORK, fixtures, master_key, test_release};
 use vdb_proto::{Manifest, Signed};
+use vdb_testkit::checks::disk_snapshot;
+use vdb_testkit::fixtures::{self, served_set as test_release};
+use vdb_testkit::http::get;
+use vdb_testkit::keys::{NETWORK, master_key};
+use vdb_testkit::{Guard, MasterDouble, Proc, now, wait_for};
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A `vdbd mirror` process, killed on drop.
+/// A `vdbd mirror` process and its plain HTTP address.
 struct Mirror {
-    child: Child,
+    _proc: Proc,
     http: SocketAddr,
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn write_config(dir: &Path, master: &str, extra: &str) -> PathBuf {
@@ -58,77 +47,33 @@ fn vdbd() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vdbd")), PathBuf::from)
 }
 
-/// Spawns the mirror.
+/// Spawns the mirror without waiting for it (to kill it at a random point).
 fn spawn(config: &Path) -> Child {
     Command::new(vdbd())
         .args(["mirror", "--config"])
         .arg(config)
         .env("VDB_LOG", "warn")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
 
+/// Starts the mirror (its log beside its config) and reads its ready line.
 fn start(config: &Path) -> Mirror {
-    let mut child = spawn(config);
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let mut m = Mirror {
-        child,
-        http: "0.0.0.0:0".parse().unwrap(),
-    };
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("no ready line from vdbd mirror");
-    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
-    assert_eq!(v["role"], "mirror");
-    m.http = v["http"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    m
-}
-
-/// A minimal HTTP/1.1 GET: (status, headers, body).
-fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no header end");
-    let head = String::from_utf8_lossy(&out[..split]).into_owned();
-    let status = head[9..12].parse().unwrap();
-    (status, head, out[split + 4..].to_vec())
+    let log = config.with_extension("log");
+    let proc = Proc::start_role(vdbd(), "mirror", config, &log);
+    assert_eq!(proc.ready().role(), "mirror");
+    let http = proc.ready().http_addr();
+    Mirror { _proc: proc, http }
 }
 
 fn wait_serial(m: &Mirror, serial: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for(&format!("the mirror at serial {serial}"), 30, || {
         let (st, _, body) = get(m.http, vdb_mirror::STATUS_PATH, &[]);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if st == 200 && v["serial"] == serial {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not at serial {serial}: {v}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (st == 200 && v["serial"] == serial).then_some(())
+    });
 }
 
 fn freshclam(work: &Path, mirror_line: &str) -> (bool, String) {
@@ -164,7 +109,7 @@ fn sigtool_version(path: &Path) -> u32 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Verification OK."), "{text}");
+    vdb_testkit::assert_contains(&text, "Verification OK.");
     text.lines()
         .find_map(|l| l.strip_prefix("Version: "))
         .unwrap()
@@ -186,6 +131,17 @@ fn stats(m: &Mirror) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// The statistics once `flushed` holds for them (bounded wait).
+fn stats_once(
+    m: &Mirror,
+    flushed: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    wait_for("the statistics to be flushed", 30, || {
+        let rows = stats(m);
+        flushed(&rows).then_some(rows)
+    })
 }
 
 fn count(rows: &[serde_json::Value], file: &str, status: u16) -> u64 {
@@ -214,9 +170,9 @@ fn freshclam_fresh_download_then_up_to_date_via_304() {
     assert_eq!(sigtool_version(&work.join("db/test.cvd")), 6);
     let (ok, log) = freshclam(&work, &line);
     assert!(ok, "{log}");
-    assert!(log.contains("up-to-date"), "{log}");
-    std::thread::sleep(Duration::from_millis(1500));
-    let rows = stats(&m);
+    vdb_testkit::assert_contains(&log, "up-to-date");
+    // The statistics are flushed every second: wait for the last request's row.
+    let rows = stats_once(&m, |rows| count(rows, "test.cvd", 304) > 0);
     assert_eq!(count(&rows, "test.cvd", 206), 1, "{rows:?}");
     assert_eq!(count(&rows, "test.cvd", 200), 1, "{rows:?}");
     assert_eq!(count(&rows, "test.cvd", 304), 1, "{rows:?}");
@@ -227,13 +183,12 @@ fn freshclam_v1_to_v6_through_cdiffs() {
     let (dir, _master, m) = mirror_at_v6();
     let work = dir.path().join("fc");
     std::fs::create_dir_all(work.join("db")).unwrap();
-    std::fs::copy(fixtures().join("test-1.cvd"), work.join("db/test.cvd")).unwrap();
+    std::fs::copy(fixtures::path("test-1.cvd"), work.join("db/test.cvd")).unwrap();
     let (ok, log) = freshclam(&work, &format!("DatabaseMirror http://{}", m.http));
     assert!(ok, "{log}");
-    assert!(log.contains("test.cld updated (version: 6"), "{log}");
+    vdb_testkit::assert_contains(&log, "test.cld updated (version: 6");
     assert_eq!(sigtool_version(&work.join("db/test.cld")), 6);
-    std::thread::sleep(Duration::from_millis(1500));
-    let rows = stats(&m);
+    let rows = stats_once(&m, |rows| count(rows, "test-6.cdiff", 200) > 0);
     for n in 2..=6 {
         assert_eq!(count(&rows, &format!("test-{n}.cdiff"), 200), 1, "{rows:?}");
     }
@@ -249,12 +204,11 @@ fn freshclam_private_mirror_mode() {
     let (dir, _master, m) = mirror_at_v6();
     let work = dir.path().join("fc");
     std::fs::create_dir_all(work.join("db")).unwrap();
-    std::fs::copy(fixtures().join("test-1.cvd"), work.join("db/test.cvd")).unwrap();
+    std::fs::copy(fixtures::path("test-1.cvd"), work.join("db/test.cvd")).unwrap();
     let (ok, log) = freshclam(&work, &format!("PrivateMirror {}", m.http));
     assert!(ok, "{log}");
     assert_eq!(sigtool_version(&work.join("db/test.cvd")), 6);
-    std::thread::sleep(Duration::from_millis(1500));
-    let rows = stats(&m);
+    let rows = stats_once(&m, |rows| count(rows, "test.cvd", 200) > 0);
     assert_eq!(
         count(&rows, "(not found)", 404),
         1,
@@ -266,30 +220,10 @@ fn freshclam_private_mirror_mode() {
 /// Checks the on-disk state a killed mirror left: `current` names a complete snapshot whose
 /// every file matches its signed manifest. Returns that manifest's serial.
 fn check_disk(data: &Path) -> Option<u64> {
-    let link = data.join("current");
-    let target = std::fs::read_link(&link).ok()?;
-    let snap = data.join(target);
-    let env = std::fs::read(snap.join(".manifest.json")).unwrap();
-    let man: Manifest = Signed::<Manifest>::from_json(&env)
-        .unwrap()
-        .verify(&[master_key().public()])
-        .unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&snap)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".manifest.json")
-        .collect();
-    names.sort();
-    let want: Vec<String> = man.files.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(names, want, "snapshot has exactly the manifest's files");
-    for f in &man.files {
-        let data = std::fs::read(snap.join(&f.name)).unwrap();
-        assert_eq!(vdb_proto::sha256_hex(&data), f.sha256, "{}", f.name);
-    }
-    Some(man.serial)
+    disk_snapshot(data, &[master_key().public()]).map(|m| m.serial)
 }
 
-fn release_with_blob(serial: u64) -> Vec<(&'static str, Vec<u8>)> {
+fn release_with_blob(serial: u64) -> Vec<(String, Vec<u8>)> {
     let mut rel = test_release((serial % 6) as u32 + 1);
     let mut x = serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let blob: Vec<u8> = (0..(1 << 20))
@@ -300,7 +234,7 @@ fn release_with_blob(serial: u64) -> Vec<(&'static str, Vec<u8>)> {
             x as u8
         })
         .collect();
-    rel.push(("blob.bin", blob));
+    rel.push(("blob.bin".to_owned(), blob));
     rel
 }
 
@@ -398,14 +332,7 @@ fn sync_once_waits_for_the_servers_sync_and_the_server_follows() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut once = Kill(once);
+    let mut once = Guard(once);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         once.0.try_wait().unwrap().is_none(),
@@ -435,7 +362,7 @@ fn sync_once_waits_for_the_servers_sync_and_the_server_follows() {
     wait_serial(&m, 3);
     let (st, _, body) = get(m.http, "/test.cvd", &[]);
     assert_eq!(st, 200);
-    assert_eq!(body, std::fs::read(fixtures().join("test-5.cvd")).unwrap());
+    assert_eq!(body, std::fs::read(fixtures::path("test-5.cvd")).unwrap());
     assert_eq!(check_disk(&dir.path().join("data")), Some(3));
 }
 

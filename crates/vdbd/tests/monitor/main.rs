@@ -3,87 +3,48 @@
 //! masters and mirrors of `vdbd dev`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use vdb_proto::{
-    DatabaseState, FileRef, MANIFEST_PATH, Manifest, MirrorRecord, SecretKey, Signed,
-    VerdictReport, sha256_hex,
-};
+use vdb_proto::{MANIFEST_PATH, MirrorRecord, SecretKey, VerdictReport};
+use vdb_testkit::{Proc, fixtures, keys, now, wait_for_async};
 
 const NETWORK: &str = "e2e";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn key() -> SecretKey {
     SecretKey::from_seed([42; 32])
 }
 
-fn fixture(name: &str) -> Vec<u8> {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/clamav"
-    );
-    std::fs::read(format!("{dir}/{name}")).unwrap()
-}
-
 /// Path → bytes of one release, manifest included.
 fn release(version: u32) -> BTreeMap<String, Vec<u8>> {
     let issued = now();
-    let mut files = BTreeMap::new();
-    files.insert(
-        "test.cvd".to_owned(),
-        fixture(&format!("test-{version}.cvd")),
+    let files = vec![
+        (
+            "test.cvd".to_owned(),
+            fixtures::read(&format!("test-{version}.cvd")),
+        ),
+        (
+            format!("test-{version}.cdiff"),
+            fixtures::read(&format!("test-{version}.cdiff")),
+        ),
+        ("timestamp".to_owned(), format!("{issued}\n").into_bytes()),
+    ];
+    let m = keys::manifest(
+        NETWORK,
+        u64::from(version),
+        issued,
+        &[("test", version)],
+        &files,
     );
-    files.insert(
-        format!("test-{version}.cdiff"),
-        fixture(&format!("test-{version}.cdiff")),
-    );
-    files.insert("timestamp".to_owned(), format!("{issued}\n").into_bytes());
-    let m = Manifest {
-        network: NETWORK.into(),
-        serial: u64::from(version),
-        master: "a".into(),
-        issued_at: issued,
-        expires_at: issued + 86400,
-        databases: [(
-            "test".to_owned(),
-            DatabaseState {
-                version,
-                built_at: issued,
-                release: "0".repeat(64),
-            },
-        )]
-        .into(),
-        files: files
-            .iter()
-            .map(|(n, b)| FileRef {
-                name: n.clone(),
-                size: b.len() as u64,
-                sha256: sha256_hex(b),
-            })
-            .collect(),
-    };
     let mut out: BTreeMap<String, Vec<u8>> = files
         .into_iter()
         .map(|(n, b)| (format!("/{n}"), b))
         .collect();
-    out.insert(
-        MANIFEST_PATH.to_owned(),
-        Signed::sign(&m, &key()).to_json().into_bytes(),
-    );
+    out.insert(MANIFEST_PATH.to_owned(), keys::signed(&m, &key()));
     out
 }
 
@@ -108,47 +69,16 @@ async fn serve(files: Files) -> String {
     format!("http://{addr}")
 }
 
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Spawns `vdbd <args> <config>` (its log beside `config`) and reads its ready line; `Err`
+/// if it exits without one.
+fn try_spawn(args: &[&str], config: &Path) -> Result<Proc, String> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vdbd"));
+    cmd.args(args).arg(config).env("VDB_LOG", "warn");
+    Proc::try_start(cmd, &config.with_extension("log"))
 }
 
-/// Spawns `vdbd <args>` and returns it with its JSON ready line.
-fn spawn(args: &[&str], config: &Path) -> (Proc, serde_json::Value) {
-    try_spawn(args, config).expect("vdbd exited without a ready line")
-}
-
-/// Spawns `vdbd <args>`; `None` if it exits without a ready line.
-fn try_spawn(args: &[&str], config: &Path) -> Option<(Proc, serde_json::Value)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-        .args(args)
-        .arg(config)
-        .env("VDB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("a ready line within 60 s");
-    if line.is_empty() {
-        return None;
-    }
-    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    Some((proc, v))
+fn spawn(args: &[&str], config: &Path) -> Proc {
+    try_spawn(args, config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Polls the monitor's verdicts until `pred` holds (bounded).
@@ -158,18 +88,16 @@ async fn wait_for(
     secs: u64,
     pred: impl Fn(&VerdictReport) -> bool,
 ) -> VerdictReport {
-    let deadline = Instant::now() + Duration::from_secs(secs);
     let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/api/v1/verdicts")).send().await
-            && let Ok(rep) = r.json::<VerdictReport>().await
-            && pred(&rep)
-        {
-            return rep;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_async(what, secs, || async {
+        let r = client
+            .get(format!("{base}/api/v1/verdicts"))
+            .send()
+            .await
+            .ok()?;
+        r.json::<VerdictReport>().await.ok().filter(|rep| pred(rep))
+    })
+    .await
 }
 
 fn state_of(rep: &VerdictReport, name: &str) -> Option<vdb_proto::MirrorState> {
@@ -214,10 +142,10 @@ async fn vdbd_monitor_takes_a_frozen_mirror_out_and_back() {
         &format!("[{master:?}]"),
         &format!("[\"{}\"]", key().public()),
     );
-    let (proc, ready) = spawn(&["monitor", "--config"], &config);
-    assert_eq!(ready["role"], "monitor");
-    assert_eq!(ready["name"], "e2e-monitor");
-    let base = ready["http"].as_str().unwrap().to_owned();
+    let mut proc = spawn(&["monitor", "--config"], &config);
+    assert_eq!(proc.ready().role(), "monitor");
+    assert_eq!(proc.ready().json()["name"], "e2e-monitor");
+    let base = proc.ready().http_url();
 
     wait_for(&base, "m1 in service", 30, |r| {
         state_of(r, "m1") == Some(InService) && r.newest.get("test") == Some(&2)
@@ -239,39 +167,15 @@ async fn vdbd_monitor_takes_a_frozen_mirror_out_and_back() {
     .await;
     assert_eq!(rep.mirrors[0].serving["test"], 3);
 
-    let page = reqwest::get(format!("{base}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = vdb_testkit::http::get_text(&format!("{base}/")).await;
     assert!(
         page.contains("data-mirror=\"m1\"") && page.contains("test 3"),
         "{page}"
     );
 
     // SIGTERM: a graceful exit with status 0.
-    let mut proc = proc;
-    let pid = proc.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(st) = proc.0.try_wait().unwrap() {
-            assert!(st.success(), "{st:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vdbd monitor did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let st = proc.terminate(15).expect("vdbd monitor stops on SIGTERM");
+    assert!(st.success(), "{st:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,12 +187,16 @@ async fn vdbd_monitor_judges_the_real_mirrors_of_vdbd_dev() {
     let mut started = None;
     for _ in 0..3 {
         let _ = std::fs::remove_dir_all(&dev_dir);
-        started = try_spawn(&["dev", "--mirrors", "2", "--dir"], &dev_dir);
-        if started.is_some() {
-            break;
+        match try_spawn(&["dev", "--mirrors", "2", "--dir"], &dev_dir) {
+            Ok(p) => {
+                started = Some(p);
+                break;
+            }
+            Err(e) => eprintln!("{e}"),
         }
     }
-    let (_dev, ready) = started.expect("vdbd dev started in three tries");
+    let dev = started.expect("vdbd dev started in three tries");
+    let ready = dev.ready().json();
     // Our own monitor process, configured like dev's but separate.
     let dev_monitor: toml::Table =
         toml::from_str(&std::fs::read_to_string(dev_dir.join("monitor.toml")).unwrap()).unwrap();
@@ -307,8 +215,8 @@ async fn vdbd_monitor_judges_the_real_mirrors_of_vdbd_dev() {
         ),
     )
     .unwrap();
-    let (_mon, mready) = spawn(&["monitor", "--config"], &config);
-    let base = mready["http"].as_str().unwrap().to_owned();
+    let mon = spawn(&["monitor", "--config"], &config);
+    let base = mon.ready().http_url();
     let newest: u32 = ready["databases"][0]["version"].as_u64().unwrap() as u32;
     let db = ready["databases"][0]["name"].as_str().unwrap().to_owned();
     let rep = wait_for(

@@ -4,126 +4,52 @@
 //!
 //! Every process is started on loopback, bounded in time, and killed by a guard on drop.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use vdb_client::{Publisher, ReleaseFile, infer};
-use vdb_proto::{Manifest, PublicKey, SecretKey, Signed};
+use vdb_proto::{Manifest, PublicKey, SecretKey};
+use vdb_testkit::checks::{assert_serves_exactly_a_signed_manifest, manifest_at};
+use vdb_testkit::http::{block_on, fetch as http_get};
+use vdb_testkit::publish::test_release;
+use vdb_testkit::{Proc, dig, exe_beside, fixtures, output_text as text, wait_for};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(FIXTURES).join(name)
-}
-
-/// A running `vdbd dev`, stopped (SIGTERM, then SIGKILL) on drop.
-struct Dev {
-    child: Child,
-    ready: Value,
-}
+/// A running `vdbd dev` (its stderr in `<dir>.log`), killed on drop.
+struct Dev(Proc);
 
 impl Dev {
     fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-            .args(["dev", "--dir"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdbd"));
+        cmd.args(["dev", "--dir"])
             .arg(dir)
             .args(["--timeout-secs", "90"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start vdbd dev");
-        // `vdbd dev` gives up by itself after --timeout-secs, so this read is bounded.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the ready line");
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("vdbd dev did not print its ready line ({e}): {line:?}"));
-        Self { child, ready }
+            .args(extra);
+        // `vdbd dev` gives up by itself after --timeout-secs, within the kit's bound.
+        Self(Proc::start(cmd, &dir.with_extension("log")))
     }
 
     fn strs(&self, key: &str) -> Vec<String> {
-        self.ready[key]
+        let ready = self.0.ready().json();
+        ready[key]
             .as_array()
-            .unwrap_or_else(|| panic!("{key} in {}", self.ready))
+            .unwrap_or_else(|| panic!("{key} in {ready}"))
             .iter()
             .map(|v| v.as_str().unwrap().to_owned())
             .collect()
     }
 
     fn path(&self, key: &str) -> PathBuf {
-        PathBuf::from(self.ready[key].as_str().unwrap_or_else(|| panic!("{key}")))
-    }
-
-    /// SIGTERM, and the exit status within `secs`.
-    fn stop(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Some(status);
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if self.stop(10).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        PathBuf::from(
+            self.0.ready().json()[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key}")),
+        )
     }
 }
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn http_get(url: &str) -> Option<Vec<u8>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(url).await.ok()?.error_for_status().ok()?;
-        Some(r.bytes().await.ok()?.to_vec())
-    })
 }
 
 fn master_keys(dev: &Dev) -> Vec<PublicKey> {
@@ -140,36 +66,12 @@ fn master_keys(dev: &Dev) -> Vec<PublicKey> {
 }
 
 fn served_manifest(mirror: &str, keys: &[PublicKey]) -> Option<Manifest> {
-    let body = http_get(&format!("{mirror}{}", vdb_proto::MANIFEST_PATH))?;
-    Signed::<Manifest>::from_json(&body).ok()?.verify(keys).ok()
+    manifest_at(mirror, keys)
 }
 
-/// Invariant 3: every file a mirror serves outside `local_*` matches its signed manifest. The
-/// mirror may switch to a newer release between two requests (each request sees one whole
-/// release), so the files are compared with the manifest fetched before them, and the round is
-/// repeated if the manifest changed meanwhile.
+/// Invariant 3: every file a mirror serves outside `local_*` matches its signed manifest.
 fn assert_serves_exactly_its_manifest(mirror: &str, keys: &[PublicKey]) -> Manifest {
-    for _ in 0..10 {
-        let m = served_manifest(mirror, keys).expect("a signed manifest");
-        let mut mismatch = None;
-        for f in &m.files {
-            let body = http_get(&format!("{mirror}/{}", f.name))
-                .unwrap_or_else(|| panic!("{mirror} does not serve {}", f.name));
-            if body.len() as u64 != f.size || vdb_proto::sha256_hex(&body) != f.sha256 {
-                mismatch = Some(f.name.clone());
-            }
-        }
-        let after = served_manifest(mirror, keys).expect("a signed manifest");
-        match mismatch {
-            None => return m,
-            Some(name) => assert_ne!(
-                after.serial, m.serial,
-                "{mirror}/{name} does not match the manifest it serves (serial {})",
-                m.serial
-            ),
-        }
-    }
-    panic!("{mirror} kept switching releases during 10 rounds of checks")
+    assert_serves_exactly_a_signed_manifest(mirror, keys)
 }
 
 fn freshclam(dev: &Dev) -> Output {
@@ -189,16 +91,12 @@ fn freshclam(dev: &Dev) -> Output {
 
 /// The `vdb-update` binary beside `vdbd` (`cargo test --workspace` builds both).
 fn vdb_update(dev: &Dev) -> Output {
-    let exe = Path::new(env!("CARGO_BIN_EXE_vdbd")).with_file_name("vdb-update");
-    assert!(
-        exe.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p vdb-update` first)",
-        exe.display()
-    );
-    run(Command::new(exe)
-        .arg("--config")
-        .arg(dev.path("vdb_update_conf"))
-        .arg("--verbose"))
+    run(
+        Command::new(exe_beside(env!("CARGO_BIN_EXE_vdbd"), "vdb-update"))
+            .arg("--config")
+            .arg(dev.path("vdb_update_conf"))
+            .arg("--verbose"),
+    )
 }
 
 fn sigtool_info(path: &Path) -> String {
@@ -208,25 +106,16 @@ fn sigtool_info(path: &Path) -> String {
 fn publish_fixture_chain(dev: &Dev, versions: std::ops::RangeInclusive<u32>) {
     let key =
         SecretKey::from_text(&std::fs::read_to_string(dev.path("publisher_key")).unwrap()).unwrap();
-    let publisher = Publisher::new(dev.strs("masters"), key);
-    let rt = tokio::runtime::Runtime::new().unwrap();
     for v in versions {
-        let files = vec![
-            ReleaseFile {
-                name: "test.cvd".into(),
-                path: fixture(&format!("test-{v}.cvd")),
-            },
-            ReleaseFile {
-                name: format!("test-{v}.cdiff"),
-                path: fixture(&format!("test-{v}.cdiff")),
-            },
-        ];
+        let files = test_release(v);
         let info = infer(&files, None, None).unwrap();
         assert_eq!((info.db.as_str(), info.version), ("test", v));
-        let (st, env) = publisher.statement(&info, &files, "e2e").unwrap();
-        let accepted = rt
-            .block_on(publisher.publish(&files, &st, &env, &|_| {}))
-            .unwrap_or_else(|e| panic!("publishing test {v}: {e}"));
+        let accepted = block_on(vdb_testkit::publish::publish_once(
+            &dev.strs("masters"),
+            &key,
+            &files,
+        ))
+        .unwrap_or_else(|e| panic!("publishing test {v}: {e}"));
         assert_eq!(accepted.version, v);
     }
 }
@@ -240,7 +129,7 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     let tmp = tempfile::tempdir().unwrap();
     let upstream = tmp.path().join("upstream");
     std::fs::create_dir_all(&upstream).unwrap();
-    std::fs::copy(fixture("test-1.cvd"), upstream.join("test-1.cvd")).unwrap();
+    std::fs::copy(fixtures::path("test-1.cvd"), upstream.join("test-1.cvd")).unwrap();
     let mut dev = Dev::start(
         &tmp.path().join("net"),
         &["--upstream", upstream.to_str().unwrap(), "--mirrors", "3"],
@@ -265,8 +154,7 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     assert!(sigtool_info(&vu_dir.join("test.cvd")).contains("Version: 1"));
 
     // Publish v2..v6 while wrk loads a mirror.
-    let dns = dev.ready["directory"]["dns"].as_str().unwrap().to_owned();
-    let (dns_ip, dns_port) = dns.rsplit_once(':').unwrap();
+    let dns = dev.0.ready().dns_addr();
     let wrk = Command::new("wrk")
         .args(["-t1", "-c4", "-d4s", "--timeout", "2s"])
         .arg(format!("{}/test.cvd", mirrors[0]))
@@ -282,14 +170,10 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
         assert_serves_exactly_its_manifest(m, &keys);
     }
     // Invariant 9 from the outside: the TXT record says 6 only now, and it does say it.
-    let txt = wait_for("the TXT record to advertise test 6", 30, || {
-        let out = run(Command::new("dig")
-            .args(["+short", "-p", dns_port, &format!("@{dns_ip}")])
-            .args(["TXT", "test.cvd.vdbnet.test."]));
-        let s = String::from_utf8_lossy(&out.stdout).to_string();
-        s.starts_with("\"6:").then_some(s)
+    let txt = dig::query(dns, "test.cvd.vdbnet.test.", "TXT").until(30, |d| {
+        d.data("TXT").first().is_some_and(|t| t.starts_with("\"6:"))
     });
-    assert!(txt.trim().trim_matches('"').starts_with("6:"), "{txt}");
+    assert_eq!(dig::txt_version(&txt), Some(6), "{}", txt.raw);
     let wrk = wrk.wait_with_output().unwrap();
     let report = text(&wrk);
     assert!(wrk.status.success(), "{report}");
@@ -313,17 +197,20 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
         );
     }
     let info = sigtool_info(&db_dir.join("test.cld"));
-    assert!(info.contains("Version: 6"), "{info}");
-    assert!(info.contains("Verification OK"), "{info}");
+    vdb_testkit::assert_contains(&info, "Version: 6");
+    vdb_testkit::assert_contains(&info, "Verification OK");
     // vdb-update takes the same cdiffs, and ClamAV's sigtool accepts what it built.
     let out = vdb_update(&dev);
     assert!(out.status.success(), "{}", text(&out));
     let info = sigtool_info(&vu_dir.join("test.cld"));
-    assert!(info.contains("Version: 6"), "{info}");
-    assert!(info.contains("Verification OK"), "{info}");
+    vdb_testkit::assert_contains(&info, "Version: 6");
+    vdb_testkit::assert_contains(&info, "Verification OK");
 
     // Clean stop on SIGTERM.
-    let status = dev.stop(20).expect("vdbd dev stops within 20 s of SIGTERM");
+    let status = dev
+        .0
+        .terminate(20)
+        .expect("vdbd dev stops within 20 s of SIGTERM");
     assert!(status.success(), "vdbd dev exited with {status}");
 }
 
@@ -334,7 +221,7 @@ fn replays_and_rollbacks_change_nothing_on_the_mirrors() {
     let tmp = tempfile::tempdir().unwrap();
     let upstream = tmp.path().join("upstream");
     std::fs::create_dir_all(&upstream).unwrap();
-    std::fs::copy(fixture("test-1.cvd"), upstream.join("test-1.cvd")).unwrap();
+    std::fs::copy(fixtures::path("test-1.cvd"), upstream.join("test-1.cvd")).unwrap();
     let dev = Dev::start(
         &tmp.path().join("net"),
         &["--upstream", upstream.to_str().unwrap(), "--mirrors", "2"],
@@ -353,18 +240,16 @@ fn replays_and_rollbacks_change_nothing_on_the_mirrors() {
 
     let key =
         SecretKey::from_text(&std::fs::read_to_string(dev.path("publisher_key")).unwrap()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
     for master in dev.strs("masters") {
         let publisher = Publisher::new(vec![master.clone()], key.clone());
         // An older version.
         let files = vec![ReleaseFile {
             name: "test.cvd".into(),
-            path: fixture("test-2.cvd"),
+            path: fixtures::path("test-2.cvd"),
         }];
         let info = infer(&files, None, None).unwrap();
         let (st, env) = publisher.statement(&info, &files, "rollback").unwrap();
-        let err = rt
-            .block_on(publisher.publish(&files, &st, &env, &|_| {}))
+        let err = block_on(publisher.publish(&files, &st, &env, &|_| {}))
             .expect_err("an older version must be refused");
         assert!(err.to_string().contains("refused"), "{master}: {err}");
     }
@@ -398,16 +283,11 @@ fn cvdupdate_mirrors_from_a_vdbnet_mirror() {
     let mirror = &dev.strs("mirrors")[0];
     let held = assert_serves_exactly_its_manifest(mirror, &keys);
     let daily = held.databases["daily"].version;
-    wait_for("the current.cvd TXT record", 30, || {
-        let out = run(Command::new("dig").args([
-            "+short",
-            &format!("@{ns}"),
-            "TXT",
-            "current.cvd.clamav.net.",
-        ]));
-        String::from_utf8_lossy(&out.stdout)
-            .contains(&format!(":{daily}:"))
-            .then_some(())
+    let ns53 = format!("{ns}:53").parse().unwrap();
+    dig::query(ns53, "current.cvd.clamav.net.", "TXT").until(30, |d| {
+        d.data("TXT")
+            .iter()
+            .any(|t| t.contains(&format!(":{daily}:")))
     });
 
     // cvdupdate keeps its config and state under $HOME/.cvdupdate.

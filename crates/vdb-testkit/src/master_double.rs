@@ -1,36 +1,19 @@
 //! A test double of a vdbnet master: serves a `Signed<Manifest>` at `MANIFEST_PATH` and objects
 //! by SHA-256 at `/api/v1/objects/<sha256>`, over real HTTP/1.1 on 127.0.0.1:0 (std threads, one
 //! request per connection). Object responses can be held behind a gate to make syncs slow.
-//! Shared by `crates/vdb-mirror/tests/it` and `crates/vdbd/tests/mirror`.
 
-#![allow(dead_code, unreachable_pub)]
-
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use vdb_proto::{DatabaseState, FileRef, Manifest, SecretKey, Signed};
+use vdb_proto::{Manifest, SecretKey};
 
-/// The network name used by the tests.
-pub const NETWORK: &str = "testnet";
+use crate::keys::{self, NETWORK};
 
-/// The fixtures directory.
-pub fn fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/clamav"
-    ))
-}
-
-/// The test master key.
-pub fn master_key() -> SecretKey {
-    SecretKey::from_seed([7; 32])
-}
-
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
     manifest: Vec<u8>,
     objects: HashMap<String, Vec<u8>>,
@@ -41,6 +24,7 @@ struct State {
 }
 
 /// A running master double.
+#[derive(Debug)]
 pub struct MasterDouble {
     addr: SocketAddr,
     state: Arc<(Mutex<State>, Condvar)>,
@@ -80,16 +64,16 @@ impl MasterDouble {
     }
 
     /// Publishes `files` as manifest `serial` signed by `key` (objects added, old ones kept).
-    pub fn publish(
+    pub fn publish<N: AsRef<str>>(
         &self,
         key: &SecretKey,
         serial: u64,
         issued_at: i64,
         databases: &[(&str, u32)],
-        files: &[(&str, Vec<u8>)],
+        files: &[(N, Vec<u8>)],
     ) -> Manifest {
-        let m = manifest(serial, issued_at, databases, files);
-        let env = Signed::sign(&m, key).to_json().into_bytes();
+        let m = keys::manifest(NETWORK, serial, issued_at, databases, files);
+        let env = keys::signed(&m, key);
         self.with(|s| {
             for (_, data) in files {
                 s.objects.insert(vdb_proto::sha256_hex(data), data.clone());
@@ -156,72 +140,6 @@ impl Drop for MasterDouble {
         self.set_gate(false);
         let _ = TcpStream::connect(self.addr);
     }
-}
-
-/// A manifest for `files` (sorted by name).
-pub fn manifest(
-    serial: u64,
-    issued_at: i64,
-    databases: &[(&str, u32)],
-    files: &[(&str, Vec<u8>)],
-) -> Manifest {
-    let mut refs: Vec<FileRef> = files
-        .iter()
-        .map(|(n, d)| FileRef {
-            name: (*n).to_owned(),
-            size: d.len() as u64,
-            sha256: vdb_proto::sha256_hex(d),
-        })
-        .collect();
-    refs.sort();
-    let databases: BTreeMap<String, DatabaseState> = databases
-        .iter()
-        .map(|(n, v)| {
-            (
-                (*n).to_owned(),
-                DatabaseState {
-                    version: *v,
-                    built_at: 0,
-                    release: "r".repeat(64),
-                },
-            )
-        })
-        .collect();
-    Manifest {
-        network: NETWORK.to_owned(),
-        serial,
-        master: "double".to_owned(),
-        issued_at,
-        expires_at: issued_at + 7 * 86_400,
-        databases,
-        files: refs,
-    }
-}
-
-/// The served set for ClamAV's test database at version `v` (1..=6): `test.cvd`, cdiffs
-/// `2..=v`, `timestamp`, plus `extra` files.
-pub fn test_release(v: u32) -> Vec<(&'static str, Vec<u8>)> {
-    const CDIFFS: [&str; 5] = [
-        "test-2.cdiff",
-        "test-3.cdiff",
-        "test-4.cdiff",
-        "test-5.cdiff",
-        "test-6.cdiff",
-    ];
-    let f = fixtures();
-    let mut out = vec![
-        (
-            "test.cvd",
-            std::fs::read(f.join(format!("test-{v}.cvd"))).unwrap(),
-        ),
-        ("timestamp", format!("{v}\n").into_bytes()),
-    ];
-    for (i, name) in CDIFFS.iter().enumerate() {
-        if (i as u32) + 2 <= v {
-            out.push((name, std::fs::read(f.join(name)).unwrap()));
-        }
-    }
-    out
 }
 
 fn respond(conn: &mut TcpStream, status: &str, body: &[u8]) {

@@ -1,0 +1,238 @@
+//! Real binaries as test processes: started with a bounded wait for the ready line, stderr in a
+//! log file whose tail goes into every failure message, killed and reaped on drop.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Ready;
+
+/// How long a process may take to print its ready line (a loaded machine is slow; only a
+/// failing test waits this long).
+const READY_SECS: u64 = 120;
+
+/// A process that printed a ready line: SIGKILLed and reaped on drop.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    ready: Ready,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` (stdout piped, stderr appended to `log`) and waits (bounded) for its ready
+    /// line; panics with the log's tail if none comes.
+    pub fn start(cmd: Command, log: &Path) -> Self {
+        Self::try_start(cmd, log).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts `<bin> <role> --config <config>` (a `vdbd` role; logs at `info`) with
+    /// [`Proc::start`].
+    pub fn start_role(
+        bin: impl AsRef<std::ffi::OsStr>,
+        role: &str,
+        config: &Path,
+        log: &Path,
+    ) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.args([role, "--config"])
+            .arg(config)
+            .env("VDB_LOG", "info,hickory_server=warn");
+        Self::start(cmd, log)
+    }
+
+    /// [`Proc::start`], but `Err` (with the log's tail) instead of a panic when the process
+    /// exits or times out without a ready line.
+    pub fn try_start(mut cmd: Command, log: &Path) -> Result<Self, String> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep the pipe open and drained for the process's lifetime.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(READY_SECS))
+            .unwrap_or_default();
+        match Ready::parse(&line) {
+            Ok(ready) => Ok(Self {
+                child,
+                ready,
+                log: log.to_owned(),
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "{what} gave no ready line within {READY_SECS} s ({e})\n--- {}:\n{}",
+                    log.display(),
+                    tail(log)
+                ))
+            }
+        }
+    }
+
+    /// The ready line.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file (the process's stderr).
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// SIGKILL, and reaped.
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits at most `secs` seconds: the exit status, or `None` if it still runs.
+    pub fn terminate(&mut self, secs: u64) -> Option<ExitStatus> {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            return Some(st);
+        }
+        signal(self.pid(), "TERM");
+        self.wait_exit(secs)
+    }
+
+    /// SIGTERM (graceful, bounded to 15 s), then SIGKILL if it has not stopped.
+    pub fn stop(&mut self) {
+        if self.terminate(15).is_none() {
+            self.sigkill();
+        }
+    }
+
+    /// Waits at most `secs` seconds for the process to exit (killed from elsewhere, or told
+    /// to stop): its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.sigkill();
+        if std::thread::panicking() {
+            eprintln!("--- {} (tail):\n{}", self.log.display(), tail(&self.log));
+        }
+    }
+}
+
+/// Prints the tail of a log file when dropped during a panic (a failing test), for processes
+/// that are not [`Proc`]s (e.g. a third-party server under a [`Guard`]).
+#[derive(Debug)]
+pub struct ShowOnPanic(pub PathBuf);
+
+impl Drop for ShowOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {} (tail):\n{}", self.0.display(), tail(&self.0));
+        }
+    }
+}
+
+/// Sends `SIG<sig>` to `pid` (through `kill`, as the operator would).
+pub(crate) fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A child process without a ready line (a one-shot command, a third-party server), killed and
+/// reaped on drop.
+#[derive(Debug)]
+pub struct Guard(pub Child);
+
+impl Guard {
+    /// SIGKILL, and reaped.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// SIGKILL by pid from any thread (e.g. a proxy's trigger).
+    pub fn kill_pid(pid: u32) {
+        signal(pid, "KILL");
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port free on `ip` for both TCP and UDP (bound and released), for configs that must name
+/// their port before the process starts (peers that list each other, Knot). A tiny race is
+/// accepted; roles that can report the port they bound are started on port 0 instead.
+pub fn free_port(ip: &str) -> u16 {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind((ip, 0)).expect("a free TCP port");
+        let port = tcp.local_addr().expect("bound address").port();
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for TCP and UDP on {ip}");
+}
+
+/// The last 40 lines of a log, for failure messages.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A workspace binary in the same directory as `bin` (e.g. `vdb` beside
+/// `env!("CARGO_BIN_EXE_vdbd")`; `cargo test --workspace` builds them all).
+pub fn exe_beside(bin: &str, name: &str) -> PathBuf {
+    let p = Path::new(bin).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or build that binary first)",
+        p.display()
+    );
+    p
+}
+
+/// Status, stdout and stderr of a finished command, for failure messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
