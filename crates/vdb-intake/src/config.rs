@@ -56,6 +56,10 @@ pub struct Config {
     /// Telling the team and the submitters.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The HTTP listener's timeouts and connection caps (the `[limits]` section of the other
+    /// roles, see `docs/deploy.md`; here `[listener]`, since `[limits]` bounds the samples).
+    #[serde(default)]
+    pub listener: vdb_service::Limits,
 }
 
 /// How new samples are checked against the network's current databases.
@@ -216,12 +220,14 @@ impl Config {
             public_url: None,
             scanner: ScannerConfig::default(),
             limits: Limits::default(),
+            listener: vdb_service::Limits::default(),
             notify: NotifyConfig::default(),
         }
     }
 
     /// Checks values that TOML alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.listener.check()?;
         let l = &self.limits;
         anyhow::ensure!(
             l.max_sample_bytes > 0 && l.max_sample_bytes <= 1 << 30,

@@ -101,13 +101,11 @@ pub async fn start(
     }
     let http = listener.local_addr()?;
     let cancel = CancellationToken::new();
-    let app = http::router(intake.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(intake.clone());
+    let limits = intake.config.listener;
     let c = cancel.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "intake HTTP server failed");
-        }
+        vdb_service::serve(listener, app, None, limits, c).await;
     });
     tracing::info!(%http, "intake listening");
     Ok(Running {
