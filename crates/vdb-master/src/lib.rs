@@ -297,19 +297,13 @@ async fn heartbeat(store: Arc<Store>, pusher: Arc<Pusher>, cancel: CancellationT
 /// Runs the master from its TOML configuration until SIGINT or SIGTERM.
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
+    vdb_service::lifecycle::raise_fd_limit();
     let name = config.name.clone();
     let running = start(config, Arc::new(SystemClock)).await?;
-    println!(
-        "{}",
-        serde_json::json!({"role": "master", "name": name, "http": running.base_url(), "key": running.public_key().to_string()})
-    );
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut ready = vdb_proto::Ready::new("master", &name, running.base_url());
+    ready.key = Some(running.public_key());
+    vdb_service::lifecycle::announce(&ready)?;
+    vdb_service::lifecycle::shutdown_signal().await?;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())

@@ -127,6 +127,11 @@ async fn chain_through_a_then_failover_to_b_and_restore_from_an_old_backup() {
     let backup = net.dir.path().join("backup0");
     copy_dir(&data0, &backup);
     let a = net.start(0, "");
+    // A restarted answers releases once it has caught up with its peer again.
+    wait_for("A to serve again", || async {
+        version(&net.url(0), net.key(0)).await == 4
+    })
+    .await;
     for v in 5..=6 {
         let r = publish_retry(&both, v).await;
         assert_eq!((r.master.as_str(), r.version), ("m0", v));
