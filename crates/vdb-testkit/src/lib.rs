@@ -9,13 +9,13 @@
 //!   of a fixed sleep before an exact assertion.
 //! - [`keys`]: the test keys and signed manifests.
 //! - [`MasterDouble`]: a master that serves a signed manifest and objects, with a gate and
-//!   delays; with the `net` feature, [`RegistryDouble`]: a master registry and a monitor's
+//!   delays; with the `net` feature, `RegistryDouble`: a master registry and a monitor's
 //!   verdicts (what the directory reads).
 //! - [`dig`]: the real `dig`, parsed.
 //! - [`http`]: a raw HTTP/1.1 GET and Prometheus text; [`checks`]: what a mirror serves and
 //!   holds is exactly a signed release.
-//! - With the `net` feature, [`publish`]: test releases through the publisher library.
-//! - With the `pki` feature, [`pki::TestPki`]: a CA and leaf certificates (rcgen).
+//! - With the `net` feature, `publish`: test releases through the publisher library.
+//! - With the `pki` feature, `pki::TestPki`: a CA and leaf certificates (rcgen).
 //!
 //! ```no_run
 //! use std::process::Command;

@@ -2,7 +2,7 @@
 //! failover and cool-downs (§4.5–§4.7), plus health memory and vdbnet manifest checks.
 //!
 //! By concept: this module runs the databases over the servers in turn (failover, cool-downs,
-//! hooks); [`outcome`] holds freshclam's result codes; `version` reads the versions the DNS
+//! hooks); `outcome` holds freshclam's result codes; `version` reads the versions the DNS
 //! TXT records advertise; `database` probes a server and downloads, checks and installs a
 //! whole database; `cdiff` fetches a cdiff chain and builds the CLD from it; `custom` handles
 //! `DatabaseCustomURL`.
