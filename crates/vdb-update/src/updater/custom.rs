@@ -46,18 +46,7 @@ impl Updater<'_> {
         }
         let mut version = 0;
         if let Some(kind) = Kind::from_file_name(&name) {
-            let v = vdb_format::container::verify(
-                &bytes[..],
-                kind,
-                &self.settings.key_set,
-                &self.limits,
-            )
-            .map_err(|e| {
-                UpdateError::new(
-                    Code::BadCvd,
-                    format!("Verification: Can't verify database integrity of {url}: {e}"),
-                )
-            })?;
+            let v = self.verify_container(&bytes[..], kind, url)?;
             version = v.header.version;
         }
         let stage = local::staging(&self.dir).map_err(|e| {

@@ -13,6 +13,23 @@ use crate::fetch::{Download, Probe};
 use crate::local::{self, LocalDb};
 
 impl Updater<'_> {
+    /// Verifies a whole container (signature, `.info`, members) with freshclam's error text.
+    pub(super) fn verify_container(
+        &self,
+        input: impl std::io::Read,
+        kind: Kind,
+        url: &str,
+    ) -> Result<vdb_format::container::Verified, UpdateError> {
+        vdb_format::container::verify(input, kind, &self.settings.key_set, &self.limits).map_err(
+            |e| {
+                UpdateError::new(
+                    Code::BadCvd,
+                    format!("Verification: Can't verify database integrity of {url}: {e}"),
+                )
+            },
+        )
+    }
+
     /// freshclam's `updatedb` for one database and one server.
     pub(super) async fn updatedb(
         &mut self,
@@ -203,18 +220,8 @@ impl Updater<'_> {
         let kind = Kind::from_file_name(name).unwrap_or(Kind::Cvd);
         let file = std::fs::File::open(&staged)
             .map_err(|e| UpdateError::new(Code::File, format!("{}: {e}", staged.display())))?;
-        let verified = vdb_format::container::verify(
-            std::io::BufReader::with_capacity(1 << 20, file),
-            kind,
-            &self.settings.key_set,
-            &self.limits,
-        )
-        .map_err(|e| {
-            UpdateError::new(
-                Code::BadCvd,
-                format!("Verification: Can't verify database integrity of {url}: {e}"),
-            )
-        })?;
+        let verified =
+            self.verify_container(std::io::BufReader::with_capacity(1 << 20, file), kind, &url)?;
         let header = verified.header;
         if header.version < local_version {
             return Err(UpdateError::new(
