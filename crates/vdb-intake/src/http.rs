@@ -488,10 +488,6 @@ fn private(h: &mut HeaderMap) {
 // The team's API.
 
 /// Constant-time comparison of secrets.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(want) = &intake.config.admin_token else {
         return Err(Refusal::new(
@@ -505,7 +501,7 @@ fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match got {
-        Some(got) if ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
+        Some(got) if vdb_service::ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
         Some(_) => Err(Refusal::new(403, "bad_token", "the admin token is wrong")),
         None => Err(Refusal::new(
             401,
