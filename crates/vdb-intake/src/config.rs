@@ -151,17 +151,9 @@ pub struct NotifyConfig {
     pub smtp: Option<SmtpConfig>,
 }
 
-/// E-mail through an SMTP relay (plain SMTP, e.g. the local MTA on port 25; no auth).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    /// `host:port` of the relay.
-    pub server: String,
-    /// Sender address.
-    pub from: String,
-    /// The team's addresses.
-    pub to: Vec<String>,
-}
+/// E-mail through an SMTP relay: [`vdb_service::smtp::SmtpConfig`], as for the master and the
+/// monitor (`server`, `from`, `to`; `tls`, `username`, `password`, `ca_file` optional).
+pub use vdb_service::smtp::SmtpConfig;
 
 fn default_name() -> String {
     "intake".into()
@@ -249,10 +241,7 @@ impl Config {
             anyhow::ensure!(t.len() >= 16, "field `admin_token`: at least 16 characters");
         }
         if let Some(smtp) = &self.notify.smtp {
-            for a in std::iter::once(&smtp.from).chain(&smtp.to) {
-                vdb_proto::sample::check_email(a)
-                    .with_context(|| format!("field `notify.smtp`: address {a:?}"))?;
-            }
+            vdb_service::smtp::Mailer::new(smtp, &self.name).context("field `notify.smtp`")?;
         }
         Ok(())
     }

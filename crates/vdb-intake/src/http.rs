@@ -9,19 +9,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, Multipart, Path, Query, State,
+};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
-use vdb_proto::ApiError;
 use vdb_proto::sample::{
     self, MAX_DETECTION_NAME, MAX_EMAIL, MAX_NOTE, Resolve, SampleState, SubmissionReceipt,
     SubmissionStatus, TrackingId, paths,
 };
 
-use crate::intake::{Intake, Meta, Refusal};
+use crate::intake::{Intake, Meta, Refusal, bad_input, internal, refusal};
 use crate::limit::Refused;
 use crate::quarantine::Staged;
 
@@ -56,36 +58,6 @@ pub(crate) fn router(intake: Arc<Intake>) -> Router {
         .with_state(intake)
 }
 
-/// An API error answer (JSON).
-struct Api(Refusal);
-
-impl IntoResponse for Api {
-    fn into_response(self) -> Response {
-        let r = self.0;
-        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (
-            status,
-            axum::Json(ApiError {
-                code: r.code.to_owned(),
-                message: r.message,
-            }),
-        )
-            .into_response();
-        if let Some(s) = r.retry_after
-            && let Ok(v) = HeaderValue::from_str(&s.to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        resp
-    }
-}
-
-impl From<Refusal> for Api {
-    fn from(r: Refusal) -> Self {
-        Self(r)
-    }
-}
-
 /// The client's address: the peer, or for a trusted proxy the rightmost `X-Forwarded-For`.
 fn client_ip(intake: &Intake, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     let peer = peer.ip();
@@ -115,7 +87,7 @@ async fn submission(
     let result = submission_inner(intake, ip, headers, mp).await;
     if let Err(r) = &result {
         intake.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(client = %ip, code = r.code, "submission refused");
+        tracing::info!(client = %ip, code = r.code(), "submission refused");
     }
     result
 }
@@ -131,29 +103,23 @@ async fn submission_inner(
         .limiter
         .admit(ip, intake.clock.now())
         .map_err(|r| match r {
-            Refused::Hourly(after) => Refusal {
-                retry_after: Some(after),
-                ..Refusal::new(
-                    429,
-                    "rate_limited",
-                    format!(
-                        "too many submissions from your address (at most {} an hour); try again in {after} s",
-                        limits.submissions_per_hour
-                    ),
-                )
-            },
-            Refused::Concurrent => Refusal {
-                retry_after: Some(10),
-                ..Refusal::new(
-                    429,
-                    "too_many_uploads",
-                    "your address already has uploads in progress; wait for them to finish",
-                )
-            },
-            Refused::Busy => Refusal {
-                retry_after: Some(30),
-                ..Refusal::new(503, "busy", "the intake is busy; try again in a minute")
-            },
+            Refused::Hourly(after) => refusal(
+                429,
+                "rate_limited",
+                format!(
+                    "too many submissions from your address (at most {} an hour); try again in {after} s",
+                    limits.submissions_per_hour
+                ),
+            )
+            .with_retry_after(u32::try_from(after.max(1)).unwrap_or(u32::MAX)),
+            Refused::Concurrent => refusal(
+                429,
+                "too_many_uploads",
+                "your address already has uploads in progress; wait for them to finish",
+            )
+            .with_retry_after(10),
+            Refused::Busy => refusal(503, "busy", "the intake is busy; try again in a minute")
+                .with_retry_after(30),
         })?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -168,7 +134,7 @@ async fn submission_inner(
     let (staged, meta) = tokio::time::timeout(timeout, read_form(intake, mp))
         .await
         .map_err(|_| {
-            Refusal::new(
+            refusal(
                 408,
                 "upload_timeout",
                 format!("the upload took longer than {} s", timeout.as_secs()),
@@ -178,7 +144,7 @@ async fn submission_inner(
 }
 
 fn too_large(cap: u64) -> Refusal {
-    Refusal::new(
+    refusal(
         413,
         "too_large",
         format!("the sample is larger than {cap} bytes (the intake's limit)"),
@@ -186,7 +152,7 @@ fn too_large(cap: u64) -> Refusal {
 }
 
 fn bad_form(e: impl std::fmt::Display) -> Refusal {
-    Refusal::new(400, "bad_form", format!("unreadable multipart form: {e}"))
+    refusal(400, "bad_form", format!("unreadable multipart form: {e}"))
 }
 
 /// Reads the multipart form: `file` streamed into the quarantine's staging area, the text
@@ -203,14 +169,10 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
         match name.as_str() {
             "file" => {
                 if staged.is_some() {
-                    return Err(Refusal::new(
-                        400,
-                        "two_files",
-                        "send one file per submission",
-                    ));
+                    return Err(refusal(400, "two_files", "send one file per submission"));
                 }
                 let file_name = field.file_name().unwrap_or_default().to_owned();
-                sample::check_file_name(&file_name)?;
+                sample::check_file_name(&file_name).map_err(bad_input)?;
                 staged = Some(receive(intake, &mut field).await?);
                 meta.file_name = Some(file_name).filter(|n| !n.is_empty());
             }
@@ -218,25 +180,25 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
                 let t = text(intake, &mut field, MAX_DETECTION_NAME, "bad_detection_name").await?;
                 let t = t.trim();
                 if !t.is_empty() {
-                    sample::check_detection_name(t)?;
+                    sample::check_detection_name(t).map_err(bad_input)?;
                     meta.claimed = Some(t.to_owned());
                 }
             }
             "note" => {
                 let t = text(intake, &mut field, MAX_NOTE, "bad_note").await?;
-                sample::check_note(&t)?;
+                sample::check_note(&t).map_err(bad_input)?;
                 meta.note = t;
             }
             "email" => {
                 let t = text(intake, &mut field, MAX_EMAIL, "bad_email").await?;
                 let t = t.trim();
                 if !t.is_empty() {
-                    sample::check_email(t)?;
+                    sample::check_email(t).map_err(bad_input)?;
                     meta.email = Some(t.to_owned());
                 }
             }
             _ => {
-                return Err(Refusal::new(
+                return Err(refusal(
                     400,
                     "unknown_field",
                     "the form has the fields file, detection, note and email only",
@@ -245,7 +207,7 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
         }
     }
     let staged = staged
-        .ok_or_else(|| Refusal::new(400, "no_file", "choose a file to send (form field `file`)"))?;
+        .ok_or_else(|| refusal(400, "no_file", "choose a file to send (form field `file`)"))?;
     Ok((staged, meta))
 }
 
@@ -271,7 +233,7 @@ async fn text(
         .map_err(|e| multipart_error(intake, e))?
     {
         if buf.len() + c.len() > max {
-            return Err(Refusal::new(
+            return Err(refusal(
                 400,
                 code,
                 format!(
@@ -282,7 +244,7 @@ async fn text(
         }
         buf.extend_from_slice(&c);
     }
-    String::from_utf8(buf).map_err(|_| Refusal::new(400, code, "the field is not UTF-8 text"))
+    String::from_utf8(buf).map_err(|_| refusal(400, code, "the field is not UTF-8 text"))
 }
 
 /// Streams the file field into the staging area, never holding more than a few chunks, and
@@ -316,23 +278,23 @@ async fn receive(intake: &Arc<Intake>, field: &mut Field<'_>) -> Result<Staged, 
                 return Err(too_large(cap));
             }
             if tx.send(c).await.is_err() {
-                return Err(Refusal::internal("the staging writer stopped"));
+                return Err(internal("the staging writer stopped"));
             }
         }
         if total == 0 {
-            return Err(Refusal::new(400, "empty_file", "the file is empty"));
+            return Err(refusal(400, "empty_file", "the file is empty"));
         }
         tx.send(Bytes::new())
             .await
-            .map_err(|_| Refusal::internal("the staging writer stopped"))
+            .map_err(|_| internal("the staging writer stopped"))
     };
     let result = read.await;
     drop(tx);
-    let staged = writer.await.map_err(Refusal::internal)?;
+    let staged = writer.await.map_err(internal)?;
     result?;
     staged
-        .map_err(Refusal::internal)?
-        .ok_or_else(|| Refusal::internal("the upload was not staged"))
+        .map_err(internal)?
+        .ok_or_else(|| internal("the upload was not staged"))
 }
 
 async fn submit_api(
@@ -340,7 +302,7 @@ async fn submit_api(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
-) -> Result<axum::Json<SubmissionReceipt>, Api> {
+) -> Result<axum::Json<SubmissionReceipt>, Refusal> {
     Ok(axum::Json(
         submission(&intake, client_ip(&intake, peer, &headers), &headers, mp).await?,
     ))
@@ -374,21 +336,18 @@ async fn submit_form(
             ),
         ),
         Err(r) => {
-            let status =
-                StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut resp = page(
-                status,
+                r.status(),
                 "Submission refused",
                 &format!(
                     "<p id=\"error\" data-code=\"{code}\">{msg}</p><p><a href=\"/\">Back to the form</a></p>",
-                    code = r.code,
-                    msg = esc(&r.message)
+                    code = r.code(),
+                    msg = esc(r.message())
                 ),
             );
-            if let Some(s) = r.retry_after
-                && let Ok(v) = HeaderValue::from_str(&s.to_string())
-            {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            if let Some(s) = r.retry_after() {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
             }
             resp
         }
@@ -399,21 +358,17 @@ async fn submit_form(
 // The submitter's status.
 
 fn lookup(intake: &Intake, id: &str) -> Result<SubmissionStatus, Refusal> {
-    let id = TrackingId::parse(id)?;
-    intake
-        .store
-        .status(&id)
-        .map_err(Refusal::internal)?
-        .ok_or_else(|| {
-            Refusal::new(
-                404,
-                "unknown_tracking_id",
-                "no submission has this tracking id",
-            )
-        })
+    let id = TrackingId::parse(id).map_err(bad_input)?;
+    intake.store.status(&id).map_err(internal)?.ok_or_else(|| {
+        refusal(
+            404,
+            "unknown_tracking_id",
+            "no submission has this tracking id",
+        )
+    })
 }
 
-async fn status_json(State(intake): S, Path(id): Path<String>) -> Result<Response, Api> {
+async fn status_json(State(intake): S, Path(id): Path<String>) -> Result<Response, Refusal> {
     let s = lookup(&intake, &id)?;
     let mut r = axum::Json(s).into_response();
     private(r.headers_mut());
@@ -425,12 +380,12 @@ async fn status_page(State(intake): S, Path(id): Path<String>) -> Response {
         Ok(s) => s,
         Err(r) => {
             return page(
-                StatusCode::from_u16(r.status).unwrap_or(StatusCode::NOT_FOUND),
+                r.status(),
                 "Unknown submission",
                 &format!(
                     "<p id=\"error\" data-code=\"{}\">{}</p>",
-                    r.code,
-                    esc(&r.message)
+                    r.code(),
+                    esc(r.message())
                 ),
             );
         }
@@ -487,10 +442,10 @@ fn private(h: &mut HeaderMap) {
 // ---------------------------------------------------------------------------------------------
 // The team's API.
 
-/// Constant-time comparison of secrets.
+/// Checks the admin token (compared in constant time).
 fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(want) = &intake.config.admin_token else {
-        return Err(Refusal::new(
+        return Err(refusal(
             403,
             "admin_disabled",
             "the team's API is off (no admin_token in the intake config)",
@@ -502,8 +457,8 @@ fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match got {
         Some(got) if vdb_service::ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
-        Some(_) => Err(Refusal::new(403, "bad_token", "the admin token is wrong")),
-        None => Err(Refusal::new(
+        Some(_) => Err(refusal(403, "bad_token", "the admin token is wrong")),
+        None => Err(refusal(
             401,
             "no_token",
             "send Authorization: Bearer <admin token>",
@@ -515,11 +470,40 @@ fn check_sha(sha: &str) -> Result<(), Refusal> {
     if sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {
-        Err(Refusal::new(
+        Err(refusal(
             400,
             "bad_sha256",
             "not a SHA-256 (64 lower-case hex digits)",
         ))
+    }
+}
+
+/// The team's API: `Authorization: Bearer <admin token>`, checked before anything else.
+struct Admin;
+
+impl FromRequestParts<Arc<Intake>> for Admin {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        intake: &Arc<Intake>,
+    ) -> Result<Self, Self::Rejection> {
+        require_admin(intake, &parts.headers).map(|()| Self)
+    }
+}
+
+/// A sample's SHA-256 from the path, checked.
+struct SampleSha(String);
+
+impl<St: Send + Sync> FromRequestParts<St> for SampleSha {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
+        let Path(sha) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| refusal(400, "bad_sha256", e.body_text()))?;
+        check_sha(&sha)?;
+        Ok(Self(sha))
     }
 }
 
@@ -531,49 +515,33 @@ struct ListQuery {
     state: Option<SampleState>,
 }
 
-async fn list(
-    State(intake): S,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<Response, Api> {
-    require_admin(&intake, &headers)?;
+async fn list(State(intake): S, _: Admin, Query(q): Query<ListQuery>) -> Result<Response, Refusal> {
     let rows = intake
         .store
         .list(q.limit.unwrap_or(100).min(10_000), q.state)
-        .map_err(Refusal::internal)?;
+        .map_err(internal)?;
     Ok(axum::Json(rows).into_response())
 }
 
-async fn show(
-    State(intake): S,
-    headers: HeaderMap,
-    Path(sha): Path<String>,
-) -> Result<Response, Api> {
-    require_admin(&intake, &headers)?;
-    check_sha(&sha)?;
+async fn show(State(intake): S, _: Admin, SampleSha(sha): SampleSha) -> Result<Response, Refusal> {
     let rec = intake
         .store
         .show(&sha)
-        .map_err(Refusal::internal)?
-        .ok_or_else(|| Refusal::new(404, "unknown_sample", "no sample with this SHA-256"))?;
+        .map_err(internal)?
+        .ok_or_else(|| refusal(404, "unknown_sample", "no sample with this SHA-256"))?;
     Ok(axum::Json(rec).into_response())
 }
 
 async fn quarantine(
     State(intake): S,
-    headers: HeaderMap,
-    Path(sha): Path<String>,
-) -> Result<Response, Api> {
-    require_admin(&intake, &headers)?;
-    check_sha(&sha)?;
-    if !intake.store.has(&sha).map_err(Refusal::internal)? {
-        return Err(Refusal::new(404, "unknown_sample", "no sample with this SHA-256").into());
+    _: Admin,
+    SampleSha(sha): SampleSha,
+) -> Result<Response, Refusal> {
+    if !intake.store.has(&sha).map_err(internal)? {
+        return Err(refusal(404, "unknown_sample", "no sample with this SHA-256").into());
     }
-    let file = intake
-        .quarantine
-        .open_zip(&sha)
-        .map_err(Refusal::internal)?;
-    let len = file.metadata().map_err(Refusal::internal)?.len();
+    let file = intake.quarantine.open_zip(&sha).map_err(internal)?;
+    let len = file.metadata().map_err(internal)?.len();
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(file),
     ));
@@ -593,14 +561,12 @@ async fn quarantine(
 
 async fn resolve(
     State(intake): S,
-    headers: HeaderMap,
-    Path(sha): Path<String>,
+    _: Admin,
+    SampleSha(sha): SampleSha,
     body: Bytes,
-) -> Result<Response, Api> {
-    require_admin(&intake, &headers)?;
-    check_sha(&sha)?;
+) -> Result<Response, Refusal> {
     let r: Resolve = serde_json::from_slice(&body)
-        .map_err(|e| Refusal::new(400, "bad_request", format!("resolve body: {e}")))?;
+        .map_err(|e| refusal(400, "bad_request", format!("resolve body: {e}")))?;
     Ok(axum::Json(intake.resolve(&sha, r)?).into_response())
 }
 

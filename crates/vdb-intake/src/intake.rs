@@ -17,39 +17,28 @@ use crate::quarantine::{Quarantine, Staged};
 use crate::store::Store;
 use crate::triage::Triage;
 
-/// A refusal: HTTP status, stable code, and a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) status: u16,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-    pub(crate) retry_after: Option<i64>,
+/// A refusal: the API error every role answers with (status, stable code, a sentence).
+pub(crate) type Refusal = vdb_service::ApiError;
+
+/// A refusal with the HTTP `status`.
+pub(crate) fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    let status = axum::http::StatusCode::from_u16(status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    Refusal::status_code(status, code, message)
 }
 
-impl Refusal {
-    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
-        Self::new(
-            500,
-            "internal",
-            "the intake failed to store the submission; try again later",
-        )
-    }
+/// An internal failure: logged in full, answered with a sentence that reveals nothing.
+pub(crate) fn internal(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "internal error");
+    Refusal::internal(
+        "internal",
+        "the intake failed to store the submission; try again later",
+    )
 }
 
-impl From<vdb_proto::sample::SampleInputError> for Refusal {
-    fn from(e: vdb_proto::sample::SampleInputError) -> Self {
-        Self::new(400, e.code(), e.to_string())
-    }
+/// A submitter's input that breaks the rules of `vdb_proto::sample`.
+pub(crate) fn bad_input(e: vdb_proto::sample::SampleInputError) -> Refusal {
+    Refusal::bad_request(e.code(), e.to_string())
 }
 
 /// What a submitter says about a sample.
@@ -90,10 +79,11 @@ impl Intake {
         let triage = Triage::new(config.scanner.clone(), config.limits.max_sample_bytes);
         let limiter = Limiter::new(config.limits.clone());
         let notifier = Notifier::new(
-            config.notify.clone(),
+            &config.notify,
             config.name.clone(),
             config.public_url.clone(),
-        );
+        )
+        .context("field `notify`")?;
         Ok(Arc::new(Self {
             config,
             clock,
@@ -111,9 +101,9 @@ impl Intake {
 
     /// Refuses a new submission at once when the quarantine is full.
     pub(crate) fn check_quota(&self, extra: u64) -> Result<(), Refusal> {
-        let held = self.store.quarantine_bytes().map_err(Refusal::internal)?;
+        let held = self.store.quarantine_bytes().map_err(internal)?;
         if held.saturating_add(extra) > self.config.limits.quarantine_bytes {
-            return Err(Refusal::new(
+            return Err(refusal(
                 507,
                 "quarantine_full",
                 "the intake's quarantine is full; the team has been told, try again later",
@@ -130,15 +120,15 @@ impl Intake {
         client: IpAddr,
     ) -> Result<SubmissionReceipt, Refusal> {
         let (sha256, size) = (staged.sha256.clone(), staged.size);
-        let known = self.store.has(&sha256).map_err(Refusal::internal)?;
+        let known = self.store.has(&sha256).map_err(internal)?;
         if !known {
             self.check_quota(staged.zip_len())?;
         }
         let q = self.quarantine.clone();
         let zip_size = tokio::task::spawn_blocking(move || q.commit(staged))
             .await
-            .map_err(Refusal::internal)?
-            .map_err(Refusal::internal)?;
+            .map_err(internal)?
+            .map_err(internal)?;
         let tracking = TrackingId::generate();
         let sub = Submission {
             at: self.clock.now(),
@@ -151,7 +141,7 @@ impl Intake {
         let duplicate = self
             .store
             .add(&sha256, size, zip_size, &tracking, &sub)
-            .map_err(Refusal::internal)?;
+            .map_err(internal)?;
         self.accepted.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%sha256, size, duplicate, %client, "sample received");
         if !duplicate {
@@ -195,17 +185,17 @@ impl Intake {
     /// Records the release that detects a sample and tells its submitters.
     pub(crate) fn resolve(&self, sha256: &str, r: Resolve) -> Result<SampleRecord, Refusal> {
         if !vdb_proto::is_safe_db_name(&r.db) {
-            return Err(Refusal::new(400, "bad_db_name", "not a database name"));
+            return Err(refusal(400, "bad_db_name", "not a database name"));
         }
         if r.version == 0 {
-            return Err(Refusal::new(
+            return Err(refusal(
                 400,
                 "bad_version",
                 "the version must be at least 1",
             ));
         }
         if let Some(d) = &r.detection {
-            vdb_proto::sample::check_detection_name(d)?;
+            vdb_proto::sample::check_detection_name(d).map_err(bad_input)?;
         }
         let p = Publication {
             db: r.db,
@@ -213,12 +203,8 @@ impl Intake {
             detection: r.detection,
             at: self.clock.now(),
         };
-        if !self
-            .store
-            .set_published(sha256, &p)
-            .map_err(Refusal::internal)?
-        {
-            return Err(Refusal::new(
+        if !self.store.set_published(sha256, &p).map_err(internal)? {
+            return Err(refusal(
                 404,
                 "unknown_sample",
                 "no sample with this SHA-256",
@@ -227,8 +213,8 @@ impl Intake {
         let rec = self
             .store
             .show(sha256)
-            .map_err(Refusal::internal)?
-            .ok_or_else(|| Refusal::new(404, "unknown_sample", "no sample with this SHA-256"))?;
+            .map_err(internal)?
+            .ok_or_else(|| refusal(404, "unknown_sample", "no sample with this SHA-256"))?;
         tracing::info!(%sha256, db = %p.db, version = p.version, "sample resolved");
         self.notifier.resolved(&rec, &p);
         Ok(rec)

@@ -4,35 +4,48 @@
 //! Sending never blocks a submission: each message goes out on a task of its own, bounded in
 //! time, and a failure is logged.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use vdb_proto::sample::{Publication, SampleRecord, ScanResult};
+use vdb_service::smtp::Mailer;
 
-use crate::config::{NotifyConfig, SmtpConfig};
+use crate::config::NotifyConfig;
 
 /// The notification channels.
 #[derive(Debug, Clone)]
 pub(crate) struct Notifier {
-    config: NotifyConfig,
+    webhook_url: Option<String>,
+    mailer: Option<Arc<Mailer>>,
     intake: String,
     public_url: Option<String>,
-    http: reqwest::Client,
+    http: vdb_fetch::Client,
 }
 
 impl Notifier {
-    pub(crate) fn new(config: NotifyConfig, intake: String, public_url: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
-            config,
+    /// Checks the channels (addresses, TLS and AUTH settings of the relay) and builds the one
+    /// HTTP client the webhook goes through.
+    pub(crate) fn new(
+        config: &NotifyConfig,
+        intake: String,
+        public_url: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let http =
+            vdb_fetch::Client::builder(format!("vdbnet-intake/{}", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10))
+                .build()?;
+        let mailer = match &config.smtp {
+            Some(smtp) => Some(Arc::new(Mailer::new(smtp, &intake)?)),
+            None => None,
+        };
+        Ok(Self {
+            webhook_url: config.webhook_url.clone(),
+            mailer,
             intake,
             public_url,
             http,
-        }
+        })
     }
 
     /// A new sample, after triage.
@@ -92,7 +105,7 @@ impl Notifier {
             format!("[vdbnet intake] sample {} resolved", &rec.sha256[..16]),
             format!("Sample {}: {line}.\n", rec.sha256),
         );
-        let Some(smtp) = self.config.smtp.clone() else {
+        let Some(mailer) = self.mailer.clone() else {
             return;
         };
         let mut to: Vec<String> = rec
@@ -114,102 +127,43 @@ impl Notifier {
                 .unwrap_or_default(),
         );
         for addr in to {
-            let smtp = smtp.clone();
-            let subject = "Your sample is now detected".to_owned();
+            let mailer = Arc::clone(&mailer);
             let text = text.clone();
-            tokio::spawn(async move { mail_logged(&smtp, &[addr], &subject, &text).await });
+            tokio::spawn(async move {
+                let r = mailer
+                    .send_to_addresses(&[&addr], "Your sample is now detected", &text)
+                    .await;
+                logged(r);
+            });
         }
     }
 
     fn team(&self, body: serde_json::Value, subject: String, text: String) {
-        if let Some(url) = self.config.webhook_url.clone() {
+        if let Some(url) = self.webhook_url.clone() {
             let http = self.http.clone();
             tokio::spawn(async move {
-                if let Err(e) = webhook(&http, &url, &body).await {
+                // The URL may carry a secret: errors name only its host.
+                let r = http
+                    .post(&url)
+                    .secret_url()
+                    .json_body(body.to_string())
+                    .send()
+                    .await;
+                if let Err(e) = r {
                     tracing::warn!(error = %e, "webhook failed");
                 }
             });
         }
-        if let Some(smtp) = self.config.smtp.clone() {
-            tokio::spawn(async move {
-                let to = smtp.to.clone();
-                mail_logged(&smtp, &to, &subject, &text).await;
-            });
+        if let Some(mailer) = self.mailer.clone() {
+            tokio::spawn(async move { logged(mailer.send(&subject, &text).await) });
         }
     }
 }
 
-/// One JSON POST.
-async fn webhook(
-    http: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-) -> anyhow::Result<()> {
-    http.post(url).json(body).send().await?.error_for_status()?;
-    Ok(())
-}
-
-async fn mail_logged(smtp: &SmtpConfig, to: &[String], subject: &str, text: &str) {
-    match tokio::time::timeout(Duration::from_secs(30), mail(smtp, to, subject, text)).await {
-        Ok(Ok(())) => tracing::info!(%subject, "mail sent"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "SMTP failed"),
-        Err(_) => tracing::warn!("SMTP timed out"),
+/// Logs how sending one message went (the mailer bounds its time and the relay's replies).
+fn logged(r: Result<(), vdb_service::smtp::SmtpError>) {
+    match r {
+        Ok(()) => tracing::info!("mail sent"),
+        Err(e) => tracing::warn!(error = %e, "SMTP failed"),
     }
-}
-
-/// One plain-text message through the relay (addresses were checked by
-/// `vdb_proto::sample::check_email`; the subject is stripped of control characters).
-async fn mail(smtp: &SmtpConfig, to: &[String], subject: &str, text: &str) -> anyhow::Result<()> {
-    let (rd, mut wr) = tokio::net::TcpStream::connect(&smtp.server)
-        .await?
-        .into_split();
-    let mut rd = BufReader::new(rd).take(64 << 10);
-    let mut expect = async |code: &str| -> anyhow::Result<()> {
-        loop {
-            let mut line = String::new();
-            anyhow::ensure!(
-                rd.read_line(&mut line).await? > 0,
-                "SMTP server closed the connection"
-            );
-            anyhow::ensure!(
-                line.starts_with(code),
-                "SMTP server answered {:?}, expected {code}",
-                line.trim_end()
-            );
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(());
-            }
-        }
-    };
-    expect("220").await?;
-    let mut cmds = vec![
-        "EHLO vdbnet-intake".to_owned(),
-        format!("MAIL FROM:<{}>", smtp.from),
-    ];
-    cmds.extend(to.iter().map(|t| format!("RCPT TO:<{t}>")));
-    for c in cmds {
-        wr.write_all(format!("{c}\r\n").as_bytes()).await?;
-        expect("250").await?;
-    }
-    wr.write_all(b"DATA\r\n").await?;
-    expect("354").await?;
-    let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
-    let mut msg = format!(
-        "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-        smtp.from,
-        to.join(", "),
-        httpdate::fmt_http_date(std::time::SystemTime::now()),
-    );
-    for line in text.lines() {
-        if line.starts_with('.') {
-            msg.push('.');
-        }
-        msg.push_str(line);
-        msg.push_str("\r\n");
-    }
-    msg.push_str(".\r\n");
-    wr.write_all(msg.as_bytes()).await?;
-    expect("250").await?;
-    wr.write_all(b"QUIT\r\n").await?;
-    Ok(())
 }

@@ -24,6 +24,7 @@ const STAGING_ENTRY: &str = "sample";
 pub(crate) struct Quarantine {
     dir: PathBuf,
     tmp: PathBuf,
+    scan_tmp: PathBuf,
 }
 
 /// An upload being written.
@@ -62,30 +63,32 @@ fn options() -> io::Result<SimpleFileOptions> {
 }
 
 impl Quarantine {
-    /// Opens (creating) `data_dir/quarantine` and `data_dir/tmp`; leftovers of an interrupted
-    /// upload in `tmp` are removed.
+    /// Opens (creating) `data_dir/quarantine`, `data_dir/tmp` (uploads being staged) and
+    /// `data_dir/scan-tmp` (the scanner's own temporary files); leftovers of an interrupted upload
+    /// or scan are removed.
     pub(crate) fn open(data_dir: &Path) -> io::Result<Self> {
         let q = Self {
             dir: data_dir.join("quarantine"),
             tmp: data_dir.join("tmp"),
+            scan_tmp: data_dir.join("scan-tmp"),
         };
         private_dir(&q.dir)?;
-        private_dir(&q.tmp)?;
-        for e in std::fs::read_dir(&q.tmp)? {
-            let p = e?.path();
-            if p.is_file() {
-                std::fs::remove_file(&p)?;
+        for tmp in [&q.tmp, &q.scan_tmp] {
+            if tmp.exists() {
+                std::fs::remove_dir_all(tmp)?;
             }
+            private_dir(tmp)?;
         }
         Ok(q)
     }
 
-    /// The temporary directory (also clamscan's `--tempdir`).
-    pub(crate) fn tmp_dir(&self) -> &Path {
-        &self.tmp
+    /// The scanner's temporary directory (clamscan's `--tempdir`), apart from the staging area so
+    /// that a running scan is never counted as a staged upload.
+    pub(crate) fn scan_tmp_dir(&self) -> &Path {
+        &self.scan_tmp
     }
 
-    /// How many files are in the temporary directory (none once uploads have finished).
+    /// How many uploads are staged (none once uploads have finished).
     pub(crate) fn staging_count(&self) -> usize {
         std::fs::read_dir(&self.tmp).map_or(0, |d| d.count())
     }

@@ -101,7 +101,7 @@ impl Triage {
             .arg("--no-summary")
             .arg("--stdout")
             .arg(format!("--database={}", db.display()))
-            .arg(format!("--tempdir={}", q.tmp_dir().display()))
+            .arg(format!("--tempdir={}", q.scan_tmp_dir().display()))
             .arg(format!("--max-filesize={}", self.max_sample))
             .arg(format!(
                 "--max-scansize={}",

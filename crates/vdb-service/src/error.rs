@@ -14,6 +14,7 @@ pub struct ApiError {
     kind: ErrorKind,
     code: Cow<'static, str>,
     message: String,
+    retry_after: Option<u32>,
 }
 
 /// What kind of error an [`ApiError`] is (it decides the status).
@@ -65,6 +66,23 @@ impl ApiError {
             kind,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Tells the client to come back after `secs` seconds (`Retry-After`), whatever the kind
+    /// (a 429 of a rate limit, a 503 of a busy server).
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The `Retry-After` seconds, if any.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self.kind {
+            ErrorKind::Unavailable(Some(s)) => self.retry_after.or(Some(s)),
+            _ => self.retry_after,
         }
     }
 
@@ -171,6 +189,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after();
         let body = serde_json::to_vec(&vdb_proto::ApiError {
             code: self.code.into_owned(),
             message: self.message,
@@ -192,10 +211,10 @@ impl IntoResponse for ApiError {
             ErrorKind::UnauthorizedBearer => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ErrorKind::Unavailable(Some(secs)) => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
             _ => {}
+        }
+        if let Some(secs) = retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -217,6 +236,11 @@ mod tests {
         let b = axum::body::to_bytes(r.into_body(), 1 << 10).await.unwrap();
         let v: vdb_proto::ApiError = serde_json::from_slice(&b).unwrap();
         assert_eq!((v.code.as_str(), v.message.as_str()), ("busy", "later"));
+        let r = ApiError::status_code(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
+            .with_retry_after(3600)
+            .into_response();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "3600");
         let r =
             ApiError::new(ErrorKind::Unauthorized("stats"), "unauthorized", "x").into_response();
         assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"stats\"");

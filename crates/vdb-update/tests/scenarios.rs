@@ -28,16 +28,31 @@ fn mirror_v6(w: &Work, cdiffs: &[u32]) {
     }
 }
 
+/// A client holding `test-<held>.cvd` as `test.cvd` (nothing for `None`), a mirror serving
+/// `test.cvd` v6 and the cdiffs `cdiffs`, and the client's config naming that mirror, with the
+/// freshclam options `extra`.
+async fn client_and_mirror(
+    held: Option<u32>,
+    cdiffs: &[u32],
+    extra: &str,
+) -> (Work, Mirror, std::path::PathBuf) {
+    let w = Work::new();
+    mirror_v6(&w, cdiffs);
+    if let Some(v) = held {
+        w.put_db(&format!("test-{v}.cvd"), "test.cvd");
+    }
+    let m = Mirror::start(&w.www()).await;
+    let conf = w.conf(&[m.url()], extra);
+    (w, m, conf)
+}
+
 fn dat(w: &Work) -> FreshclamDat {
     FreshclamDat::parse(&std::fs::read(w.db().join("freshclam.dat")).unwrap()).unwrap()
 }
 
 #[tokio::test]
 async fn fresh_download() {
-    let w = Work::new();
-    mirror_v6(&w, &[2, 3, 4, 5, 6]);
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
+    let (w, m, conf) = client_and_mirror(None, &[2, 3, 4, 5, 6], "").await;
     update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
@@ -58,11 +73,7 @@ async fn fresh_download() {
 
 #[tokio::test]
 async fn cdiff_update_then_up_to_date() {
-    let w = Work::new();
-    mirror_v6(&w, &[2, 3, 4, 5, 6]);
-    w.put_db("test-1.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
+    let (w, m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], "").await;
     let out = update_test_ok(&conf).await;
     let mut want = vec![req("/test.cvd", true, true, 206)];
     for i in 2..=6 {
@@ -105,11 +116,7 @@ async fn cdiff_update_then_up_to_date() {
 
 #[tokio::test]
 async fn cdiff_partial() {
-    let w = Work::new();
-    mirror_v6(&w, &[4, 5]);
-    w.put_db("test-3.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
+    let (w, m, conf) = client_and_mirror(Some(3), &[4, 5], "").await;
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
@@ -126,11 +133,7 @@ async fn cdiff_partial() {
 
 #[tokio::test]
 async fn cdiff_missing_fallback() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    w.put_db("test-1.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
+    let (w, m, conf) = client_and_mirror(Some(1), &[], "").await;
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
@@ -146,11 +149,7 @@ async fn cdiff_missing_fallback() {
 
 #[tokio::test]
 async fn missing_latest_patch_one_version_behind_stays() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    w.put_db("test-5.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
+    let (w, m, conf) = client_and_mirror(Some(5), &[], "").await;
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
@@ -165,12 +164,8 @@ async fn missing_latest_patch_one_version_behind_stays() {
 
 #[tokio::test]
 async fn empty_cdiff_falls_back_to_the_whole_cvd() {
-    let w = Work::new();
-    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    let (w, m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], "").await;
     std::fs::write(w.www().join("test-3.cdiff"), b"").unwrap();
-    w.put_db("test-1.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
     update_test_ok(&conf).await;
     let reqs = m.requests();
     assert_eq!(reqs.last().unwrap(), &req("/test.cvd", false, true, 200));
@@ -179,16 +174,12 @@ async fn empty_cdiff_falls_back_to_the_whole_cvd() {
 
 #[tokio::test]
 async fn tampered_cdiff_falls_back_to_the_whole_cvd() {
-    let w = Work::new();
-    mirror_v6(&w, &[2, 3, 4, 5, 6]);
+    let (w, _m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], "").await;
     let p = w.www().join("test-4.cdiff");
     let mut b = std::fs::read(&p).unwrap();
     let n = b.len();
     b[n / 2] ^= 1;
     std::fs::write(&p, b).unwrap();
-    w.put_db("test-1.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "");
     update_test_ok(&conf).await;
     w.assert_only("test.cvd", 6);
 }
@@ -213,11 +204,8 @@ async fn private_mirror() {
 }
 
 async fn probe_refused(status: u16) {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    let m = Mirror::start(&w.www()).await;
+    let (w, m, conf) = client_and_mirror(None, &[], "").await;
     m.fault("/test.cvd", status, None, false);
-    let conf = w.conf(&[m.url()], "");
     let t0 = now() as i64;
     let out = run_conf(&conf, &["--update-db=test"]).await;
     assert_eq!(out.status.code(), Some(11), "{}", text(&out));
@@ -245,11 +233,8 @@ async fn http_403_on_probe() {
 
 #[tokio::test]
 async fn http_403_on_download() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    let m = Mirror::start(&w.www()).await;
+    let (w, m, conf) = client_and_mirror(None, &[], "").await;
     m.fault("/test.cvd", 403, None, true);
-    let conf = w.conf(&[m.url()], "");
     let t0 = now() as i64;
     let out = run_conf(&conf, &["--update-db=test"]).await;
     assert_eq!(out.status.code(), Some(17), "{}", text(&out));
@@ -266,11 +251,8 @@ async fn http_403_on_download() {
 
 #[tokio::test]
 async fn http_429_on_download() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    let m = Mirror::start(&w.www()).await;
+    let (w, m, conf) = client_and_mirror(None, &[], "").await;
     m.fault("/test.cvd", 429, Some(3600), true);
-    let conf = w.conf(&[m.url()], "");
     let t0 = now() as i64;
     update_test_ok(&conf).await;
     assert_eq!(m.requests().len(), 2);
@@ -378,11 +360,8 @@ async fn bad_signature_is_refused() {
 
 #[tokio::test]
 async fn compressed_cld() {
-    let w = Work::new();
-    mirror_v6(&w, &[2, 3, 4, 5, 6]);
-    w.put_db("test-1.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "CompressLocalDatabase yes\n");
+    let (w, _m, conf) =
+        client_and_mirror(Some(1), &[2, 3, 4, 5, 6], "CompressLocalDatabase yes\n").await;
     update_test_ok(&conf).await;
     let b = std::fs::read(w.db().join("test.cld")).unwrap();
     assert_eq!(&b[512..514], &[0x1f, 0x8b], "gzip body");
@@ -529,10 +508,7 @@ async fn notify_clamd_and_on_update_execute() {
 
 #[tokio::test]
 async fn exit_hook_sets_the_exit_code() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "OnUpdateExecute EXIT_42\n");
+    let (_w, _m, conf) = client_and_mirror(None, &[], "OnUpdateExecute EXIT_42\n").await;
     let out = run_conf(&conf, &["--update-db=test"]).await;
     assert_eq!(out.status.code(), Some(42), "{}", text(&out));
 }
@@ -557,10 +533,7 @@ async fn prune_unwanted_databases() {
 
 #[tokio::test]
 async fn unknown_freshclam_option_is_reported() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "NoSuchOption yes\n");
+    let (_w, _m, conf) = client_and_mirror(None, &[], "NoSuchOption yes\n").await;
     let out = update_test_ok(&conf).await;
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NoSuchOption: unknown option"),
@@ -607,11 +580,7 @@ async fn mirror_not_synchronised_then_cdiff() {
 
 #[tokio::test]
 async fn daemon_checks_on_sigusr1_and_exits_on_403() {
-    let w = Work::new();
-    mirror_v6(&w, &[]);
-    w.put_db("test-6.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
-    let conf = w.conf(&[m.url()], "Checks 1\n");
+    let (w, m, conf) = client_and_mirror(Some(6), &[], "Checks 1\n").await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vdb-update"))
         .arg(format!("--config-file={}", conf.display()))
         .args(["--update-db=test", "-d", "--foreground", "--retry-delay=0"])

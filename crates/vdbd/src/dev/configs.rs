@@ -17,11 +17,13 @@ pub(super) fn write_text(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes `config` as TOML to `path`.
+/// Writes `config` as TOML to `path`, readable by its owner only: a role's configuration
+/// carries its admin token or the statistics password.
 pub(super) fn write_toml<T: Serialize>(path: &Path, config: &T) -> Result<()> {
     let text = toml::to_string(config)
         .with_context(|| format!("cannot write {} as TOML", path.display()))?;
-    write_text(path, &text)
+    vdb_format::write_private(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// What a master of the dev network needs to know.

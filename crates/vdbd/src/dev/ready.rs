@@ -121,7 +121,10 @@ pub(super) fn ready_line(
         "configs": configs,
     }))
     .and_then(|v| {
-        std::fs::write(dir.join("keys/admin.token"), format!("{admin_token}\n"))?;
+        vdb_format::write_private(
+            &dir.join("keys/admin.token"),
+            format!("{admin_token}\n").as_bytes(),
+        )?;
         Ok(v)
     })
 }

@@ -135,6 +135,25 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
         &["--upstream", upstream.to_str().unwrap(), "--mirrors", "3"],
     );
     let keys = master_keys(&dev);
+    // Secrets are readable by their owner only: keys, the admin token, and the role
+    // configurations that carry the token or the statistics password.
+    let dir = dev.path("dir");
+    for f in [
+        "keys/master-a.key",
+        "keys/publisher.key",
+        "keys/upstream.key",
+        "keys/admin.token",
+        "master-a.toml",
+        "mirror1.toml",
+        "monitor.toml",
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f} has mode {:o}", mode & 0o777);
+    }
     let mirrors = dev.strs("mirrors");
     assert_eq!(mirrors.len(), 3);
     for m in &mirrors {
