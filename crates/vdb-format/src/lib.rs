@@ -27,6 +27,7 @@
 pub mod build;
 pub mod cdiff;
 mod chain;
+pub mod clamsign;
 pub mod container;
 pub mod dnstxt;
 mod error;

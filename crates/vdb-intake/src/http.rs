@@ -538,7 +538,11 @@ async fn quarantine(
     SampleSha(sha): SampleSha,
 ) -> Result<Response, Refusal> {
     if !intake.store.has(&sha).map_err(internal)? {
-        return Err(refusal(404, "unknown_sample", "no sample with this SHA-256").into());
+        return Err(refusal(
+            404,
+            "unknown_sample",
+            "no sample with this SHA-256",
+        ));
     }
     let file = intake.quarantine.open_zip(&sha).map_err(internal)?;
     let len = file.metadata().map_err(internal)?.len();

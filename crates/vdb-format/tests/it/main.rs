@@ -1,5 +1,6 @@
 //! Integration tests of the format library against ClamAV's own signed fixtures.
 
+mod clamsign;
 mod fixtures;
 mod stream;
 mod tamper;

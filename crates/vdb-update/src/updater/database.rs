@@ -258,7 +258,7 @@ impl Updater<'_> {
         })
     }
 
-    /// Downloads cdiffs `local+1..=remote` in freshclam's order (spec §2.3; each one's    /// Runs the configured test command on a staged file (TestDatabases).
+    /// Runs the configured test command on a staged file (TestDatabases).
     pub(super) async fn test_load(&self, staged: &Path) -> Result<(), UpdateError> {
         let Some(cmd) = &self.settings.test_command else {
             return Ok(());
