@@ -148,13 +148,10 @@ impl Pusher {
                 .timeout(PUSH_TIMEOUT)
                 .send()
                 .await;
-            let error = match sent {
-                Ok(_) => {
-                    acked = Some(store.now());
-                    last_error = None;
-                    break;
-                }
-                Err(e) => e,
+            let Err(error) = sent else {
+                acked = Some(store.now());
+                last_error = None;
+                break;
             };
             last_error = Some(describe(&error));
             let Some(wait) = policy.wait_before_retry(attempts, started.elapsed(), &error) else {

@@ -131,6 +131,15 @@ fn file(name: &str, path: PathBuf) -> ReleaseFile {
     }
 }
 
+/// A refusal case: what, the expected code, the signer, the files, the claims if not inferred.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a SecretKey,
+    Vec<ReleaseFile>,
+    Option<ReleaseInfo>,
+);
+
 /// Release files: (name, fixture) pairs.
 fn fx(list: &[(&str, &str)]) -> Vec<ReleaseFile> {
     list.iter().map(|(n, f)| file(n, fixture(f))).collect()
@@ -326,13 +335,7 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
     std::fs::write(tmp.path().join("x.ndb"), b"Sig:0:*:414243\n").unwrap();
     let (publisher, daily, stranger) =
         (publisher_key(), daily_only(), SecretKey::from_seed([3; 32]));
-    let cases: Vec<(
-        &str,
-        &str,
-        &SecretKey,
-        Vec<ReleaseFile>,
-        Option<ReleaseInfo>,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         // A tampered byte inside the CVD (re-hashed, so only native verification can see it).
         (
             "tampered byte",
