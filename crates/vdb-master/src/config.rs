@@ -289,14 +289,12 @@ fn in_range(field: &str, value: i128, min: i128, max: i128, unit: &str) -> anyho
 impl Config {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the master config {}", path.display()))?;
-        let config: Self = toml::from_str(&text)
-            .with_context(|| format!("in the master config {}", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("in the master config {}", path.display()))?;
-        Ok(config)
+        let read = || -> anyhow::Result<Self> {
+            let config: Self = toml::from_str(&std::fs::read_to_string(path)?)?;
+            config.validate()?;
+            Ok(config)
+        };
+        read().with_context(|| format!("in the master config {}", path.display()))
     }
 
     /// Checks values that parse but make no sense.

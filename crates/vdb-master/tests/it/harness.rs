@@ -51,6 +51,15 @@ pub(crate) fn public(seed: u8) -> PublicKey {
     SecretKey::from_seed([seed; 32]).public()
 }
 
+/// A temporary directory and a manual clock at the wall clock's time.
+pub(crate) fn scratch() -> (tempfile::TempDir, ManualClock) {
+    use vdb_proto::Clock as _;
+    (
+        tempfile::tempdir().unwrap(),
+        ManualClock::new(vdb_proto::SystemClock.now()),
+    )
+}
+
 /// Starts a master on `listener` (bound by the test).
 pub(crate) async fn start_on(
     config: Config,
@@ -59,8 +68,8 @@ pub(crate) async fn start_on(
 ) -> Running {
     vdb_master::start_on(
         config,
-        Listeners { http: listener },
         Arc::new(clock.clone()),
+        Listeners { http: listener },
     )
     .await
     .unwrap()

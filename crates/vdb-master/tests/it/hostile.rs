@@ -68,8 +68,7 @@ fn durations_that_are_zero_or_absurd_are_refused_at_load() {
 
 #[tokio::test]
 async fn statements_and_tickets_at_the_ends_of_time_are_replays_not_overflows() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SystemClock.now());
+    let (dir, clock) = crate::harness::scratch();
     let a = start(config(dir.path(), "a", 9), &clock).await;
     let url = a.base_url();
     publish(&url, &clock, 1).await;
@@ -140,8 +139,7 @@ async fn a_peer_cannot_date_a_registry_entry_past_the_end_of_time() {
 #[tokio::test]
 async fn endless_answers_from_a_peer_are_cut_at_the_cap() {
     let peer = HostileServer::start(Hostility::EndlessBody);
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SystemClock.now());
+    let (dir, clock) = crate::harness::scratch();
     let mut c = config(dir.path(), "a", 10);
     crate::harness::peer(&mut c, &peer.url());
     c.catch_up_timeout_secs = 0;
@@ -165,8 +163,7 @@ async fn endless_answers_from_a_peer_are_cut_at_the_cap() {
 #[tokio::test]
 async fn an_upstream_that_never_ends_costs_a_header_probe() {
     let up = HostileServer::start(Hostility::EndlessBody);
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SystemClock.now());
+    let (dir, clock) = crate::harness::scratch();
     let mut c = config(dir.path(), "a", 10);
     c.upstream = Some(vdb_master::config::UpstreamConfig {
         url: up.url(),
@@ -196,8 +193,7 @@ async fn a_mirror_that_redirects_a_push_is_not_followed_and_no_admin_address_is_
         elsewhere.url(),
         vdb_proto::paths::PUSH
     )));
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SystemClock.now());
+    let (dir, clock) = crate::harness::scratch();
     let a = start(config(dir.path(), "a", 10), &clock).await;
     let url = a.base_url();
     let mut rec = MirrorRecord::new("moved", "http://127.0.0.1:9");

@@ -75,8 +75,7 @@ async fn register(url: &str, name: &str, push_url: &str) {
 
 #[tokio::test]
 async fn pushes_are_retried_acknowledged_and_shown_in_the_rollout_timeline() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SystemClock.now());
+    let (dir, clock) = crate::harness::scratch();
     let key = public(10);
     let a = start(config(dir.path(), "a", 10), &clock).await;
     let url = a.base_url();
@@ -422,8 +421,7 @@ fn follow(c: &mut Config, base: &str, key_file: Option<std::path::PathBuf>) {
 #[tokio::test]
 async fn following_an_upstream_publishes_new_versions_and_refuses_tampered_files() {
     let (up, base) = Upstream::start("test-1.cvd").await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(SystemClock.now());
+    let (dir, clock) = crate::harness::scratch();
     let mut c = config(dir.path(), "a", 10);
     follow(&mut c, &base, None);
     let key = public(10);
@@ -516,48 +514,33 @@ async fn https_with_rustls() {
 }
 
 /// A master that mails to a relay double and has one unreachable peer (its forced sync is
-/// skipped, with an alert); ready.
-struct Mailing {
-    a: Running,
-    sink: vdb_testkit::SmtpSink,
-    clock: ManualClock,
-    _dir: tempfile::TempDir,
-}
-
-impl Mailing {
-    async fn start() -> Self {
-        let sink = vdb_testkit::SmtpSink::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(SystemClock.now());
-        let mut c = config(dir.path(), "a", 10);
-        c.smtp = Some(vdb_master::config::SmtpConfig {
-            server: sink.addr.to_string(),
-            from: "master@example.org".into(),
-            to: vec!["announce@example.org".into()],
-            tls: vdb_service::smtp::SmtpTls::None,
-            ..Default::default()
-        });
-        crate::harness::peer(&mut c, "http://127.0.0.1:9");
-        c.catch_up_timeout_secs = 0;
-        let a = start(c, &clock).await;
-        until("ready", || async { a.is_ready() }).await;
-        Self {
-            a,
-            sink,
-            clock,
-            _dir: dir,
-        }
-    }
+/// skipped, with an alert), ready; with the relay, its clock and its directory.
+async fn mailing() -> (
+    Running,
+    vdb_testkit::SmtpSink,
+    ManualClock,
+    tempfile::TempDir,
+) {
+    let sink = vdb_testkit::SmtpSink::start().await;
+    let (dir, clock) = crate::harness::scratch();
+    let mut c = config(dir.path(), "a", 10);
+    c.smtp = Some(vdb_master::config::SmtpConfig {
+        server: sink.addr.to_string(),
+        from: "master@example.org".into(),
+        to: vec!["announce@example.org".into()],
+        tls: vdb_service::smtp::SmtpTls::None,
+        ..Default::default()
+    });
+    crate::harness::peer(&mut c, "http://127.0.0.1:9");
+    c.catch_up_timeout_secs = 0;
+    let a = start(c, &clock).await;
+    until("ready", || async { a.is_ready() }).await;
+    (a, sink, clock, dir)
 }
 
 #[tokio::test]
 async fn releases_and_alerts_are_mailed() {
-    let Mailing {
-        a,
-        sink,
-        clock,
-        _dir: _keep,
-    } = Mailing::start().await;
+    let (a, sink, clock, _dir) = mailing().await;
     publish(&a.base_url(), &clock, 1).await;
     let mailed = |needle: &'static str| {
         let sink = sink.clone();
@@ -627,12 +610,7 @@ async fn two_masters_following_one_upstream_agree() {
 
 #[tokio::test]
 async fn line_breaks_in_release_notes_never_reach_the_smtp_dialogue() {
-    let Mailing {
-        a,
-        sink,
-        clock,
-        _dir: _keep,
-    } = Mailing::start().await;
+    let (a, sink, clock, _dir) = mailing().await;
     // Notes that would end the headers, add a header, end DATA and start a new envelope if
     // their bare CRs and LFs reached the wire as they are.
     let notes = "fixes\rBcc: evil@example.org\n\nX-Evil: 1\r.\rRCPT TO:<evil@example.org>\n.\nQUIT";
