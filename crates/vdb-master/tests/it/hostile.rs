@@ -136,53 +136,54 @@ async fn a_peer_cannot_date_a_registry_entry_past_the_end_of_time() {
     a.shutdown().await;
 }
 
-#[tokio::test]
-async fn endless_answers_from_a_peer_are_cut_at_the_cap() {
-    let peer = HostileServer::start(Hostility::EndlessBody);
+/// Starts a master wired by `wire` to a server that answers with endless bodies, waits until
+/// `failed` (a counter) counts a failure, and returns (bytes the server got out, requests).
+async fn against_endless(wire: impl FnOnce(&mut Config, String), failed: &str) -> (u64, u64) {
+    let hostile = HostileServer::start(Hostility::EndlessBody);
     let (dir, clock) = crate::harness::scratch();
     let mut c = config(dir.path(), "a", 10);
-    crate::harness::peer(&mut c, &peer.url());
-    c.catch_up_timeout_secs = 0;
+    wire(&mut c, hostile.url());
     let a = start(c, &clock).await;
     let url = a.base_url();
-    until("a failed pull", || async {
-        metric(&url, "vdb_master_replication_total{result=\"error\"}").await >= 1.0
-    })
-    .await;
-    until("ready without the peer", || async { a.is_ready() }).await;
-    let (sent, asked) = (peer.bytes_sent(), peer.requests().len() as u64);
+    until(failed, || async { metric(&url, failed).await >= 1.0 }).await;
+    until("ready", || async { a.is_ready() }).await;
+    let figures = (hostile.bytes_sent(), hostile.requests().len() as u64);
+    a.shutdown().await;
+    figures
+}
+
+#[tokio::test]
+async fn endless_answers_from_a_peer_are_cut_at_the_cap() {
+    let peer = |c: &mut Config, url: String| {
+        crate::harness::peer(c, &url);
+        c.catch_up_timeout_secs = 0;
+    };
+    let failed = "vdb_master_replication_total{result=\"error\"}";
+    let (sent, asked) = against_endless(peer, failed).await;
     println!("hostile peer: {sent} bytes sent over {asked} requests");
     assert!(asked >= 1);
     assert!(
         sent <= asked * (PAGE_CAP + SLACK),
         "{sent} bytes taken over {asked} requests: an answer was read past the cap"
     );
-    a.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_upstream_that_never_ends_costs_a_header_probe() {
-    let up = HostileServer::start(Hostility::EndlessBody);
-    let (dir, clock) = crate::harness::scratch();
-    let mut c = config(dir.path(), "a", 10);
-    c.upstream = Some(vdb_master::config::UpstreamConfig {
-        url: up.url(),
-        databases: vec!["test".into()],
-        interval_secs: 3600,
-        key_file: None,
-    });
-    let a = start(c, &clock).await;
-    let url = a.base_url();
-    until("a failed upstream check", || async {
-        metric(&url, "vdb_master_upstream_checks_total{result=\"error\"}").await >= 1.0
-    })
-    .await;
-    let (sent, asked) = (up.bytes_sent(), up.requests().len() as u64);
+    let upstream = |c: &mut Config, url: String| {
+        c.upstream = Some(vdb_master::config::UpstreamConfig {
+            url,
+            databases: vec!["test".into()],
+            interval_secs: 3600,
+            key_file: None,
+        });
+    };
+    let failed = "vdb_master_upstream_checks_total{result=\"error\"}";
+    let (sent, asked) = against_endless(upstream, failed).await;
     assert!(
         asked >= 1 && sent <= asked * SLACK,
         "{sent} bytes over {asked} requests"
     );
-    a.shutdown().await;
 }
 
 #[tokio::test]
