@@ -89,6 +89,17 @@ impl RetryPolicy {
         (elapsed.saturating_add(wait) <= self.max_total).then_some(wait)
     }
 
+    /// [`RetryPolicy::next_delay`] with a fresh random draw: for callers that run their own
+    /// loop (to stop on cancellation, or to count and record attempts).
+    pub fn wait_before_retry(
+        &self,
+        attempt: u32,
+        elapsed: Duration,
+        error: &Error,
+    ) -> Option<Duration> {
+        self.next_delay(attempt, elapsed, error, jitter())
+    }
+
     /// Runs `op(attempt)` (1-based) until it succeeds, fails for good or the policy gives up;
     /// the last error is returned.
     pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, Error>
@@ -103,7 +114,7 @@ impl RetryPolicy {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            let Some(wait) = self.next_delay(attempt, started.elapsed(), &error, jitter()) else {
+            let Some(wait) = self.wait_before_retry(attempt, started.elapsed(), &error) else {
                 return Err(error);
             };
             tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying");

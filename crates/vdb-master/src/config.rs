@@ -270,17 +270,31 @@ fn default_tick() -> u64 {
     500
 }
 
+/// The longest duration a setting may have (a year, in seconds): longer ones are mistakes, and
+/// would overflow the clock arithmetic.
+pub const MAX_SECS: i64 = 366 * 86_400;
+
+/// The longest loop tick or push back-off (milliseconds).
+const MAX_MS: u64 = 60_000;
+
+/// Checks that a duration setting is within `min..=max` (`unit`: "seconds", "milliseconds").
+fn in_range(field: &str, value: i128, min: i128, max: i128, unit: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (min..=max).contains(&value),
+        "field `{field}` is {value}: it must be {min} to {max} {unit}"
+    );
+    Ok(())
+}
+
 impl Config {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the master config {}", path.display()))?;
-        let config: Self = toml::from_str(&text)
-            .with_context(|| format!("in the master config {}", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("in the master config {}", path.display()))?;
-        Ok(config)
+        let read = || -> anyhow::Result<Self> {
+            let config: Self = toml::from_str(&std::fs::read_to_string(path)?)?;
+            config.validate()?;
+            Ok(config)
+        };
+        read().with_context(|| format!("in the master config {}", path.display()))
     }
 
     /// Checks values that parse but make no sense.
@@ -290,18 +304,7 @@ impl Config {
             !self.network.is_empty(),
             "field `network` must not be empty"
         );
-        anyhow::ensure!(
-            self.heartbeat_secs >= 1,
-            "field `heartbeat_secs` must be >= 1"
-        );
-        anyhow::ensure!(
-            self.forced_sync_secs >= 1,
-            "field `forced_sync_secs` must be >= 1"
-        );
-        anyhow::ensure!(
-            self.replicate_secs >= 1,
-            "field `replicate_secs` must be >= 1"
-        );
+        self.check_durations()?;
         anyhow::ensure!(
             self.push_concurrency >= 1,
             "field `push_concurrency` must be >= 1"
@@ -322,10 +325,6 @@ impl Config {
             );
         }
         self.limits.check().context("in section `limits`")?;
-        anyhow::ensure!(
-            self.statement_window_secs >= 1,
-            "field `statement_window_secs` must be >= 1"
-        );
         if let Some(ttl) = self.manifest_ttl_secs {
             anyhow::ensure!(
                 ttl > self.heartbeat_secs,
@@ -345,6 +344,52 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Every duration within its bounds: none zero where that would spin or refuse
+    /// everything, none so large that the clock arithmetic overflows.
+    fn check_durations(&self) -> anyhow::Result<()> {
+        let max = i128::from(MAX_SECS);
+        let mut secs: Vec<(&str, i128, i128)> = vec![
+            ("heartbeat_secs", self.heartbeat_secs.into(), 1),
+            ("forced_sync_secs", self.forced_sync_secs.into(), 1),
+            ("replicate_secs", self.replicate_secs.into(), 1),
+            (
+                "statement_window_secs",
+                self.statement_window_secs.into(),
+                1,
+            ),
+            (
+                "catch_up_timeout_secs",
+                self.catch_up_timeout_secs.into(),
+                0,
+            ),
+            ("orphan_ttl_secs", self.orphan_ttl_secs.into(), 1),
+        ];
+        if let Some(ttl) = self.manifest_ttl_secs {
+            secs.push(("manifest_ttl_secs", ttl.into(), 2));
+        }
+        if let Some(up) = &self.upstream {
+            secs.push(("upstream.interval_secs", up.interval_secs.into(), 1));
+        }
+        for (field, value, min) in secs {
+            in_range(field, value, min, max, "seconds")?;
+        }
+        let ms = i128::from(MAX_MS);
+        in_range("tick_ms", self.tick_ms.into(), 1, ms, "milliseconds")?;
+        in_range(
+            "push_backoff_ms",
+            self.push_backoff_ms.into(),
+            0,
+            ms,
+            "milliseconds",
+        )?;
+        anyhow::ensure!(
+            self.manifest_ttl() <= MAX_SECS,
+            "the manifest lifetime is {} s (four heartbeats unless `manifest_ttl_secs` is set): it must be at most {MAX_SECS} s",
+            self.manifest_ttl()
+        );
         Ok(())
     }
 

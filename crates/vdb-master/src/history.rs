@@ -165,59 +165,53 @@ impl History {
         self.query_releases(
             &format!("SELECT {RELEASE_COLS} FROM releases WHERE verdict = 'accepted' ORDER BY seq"),
             params![],
+            usize::MAX,
         )
     }
 
     /// Accepted releases after sequence `after` (at most `limit`, and no more than a
     /// [`PAGE_BYTES`] budget of envelopes, but at least one), for peers.
     pub fn accepted_after(&self, after: i64, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
-        self.query_budget(
+        self.query_releases(
             &format!("SELECT {RELEASE_COLS} FROM releases WHERE verdict = 'accepted' AND seq > ?1 ORDER BY seq LIMIT ?2"),
             params![after, limit],
+            PAGE_BYTES,
         )
     }
 
     /// Rows (accepted and refused) before sequence `before` (all if `None`), newest first: at
     /// most `limit`, and no more than a [`PAGE_BYTES`] budget of envelopes, but at least one.
     pub fn recent(&self, before: Option<i64>, limit: i64) -> Result<Vec<ReleaseRow>, HistoryError> {
-        self.query_budget(
+        self.query_releases(
             &format!(
                 "SELECT {RELEASE_COLS} FROM releases WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
             ),
             params![before.unwrap_or(i64::MAX), limit],
+            PAGE_BYTES,
         )
     }
 
-    /// Rows of `sql` until the byte budget of one page is spent.
-    fn query_budget(
+    /// Rows of `sql` until `budget` bytes of envelopes and reasons are spent (at least one).
+    fn query_releases(
         &self,
         sql: &str,
         p: impl rusqlite::Params,
+        budget: usize,
     ) -> Result<Vec<ReleaseRow>, HistoryError> {
         let c = self.conn();
         let mut st = c.prepare(sql)?;
         let mut out = Vec::new();
-        let mut bytes = 0;
+        let mut bytes = 0usize;
         for row in st.query_map(p, row_to_release)? {
             let row = row?;
-            bytes += row.envelope.len() + row.reason.as_ref().map_or(0, String::len);
-            if bytes > PAGE_BYTES && !out.is_empty() {
+            bytes = bytes
+                .saturating_add(row.envelope.len() + row.reason.as_ref().map_or(0, String::len));
+            if bytes > budget && !out.is_empty() {
                 break;
             }
             out.push(row);
         }
         Ok(out)
-    }
-
-    fn query_releases(
-        &self,
-        sql: &str,
-        p: impl rusqlite::Params,
-    ) -> Result<Vec<ReleaseRow>, HistoryError> {
-        let c = self.conn();
-        let mut st = c.prepare(sql)?;
-        let rows = st.query_map(p, row_to_release)?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Marks every accepted release not yet published as published in `serial` at `at`.

@@ -33,7 +33,6 @@ pub mod config;
 mod events;
 pub mod gate;
 pub mod history;
-mod http;
 mod metrics;
 mod notify;
 pub mod objects;
@@ -62,6 +61,17 @@ use events::Events;
 use push::Pusher;
 use store::Store;
 use tasks::Tasks;
+
+/// What the parts of a master share (cheap to clone): the release store, the peers, the
+/// outbound HTTP client, the event bus and the metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct Parts {
+    store: Arc<Store>,
+    peers: Arc<peers::Peers>,
+    http: vdb_fetch::Client,
+    events: Events,
+    metrics: Arc<metrics::Metrics>,
+}
 
 /// A running master.
 #[derive(Debug)]
@@ -155,10 +165,46 @@ fn upstream_key(config: &Config) -> anyhow::Result<Option<SecretKey>> {
     Ok(Some(key))
 }
 
-/// Starts a master: opens its state, binds the HTTP listener, starts its parts: the release
+/// The sockets a master serves on, bound before it starts (tests bind port 0 and read the
+/// address back; [`start`] binds the configuration's `listen`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP (or, with `tls_cert_file`, HTTPS) API.
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configuration's `listen`.
+    pub fn bind(config: &Config) -> anyhow::Result<Self> {
+        let listen = config.listen;
+        let http = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("binding the master's HTTP listener to {listen}"))?;
+        Ok(Self { http })
+    }
+}
+
+/// The one HTTP client of a master's outgoing requests (pushes, replication, peers, the
+/// upstream, webhooks): time-outs, the configured CA, no redirects; every call reads its answer
+/// under an explicit size cap.
+fn outbound_client(config: &Config) -> anyhow::Result<vdb_fetch::Client> {
+    let mut b = vdb_fetch::Client::builder(concat!("vdbnet-master/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(60))
+        .read_timeout(Some(Duration::from_secs(20)));
+    if let Some(ca) = &config.tls_ca_file {
+        b = b.add_roots(&vdb_fetch::read_ca(ca)?);
+    }
+    Ok(b.build()?)
+}
+
+/// Starts a master on bound listeners: opens its state and starts its parts: the release
 /// store, the pusher, the notifier, the replicator and the upstream follower, which hear of
 /// accepted releases and signed manifests through events.
-pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+pub async fn start_on(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    listeners: Listeners,
+) -> anyhow::Result<Running> {
     config.validate()?;
     let key = read_key(&config.key_file)?;
     let mut policy = gate::Policy::from_config(&config)?;
@@ -171,7 +217,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let tasks = Tasks::default();
     let events = Events::default();
     let metrics = Arc::new(metrics::Metrics::default());
-    let client = http::client(&config)?;
+    let client = outbound_client(&config)?;
     let peers = Arc::new(peers::Peers::new(
         config.peers.clone(),
         config.network.clone(),
@@ -187,40 +233,25 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         Arc::clone(&peers),
         events.clone(),
     )?);
-    let pusher = Arc::new(Pusher::new(
-        Arc::clone(&store),
-        Arc::clone(&peers),
-        client.clone(),
-        events.clone(),
-        Arc::clone(&metrics),
-        tasks.clone(),
-        cancel.clone(),
-    ));
-    let replicator = Arc::new(replicate::Replicator::new(
-        Arc::clone(&store),
-        Arc::clone(&peers),
-        client.clone(),
-        events.clone(),
-        Arc::clone(&metrics),
-    ));
+    let parts = Parts {
+        store: Arc::clone(&store),
+        peers: Arc::clone(&peers),
+        http: client.clone(),
+        events: events.clone(),
+        metrics: Arc::clone(&metrics),
+    };
+    let pusher = Arc::new(Pusher::new(parts.clone(), tasks.clone(), cancel.clone()));
+    let replicator = Arc::new(replicate::Replicator::new(parts.clone()));
     let notifier = notify::Notifier::new(&config, client.clone(), tasks.clone())?;
     // Every part subscribes before anything can happen.
     tasks.spawn(Arc::clone(&pusher).run(events.subscribe()));
     tasks.spawn(notifier.run(events.subscribe(), cancel.clone()));
     let replicator_events = events.subscribe();
 
-    let listen = config.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the master's HTTP listener to {listen}"))?;
+    listeners.http.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http = listener.local_addr()?;
-    let app = server::router(Arc::new(server::App::new(
-        Arc::clone(&store),
-        Arc::clone(&replicator),
-        Arc::clone(&peers),
-        events.clone(),
-        Arc::clone(&metrics),
-    )));
+    let app = server::router(Arc::new(server::App::new(parts, Arc::clone(&replicator))));
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(c), Some(k)) => Some(vdb_service::Tls::load(c, k)?),
         _ => None,
@@ -244,6 +275,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     tasks.spawn(heartbeat(
         Arc::clone(&store),
         Arc::clone(&pusher),
+        Arc::clone(&metrics),
         cancel.clone(),
     ));
     if let (Some(k), Some(up)) = (up_key, config.upstream.clone()) {
@@ -263,9 +295,22 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     })
 }
 
+/// Starts a master on the configuration's `listen` address ([`Listeners::bind`], then
+/// [`start_on`]).
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    config.validate()?;
+    let listeners = Listeners::bind(&config)?;
+    start_on(config, clock, listeners).await
+}
+
 /// The heartbeat (re-sign with a fresh timestamp, prune unreferenced uploads) and the
 /// forced-sync schedule.
-async fn heartbeat(store: Arc<Store>, pusher: Arc<Pusher>, cancel: CancellationToken) {
+async fn heartbeat(
+    store: Arc<Store>,
+    pusher: Arc<Pusher>,
+    metrics: Arc<metrics::Metrics>,
+    cancel: CancellationToken,
+) {
     let config = store.config();
     let tick = Duration::from_millis(config.tick_ms);
     let mut next_forced = store.now() + config.forced_sync_secs;
@@ -274,10 +319,10 @@ async fn heartbeat(store: Arc<Store>, pusher: Arc<Pusher>, cancel: CancellationT
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
         }
+        let now = store.now();
         if !store.is_ready() {
             continue;
         }
-        let now = store.now();
         let due = store
             .current()
             .is_none_or(|c| now >= c.manifest.issued_at + config.heartbeat_secs);
@@ -291,6 +336,7 @@ async fn heartbeat(store: Arc<Store>, pusher: Arc<Pusher>, cancel: CancellationT
             next_forced = now + config.forced_sync_secs;
             pusher.forced_sync().await;
         }
+        metrics.checked_at(now);
     }
 }
 

@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     unrecorded: Family<Labels, Counter>,
     signing_deferred: Counter,
     serial: Gauge,
+    checked_at: Gauge,
 }
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
@@ -40,6 +41,7 @@ impl Default for Metrics {
         let upstream = Family::<Labels, Counter>::default();
         let unrecorded = Family::<Labels, Counter>::default();
         let serial = Gauge::default();
+        let checked_at = Gauge::default();
         let signing_deferred = Counter::default();
         registry.register(
             "releases",
@@ -78,6 +80,11 @@ impl Default for Metrics {
             "Serial of the current manifest",
             serial.clone(),
         );
+        registry.register(
+            "heartbeat_checked_at_seconds",
+            "When the heartbeat loop last looked at the master's clock (Unix seconds): it is alive",
+            checked_at.clone(),
+        );
         Self {
             registry,
             releases,
@@ -89,6 +96,7 @@ impl Default for Metrics {
             unrecorded,
             signing_deferred,
             serial,
+            checked_at,
         }
     }
 }
@@ -143,6 +151,11 @@ impl Metrics {
     /// Sets the current serial.
     pub(crate) fn serial(&self, serial: u64) {
         self.serial.set(i64::try_from(serial).unwrap_or(i64::MAX));
+    }
+
+    /// Sets when the heartbeat loop last looked at the clock.
+    pub(crate) fn checked_at(&self, now: i64) {
+        self.checked_at.set(now);
     }
 
     /// The text exposition.

@@ -5,20 +5,21 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use vdb_fetch::Expect;
 use vdb_proto::{Manifest, Signed};
 
 use crate::config::PeerConfig;
 use crate::tasks::Tasks;
 
-/// The largest peer manifest read.
-const MAX_MANIFEST: usize = 64 << 20;
+/// The largest peer manifest read (as a mirror reads a master's).
+const MAX_MANIFEST: u64 = 16 << 20;
 
 /// The peers of a master.
 #[derive(Debug)]
 pub(crate) struct Peers {
     list: Vec<PeerConfig>,
     network: String,
-    http: reqwest::Client,
+    http: vdb_fetch::Client,
     serial: AtomicU64,
     tasks: Tasks,
 }
@@ -28,7 +29,7 @@ impl Peers {
     pub(crate) fn new(
         list: Vec<PeerConfig>,
         network: String,
-        http: reqwest::Client,
+        http: vdb_fetch::Client,
         tasks: Tasks,
     ) -> Self {
         Self {
@@ -64,17 +65,18 @@ impl Peers {
             peer.url.trim_end_matches('/'),
             vdb_proto::MANIFEST_PATH
         );
-        let r = self
+        let r = match self
             .http
             .get(&url)
             .timeout(Duration::from_secs(5))
             .send()
-            .await?;
-        if r.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
-        let bytes = crate::http::read_capped(r, MAX_MANIFEST).await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.kind() == vdb_fetch::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = r.bytes(&Expect::at_most(MAX_MANIFEST)).await?;
         let env = Signed::<Manifest>::from_json(&bytes)?;
         let m = env.verify(&[peer.key])?;
         anyhow::ensure!(
@@ -112,8 +114,9 @@ impl Peers {
             let url = format!("{}/api/v1/replicate", p.url.trim_end_matches('/'));
             let http = self.http.clone();
             self.tasks.spawn(async move {
+                // Nothing of the answer is read.
                 if let Err(e) = http.post(&url).timeout(Duration::from_secs(3)).send().await {
-                    tracing::debug!(%url, error = %e, "could not poke a peer (it will pull on its own schedule)");
+                    tracing::debug!(error = %e, "could not poke a peer (it will pull on its own schedule)");
                 }
             });
         }

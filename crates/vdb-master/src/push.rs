@@ -2,52 +2,38 @@
 //! the forced sync when every peer agrees, and the push outcomes in the history.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
+use vdb_fetch::RetryPolicy;
 use vdb_proto::{Manifest, MirrorRecord};
 
-use crate::events::{Event, Events};
+use crate::Parts;
+use crate::events::Event;
 use crate::history::PushOutcome;
-use crate::metrics::Metrics;
-use crate::peers::Peers;
-use crate::store::Store;
 use crate::tasks::{Tasks, blocking};
 
 /// The most of a mirror's error answer kept in the history.
 const MAX_ERROR_BODY: usize = 500;
 
+/// Time allowed for one push (the mirror acknowledges before it syncs).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Pushes to the mirrors.
 #[derive(Debug)]
 pub(crate) struct Pusher {
-    store: Arc<Store>,
-    peers: Arc<Peers>,
-    http: reqwest::Client,
-    events: Events,
-    metrics: Arc<Metrics>,
+    parts: Parts,
     tasks: Tasks,
     cancel: CancellationToken,
 }
 
 impl Pusher {
-    /// A pusher for the mirrors of `store`'s registry.
-    pub(crate) fn new(
-        store: Arc<Store>,
-        peers: Arc<Peers>,
-        http: reqwest::Client,
-        events: Events,
-        metrics: Arc<Metrics>,
-        tasks: Tasks,
-        cancel: CancellationToken,
-    ) -> Self {
+    /// A pusher for the mirrors of the store's registry.
+    pub(crate) fn new(parts: Parts, tasks: Tasks, cancel: CancellationToken) -> Self {
         Self {
-            store,
-            peers,
-            http,
-            events,
-            metrics,
+            parts,
             tasks,
             cancel,
         }
@@ -77,7 +63,7 @@ impl Pusher {
     /// Sends a signed push notice for `serial` to every registered mirror with a push URL,
     /// concurrently (bounded), retrying with backoff, and records each outcome.
     pub(crate) async fn push_all(&self, serial: u64, forced: bool) {
-        let h = self.store.history().clone();
+        let h = self.parts.store.history().clone();
         let mirrors = match blocking(move || h.mirrors()).await {
             Ok(m) => m,
             Err(e) => {
@@ -101,8 +87,8 @@ impl Pusher {
             return;
         }
         let names: Vec<String> = targets.iter().map(|m| m.name.clone()).collect();
-        let now = self.store.now();
-        let h = self.store.history().clone();
+        let now = self.parts.store.now();
+        let h = self.parts.store.history().clone();
         let ids = match blocking(move || h.pushes_started(serial, &names, forced, now)).await {
             Ok(ids) => ids,
             Err(e) => {
@@ -111,7 +97,7 @@ impl Pusher {
             }
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = tokio::spawn(record_outcomes(self.store.history().clone(), rx));
+        let writer = tokio::spawn(record_outcomes(self.parts.store.history().clone(), rx));
         futures_util::stream::iter(targets.into_iter().zip(ids))
             .map(|(m, id)| {
                 let tx = tx.clone();
@@ -120,7 +106,7 @@ impl Pusher {
                     let _ = tx.send(outcome);
                 }
             })
-            .buffer_unordered(self.store.config().push_concurrency.max(1))
+            .buffer_unordered(self.parts.store.config().push_concurrency.max(1))
             .collect::<Vec<()>>()
             .await;
         drop(tx);
@@ -129,7 +115,9 @@ impl Pusher {
         }
     }
 
-    /// Sends one signed push notice, retrying with backoff; logs and counts the outcome.
+    /// Sends one signed push notice, retrying retryable failures ([`vdb_fetch::Error::is_retryable`])
+    /// with jittered back-off from `push_backoff_ms`; logs and counts the outcome. No redirect
+    /// is followed and nothing of an answer is read but an error's first bytes.
     async fn deliver(
         &self,
         mirror: &MirrorRecord,
@@ -137,56 +125,50 @@ impl Pusher {
         serial: u64,
         forced: bool,
     ) -> PushOutcome {
-        let config = self.store.config();
+        let store = &self.parts.store;
+        let config = store.config();
         let url = mirror.push_url.clone().unwrap_or_default();
-        let mut delay = Duration::from_millis(config.push_backoff_ms);
+        let policy = RetryPolicy {
+            max_attempts: config.push_attempts,
+            base_delay: Duration::from_millis(config.push_backoff_ms),
+            max_delay: Duration::from_secs(60),
+            max_total: Duration::MAX,
+        };
+        let started = Instant::now();
         let mut attempts = 0;
         let mut last_error = None;
         let mut acked = None;
         while attempts < config.push_attempts {
             attempts += 1;
-            let body = self.store.push_notice(serial, forced);
-            let res = self
+            let sent = self
+                .parts
                 .http
                 .post(&url)
-                .header("content-type", "application/json")
-                .body(body)
-                .timeout(Duration::from_secs(10))
+                .json_body(store.push_notice(serial, forced))
+                .timeout(PUSH_TIMEOUT)
                 .send()
                 .await;
-            let retry = match res {
-                Ok(r) if r.status().is_success() => {
-                    acked = Some(self.store.now());
-                    last_error = None;
-                    break;
-                }
-                Ok(r) => {
-                    let status = r.status();
-                    let text = crate::http::excerpt(r, MAX_ERROR_BODY).await;
-                    last_error = Some(format!("HTTP {status}: {text}"));
-                    status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408
-                }
-                Err(e) => {
-                    last_error = Some(e.to_string());
-                    true
-                }
-            };
-            if !retry || attempts >= config.push_attempts {
+            let Err(error) = sent else {
+                acked = Some(store.now());
+                last_error = None;
                 break;
-            }
+            };
+            last_error = Some(describe(&error));
+            let Some(wait) = policy.wait_before_retry(attempts, started.elapsed(), &error) else {
+                break;
+            };
             tokio::select! {
                 () = self.cancel.cancelled() => break,
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(60));
         }
         match (&acked, &last_error) {
             (Some(_), _) => {
-                self.metrics.push("acked");
+                self.parts.metrics.push("acked");
                 tracing::info!(mirror = %mirror.name, serial, forced, attempts, "push acknowledged");
             }
             (None, e) => {
-                self.metrics.push("failed");
+                self.parts.metrics.push("failed");
                 tracing::warn!(mirror = %mirror.name, serial, forced, attempts, error = ?e, "push failed");
             }
         }
@@ -201,14 +183,14 @@ impl Pusher {
     /// Why a forced sync may not run now, or `None` if it may: every peer must answer with a
     /// valid manifest and none may hold a newer version of any database.
     async fn forced_sync_blocker(&self) -> Option<String> {
-        if !self.store.is_ready() {
+        if !self.parts.store.is_ready() {
             return Some("this master has not caught up with its peers yet".into());
         }
-        let Some(own) = self.store.current() else {
+        let Some(own) = self.parts.store.current() else {
             return Some("this master has no manifest yet".into());
         };
-        for p in self.peers.list() {
-            let m = match self.peers.manifest(p).await {
+        for p in self.parts.peers.list() {
+            let m = match self.parts.peers.manifest(p).await {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
@@ -240,16 +222,16 @@ impl Pusher {
     /// One forced-sync round: runs it, or skips it with a log line, a metric and an alert.
     pub(crate) async fn forced_sync(&self) -> bool {
         if let Some(reason) = self.forced_sync_blocker().await {
-            self.metrics.forced_sync("skipped");
+            self.parts.metrics.forced_sync("skipped");
             tracing::warn!(%reason, "forced sync skipped");
-            self.events.emit(Event::Alert {
+            self.parts.events.emit(Event::Alert {
                 kind: "forced_sync_skipped",
                 message: reason,
             });
             return false;
         }
-        let serial = self.store.serial();
-        self.metrics.forced_sync("run");
+        let serial = self.parts.store.serial();
+        self.parts.metrics.forced_sync("run");
         tracing::info!(serial, "forced sync of every mirror");
         self.push_all(serial, true).await;
         true
@@ -283,4 +265,19 @@ fn db_files<'a>(m: &'a Manifest, db: &str) -> Vec<&'a vdb_proto::FileRef> {
                 .is_some_and(|r| r.starts_with('.') || r.starts_with('-'))
         })
         .collect()
+}
+
+/// A failed push as the history keeps it: the error (its URL without secrets) and, for an
+/// answer, the first printable bytes of the mirror's reason.
+fn describe(e: &vdb_fetch::Error) -> String {
+    let body = e.body().unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)])
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if text.is_empty() {
+        e.to_string()
+    } else {
+        format!("{e}: {text}")
+    }
 }

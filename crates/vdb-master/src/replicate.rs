@@ -4,19 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
-use vdb_proto::{ReleaseStatement, Signed};
+use vdb_fetch::Expect;
+use vdb_proto::{FileRef, ReleaseStatement, Signed};
 
+use crate::Parts;
 use crate::config::PeerConfig;
-use crate::events::{Event, Events, Origin};
+use crate::events::{Event, Origin};
 use crate::history::RegistryEntry;
-use crate::metrics::Metrics;
-use crate::peers::Peers;
-use crate::store::Store;
 use crate::tasks::blocking;
 
 /// One entry of `GET /api/v1/releases?after=N`.
@@ -37,35 +35,26 @@ pub struct ReleasePage {
 
 const PAGE: i64 = 100;
 
-/// The largest release page or registry read from a peer.
-const MAX_PAGE_BYTES: usize = 256 << 20;
+/// The largest release page or registry read from a peer: a page holds at most
+/// [`crate::history::PAGE_BYTES`] of envelopes and one more (a statement is at most the API's
+/// 1 MiB body), each escaped once as a JSON string.
+const MAX_PAGE_BYTES: u64 = 32 << 20;
+
+/// Time allowed for one page, the registry or a poke.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pulls from the peers.
 #[derive(Debug)]
 pub(crate) struct Replicator {
-    store: Arc<Store>,
-    peers: Arc<Peers>,
-    http: reqwest::Client,
-    events: Events,
-    metrics: Arc<Metrics>,
+    parts: Parts,
     now: Notify,
 }
 
 impl Replicator {
-    /// A replicator into `store` from `peers`.
-    pub(crate) fn new(
-        store: Arc<Store>,
-        peers: Arc<Peers>,
-        http: reqwest::Client,
-        events: Events,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// A replicator into the store from the peers.
+    pub(crate) fn new(parts: Parts) -> Self {
         Self {
-            store,
-            peers,
-            http,
-            events,
-            metrics,
+            parts,
             now: Notify::new(),
         }
     }
@@ -81,27 +70,19 @@ impl Replicator {
         let mut accepted = 0;
         loop {
             let cursor = blocking({
-                let h = self.store.history().clone();
+                let h = self.parts.store.history().clone();
                 let b = base.clone();
                 move || h.cursor(&b)
             })
             .await?;
             let url = format!("{base}/api/v1/releases?after={cursor}&limit={PAGE}");
-            let r = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
-            let page: ReleasePage =
-                serde_json::from_slice(&crate::http::read_capped(r, MAX_PAGE_BYTES).await?)?;
+            let page: ReleasePage = self.get_json(&url, peer).await?;
             let n = page.releases.len();
             for e in page.releases {
                 if self.pull_release(peer, &base, &e.envelope).await? {
                     accepted += 1;
                 }
-                let h = self.store.history().clone();
+                let h = self.parts.store.history().clone();
                 let b = base.clone();
                 blocking(move || h.set_cursor(&b, e.seq)).await?;
             }
@@ -111,23 +92,26 @@ impl Replicator {
                 break;
             }
         }
-        self.peers.manifest(peer).await?;
-        let url = format!("{base}/api/v1/registry");
-        let mut req = self.http.get(&url).timeout(Duration::from_secs(10));
+        self.parts.peers.manifest(peer).await?;
         // The token shows the admins' contacts too.
-        if let Some(t) = &peer.token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await?;
-        anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
-        let entries: Vec<RegistryEntry> =
-            serde_json::from_slice(&crate::http::read_capped(r, MAX_PAGE_BYTES).await?)?;
-        let h = self.store.history().clone();
+        let entries: Vec<RegistryEntry> = self
+            .get_json(&format!("{base}/api/v1/registry"), peer)
+            .await?;
+        // The newest change wins: one dated further ahead than the statement window is a
+        // broken clock (or a peer claiming a record forever), not a change.
+        let (now, window) = (self.parts.store.now(), self.parts.store.policy().window());
+        let h = self.parts.store.history().clone();
+        let peer_url = base.clone();
         blocking(move || -> anyhow::Result<()> {
             for e in entries {
-                if vdb_proto::is_safe_db_name(&e.record.name) {
-                    h.put_mirror(&e)?;
+                if !vdb_proto::is_safe_db_name(&e.record.name) {
+                    continue;
                 }
+                if e.updated_at > now && e.updated_at.abs_diff(now) > window {
+                    tracing::warn!(peer = %peer_url, mirror = %e.record.name, updated_at = e.updated_at, now, "registry entry dated in the future ignored");
+                    continue;
+                }
+                h.put_mirror(&e)?;
             }
             Ok(())
         })
@@ -144,25 +128,26 @@ impl Replicator {
     ) -> anyhow::Result<bool> {
         let env = Signed::<ReleaseStatement>::from_json(envelope.as_bytes())?;
         let id = env.id();
-        let h = self.store.history().clone();
+        let h = self.parts.store.history().clone();
         let id2 = id.clone();
         if blocking(move || h.accepted(&id2)).await?.is_some() {
             return Ok(false);
         }
         // Only a listed publisher's statement is worth fetching objects for; the gate refuses
         // anything else.
-        let policy = self.store.policy();
+        let policy = self.parts.store.policy();
         if let Ok(st) = crate::gate::check_signature(policy, &env) {
             for f in &st.files {
-                if self.store.objects().size(&f.sha256) == Some(f.size)
+                if self.parts.store.objects().size(&f.sha256) == Some(f.size)
                     || f.size > policy.max_file_size()
                 {
                     continue;
                 }
-                self.fetch_object(peer, base, &f.sha256).await?;
+                self.fetch_object(peer, base, f).await?;
             }
         }
         match self
+            .parts
             .store
             .submit(envelope.as_bytes(), Origin::Peer(base.to_owned()))
             .await
@@ -175,22 +160,42 @@ impl Replicator {
         }
     }
 
-    async fn fetch_object(&self, peer: &PeerConfig, base: &str, sha: &str) -> anyhow::Result<()> {
-        let url = format!("{base}{}/{sha}", vdb_proto::paths::OBJECTS);
-        let mut req = self.http.get(&url);
-        if let Some(t) = &peer.token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await?;
-        anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
-        let objects = self.store.objects();
-        let mut up = objects.begin(self.store.policy().max_file_size())?;
-        let mut stream = r.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            up.write(&chunk?)?;
-        }
+    /// A peer's JSON answer (with its token, under [`MAX_PAGE_BYTES`]).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        peer: &PeerConfig,
+    ) -> Result<T, vdb_fetch::Error> {
+        self.parts
+            .http
+            .get(url)
+            .bearer(peer.token.as_deref())
+            .timeout(PEER_TIMEOUT)
+            .send()
+            .await?
+            .json(MAX_PAGE_BYTES)
+            .await
+    }
+
+    /// Fetches one object of a replicated release: exactly the stated size and SHA-256,
+    /// streamed into the object store.
+    async fn fetch_object(&self, peer: &PeerConfig, base: &str, f: &FileRef) -> anyhow::Result<()> {
+        let url = format!("{base}{}/{}", vdb_proto::paths::OBJECTS, f.sha256);
+        let r = self
+            .parts
+            .http
+            .get(&url)
+            .bearer(peer.token.as_deref())
+            .send()
+            .await?;
+        let objects = self.parts.store.objects();
+        let mut up = objects.begin(f.size)?;
+        r.for_each_chunk(&Expect::exactly(f.size, &f.sha256), |chunk| {
+            up.write(chunk).map_err(std::io::Error::other)
+        })
+        .await?;
         let objects = objects.clone();
-        let sha = sha.to_owned();
+        let sha = f.sha256.clone();
         blocking(move || objects.finish(up, &sha)).await?;
         Ok(())
     }
@@ -198,17 +203,17 @@ impl Replicator {
     /// Pulls from every peer; true if all answered.
     async fn pull_all(&self) -> bool {
         let mut all = true;
-        for p in self.peers.list() {
+        for p in self.parts.peers.list() {
             match self.pull_peer(p).await {
                 Ok(n) => {
-                    self.metrics.replication("ok");
+                    self.parts.metrics.replication("ok");
                     if n > 0 {
                         tracing::info!(peer = %p.url, accepted = n, "replicated releases from a peer");
                     }
                 }
                 Err(e) => {
                     all = false;
-                    self.metrics.replication("error");
+                    self.parts.metrics.replication("error");
                     tracing::warn!(peer = %p.url, error = %e, "pull from a peer failed");
                 }
             }
@@ -224,22 +229,22 @@ impl Replicator {
         mut events: UnboundedReceiver<Event>,
         cancel: CancellationToken,
     ) {
-        if self.peers.list().is_empty() {
+        if self.parts.peers.list().is_empty() {
             return;
         }
-        let config = self.store.config();
+        let config = self.parts.store.config();
         let tick = Duration::from_millis(config.tick_ms);
-        let start = self.store.now();
-        let serial_at_start = self.store.serial();
+        let start = self.parts.store.now();
+        let serial_at_start = self.parts.store.serial();
         loop {
             let all = self.pull_all().await;
-            let timed_out = self.store.now() - start >= config.catch_up_timeout_secs;
+            let timed_out = self.parts.store.now() - start >= config.catch_up_timeout_secs;
             if all || timed_out {
                 if !all {
                     tracing::warn!(
                         "not every peer answered within catch_up_timeout_secs; going ahead"
                     );
-                    self.events.emit(Event::Alert {
+                    self.parts.events.emit(Event::Alert {
                         kind: "catch_up_timeout",
                         message: "a peer did not answer while this master caught up".into(),
                     });
@@ -251,24 +256,24 @@ impl Replicator {
                 () = tokio::time::sleep(tick) => {}
             }
         }
-        let behind = self.store.serial() < self.peers.serial();
-        self.store.set_ready();
+        let behind = self.parts.store.serial() < self.parts.peers.serial();
+        self.parts.store.set_ready();
         tracing::info!(
-            serial = self.store.serial(),
-            peer_serial = self.peers.serial(),
+            serial = self.parts.store.serial(),
+            peer_serial = self.parts.peers.serial(),
             "caught up with the peers"
         );
-        if behind || self.store.current().is_none() {
-            if let Err(e) = self.store.sign(false).await {
+        if behind || self.parts.store.current().is_none() {
+            if let Err(e) = self.parts.store.sign(false).await {
                 tracing::error!(error = %e, "cannot sign the manifest");
             }
-        } else if self.store.serial() != serial_at_start {
+        } else if self.parts.store.serial() != serial_at_start {
             // Releases caught up from the peers were signed but not pushed yet.
-            self.events.emit(Event::ManifestSigned {
-                serial: self.store.serial(),
+            self.parts.events.emit(Event::ManifestSigned {
+                serial: self.parts.store.serial(),
             });
         }
-        let mut last = self.store.now();
+        let mut last = self.parts.store.now();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -277,19 +282,19 @@ impl Replicator {
                     match e {
                         None => return,
                         Some(Event::ReleaseAccepted { origin, .. }) if origin.is_first_hand() => {
-                            self.peers.poke_all();
+                            self.parts.peers.poke_all();
                         }
                         Some(_) => {}
                     }
                     continue;
                 }
                 () = tokio::time::sleep(tick) => {
-                    if self.store.now() - last < config.replicate_secs {
+                    if self.parts.store.now() - last < config.replicate_secs {
                         continue;
                     }
                 }
             }
-            last = self.store.now();
+            last = self.parts.store.now();
             self.pull_all().await;
         }
     }

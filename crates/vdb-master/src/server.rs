@@ -15,14 +15,11 @@ use tower::ServiceExt as _;
 use vdb_proto::{ApiError, ErrorCode, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
 use vdb_service::ct_eq;
 
-use crate::events::{Event, Events, Origin};
+use crate::Parts;
+use crate::events::{Event, Origin};
 use crate::gate::Refusal;
 use crate::history::{RegistryEntry, ReleaseRow};
-use crate::metrics::Metrics;
-use crate::peers::Peers;
-use crate::replicate::Replicator;
-use crate::replicate::{ReleaseEntry, ReleasePage};
-use crate::store::Store;
+use crate::replicate::{ReleaseEntry, ReleasePage, Replicator};
 use crate::tasks::blocking;
 
 type S = State<Arc<App>>;
@@ -30,29 +27,22 @@ type S = State<Arc<App>>;
 /// What the HTTP API works on.
 #[derive(Debug)]
 pub(crate) struct App {
-    store: Arc<Store>,
+    parts: Parts,
     replicator: Arc<Replicator>,
-    peers: Arc<Peers>,
-    events: Events,
-    metrics: Arc<Metrics>,
 }
 
 impl App {
     /// The API over these parts.
-    pub(crate) fn new(
-        store: Arc<Store>,
-        replicator: Arc<Replicator>,
-        peers: Arc<Peers>,
-        events: Events,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            store,
-            replicator,
-            peers,
-            events,
-            metrics,
-        }
+    pub(crate) fn new(parts: Parts, replicator: Arc<Replicator>) -> Self {
+        Self { parts, replicator }
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.parts
     }
 }
 
@@ -92,6 +82,20 @@ fn require_admin(m: &App, headers: &HeaderMap) -> Result<(), Api> {
             ErrorCode::NoToken,
             "send Authorization: Bearer <admin token>",
         )),
+    }
+}
+
+/// Admits only requests with the admin token (the admin API's handlers take it first).
+struct AdminOnly;
+
+impl axum::extract::FromRequestParts<Arc<App>> for AdminOnly {
+    type Rejection = Api;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        m: &Arc<App>,
+    ) -> Result<Self, Api> {
+        require_admin(m, &parts.headers).map(|()| Self)
     }
 }
 
@@ -458,21 +462,24 @@ async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {
     Ok(all.into_iter().find(|e| e.record.name == name))
 }
 
-async fn mirror_show(
-    State(m): S,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<axum::Json<MirrorRecord>, Api> {
-    match find(&m, &name).await? {
-        Some(e) if !e.deleted => Ok(axum::Json(shown_record(
-            e.record,
-            trusted_reader(&m, &headers),
-        ))),
+/// The registered (not removed) mirror `name`, or the API's `no_mirror` refusal.
+async fn live(m: &App, name: &str) -> Result<MirrorRecord, Api> {
+    match find(m, name).await? {
+        Some(e) if !e.deleted => Ok(e.record),
         _ => Err(Api::new(
             ErrorCode::NoMirror,
             format!("no mirror named {name:?}"),
         )),
     }
+}
+
+async fn mirror_show(
+    State(m): S,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<MirrorRecord>, Api> {
+    let r = live(&m, &name).await?;
+    Ok(axum::Json(shown_record(r, trusted_reader(&m, &headers))))
 }
 
 fn check_record(r: &MirrorRecord) -> Result<(), Api> {
@@ -497,7 +504,8 @@ async fn write_mirror(m: &App, record: MirrorRecord, deleted: bool) -> Result<()
     let prev = find(m, &record.name).await?.map_or(0, |e| e.updated_at);
     let entry = RegistryEntry {
         record,
-        updated_at: m.store.now().max(prev + 1),
+        // A peer's entry may carry any time: no overflow past the end of time.
+        updated_at: m.store.now().max(prev.saturating_add(1)),
         deleted,
     };
     tracing::info!(mirror = %entry.record.name, deleted, "registry changed");
@@ -508,20 +516,24 @@ async fn write_mirror(m: &App, record: MirrorRecord, deleted: bool) -> Result<()
     Ok(())
 }
 
-fn parse_record(body: &[u8]) -> Result<MirrorRecord, Api> {
-    let r: MirrorRecord =
-        serde_json::from_slice(body).map_err(|e| Api::new(ErrorCode::BadRecord, e.to_string()))?;
-    check_record(&r)?;
-    Ok(r)
+/// A checked mirror record, from a request's body.
+struct Record(MirrorRecord);
+
+impl<T: Send + Sync> axum::extract::FromRequest<T> for Record {
+    type Rejection = Api;
+
+    async fn from_request(req: axum::extract::Request, state: &T) -> Result<Self, Api> {
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Api::new(ErrorCode::BadRecord, e.body_text()))?;
+        let r: MirrorRecord = serde_json::from_slice(&body)
+            .map_err(|e| Api::new(ErrorCode::BadRecord, e.to_string()))?;
+        check_record(&r)?;
+        Ok(Self(r))
+    }
 }
 
-async fn mirror_add(
-    State(m): S,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, Api> {
-    require_admin(&m, &headers)?;
-    let r = parse_record(&body)?;
+async fn mirror_add(_: AdminOnly, State(m): S, Record(r): Record) -> Result<Response, Api> {
     if find(&m, &r.name).await?.is_some_and(|e| !e.deleted) {
         return Err(Api::new(
             ErrorCode::Exists,
@@ -540,71 +552,47 @@ async fn mirror_add(
 }
 
 async fn mirror_update(
+    _: AdminOnly,
     State(m): S,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Record(r): Record,
 ) -> Result<axum::Json<MirrorRecord>, Api> {
-    require_admin(&m, &headers)?;
-    let r = parse_record(&body)?;
     if r.name != name {
         return Err(Api::new(
             ErrorCode::BadRecord,
             "the record's name differs from the URL's",
         ));
     }
-    if find(&m, &name).await?.is_none_or(|e| e.deleted) {
-        return Err(Api::new(
-            ErrorCode::NoMirror,
-            format!("no mirror named {name:?}"),
-        ));
-    }
+    live(&m, &name).await?;
     write_mirror(&m, r.clone(), false).await?;
     Ok(axum::Json(r))
 }
 
 async fn mirror_remove(
+    _: AdminOnly,
     State(m): S,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Result<StatusCode, Api> {
-    require_admin(&m, &headers)?;
-    match find(&m, &name).await? {
-        Some(e) if !e.deleted => {
-            write_mirror(&m, e.record, true).await?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        _ => Err(Api::new(
-            ErrorCode::NoMirror,
-            format!("no mirror named {name:?}"),
-        )),
-    }
+    let r = live(&m, &name).await?;
+    write_mirror(&m, r, true).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn mirror_drain(
+    _: AdminOnly,
     State(m): S,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<MirrorRecord>, Api> {
-    require_admin(&m, &headers)?;
     let d: Drain = if body.is_empty() {
         Drain { drained: true }
     } else {
         serde_json::from_slice(&body).map_err(|e| Api::new(ErrorCode::BadRequest, e.to_string()))?
     };
-    match find(&m, &name).await? {
-        Some(e) if !e.deleted => {
-            let mut r = e.record;
-            r.drained = d.drained;
-            write_mirror(&m, r.clone(), false).await?;
-            Ok(axum::Json(r))
-        }
-        _ => Err(Api::new(
-            ErrorCode::NoMirror,
-            format!("no mirror named {name:?}"),
-        )),
-    }
+    let mut r = live(&m, &name).await?;
+    r.drained = d.drained;
+    write_mirror(&m, r.clone(), false).await?;
+    Ok(axum::Json(r))
 }
 
 /// `GET /api/v1/status`: what this master holds.

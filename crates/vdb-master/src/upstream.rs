@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use tokio_util::sync::CancellationToken;
+use vdb_fetch::Expect;
 use vdb_format::Header;
 use vdb_proto::{FileRef, ReleaseStatement, SecretKey, Signed};
 
@@ -19,7 +19,7 @@ use crate::store::Store;
 #[derive(Debug)]
 pub(crate) struct Follower {
     store: Arc<Store>,
-    http: reqwest::Client,
+    http: vdb_fetch::Client,
     metrics: Arc<Metrics>,
     up: UpstreamConfig,
     key: SecretKey,
@@ -36,32 +36,27 @@ pub(crate) enum Followed {
     Refused(String),
 }
 
-async fn get(
-    http: &reqwest::Client,
-    url: &str,
-    range: Option<&str>,
-) -> anyhow::Result<reqwest::Response> {
-    let mut req = http.get(url).header(
-        "user-agent",
-        "ClamAV/1.4.6 (OS: linux, ARCH: x86_64, CPU: x86_64) vdbnet-master",
-    );
-    if let Some(r) = range {
-        req = req.header("range", r);
-    }
-    let r = req.timeout(Duration::from_secs(60)).send().await?;
-    anyhow::ensure!(r.status().is_success(), "HTTP {} from {url}", r.status());
-    Ok(r)
+/// A GET to the upstream, as freshclam sends it (a CDN may answer clients by their agent).
+fn get(http: &vdb_fetch::Client, url: &str) -> vdb_fetch::Request {
+    http.get(url)
+        .header(
+            "user-agent",
+            "ClamAV/1.4.6 (OS: linux, ARCH: x86_64, CPU: x86_64) vdbnet-master",
+        )
+        .timeout(Duration::from_secs(60))
 }
 
-/// Downloads `url` into the object store; returns its file reference named `name`.
+/// Downloads `url` (at most the largest file a release may hold) into the object store;
+/// returns its file reference named `name`.
 async fn fetch(f: &Follower, url: &str, name: &str) -> anyhow::Result<FileRef> {
-    let r = get(&f.http, url, None).await?;
+    let r = get(&f.http, url).send().await?;
     let objects = f.store.objects().clone();
-    let mut up = objects.begin(f.store.policy().max_file_size())?;
-    let mut stream = r.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        up.write(&chunk?)?;
-    }
+    let max = f.store.policy().max_file_size();
+    let mut up = objects.begin(max)?;
+    r.for_each_chunk(&Expect::at_most(max), |chunk| {
+        up.write(chunk).map_err(std::io::Error::other)
+    })
+    .await?;
     let (sha, size) = crate::tasks::blocking(move || objects.finish_any(up)).await?;
     Ok(FileRef {
         name: name.to_owned(),
@@ -79,13 +74,15 @@ async fn check_db(f: &Follower, db: &str) -> anyhow::Result<Followed> {
         .map_err(|r| anyhow::anyhow!("{r}"))?
         .get(db)
         .map_or(0, |h| h.version);
-    let head = crate::http::read_prefix(
-        get(&f.http, &format!("{base}/{db}.cvd"), Some("bytes=0-511")).await?,
-        512,
-    )
-    .await?;
-    let header = Header::parse(&head[..head.len().min(512)])
-        .map_err(|e| anyhow::anyhow!("upstream {db}.cvd header: {e}"))?;
+    // A CDN may ignore the range and send the whole file: only its first 512 bytes are read.
+    let head = get(&f.http, &format!("{base}/{db}.cvd"))
+        .range(0, Some(511))
+        .send()
+        .await?
+        .prefix(512)
+        .await?;
+    let header =
+        Header::parse(&head).map_err(|e| anyhow::anyhow!("upstream {db}.cvd header: {e}"))?;
     if header.version <= held {
         return Ok(Followed::Current(held));
     }
@@ -127,7 +124,7 @@ impl Follower {
     /// A follower of `up` into `store`, signing with `key`.
     pub(crate) fn new(
         store: Arc<Store>,
-        http: reqwest::Client,
+        http: vdb_fetch::Client,
         metrics: Arc<Metrics>,
         up: UpstreamConfig,
         key: SecretKey,

@@ -86,6 +86,37 @@ pub async fn fetch_async(url: &str) -> Option<Vec<u8>> {
     Some(r.bytes().await.ok()?.to_vec())
 }
 
+/// `method url` with `headers` and an optional body: (status, body text), whatever the status;
+/// panics if no answer comes (5 s time-out).
+#[cfg(feature = "net")]
+pub async fn call(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, String) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut req = reqwest::Client::new()
+        .request(method.clone(), url)
+        .timeout(Duration::from_secs(5));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let r = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    (status, text)
+}
+
 /// The body of `GET url` as text, whatever the status; panics if the request fails.
 #[cfg(feature = "net")]
 pub async fn get_text(url: &str) -> String {

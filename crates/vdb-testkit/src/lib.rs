@@ -10,7 +10,10 @@
 //! - [`keys`]: the test keys and signed manifests.
 //! - [`MasterDouble`]: a master that serves a signed manifest and objects, with a gate and
 //!   delays; with the `net` feature, `RegistryDouble`: a master registry and a monitor's
-//!   verdicts (what the directory reads).
+//!   verdicts (what the directory reads), and `SmtpSink`: a mail relay that keeps every
+//!   message as received.
+//! - [`HostileServer`]: endless bodies, bodies larger than allowed, redirects (the clients'
+//!   bounds).
 //! - [`dig`]: the real `dig`, parsed.
 //! - [`http`]: a raw HTTP/1.1 GET and Prometheus text; [`checks`]: what a mirror serves and
 //!   holds is exactly a signed release.
@@ -32,6 +35,7 @@
 pub mod checks;
 pub mod dig;
 pub mod fixtures;
+mod hostile;
 pub mod http;
 pub mod keys;
 mod master_double;
@@ -43,16 +47,38 @@ pub mod publish;
 mod ready;
 #[cfg(feature = "net")]
 mod registry_double;
+#[cfg(feature = "net")]
+mod smtp;
 mod wait;
 
+pub use hostile::{HostileServer, Hostility};
 pub use master_double::MasterDouble;
 pub use process::{Guard, Proc, ShowOnPanic, exe_beside, free_port, output_text, tail};
 pub use ready::Ready;
 #[cfg(feature = "net")]
 pub use registry_double::{RegistryDouble, Served, mirror_record, verdict};
 #[cfg(feature = "net")]
+pub use smtp::{Mail, SmtpSink};
+#[cfg(feature = "net")]
 pub use wait::wait_for_async;
 pub use wait::{now, wait_for};
+
+/// A TCP listener on 127.0.0.1:0, for a role started on bound listeners (its address is
+/// known before it starts; no port is guessed).
+pub fn loopback() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port")
+}
+
+/// Serves `app` on 127.0.0.1:0 for as long as the test's runtime lives; returns its address.
+#[cfg(feature = "net")]
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = l.local_addr().expect("bound address");
+    tokio::spawn(async move { axum::serve(l, app).await });
+    addr
+}
 
 /// Copies a directory tree (e.g. a role's state, as a "backup").
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

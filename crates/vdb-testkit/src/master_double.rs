@@ -3,7 +3,7 @@
 //! request per connection). Object responses can be held behind a gate to make syncs slow.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -152,20 +152,9 @@ fn respond(conn: &mut TcpStream, status: &str, body: &[u8]) {
 }
 
 fn handle(mut conn: TcpStream, st: &(Mutex<State>, Condvar)) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
+    let Some(line) = crate::hostile::read_head(&conn) else {
         return;
-    }
-    loop {
-        let mut h = String::new();
-        match reader.read_line(&mut h) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if h == "\r\n" || h == "\n" => break,
-            Ok(_) => {}
-        }
-    }
+    };
     let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
     let (mut g, cv) = (st.0.lock().unwrap(), &st.1);
     g.requests.push(path.clone());

@@ -2,65 +2,38 @@
 //! fixture chain, every refusal with its reason, nothing changed by a refusal.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use vdb_master::client::{Admin, Progress, PublishError, Publisher, ReleaseFile, ReleaseInfo};
 use vdb_master::{Config, Running};
-use vdb_proto::{Clock, Manifest, ManualClock, PublicKey, SecretKey, SystemClock};
+use vdb_proto::{Clock, Manifest, ManualClock, PublicKey, ReleaseAccepted, SecretKey, SystemClock};
+use vdb_testkit::http::get_text;
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/clamav"
-);
-const TOKEN: &str = "admin-token-0123456789";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(FIXTURES).join(name)
-}
+use crate::harness::{
+    TOKEN, bogus_statement, config, daily_only, fixture, post, publish_as, publisher_key, release,
+    start,
+};
 
 struct T {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     running: Option<Running>,
     clock: ManualClock,
     master_key: PublicKey,
-    publisher: SecretKey,
-    daily_only: SecretKey,
     url: String,
 }
 
 impl T {
     async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let key = SecretKey::from_seed([9; 32]);
-        let key_file = dir.path().join("master.key");
-        std::fs::write(&key_file, key.to_text()).unwrap();
-        let publisher = SecretKey::from_seed([1; 32]);
-        let daily_only = SecretKey::from_seed([2; 32]);
-        let mut c = Config::new("a", "testnet", dir.path().join("data"), key_file);
-        c.admin_token = Some(TOKEN.into());
-        c.tick_ms = 20;
-        c.publishers = vec![
-            vdb_master::config::PublisherConfig {
-                key: publisher.public(),
-                databases: vec!["test".into(), "synth".into()],
-            },
-            vdb_master::config::PublisherConfig {
-                key: daily_only.public(),
-                databases: vec!["daily".into()],
-            },
-        ];
+        let mut c = config(dir.path(), "a", 9);
         tweak(&mut c);
         let clock = ManualClock::new(SystemClock.now());
-        let running = vdb_master::start(c, Arc::new(clock.clone())).await.unwrap();
-        let url = format!("http://{}", running.http_addr());
+        let running = start(c, &clock).await;
+        let url = running.base_url();
         Self {
-            _dir: dir,
+            dir,
             running: Some(running),
             clock,
-            master_key: key.public(),
-            publisher,
-            daily_only,
+            master_key: crate::harness::public(9),
             url,
         }
     }
@@ -74,7 +47,7 @@ impl T {
     }
 
     async fn manifest_json(&self) -> String {
-        reqwest_get(&format!("{}{}", self.url, vdb_proto::MANIFEST_PATH)).await
+        get_text(&format!("{}{}", self.url, vdb_proto::MANIFEST_PATH)).await
     }
 
     async fn publish_as(
@@ -82,22 +55,12 @@ impl T {
         key: &SecretKey,
         files: &[ReleaseFile],
         info: Option<ReleaseInfo>,
-    ) -> Result<vdb_proto::ReleaseAccepted, PublishError> {
-        let p = Publisher::new(vec![self.url.clone()], key.clone())
-            .with_clock(Arc::new(self.clock.clone()));
-        let info = match info {
-            Some(i) => i,
-            None => vdb_master::client::infer(files, None, None)?,
-        };
-        let (st, env) = p.statement(&info, files, "")?;
-        p.publish(files, &st, &env, &|_: Progress| {}).await
+    ) -> Result<ReleaseAccepted, PublishError> {
+        publish_as(&self.url, &self.clock, key, files, info).await
     }
 
-    async fn publish(
-        &self,
-        files: &[ReleaseFile],
-    ) -> Result<vdb_proto::ReleaseAccepted, PublishError> {
-        self.publish_as(&self.publisher, files, None).await
+    async fn publish(&self, files: &[ReleaseFile]) -> Result<ReleaseAccepted, PublishError> {
+        self.publish_as(&publisher_key(), files, None).await
     }
 
     async fn accepted(&self) -> Vec<String> {
@@ -114,14 +77,50 @@ impl T {
         v
     }
 
-    async fn status(&self) -> vdb_master::Status {
-        serde_json::from_str(&reqwest_get(&format!("{}/api/v1/status", self.url)).await).unwrap()
+    /// What a refusal must leave unchanged: the manifest and the accepted releases.
+    async fn state(&self) -> (String, Vec<String>) {
+        (self.manifest_json().await, self.accepted().await)
     }
 
-    async fn stop(mut self) {
+    async fn status(&self) -> vdb_master::Status {
+        crate::harness::status(&self.url).await
+    }
+
+    async fn post_release(&self, body: String) -> (u16, String) {
+        post(&format!("{}/api/v1/releases", self.url), body).await
+    }
+
+    /// Shuts the master down; its directory stays.
+    async fn stop(mut self) -> tempfile::TempDir {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
+        self.dir
+    }
+
+    /// Asserts that publishing `files` (as `key`, with `info`) is refused with `code` and
+    /// changes neither the manifest nor the accepted releases.
+    async fn expect_refused(
+        &self,
+        what: &str,
+        code: &str,
+        key: &SecretKey,
+        files: &[ReleaseFile],
+        info: Option<ReleaseInfo>,
+        before: &(String, Vec<String>),
+    ) {
+        match self.publish_as(key, files, info).await {
+            Err(PublishError::Refused { error, .. }) => {
+                assert_eq!(error.code, code, "{what}: {}", error.message);
+                assert!(!error.message.is_empty());
+            }
+            other => panic!("{what}: expected refusal {code}, got {other:?}"),
+        }
+        assert_eq!(
+            &self.state().await,
+            before,
+            "{what}: manifest or history changed"
+        );
     }
 }
 
@@ -132,16 +131,32 @@ fn file(name: &str, path: PathBuf) -> ReleaseFile {
     }
 }
 
-/// The release of fixture version `v`: `test.cvd` (+ `test-v.cdiff` from v2 on).
-fn release(v: u32) -> Vec<ReleaseFile> {
-    let mut f = vec![file("test.cvd", fixture(&format!("test-{v}.cvd")))];
-    if v > 1 {
-        f.push(file(
-            &format!("test-{v}.cdiff"),
-            fixture(&format!("test-{v}.cdiff")),
-        ));
-    }
-    f
+/// A refusal case: what, the expected code, the signer, the files, the claims if not inferred.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a SecretKey,
+    Vec<ReleaseFile>,
+    Option<ReleaseInfo>,
+);
+
+/// Release files: (name, fixture) pairs.
+fn fx(list: &[(&str, &str)]) -> Vec<ReleaseFile> {
+    list.iter().map(|(n, f)| file(n, fixture(f))).collect()
+}
+
+/// A statement's claims, given instead of inferred.
+fn info(db: &str, version: u32) -> Option<ReleaseInfo> {
+    Some(ReleaseInfo {
+        db: db.into(),
+        version,
+        built_at: 1,
+    })
+}
+
+/// The text of an object of the manifest.
+async fn object_text(admin: &Admin, m: &Manifest, name: &str) -> String {
+    String::from_utf8(admin.object(&m.file(name).unwrap().sha256).await.unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -165,11 +180,11 @@ async fn fixture_chain_v1_to_v6_is_published_with_derived_files() {
         assert_eq!(m.serial, a.serial);
     }
     // Identical re-submission (publisher failover) answers with the same id.
-    let p = Publisher::new(vec![t.url.clone()], t.publisher.clone())
-        .with_clock(Arc::new(t.clock.clone()));
+    let p = Publisher::new(vec![t.url.clone()], publisher_key())
+        .with_clock(std::sync::Arc::new(t.clock.clone()));
     let files = release(6);
-    let info = vdb_master::client::infer(&files, None, None).unwrap();
-    let (st, env) = p.statement(&info, &files, "").unwrap();
+    let inferred = vdb_master::client::infer(&files, None, None).unwrap();
+    let (st, env) = p.statement(&inferred, &files, "").unwrap();
     let again = p
         .publish(&files, &st, &env, &|_: Progress| {})
         .await
@@ -225,62 +240,34 @@ async fn fixture_chain_v1_to_v6_is_published_with_derived_files() {
         m.file("test.cvd").unwrap().sha256,
         vdb_proto::sha256_hex(&cvd)
     );
-    let sums = String::from_utf8(
-        admin
-            .object(&m.file("SHA256SUMS").unwrap().sha256)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let sums = object_text(&admin, &m, "SHA256SUMS").await;
     assert!(
         sums.contains(&format!("{}  test.cvd\n", vdb_proto::sha256_hex(&cvd))),
         "{sums}"
     );
     assert_eq!(sums.lines().count(), 6);
-    let md5 = String::from_utf8(
-        admin
-            .object(&m.file("MD5SUMS").unwrap().sha256)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let md5 = object_text(&admin, &m, "MD5SUMS").await;
     assert!(
         md5.contains("  test-2.cdiff\n")
             && md5
                 .lines()
                 .all(|l| l.split("  ").next().unwrap().len() == 32)
     );
-    let txt = String::from_utf8(
-        admin
-            .object(&m.file("dns.txt").unwrap().sha256)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let txt = object_text(&admin, &m, "dns.txt").await;
     let rec = vdb_format::dnstxt::CurrentRecord::parse(txt.trim()).unwrap();
     assert_eq!(rec.time, m.issued_at);
-    let ts = String::from_utf8(
-        admin
-            .object(&m.file("timestamp").unwrap().sha256)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let ts = object_text(&admin, &m, "timestamp").await;
     assert_eq!(ts.trim(), m.issued_at.to_string());
     assert!(m.expires_at > m.issued_at);
     // Unreleased objects are not served.
     assert!(admin.object(&"0".repeat(64)).await.is_err());
     // Identical statement re-sent: same id.
-    let again = reqwest_post(
-        &format!("{}/api/v1/releases", t.url),
-        history_envelope(&t, 6).await,
-    )
-    .await;
+    let again = t.post_release(history_envelope(&t, 6).await).await;
     assert_eq!(again.0, 200, "{}", again.1);
-    let a: vdb_proto::ReleaseAccepted = serde_json::from_str(&again.1).unwrap();
+    let a: ReleaseAccepted = serde_json::from_str(&again.1).unwrap();
     assert_eq!(a.release_id, m.databases["test"].release);
     // Metrics count the verdicts.
-    let metrics = reqwest_get(&format!("{}/metrics", t.url)).await;
+    let metrics = crate::harness::metrics(&t.url).await;
     assert!(
         metrics.contains("vdb_master_releases_total{verdict=\"accepted\",code=\"ok\"} 6"),
         "{metrics}"
@@ -304,20 +291,6 @@ async fn history_envelope(t: &T, version: u32) -> String {
         .envelope
 }
 
-async fn reqwest_post(url: &str, body: String) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn reqwest_get(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn old_cdiffs_are_pruned() {
     let t = T::start(|c| c.keep_cdiffs = 2).await;
@@ -335,30 +308,18 @@ async fn old_cdiffs_are_pruned() {
     t.stop().await;
 }
 
-async fn expect_refused(
-    t: &T,
-    what: &str,
-    code: &str,
-    r: Result<vdb_proto::ReleaseAccepted, PublishError>,
-    before: &(String, Vec<String>),
-) {
-    match r {
-        Err(PublishError::Refused { error, .. }) => {
-            assert_eq!(error.code, code, "{what}: {}", error.message);
-            assert!(!error.message.is_empty());
-        }
-        other => panic!("{what}: expected refusal {code}, got {other:?}"),
-    }
-    assert_eq!(
-        &t.manifest_json().await,
-        &before.0,
-        "{what}: manifest changed"
-    );
-    assert_eq!(
-        &t.accepted().await,
-        &before.1,
-        "{what}: history of accepted releases changed"
-    );
+/// A copy of fixture `name` with the byte at `at` (from the end if negative) flipped by `mask`.
+fn tampered(dir: &Path, name: &str, at: isize, mask: u8) -> PathBuf {
+    let mut data = std::fs::read(fixture(name)).unwrap();
+    let i = if at < 0 {
+        data.len() - at.unsigned_abs()
+    } else {
+        at.unsigned_abs()
+    };
+    data[i] ^= mask;
+    let out = dir.join(format!("tampered-{name}"));
+    std::fs::write(&out, data).unwrap();
+    out
 }
 
 #[tokio::test]
@@ -367,249 +328,151 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
     t.publish(&release(1)).await.unwrap();
     t.publish(&release(2)).await.unwrap();
     t.clock.advance(1);
-    let before = (t.manifest_json().await, t.accepted().await);
+    let before = t.state().await;
     let tmp = tempfile::tempdir().unwrap();
     let refused_before = t.admin().history(1000).await.unwrap().len();
-
-    // A tampered byte inside the CVD (re-hashed, so only native verification can see it).
-    let mut cvd = std::fs::read(fixture("test-3.cvd")).unwrap();
-    let n = cvd.len();
-    cvd[n - 100] ^= 0x55;
-    std::fs::write(tmp.path().join("tampered.cvd"), &cvd).unwrap();
-    let files = vec![
-        file("test.cvd", tmp.path().join("tampered.cvd")),
-        file("test-3.cdiff", fixture("test-3.cdiff")),
-    ];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "tampered byte",
-        "bad_container",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-
-    // A tampered cdiff.
-    let mut cd = std::fs::read(fixture("test-3.cdiff")).unwrap();
-    cd[40] ^= 0x01;
-    std::fs::write(tmp.path().join("bad.cdiff"), &cd).unwrap();
-    let files = vec![
-        file("test.cvd", fixture("test-3.cvd")),
-        file("test-3.cdiff", tmp.path().join("bad.cdiff")),
-    ];
-    expect_refused(
-        &t,
-        "tampered cdiff",
-        "bad_cdiff",
-        t.publish(&files).await,
-        &before,
-    )
-    .await;
-
-    // A key that may publish other databases only.
-    expect_refused(
-        &t,
-        "wrong key",
-        "key_not_allowed",
-        t.publish_as(&t.daily_only, &release(3), None).await,
-        &before,
-    )
-    .await;
-    // A key nobody listed (refused already at the upload).
-    let stranger = SecretKey::from_seed([3; 32]);
-    expect_refused(
-        &t,
-        "unknown key",
-        "unknown_key",
-        t.publish_as(&stranger, &release(3), None).await,
-        &before,
-    )
-    .await;
-    // An older version.
-    expect_refused(
-        &t,
-        "older version",
-        "older_version",
-        t.publish(&release(1)).await,
-        &before,
-    )
-    .await;
-    // The same version with other bytes.
-    let files = vec![
-        file("test.cvd", fixture("test-2.cvd")),
-        file("test-2.cvd.sign", fixture("test-2.cvd.sign")),
-    ];
-    expect_refused(
-        &t,
-        "equivocation",
-        "equivocation",
-        t.publish(&files).await,
-        &before,
-    )
-    .await;
-    // A file over the size limit (refused at the upload already).
     std::fs::write(tmp.path().join("big.ndb"), vec![b'a'; 30_000]).unwrap();
-    let files = vec![file("test.ndb", tmp.path().join("big.ndb"))];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "oversized",
-        "too_large",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-    // An unsafe name.
-    let files = vec![file("../test.cvd", fixture("test-3.cvd"))];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "unsafe name",
-        "unsafe_name",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-    // A name of another database.
-    let files = vec![file("daily.cvd", fixture("test-3.cvd"))];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "foreign name",
-        "unsafe_name",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-    // A plain signature file where none is allowed.
     std::fs::write(tmp.path().join("x.ndb"), b"Sig:0:*:414243\n").unwrap();
-    let files = vec![file("test.ndb", tmp.path().join("x.ndb"))];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "plain file",
-        "file_not_allowed",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-    // A cdiff chain with a gap.
-    let files = vec![
-        file("test.cvd", fixture("test-4.cvd")),
-        file("test-4.cdiff", fixture("test-4.cdiff")),
+    let (publisher, daily, stranger) =
+        (publisher_key(), daily_only(), SecretKey::from_seed([3; 32]));
+    let cases: Vec<Case<'_>> = vec![
+        // A tampered byte inside the CVD (re-hashed, so only native verification can see it).
+        (
+            "tampered byte",
+            "bad_container",
+            &publisher,
+            vec![
+                file("test.cvd", tampered(tmp.path(), "test-3.cvd", -100, 0x55)),
+                file("test-3.cdiff", fixture("test-3.cdiff")),
+            ],
+            info("test", 3),
+        ),
+        (
+            "tampered cdiff",
+            "bad_cdiff",
+            &publisher,
+            vec![
+                file("test.cvd", fixture("test-3.cvd")),
+                file(
+                    "test-3.cdiff",
+                    tampered(tmp.path(), "test-3.cdiff", 40, 0x01),
+                ),
+            ],
+            None,
+        ),
+        // A key that may publish other databases only.
+        ("wrong key", "key_not_allowed", &daily, release(3), None),
+        // A key nobody listed (refused already at the upload).
+        ("unknown key", "unknown_key", &stranger, release(3), None),
+        (
+            "older version",
+            "older_version",
+            &publisher,
+            release(1),
+            None,
+        ),
+        // The same version with other bytes.
+        (
+            "equivocation",
+            "equivocation",
+            &publisher,
+            fx(&[
+                ("test.cvd", "test-2.cvd"),
+                ("test-2.cvd.sign", "test-2.cvd.sign"),
+            ]),
+            None,
+        ),
+        // A file over the size limit (refused at the upload already).
+        (
+            "oversized",
+            "too_large",
+            &publisher,
+            vec![file("test.ndb", tmp.path().join("big.ndb"))],
+            info("test", 3),
+        ),
+        (
+            "unsafe name",
+            "unsafe_name",
+            &publisher,
+            fx(&[("../test.cvd", "test-3.cvd")]),
+            info("test", 3),
+        ),
+        (
+            "foreign name",
+            "unsafe_name",
+            &publisher,
+            fx(&[("daily.cvd", "test-3.cvd")]),
+            info("test", 3),
+        ),
+        // A plain signature file where none is allowed.
+        (
+            "plain file",
+            "file_not_allowed",
+            &publisher,
+            vec![file("test.ndb", tmp.path().join("x.ndb"))],
+            info("test", 3),
+        ),
+        // A cdiff chain with a gap.
+        (
+            "cdiff gap",
+            "cdiff_chain",
+            &publisher,
+            fx(&[("test.cvd", "test-4.cvd"), ("test-4.cdiff", "test-4.cdiff")]),
+            None,
+        ),
+        // A CVD whose header version is not the statement's.
+        (
+            "version mismatch",
+            "version_mismatch",
+            &publisher,
+            fx(&[("test.cvd", "test-4.cvd")]),
+            info("test", 3),
+        ),
+        // A release of a CVD database without its CVD.
+        (
+            "no container",
+            "missing_container",
+            &publisher,
+            fx(&[("test-3.cvd.sign", "test-3.cvd.sign")]),
+            info("test", 3),
+        ),
+        // A statement whose build time is not the CVD's.
+        (
+            "built_at",
+            "built_at_mismatch",
+            &publisher,
+            release(3),
+            info("test", 3),
+        ),
     ];
-    expect_refused(
-        &t,
-        "cdiff gap",
-        "cdiff_chain",
-        t.publish(&files).await,
-        &before,
-    )
-    .await;
-    // A CVD whose header version is not the statement's.
-    let files = vec![file("test.cvd", fixture("test-4.cvd"))];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "version mismatch",
-        "version_mismatch",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-    // A release of a CVD database without its CVD.
-    let files = vec![file("test-3.cvd.sign", fixture("test-3.cvd.sign"))];
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "no container",
-        "missing_container",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
-        &before,
-    )
-    .await;
-    // A statement whose build time is not the CVD's.
-    let info = ReleaseInfo {
-        db: "test".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
-        "built_at",
-        "built_at_mismatch",
-        t.publish_as(&t.publisher, &release(3), Some(info)).await,
-        &before,
-    )
-    .await;
-    // A replayed (old) statement: signed an hour ago.
-    let p = Publisher::new(vec![t.url.clone()], t.publisher.clone())
-        .with_clock(Arc::new(ManualClock::new(t.clock.now() - 3600)));
+    for (what, code, key, files, claims) in cases {
+        t.expect_refused(what, code, key, &files, claims, &before)
+            .await;
+    }
+    // A replayed (old) statement: signed an hour ago, sent after fresh uploads.
+    let p = Publisher::new(vec![t.url.clone()], publisher_key())
+        .with_clock(std::sync::Arc::new(ManualClock::new(t.clock.now() - 3600)));
     let files = release(3);
-    let (st, env) = p
-        .statement(
-            &vdb_master::client::infer(&files, None, None).unwrap(),
-            &files,
-            "",
-        )
-        .unwrap();
-    // Upload with fresh tickets, then send the old statement.
-    let fresh = Publisher::new(vec![t.url.clone()], t.publisher.clone())
-        .with_clock(Arc::new(t.clock.clone()));
-    let (fst, fenv) = fresh
-        .statement(
-            &vdb_master::client::infer(&files, None, None).unwrap(),
-            &files,
-            "",
-        )
-        .unwrap();
-    drop((fst, fenv));
-    let r = reqwest_post(&format!("{}/api/v1/releases", t.url), env.to_json()).await;
+    let inferred = vdb_master::client::infer(&files, None, None).unwrap();
+    let (_, env) = p.statement(&inferred, &files, "").unwrap();
+    let fresh = Publisher::new(vec![t.url.clone()], publisher_key())
+        .with_clock(std::sync::Arc::new(t.clock.clone()));
+    drop(fresh.statement(&inferred, &files, "").unwrap());
+    let r = t.post_release(env.to_json()).await;
     assert_eq!(r.0, 409, "{}", r.1);
     let e: vdb_proto::ApiError = serde_json::from_str(&r.1).unwrap();
     assert!(e.code == "replay" || e.code == "missing_object", "{e:?}");
-    drop(st);
     // A statement with a broken signature.
     let good = env.to_json();
     let bad = good.replace("\\\"version\\\":3", "\\\"version\\\":7");
     assert_ne!(bad, good);
-    let r = reqwest_post(&format!("{}/api/v1/releases", t.url), bad).await;
+    let r = t.post_release(bad).await;
     assert_eq!(r.0, 403, "{}", r.1);
     assert!(r.1.contains("bad_signature"));
     // Garbage.
-    let r = reqwest_post(&format!("{}/api/v1/releases", t.url), "{not json".into()).await;
+    let r = t.post_release("{not json".into()).await;
     assert_eq!(r.0, 400);
-    assert_eq!(&t.manifest_json().await, &before.0);
-    assert_eq!(&t.accepted().await, &before.1);
+    assert_eq!(t.state().await, before);
 
     // Refusals are recorded in the history.
     let hist = t.admin().history(1000).await.unwrap();
@@ -644,27 +507,19 @@ async fn replayed_statement_is_refused() {
     let t = T::start(|_| {}).await;
     t.publish(&release(1)).await.unwrap();
     // The statement of v2 made and uploaded now, sent after the window has passed.
-    let p = Publisher::new(vec![t.url.clone()], t.publisher.clone())
-        .with_clock(Arc::new(t.clock.clone()));
+    let p = Publisher::new(vec![t.url.clone()], publisher_key())
+        .with_clock(std::sync::Arc::new(t.clock.clone()));
     let files = release(2);
-    let (st, env) = p
-        .statement(
-            &vdb_master::client::infer(&files, None, None).unwrap(),
-            &files,
-            "",
-        )
-        .unwrap();
-    drop(st);
+    let inferred = vdb_master::client::infer(&files, None, None).unwrap();
+    let (_, env) = p.statement(&inferred, &files, "").unwrap();
     t.clock.advance(3600);
-    let before = (t.manifest_json().await, t.accepted().await);
-    let r = reqwest_post(&format!("{}/api/v1/releases", t.url), env.to_json()).await;
+    let before = t.state().await;
+    let r = t.post_release(env.to_json()).await;
     assert_eq!(r.0, 409, "{}", r.1);
     assert!(r.1.contains("\"replay\""), "{}", r.1);
-    assert_eq!(t.manifest_json().await, before.0);
-    assert_eq!(t.accepted().await, before.1);
+    assert_eq!(t.state().await, before);
     // An accepted statement re-sent long after is a replay too.
-    let old = history_envelope(&t, 1).await;
-    let r = reqwest_post(&format!("{}/api/v1/releases", t.url), old).await;
+    let r = t.post_release(history_envelope(&t, 1).await).await;
     assert_eq!(r.0, 409, "{}", r.1);
     assert!(r.1.contains("\"replay\""));
     t.stop().await;
@@ -717,16 +572,14 @@ async fn cdiff_that_does_not_produce_the_new_cvd_is_refused() {
             .unwrap()
             .1
     };
-    let script = vdb_format::cdiff::diff(&map(&v1), &map(&v2_other)).unwrap();
-    let wrong = vdb_format::cdiff::Cdiff::write(2, script.to_text().as_bytes(), |d| {
-        vdb_format::Signer::sign_cdiff(&keys, d)
-    })
-    .unwrap();
-    let script = vdb_format::cdiff::diff(&map(&v1), &map(&v2)).unwrap();
-    let right = vdb_format::cdiff::Cdiff::write(2, script.to_text().as_bytes(), |d| {
-        vdb_format::Signer::sign_cdiff(&keys, d)
-    })
-    .unwrap();
+    let cdiff_to = |target: &[u8]| {
+        let script = vdb_format::cdiff::diff(&map(&v1), &map(target)).unwrap();
+        vdb_format::cdiff::Cdiff::write(2, script.to_text().as_bytes(), |d| {
+            vdb_format::Signer::sign_cdiff(&keys, d)
+        })
+        .unwrap()
+    };
+    let (wrong, right) = (cdiff_to(&v2_other), cdiff_to(&v2));
     for (n, b) in [
         ("v1.cvd", &v1),
         ("v2.cvd", &v2),
@@ -738,31 +591,27 @@ async fn cdiff_that_does_not_produce_the_new_cvd_is_refused() {
     t.publish(&[file("synth.cvd", tmp.path().join("v1.cvd"))])
         .await
         .unwrap();
-    let before = (t.manifest_json().await, t.accepted().await);
+    let before = t.state().await;
     let files = [
         file("synth.cvd", tmp.path().join("v2.cvd")),
         file("synth-2.cdiff", tmp.path().join("wrong.cdiff")),
     ];
-    expect_refused(
-        &t,
+    t.expect_refused(
         "cdiff mismatch",
         "cdiff_mismatch",
-        t.publish(&files).await,
+        &publisher_key(),
+        &files,
+        None,
         &before,
     )
     .await;
     // Official-key fixtures do not verify under this network's own key set.
-    let files = [file("synth.cvd", fixture("test-2.cvd"))];
-    let info = ReleaseInfo {
-        db: "synth".into(),
-        version: 2,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
+    t.expect_refused(
         "wrong key set",
         "bad_container",
-        t.publish_as(&t.publisher, &files, Some(info)).await,
+        &publisher_key(),
+        &[file("synth.cvd", fixture("test-2.cvd"))],
+        info("synth", 2),
         &before,
     )
     .await;
@@ -775,29 +624,20 @@ async fn cdiff_that_does_not_produce_the_new_cvd_is_refused() {
     t.stop().await;
 }
 
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn heartbeat_resigns_with_a_fresh_timestamp_and_restart_serves_the_same_manifest() {
-    let dir_keep;
     let t = T::start(|c| c.heartbeat_secs = 100).await;
     t.publish(&release(1)).await.unwrap();
     let m1 = t.manifest().await;
     t.clock.advance(50);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    crate::harness::loops_saw(&t.url, t.clock.now()).await;
     assert_eq!(
         t.manifest().await.serial,
         m1.serial,
         "no heartbeat before it is due"
     );
     t.clock.advance(60);
-    wait_for("heartbeat", || async {
+    crate::harness::until("heartbeat", || async {
         t.manifest().await.serial > m1.serial
     })
     .await;
@@ -807,21 +647,12 @@ async fn heartbeat_resigns_with_a_fresh_timestamp_and_restart_serves_the_same_ma
     assert_eq!(m2.issued_at, t.clock.now());
     assert_eq!(m2.expires_at, m2.issued_at + 400);
     // Restart: the persisted manifest is served as it was.
-    let json = reqwest_get(&format!("{}{}", t.url, vdb_proto::MANIFEST_PATH)).await;
-    let T { _dir, running, .. } = t;
-    running.unwrap().shutdown().await;
-    dir_keep = _dir;
-    let key_file = dir_keep.path().join("master.key");
-    let mut c = Config::new("a", "testnet", dir_keep.path().join("data"), key_file);
+    let json = t.manifest_json().await;
+    let dir = t.stop().await;
+    let mut c = config(dir.path(), "a", 9);
     c.heartbeat_secs = 100;
-    let clock = ManualClock::new(m2.issued_at + 1);
-    let r = vdb_master::start(c, Arc::new(clock)).await.unwrap();
-    let again = reqwest_get(&format!(
-        "http://{}{}",
-        r.http_addr(),
-        vdb_proto::MANIFEST_PATH
-    ))
-    .await;
+    let r = start(c, &ManualClock::new(m2.issued_at + 1)).await;
+    let again = get_text(&format!("{}{}", r.base_url(), vdb_proto::MANIFEST_PATH)).await;
     assert_eq!(again, json);
     r.shutdown().await;
 }
@@ -836,20 +667,15 @@ async fn registry_admin_api() {
     admin.add(&rec).await.unwrap();
     // The admin's e-mail address is for trusted readers (admin or pull token) only.
     for path in ["/api/v1/mirrors", "/api/v1/mirrors/m1", "/api/v1/registry"] {
-        let public = reqwest_get(&format!("{}{path}", t.url)).await;
+        let url = format!("{}{path}", t.url);
+        let public = get_text(&url).await;
         assert!(
             public.contains("DE") && !public.contains("admin@m1"),
             "{path}: {public}"
         );
-        let trusted = reqwest::Client::new()
-            .get(format!("{}{path}", t.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let auth = format!("Bearer {TOKEN}");
+        let (_, trusted) =
+            vdb_testkit::http::call("GET", &url, &[("authorization", &auth)], None).await;
         assert!(trusted.contains("admin@m1.example"), "{path}: {trusted}");
     }
     let mut public_rec = rec.clone();
@@ -889,49 +715,50 @@ async fn registry_admin_api() {
 
 #[tokio::test]
 async fn objects_need_a_pull_token_when_configured() {
-    let t = T::start(|c| c.pull_tokens = vec!["pull-token-0123456789".into()]).await;
+    const PULL: &str = "pull-token-0123456789";
+    let t = T::start(|c| c.pull_tokens = vec![PULL.into()]).await;
     t.publish(&release(1)).await.unwrap();
     let m = t.manifest().await;
     let sha = &m.file("test.cvd").unwrap().sha256;
     let url = format!("{}/api/v1/objects/{sha}", t.url);
-    let c = reqwest::Client::new();
-    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
-    let r = c.get(&url).bearer_auth("wrong").send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = c
-        .get(&url)
-        .bearer_auth("pull-token-0123456789")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(vdb_proto::sha256_hex(&r.bytes().await.unwrap()), *sha);
+    let client = vdb_fetch::Client::builder("test").build().unwrap();
+    // (status, body, Content-Length) of `method` with `token`, the first 512 bytes if `ranged`.
+    let ask = |method, token: Option<&'static str>, ranged: bool| {
+        let mut req = client.request(method, &url).bearer(token);
+        if ranged {
+            req = req.range(0, Some(511));
+        }
+        async move {
+            match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let length = r
+                        .header(vdb_fetch::header::CONTENT_LENGTH)
+                        .map(str::to_owned);
+                    let body = r.bytes(&vdb_fetch::Expect::at_most(1 << 20)).await.unwrap();
+                    (status, body, length)
+                }
+                Err(e) => (e.status().map_or(0, |s| s.as_u16()), Vec::new(), None),
+            }
+        }
+    };
+    use vdb_fetch::Method;
+    assert_eq!(ask(Method::GET, None, false).await.0, 401);
+    assert_eq!(ask(Method::GET, Some("wrong"), false).await.0, 401);
+    let (status, body, _) = ask(Method::GET, Some(PULL), false).await;
+    assert_eq!(status, 200);
+    assert_eq!(vdb_proto::sha256_hex(&body), *sha);
     // Range (a CVD header) and HEAD work on objects.
-    let r = c
-        .get(&url)
-        .bearer_auth("pull-token-0123456789")
-        .header("range", "bytes=0-511")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 206);
-    let head = r.bytes().await.unwrap();
+    let (status, head, _) = ask(Method::GET, Some(PULL), true).await;
+    assert_eq!(status, 206);
     assert_eq!(head.len(), 512);
     assert!(head.starts_with(b"ClamAV-VDB:"));
-    let r = c
-        .head(&url)
-        .bearer_auth("pull-token-0123456789")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["content-length"],
-        m.file("test.cvd").unwrap().size.to_string().as_str()
-    );
+    let (status, _, length) = ask(Method::HEAD, Some(PULL), false).await;
+    assert_eq!(status, 200);
+    assert_eq!(length, Some(m.file("test.cvd").unwrap().size.to_string()));
     // Uploads without a valid ticket are refused.
-    let r = c.put(&url).body("x").send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    let refused = client.put(&url).body("x").send().await.unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(401));
     t.stop().await;
 }
 
@@ -940,19 +767,12 @@ async fn a_rotated_master_key_signs_above_the_old_serial() {
     let t = T::start(|_| {}).await;
     t.publish(&release(1)).await.unwrap();
     let old = t.manifest().await;
-    let T {
-        _dir: dir, running, ..
-    } = t;
-    running.unwrap().shutdown().await;
-    let new_key = SecretKey::from_seed([77; 32]);
-    let key_file = dir.path().join("master.key");
-    std::fs::write(&key_file, new_key.to_text()).unwrap();
-    let c = Config::new("a", "testnet", dir.path().join("data"), key_file);
-    let r = vdb_master::start(c, Arc::new(ManualClock::new(SystemClock.now())))
-        .await
-        .unwrap();
+    let dir = t.stop().await;
+    // The same data directory under a new master key.
+    let c = config(dir.path(), "a", 77);
+    let r = start(c, &ManualClock::new(SystemClock.now())).await;
     let m = Admin::new(&r.base_url(), None)
-        .manifest(&[new_key.public()])
+        .manifest(&[crate::harness::public(77)])
         .await
         .unwrap();
     assert!(m.serial > old.serial);
@@ -979,42 +799,24 @@ fn tree_bytes(dir: &Path) -> u64 {
 async fn statements_of_strangers_leave_no_trace() {
     let t = T::start(|_| {}).await;
     t.publish(&release(1)).await.unwrap();
-    let data = t._dir.path().join("data");
+    let data = t.dir.path().join("data-a");
     let before_bytes = tree_bytes(&data);
-    let before = (t.manifest_json().await, t.accepted().await);
+    let before = t.state().await;
     let rows_before = t.admin().history(1000).await.unwrap().len();
     // 200 statements of about 1 MB (just under the body limit), each signed by a fresh key
     // no master knows.
     let notes = "x".repeat(1_000_000);
-    let http = reqwest::Client::new();
     for i in 0..200u32 {
-        let st = vdb_proto::ReleaseStatement {
-            db: "test".into(),
-            version: 2 + i,
-            built_at: 1,
-            issued_at: t.clock.now(),
-            files: vec![vdb_proto::FileRef {
-                name: "test.cvd".into(),
-                size: 1,
-                sha256: "0".repeat(64),
-            }],
-            notes: notes.clone(),
-        };
+        let st = bogus_statement(2 + i, t.clock.now(), &notes);
         let body = vdb_proto::Signed::sign(&st, &SecretKey::generate()).to_json();
         assert!(
             body.len() > 1_000_000 && body.len() < 1 << 20,
             "{}",
             body.len()
         );
-        let r = http
-            .post(format!("{}/api/v1/releases", t.url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403);
-        let e: vdb_proto::ApiError = r.json().await.unwrap();
+        let (status, text) = t.post_release(body).await;
+        assert_eq!(status, 403);
+        let e: vdb_proto::ApiError = serde_json::from_str(&text).unwrap();
         assert_eq!(e.error_code(), Some(vdb_proto::ErrorCode::UnknownKey));
         assert!(e.message.len() < 200, "{}", e.message);
     }
@@ -1028,13 +830,12 @@ async fn statements_of_strangers_leave_no_trace() {
     );
     assert_eq!(t.admin().history(1000).await.unwrap().len(), rows_before);
     assert_eq!(t.status().await.unrecorded_refusals, 200);
-    let metrics = reqwest_get(&format!("{}/metrics", t.url)).await;
+    let metrics = crate::harness::metrics(&t.url).await;
     assert!(
         metrics.contains("vdb_master_refusals_unrecorded_total{code=\"unknown_key\"} 200"),
         "{metrics}"
     );
-    assert_eq!(t.manifest_json().await, before.0);
-    assert_eq!(t.accepted().await, before.1);
+    assert_eq!(t.state().await, before);
     t.stop().await;
 }
 
@@ -1043,43 +844,23 @@ async fn history_answers_in_bounded_pages() {
     let t = T::start(|_| {}).await;
     t.publish(&release(1)).await.unwrap();
     // 250 recorded refusals: a publisher key asking for a database it may not publish.
-    let http = reqwest::Client::new();
     for i in 0..250u32 {
-        let st = vdb_proto::ReleaseStatement {
-            db: "test".into(),
-            version: 2 + i,
-            built_at: 1,
-            issued_at: t.clock.now(),
-            files: vec![vdb_proto::FileRef {
-                name: "test.cvd".into(),
-                size: 1,
-                sha256: "0".repeat(64),
-            }],
-            notes: String::new(),
-        };
-        let body = vdb_proto::Signed::sign(&st, &t.daily_only).to_json();
-        let r = http
-            .post(format!("{}/api/v1/releases", t.url))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403);
+        let st = bogus_statement(2 + i, t.clock.now(), "");
+        let body = vdb_proto::Signed::sign(&st, &daily_only()).to_json();
+        assert_eq!(t.post_release(body).await.0, 403);
     }
-    let page: Vec<vdb_proto::ReleaseRow> =
-        serde_json::from_str(&reqwest_get(&format!("{}/api/v1/history?limit=1000", t.url)).await)
-            .unwrap();
-    assert_eq!(page.len(), 200, "one page is at most 200 rows");
-    assert!(page.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
-    let last = page.last().unwrap().seq;
-    let next: Vec<vdb_proto::ReleaseRow> = serde_json::from_str(
-        &reqwest_get(&format!(
-            "{}/api/v1/history?limit=1000&before={last}",
-            t.url
-        ))
-        .await,
-    )
-    .unwrap();
+    let page = |q: String| {
+        let url = format!("{}/api/v1/history?{q}", t.url);
+        async move { serde_json::from_str::<Vec<vdb_proto::ReleaseRow>>(&get_text(&url).await).unwrap() }
+    };
+    let first = page("limit=1000".into()).await;
+    assert_eq!(first.len(), 200, "one page is at most 200 rows");
+    assert!(
+        first.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first"
+    );
+    let last = first.last().unwrap().seq;
+    let next = page(format!("limit=1000&before={last}")).await;
     assert_eq!(
         next.len(),
         51,
@@ -1092,7 +873,7 @@ async fn history_answers_in_bounded_pages() {
 
 #[tokio::test]
 async fn names_follow_the_serving_layout() {
-    let star = SecretKey::from_seed([7; 32]);
+    let star = SecretKey::from_seed([8; 32]);
     let t = T::start(|c| {
         c.publishers.push(vdb_master::config::PublisherConfig {
             key: star.public(),
@@ -1109,50 +890,38 @@ async fn names_follow_the_serving_layout() {
     .await;
     t.publish(&release(1)).await.unwrap();
     t.publish(&release(2)).await.unwrap();
-    let before = (t.manifest_json().await, t.accepted().await);
-    let info = || {
-        Some(ReleaseInfo {
-            db: "test".into(),
-            version: 3,
-            built_at: 1,
-        })
-    };
+    let before = t.state().await;
+    let v3 = || file("test.cvd", fixture("test-3.cvd"));
     let cases: Vec<(&str, &str, Vec<ReleaseFile>)> = vec![
         // The `daily-27100.cvd` with `--db daily` case: mirrors would stop serving test.cvd.
         (
             "numbered container",
             "unsafe_name",
-            vec![
-                file("test-3.cvd", fixture("test-3.cvd")),
-                file("test-3.cdiff", fixture("test-3.cdiff")),
-            ],
+            fx(&[
+                ("test-3.cvd", "test-3.cvd"),
+                ("test-3.cdiff", "test-3.cdiff"),
+            ]),
         ),
         (
             "container in capitals",
             "unsafe_name",
-            vec![file("test.CVD", fixture("test-3.cvd"))],
+            fx(&[("test.CVD", "test-3.cvd")]),
         ),
         (
             "cdiff past the release's version",
             "unsafe_name",
-            vec![
-                file("test.cvd", fixture("test-3.cvd")),
-                file("test-4.cdiff", fixture("test-4.cdiff")),
-            ],
+            vec![v3(), file("test-4.cdiff", fixture("test-4.cdiff"))],
         ),
         (
             "cdiff with a leading zero",
             "unsafe_name",
-            vec![
-                file("test.cvd", fixture("test-3.cvd")),
-                file("test-03.cdiff", fixture("test-3.cdiff")),
-            ],
+            vec![v3(), file("test-03.cdiff", fixture("test-3.cdiff"))],
         ),
         (
             ".sign of another version",
             "unsafe_name",
             vec![
-                file("test.cvd", fixture("test-3.cvd")),
+                v3(),
                 file("test-3.cdiff", fixture("test-3.cdiff")),
                 file("test-2.cvd.sign", fixture("test-2.cvd.sign")),
             ],
@@ -1161,57 +930,50 @@ async fn names_follow_the_serving_layout() {
             ".sign of a file the release does not bring",
             "unsafe_name",
             vec![
-                file("test.cvd", fixture("test-3.cvd")),
+                v3(),
                 file("test-2.cdiff.sign", fixture("test-2.cdiff.sign")),
             ],
         ),
         (
             ".sign not named for a file",
             "unsafe_name",
-            vec![
-                file("test.cvd", fixture("test-3.cvd")),
-                file("test.cvd.sign", fixture("test-3.cvd.sign")),
-            ],
+            vec![v3(), file("test.cvd.sign", fixture("test-3.cvd.sign"))],
         ),
         (
             "a kind of container the database does not allow",
             "file_not_allowed",
-            vec![file("test.cud", fixture("test-3.cvd"))],
+            fx(&[("test.cud", "test-3.cvd")]),
         ),
         (
             "a CLD where mirrors serve test.cvd",
             "container_kind",
-            vec![file("test.cld", fixture("test-3.cvd"))],
+            fx(&[("test.cld", "test-3.cvd")]),
         ),
     ];
     for (what, code, files) in cases {
-        expect_refused(
-            &t,
+        t.expect_refused(
             what,
             code,
-            t.publish_as(&t.publisher, &files, info()).await,
+            &publisher_key(),
+            &files,
+            info("test", 3),
             &before,
         )
         .await;
     }
     // A database name that reads as a numbered file of another one.
-    let files = [file("synth-3.cvd", fixture("test-3.cvd"))];
-    let info = ReleaseInfo {
-        db: "synth-3".into(),
-        version: 3,
-        built_at: 1,
-    };
-    expect_refused(
-        &t,
+    t.expect_refused(
         "database name ending in a number",
         "unsafe_name",
-        t.publish_as(&star, &files, Some(info)).await,
+        &star,
+        &[file("synth-3.cvd", fixture("test-3.cvd"))],
+        info("synth-3", 3),
         &before,
     )
     .await;
     // The layout's own names pass: the CVD, its cdiff, and the .sign files named for them.
     t.publish(&[
-        file("test.cvd", fixture("test-3.cvd")),
+        v3(),
         file("test-3.cdiff", fixture("test-3.cdiff")),
         file("test-3.cvd.sign", fixture("test-3.cvd.sign")),
         file("test-3.cdiff.sign", fixture("test-3.cdiff.sign")),
