@@ -115,7 +115,7 @@ pub(crate) fn compute(
 ) -> Membership {
     let Some(registry) = &inputs.registry else {
         return Membership {
-            release_known: !inputs.manifests.is_empty(),
+            release_known: inputs.manifests.values().any(|m| !m.databases.is_empty()),
             ..Membership::default()
         };
     };
@@ -267,11 +267,7 @@ pub(crate) fn compute(
     // per-database minimums above).
     let serials: Option<Vec<u64>> = handed
         .iter()
-        .map(|c| {
-            c.status
-                .serial
-                .filter(|s| inputs.manifests.contains_key(s))
-        })
+        .map(|c| c.status.serial.filter(|s| inputs.manifests.contains_key(s)))
         .collect();
     let txt_serial = serials
         .and_then(|v| v.into_iter().min())
@@ -298,7 +294,7 @@ pub(crate) fn compute(
         versions,
         fail_static,
         txt_serial,
-        release_known: !inputs.manifests.is_empty(),
+        release_known: inputs.manifests.values().any(|m| !m.databases.is_empty()),
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vdb_proto::{Clock, MANIFEST_PATH, Manifest, MirrorRecord, Signed, VerdictReport, VersionRecord};
+use vdb_proto::{
+    Clock, MANIFEST_PATH, Manifest, MirrorRecord, Signed, VerdictReport, VersionRecord,
+};
 
 use crate::config::Config;
 use crate::geo::Geo;
@@ -198,6 +200,17 @@ impl Shared {
             .fail_static
             .set(i64::from(candidate.membership.fail_static));
         if candidate.fingerprint() == prev.fingerprint() {
+            // The same answers, but what the status API shows may have moved (a mirror
+            // serves a newer serial that the TXT records cannot follow yet).
+            if candidate.membership.statuses != prev.membership.statuses
+                || candidate.membership.txt_serial != prev.membership.txt_serial
+            {
+                let same = Snapshot {
+                    serial: prev.serial,
+                    ..candidate
+                };
+                *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(same);
+            }
             return false;
         }
         let serial = prev.serial.wrapping_add(1).max(serial_from_time(now));
@@ -373,7 +386,11 @@ impl Shared {
                     || known.files != man.files
                     || known.version_record != man.version_record =>
             {
-                tracing::warn!(mirror = name, serial = man.serial, "a mirror serves a manifest that differs from the masters' for its serial; ignored");
+                tracing::warn!(
+                    mirror = name,
+                    serial = man.serial,
+                    "a mirror serves a manifest that differs from the masters' for its serial; ignored"
+                );
                 return false;
             }
             Some(_) => {}
@@ -412,7 +429,11 @@ impl Shared {
             if rec.drained || rec.in_maintenance(now) {
                 continue;
             }
-            if m.inputs.confirmed.get(&rec.name).is_some_and(|&s| s >= newest) {
+            if m.inputs
+                .confirmed
+                .get(&rec.name)
+                .is_some_and(|&s| s >= newest)
+            {
                 continue;
             }
             let Some(base) = rec.base_urls.iter().find(|u| {
@@ -607,7 +628,9 @@ pub(crate) async fn rollout_once(
     let now = Instant::now();
     let lagging_names: std::collections::HashSet<&String> =
         lagging.iter().map(|(n, _)| n).collect();
-    schedule.lagging_since.retain(|n, _| lagging_names.contains(n));
+    schedule
+        .lagging_since
+        .retain(|n, _| lagging_names.contains(n));
     schedule.next.retain(|n, _| lagging_names.contains(n));
     let slow = Duration::from_secs(shared.config.poll_secs);
     let due: Vec<(String, String)> = lagging
@@ -635,9 +658,13 @@ pub(crate) async fn rollout_once(
         match r {
             Ok(body) => match shared.read_manifest(&body) {
                 Ok(man) => changed |= shared.note_mirror_manifest(&name, man),
-                Err(e) => tracing::debug!(mirror = %name, error = %e, "unusable manifest from a mirror"),
+                Err(e) => {
+                    tracing::debug!(mirror = %name, error = %e, "unusable manifest from a mirror")
+                }
             },
-            Err(e) => tracing::debug!(mirror = %name, url, error = %e, "cannot read a mirror's manifest"),
+            Err(e) => {
+                tracing::debug!(mirror = %name, url, error = %e, "cannot read a mirror's manifest")
+            }
         }
     }
     if handed_lagging {

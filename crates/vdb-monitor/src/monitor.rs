@@ -178,7 +178,10 @@ impl Monitor {
                 continue;
             };
             triggered = Some(serial);
-            tracing::info!(serial, "new manifest from the masters: checking every mirror now");
+            tracing::info!(
+                serial,
+                "new manifest from the masters: checking every mirror now"
+            );
             for follow_up in [0u64, 1, 2, 4, 8, 16] {
                 if follow_up > 0 {
                     if !self.rollout_state().1 {

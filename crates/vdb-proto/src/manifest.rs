@@ -58,9 +58,7 @@ impl VersionRecord {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b':' && b != b'"' && b != b'\\')
         {
-            return Err(format!(
-                "a version like 1.4.6 is needed, got {v:?}"
-            ));
+            return Err(format!("a version like 1.4.6 is needed, got {v:?}"));
         }
         Ok(())
     }
