@@ -41,11 +41,13 @@ pub struct Config {
     /// Address of the HTTP server (redirector, `/api/v1/mirrors`, `/healthz`, `/metrics`).
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
-    /// Base URLs of the masters, tried in order, for the registry (`GET /api/v1/mirrors`).
+    /// Base URLs of the masters, tried in order, for the registry (`GET /api/v1/mirrors`) and
+    /// the signed manifest (every `rollout_poll_ms`).
     #[serde(default)]
     pub masters: Vec<String>,
     /// Base URLs of the monitors (`GET /api/v1/verdicts`). Empty: every registered mirror that
-    /// is neither drained nor in maintenance counts as in service and no TXT record is served.
+    /// is neither drained nor in maintenance counts as in service, and the TXT records follow
+    /// only what the directory itself sees the mirrors serve (none without `masters`).
     #[serde(default)]
     pub monitors: Vec<String>,
     /// Where the last known registry and verdicts are kept, so that a directory restarted while
