@@ -409,12 +409,12 @@ impl Shared {
     }
 
     /// Registered mirrors that may be handed out and are not known to serve the masters'
-    /// newest serial, with the manifest URL to ask; and whether any is handed out now.
-    fn lagging(&self) -> (Vec<(String, String)>, bool) {
+    /// newest serial, with the manifest URL to ask and whether it is handed out now.
+    fn lagging(&self) -> Vec<(String, String, bool)> {
         let now = self.clock.now();
         let m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
         let (Some(newest), Some(registry)) = (m.newest, &m.inputs.registry) else {
-            return (Vec::new(), false);
+            return Vec::new();
         };
         let handed: std::collections::BTreeSet<String> = self
             .snapshot()
@@ -423,7 +423,6 @@ impl Shared {
             .iter()
             .map(|x| x.name.clone())
             .collect();
-        let mut any_handed = false;
         let mut out = Vec::new();
         for rec in registry {
             if rec.drained || rec.in_maintenance(now) {
@@ -441,10 +440,13 @@ impl Shared {
             }) else {
                 continue;
             };
-            any_handed |= handed.contains(&rec.name);
-            out.push((rec.name.clone(), join(base, MANIFEST_PATH)));
+            out.push((
+                rec.name.clone(),
+                join(base, MANIFEST_PATH),
+                handed.contains(&rec.name),
+            ));
         }
-        (out, any_handed)
+        out
     }
 
     fn set_report(&self, i: usize, report: VerdictReport) {
@@ -624,19 +626,29 @@ pub(crate) async fn rollout_once(
             Err(e) => shared.poll_failed("master_manifest", &url, e),
         }
     }
-    let (lagging, handed_lagging) = shared.lagging();
+    let lagging = shared.lagging();
     let now = Instant::now();
     let lagging_names: std::collections::HashSet<&String> =
-        lagging.iter().map(|(n, _)| n).collect();
+        lagging.iter().map(|(n, _, _)| n).collect();
     schedule
         .lagging_since
         .retain(|n, _| lagging_names.contains(n));
     schedule.next.retain(|n, _| lagging_names.contains(n));
     let slow = Duration::from_secs(shared.config.poll_secs);
+    // While a handed-out mirror has lagged only briefly (a release rolling out), the
+    // monitors' verdicts are read at this pace too.
+    let handed_lagging = lagging.iter().any(|(n, _, handed)| {
+        *handed
+            && schedule
+                .lagging_since
+                .get(n)
+                .is_none_or(|t| now.duration_since(*t) <= FAST_PROBE_WINDOW)
+    });
     let due: Vec<(String, String)> = lagging
         .into_iter()
-        .filter(|(n, _)| schedule.next.get(n).is_none_or(|t| *t <= now))
+        .filter(|(n, _, _)| schedule.next.get(n).is_none_or(|t| *t <= now))
         .take(PROBE_CONCURRENCY)
+        .map(|(n, u, _)| (n, u))
         .collect();
     for (n, _) in &due {
         let since = *schedule.lagging_since.entry(n.clone()).or_insert(now);
@@ -694,5 +706,102 @@ pub(crate) async fn rollout_loop(
             () = cancel.cancelled() => return,
             _ = rollout_once(&shared, &client, &mut schedule) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vdb_proto::{DatabaseState, ManualClock};
+
+    fn manifest(serial: u64, test: u32, issued_at: i64) -> Manifest {
+        Manifest {
+            network: "n".into(),
+            serial,
+            master: "a".into(),
+            issued_at,
+            expires_at: issued_at + 86_400,
+            databases: [(
+                "test".to_owned(),
+                DatabaseState {
+                    version: test,
+                    built_at: 1,
+                    release: "r".into(),
+                },
+            )]
+            .into(),
+            files: Vec::new(),
+            version_record: Some(VersionRecord {
+                clamav_version: "1.4.3".into(),
+                version_warning: false,
+                flevel: 212,
+            }),
+        }
+    }
+
+    fn shared(now: i64) -> Shared {
+        let mut c = Config::new("vdb.test");
+        c.monitors = vec!["http://monitor.invalid".into()];
+        let s = Shared::new(c, Arc::new(ManualClock::new(now)), None).unwrap();
+        let mut rec = MirrorRecord::new("m1", "http://192.0.2.1");
+        rec.addresses = vec!["192.0.2.1".parse().unwrap()];
+        s.set_registry(vec![rec]);
+        s.set_report(
+            0,
+            VerdictReport {
+                monitor: "m".into(),
+                generated_at: 0,
+                newest: BTreeMap::new(),
+                mirrors: vec![vdb_proto::MirrorVerdict {
+                    name: "m1".into(),
+                    state: vdb_proto::MirrorState::InService,
+                    serving: BTreeMap::new(),
+                    serial: None,
+                    lag_secs: 0,
+                    last_good: None,
+                    reason: String::new(),
+                }],
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn mirror_manifests_count_only_up_to_the_masters_newest_and_only_as_signed() {
+        let s = shared(1_000);
+        // Nothing from the masters yet: a mirror's word alone does not count.
+        assert!(!s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        assert!(s.note_master_manifest(manifest(5, 5, 900)));
+        assert!(!s.note_master_manifest(manifest(4, 4, 800)), "never back");
+        // Above the masters' newest: not (yet) believed.
+        assert!(!s.note_mirror_manifest("m1", manifest(6, 6, 950)));
+        // Same serial, other content (equivocation): ignored.
+        let mut other = manifest(5, 5, 900);
+        other.databases.get_mut("test").unwrap().version = 7;
+        assert!(!s.note_mirror_manifest("m1", other));
+        assert!(s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        assert!(
+            !s.note_mirror_manifest("m1", manifest(5, 5, 900)),
+            "no change"
+        );
+        s.recompute();
+        let snap = s.snapshot();
+        // The record is the manifest's dns.txt: its fields and its signing time.
+        let txt = snap.txt.as_ref().unwrap();
+        assert_eq!(txt.current.to_string(), "1.4.3:0:0:900:0:212:0:0");
+        assert_eq!(txt.dbs["test"].to_string(), "5:900");
+        assert_eq!(snap.membership.txt_serial, Some(5));
+    }
+
+    #[test]
+    fn a_record_too_old_for_freshclam_is_stamped_anew() {
+        let s = shared(900 + MAX_MANIFEST_RECORD_AGE + 1);
+        assert!(s.note_master_manifest(manifest(5, 5, 900)));
+        assert!(s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        s.recompute();
+        let snap = s.snapshot();
+        let txt = snap.txt.as_ref().unwrap();
+        assert_eq!(txt.current.time, 900 + MAX_MANIFEST_RECORD_AGE + 1);
+        assert_eq!(txt.current.clamav_version, "1.4.3");
     }
 }
