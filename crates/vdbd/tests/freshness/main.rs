@@ -179,10 +179,11 @@ fn txt_follows_the_rollout_not_the_monitors_clock() {
 }
 
 /// Small downloads between real processes: the 11-byte `timestamp`, `dns.txt` and the manifest
-/// from a real mirror, and the manifest from the real master, over one kept-alive connection
-/// each (as the roles' vdb-fetch client does, `TCP_NODELAY` on). With Nagle's algorithm on
-/// either side, a response written in two segments waits for the peer's delayed ACK (about
-/// 40 ms on Linux); the median must stay well under that.
+/// from a real mirror, the manifest and the `timestamp` object (what a mirror pulls) from the
+/// real master, over one kept-alive connection each (as the roles' vdb-fetch client does,
+/// `TCP_NODELAY` on). The master writes an object's headers and body in two segments (seen
+/// with strace), so with Nagle's algorithm on its socket the body would wait for the client's
+/// delayed ACK (about 40 ms on Linux) every time; the median must stay well under that.
 #[test]
 fn small_downloads_do_not_stall() {
     let net = Net::new();
@@ -199,6 +200,13 @@ fn small_downloads_do_not_stall() {
     wait_for("m1 to serve release 1", 30, || {
         (serial_at(&m1.url, &keys) >= s1).then_some(())
     });
+    // The 11-byte timestamp as mirrors pull it: an object of the master, read from its disk.
+    let manifest = harness::manifest_at(&net.master_url(), &keys).expect("the master's manifest");
+    let ts = manifest
+        .file("timestamp")
+        .expect("a timestamp")
+        .sha256
+        .clone();
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(4)
@@ -212,6 +220,10 @@ fn small_downloads_do_not_stall() {
         (
             format!("{}{}", net.master_url(), vdb_proto::MANIFEST_PATH),
             100,
+        ),
+        (
+            format!("{}{}/{ts}", net.master_url(), vdb_proto::paths::OBJECTS),
+            11,
         ),
     ] {
         let mut ms: Vec<f64> = harness::block_on(async {
