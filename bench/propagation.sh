@@ -42,7 +42,11 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NAME=propagation.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-need_tools cargo rsync xargs curl jq python3 awk sort dig
+if [[ -n ${DNS_ONLY:-} ]]; then
+    need_tools cargo curl jq python3 awk dig freshclam unshare
+else
+    need_tools cargo rsync xargs curl jq python3 awk sort dig
+fi
 ((MIRRORS >= 1 && MIRRORS <= 500)) || die "MIRRORS must be 1..500"
 ((MAX_WAIT >= 10 && MAX_WAIT <= 1800)) || die "MAX_WAIT must be 10..1800 seconds"
 
@@ -381,13 +385,20 @@ for path in sys.argv[2:]:
             stamp = line.split()[0].rstrip("Z")[:26]
             t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
             if t >= start:
-                rec.append(int(re.search(r"receive_ms=(\d+)", line).group(1)) / 1000)
-                fs.append(int(re.search(r"fsync_ms=(\d+)", line).group(1)) / 1000)
+                # Newer mirrors log one `ms=` (receive + fsync) instead of the two.
+                r = re.search(r"receive_ms=(\d+)", line) or re.search(r"\bms=(\d+)", line)
+                f = re.search(r"fsync_ms=(\d+)", line)
+                if r:
+                    rec.append(int(r.group(1)) / 1000)
+                if f:
+                    fs.append(int(f.group(1)) / 1000)
 def q(a, p):
     a = sorted(a)
     return a[min(len(a) - 1, int(len(a) * p))]
-if rec:
+if rec and fs:
     print(f"receiving: median {q(rec, .5):.2f} s, max {max(rec):.2f} s; fsync: median {q(fs, .5):.2f} s, max {max(fs):.2f} s ({len(rec)} mirrors)")
+elif rec:
+    print(f"receiving + fsync: median {q(rec, .5):.2f} s, max {max(rec):.2f} s ({len(rec)} mirrors)")
 else:
     print("no 'object downloaded' lines in the logs")
 PY
