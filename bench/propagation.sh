@@ -10,6 +10,19 @@
 #   MIRRORS=20 bench/propagation.sh       # fewer mirrors (say so when you quote the figures)
 #   SIZE_MB=10 bench/propagation.sh       # a smaller database (default 60, as the real daily)
 #   NO_BUILD=1 bench/propagation.sh       # reuse target/release/{vdbd,vdb} as they are
+#   DNS_ONLY=1 bench/propagation.sh       # only the second part (below)
+#   DNS_PHASE=0 bench/propagation.sh      # only the first part
+#
+# Second part (issue 20, "clients see a release seconds after the mirrors serve it"): a network
+# configured as docs/deploy.md configures it (monitor check_interval_secs = 300, directory
+# poll_secs = 5 and the default rollout_poll_ms, mirrors pushed with poll_secs = 300) with
+# DNS_MIRRORS mirrors (default 3), a master, a monitor and the directory serving the zone
+# clamav.net on port 53 of 127.53.0.1 (freshclam reads test.cvd.clamav.net whatever
+# DNSDatabaseInfo says). ClamAV's signed test database is published v1..v6; after each publish
+# the script prints when every mirror served it, when `dig` saw the TXT record move, and when a
+# freshclam 1.4.6 in DNS mode (resolver = the directory, through `unshare -m` and a bind-mounted
+# resolv.conf: needs root), started as soon as the TXT moved, had it. Goals: the TXT moves
+# within 1 s after the last mirror serves the release; that freshclam updates on its first try.
 #
 # Needs: cargo, GNU time, rsync, xargs, curl, jq, python3. Disk: about 3 x MIRRORS x the CVD
 # size while it runs (the mirrors' old and new sets, the rsync copies); the data directories are
@@ -29,12 +42,222 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NAME=propagation.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-need_tools cargo rsync xargs curl jq python3 awk sort
+if [[ -n ${DNS_ONLY:-} ]]; then
+    need_tools cargo curl jq python3 awk dig freshclam unshare
+else
+    need_tools cargo rsync xargs curl jq python3 awk sort dig
+fi
 ((MIRRORS >= 1 && MIRRORS <= 500)) || die "MIRRORS must be 1..500"
 ((MAX_WAIT >= 10 && MAX_WAIT <= 1800)) || die "MAX_WAIT must be 10..1800 seconds"
 
+
+# ---- second part: the TXT record and a DNS-mode freshclam after each publish (issue 20) ------
+DNS_PHASE=${DNS_PHASE:-1}
+DNS_MIRRORS=${DNS_MIRRORS:-3}
+FIXTURES=${FIXTURES:-$ROOT/../shared/fixtures/clamav}
+DNS_IP=${DNS_IP:-127.53.0.1}
+dns_phase() {
+    local F=$OUT/propagation-dns i v
+    ((DNS_MIRRORS >= 1 && DNS_MIRRORS <= 50)) || die "DNS_MIRRORS must be 1..50"
+    [[ -f $FIXTURES/test-6.cvd ]] || die "ClamAV's test databases are not in $FIXTURES (set FIXTURES)"
+    local root=yes
+    [[ $(id -u) == 0 ]] || root=
+    rm -rf "$F"
+    mkdir -p "$F"/{logs,stage,freshclam/db}
+    "$VDB" key gen -o "$F/master.key" >/dev/null
+    "$VDB" key gen -o "$F/publisher.key" >/dev/null
+    local mpub
+    mpub=$("$VDB" key pub "$F/master.key")
+    # The master with its defaults (push backoff, tick), ClamAV's official keys for `test`.
+    cat >"$F/master.toml" <<TOML
+name = "a"
+network = "bench"
+listen = "127.0.0.1:0"
+data_dir = "$F/master-data"
+key_file = "$F/master.key"
+admin_token = "$ADMIN_TOKEN"
+
+[[publishers]]
+key = "$("$VDB" key pub "$F/publisher.key")"
+databases = ["test"]
+TOML
+    start_role "$F/logs/master" master "$F/master.toml"
+    local master
+    master=$(json http "$READY")
+    # Mirrors on one port of DNS_MIRRORS loopback addresses, so database.clamav.net:<port>
+    # reaches whichever the directory hands out.
+    local port=
+    for _ in $(seq 50); do
+        port=$(free_port)
+        python3 - "$port" "$DNS_MIRRORS" <<'PY' && break
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    s = socket.socket(); s.bind((f"127.0.0.{71 + i}", port)); s.close()
+PY
+        port=
+    done
+    [[ -n $port ]] || die "no port free on every mirror address"
+    local urls=()
+    for ((i = 1; i <= DNS_MIRRORS; i++)); do
+        local ip=127.0.0.$((70 + i))
+        cat >"$F/m$i.toml" <<TOML
+name = "m$i"
+network = "bench"
+masters = ["$master"]
+master_keys = ["$mpub"]
+data_dir = "$F/m$i"
+listen = "$ip:$port"
+poll_secs = 300
+TOML
+        "$VDB" mirror add --master "$master" --token "$ADMIN_TOKEN" "m$i" --base-url "http://$ip:$port" \
+            --push-url "http://$ip:$port/.well-known/vdbnet/push" --address "$ip" >/dev/null
+        start_role "$F/logs/m$i" mirror "$F/m$i.toml"
+        urls+=("http://$ip:$port")
+    done
+    printf '%s\n' "${urls[@]}" >"$F/mirrors.txt"
+    cat >"$F/monitor.toml" <<TOML
+name = "monitor-1"
+network = "bench"
+masters = ["$master"]
+master_keys = ["$mpub"]
+listen = "127.0.0.1:0"
+database = "$F/monitor.sqlite"
+check_interval_secs = 300
+TOML
+    start_role "$F/logs/monitor" monitor "$F/monitor.toml"
+    local monitor
+    monitor=$(json http "$READY")
+    local dns_listen="$DNS_IP:53"
+    [[ -n $root ]] || dns_listen="127.0.0.1:0"
+    cat >"$F/directory.toml" <<TOML
+zone = "clamav.net"
+dns_listen = "$dns_listen"
+http_listen = "127.0.0.1:0"
+masters = ["$master"]
+monitors = ["$monitor"]
+poll_secs = 5
+TOML
+    start_role "$F/logs/directory" directory "$F/directory.toml"
+    local dns dns_host dns_port
+    dns=$(json dns "$READY")
+    dns_host=${dns%:*} dns_port=${dns##*:}
+    printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$dns_host" >"$F/resolv.conf"
+    cat >"$F/freshclam.conf" <<CONF
+DatabaseMirror http://database.clamav.net:$port
+DNSDatabaseInfo current.cvd.clamav.net
+DatabaseDirectory $F/freshclam/db
+DatabaseOwner root
+PidFile $F/freshclam/freshclam.pid
+LogVerbose yes
+LogFileMaxSize 0
+UpdateLogFile $F/freshclam/freshclam.log
+MaxAttempts 1
+ConnectTimeout 5
+ReceiveTimeout 10
+TestDatabases yes
+ScriptedUpdates yes
+Bytecode no
+CONF
+    cat >"$F/poll.py" <<'PY'
+"""After a publish: when every mirror first serves serial >= S, and when the directory's
+test.cvd TXT first says version V (dig). Prints `t_mirrors t_txt` (Unix seconds, `-` if never)."""
+import http.client, json, subprocess, sys, time, urllib.parse
+urls, target, version, host, port, max_wait = (open(sys.argv[1]).read().split(), int(sys.argv[2]),
+    sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]))
+conns, left, t_mir, t_txt = {}, set(urls), None, None
+def serial(u):
+    try:
+        c = conns.get(u)
+        if c is None:
+            p = urllib.parse.urlsplit(u)
+            c = conns[u] = http.client.HTTPConnection(p.hostname, p.port, timeout=5)
+        c.request("GET", "/.well-known/vdbnet/mirror-status")
+        r = c.getresponse(); body = r.read()
+        return (json.loads(body).get("serial") or 0) if r.status == 200 else 0
+    except (OSError, http.client.HTTPException, ValueError):
+        conns.pop(u, None); return 0
+deadline = time.time() + max_wait
+while (t_mir is None or t_txt is None) and time.time() < deadline:
+    for u in list(left):
+        if serial(u) >= target:
+            left.discard(u)
+    if t_mir is None and not left:
+        t_mir = time.time()
+    if t_txt is None:
+        out = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "@" + host, "-p", port,
+                              "test.cvd.clamav.net", "TXT"], capture_output=True, text=True).stdout
+        if out.strip().strip('"').split(":")[0] == version:
+            t_txt = time.time()
+    time.sleep(0.005)
+print(f"{t_mir:.6f}" if t_mir else "-", f"{t_txt:.6f}" if t_txt else "-")
+PY
+    echo "== second part: $DNS_MIRRORS mirrors, monitor (300 s), directory on $dns; publishing test 1 (load average $(loadavg))" >&2
+    mkdir -p "$F/stage/1"
+    ln -s "$FIXTURES/test-1.cvd" "$F/stage/1/test.cvd"
+    "$VDB" publish --master "$master" --key "$F/publisher.key" "$F/stage/1/test.cvd" >&2
+    local s
+    s=$(master_serial "$master")
+    for u in "${urls[@]}"; do wait_until 60 serial_at_least "$u" "$s"; done
+    wait_until 30 bash -c "dig +short @$dns_host -p $dns_port test.cvd.clamav.net TXT | grep -q '^\"1:'"
+    cp "$FIXTURES/test-1.cvd" "$F/freshclam/db/test.cvd"
+    local lines=() txt_ok=true fc_ok=true load_before load_after
+    load_before=$(loadavg)
+    for v in 2 3 4 5 6; do
+        mkdir -p "$F/stage/$v"
+        ln -s "$FIXTURES/test-$v.cvd" "$F/stage/$v/test.cvd"
+        ln -s "$FIXTURES/test-$v.cdiff" "$F/stage/$v/test-$v.cdiff"
+        local t0 t_acc serial
+        t0=$(date +%s.%N)
+        "$VDB" publish --master "$master" --key "$F/publisher.key" "$F/stage/$v/test.cvd" "$F/stage/$v/test-$v.cdiff" >/dev/null
+        t_acc=$(date +%s.%N)
+        serial=$(master_serial "$master")
+        local t_mir t_txt
+        read -r t_mir t_txt < <(python3 "$F/poll.py" "$F/mirrors.txt" "$serial" "$v" "$dns_host" "$dns_port" 60)
+        local fc="-" fc_res="skipped (not root)" t_fc=
+        if [[ -n $root && $t_txt != - ]]; then
+            if unshare -m sh -c "mount --bind $F/resolv.conf /etc/resolv.conf && exec freshclam --config-file=$F/freshclam.conf --update-db=test --stdout" >"$F/logs/freshclam-$v.log" 2>&1 &&
+                grep -q "test.cld updated (version: $v" "$F/logs/freshclam-$v.log"; then
+                fc_res="updated on its first try"
+            else
+                fc_res="NOT updated on its first try (log: $F/logs/freshclam-$v.log)"
+                fc_ok=false
+            fi
+            t_fc=$(date +%s.%N)
+            fc=$(awk -v a="$t_acc" -v b="$t_fc" 'BEGIN {printf "%.3f", b - a}')
+        else
+            fc_ok=false
+        fi
+        local d_mir d_txt gap
+        d_mir=$(awk -v a="$t_acc" -v b="$t_mir" 'BEGIN {if (b == "-") print "-"; else printf "%.3f", b - a}')
+        d_txt=$(awk -v a="$t_acc" -v b="$t_txt" 'BEGIN {if (b == "-") print "-"; else printf "%.3f", b - a}')
+        gap=$(awk -v a="$t_mir" -v b="$t_txt" 'BEGIN {if (a == "-" || b == "-") print "-"; else printf "%.3f", b - a}')
+        [[ $gap != - ]] && le "$gap" 1 || txt_ok=false
+        lines+=("  test $v (serial $serial): every mirror serves it $d_mir s, TXT moved $d_txt s ($gap s after the last mirror), freshclam (DNS mode, started then) done $fc s: $fc_res")
+    done
+    load_after=$(loadavg)
+    {
+        echo
+        echo "second part: freshness for DNS-mode clients (issue 20); date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        machine_line
+        echo "network: 1 master, $DNS_MIRRORS vdbd mirror processes (pushed, poll_secs 300), monitor (check_interval_secs 300), directory (poll_secs 5, rollout_poll_ms default), zone clamav.net at $dns"
+        echo "load average: $load_before before the first publish, $load_after after the last"
+        echo "seconds after each publish was accepted:"
+        printf '%s\n' "${lines[@]}"
+        echo "goals:"
+        echo "  $(verdict $txt_ok) the TXT record moves within 1 s after the last mirror serves the release (every publish)"
+        echo "  $(verdict $fc_ok) a DNS-mode freshclam started then updates on its first try (every publish)"
+    } | tee -a "$OUT/results-propagation.txt"
+}
+
 mkdir -p "$OUT"
 build_net
+if [[ -n ${DNS_ONLY:-} ]]; then
+    trap stop_all EXIT
+    : >"$OUT/results-propagation.txt"
+    dns_phase
+    exit 0
+fi
 SYNTH=$OUT/synth-net
 synth_db "$SYNTH" --size-mb "$SIZE_MB" --cdiffs 1 --seed "$SEED"
 OLD_V=$(cd "$SYNTH" && ls daily-*.cvd | sed 's/daily-\([0-9]*\)\.cvd/\1/' | sort -n | head -1)
@@ -162,13 +385,20 @@ for path in sys.argv[2:]:
             stamp = line.split()[0].rstrip("Z")[:26]
             t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
             if t >= start:
-                rec.append(int(re.search(r"receive_ms=(\d+)", line).group(1)) / 1000)
-                fs.append(int(re.search(r"fsync_ms=(\d+)", line).group(1)) / 1000)
+                # Newer mirrors log one `ms=` (receive + fsync) instead of the two.
+                r = re.search(r"receive_ms=(\d+)", line) or re.search(r"\bms=(\d+)", line)
+                f = re.search(r"fsync_ms=(\d+)", line)
+                if r:
+                    rec.append(int(r.group(1)) / 1000)
+                if f:
+                    fs.append(int(f.group(1)) / 1000)
 def q(a, p):
     a = sorted(a)
     return a[min(len(a) - 1, int(len(a) * p))]
-if rec:
+if rec and fs:
     print(f"receiving: median {q(rec, .5):.2f} s, max {max(rec):.2f} s; fsync: median {q(fs, .5):.2f} s, max {max(fs):.2f} s ({len(rec)} mirrors)")
+elif rec:
+    print(f"receiving + fsync: median {q(rec, .5):.2f} s, max {max(rec):.2f} s ({len(rec)} mirrors)")
 else:
     print("no 'object downloaded' lines in the logs")
 PY
@@ -266,3 +496,11 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$GOAL_SECS" && ok=true
     echo "  $(verdict $ok) every mirror serves the new serial within ${GOAL_SECS} s of the publish (p100 $P100_ACC s after accepted, $P100_START s after vdb publish started; $REACHED/$MIRRORS)"
 } | tee "$OUT/results-propagation.txt"
+
+stop_all
+rm -rf "$W/data" "$W/rsync" "$W/master-data"
+trap - EXIT
+if [[ $DNS_PHASE != 0 ]]; then
+    trap stop_all EXIT
+    dns_phase
+fi

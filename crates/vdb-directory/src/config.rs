@@ -41,11 +41,13 @@ pub struct Config {
     /// Address of the HTTP server (redirector, `/api/v1/mirrors`, `/healthz`, `/metrics`).
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
-    /// Base URLs of the masters, tried in order, for the registry (`GET /api/v1/mirrors`).
+    /// Base URLs of the masters, tried in order, for the registry (`GET /api/v1/mirrors`) and
+    /// the signed manifest (every `rollout_poll_ms`).
     #[serde(default)]
     pub masters: Vec<String>,
     /// Base URLs of the monitors (`GET /api/v1/verdicts`). Empty: every registered mirror that
-    /// is neither drained nor in maintenance counts as in service and no TXT record is served.
+    /// is neither drained nor in maintenance counts as in service, and the TXT records follow
+    /// only what the directory itself sees the mirrors serve (none without `masters`).
     #[serde(default)]
     pub monitors: Vec<String>,
     /// Where the last known registry and verdicts are kept, so that a directory restarted while
@@ -105,19 +107,34 @@ pub struct Config {
     /// How `database.<zone>` answers a client in a region.
     #[serde(default)]
     pub geo_mode: GeoMode,
-    /// Field 0 of `current.cvd`: the newest ClamAV release.
-    #[serde(default = "default_clamav_version")]
-    pub clamav_version: String,
-    /// Field 5 of `current.cvd`: the recommended functionality level.
-    #[serde(default = "default_flevel")]
-    pub clamav_flevel: u32,
-    /// Field 4 of `current.cvd`: whether older clients should warn that they are outdated.
-    #[serde(default = "yes")]
-    pub version_warning: bool,
-    /// The TXT records' time field is renewed at least this often (freshclam drops a record
-    /// older than 12 h), seconds.
+    /// Deprecated and ignored: the version record's ClamAV version comes from the masters'
+    /// signed manifest (`clamav_version` in the masters' config), so that the TXT record and
+    /// every mirror's `dns.txt` are the same bytes. Still accepted, with a warning at start.
+    #[serde(default, skip_serializing)]
+    pub clamav_version: Option<String>,
+    /// Deprecated and ignored (the masters' `flevel`); accepted with a warning.
+    #[serde(default, skip_serializing)]
+    pub clamav_flevel: Option<u32>,
+    /// Deprecated and ignored (the masters' `version_warning`); accepted with a warning.
+    #[serde(default, skip_serializing)]
+    pub version_warning: Option<bool>,
+    /// Only when the served serial's record is older than this (freshclam drops a record
+    /// older than 12 h), or when no manifest with a version record is known, does the
+    /// directory stamp the TXT records' time itself (renewed at least this often, seconds).
+    /// Otherwise the time is the manifest's signing time, as in `dns.txt`.
     #[serde(default = "default_txt_refresh")]
     pub txt_refresh_secs: u64,
+    /// Milliseconds between two looks at the masters' manifest; while an in-service mirror
+    /// does not serve the newest one, it is asked for its own manifest this often too (and
+    /// the monitors' verdicts are read this often), so the TXT records move within this
+    /// long of the last in-service mirror serving a release.
+    #[serde(default = "default_rollout_poll")]
+    pub rollout_poll_ms: u64,
+    /// The network's master public keys (`ed25519:<hex>`): when set, manifests (the masters'
+    /// and the mirrors') must be signed by one of them to count. Empty: manifests are read
+    /// from the configured masters and from registered mirrors as they come.
+    #[serde(default)]
+    pub master_keys: Vec<vdb_proto::PublicKey>,
     /// Secondaries (`ip:port`) sent a NOTIFY on every serial change.
     #[serde(default)]
     pub notify: Vec<SocketAddr>,
@@ -146,9 +163,6 @@ fn default_http_listen() -> SocketAddr {
 fn one() -> usize {
     1
 }
-fn yes() -> bool {
-    true
-}
 fn default_poll() -> u64 {
     10
 }
@@ -173,14 +187,11 @@ fn default_retry() -> i32 {
 fn default_expire() -> i32 {
     7 * 86400
 }
-fn default_clamav_version() -> String {
-    "1.4.6".to_owned()
-}
-fn default_flevel() -> u32 {
-    216
-}
 fn default_txt_refresh() -> u64 {
     3600
+}
+fn default_rollout_poll() -> u64 {
+    250
 }
 fn default_alternatives() -> usize {
     4
@@ -213,10 +224,12 @@ impl Config {
             default_region: None,
             regions: Vec::new(),
             geo_mode: GeoMode::default(),
-            clamav_version: default_clamav_version(),
-            clamav_flevel: default_flevel(),
-            version_warning: true,
+            clamav_version: None,
+            clamav_flevel: None,
+            version_warning: None,
             txt_refresh_secs: default_txt_refresh(),
+            rollout_poll_ms: default_rollout_poll(),
+            master_keys: Vec::new(),
             notify: Vec::new(),
             axfr_allow: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -235,6 +248,21 @@ impl Config {
             .validate()
             .with_context(|| format!("in the directory config {}", path.display()))?;
         Ok(config)
+    }
+
+    /// The deprecated keys this configuration sets (ignored; see [`Config::clamav_version`]).
+    pub fn deprecated_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.clamav_version.is_some() {
+            v.push("clamav_version");
+        }
+        if self.clamav_flevel.is_some() {
+            v.push("clamav_flevel");
+        }
+        if self.version_warning.is_some() {
+            v.push("version_warning");
+        }
+        v
     }
 
     /// Checks values that parse but make no sense.
@@ -260,11 +288,8 @@ impl Config {
             "field `txt_refresh_secs` must be between 1 and 21600 (freshclam drops TXT records older than 12 h)"
         );
         anyhow::ensure!(
-            !self.clamav_version.contains(':')
-                && !self.clamav_version.is_empty()
-                && self.clamav_version.len() <= 32
-                && self.clamav_version.is_ascii(),
-            "field `clamav_version` must be a version like 1.4.6"
+            (50..=60_000).contains(&self.rollout_poll_ms),
+            "field `rollout_poll_ms` must be between 50 and 60000"
         );
         for region in self
             .regions
@@ -320,6 +345,20 @@ mod tests {
         let mut c = Config::new("vdb.test");
         c.poll_secs = 0;
         assert!(c.validate().is_err());
+        let mut c = Config::new("vdb.test");
+        c.rollout_poll_ms = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn old_version_record_keys_are_accepted_and_reported() {
+        let c: Config = toml::from_str(
+            "zone = \"vdb.test\"\nclamav_version = \"1.4.6\"\nclamav_flevel = 216\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.deprecated_keys(), ["clamav_version", "clamav_flevel"]);
+        assert!(Config::new("vdb.test").deprecated_keys().is_empty());
     }
 
     #[test]

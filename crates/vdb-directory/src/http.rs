@@ -23,6 +23,11 @@ struct MirrorList<'a> {
     zone: &'a str,
     serial: u32,
     fail_static: bool,
+    /// The manifest serial whose `dns.txt` the TXT records are (none: no manifest every
+    /// handed-out mirror serves is known).
+    txt_serial: Option<u64>,
+    /// The `current.cvd` TXT record as answered.
+    txt: Option<String>,
     mirrors: &'a [MirrorStatus],
 }
 
@@ -67,6 +72,8 @@ async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
         zone: &shared.config.zone,
         serial: snap.serial,
         fail_static: snap.membership.fail_static,
+        txt_serial: snap.membership.txt_serial,
+        txt: snap.txt.as_ref().map(|t| t.current.to_string()),
         mirrors: &snap.membership.statuses,
     })
     .into_response()

@@ -112,6 +112,13 @@ pub async fn start_on(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     config.validate()?;
+    let deprecated = config.deprecated_keys();
+    if !deprecated.is_empty() {
+        tracing::warn!(
+            keys = ?deprecated,
+            "deprecated directory settings are ignored: the version record's ClamAV version, warning flag and flevel are set once in the masters' config and signed into the manifest"
+        );
+    }
     let geo = match &config.geoip_db {
         Some(path) => Some(Geo::open(
             path,
@@ -137,6 +144,9 @@ pub async fn start_on(
     shared.load_state();
     shared.recompute();
     state::poll_once(&shared, &client).await;
+    // The rollout as it stands: the masters' manifest and what each mirror serves, so the
+    // first answers already carry the TXT records.
+    state::rollout_once(&shared, &client, &mut state::ProbeSchedule::default()).await;
 
     let mut server = hickory_server::Server::new(dns::Handler {
         shared: shared.clone(),
@@ -146,7 +156,14 @@ pub async fn start_on(
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(state::poll_loop(shared.clone(), client, cancel.clone()));
+    tasks.spawn(state::poll_loop(
+        shared.clone(),
+        client.clone(),
+        cancel.clone(),
+    ));
+    if !shared.config.masters.is_empty() {
+        tasks.spawn(state::rollout_loop(shared.clone(), client, cancel.clone()));
+    }
     tasks.spawn(dns::notify_loop(shared.clone(), cancel.clone()));
     let app = http::router(shared.clone());
     let limits = cfg.limits;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::Serialize;
-use vdb_proto::{MirrorRecord, MirrorState, VerdictReport};
+use vdb_proto::{Manifest, MirrorRecord, MirrorState, VerdictReport};
 
 /// What the directory knows, from its last successful polls.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +14,10 @@ pub(crate) struct Inputs {
     pub(crate) registry: Option<Vec<MirrorRecord>>,
     /// The last report of each monitor, by configured position.
     pub(crate) reports: Vec<Option<VerdictReport>>,
+    /// Manifests seen (from the masters, and from mirrors serving them), by serial.
+    pub(crate) manifests: BTreeMap<u64, Manifest>,
+    /// Mirror → the highest manifest serial the directory saw it serve.
+    pub(crate) confirmed: BTreeMap<String, u64>,
 }
 
 /// One mirror the directory hands out.
@@ -48,8 +52,12 @@ pub struct MirrorStatus {
     pub handed_out: bool,
     /// The monitors' states for it, in the order of the config's `monitors`.
     pub states: Vec<Option<MirrorState>>,
-    /// Versions it serves, as the monitors last saw them (the lowest across monitors).
+    /// Versions it serves: those of the manifest serial it serves when the directory knows
+    /// that manifest, else as the monitors last saw them (the lowest across monitors).
     pub serving: BTreeMap<String, u32>,
+    /// The manifest serial it serves: the higher of what the directory saw it serve and what
+    /// the monitors last saw.
+    pub serial: Option<u64>,
     /// Why it is (not) handed out.
     pub reason: String,
 }
@@ -64,6 +72,11 @@ pub(crate) struct Membership {
     pub(crate) versions: BTreeMap<String, u32>,
     /// Whether the fail-static rule added mirrors that are not in service.
     pub(crate) fail_static: bool,
+    /// The lowest manifest serial the handed-out mirrors serve, when every one of them serves
+    /// a known manifest: the TXT records are that manifest's (`dns.txt`, byte for byte).
+    pub(crate) txt_serial: Option<u64>,
+    /// Whether the directory knows of a release (a manifest from the masters or a mirror).
+    pub(crate) release_known: bool,
 }
 
 /// Whether an address from the registry may go into answers (never unspecified, multicast
@@ -101,7 +114,10 @@ pub(crate) fn compute(
     now: i64,
 ) -> Membership {
     let Some(registry) = &inputs.registry else {
-        return Membership::default();
+        return Membership {
+            release_known: inputs.manifests.values().any(|m| !m.databases.is_empty()),
+            ..Membership::default()
+        };
     };
     let monitors = inputs.reports.len();
     let quorum = quorum.clamp(1, monitors.max(1));
@@ -132,7 +148,19 @@ pub(crate) fn compute(
         let judged_in = monitors == 0 || agreeing >= quorum;
         let mut serving: BTreeMap<String, u32> = BTreeMap::new();
         let mut known = false;
-        for v in verdicts.iter().flatten() {
+        // A mirror never goes back to a lower serial, so the highest sighting is what it serves.
+        let serial = verdicts
+            .iter()
+            .flatten()
+            .filter_map(|v| v.serial)
+            .chain(inputs.confirmed.get(&rec.name).copied())
+            .max();
+        let manifest = serial.and_then(|s| inputs.manifests.get(&s));
+        if let Some(m) = manifest {
+            serving = m.versions();
+            known = true;
+        }
+        for v in verdicts.iter().flatten().filter(|_| manifest.is_none()) {
             if v.serving.is_empty() {
                 continue;
             }
@@ -180,6 +208,7 @@ pub(crate) fn compute(
                 handed_out: in_service,
                 states,
                 serving,
+                serial,
                 reason,
             },
             best_state,
@@ -233,6 +262,16 @@ pub(crate) fn compute(
             versions.insert(db.clone(), v);
         }
     }
+    // The TXT records are one manifest's when every handed-out mirror serves a known one:
+    // the lowest such serial (serials and versions only go up, so its versions are the
+    // per-database minimums above).
+    let serials: Option<Vec<u64>> = handed
+        .iter()
+        .map(|c| c.status.serial.filter(|s| inputs.manifests.contains_key(s)))
+        .collect();
+    let txt_serial = serials
+        .and_then(|v| v.into_iter().min())
+        .filter(|_| !versions.is_empty());
     let members = handed
         .iter()
         .map(|c| Member {
@@ -254,6 +293,8 @@ pub(crate) fn compute(
         statuses: cands.into_iter().map(|c| c.status).collect(),
         versions,
         fail_static,
+        txt_serial,
+        release_known: inputs.manifests.values().any(|m| !m.databases.is_empty()),
     }
 }
 
@@ -304,6 +345,8 @@ mod tests {
             reason: String::new(),
         });
         let inputs = Inputs {
+            manifests: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
             registry: Some(vec![rec("a"), rec("b"), rec("c"), drained, maint]),
             reports: vec![report(vec![
                 verdict("a", MirrorState::InService, 10, 0),
@@ -327,6 +370,8 @@ mod tests {
     #[test]
     fn quorum_of_monitors() {
         let inputs = Inputs {
+            manifests: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
             registry: Some(vec![rec("a"), rec("b")]),
             reports: vec![
                 report(vec![
@@ -350,6 +395,8 @@ mod tests {
         let mut drained = rec("d");
         drained.drained = true;
         let inputs = Inputs {
+            manifests: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
             registry: Some(vec![rec("stale"), rec("fresher"), rec("gone"), drained]),
             reports: vec![report(vec![
                 verdict("stale", MirrorState::Old, 5, 200_000),
@@ -389,6 +436,8 @@ mod tests {
             "http://x\r\nSet-Cookie: a".into(),
         ];
         let inputs = Inputs {
+            manifests: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
             registry: Some(vec![r]),
             reports: vec![],
         };
@@ -400,9 +449,72 @@ mod tests {
         assert_eq!(m.members[0].base_url, None);
     }
 
+    fn manifest(serial: u64, daily: u32) -> Manifest {
+        Manifest {
+            network: "n".into(),
+            serial,
+            master: "a".into(),
+            issued_at: 100 + serial as i64,
+            expires_at: 1_000_000,
+            databases: [(
+                "daily".to_owned(),
+                vdb_proto::DatabaseState {
+                    version: daily,
+                    built_at: 1,
+                    release: "r".into(),
+                },
+            )]
+            .into(),
+            files: Vec::new(),
+            version_record: Some(vdb_proto::VersionRecord::default()),
+        }
+    }
+
+    #[test]
+    fn txt_follows_what_every_in_service_mirror_serves() {
+        let v = |name: &str, state: MirrorState| {
+            let mut v = verdict(name, state, 10, 0);
+            v.serving.remove("main");
+            v.serial = Some(5);
+            v
+        };
+        let mut inputs = Inputs {
+            registry: Some(vec![rec("a"), rec("b")]),
+            reports: vec![report(vec![
+                v("a", MirrorState::InService),
+                v("b", MirrorState::InService),
+            ])],
+            manifests: [(5, manifest(5, 10)), (6, manifest(6, 11))].into(),
+            confirmed: [("a".to_owned(), 6)].into(),
+        };
+        // a serves serial 6 (daily 11), b has not acknowledged it: the TXT stays at 5.
+        let m = compute(&inputs, 1, 1, 0);
+        assert_eq!((m.txt_serial, m.versions["daily"]), (Some(5), 10));
+        assert_eq!(m.statuses[0].serial, Some(6));
+        assert_eq!(m.statuses[0].serving["daily"], 11);
+        // b serves it too: the TXT moves.
+        inputs.confirmed.insert("b".into(), 6);
+        let m = compute(&inputs, 1, 1, 0);
+        assert_eq!((m.txt_serial, m.versions["daily"]), (Some(6), 11));
+        // b stuck at 5 but taken out by the monitor: it no longer holds the TXT back.
+        inputs.confirmed.insert("b".into(), 5);
+        inputs.reports[0].as_mut().unwrap().mirrors[1].state = MirrorState::Out;
+        let m = compute(&inputs, 1, 1, 0);
+        assert_eq!(names(&m), ["a"]);
+        assert_eq!((m.txt_serial, m.versions["daily"]), (Some(6), 11));
+        // A serial the directory has no manifest for: per-database minimums, no exact record.
+        inputs.reports[0].as_mut().unwrap().mirrors[1].state = MirrorState::InService;
+        inputs.confirmed.insert("b".into(), 4);
+        inputs.reports[0].as_mut().unwrap().mirrors[1].serial = Some(4);
+        let m = compute(&inputs, 1, 1, 0);
+        assert_eq!((m.txt_serial, m.versions["daily"]), (None, 10));
+    }
+
     #[test]
     fn no_verdict_no_txt_versions() {
         let inputs = Inputs {
+            manifests: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
             registry: Some(vec![rec("a")]),
             reports: vec![],
         };

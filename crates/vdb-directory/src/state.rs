@@ -1,12 +1,15 @@
 //! The directory's shared state and the poll loop that keeps it current.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vdb_proto::{Clock, MirrorRecord, VerdictReport};
+use vdb_proto::{
+    Clock, MANIFEST_PATH, Manifest, MirrorRecord, Signed, VerdictReport, VersionRecord,
+};
 
 use crate::config::Config;
 use crate::geo::Geo;
@@ -17,8 +20,27 @@ use crate::zone::{Snapshot, ZoneParams};
 /// Most bytes read from one registry or verdict answer.
 const MAX_BODY: u64 = 16 << 20;
 
+/// Most bytes read from one manifest.
+const MAX_MANIFEST: u64 = 4 << 20;
+
+/// A manifest's own record time is used as long as it is younger than this (seconds); older
+/// (a rollout stuck for most of freshclam's 12 h limit), the directory stamps the time itself.
+const MAX_MANIFEST_RECORD_AGE: i64 = 11 * 3600;
+
+/// How many manifests are kept (besides those some mirror is known to serve).
+const KEEP_MANIFESTS: usize = 32;
+
+/// How many lagging mirrors are asked for their manifest at once.
+const PROBE_CONCURRENCY: usize = 64;
+
+/// A mirror that lags this long is asked only every `poll_secs` instead of every
+/// `rollout_poll_ms`.
+const FAST_PROBE_WINDOW: Duration = Duration::from_secs(30);
+
 struct Mutable {
     inputs: Inputs,
+    /// The highest manifest serial seen from the masters.
+    newest: Option<u64>,
     txt_time: i64,
     /// The bytes last written to the state file.
     saved: Vec<u8>,
@@ -29,7 +51,16 @@ struct Mutable {
 struct Saved {
     registry: Option<Vec<MirrorRecord>>,
     #[serde(default)]
-    reports: std::collections::BTreeMap<String, VerdictReport>,
+    reports: BTreeMap<String, VerdictReport>,
+    /// Known manifests by serial.
+    #[serde(default)]
+    manifests: BTreeMap<u64, Manifest>,
+    /// Mirror → the highest serial the directory saw it serve.
+    #[serde(default)]
+    confirmed: BTreeMap<String, u64>,
+    /// The highest serial seen from the masters.
+    #[serde(default)]
+    newest: Option<u64>,
 }
 
 /// State shared by the DNS server, the HTTP server and the poller.
@@ -63,7 +94,13 @@ impl Shared {
         let params = ZoneParams::from_config(&config)?;
         let now = clock.now();
         let serial = serial_from_time(now);
-        let snapshot = Snapshot::new(params.clone(), Default::default(), serial, now);
+        let snapshot = Snapshot::new(
+            params.clone(),
+            Default::default(),
+            serial,
+            &VersionRecord::default(),
+            now,
+        );
         let metrics = Metrics::new();
         metrics.serial.set(i64::from(serial));
         let (serial_tx, _) = watch::channel(serial);
@@ -72,7 +109,10 @@ impl Shared {
                 inputs: Inputs {
                     registry: None,
                     reports: vec![None; config.monitors.len()],
+                    manifests: BTreeMap::new(),
+                    confirmed: BTreeMap::new(),
                 },
+                newest: None,
                 txt_time: now,
                 saved: Vec::new(),
             }),
@@ -118,13 +158,41 @@ impl Shared {
         );
         let prev = self.snapshot();
         let refresh = i64::try_from(self.config.txt_refresh_secs).unwrap_or(3600);
-        if membership.versions != prev.membership.versions
-            || now - m.txt_time >= refresh
-            || now < m.txt_time
-        {
-            m.txt_time = now;
-        }
-        let candidate = Snapshot::new(self.params.clone(), membership, prev.serial, m.txt_time);
+        // The TXT records are the `dns.txt` of the manifest every handed-out mirror serves,
+        // byte for byte (its fields and its signing time); without one, the fields of the
+        // newest known manifest (or the defaults) and a time stamped here.
+        let exact = membership
+            .txt_serial
+            .and_then(|s| m.inputs.manifests.get(&s))
+            .and_then(|man| Some((man.version_record.clone()?, man.issued_at)))
+            .filter(|(_, t)| now.saturating_sub(*t) <= MAX_MANIFEST_RECORD_AGE && *t <= now + 300);
+        let record = match &exact {
+            Some((r, t)) => {
+                m.txt_time = *t;
+                r.clone()
+            }
+            None => {
+                if membership.versions != prev.membership.versions
+                    || now - m.txt_time >= refresh
+                    || now < m.txt_time
+                {
+                    m.txt_time = now;
+                }
+                m.inputs
+                    .manifests
+                    .values()
+                    .rev()
+                    .find_map(|man| man.version_record.clone())
+                    .unwrap_or_default()
+            }
+        };
+        let candidate = Snapshot::new(
+            self.params.clone(),
+            membership,
+            prev.serial,
+            &record,
+            m.txt_time,
+        );
         self.metrics
             .handed_out
             .set(candidate.membership.members.len() as i64);
@@ -132,6 +200,17 @@ impl Shared {
             .fail_static
             .set(i64::from(candidate.membership.fail_static));
         if candidate.fingerprint() == prev.fingerprint() {
+            // The same answers, but what the status API shows may have moved (a mirror
+            // serves a newer serial that the TXT records cannot follow yet).
+            if candidate.membership.statuses != prev.membership.statuses
+                || candidate.membership.txt_serial != prev.membership.txt_serial
+            {
+                let same = Snapshot {
+                    serial: prev.serial,
+                    ..candidate
+                };
+                *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(same);
+            }
             return false;
         }
         let serial = prev.serial.wrapping_add(1).max(serial_from_time(now));
@@ -143,6 +222,8 @@ impl Shared {
             serial,
             handed_out = next.membership.members.len(),
             fail_static = next.membership.fail_static,
+            txt_serial = ?next.membership.txt_serial,
+            txt = ?next.txt.as_ref().map(|t| t.current.to_string()),
             "zone changed"
         );
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
@@ -183,6 +264,9 @@ impl Shared {
         for (i, url) in self.config.monitors.iter().enumerate() {
             m.inputs.reports[i] = saved.reports.get(url).cloned();
         }
+        m.inputs.manifests = saved.manifests;
+        m.inputs.confirmed = saved.confirmed;
+        m.newest = saved.newest;
         m.saved = bytes;
         tracing::info!(path = %path.display(), "last known registry and verdicts loaded");
     }
@@ -203,6 +287,9 @@ impl Shared {
                     .zip(&m.inputs.reports)
                     .filter_map(|(u, r)| Some((u.clone(), r.clone()?)))
                     .collect(),
+                manifests: m.inputs.manifests.clone(),
+                confirmed: m.inputs.confirmed.clone(),
+                newest: m.newest,
             };
             let Ok(bytes) = serde_json::to_vec(&saved) else {
                 return;
@@ -261,6 +348,107 @@ impl Shared {
         m.inputs.registry = Some(registry);
     }
 
+    /// Reads a manifest envelope: signed by one of `master_keys` when those are configured.
+    fn read_manifest(&self, body: &[u8]) -> Result<Manifest, String> {
+        let env = Signed::<Manifest>::from_json(body).map_err(|e| e.to_string())?;
+        let keys = if self.config.master_keys.is_empty() {
+            vec![env.signer()]
+        } else {
+            self.config.master_keys.clone()
+        };
+        env.verify(&keys).map_err(|e| e.to_string())
+    }
+
+    /// Takes the masters' manifest; returns whether it is a newer serial.
+    fn note_master_manifest(&self, man: Manifest) -> bool {
+        let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
+        if m.newest.is_some_and(|n| n >= man.serial) {
+            return false;
+        }
+        tracing::info!(serial = man.serial, "new manifest from the masters");
+        m.newest = Some(man.serial);
+        m.inputs.manifests.insert(man.serial, man);
+        prune_manifests(&mut m.inputs);
+        true
+    }
+
+    /// Takes what a mirror serves; returns whether anything changed. A mirror's manifest
+    /// counts only up to the masters' newest serial and only when it is the masters' document
+    /// for that serial (or one the directory has not seen, below the newest).
+    fn note_mirror_manifest(&self, name: &str, man: Manifest) -> bool {
+        let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
+        if m.newest.is_none_or(|n| man.serial > n) {
+            return false;
+        }
+        match m.inputs.manifests.get(&man.serial) {
+            Some(known)
+                if known.databases != man.databases
+                    || known.files != man.files
+                    || known.version_record != man.version_record =>
+            {
+                tracing::warn!(
+                    mirror = name,
+                    serial = man.serial,
+                    "a mirror serves a manifest that differs from the masters' for its serial; ignored"
+                );
+                return false;
+            }
+            Some(_) => {}
+            None => {
+                m.inputs.manifests.insert(man.serial, man.clone());
+            }
+        }
+        let held = m.inputs.confirmed.get(name).copied();
+        if held.is_some_and(|h| h >= man.serial) {
+            return false;
+        }
+        tracing::info!(mirror = name, serial = man.serial, "mirror serves it");
+        m.inputs.confirmed.insert(name.to_owned(), man.serial);
+        prune_manifests(&mut m.inputs);
+        true
+    }
+
+    /// Registered mirrors that may be handed out and are not known to serve the masters'
+    /// newest serial, with the manifest URL to ask and whether it is handed out now.
+    fn lagging(&self) -> Vec<(String, String, bool)> {
+        let now = self.clock.now();
+        let m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(newest), Some(registry)) = (m.newest, &m.inputs.registry) else {
+            return Vec::new();
+        };
+        let handed: std::collections::BTreeSet<String> = self
+            .snapshot()
+            .membership
+            .members
+            .iter()
+            .map(|x| x.name.clone())
+            .collect();
+        let mut out = Vec::new();
+        for rec in registry {
+            if rec.drained || rec.in_maintenance(now) {
+                continue;
+            }
+            if m.inputs
+                .confirmed
+                .get(&rec.name)
+                .is_some_and(|&s| s >= newest)
+            {
+                continue;
+            }
+            let Some(base) = rec.base_urls.iter().find(|u| {
+                (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 2048
+            }) else {
+                continue;
+            };
+            out.push((
+                rec.name.clone(),
+                join(base, MANIFEST_PATH),
+                handed.contains(&rec.name),
+            ));
+        }
+        out
+    }
+
     fn set_report(&self, i: usize, report: VerdictReport) {
         let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = m.inputs.reports.get_mut(i) {
@@ -304,6 +492,13 @@ pub(crate) async fn poll_once(shared: &Shared, client: &vdb_fetch::Client) -> bo
     if !got_registry && !shared.config.masters.is_empty() {
         tracing::debug!("no master answered; keeping the last known registry");
     }
+    poll_monitors(shared, client).await;
+    shared.save_state().await;
+    shared.recompute()
+}
+
+/// Reads every monitor's verdicts once, keeping the last known report of any that fail.
+async fn poll_monitors(shared: &Shared, client: &vdb_fetch::Client) {
     let fetches = shared.config.monitors.iter().map(|m| {
         let url = join(m, "/api/v1/verdicts");
         let client = client.clone();
@@ -320,8 +515,6 @@ pub(crate) async fn poll_once(shared: &Shared, client: &vdb_fetch::Client) -> bo
             Err(e) => shared.poll_failed("monitor", url, e),
         }
     }
-    shared.save_state().await;
-    shared.recompute()
 }
 
 /// Runs a set of futures concurrently and collects their outputs in order (None: it panicked).
@@ -369,5 +562,246 @@ pub(crate) async fn poll_loop(
             () = cancel.cancelled() => return,
             _ = poll_once(&shared, &client) => {}
         }
+    }
+}
+
+/// Drops old manifests: keeps the newest [`KEEP_MANIFESTS`] and every one a mirror is known
+/// to serve (by the directory or a monitor).
+fn prune_manifests(inputs: &mut Inputs) {
+    if inputs.manifests.len() <= KEEP_MANIFESTS {
+        return;
+    }
+    let mut keep: std::collections::BTreeSet<u64> = inputs
+        .manifests
+        .keys()
+        .rev()
+        .take(KEEP_MANIFESTS)
+        .copied()
+        .collect();
+    keep.extend(inputs.confirmed.values().copied());
+    keep.extend(
+        inputs
+            .reports
+            .iter()
+            .flatten()
+            .flat_map(|r| r.mirrors.iter().filter_map(|v| v.serial)),
+    );
+    inputs.manifests.retain(|s, _| keep.contains(s));
+}
+
+/// When each lagging mirror was first seen lagging, and when it may be asked next.
+#[derive(Debug, Default)]
+pub(crate) struct ProbeSchedule {
+    lagging_since: HashMap<String, Instant>,
+    next: HashMap<String, Instant>,
+}
+
+/// One look at the rollout: the masters' manifest, then every mirror that does not serve the
+/// newest serial yet (and, while a handed-out mirror lags, the monitors' verdicts, so that a
+/// mirror the monitor took out stops holding the TXT record back). Returns whether the zone
+/// changed.
+pub(crate) async fn rollout_once(
+    shared: &Shared,
+    client: &vdb_fetch::Client,
+    schedule: &mut ProbeSchedule,
+) -> bool {
+    let mut changed = false;
+    for master in &shared.config.masters {
+        let url = join(master, MANIFEST_PATH);
+        let got = match client.get(&url).send().await {
+            Ok(r) => r.bytes(&vdb_fetch::Expect::at_most(MAX_MANIFEST)).await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(body) => match shared.read_manifest(&body) {
+                Ok(man) => {
+                    shared.poll_ok("master_manifest", &url);
+                    changed |= shared.note_master_manifest(man);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(url, error = %e, "unusable manifest from a master");
+                }
+            },
+            Err(e) => shared.poll_failed("master_manifest", &url, e),
+        }
+    }
+    let lagging = shared.lagging();
+    let now = Instant::now();
+    let lagging_names: std::collections::HashSet<&String> =
+        lagging.iter().map(|(n, _, _)| n).collect();
+    schedule
+        .lagging_since
+        .retain(|n, _| lagging_names.contains(n));
+    schedule.next.retain(|n, _| lagging_names.contains(n));
+    let slow = Duration::from_secs(shared.config.poll_secs);
+    // While a handed-out mirror has lagged only briefly (a release rolling out), the
+    // monitors' verdicts are read at this pace too.
+    let handed_lagging = lagging.iter().any(|(n, _, handed)| {
+        *handed
+            && schedule
+                .lagging_since
+                .get(n)
+                .is_none_or(|t| now.duration_since(*t) <= FAST_PROBE_WINDOW)
+    });
+    let due: Vec<(String, String)> = lagging
+        .into_iter()
+        .filter(|(n, _, _)| schedule.next.get(n).is_none_or(|t| *t <= now))
+        .take(PROBE_CONCURRENCY)
+        .map(|(n, u, _)| (n, u))
+        .collect();
+    for (n, _) in &due {
+        let since = *schedule.lagging_since.entry(n.clone()).or_insert(now);
+        if now.duration_since(since) > FAST_PROBE_WINDOW {
+            schedule.next.insert(n.clone(), now + slow);
+        }
+    }
+    let probes = due.into_iter().map(|(name, url)| {
+        let client = client.clone();
+        async move {
+            let r = match client.get(&url).send().await {
+                Ok(r) => r.bytes(&vdb_fetch::Expect::at_most(MAX_MANIFEST)).await,
+                Err(e) => Err(e),
+            };
+            (name, url, r)
+        }
+    });
+    for (name, url, r) in futures_join_all(probes).await.into_iter().flatten() {
+        match r {
+            Ok(body) => match shared.read_manifest(&body) {
+                Ok(man) => changed |= shared.note_mirror_manifest(&name, man),
+                Err(e) => {
+                    tracing::debug!(mirror = %name, error = %e, "unusable manifest from a mirror")
+                }
+            },
+            Err(e) => {
+                tracing::debug!(mirror = %name, url, error = %e, "cannot read a mirror's manifest")
+            }
+        }
+    }
+    if handed_lagging {
+        poll_monitors(shared, client).await;
+    }
+    if changed {
+        shared.save_state().await;
+    }
+    shared.recompute()
+}
+
+/// Follows the rollout every `rollout_poll_ms` until cancelled.
+pub(crate) async fn rollout_loop(
+    shared: Arc<Shared>,
+    client: vdb_fetch::Client,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(shared.config.rollout_poll_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut schedule = ProbeSchedule::default();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = rollout_once(&shared, &client, &mut schedule) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vdb_proto::{DatabaseState, ManualClock};
+
+    fn manifest(serial: u64, test: u32, issued_at: i64) -> Manifest {
+        Manifest {
+            network: "n".into(),
+            serial,
+            master: "a".into(),
+            issued_at,
+            expires_at: issued_at + 86_400,
+            databases: [(
+                "test".to_owned(),
+                DatabaseState {
+                    version: test,
+                    built_at: 1,
+                    release: "r".into(),
+                },
+            )]
+            .into(),
+            files: Vec::new(),
+            version_record: Some(VersionRecord {
+                clamav_version: "1.4.3".into(),
+                version_warning: false,
+                flevel: 212,
+            }),
+        }
+    }
+
+    fn shared(now: i64) -> Shared {
+        let mut c = Config::new("vdb.test");
+        c.monitors = vec!["http://monitor.invalid".into()];
+        let s = Shared::new(c, Arc::new(ManualClock::new(now)), None).unwrap();
+        let mut rec = MirrorRecord::new("m1", "http://192.0.2.1");
+        rec.addresses = vec!["192.0.2.1".parse().unwrap()];
+        s.set_registry(vec![rec]);
+        s.set_report(
+            0,
+            VerdictReport {
+                monitor: "m".into(),
+                generated_at: 0,
+                newest: BTreeMap::new(),
+                mirrors: vec![vdb_proto::MirrorVerdict {
+                    name: "m1".into(),
+                    state: vdb_proto::MirrorState::InService,
+                    serving: BTreeMap::new(),
+                    serial: None,
+                    lag_secs: 0,
+                    last_good: None,
+                    reason: String::new(),
+                }],
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn mirror_manifests_count_only_up_to_the_masters_newest_and_only_as_signed() {
+        let s = shared(1_000);
+        // Nothing from the masters yet: a mirror's word alone does not count.
+        assert!(!s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        assert!(s.note_master_manifest(manifest(5, 5, 900)));
+        assert!(!s.note_master_manifest(manifest(4, 4, 800)), "never back");
+        // Above the masters' newest: not (yet) believed.
+        assert!(!s.note_mirror_manifest("m1", manifest(6, 6, 950)));
+        // Same serial, other content (equivocation): ignored.
+        let mut other = manifest(5, 5, 900);
+        other.databases.get_mut("test").unwrap().version = 7;
+        assert!(!s.note_mirror_manifest("m1", other));
+        assert!(s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        assert!(
+            !s.note_mirror_manifest("m1", manifest(5, 5, 900)),
+            "no change"
+        );
+        s.recompute();
+        let snap = s.snapshot();
+        // The record is the manifest's dns.txt: its fields and its signing time.
+        let txt = snap.txt.as_ref().unwrap();
+        assert_eq!(txt.current.to_string(), "1.4.3:0:0:900:0:212:0:0");
+        assert_eq!(txt.dbs["test"].to_string(), "5:900");
+        assert_eq!(snap.membership.txt_serial, Some(5));
+    }
+
+    #[test]
+    fn a_record_too_old_for_freshclam_is_stamped_anew() {
+        let s = shared(900 + MAX_MANIFEST_RECORD_AGE + 1);
+        assert!(s.note_master_manifest(manifest(5, 5, 900)));
+        assert!(s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        s.recompute();
+        let snap = s.snapshot();
+        let txt = snap.txt.as_ref().unwrap();
+        assert_eq!(txt.current.time, 900 + MAX_MANIFEST_RECORD_AGE + 1);
+        assert_eq!(txt.current.clamav_version, "1.4.3");
     }
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use vdb_format::dnstxt::{CurrentRecord, DbRecord};
+use vdb_proto::VersionRecord;
 
 use crate::config::{Config, GeoMode};
 use crate::membership::{Member, Membership};
@@ -24,9 +25,6 @@ pub(crate) struct ZoneParams {
     pub(crate) expire: i32,
     pub(crate) max_records: usize,
     pub(crate) geo_mode: GeoMode,
-    pub(crate) clamav_version: String,
-    pub(crate) flevel: u32,
-    pub(crate) version_warning: bool,
 }
 
 fn absolute(name: &str) -> anyhow::Result<Name> {
@@ -67,9 +65,6 @@ impl ZoneParams {
             expire: c.soa_expire,
             max_records: c.max_records,
             geo_mode: c.geo_mode,
-            clamav_version: c.clamav_version.clone(),
-            flevel: c.clamav_flevel,
-            version_warning: c.version_warning,
         })
     }
 }
@@ -158,11 +153,13 @@ pub(crate) fn weighted_shuffle<'a>(items: &[&'a Member], rng: &mut Rng) -> Vec<&
 }
 
 impl Snapshot {
-    /// Builds the zone from a membership computation.
+    /// Builds the zone from a membership computation; the TXT records carry `record`'s fields
+    /// and the record time `txt_time`.
     pub(crate) fn new(
         params: ZoneParams,
         membership: Membership,
         serial: u32,
+        record: &VersionRecord,
         txt_time: i64,
     ) -> Self {
         let mut regions = params.regions.clone();
@@ -173,36 +170,24 @@ impl Snapshot {
                 .filter_map(|s| s.region.clone())
                 .filter(|r| crate::config::is_label(r)),
         );
-        let txt = (!membership.versions.is_empty()).then(|| {
-            let v = |db: &str| membership.versions.get(db).copied().unwrap_or(0);
-            Txt {
-                current: CurrentRecord {
-                    clamav_version: params.clamav_version.clone(),
-                    main: v("main"),
-                    daily: v("daily"),
-                    time: txt_time,
-                    version_warning: params.version_warning,
-                    flevel: params.flevel,
-                    safebrowsing: v("safebrowsing"),
-                    bytecode: v("bytecode"),
-                },
-                dbs: membership
-                    .versions
-                    .iter()
-                    // `current.cvd` is the combined record; a database of that name cannot
-                    // have its own.
-                    .filter(|(db, _)| vdb_proto::is_safe_db_name(db) && *db != "current")
-                    .map(|(db, &version)| {
-                        (
-                            db.clone(),
-                            DbRecord {
-                                version,
-                                time: txt_time,
-                            },
-                        )
-                    })
-                    .collect(),
-            }
+        let txt = (!membership.versions.is_empty()).then(|| Txt {
+            current: record.current(&membership.versions, txt_time),
+            dbs: membership
+                .versions
+                .iter()
+                // `current.cvd` is the combined record; a database of that name cannot
+                // have its own.
+                .filter(|(db, _)| vdb_proto::is_safe_db_name(db) && *db != "current")
+                .map(|(db, &version)| {
+                    (
+                        db.clone(),
+                        DbRecord {
+                            version,
+                            time: txt_time,
+                        },
+                    )
+                })
+                .collect(),
         });
         Self {
             params,
@@ -418,6 +403,10 @@ impl Snapshot {
                     Vec::new(),
                 ),
                 Some(_) => Lookup::NoData,
+                // Once a release exists the name exists, even before the release reaches
+                // every handed-out mirror (never NXDOMAIN, which resolvers would cache as
+                // "no such name" and clients log as a broken record).
+                None if self.membership.release_known => Lookup::NoData,
                 None => Lookup::NxDomain,
             },
             [db, "cvd"] => match self.txt.as_ref().and_then(|t| t.dbs.get(*db)) {

@@ -129,12 +129,18 @@ pub struct Config {
     /// Limits and timeouts of the HTTP listener (`[limits]`; safe defaults).
     #[serde(default)]
     pub limits: vdb_service::Limits,
-    /// The ClamAV release the `dns.txt` record advertises.
+    /// Field 0 of the version record (`dns.txt` and the directory's `current.cvd` TXT): the
+    /// newest ClamAV release. Configured here only, signed into every manifest (the same on
+    /// every master of the network).
     #[serde(default = "default_clamav_version")]
     pub clamav_version: String,
-    /// The functionality level the `dns.txt` record advertises.
+    /// Field 5 of the version record: the recommended functionality level.
     #[serde(default = "default_flevel")]
     pub flevel: u32,
+    /// Field 4 of the version record: whether clients older than `clamav_version` warn that
+    /// they are outdated.
+    #[serde(default = "default_version_warning")]
+    pub version_warning: bool,
     /// Follow a ClamAV-style upstream.
     #[serde(default)]
     pub upstream: Option<UpstreamConfig>,
@@ -255,10 +261,13 @@ fn default_push_backoff() -> u64 {
     1000
 }
 fn default_clamav_version() -> String {
-    "1.4.3".into()
+    vdb_proto::VersionRecord::default().clamav_version
 }
 fn default_flevel() -> u32 {
-    212
+    vdb_proto::VersionRecord::default().flevel
+}
+fn default_version_warning() -> bool {
+    vdb_proto::VersionRecord::default().version_warning
 }
 fn default_upstream_interval() -> i64 {
     3600
@@ -304,6 +313,9 @@ impl Config {
             !self.network.is_empty(),
             "field `network` must not be empty"
         );
+        self.version_record()
+            .check()
+            .map_err(|e| anyhow::anyhow!("field `clamav_version`: {e}"))?;
         self.check_durations()?;
         anyhow::ensure!(
             self.push_concurrency >= 1,
@@ -393,6 +405,15 @@ impl Config {
         Ok(())
     }
 
+    /// The version record's fields that are not database versions, as signed into manifests.
+    pub fn version_record(&self) -> vdb_proto::VersionRecord {
+        vdb_proto::VersionRecord {
+            clamav_version: self.clamav_version.clone(),
+            version_warning: self.version_warning,
+            flevel: self.flevel,
+        }
+    }
+
     /// The manifest lifetime.
     pub fn manifest_ttl(&self) -> i64 {
         self.manifest_ttl_secs
@@ -431,6 +452,7 @@ impl Config {
             limits: vdb_service::Limits::default(),
             clamav_version: default_clamav_version(),
             flevel: default_flevel(),
+            version_warning: default_version_warning(),
             upstream: None,
             orphan_ttl_secs: default_orphan_ttl(),
             tick_ms: default_tick(),

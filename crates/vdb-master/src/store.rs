@@ -8,7 +8,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use md5::Digest as _;
 use tokio::sync::Mutex;
-use vdb_format::dnstxt::CurrentRecord;
 use vdb_proto::{
     Clock, DatabaseState, ErrorCode, FileRef, Manifest, PublicKey, ReleaseAccepted,
     ReleaseStatement, SecretKey, Signed,
@@ -642,18 +641,14 @@ impl Store {
             md5sums.push_str(&format!("{md5}  {}\n", f.name));
             shasums.push_str(&format!("{}  {}\n", f.sha256, f.name));
         }
-        let v = |db: &str| databases.get(db).map_or(0, |d: &DatabaseState| d.version);
-        let txt = CurrentRecord {
-            clamav_version: self.config.clamav_version.clone(),
-            main: v("main"),
-            daily: v("daily"),
-            time: now,
-            version_warning: false,
-            flevel: self.config.flevel,
-            safebrowsing: v("safebrowsing"),
-            bytecode: v("bytecode"),
-        }
-        .to_string();
+        // The version record: one definition (vdb_proto) for `dns.txt` here and the
+        // directory's TXT record, from the fields signed into the manifest below.
+        let version_record = self.config.version_record();
+        let versions = databases
+            .iter()
+            .map(|(db, d): (&String, &DatabaseState)| (db.clone(), d.version))
+            .collect();
+        let txt = version_record.current(&versions, now).to_string();
         let derived = [
             ("MD5SUMS", md5sums.into_bytes()),
             ("SHA256SUMS", shasums.into_bytes()),
@@ -683,6 +678,7 @@ impl Store {
             expires_at: now + self.config.manifest_ttl(),
             databases,
             files: files.into_values().collect(),
+            version_record: Some(version_record),
         };
         let env = Signed::sign(&manifest, &self.key);
         let json = env.to_json();

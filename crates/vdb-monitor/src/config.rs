@@ -45,6 +45,12 @@ pub struct Config {
     /// Seconds between check rounds; 0 disables the scheduler (rounds only on demand).
     #[serde(default = "default_interval")]
     pub check_interval_secs: u64,
+    /// Milliseconds between two looks at the masters' manifest: when its serial moves (a
+    /// release, a heartbeat), a round runs at once instead of waiting for the interval, then
+    /// again after 1, 2, 4, 8 and 16 s while a mirror in service does not serve it yet. 0
+    /// turns this off (rounds only every `check_interval_secs`).
+    #[serde(default = "default_release_watch")]
+    pub release_watch_ms: u64,
     /// Which mirrors a round checks.
     #[serde(default)]
     pub check_mode: CheckMode,
@@ -170,6 +176,9 @@ fn default_database() -> PathBuf {
 fn default_interval() -> u64 {
     300
 }
+fn default_release_watch() -> u64 {
+    1000
+}
 fn default_timeout() -> u64 {
     20
 }
@@ -272,6 +281,10 @@ impl Config {
             "field `deep_checks_per_round` must be at least 1"
         );
         anyhow::ensure!(
+            self.release_watch_ms == 0 || (100..=3_600_000).contains(&self.release_watch_ms),
+            "field `release_watch_ms` must be 0 (off) or between 100 and 3600000"
+        );
+        anyhow::ensure!(
             self.request_timeout_secs > 0,
             "field `request_timeout_secs` must be at least 1"
         );
@@ -298,6 +311,7 @@ mod tests {
         .unwrap();
         let c = Config::load(&p).unwrap();
         assert_eq!(c.check_interval_secs, 300);
+        assert_eq!(c.release_watch_ms, 1000);
         assert_eq!(c.thresholds.old_secs, 86400);
         assert_eq!(c.thresholds.out_secs, 172_800);
         assert_eq!(c.quorum, 1);

@@ -81,7 +81,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
 }
 
 /// Starts the monitor on a bound listener: opens its database, serves HTTP, and (unless
-/// `check_interval_secs` is 0) runs a check round at once and then every interval.
+/// `check_interval_secs` is 0) runs a check round at once and then every interval, and one
+/// more at once whenever the masters' manifest moves (`release_watch_ms`).
 pub async fn start_on(
     config: Config,
     listener: std::net::TcpListener,
@@ -101,6 +102,11 @@ pub async fn start_on(
     tasks.push(tokio::spawn(async move {
         vdb_service::serve(listener, app, None, limits, c).await;
     }));
+    if interval > 0 && monitor.config.release_watch_ms > 0 {
+        let m = monitor.clone();
+        let c = cancel.clone();
+        tasks.push(tokio::spawn(async move { m.watch_releases(c).await }));
+    }
     if interval > 0 {
         let m = monitor.clone();
         let c = cancel.clone();

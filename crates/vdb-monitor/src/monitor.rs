@@ -146,6 +146,63 @@ impl Monitor {
         }))
     }
 
+    /// The newest serial the last round judged against, and whether a mirror the last round
+    /// published in service does not serve it yet.
+    pub(crate) fn rollout_state(&self) -> (Option<u64>, bool) {
+        let snap = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        let behind = snap.serial.is_some_and(|newest| {
+            snap.published
+                .iter()
+                .any(|v| v.state.in_service() && v.serial.is_none_or(|s| s < newest))
+        });
+        (snap.serial, behind)
+    }
+
+    /// Watches the masters' manifest every `release_watch_ms`: a new serial runs a round at
+    /// once, then follow-up rounds after 1, 2, 4, 8 and 16 s while a mirror in service does
+    /// not serve it yet. Returns when cancelled.
+    pub(crate) async fn watch_releases(&self, cancel: tokio_util::sync::CancellationToken) {
+        let every = std::time::Duration::from_millis(self.config.release_watch_ms);
+        let mut triggered: Option<u64> = None;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let fetched = tokio::select! {
+                () = cancel.cancelled() => return,
+                s = self.prober.newest_serial(self.clock.now()) => s,
+            };
+            let (judged, _) = self.rollout_state();
+            let Some(serial) = fetched.filter(|s| Some(*s) > judged.max(triggered)) else {
+                continue;
+            };
+            triggered = Some(serial);
+            tracing::info!(
+                serial,
+                "new manifest from the masters: checking every mirror now"
+            );
+            for follow_up in [0u64, 1, 2, 4, 8, 16] {
+                if follow_up > 0 {
+                    if !self.rollout_state().1 {
+                        break;
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(std::time::Duration::from_secs(follow_up)) => {}
+                    }
+                }
+                let round = self.check_round(self.clock.now());
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    r = round => if let Err(e) = r {
+                        tracing::error!(error = %format!("{e:#}"), "check round failed");
+                    },
+                }
+            }
+        }
+    }
+
     /// The verdict report served at `GET /api/v1/verdicts` (`local`: this monitor's own
     /// judgement, before the quorum).
     pub fn verdicts(&self, local: bool) -> VerdictReport {

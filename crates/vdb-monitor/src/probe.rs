@@ -191,6 +191,28 @@ impl Prober {
         (best, registry, errors)
     }
 
+    /// The highest serial of a valid manifest any master serves (the release watch: one
+    /// small request per master).
+    pub(crate) async fn newest_serial(&self, now: i64) -> Option<u64> {
+        let mut best = None;
+        for base in &self.masters {
+            if let Ok((_, _, body)) = self
+                .get(
+                    &self.client,
+                    &join(base, MANIFEST_PATH),
+                    false,
+                    None,
+                    MAX_DOC,
+                )
+                .await
+                && let Ok((_, m)) = self.read_manifest(&body, now)
+            {
+                best = best.max(Some(m.serial));
+            }
+        }
+        best
+    }
+
     fn read_manifest(&self, body: &[u8], now: i64) -> Result<(Signed<Manifest>, Manifest), String> {
         let env = Signed::<Manifest>::from_json(body).map_err(|e| e.to_string())?;
         let m = env.verify(&self.keys).map_err(|e| e.to_string())?;

@@ -38,7 +38,9 @@ pub use error_code::ErrorCode;
 #[cfg(feature = "sign")]
 pub use key::SecretKey;
 pub use key::{KeyError, PublicKey};
-pub use manifest::{DatabaseState, Freshness, MANIFEST_PATH, Manifest, ManifestError};
+pub use manifest::{
+    DatabaseState, Freshness, MANIFEST_PATH, Manifest, ManifestError, VersionRecord,
+};
 pub use names::{is_safe_db_name, is_safe_file_name};
 pub use push::{PushError, PushNotice, ReplayGuard};
 pub use ready::{READY_EVENT, Ready, ReadyError};

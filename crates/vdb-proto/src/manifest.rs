@@ -22,6 +22,68 @@ pub struct DatabaseState {
     pub release: String,
 }
 
+/// The fields of ClamAV's `current.cvd` TXT record that are not database versions, configured
+/// once for the network (on the masters) and signed into every manifest, so that the `dns.txt`
+/// every mirror serves and the directory's TXT record are the same bytes for the same serial
+/// ([`Manifest::dns_txt`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRecord {
+    /// Field 0: the newest ClamAV release (`1.4.6`); older clients may warn that they are
+    /// outdated.
+    pub clamav_version: String,
+    /// Field 4: whether clients older than `clamav_version` warn ("OUTDATED").
+    pub version_warning: bool,
+    /// Field 5: the recommended functionality level.
+    pub flevel: u32,
+}
+
+impl Default for VersionRecord {
+    fn default() -> Self {
+        Self {
+            clamav_version: "1.4.6".to_owned(),
+            version_warning: true,
+            flevel: 216,
+        }
+    }
+}
+
+impl VersionRecord {
+    /// Checks the values: a version without `:`, ASCII, at most 32 bytes.
+    pub fn check(&self) -> Result<(), String> {
+        let v = &self.clamav_version;
+        if v.is_empty()
+            || v.len() > 32
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':' && b != b'"' && b != b'\\')
+        {
+            return Err(format!("a version like 1.4.6 is needed, got {v:?}"));
+        }
+        Ok(())
+    }
+
+    /// The `current.cvd` record with these fields, `versions` (database → version; missing
+    /// ones are 0) and the record time `time`.
+    pub fn current(
+        &self,
+        versions: &BTreeMap<String, u32>,
+        time: i64,
+    ) -> vdb_format::dnstxt::CurrentRecord {
+        let v = |db: &str| versions.get(db).copied().unwrap_or(0);
+        vdb_format::dnstxt::CurrentRecord {
+            clamav_version: self.clamav_version.clone(),
+            main: v("main"),
+            daily: v("daily"),
+            time,
+            version_warning: self.version_warning,
+            flevel: self.flevel,
+            safebrowsing: v("safebrowsing"),
+            bytecode: v("bytecode"),
+        }
+    }
+}
+
 /// `{network, serial, issued_at, expires_at, databases, files}`, signed by a master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -39,6 +101,10 @@ pub struct Manifest {
     pub databases: BTreeMap<String, DatabaseState>,
     /// Every file a mirror must serve, sorted by name.
     pub files: Vec<FileRef>,
+    /// The version record's other fields (absent in manifests of masters older than this
+    /// field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_record: Option<VersionRecord>,
 }
 
 impl Document for Manifest {
@@ -113,6 +179,25 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Each database's version.
+    pub fn versions(&self) -> BTreeMap<String, u32> {
+        self.databases
+            .iter()
+            .map(|(db, d)| (db.clone(), d.version))
+            .collect()
+    }
+
+    /// The `current.cvd` TXT record of this manifest: its [`VersionRecord`], its database
+    /// versions, and its signing time as the record time. The masters write it (plus a
+    /// newline) as `dns.txt`; the directory answers it. `None` without a version record.
+    pub fn dns_txt(&self) -> Option<vdb_format::dnstxt::CurrentRecord> {
+        Some(
+            self.version_record
+                .as_ref()?
+                .current(&self.versions(), self.issued_at),
+        )
+    }
+
     /// The file entry called `name`.
     pub fn file(&self, name: &str) -> Option<&FileRef> {
         self.files
@@ -178,7 +263,10 @@ impl Manifest {
             }),
             Ordering::Greater => Ok(Freshness::Newer),
             Ordering::Equal => {
-                if self.databases != held.databases || self.files != held.files {
+                if self.databases != held.databases
+                    || self.files != held.files
+                    || self.version_record != held.version_record
+                {
                     Err(ManifestError::Equivocation(self.serial))
                 } else if self.issued_at > held.issued_at {
                     Ok(Freshness::Refreshed)
@@ -222,6 +310,7 @@ mod tests {
                     sha256: "b".repeat(64),
                 },
             ],
+            version_record: None,
         }
     }
 
@@ -261,5 +350,40 @@ mod tests {
         ));
         assert!(m(1, 1).file("timestamp").is_some());
         assert!(m(1, 1).file("main.cvd").is_none());
+        // Another version record with the same serial is an equivocation too.
+        let mut other = m(2, 2);
+        other.version_record = Some(VersionRecord::default());
+        assert!(matches!(
+            other.freshness(&m(2, 2)),
+            Err(ManifestError::Equivocation(2))
+        ));
+    }
+
+    #[test]
+    fn dns_txt_is_the_version_record_with_the_signing_time() {
+        let mut man = m(3, 27004);
+        assert_eq!(man.dns_txt(), None);
+        man.version_record = Some(VersionRecord {
+            clamav_version: "1.4.3".into(),
+            version_warning: false,
+            flevel: 212,
+        });
+        assert_eq!(
+            man.dns_txt().unwrap().to_string(),
+            "1.4.3:0:27004:10:0:212:0:0"
+        );
+        // A manifest without the field (an older master) still parses; the field round-trips.
+        let json = serde_json::to_string(&m(1, 1)).unwrap();
+        assert!(!json.contains("version_record"));
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&man).unwrap()).unwrap();
+        assert_eq!(back, man);
+        assert!(VersionRecord::default().check().is_ok());
+        for bad in ["", "1:2", "1.4 6", &"9".repeat(33)] {
+            let r = VersionRecord {
+                clamav_version: bad.to_owned(),
+                ..VersionRecord::default()
+            };
+            assert!(r.check().is_err(), "{bad:?}");
+        }
     }
 }

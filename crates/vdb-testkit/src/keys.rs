@@ -57,6 +57,7 @@ pub fn manifest<N: AsRef<str>>(
         expires_at: issued_at + 7 * 86_400,
         databases,
         files: refs,
+        version_record: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn publish(www: &Path, serial: u64, daily_version: u32, expires_in: i64, key: &S
         )]
         .into(),
         files,
+        version_record: None,
     };
     let dir = www.join(".well-known/vdbnet");
     std::fs::create_dir_all(&dir).unwrap();
