@@ -202,8 +202,8 @@ fn outbound_client(config: &Config) -> anyhow::Result<vdb_fetch::Client> {
 /// accepted releases and signed manifests through events.
 pub async fn start_on(
     config: Config,
-    clock: Arc<dyn Clock>,
     listeners: Listeners,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     config.validate()?;
     let key = read_key(&config.key_file)?;
@@ -300,7 +300,7 @@ pub async fn start_on(
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     config.validate()?;
     let listeners = Listeners::bind(&config)?;
-    start_on(config, clock, listeners).await
+    start_on(config, listeners, clock).await
 }
 
 /// The heartbeat (re-sign with a fresh timestamp, prune unreferenced uploads) and the

@@ -44,6 +44,16 @@ impl SmtpSink {
     pub fn mails(&self) -> Vec<Mail> {
         self.mails.lock().expect("sink state").clone()
     }
+
+    /// Waits (up to 60 s, else panics naming `what`) until at least `n` messages have come,
+    /// and returns them all.
+    pub async fn wait(&self, n: usize, what: &str) -> Vec<Mail> {
+        crate::wait_for_async(what, 60, || async {
+            let got = self.mails();
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
 }
 
 async fn session(s: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) {

@@ -68,8 +68,8 @@ pub(crate) async fn start_on(
 ) -> Running {
     vdb_master::start_on(
         config,
-        Arc::new(clock.clone()),
         Listeners { http: listener },
+        Arc::new(clock.clone()),
     )
     .await
     .unwrap()

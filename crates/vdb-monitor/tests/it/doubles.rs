@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use vdb_proto::{MANIFEST_PATH, MirrorRecord, Signed, sha256_hex};
 
 pub(crate) const NETWORK: &str = "testnet";
@@ -283,61 +282,6 @@ impl Webhook {
             })
             .collect()
     }
-}
-
-// ---- SMTP sink ----
-
-/// Accepts mail and keeps (recipient, data) pairs.
-pub(crate) async fn smtp_sink() -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let mails = Arc::new(Mutex::new(Vec::new()));
-    let m = mails.clone();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            let m = m.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = BufReader::new(r);
-                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
-                let (mut rcpt, mut data, mut in_data) = (String::new(), String::new(), false);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).await.unwrap() == 0 {
-                        return;
-                    }
-                    if in_data {
-                        if line == ".\r\n" {
-                            in_data = false;
-                            m.lock().unwrap().push((rcpt.clone(), data.clone()));
-                            w.write_all(b"250 queued\r\n").await.unwrap();
-                        } else {
-                            data.push_str(&line);
-                        }
-                        continue;
-                    }
-                    let up = line.to_ascii_uppercase();
-                    let reply: &[u8] = if up.starts_with("EHLO") {
-                        b"250-sink\r\n250 8BITMIME\r\n"
-                    } else if up.starts_with("RCPT TO:") {
-                        rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
-                        b"250 ok\r\n"
-                    } else if up.starts_with("DATA") {
-                        in_data = true;
-                        b"354 go\r\n"
-                    } else if up.starts_with("QUIT") {
-                        w.write_all(b"221 bye\r\n").await.unwrap();
-                        return;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    w.write_all(reply).await.unwrap();
-                }
-            });
-        }
-    });
-    (addr, mails)
 }
 
 // ---- peer monitor ----

@@ -385,10 +385,10 @@ async fn own_network_trouble_judges_nobody() {
 #[tokio::test]
 async fn mail_to_team_and_admin_once() {
     let n = net().await;
-    let (smtp, mails) = smtp_sink().await;
+    let smtp = vdb_testkit::SmtpSink::start().await;
     let mut c = config(n.dir.path(), &n.master, None);
     c.alerts.smtp = Some(vdb_monitor::SmtpConfig {
-        server: smtp.to_string(),
+        server: smtp.addr.to_string(),
         from: "monitor@testnet.example".into(),
         to: vec!["team@testnet.example".into()],
         ..Default::default()
@@ -399,14 +399,14 @@ async fn mail_to_team_and_admin_once() {
     at(&r, &n.clock, T0 + 10).await;
     at(&r, &n.clock, T0 + 110).await;
     at(&r, &n.clock, T0 + 120).await;
-    let got = mails.lock().unwrap().clone();
-    let mut to: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    let got = smtp.mails();
+    let mut to: Vec<String> = got.iter().map(|m| m.to.join(",")).collect();
     to.sort();
     assert_eq!(to, ["admin@m1.example", "team@testnet.example"]);
     assert!(
-        got[0].1.contains("Subject: [vdbnet] mirror m1 is old"),
+        got[0].data.contains("Subject: [vdbnet] mirror m1 is old"),
         "{}",
-        got[0].1
+        got[0].data
     );
     r.shutdown().await;
 }

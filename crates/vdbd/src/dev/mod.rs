@@ -18,6 +18,7 @@ use vdb_client::Admin;
 use vdb_proto::{Clock, MirrorRecord, PublicKey, SecretKey, SystemClock};
 
 mod configs;
+mod converge;
 mod intake;
 mod ready;
 mod sample;
@@ -112,12 +113,6 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
     Ok(())
 }
 
-/// A free TCP port on 127.0.0.1 (for the masters, which must know each other's URL before
-/// they start).
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn write_secret(path: &Path, key: &SecretKey) -> Result<()> {
     vdb_format::write_private(path, key.to_text().as_bytes())
         .with_context(|| format!("writing {}", path.display()))
@@ -166,18 +161,23 @@ async fn start(
         Some(up) => (None, Some(upstream::Server::start(up).await?)),
     };
 
-    // Masters, peers of each other.
-    let ports = [free_port()?, free_port()?];
-    let urls: Vec<String> = ports
+    // Masters, peers of each other: their sockets are bound first, so that each knows the
+    // other's URL before it starts.
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        listeners.push(TcpListener::bind("127.0.0.1:0")?);
+    }
+    let addrs: Vec<SocketAddr> = listeners
         .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<_>>()?;
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
     let mut masters = Vec::new();
-    for (i, name) in ["a", "b"].iter().enumerate() {
+    for (i, (name, http)) in ["a", "b"].into_iter().zip(listeners).enumerate() {
         let other = 1 - i;
         let config = configs::master(configs::MasterPlan {
             name,
-            listen: SocketAddr::from(([127, 0, 0, 1], ports[i])),
+            listen: addrs[i],
             dir,
             admin_token: &admin_token,
             publishers: vec![publisher.public(), upstream_key.public()],
@@ -193,7 +193,7 @@ async fn start(
                 .map(|u| (u.url(), u.databases().to_vec())),
         })?;
         masters.push(
-            vdb_master::start(config, clock.clone())
+            vdb_master::start_on(config, vdb_master::Listeners { http }, clock.clone())
                 .await
                 .with_context(|| format!("starting master {name}"))?,
         );

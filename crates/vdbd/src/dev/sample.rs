@@ -1,12 +1,12 @@
-//! The sample data of `vdbd dev`: a generated, signed database chain published to master A,
-//! and the wait until every mirror serves the newest release.
+//! The sample data of `vdbd dev`: a generated, signed database chain published to master A
+//! (or the upstream's releases), then the wait until the network serves it ([`super::converge`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use vdb_client::{Admin, Publisher, ReleaseFile, ReleaseInfo};
-use vdb_proto::{Manifest, PublicKey, SecretKey, Signed};
+use vdb_proto::{PublicKey, SecretKey};
 
 use super::{DevArgs, Network};
 
@@ -100,56 +100,10 @@ pub(super) async fn populate(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // Every mirror serves it.
-    let http = reqwest::Client::new();
-    for m in &net.mirrors {
-        let url = format!("http://{}{}", m.http_addr(), vdb_proto::MANIFEST_PATH);
-        loop {
-            // The same versions, not merely a serial as high: master B signs serials of its own
-            // while it replicates, which a mirror may take before A's newest.
-            if let Some(held) = fetch_manifest(&http, &url, &trusted).await
-                && newest.databases.iter().all(|(db, st)| {
-                    held.databases
-                        .get(db)
-                        .is_some_and(|h| h.version == st.version)
-                })
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "mirror {} did not sync the newest release (manifest serial {}) in time",
-                    m.http_addr(),
-                    newest.serial
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    super::converge::until_served(net, &newest, &trusted, deadline).await?;
     Ok(newest
         .databases
         .iter()
         .map(|(db, s)| (db.clone(), s.version))
         .collect())
-}
-
-async fn fetch_manifest(
-    http: &reqwest::Client,
-    url: &str,
-    trusted: &[PublicKey],
-) -> Option<Manifest> {
-    let body = http
-        .get(url)
-        .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .bytes()
-        .await
-        .ok()?;
-    Signed::<Manifest>::from_json(&body)
-        .ok()?
-        .verify(trusted)
-        .ok()
 }

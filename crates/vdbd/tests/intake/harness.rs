@@ -8,7 +8,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 pub(crate) const ADMIN_TOKEN: &str = "intake-admin-token-0123456789";
 
@@ -410,53 +409,6 @@ pub(crate) async fn webhook_sink() -> (String, tokio::sync::mpsc::UnboundedRecei
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });
     (url, rx)
-}
-
-/// A mail relay that accepts everything: each message's envelope recipients and text.
-pub(crate) async fn smtp_sink() -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<(Vec<String>, String)>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (rd, mut wr) = s.into_split();
-                let mut rd = tokio::io::BufReader::new(rd);
-                let _ = wr.write_all(b"220 sink\r\n").await;
-                let (mut rcpt, mut data, mut in_data) = (Vec::new(), String::new(), false);
-                let mut line = String::new();
-                while rd.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    if in_data {
-                        if line == ".\r\n" {
-                            in_data = false;
-                            let _ = tx.send((std::mem::take(&mut rcpt), std::mem::take(&mut data)));
-                            let _ = wr.write_all(b"250 queued\r\n").await;
-                        } else {
-                            data.push_str(&line);
-                        }
-                    } else if line.starts_with("DATA") {
-                        in_data = true;
-                        let _ = wr.write_all(b"354 go on\r\n").await;
-                    } else if line.starts_with("QUIT") {
-                        let _ = wr.write_all(b"221 bye\r\n").await;
-                        return;
-                    } else {
-                        if let Some(r) = line.strip_prefix("RCPT TO:") {
-                            rcpt.push(r.trim().trim_matches(['<', '>']).to_owned());
-                        }
-                        let _ = wr.write_all(b"250 ok\r\n").await;
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
-    (addr, rx)
 }
 
 /// Waits for the next message of a sink.

@@ -186,12 +186,13 @@ async fn the_form_in_chromium_then_a_release_that_detects_it_then_resolve() {
     let clamscan = tool("clamscan");
     let dir = tempfile::tempdir().unwrap();
     let db = clamdb(dir.path());
-    let (smtp, mut mails) = smtp_sink().await;
+    let smtp = vdb_testkit::SmtpSink::start().await;
     let intake = Intake::start(
         dir.path(),
         &format!(
-            "{}\n[notify.smtp]\nserver = {smtp:?}\nfrom = \"intake@vdbnet.test\"\nto = [\"team@vdbnet.test\"]\n",
-            scanner(&db)
+            "{}\n[notify.smtp]\nserver = \"{}\"\nfrom = \"intake@vdbnet.test\"\nto = [\"team@vdbnet.test\"]\n",
+            scanner(&db),
+            smtp.addr
         ),
     );
     let base = &intake.url;
@@ -233,12 +234,12 @@ async fn the_form_in_chromium_then_a_release_that_detects_it_then_resolve() {
     assert_eq!(st["state"], "received", "{st}");
     assert_eq!(st["sha256"], sha.as_str());
     assert!(st["detected_as"].is_null());
-    let team = next(&mut mails, "team mail").await;
-    assert_eq!(team.0, vec!["team@vdbnet.test".to_owned()]);
+    let team = smtp.wait(1, "the team's mail").await.remove(0);
+    assert_eq!(team.to, vec!["team@vdbnet.test".to_owned()]);
     assert!(
-        team.1.contains(&sha) && team.1.contains("not detected"),
+        team.data.contains(&sha) && team.data.contains("not detected"),
         "{}",
-        team.1
+        team.data
     );
     browser.goto(&format!("{base}{link}")).await;
     assert_eq!(browser.attr("#state", "data-state").await, "received");
@@ -316,9 +317,9 @@ async fn the_form_in_chromium_then_a_release_that_detects_it_then_resolve() {
     assert!(shown.contains("Vdbnet.Test.Sample-1"), "{shown}");
     // The team's mail about the resolution, and the submitter's answer.
     let mut got_answer = false;
-    for _ in 0..2 {
-        let (to, body) = next(&mut mails, "mail").await;
-        if to == vec!["victim@example.org".to_owned()] {
+    for m in &smtp.wait(3, "the resolution's two mails").await[1..] {
+        let (to, body) = (&m.to, &m.data);
+        if *to == vec!["victim@example.org".to_owned()] {
             assert!(body.contains("vdbtest version 7"), "{body}");
             assert!(!body.contains(&tracking), "no tracking id in mail");
             got_answer = true;

@@ -160,6 +160,29 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
         let held = assert_serves_exactly_its_manifest(m, &keys);
         assert_eq!(held.databases["test"].version, 1);
     }
+    // Ready means ready, with no wait after the line: the monitor has judged every mirror in
+    // service at the release, and the directory answers the version TXT record.
+    let ready = dev.0.ready().json();
+    let verdicts: Value = serde_json::from_slice(
+        &http_get(&format!(
+            "{}/api/v1/verdicts",
+            ready["monitor"].as_str().unwrap()
+        ))
+        .expect("the monitor's verdicts"),
+    )
+    .unwrap();
+    let judged = verdicts["mirrors"].as_array().unwrap();
+    assert_eq!(judged.len(), 3, "{verdicts}");
+    for v in judged {
+        assert_eq!(v["state"], "in_service", "{v}");
+        assert_eq!(v["serving"]["test"], 1, "{v}");
+    }
+    let dns = ready["directory"]["dns"].as_str().unwrap().parse().unwrap();
+    let zone = ready["directory"]["zone"].as_str().unwrap();
+    let txt = dig::query(dns, &format!("current.cvd.{zone}"), "TXT")
+        .run()
+        .short();
+    assert_eq!(txt.len(), 1, "the TXT record right after the ready line: {txt:?}");
 
     // A fresh freshclam takes the whole CVD (through the directory's redirector).
     let out = freshclam(&dev);
