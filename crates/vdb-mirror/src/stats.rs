@@ -86,20 +86,32 @@ pub(crate) struct Stats {
     db: Mutex<Connection>,
 }
 
-/// `ClamAV/1.4.6` from `ClamAV/1.4.6 (OS: Linux, …)`; other agents are `other`.
-pub(crate) fn client_version(user_agent: &str) -> &str {
-    match user_agent.strip_prefix("ClamAV/") {
-        Some(rest) => {
-            let n = rest
-                .bytes()
-                .take(32)
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
-                .count();
-            &user_agent[..7 + n]
-        }
-        None => "other",
+/// The client of a user agent, in a strict grammar so that the set stays small: `ClamAV/1.4.6`
+/// from `ClamAV/1.4.6 (OS: Linux, …)` (two to four numeric parts of at most three digits), with
+/// any pre-release suffix (`1.5.0-rc`, `-devel-…`) counted as `-pre`; every other agent is
+/// `other`.
+pub(crate) fn client_version(user_agent: &str) -> std::borrow::Cow<'static, str> {
+    let Some(rest) = user_agent.strip_prefix("ClamAV/") else {
+        return "other".into();
+    };
+    let end = rest.find([' ', '(', '-']).unwrap_or(rest.len());
+    let (version, after) = rest.split_at(end);
+    let parts: Vec<&str> = version.split('.').collect();
+    let numeric = (2..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    if !numeric {
+        return "other".into();
     }
+    let pre = if after.starts_with('-') { "-pre" } else { "" };
+    format!("ClamAV/{version}{pre}").into()
 }
+
+/// At most this many distinct clients are kept per day; past it, new ones count as `other`
+/// (user agents are the client's to choose: a flood of made-up versions must not grow the
+/// table).
+const MAX_CLIENTS_PER_DAY: usize = 256;
 
 /// `YYYY-MM-DD` (UTC) of a Unix time.
 pub(crate) fn day(unix: i64) -> String {
@@ -151,6 +163,7 @@ impl Stats {
             return;
         }
         let client = client_version(user_agent);
+        let client = client.as_ref();
         let mut p = self.pending[shard_index()]
             .0
             .lock()
@@ -160,11 +173,10 @@ impl Stats {
         let slot = match by_file.get_mut(file).and_then(|c| c.get_mut(client)) {
             Some(by_status) => by_status.entry(status).or_default(),
             None => {
-                // Bound memory against request floods (names are already limited to the served
-                // set and one "not found" row, so this is a backstop).
-                if p.len >= SHARD_MAX {
-                    return;
-                }
+                // Bound memory against request floods: past the bound a new client is counted
+                // as `other` (names are limited to the served set and one "not found" row, so
+                // `other` adds a bounded number of entries).
+                let client = if p.len >= SHARD_MAX { "other" } else { client };
                 p.len += 1;
                 by_file
                     .entry(file.to_owned())
@@ -199,10 +211,26 @@ impl Stats {
                  ON CONFLICT (day, file, status, client) DO UPDATE SET
                  requests = requests + excluded.requests, bytes = bytes + excluded.bytes",
             )?;
+            let mut known: Map<i64, std::collections::HashSet<String>> = Map::default();
             for (daynum, files) in batches.iter().flat_map(|b| &b.counts) {
                 let d = day(daynum * 86_400);
+                if !known.contains_key(daynum) {
+                    let mut q =
+                        tx.prepare_cached("SELECT DISTINCT client FROM access WHERE day = ?1")?;
+                    let seen = q
+                        .query_map([&d], |r| r.get::<_, String>(0))?
+                        .collect::<Result<_, _>>()?;
+                    known.insert(*daynum, seen);
+                }
+                let seen = known.get_mut(daynum).expect("just filled");
                 for (file, clients) in files {
                     for (client, statuses) in clients {
+                        let client = if seen.contains(client) || seen.len() < MAX_CLIENTS_PER_DAY {
+                            seen.insert(client.clone());
+                            client.as_str()
+                        } else {
+                            "other"
+                        };
                         for (status, (n, b)) in statuses {
                             st.execute(rusqlite::params![
                                 d, file, status, client, *n as i64, *b as i64
@@ -286,6 +314,62 @@ mod tests {
             "ClamAV/1.4.6"
         );
         assert_eq!(client_version("curl/8"), "other");
+        assert_eq!(
+            client_version("ClamAV/1.5.0-rc (OS: linux)"),
+            "ClamAV/1.5.0-pre"
+        );
+        assert_eq!(client_version("ClamAV/0.103.12"), "ClamAV/0.103.12");
+        for made_up in [
+            "ClamAV/1.4.6x",
+            "ClamAV/1",
+            "ClamAV/1.2.3.4.5",
+            "ClamAV/1234.1.1",
+            "ClamAV/a.b.c",
+            "ClamAV/1..2",
+            "ClamAV/",
+        ] {
+            assert_eq!(client_version(made_up), "other", "{made_up}");
+        }
+    }
+
+    #[test]
+    fn made_up_versions_are_bounded_per_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Stats::open(&dir.path().join("stats.sqlite"), "").unwrap();
+        // Tens of thousands of distinct agents, in several flushes, on one day.
+        for round in 0..5u32 {
+            for i in 0..10_000u32 {
+                let n = round * 10_000 + i;
+                let ua = format!(
+                    "ClamAV/{}.{}.{} (flood)",
+                    n / 1_000_000,
+                    n / 1000 % 1000,
+                    n % 1000
+                );
+                s.record(0, &ua, "daily.cvd", 200, 1);
+            }
+            s.flush().unwrap();
+        }
+        let rows = s.rows().unwrap();
+        let clients: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.client.as_str()).collect();
+        assert_eq!(
+            clients.len(),
+            MAX_CLIENTS_PER_DAY + 1,
+            "{} clients",
+            clients.len()
+        );
+        assert!(clients.contains("other"));
+        // Every request is still counted.
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 50_000);
+        // A new day has room again.
+        s.record(86_400, "ClamAV/1.4.6", "daily.cvd", 200, 1);
+        assert!(
+            s.rows()
+                .unwrap()
+                .iter()
+                .any(|r| r.day == "1970-01-02" && r.client == "ClamAV/1.4.6")
+        );
     }
 
     #[test]

@@ -182,7 +182,11 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     let txt = dig::query(dns, &format!("current.cvd.{zone}"), "TXT")
         .run()
         .short();
-    assert_eq!(txt.len(), 1, "the TXT record right after the ready line: {txt:?}");
+    assert_eq!(
+        txt.len(),
+        1,
+        "the TXT record right after the ready line: {txt:?}"
+    );
 
     // A fresh freshclam takes the whole CVD (through the directory's redirector).
     let out = freshclam(&dev);
