@@ -124,6 +124,14 @@ pub struct Config {
     /// Otherwise the time is the manifest's signing time, as in `dns.txt`.
     #[serde(default = "default_txt_refresh")]
     pub txt_refresh_secs: u64,
+    /// A monitor's verdicts expire when its report has not moved on (a newer `generated_at`)
+    /// for this long by the directory's clock (seconds; 6 h by default, at most 12 h): the
+    /// monitor is down, unreachable or frozen. Its verdicts then count for nothing (the
+    /// fail-static rule still hands mirrors out), and the TXT time the directory stamps itself
+    /// is never later than its freshest input, so that freshclam's own rule (a record older
+    /// than 12 h is not trusted) sends clients to HTTP instead of a frozen answer.
+    #[serde(default = "default_verdict_max_age")]
+    pub verdict_max_age_secs: u64,
     /// Milliseconds between two looks at the masters' manifest; while an in-service mirror
     /// does not serve the newest one, it is asked for its own manifest this often too (and
     /// the monitors' verdicts are read this often), so the TXT records move within this
@@ -190,6 +198,9 @@ fn default_expire() -> i32 {
 fn default_txt_refresh() -> u64 {
     3600
 }
+fn default_verdict_max_age() -> u64 {
+    6 * 3600
+}
 fn default_rollout_poll() -> u64 {
     250
 }
@@ -228,6 +239,7 @@ impl Config {
             clamav_flevel: None,
             version_warning: None,
             txt_refresh_secs: default_txt_refresh(),
+            verdict_max_age_secs: default_verdict_max_age(),
             rollout_poll_ms: default_rollout_poll(),
             master_keys: Vec::new(),
             notify: Vec::new(),
@@ -282,6 +294,10 @@ impl Config {
         anyhow::ensure!(
             self.monitor_quorum >= 1,
             "field `monitor_quorum` must be >= 1"
+        );
+        anyhow::ensure!(
+            (60..=12 * 3600).contains(&self.verdict_max_age_secs),
+            "field `verdict_max_age_secs` must be between 60 and 43200 (freshclam distrusts a TXT record older than 12 h)"
         );
         anyhow::ensure!(
             self.txt_refresh_secs >= 1 && self.txt_refresh_secs <= 6 * 3600,

@@ -31,6 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) handed_out: Gauge,
     pub(crate) fail_static: Gauge,
     pub(crate) notifies: Counter,
+    pub(crate) verdicts_expired: Counter,
 }
 
 impl Metrics {
@@ -54,6 +55,12 @@ impl Metrics {
             "mirrors in DNS answers and redirects",
             handed_out.clone(),
         );
+        let verdicts_expired = Counter::default();
+        registry.register(
+            "verdicts_expired",
+            "monitor reports dropped because they had not moved on for verdict_max_age_secs",
+            verdicts_expired.clone(),
+        );
         let fail_static = Gauge::default();
         registry.register(
             "fail_static",
@@ -75,6 +82,7 @@ impl Metrics {
             handed_out,
             fail_static,
             notifies,
+            verdicts_expired,
         }
     }
 

@@ -42,6 +42,11 @@ struct Mutable {
     /// The highest manifest serial seen from the masters.
     newest: Option<u64>,
     txt_time: i64,
+    /// Per monitor: its last report's `generated_at`, and when (directory clock) a report
+    /// last moved it on. Verdicts expire `verdict_max_age_secs` after that.
+    report_seen: Vec<Option<(i64, i64)>>,
+    /// When the masters' registry was last read (directory clock).
+    registry_at: Option<i64>,
     /// The bytes last written to the state file.
     saved: Vec<u8>,
 }
@@ -114,6 +119,8 @@ impl Shared {
                 },
                 newest: None,
                 txt_time: now,
+                report_seen: vec![None; config.monitors.len()],
+                registry_at: None,
                 saved: Vec::new(),
             }),
             config,
@@ -150,6 +157,7 @@ impl Shared {
     pub(crate) fn recompute(&self) -> bool {
         let now = self.clock.now();
         let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
+        let stamp = self.expire_verdicts(&mut m, now);
         let membership = membership::compute(
             &m.inputs,
             self.config.monitor_quorum,
@@ -176,7 +184,7 @@ impl Shared {
                     || now - m.txt_time >= refresh
                     || now < m.txt_time
                 {
-                    m.txt_time = now;
+                    m.txt_time = stamp;
                 }
                 m.inputs
                     .manifests
@@ -261,8 +269,12 @@ impl Shared {
         };
         let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
         m.inputs.registry = saved.registry;
+        let now = self.clock.now();
         for (i, url) in self.config.monitors.iter().enumerate() {
             m.inputs.reports[i] = saved.reports.get(url).cloned();
+            // Loaded verdicts live one `verdict_max_age_secs` from the start unless a new
+            // report moves them on.
+            m.report_seen[i] = m.inputs.reports[i].as_ref().map(|r| (r.generated_at, now));
         }
         m.inputs.manifests = saved.manifests;
         m.inputs.confirmed = saved.confirmed;
@@ -344,8 +356,10 @@ impl Shared {
     }
 
     fn set_registry(&self, registry: Vec<MirrorRecord>) {
+        let now = self.clock.now();
         let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
         m.inputs.registry = Some(registry);
+        m.registry_at = Some(now);
     }
 
     /// Reads a manifest envelope: signed by one of `master_keys` when those are configured.
@@ -450,10 +464,45 @@ impl Shared {
     }
 
     fn set_report(&self, i: usize, report: VerdictReport) {
+        let now = self.clock.now();
         let mut m = self.mutable.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = m.inputs.reports.get_mut(i) {
-            *slot = Some(report);
+        let Some(seen) = m.report_seen.get_mut(i) else {
+            return;
+        };
+        let advanced = match *seen {
+            Some((generated, at)) if report.generated_at <= generated => at,
+            _ => now,
+        };
+        *seen = Some((report.generated_at, advanced));
+        m.inputs.reports[i] = Some(report);
+    }
+
+    /// Drops the verdicts of monitors whose report has not moved on for
+    /// `verdict_max_age_secs`; returns the time the directory may stamp on a TXT record it
+    /// makes itself: now, but never later than its freshest input (the newest moving monitor
+    /// report, or without monitors the last registry read).
+    fn expire_verdicts(&self, m: &mut Mutable, now: i64) -> i64 {
+        let max_age = i64::try_from(self.config.verdict_max_age_secs).unwrap_or(i64::MAX);
+        for (i, seen) in m.report_seen.iter().enumerate() {
+            if let Some((_, at)) = seen
+                && now.saturating_sub(*at) > max_age
+                && m.inputs.reports[i].is_some()
+            {
+                tracing::warn!(
+                    monitor = %self.config.monitors[i],
+                    since = at,
+                    "the monitor's verdicts have not moved on for verdict_max_age_secs: they no longer count"
+                );
+                m.inputs.reports[i] = None;
+                self.metrics.verdicts_expired.inc();
+            }
         }
+        let freshest = if self.config.monitors.is_empty() {
+            m.registry_at
+        } else {
+            m.report_seen.iter().flatten().map(|(_, at)| *at).max()
+        };
+        freshest.map_or(now, |t| t.min(now))
     }
 }
 
@@ -803,5 +852,64 @@ mod tests {
         let txt = snap.txt.as_ref().unwrap();
         assert_eq!(txt.current.time, 900 + MAX_MANIFEST_RECORD_AGE + 1);
         assert_eq!(txt.current.clamav_version, "1.4.3");
+    }
+
+    #[test]
+    fn verdicts_that_stop_moving_expire_and_the_txt_time_shows_the_age_of_the_data() {
+        // A release signed long ago (older than freshclam accepts: the directory stamps the
+        // TXT time itself), which m1 is confirmed to serve.
+        const B: i64 = 900 + MAX_MANIFEST_RECORD_AGE + 1_000;
+        let clock = ManualClock::new(B);
+        let mut c = Config::new("vdb.test");
+        c.monitors = vec!["http://monitor.invalid".into()];
+        c.verdict_max_age_secs = 600;
+        let s = Shared::new(c, Arc::new(clock.clone()), None).unwrap();
+        let mut rec = MirrorRecord::new("m1", "http://192.0.2.1");
+        rec.addresses = vec!["192.0.2.1".parse().unwrap()];
+        s.set_registry(vec![rec]);
+        assert!(s.note_master_manifest(manifest(5, 5, 900)));
+        assert!(s.note_mirror_manifest("m1", manifest(5, 5, 900)));
+        let report = |generated_at| VerdictReport {
+            monitor: "m".into(),
+            generated_at,
+            newest: BTreeMap::new(),
+            mirrors: vec![vdb_proto::MirrorVerdict {
+                name: "m1".into(),
+                state: vdb_proto::MirrorState::InService,
+                serving: BTreeMap::new(),
+                serial: Some(5),
+                lag_secs: 0,
+                last_good: None,
+                reason: String::new(),
+            }],
+        };
+        s.set_report(0, report(B - 10));
+        s.recompute();
+        let in_service = |s: &Shared| s.snapshot().membership.statuses[0].in_service;
+        let txt_time = |s: &Shared| s.snapshot().txt.as_ref().unwrap().current.time;
+        assert!(in_service(&s));
+        assert_eq!(txt_time(&s), B);
+        // The monitor keeps answering, but the same report: frozen. Within the age, it counts.
+        clock.set(B + 500);
+        s.set_report(0, report(B - 10));
+        s.recompute();
+        assert!(in_service(&s));
+        // Past it, its verdicts count for nothing (fail-static still hands m1 out), and the
+        // TXT time the directory stamps is that of its freshest input, not now.
+        clock.set(B + 601 + 3_600);
+        s.set_report(0, report(B - 10));
+        s.recompute();
+        let snap = s.snapshot();
+        assert!(!snap.membership.statuses[0].in_service);
+        assert!(snap.membership.fail_static);
+        assert_eq!(txt_time(&s), B);
+        assert_eq!(s.metrics.verdicts_expired.get(), 1);
+        // A report that moves on counts again, and the time is now.
+        let now = B + 601 + 3_600 + 10;
+        clock.set(now);
+        s.set_report(0, report(now));
+        s.recompute();
+        assert!(in_service(&s));
+        assert_eq!(txt_time(&s), now);
     }
 }

@@ -29,6 +29,9 @@ pub struct Served {
     pub files: Option<PathBuf>,
     /// Every request: `<path> range=<yes|no>`.
     pub log: Vec<String>,
+    /// The verdicts' `generated_at`: one more on every read, as a live monitor's report
+    /// moves on with each round (a directory drops verdicts that stop moving).
+    pub rounds: i64,
 }
 
 /// The running double (the server lives as long as the test's runtime).
@@ -56,7 +59,10 @@ async fn answer(State(s): State<Shared>, uri: Uri, headers: HeaderMap) -> Respon
         "/api/v1/verdicts" if s.monitor_down => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         "/api/v1/verdicts" => axum::Json(VerdictReport {
             monitor: "double".into(),
-            generated_at: 0,
+            generated_at: {
+                s.rounds += 1;
+                s.rounds
+            },
             newest: BTreeMap::new(),
             mirrors: s.verdicts.clone(),
         })
