@@ -26,6 +26,8 @@ use vdb_proto::{FileRef, Manifest, PublicKey, Signed};
 
 /// File name of the manifest envelope inside a snapshot (a leading dot never names a file).
 pub(crate) const ENVELOPE: &str = ".manifest.json";
+/// The anti-rollback floor, beside `current`: database → the highest version ever served.
+const FLOOR: &str = "floor.json";
 /// Files up to this size are held in memory by the server.
 const SMALL: u64 = 256 * 1024;
 /// Bytes of every larger file held in memory (covers freshclam's 512-byte header probe).
@@ -311,6 +313,45 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io_err(&path)(e)),
         }
+    }
+
+    /// The highest version of each database this mirror ever served (`floor.json`; empty when
+    /// absent). A file that cannot be read as such is an error: the check it backs must not
+    /// silently go away.
+    pub(crate) fn read_floor(&self) -> Result<std::collections::BTreeMap<String, u32>, StoreError> {
+        let path = self.root.join(FLOOR);
+        match fs::read(&path) {
+            Ok(b) if b.len() <= 1 << 20 => {
+                serde_json::from_slice(&b).map_err(|e| StoreError::Inconsistent {
+                    id: FLOOR.into(),
+                    reason: format!(
+                        "{}: {e} (the anti-rollback floor; restore it or remove it to start over from the served manifest)",
+                        path.display()
+                    ),
+                })
+            }
+            Ok(_) => Err(StoreError::Inconsistent {
+                id: FLOOR.into(),
+                reason: format!("{}: larger than 1 MiB", path.display()),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Raises the floor to `manifest`'s versions (temporary file, fsync, rename). Called after
+    /// the switch: a crash in between leaves the floor one release behind, which the served
+    /// manifest itself still covers.
+    pub(crate) fn raise_floor(&self, manifest: &Manifest) -> Result<(), StoreError> {
+        let mut floor = self.read_floor()?;
+        let before = floor.clone();
+        manifest.raise_floor(&mut floor);
+        if floor == before {
+            return Ok(());
+        }
+        let path = self.root.join(FLOOR);
+        let json = serde_json::to_vec(&floor).expect("a map of strings to numbers serializes");
+        vdb_format::write_atomic(&path, &json).map_err(io_err(&path))
     }
 
     /// Builds a snapshot for `envelope` (whose manifest is `manifest`) from the objects, then

@@ -204,6 +204,11 @@ impl Syncer {
     async fn sync_locked(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
         self.load_disk_current(false).await?;
         let held = read_current(&self.current);
+        let store = self.store.clone();
+        let mut floor = blocking(move || store.read_floor()).await?;
+        if let Some(h) = &held {
+            h.manifest.raise_floor(&mut floor);
+        }
         let now = self.clock.now();
         let mut reasons = Failures::default();
         let mut best: Option<(usize, Signed<Manifest>, Manifest, Freshness)> = None;
@@ -217,6 +222,7 @@ impl Syncer {
             };
             let fresh = manifest
                 .check(&self.network, now)
+                .and_then(|()| manifest.check_floor(&floor))
                 .and_then(|()| match &held {
                     Some(h) => manifest.freshness(&h.manifest),
                     None => Ok(Freshness::Newer),
@@ -274,6 +280,7 @@ impl Syncer {
         let prev = held.as_ref().map(|h| h.id.clone());
         let snap = blocking(move || {
             let id = store.build_and_switch(&m2, &envelope)?;
+            store.raise_floor(&m2)?;
             let snap = store.load(&id, &keys, false)?;
             Ok(snap)
         })

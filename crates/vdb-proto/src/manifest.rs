@@ -241,6 +241,34 @@ impl Manifest {
         Ok(())
     }
 
+    /// Refuses a candidate (`self`) that brings a database below `floor`: the highest version
+    /// of each database ever held, kept by the holder across manifests. [`Manifest::freshness`]
+    /// compares with the held manifest only, so a manifest that drops a database and a later
+    /// one that brings it back lower would pass it; the floor closes that.
+    pub fn check_floor(&self, floor: &BTreeMap<String, u32>) -> Result<(), ManifestError> {
+        for (db, c) in &self.databases {
+            if let Some(&held) = floor.get(db)
+                && c.version < held
+            {
+                return Err(ManifestError::Downgrade {
+                    serial: self.serial,
+                    db: db.clone(),
+                    held,
+                    got: c.version,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises `floor` to this manifest's versions (see [`Manifest::check_floor`]).
+    pub fn raise_floor(&self, floor: &mut BTreeMap<String, u32>) {
+        for (db, st) in &self.databases {
+            let v = floor.entry(db.clone()).or_insert(st.version);
+            *v = (*v).max(st.version);
+        }
+    }
+
     /// Compares a candidate (`self`) with the held manifest: the anti-rollback rule of
     /// DESIGN.md §4.2. Call [`Manifest::check`] first.
     pub fn freshness(&self, held: &Self) -> Result<Freshness, ManifestError> {
@@ -312,6 +340,29 @@ mod tests {
             ],
             version_record: None,
         }
+    }
+
+    #[test]
+    fn a_database_dropped_and_brought_back_lower_is_a_rollback() {
+        let mut dropped = m(3, 1);
+        dropped.databases.clear();
+        // The held manifest alone lets it through: serial 3 has no daily to compare.
+        let lower = m(4, 1);
+        assert_eq!(lower.freshness(&dropped), Ok(Freshness::Newer));
+        // The floor does not.
+        let mut floor = BTreeMap::new();
+        m(2, 2).raise_floor(&mut floor);
+        dropped.raise_floor(&mut floor);
+        assert_eq!(floor.get("daily"), Some(&2));
+        assert!(matches!(
+            lower.check_floor(&floor),
+            Err(ManifestError::Downgrade {
+                held: 2,
+                got: 1,
+                ..
+            })
+        ));
+        assert_eq!(m(5, 2).check_floor(&floor), Ok(()));
     }
 
     #[test]
