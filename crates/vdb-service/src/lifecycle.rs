@@ -24,11 +24,48 @@ pub fn raise_fd_limit() -> Option<u64> {
     fd_limit()
 }
 
-/// Prints the ready line on stdout (one line, flushed).
+/// Prints the ready line on stdout (one line, flushed), and tells systemd (a `Type=notify`
+/// unit: `NOTIFY_SOCKET` set) that the role is ready, with its status; when the unit sets
+/// `WatchdogSec=`, pings the watchdog at half its period from the role's runtime, so that a
+/// frozen runtime is restarted. Outside systemd only the line is printed.
 pub fn announce(ready: &Ready) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", ready.to_line())?;
-    out.flush()
+    out.flush()?;
+    notify_systemd(ready);
+    Ok(())
+}
+
+fn notify_systemd(ready: &Ready) {
+    use sd_notify::NotifyState;
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let status = format!("{} ready", ready.role);
+    if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]) {
+        tracing::warn!(error = %e, "cannot tell systemd that the role is ready (NOTIFY_SOCKET)");
+        return;
+    }
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("WatchdogSec is set but the role has no runtime to ping it from");
+        return;
+    };
+    let period =
+        std::time::Duration::from_micros(usec / 2).max(std::time::Duration::from_millis(10));
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sd_notify::notify(false, &[NotifyState::Watchdog]) {
+                tracing::warn!(error = %e, "cannot ping the systemd watchdog");
+                return;
+            }
+        }
+    });
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM.

@@ -79,8 +79,10 @@ enum MirrorAction {
 fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VDB_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal: a log written to a file or the journal stays plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

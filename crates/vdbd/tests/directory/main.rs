@@ -167,3 +167,57 @@ addresses = ["127.0.0.1"]
     let metrics = harness::http_get(&format!("{}/metrics", dir.http)).await;
     vdb_testkit::assert_contains(&metrics, "vdb_directory_notifies_total");
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): the role says it is ready on
+/// `NOTIFY_SOCKET` once its ready line is out, then pings the watchdog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doubles = RegistryDouble::start(Served::default()).await;
+    let cfg = write(
+        &tmp.path().join("directory.toml"),
+        &format!(
+            r#"zone = "vdb.test"
+dns_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+masters = ["{u}"]
+
+[[nameservers]]
+name = "ns1.vdb.test"
+addresses = ["127.0.0.1"]
+"#,
+            u = doubles.url
+        ),
+    );
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // systemd names the watched process: the shell's pid, which `exec` hands to vdbd.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "WATCHDOG_PID=$$ exec \"$0\" directory --config \"$1\"",
+    ])
+    .arg(env!("CARGO_BIN_EXE_vdbd"))
+    .arg(&cfg)
+    .env("NOTIFY_SOCKET", &socket_path)
+    .env("WATCHDOG_USEC", "200000");
+    let _dir = vdb_testkit::Proc::start(cmd, &tmp.path().join("directory.log"));
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(ready.contains("STATUS=directory ready"), "{ready}");
+    for _ in 0..2 {
+        assert_eq!(next().trim(), "WATCHDOG=1");
+    }
+    // Its log, written to a file, is plain text (no terminal colours).
+    let log = std::fs::read_to_string(tmp.path().join("directory.log")).unwrap();
+    assert!(log.contains("directory listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in a log file: {log}");
+}
