@@ -230,10 +230,7 @@ pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
     });
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(crate::exit::FAILED))
-        }
+        Err(e) => Ok(crate::exit::report_admin(&e)),
     }
 }
 

@@ -71,6 +71,15 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         b
     });
     let progress = |p: Progress| {
+        // A failover is said whether or not there is a progress bar: never silent.
+        if let Progress::FailedOver(m, why) = &p {
+            let line = format!("master {m} failed ({why}); trying the next master");
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+            return;
+        }
         if let Some(b) = &bar {
             match p {
                 Progress::Master(m) => {
@@ -79,6 +88,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
                 }
                 Progress::File(name, _) => b.set_message(name),
                 Progress::Sent(n) => b.inc(n),
+                Progress::FailedOver(..) => {}
             }
         }
     };

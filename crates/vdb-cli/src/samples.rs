@@ -207,10 +207,7 @@ pub fn run(cmd: SamplesCommand) -> Result<ExitCode> {
     });
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(crate::exit::FAILED))
-        }
+        Err(e) => Ok(crate::exit::report_admin(&e)),
     }
 }
 

@@ -184,6 +184,8 @@ pub enum Progress {
     File(String, u64),
     /// Bytes of the current file sent so far.
     Sent(u64),
+    /// This master could not be reached or failed; the next one is tried (the reason).
+    FailedOver(String, String),
 }
 
 /// Publishes releases to an ordered list of masters, failing over.
@@ -289,10 +291,13 @@ impl Publisher {
                         error,
                     });
                 }
-                Err(Attempt::Down(error)) => down.push(MasterDown {
-                    master: m.clone(),
-                    error,
-                }),
+                Err(Attempt::Down(error)) => {
+                    progress(Progress::FailedOver(m.clone(), error.to_string()));
+                    down.push(MasterDown {
+                        master: m.clone(),
+                        error,
+                    });
+                }
                 Err(Attempt::Local(e)) => return Err(e),
             }
         }

@@ -37,12 +37,22 @@ pub enum SyncError {
     Internal(String),
 }
 
+/// What to check when a master refuses this mirror (401/403).
+fn refusal_hint(e: &vdb_fetch::Error) -> &'static str {
+    if e.kind() == vdb_fetch::ErrorKind::Forbidden {
+        " (the master refuses this mirror: check `pull_token` in the mirror's config against \
+         `pull_tokens` in the masters' configs, or the mirror's client certificate)"
+    } else {
+        ""
+    }
+}
+
 /// What went wrong with one master.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MasterError {
-    /// The request failed ([`vdb_fetch::Error::kind`] says how).
-    #[error(transparent)]
+    /// The request failed ([`vdb_fetch::Error::kind`] says how; a refusal says what to check).
+    #[error("{err}{hint}", err = .0, hint = refusal_hint(.0))]
     Fetch(#[from] vdb_fetch::Error),
     /// The object's bytes are not the ones the manifest lists (size or SHA-256).
     #[error("{0} (the content does not match the manifest)")]

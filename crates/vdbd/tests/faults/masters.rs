@@ -82,6 +82,9 @@ fn master_a_killed_during_a_publish_fails_over_to_b_and_nothing_is_half_publishe
             "the publisher did not fail over: {log}"
         );
         vdb_testkit::assert_contains(&log, "accepted by master b");
+        // ...and says so: a failover is never silent.
+        vdb_testkit::assert_contains(&log, "failed (");
+        vdb_testkit::assert_contains(&log, "trying the next master");
         // Nothing half-published: every mirror serves exactly the whole new release.
         wait_mirrors(&urls, &net, "test", v);
         // A, restarted, catches up from B.

@@ -104,5 +104,31 @@ async fn real_master_pushes_and_freshclam_follows_the_mirror() {
     let (ok, log) = freshclam(&work, &format!("DatabaseMirror http://{}", m.http));
     assert!(ok, "{log}");
     assert_eq!(sigtool_version(&work.join("db/test.cld")), 6);
+
+    // A mirror with a wrong pull token is told what to check, not only "401".
+    let wdir = d.join("wrong");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let cfg = wdir.join("mirror.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"m2\"\nnetwork = \"testnet\"\nmasters = [\"{master}\"]\n\
+             master_keys = [\"{}\"]\npull_token = \"not-the-token\"\ndata_dir = {:?}\n\
+             poll_secs = 3600\n",
+            key.public(),
+            wdir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let wrong = start(&cfg);
+    let error = wait_for("the refused sync's error", 30, || {
+        let (_, _, body) = get(wrong.http, vdb_mirror::STATUS_PATH, &[]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["last_error"].as_str().map(str::to_owned)
+    });
+    assert!(
+        error.contains("401") && error.contains("check `pull_token`"),
+        "{error}"
+    );
     drop(master_proc);
 }
