@@ -502,9 +502,7 @@ impl Config {
                 anyhow::bail!("[upstream]: set `url` (or `urls`) to the upstream's base URL");
             }
             if up.proxy_user.is_some() != up.proxy_password_file.is_some() {
-                anyhow::bail!(
-                    "[upstream]: `proxy_user` and `proxy_password_file` go together"
-                );
+                anyhow::bail!("[upstream]: `proxy_user` and `proxy_password_file` go together");
             }
         }
         for (field, value, min) in secs {

@@ -41,8 +41,8 @@ mod push;
 mod replicate;
 mod server;
 mod store;
-mod tasks;
 mod supplement;
+mod tasks;
 mod upstream;
 
 use std::net::SocketAddr;

@@ -172,7 +172,10 @@ impl Metrics {
     /// Counts a request to upstream number `index` by outcome.
     pub(crate) fn upstream_request(&self, index: usize, outcome: &str) {
         self.upstream_requests
-            .get_or_create(&l(&[("upstream", &index.to_string()), ("outcome", outcome)]))
+            .get_or_create(&l(&[
+                ("upstream", &index.to_string()),
+                ("outcome", outcome),
+            ]))
             .inc();
     }
 

@@ -15,9 +15,9 @@
 
 use std::collections::BTreeMap;
 
+use vdb_format::KeySet;
 use vdb_format::cdiff::Cdiff;
 use vdb_format::container::{Kind, Limits};
-use vdb_format::KeySet;
 use vdb_proto::{ErrorCode, ReleaseStatement};
 
 use crate::gate::{Held, Refusal};

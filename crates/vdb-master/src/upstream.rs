@@ -231,7 +231,10 @@ fn client(config: &Config, up: &UpstreamConfig) -> anyhow::Result<vdb_fetch::Cli
         let mut p = vdb_fetch::ProxyConfig::new(url.clone());
         if let (Some(user), Some(file)) = (&up.proxy_user, &up.proxy_password_file) {
             let pw = std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!("reading upstream.proxy_password_file {}: {e}", file.display())
+                anyhow::anyhow!(
+                    "reading upstream.proxy_password_file {}: {e}",
+                    file.display()
+                )
             })?;
             p = p.with_credentials(user.clone(), pw.lines().next().unwrap_or("").to_owned());
         }
@@ -326,7 +329,8 @@ impl Follower {
                 Err(Fail::Other(e)) => {
                     self.metrics.upstream("error");
                     tracing::warn!(db, upstream = %base, error = %format!("{e:#}"), "upstream check failed");
-                    self.health.update(i, false, |h| h.last_error = Some(format!("{e:#}")));
+                    self.health
+                        .update(i, false, |h| h.last_error = Some(format!("{e:#}")));
                 }
             }
         }
@@ -451,9 +455,8 @@ impl Follower {
             .get(&format!("{base}/{db}.cvd"))
             .range(0, Some(511));
         if let Some(t) = built_at.filter(|t| *t > 0) {
-            req = req.if_modified_since(
-                SystemTime::UNIX_EPOCH + Duration::from_secs(t.unsigned_abs()),
-            );
+            req = req
+                .if_modified_since(SystemTime::UNIX_EPOCH + Duration::from_secs(t.unsigned_abs()));
         }
         let r = async {
             let resp = req.send().await?;
@@ -649,7 +652,10 @@ impl Follower {
                 match self.fetch(i, base, &name).await {
                     Ok(f) => {
                         chain.push(f);
-                        chain.extend(self.fetch_sign(i, base, db, &format!("{name}.sign")).await?);
+                        chain.extend(
+                            self.fetch_sign(i, base, db, &format!("{name}.sign"))
+                                .await?,
+                        );
                     }
                     Err(Fail::Upstream(e)) if is_refusal(&e) => return Err(Fail::Upstream(e)),
                     Err(e) => {
@@ -817,7 +823,12 @@ impl Follower {
             Ok(_) => {
                 let n = count(&all);
                 self.metrics.upstream_event("supplement", db);
-                tracing::info!(db, version = held.version, files = n, "supplement accepted: upstream files added to the held version");
+                tracing::info!(
+                    db,
+                    version = held.version,
+                    files = n,
+                    "supplement accepted: upstream files added to the held version"
+                );
                 return n;
             }
             Err(r) if units.len() == 1 => {
