@@ -271,6 +271,17 @@ pub struct UpstreamConfig {
     /// The longest cool-down honoured (seconds; default 7 days).
     #[serde(default = "default_cooldown_max")]
     pub cooldown_max_secs: u64,
+    /// The version TXT record read before any HTTP request (`current.cvd.clamav.net`): when
+    /// it says a database has not changed, no HTTP request is made for it. `main`, `daily`,
+    /// `safebrowsing` and `bytecode` are read from it; any other database from
+    /// `<db>.<the same name without its first label>` (`test.cvd.clamav.net`), as freshclam
+    /// does. Unset, missing, broken or older than 12 hours: header probes (spec §4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_txt: Option<String>,
+    /// The DNS server asked for `dns_txt` (`ip:port`, UDP then TCP); the system resolver if
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for UpstreamConfig {
@@ -291,6 +302,8 @@ impl Default for UpstreamConfig {
             backoff_max_secs: default_backoff_max(),
             cooldown_secs: default_cooldown(),
             cooldown_max_secs: default_cooldown_max(),
+            dns_txt: None,
+            dns_server: None,
         }
     }
 }

@@ -156,6 +156,13 @@ pub(crate) struct Follower {
     sign_absent: BTreeSet<String>,
     /// Files the gate refused, by name and SHA-256 (the same bytes are not offered again).
     refused: BTreeSet<(String, String)>,
+    /// `.sign` downloads that failed (not 404) since the start.
+    sign_failures: u64,
+    /// The TXT reader, when `dns_txt` is set.
+    txt: Option<vdb_fetch::dns::Txt>,
+    /// Databases whose files may be incomplete (a fetch failed; every database after a
+    /// start): the TXT record saying "nothing changed" does not spare them a check.
+    pending: BTreeSet<String>,
 }
 
 /// What one check of one database did.
@@ -254,6 +261,14 @@ impl Follower {
     ) -> anyhow::Result<Self> {
         let http = client(store.config(), &up)?;
         let urls = up.base_urls();
+        let txt = match &up.dns_txt {
+            Some(_) => Some(
+                vdb_fetch::dns::Txt::new(up.dns_server)
+                    .map_err(|e| anyhow::anyhow!("[upstream] dns_txt: {e}"))?,
+            ),
+            None => None,
+        };
+        let pending = up.databases.iter().cloned().collect();
         for (i, h) in health.snapshot().iter().enumerate() {
             metrics.upstream_blocked_until(i, h.blocked_until);
         }
@@ -268,7 +283,69 @@ impl Follower {
             gone: BTreeMap::new(),
             sign_absent: BTreeSet::new(),
             refused: BTreeSet::new(),
+            sign_failures: 0,
+            txt,
+            pending,
         })
+    }
+
+    /// The versions the TXT record advertises this round (`None`: no DNS, or the record is
+    /// missing, broken or stale: header probes then).
+    async fn advertised(&self) -> Option<BTreeMap<String, u32>> {
+        let (txt, name) = (self.txt.as_ref()?, self.up.dns_txt.as_deref()?);
+        let now = self.store.now();
+        let zone = name.split_once('.').map_or(name, |(_, z)| z);
+        let mut out = BTreeMap::new();
+        let mut current = None;
+        for db in &self.up.databases {
+            let got = if vdb_format::dnstxt::current_field(db).is_some() {
+                if current.is_none() {
+                    current = Some(self.lookup(txt, name).await.and_then(|t| {
+                        vdb_format::dnstxt::CurrentRecord::parse(&t)
+                            .map_err(|e| format!("{name}: {e}"))
+                            .and_then(|r| {
+                                if r.is_fresh(now) {
+                                    Ok(r)
+                                } else {
+                                    Err(format!("{name} is older than 12 hours ({})", r.time))
+                                }
+                            })
+                    }));
+                }
+                match current.as_ref()? {
+                    Ok(r) => r.version_of(db).ok_or_else(|| format!("no field for {db}")),
+                    Err(e) => Err(e.clone()),
+                }
+            } else {
+                let n = format!("{db}.{zone}");
+                self.lookup(txt, &n).await.and_then(|t| {
+                    vdb_format::dnstxt::DbRecord::parse(&t)
+                        .map_err(|e| format!("{n}: {e}"))
+                        .and_then(|r| {
+                            if r.is_fresh(now) {
+                                Ok(r.version)
+                            } else {
+                                Err(format!("{n} is older than 12 hours ({})", r.time))
+                            }
+                        })
+                })
+            };
+            match got {
+                Ok(v) => {
+                    out.insert(db.clone(), v);
+                }
+                Err(e) => {
+                    self.metrics.upstream_event("dns_fallback", db);
+                    tracing::info!(db, error = %e, "no usable version TXT record; probing the CVD header");
+                }
+            }
+        }
+        Some(out)
+    }
+
+    async fn lookup(&self, txt: &vdb_fetch::dns::Txt, name: &str) -> Result<String, String> {
+        self.metrics.upstream_event("dns_query", "");
+        txt.first_string(name).await
     }
 
     /// The follower loop.
@@ -278,7 +355,13 @@ impl Follower {
         loop {
             if self.store.now() >= next && self.store.is_ready() {
                 next = self.store.now() + self.up.interval_secs;
+                let advertised = self.advertised().await.unwrap_or_default();
                 for db in self.up.databases.clone() {
+                    if let Some(&v) = advertised.get(&db)
+                        && self.unchanged(&db, v)
+                    {
+                        continue;
+                    }
                     self.check(&db).await;
                 }
             }
@@ -287,6 +370,29 @@ impl Follower {
                 () = tokio::time::sleep(tick) => {}
             }
         }
+    }
+
+    /// Whether the TXT record's `advertised` version means nothing to do for `db`: the network
+    /// holds it (or newer) and nothing of it is known to be missing. No HTTP request then.
+    fn unchanged(&self, db: &str, advertised: u32) -> bool {
+        let held = self
+            .store
+            .held()
+            .ok()
+            .and_then(|h| h.get(db).map(|h| h.version))
+            .unwrap_or(0);
+        if advertised > held || self.pending.contains(db) {
+            return false;
+        }
+        self.metrics.upstream("current");
+        self.metrics.upstream_event("dns_current", db);
+        tracing::debug!(
+            db,
+            advertised,
+            held,
+            "the TXT record says nothing changed: no request"
+        );
+        true
     }
 
     /// Checks `db` on the first upstream that is not blocked, failing over down the list.
@@ -538,6 +644,7 @@ impl Follower {
             }
             Err(e) if is_refusal(&e) => return Err(Fail::Upstream(e)),
             Err(e) => {
+                self.sign_failures += 1;
                 self.metrics.upstream_event("sign_failed", db);
                 tracing::warn!(name, error = %e, "could not fetch a .sign file; asked again next check");
                 return Ok(None);
@@ -730,6 +837,8 @@ impl Follower {
         // Units: a cdiff with its .sign (either may be known already).
         let mut units: Vec<Vec<FileRef>> = Vec::new();
         let mut stop = None;
+        let mut failed = false;
+        let sign_failures = self.sign_failures;
         for n in (low..=u).rev() {
             let name = format!("{db}-{n}.cdiff");
             let sign_name = format!("{name}.sign");
@@ -771,6 +880,7 @@ impl Follower {
                     break;
                 }
                 Err(e) => {
+                    failed = true;
                     self.metrics.upstream_event("cdiff_failed", db);
                     tracing::warn!(%name, error = %e, "upstream cdiff not fetched; asked again on the next check");
                 }
@@ -786,6 +896,11 @@ impl Follower {
         let added = self.supplement(db, base, held, units).await;
         if let Some(e) = stop {
             return Err(e);
+        }
+        if failed || self.sign_failures != sign_failures {
+            self.pending.insert(db.to_owned());
+        } else {
+            self.pending.remove(db);
         }
         Ok(match done {
             Followed::Current(_) if added > 0 => Followed::Supplemented(added),

@@ -2,7 +2,8 @@
 //! files that can change while a client follows, every request recorded, and the CDN's
 //! manners on demand: `429` + `Retry-After`, `403` for a user agent, bursts of `5xx`, slow,
 //! truncated and endless bodies, `Range: bytes=0-511` → `206`, `If-Modified-Since` → `304`
-//! (by the CVD's own build time, as ClamAV's mirrors answer), a window of cdiffs.
+//! (by the CVD's own build time, as ClamAV's mirrors answer), a window of cdiffs, and its own
+//! version TXT records over UDP DNS on 127.0.0.1.
 //!
 //! ```no_run
 //! # async fn f() {
@@ -69,12 +70,15 @@ struct Inner {
     forbid_agent: Option<String>,
     failures: Vec<u16>,
     ignore_conditional: bool,
+    txt: BTreeMap<String, String>,
+    dns_queries: Vec<String>,
 }
 
 /// The CDN double; clones share it.
 #[derive(Debug, Clone)]
 pub struct CdnDouble {
     addr: SocketAddr,
+    dns: SocketAddr,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -90,7 +94,30 @@ impl CdnDouble {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, inner }
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dns = udp.local_addr().unwrap();
+        tokio::spawn(dns_loop(udp, Arc::clone(&inner)));
+        Self { addr, dns, inner }
+    }
+
+    /// The address of its DNS server (UDP), which answers the TXT records set with
+    /// [`CdnDouble::set_txt`] and `NXDOMAIN` to anything else.
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns
+    }
+
+    /// Sets (or, with `None`, removes) the TXT record of `name` (`current.cvd.example`).
+    pub fn set_txt(&self, name: &str, text: Option<&str>) {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.with(|i| match text {
+            Some(t) => i.txt.insert(name, t.to_owned()),
+            None => i.txt.remove(&name),
+        });
+    }
+
+    /// The names asked of its DNS server so far, in order.
+    pub fn dns_queries(&self) -> Vec<String> {
+        self.with(|i| i.dns_queries.clone())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -341,6 +368,65 @@ async fn answer(
             .insert("last-modified", http_date(t).parse().unwrap());
     }
     resp
+}
+
+/// Answers DNS queries over UDP: the TXT records of `inner`, `NXDOMAIN` otherwise.
+async fn dns_loop(udp: tokio::net::UdpSocket, inner: Arc<Mutex<Inner>>) {
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+            return;
+        };
+        let Some((name, qtype, qend)) = question(&buf[..n]) else {
+            continue;
+        };
+        let text = {
+            let mut g = inner.lock().unwrap_or_else(PoisonError::into_inner);
+            g.dns_queries.push(name.clone());
+            g.txt.get(&name).cloned()
+        };
+        let q = &buf[..qend];
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(&q[..2]);
+        let rd = q[2] & 1;
+        let found = text.is_some() && qtype == 16;
+        out.push(0x84 | rd); // QR, AA, RD as asked
+        out.push(if text.is_some() { 0 } else { 3 }); // NOERROR / NXDOMAIN
+        out.extend_from_slice(&[0, 1, 0, u8::from(found), 0, 0, 0, 0]);
+        out.extend_from_slice(&q[12..]);
+        if let (true, Some(t)) = (found, text) {
+            let t = &t.as_bytes()[..t.len().min(255)];
+            out.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 0]);
+            out.extend_from_slice(&u16::try_from(t.len() + 1).unwrap_or(0).to_be_bytes());
+            out.push(t.len() as u8);
+            out.extend_from_slice(t);
+        }
+        let _ = udp.send_to(&out, peer).await;
+    }
+}
+
+/// The question of a DNS query: (lower-case name without the final dot, qtype, end offset).
+fn question(msg: &[u8]) -> Option<(String, u16, usize)> {
+    if msg.len() < 12 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+        return None;
+    }
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*msg.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(msg.get(at..at + len)?).to_ascii_lowercase());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]);
+    msg.get(at + 3)?;
+    Some((labels.join("."), qtype, at + 4))
 }
 
 type Chunk = Result<Vec<u8>, std::io::Error>;

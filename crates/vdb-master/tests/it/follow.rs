@@ -452,3 +452,109 @@ async fn a_hostile_upstream_changes_nothing() {
     assert!(too_large >= 1.0);
     a.shutdown().await;
 }
+
+#[test]
+fn the_documented_follower_config_loads() {
+    let doc = include_str!("../../../../docs/deploy.md");
+    let start = doc
+        .find("# file: /etc/vdbnet/master-follow.toml")
+        .expect("docs/deploy.md has the follower's config");
+    let block = &doc[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master-follow.toml");
+    std::fs::write(&path, block).unwrap();
+    let c = Config::load(&path).unwrap();
+    let up = c.upstream.unwrap();
+    assert_eq!(
+        up.base_urls(),
+        [
+            "https://database.clamav.net",
+            "https://clamav-mirror.example.org"
+        ]
+    );
+    assert_eq!(up.databases, ["main", "daily", "bytecode"]);
+    assert_eq!((up.cooldown_secs, up.max_redirects), (14400, 0));
+    assert!(up.user_agent().contains("ClamAV/1.4.6 compatible"));
+    // The defaults are what the document says.
+    let d = UpstreamConfig::default();
+    assert_eq!(
+        (
+            d.backoff_base_secs,
+            d.backoff_max_secs,
+            d.cooldown_secs,
+            d.cooldown_max_secs
+        ),
+        (60, 21600, 14400, 604_800)
+    );
+    assert!(vdb_master::config::default_user_agent().starts_with("vdbnet/"));
+}
+
+#[tokio::test]
+async fn the_txt_record_first_no_http_request_when_nothing_changed() {
+    let cdn = CdnDouble::start().await;
+    cdn.serve_fixtures("test", 3, 2);
+    let (dir, clock) = crate::harness::scratch();
+    let now = || vdb_proto::Clock::now(&clock);
+    // `test` is not in current.cvd: freshclam asks test.cvd.<zone>, and so does the follower.
+    let record = "test.cvd.vdbnet.test";
+    cdn.set_txt(record, Some(&format!("3:{}", now())));
+    let mut c = config(dir.path(), "a", KEY);
+    follow(&mut c, &[cdn.url()]);
+    let up = c.upstream.as_mut().unwrap();
+    up.dns_txt = Some("current.cvd.vdbnet.test".into());
+    up.dns_server = Some(cdn.dns_addr());
+    let a = start(c, &clock).await;
+    let url = a.base_url();
+    // After a start, the first check looks whatever the record says.
+    until("v3 with its cdiffs", || async {
+        manifest(&url, key()).await.is_some_and(|m| {
+            m.databases.get("test").is_some_and(|d| d.version == 3)
+                && m.file("test-2.cdiff").is_some()
+        })
+    })
+    .await;
+    assert_eq!(cdn.dns_queries(), [record]);
+
+    // The record says 3: one TXT lookup per interval, no HTTP request at all.
+    cdn.clear_requests();
+    for _ in 0..3 {
+        let seen = upstream_metric(&url, "dns_current").await;
+        clock.advance(10);
+        until("a check answered by the TXT record", || async {
+            upstream_metric(&url, "dns_current").await > seen
+        })
+        .await;
+    }
+    assert!(cdn.requests().is_empty(), "{:?}", cdn.paths());
+    assert_eq!(cdn.dns_queries().len(), 4);
+
+    // The upstream moves and the record with it: straight to the new files.
+    cdn.serve_fixtures("test", 4, 2);
+    cdn.set_txt(record, Some(&format!("4:{}", now())));
+    clock.advance(10);
+    until("v4", || async { version(&url, key()).await == 4 }).await;
+    assert_eq!(
+        cdn.paths(),
+        [
+            "/test.cvd",
+            "/test.cvd",
+            "/test-4.cvd.sign",
+            "/test-4.cdiff",
+            "/test-4.cdiff.sign"
+        ]
+    );
+
+    // A stale record (over 12 hours old) or none at all: a conditional header probe.
+    for text in [Some(format!("4:{}", now() - 13 * 3600)), None] {
+        cdn.set_txt(record, text.as_deref());
+        cdn.clear_requests();
+        let seen = upstream_metric(&url, "dns_fallback").await;
+        next_check(&a, &clock, "current").await;
+        assert!(upstream_metric(&url, "dns_fallback").await > seen);
+        let reqs = cdn.requests();
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        assert_eq!((reqs[0].path.as_str(), reqs[0].status), ("/test.cvd", 304));
+    }
+    a.shutdown().await;
+}
