@@ -28,8 +28,12 @@
 //!
 //! [upstream]                          # follow a ClamAV-style upstream (one master only)
 //! url = "https://database.clamav.net"
+//! # urls = ["https://mirror.example.org"]  # tried in order after `url`
 //! databases = ["daily", "main", "bytecode"]
 //! interval_secs = 3600
+//! dns_txt = "current.cvd.clamav.net"  # no HTTP request while the TXT says nothing changed
+//! # user_agent, proxy, max_redirects, timeout_secs, backoff_*_secs, cooldown_*_secs: see
+//! # UpstreamConfig and docs/deploy.md "Following database.clamav.net"
 //!
 //! [smtp]                              # see vdb_service::smtp::SmtpConfig (STARTTLS, AUTH)
 //! server = "127.0.0.1:25"

@@ -510,7 +510,7 @@ impl Follower {
                     max_delay: Duration::from_secs(self.up.backoff_max_secs),
                     max_total: Duration::MAX,
                 };
-                let wait = policy.ceiling(failures).mul_f64(jitter());
+                let wait = policy.backoff(failures);
                 (
                     now.saturating_add(secs(wait).max(1)),
                     format!("backoff: {e} (failure {failures} in a row)"),
@@ -982,17 +982,4 @@ impl Follower {
             }
         }
     }
-}
-
-/// A uniform draw from `[0, 1)`.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    // RandomState is seeded from the OS per instance: enough for spreading back-offs.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -475,6 +475,7 @@ fn the_documented_follower_config_loads() {
     );
     assert_eq!(up.databases, ["main", "daily", "bytecode"]);
     assert_eq!((up.cooldown_secs, up.max_redirects), (14400, 0));
+    assert_eq!(up.dns_txt.as_deref(), Some("current.cvd.clamav.net"));
     assert!(up.user_agent().contains("ClamAV/1.4.6 compatible"));
     // The defaults are what the document says.
     let d = UpstreamConfig::default();
