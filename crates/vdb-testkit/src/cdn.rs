@@ -9,7 +9,7 @@
 //! # async fn f() {
 //! let cdn = vdb_testkit::CdnDouble::start().await;
 //! cdn.serve_fixtures("test", 6, 2); // test.cvd v6, test-2..6.cdiff and their .sign files
-//! cdn.rate_limit(Some(3600));
+//! cdn.rate_limit(Some(Some(3600)));
 //! // … a follower asks; then:
 //! assert!(cdn.requests().iter().all(|r| r.status == 429));
 //! # }
