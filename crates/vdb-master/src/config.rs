@@ -282,6 +282,13 @@ pub struct UpstreamConfig {
     /// does. Unset, missing, broken or older than 12 hours: header probes (spec §4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_txt: Option<String>,
+    /// Standby: this master asks the upstream only once its peers have not answered a
+    /// replication pull for this long (seconds; e.g. 3 × `interval_secs`), so that a network
+    /// never doubles the CDN's load. Set it on every following master but one (the primary);
+    /// while the primary is up the others take its releases by replication, and they take
+    /// over when it is gone. Unset: this master always follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_after_secs: Option<i64>,
     /// The DNS server asked for `dns_txt` (`ip:port`, UDP then TCP); the system resolver if
     /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,6 +315,7 @@ impl Default for UpstreamConfig {
             cooldown_max_secs: default_cooldown_max(),
             dns_txt: None,
             dns_server: None,
+            standby_after_secs: None,
         }
     }
 }
@@ -506,6 +514,9 @@ impl Config {
         }
         if let Some(up) = &self.upstream {
             secs.push(("upstream.interval_secs", up.interval_secs.into(), 1));
+            if let Some(s) = up.standby_after_secs {
+                secs.push(("upstream.standby_after_secs", s.into(), 1));
+            }
             for (field, v) in [
                 ("upstream.timeout_secs", up.timeout_secs),
                 ("upstream.backoff_base_secs", up.backoff_base_secs),

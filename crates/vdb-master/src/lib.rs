@@ -284,8 +284,14 @@ pub async fn start_on(
         cancel.clone(),
     ));
     if let (Some(k), Some(up)) = (up_key, config.upstream.clone()) {
-        let follower =
-            upstream::Follower::new(Arc::clone(&store), Arc::clone(&metrics), up, k, health)?;
+        let follower = upstream::Follower::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            up,
+            k,
+            health,
+            Arc::clone(&peers),
+        )?;
         tasks.spawn(follower.run(cancel.clone()));
     }
     tracing::info!(name = %config.name, %http, key = %store.public_key(), "master listening");

@@ -156,6 +156,10 @@ pub(crate) struct Follower {
     sign_absent: BTreeSet<String>,
     /// Files the gate refused, by name and SHA-256 (the same bytes are not offered again).
     refused: BTreeSet<(String, String)>,
+    /// The peers (a standby follows only while they are silent).
+    peers: Arc<crate::peers::Peers>,
+    /// When the follower started (master clock seconds).
+    started: i64,
     /// `.sign` downloads that failed (not 404) since the start.
     sign_failures: u64,
     /// The TXT reader, when `dns_txt` is set.
@@ -258,7 +262,9 @@ impl Follower {
         up: UpstreamConfig,
         key: SecretKey,
         health: Arc<Health>,
+        peers: Arc<crate::peers::Peers>,
     ) -> anyhow::Result<Self> {
+        let started = store.now();
         let http = client(store.config(), &up)?;
         let urls = up.base_urls();
         let txt = match &up.dns_txt {
@@ -283,6 +289,8 @@ impl Follower {
             gone: BTreeMap::new(),
             sign_absent: BTreeSet::new(),
             refused: BTreeSet::new(),
+            peers,
+            started,
             sign_failures: 0,
             txt,
             pending,
@@ -355,6 +363,14 @@ impl Follower {
         loop {
             if self.store.now() >= next && self.store.is_ready() {
                 next = self.store.now() + self.up.interval_secs;
+                if self.standing_by() {
+                    self.metrics.upstream("standby");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(tick) => {}
+                    }
+                    continue;
+                }
                 let advertised = self.advertised().await.unwrap_or_default();
                 for db in self.up.databases.clone() {
                     if let Some(&v) = advertised.get(&db)
@@ -370,6 +386,28 @@ impl Follower {
                 () = tokio::time::sleep(tick) => {}
             }
         }
+    }
+
+    /// Whether this master is a standby whose peers answered recently (it does not follow).
+    fn standing_by(&self) -> bool {
+        let Some(after) = self.up.standby_after_secs else {
+            return false;
+        };
+        let heard = self.peers.answered_at().max(self.started);
+        let silent = self.store.now().saturating_sub(heard);
+        if silent < after {
+            tracing::debug!(
+                silent,
+                after,
+                "standby: the peers answer, so they follow the upstream"
+            );
+            return true;
+        }
+        tracing::info!(
+            silent,
+            "standby: no peer answered for {silent} s; following the upstream"
+        );
+        false
     }
 
     /// Whether the TXT record's `advertised` version means nothing to do for `db`: the network

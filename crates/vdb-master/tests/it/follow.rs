@@ -559,3 +559,34 @@ async fn the_txt_record_first_no_http_request_when_nothing_changed() {
     }
     a.shutdown().await;
 }
+
+/// Only one master of a network polls the upstream: a standby does not while its peer
+/// answers, and takes over once the peer has been silent for `standby_after_secs`.
+#[tokio::test]
+async fn a_standby_master_polls_only_when_its_peer_is_gone() {
+    let cdn = CdnDouble::start().await;
+    cdn.serve_fixtures("test", 2, 2);
+    let (dir, clock) = crate::harness::scratch();
+    // The primary (seed 11, as harness::peer expects); it does not follow here.
+    let primary = start(config(dir.path(), "p", 11), &clock).await;
+    let mut c = config(dir.path(), "b", KEY);
+    follow(&mut c, &[cdn.url()]);
+    c.upstream.as_mut().unwrap().standby_after_secs = Some(30);
+    crate::harness::peer(&mut c, &primary.base_url());
+    let b = start(c, &clock).await;
+    let url = b.base_url();
+    until("b ready", || async { b.is_ready() }).await;
+    for _ in 0..4 {
+        next_check(&b, &clock, "standby").await;
+    }
+    assert!(cdn.requests().is_empty(), "{:?}", cdn.paths());
+    // The primary is gone: after 30 s of silence the standby follows.
+    primary.shutdown().await;
+    clock.advance(40);
+    until("v2 followed by the standby", || async {
+        version(&url, key()).await == 2
+    })
+    .await;
+    assert!(!cdn.requests().is_empty());
+    b.shutdown().await;
+}
