@@ -590,3 +590,33 @@ async fn a_standby_master_polls_only_when_its_peer_is_gone() {
     assert!(!cdn.requests().is_empty());
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_upstream_is_cut_at_its_timeout_and_backed_off() {
+    let cdn = CdnDouble::start().await;
+    cdn.serve_fixtures("test", 2, 2);
+    // 1 KiB every 400 ms: the 512-byte probe comes at once, the whole CVD takes seconds.
+    cdn.deliver("test.cvd", Delivery::Slow(400));
+    let (dir, clock) = crate::harness::scratch();
+    let mut c = config(dir.path(), "a", KEY);
+    follow(&mut c, &[cdn.url()]);
+    c.upstream.as_mut().unwrap().timeout_secs = 1;
+    let a = start(c, &clock).await;
+    let url = a.base_url();
+    until("the timeout", || async {
+        metric(
+            &url,
+            "vdb_master_upstream_requests_total{upstream=\"0\",outcome=\"timeout\"}",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    let h = status(&url).await.upstreams[0].clone();
+    assert!(
+        h.blocked_reason.as_deref().unwrap().starts_with("backoff"),
+        "{h:?}"
+    );
+    assert_eq!(version(&url, key()).await, 0);
+    a.shutdown().await;
+}
