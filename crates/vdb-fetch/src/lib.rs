@@ -16,6 +16,8 @@
 //!   or (for webhooks) path ([`SafeUrl`]); [`Error::kind`] says what happened and
 //!   [`Error::is_retryable`] whether to try again; `Retry-After` is parsed in both forms
 //!   ([`parse_retry_after`]).
+//! - With the `dns` feature, **TXT lookups** ([`dns::Txt`], hickory): ClamAV's version records
+//!   through the system resolver or a given server (`vdb-update` and the master's follower).
 //! - **Retry classes** ([`RetryPolicy`]): exponential back-off with full jitter, bounded in
 //!   attempts and total time, as a pure function of the attempt (testable without sleeping)
 //!   and as a runner.
@@ -48,6 +50,9 @@ mod error;
 mod retry;
 mod retry_after;
 mod url;
+
+#[cfg(feature = "dns")]
+pub mod dns;
 
 pub use body::{Downloaded, Expect, Progress};
 pub use client::{Client, ClientBuilder, ProxyConfig, Request, Response, read_ca, read_identity};

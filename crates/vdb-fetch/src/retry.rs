@@ -66,6 +66,13 @@ impl RetryPolicy {
             .min(self.max_delay)
     }
 
+    /// A back-off with full jitter before retry `retry` (1-based): a uniform draw from
+    /// `0..=ceiling(retry)`. For callers that schedule their own retries across runs (an
+    /// upstream backed off between checks).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.ceiling(retry).mul_f64(jitter())
+    }
+
     /// The wait before the next attempt after attempt `attempt` (1-based) failed with `error`,
     /// `elapsed` after the first attempt began; `jitter` is a uniform draw from `[0, 1)`.
     /// `None`: give up and return `error`. A pure function, so schedules are testable

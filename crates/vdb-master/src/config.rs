@@ -28,8 +28,12 @@
 //!
 //! [upstream]                          # follow a ClamAV-style upstream (one master only)
 //! url = "https://database.clamav.net"
+//! # urls = ["https://mirror.example.org"]  # tried in order after `url`
 //! databases = ["daily", "main", "bytecode"]
 //! interval_secs = 3600
+//! dns_txt = "current.cvd.clamav.net"  # no HTTP request while the TXT says nothing changed
+//! # user_agent, proxy, max_redirects, timeout_secs, backoff_*_secs, cooldown_*_secs: see
+//! # UpstreamConfig and docs/deploy.md "Following database.clamav.net"
 //!
 //! [smtp]                              # see vdb_service::smtp::SmtpConfig (STARTTLS, AUTH)
 //! server = "127.0.0.1:25"
@@ -213,12 +217,18 @@ pub struct PeerConfig {
 /// E-mail through an SMTP relay (`[smtp]`: STARTTLS and AUTH, strict addresses).
 pub use vdb_service::smtp::SmtpConfig;
 
-/// A ClamAV-style upstream to follow.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A ClamAV-style upstream to follow (`database.clamav.net`, a cvdupdate mirror, a
+/// directory served over HTTP). See `docs/deploy.md`, "Following database.clamav.net".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Base URL serving `<db>.cvd` and `<db>-<n>.cdiff`.
+    /// Base URL serving `<db>.cvd`, `<db>-<n>.cdiff` and their `.sign` files (the first
+    /// upstream; kept for older configs, `urls` lists more).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// More base URLs, tried in order after `url` when one fails or is cooling down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     /// Databases to follow.
     pub databases: Vec<String>,
     /// How often to look (seconds).
@@ -228,6 +238,126 @@ pub struct UpstreamConfig {
     /// default `<data_dir>/upstream.key`).
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// The `User-Agent` of every upstream request (default [`default_user_agent`]: vdbnet's
+    /// name and version and the ClamAV version whose protocol it speaks). ClamAV's CDN
+    /// refuses outdated ClamAV agents; it serves other tools under their own name
+    /// (cvdupdate sends `CVDUPDATE/<version>`), so an honest name is right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// An explicit HTTP proxy (`http://host:port`) for upstream requests only; the
+    /// environment's proxy variables are never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// The proxy's user name (Basic authentication), with `proxy_password_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_user: Option<String>,
+    /// A file holding the proxy's password (its first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password_file: Option<PathBuf>,
+    /// Redirects followed per request (default 0: a redirect is an error).
+    #[serde(default)]
+    pub max_redirects: usize,
+    /// The longest one upstream request may take, body included (seconds; default 300).
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// After a `5xx`, a timeout or a broken connection, that upstream gets no request for a
+    /// back-off drawn from `0..=min(backoff_max_secs, backoff_base_secs × 2^(failures-1))`
+    /// (full jitter). Default 60.
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base_secs: u64,
+    /// The longest back-off (seconds; default 6 hours).
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_secs: u64,
+    /// The cool-down after a `429` or `403` that gives no `Retry-After` (seconds; default 4
+    /// hours, as freshclam). A `Retry-After` is honoured up to `cooldown_max_secs`.
+    #[serde(default = "default_cooldown")]
+    pub cooldown_secs: u64,
+    /// The longest cool-down honoured (seconds; default 7 days).
+    #[serde(default = "default_cooldown_max")]
+    pub cooldown_max_secs: u64,
+    /// The version TXT record read before any HTTP request (`current.cvd.clamav.net`): when
+    /// it says a database has not changed, no HTTP request is made for it. `main`, `daily`,
+    /// `safebrowsing` and `bytecode` are read from it; any other database from
+    /// `<db>.<the same name without its first label>` (`test.cvd.clamav.net`), as freshclam
+    /// does. Unset, missing, broken or older than 12 hours: header probes (spec §4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_txt: Option<String>,
+    /// Standby: this master asks the upstream only once its peers have not answered a
+    /// replication pull for this long (seconds; e.g. 3 × `interval_secs`), so that a network
+    /// never doubles the CDN's load. Set it on every following master but one (the primary);
+    /// while the primary is up the others take its releases by replication, and they take
+    /// over when it is gone. Unset: this master always follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_after_secs: Option<i64>,
+    /// The DNS server asked for `dns_txt` (`ip:port`, UDP then TCP); the system resolver if
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<SocketAddr>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            urls: Vec::new(),
+            databases: Vec::new(),
+            interval_secs: default_upstream_interval(),
+            key_file: None,
+            user_agent: None,
+            proxy: None,
+            proxy_user: None,
+            proxy_password_file: None,
+            max_redirects: 0,
+            timeout_secs: default_upstream_timeout(),
+            backoff_base_secs: default_backoff_base(),
+            backoff_max_secs: default_backoff_max(),
+            cooldown_secs: default_cooldown(),
+            cooldown_max_secs: default_cooldown_max(),
+            dns_txt: None,
+            dns_server: None,
+            standby_after_secs: None,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The base URLs in the order they are tried (`url`, then `urls`), without trailing `/`.
+    pub fn base_urls(&self) -> Vec<String> {
+        std::iter::once(&self.url)
+            .chain(&self.urls)
+            .filter(|u| !u.is_empty())
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect()
+    }
+
+    /// The `User-Agent` sent upstream.
+    pub fn user_agent(&self) -> String {
+        self.user_agent.clone().unwrap_or_else(default_user_agent)
+    }
+}
+
+/// The default upstream `User-Agent`: `vdbnet/<version> (ClamAV/1.4.6 compatible)`.
+pub fn default_user_agent() -> String {
+    format!(
+        "vdbnet/{} (ClamAV/1.4.6 compatible)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+fn default_upstream_timeout() -> u64 {
+    300
+}
+fn default_backoff_base() -> u64 {
+    60
+}
+fn default_backoff_max() -> u64 {
+    6 * 3600
+}
+fn default_cooldown() -> u64 {
+    4 * 3600
+}
+fn default_cooldown_max() -> u64 {
+    7 * 86400
 }
 
 fn default_listen() -> SocketAddr {
@@ -384,6 +514,24 @@ impl Config {
         }
         if let Some(up) = &self.upstream {
             secs.push(("upstream.interval_secs", up.interval_secs.into(), 1));
+            if let Some(s) = up.standby_after_secs {
+                secs.push(("upstream.standby_after_secs", s.into(), 1));
+            }
+            for (field, v) in [
+                ("upstream.timeout_secs", up.timeout_secs),
+                ("upstream.backoff_base_secs", up.backoff_base_secs),
+                ("upstream.backoff_max_secs", up.backoff_max_secs),
+                ("upstream.cooldown_secs", up.cooldown_secs),
+                ("upstream.cooldown_max_secs", up.cooldown_max_secs),
+            ] {
+                secs.push((field, v.into(), 1));
+            }
+            if up.base_urls().is_empty() {
+                anyhow::bail!("[upstream]: set `url` (or `urls`) to the upstream's base URL");
+            }
+            if up.proxy_user.is_some() != up.proxy_password_file.is_some() {
+                anyhow::bail!("[upstream]: `proxy_user` and `proxy_password_file` go together");
+            }
         }
         for (field, value, min) in secs {
             in_range(field, value, min, max, "seconds")?;

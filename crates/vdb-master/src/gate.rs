@@ -405,6 +405,7 @@ pub fn check_release(
         }
         classes.push(classify(&st.db, st.version, &f.name, &cfg)?);
     }
+    let mut supplement = false;
     if let Some(h) = held {
         if st.version < h.version {
             return Err(Refusal::new(
@@ -416,13 +417,10 @@ pub fn check_release(
             ));
         }
         if st.version == h.version {
-            return Err(Refusal::new(
-                ErrorCode::Equivocation,
-                format!(
-                    "{} version {} is already published with other content (release {}); a new build needs a higher version",
-                    st.db, st.version, h.release
-                ),
-            ));
+            if !crate::supplement::is_supplement(h, st) {
+                return Err(crate::supplement::not_a_supplement(h, st));
+            }
+            supplement = true;
         }
     }
     let cvd = format!("{}.cvd", st.db);
@@ -533,7 +531,9 @@ pub fn check_release(
             f.name, st.db
         )));
     }
-    if !cdiffs.is_empty() {
+    if supplement {
+        crate::supplement::check_cdiffs(&cdiffs, &bytes, keys, &limits)?;
+    } else if !cdiffs.is_empty() {
         let Some((new_name, new_map)) = &new_content else {
             return Err(Refusal::new(
                 ErrorCode::CdiffWithoutContainer,

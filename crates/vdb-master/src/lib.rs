@@ -41,6 +41,7 @@ mod push;
 mod replicate;
 mod server;
 mod store;
+mod supplement;
 mod tasks;
 mod upstream;
 
@@ -56,6 +57,7 @@ pub use config::Config;
 pub use replicate::{ReleaseEntry, ReleasePage};
 pub use server::{Drain, Status, Timeline, UPLOAD_HEADER};
 pub use store::{DERIVED, next_serial};
+pub use upstream::UpstreamHealth;
 
 use events::Events;
 use push::Pusher;
@@ -71,6 +73,7 @@ pub(crate) struct Parts {
     http: vdb_fetch::Client,
     events: Events,
     metrics: Arc<metrics::Metrics>,
+    upstream: Arc<upstream::Health>,
 }
 
 /// A running master.
@@ -224,6 +227,7 @@ pub async fn start_on(
         client.clone(),
         tasks.clone(),
     ));
+    let health = Arc::new(upstream::Health::open(&config));
     let store = Arc::new(Store::open(
         Arc::clone(&config),
         clock,
@@ -239,6 +243,7 @@ pub async fn start_on(
         http: client.clone(),
         events: events.clone(),
         metrics: Arc::clone(&metrics),
+        upstream: Arc::clone(&health),
     };
     let pusher = Arc::new(Pusher::new(parts.clone(), tasks.clone(), cancel.clone()));
     let replicator = Arc::new(replicate::Replicator::new(parts.clone()));
@@ -279,8 +284,14 @@ pub async fn start_on(
         cancel.clone(),
     ));
     if let (Some(k), Some(up)) = (up_key, config.upstream.clone()) {
-        let follower =
-            upstream::Follower::new(Arc::clone(&store), client, Arc::clone(&metrics), up, k);
+        let follower = upstream::Follower::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            up,
+            k,
+            health,
+            Arc::clone(&peers),
+        )?;
         tasks.spawn(follower.run(cancel.clone()));
     }
     tracing::info!(name = %config.name, %http, key = %store.public_key(), "master listening");

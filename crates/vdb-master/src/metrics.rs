@@ -17,6 +17,9 @@ pub(crate) struct Metrics {
     forced_sync: Family<Labels, Counter>,
     replication: Family<Labels, Counter>,
     upstream: Family<Labels, Counter>,
+    upstream_events: Family<Labels, Counter>,
+    upstream_requests: Family<Labels, Counter>,
+    upstream_blocked_until: Family<Labels, Gauge>,
     unrecorded: Family<Labels, Counter>,
     signing_deferred: Counter,
     serial: Gauge,
@@ -39,6 +42,9 @@ impl Default for Metrics {
         let forced_sync = Family::<Labels, Counter>::default();
         let replication = Family::<Labels, Counter>::default();
         let upstream = Family::<Labels, Counter>::default();
+        let upstream_events = Family::<Labels, Counter>::default();
+        let upstream_requests = Family::<Labels, Counter>::default();
+        let upstream_blocked_until = Family::<Labels, Gauge>::default();
         let unrecorded = Family::<Labels, Counter>::default();
         let serial = Gauge::default();
         let checked_at = Gauge::default();
@@ -64,6 +70,21 @@ impl Default for Metrics {
             "upstream_checks",
             "Upstream checks by result",
             upstream.clone(),
+        );
+        registry.register(
+            "upstream_events",
+            "What the upstream follower met, by event (cooldown, backoff, failover, backwards, cdiff_failed, cdiff_refused, sign_absent, sign_invalid, supplement, …)",
+            upstream_events.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Requests sent to each upstream (by its position in the config) and outcome (ok, not_found, rate_limited, forbidden, unavailable, timeout, network, too_large, other)",
+            upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_blocked_until_seconds",
+            "Until when each upstream gets no request (Unix seconds; cool-down or back-off; 0 = open)",
+            upstream_blocked_until.clone(),
         );
         registry.register(
             "refusals_unrecorded",
@@ -93,6 +114,9 @@ impl Default for Metrics {
             forced_sync,
             replication,
             upstream,
+            upstream_events,
+            upstream_requests,
+            upstream_blocked_until,
             unrecorded,
             signing_deferred,
             serial,
@@ -136,6 +160,30 @@ impl Metrics {
     /// Counts an upstream check (`new`, `current`, `error`, `refused`).
     pub(crate) fn upstream(&self, result: &str) {
         self.upstream.get_or_create(&l(&[("result", result)])).inc();
+    }
+
+    /// Counts an upstream event (`db` may be empty).
+    pub(crate) fn upstream_event(&self, event: &str, db: &str) {
+        self.upstream_events
+            .get_or_create(&l(&[("event", event), ("db", db)]))
+            .inc();
+    }
+
+    /// Counts a request to upstream number `index` by outcome.
+    pub(crate) fn upstream_request(&self, index: usize, outcome: &str) {
+        self.upstream_requests
+            .get_or_create(&l(&[
+                ("upstream", &index.to_string()),
+                ("outcome", outcome),
+            ]))
+            .inc();
+    }
+
+    /// Sets until when upstream number `index` gets no request.
+    pub(crate) fn upstream_blocked_until(&self, index: usize, until: i64) {
+        self.upstream_blocked_until
+            .get_or_create(&l(&[("upstream", &index.to_string())]))
+            .set(until);
     }
 
     /// Counts a statement refused without being recorded (by code).

@@ -21,6 +21,8 @@ pub(crate) struct Peers {
     network: String,
     http: vdb_fetch::Client,
     serial: AtomicU64,
+    /// When every peer last answered a replication pull (master clock seconds; 0 = never).
+    answered_at: std::sync::atomic::AtomicI64,
     tasks: Tasks,
 }
 
@@ -37,6 +39,7 @@ impl Peers {
             network,
             http,
             serial: AtomicU64::new(0),
+            answered_at: std::sync::atomic::AtomicI64::new(0),
             tasks,
         }
     }
@@ -45,6 +48,16 @@ impl Peers {
     /// manifest must be above it).
     pub(crate) fn observe(&self, serial: u64) {
         self.serial.fetch_max(serial, Ordering::SeqCst);
+    }
+
+    /// Records that every peer answered a replication pull at `now`.
+    pub(crate) fn answered(&self, now: i64) {
+        self.answered_at.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// When every peer last answered a replication pull (0 = never).
+    pub(crate) fn answered_at(&self) -> i64 {
+        self.answered_at.load(Ordering::SeqCst)
     }
 
     /// The configured peers.

@@ -218,6 +218,9 @@ impl Replicator {
                 }
             }
         }
+        if all && !self.parts.peers.list().is_empty() {
+            self.parts.peers.answered(self.parts.store.now());
+        }
         all
     }
 

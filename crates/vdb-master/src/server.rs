@@ -614,6 +614,9 @@ pub struct Status {
     /// of this master (unknown key, bad signature, not a statement).
     #[serde(default)]
     pub unrecorded_refusals: u64,
+    /// The upstreams this master follows, in order: cool-down, back-off, last error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<crate::UpstreamHealth>,
 }
 
 async fn status(State(m): S) -> axum::Json<Status> {
@@ -625,6 +628,7 @@ async fn status(State(m): S) -> axum::Json<Status> {
         serial: cur.as_ref().map_or(0, |c| c.manifest.serial),
         peer_serial: m.peers.serial(),
         unrecorded_refusals: m.store.unrecorded_refusals(),
+        upstreams: m.upstream.snapshot(),
         databases: cur
             .map(|c| {
                 c.manifest

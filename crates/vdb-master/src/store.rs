@@ -392,7 +392,9 @@ impl Store {
         let mut held: BTreeMap<String, Held> = BTreeMap::new();
         for row in self.history.all_accepted().map_err(Refusal::internal)? {
             let st = parse_statement(&row.envelope).map_err(Refusal::internal)?;
-            if held.get(&st.db).is_none_or(|h| st.version > h.version) {
+            // The newest release of the highest version: a supplement of the held version
+            // (the same container, more files) is held once accepted.
+            if held.get(&st.db).is_none_or(|h| st.version >= h.version) {
                 held.insert(
                     st.db.clone(),
                     Held {
@@ -486,6 +488,7 @@ impl Store {
             }
             return Ok(Some(existing));
         }
+        self.check_known_cdiffs(st)?;
         gate::check_release(
             &self.policy,
             held.get(&st.db),
@@ -495,6 +498,42 @@ impl Store {
             check_window,
         )?;
         Ok(None)
+    }
+
+    /// Every cdiff (and cdiff `.sign`) ever accepted for `db`, by name.
+    pub(crate) fn accepted_cdiffs(&self, db: &str) -> anyhow::Result<BTreeMap<String, FileRef>> {
+        let mut out = BTreeMap::new();
+        for row in self.history.all_accepted()? {
+            if row.db != db {
+                continue;
+            }
+            for f in parse_statement(&row.envelope)?.files {
+                if gate::cdiff_version(db, &f.name).is_some() {
+                    out.insert(f.name.clone(), f);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A cdiff (or cdiff `.sign`) name once accepted for a database keeps its bytes: mirrors
+    /// and clients may hold it already, and one name means one file.
+    fn check_known_cdiffs(&self, st: &ReleaseStatement) -> Result<(), Refusal> {
+        let known = self.accepted_cdiffs(&st.db).map_err(Refusal::internal)?;
+        for f in &st.files {
+            if let Some(k) = known.get(&f.name)
+                && k != f
+            {
+                return Err(Refusal::new(
+                    ErrorCode::Equivocation,
+                    format!(
+                        "{} was accepted before with other content (sha256 {}); a cdiff's name is its identity",
+                        f.name, k.sha256
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Signs a new manifest (new serial, fresh timestamp); once the master is ready, the

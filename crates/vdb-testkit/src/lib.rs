@@ -12,6 +12,9 @@
 //!   delays; with the `net` feature, `RegistryDouble`: a master registry and a monitor's
 //!   verdicts (what the directory reads), and `SmtpSink`: a mail relay that keeps every
 //!   message as received.
+//! - With the `net` feature, `CdnDouble`: ClamAV's CDN as a follower meets it (moving
+//!   versions, 429/403/5xx, slow, truncated and endless bodies, a cdiff window, `.sign`
+//!   files), every request recorded.
 //! - [`HostileServer`]: endless bodies, bodies larger than allowed, redirects (the clients'
 //!   bounds).
 //! - [`dig`]: the real `dig`, parsed.
@@ -32,6 +35,8 @@
 //! });
 //! ```
 
+#[cfg(feature = "net")]
+mod cdn;
 pub mod checks;
 pub mod dig;
 pub mod fixtures;
@@ -51,6 +56,8 @@ mod registry_double;
 mod smtp;
 mod wait;
 
+#[cfg(feature = "net")]
+pub use cdn::{CdnDouble, CdnRequest, Delivery};
 pub use hostile::{HostileServer, Hostility};
 pub use master_double::MasterDouble;
 pub use process::{Guard, Proc, ShowOnPanic, exe_beside, free_port, output_text, tail};

@@ -38,7 +38,7 @@
 //! ```
 
 pub mod config;
-pub mod dns;
+pub use vdb_fetch::dns;
 pub mod fetch;
 mod freshclam_conf;
 pub mod health;

@@ -983,3 +983,119 @@ async fn names_follow_the_serving_layout() {
     assert_eq!(t.manifest().await.databases["test"].version, 3);
     t.stop().await;
 }
+
+/// A supplement: the held version again, its container byte for byte and every held file,
+/// plus files (older cdiffs, `.sign` files), each cdiff checked on its own. Anything else at
+/// the held version is still equivocation, and no file changes its bytes.
+#[tokio::test]
+async fn supplements_add_files_to_the_held_version_and_change_nothing_else() {
+    let t = T::start(|_| {}).await;
+    let v4 = t.publish(&fx(&[("test.cvd", "test-4.cvd")])).await.unwrap();
+    assert_eq!(v4.version, 4);
+    let first = t.manifest().await;
+    let sup = fx(&[
+        ("test.cvd", "test-4.cvd"),
+        ("test-4.cvd.sign", "test-4.cvd.sign"),
+        ("test-3.cdiff", "test-3.cdiff"),
+        ("test-4.cdiff", "test-4.cdiff"),
+        ("test-4.cdiff.sign", "test-4.cdiff.sign"),
+    ]);
+    let added = t.publish(&sup).await.unwrap();
+    assert_eq!(added.version, 4);
+    assert_ne!(added.release_id, v4.release_id);
+    let m = t.manifest().await;
+    assert!(m.serial > first.serial);
+    assert_eq!(m.databases["test"].version, 4);
+    assert_eq!(m.file("test.cvd"), first.file("test.cvd"));
+    for n in [
+        "test-3.cdiff",
+        "test-4.cdiff",
+        "test-4.cdiff.sign",
+        "test-4.cvd.sign",
+    ] {
+        assert!(m.file(n).is_some(), "{n}");
+    }
+    let key = publisher_key();
+    let before = t.state().await;
+    let with = |extra: &[(&str, &str)]| {
+        let mut f = sup.clone();
+        f.extend(fx(extra));
+        f
+    };
+    let cases: Vec<Case> = vec![
+        (
+            "a cdiff of another version under an older name",
+            "version_mismatch",
+            &key,
+            with(&[("test-2.cdiff", "test-3.cdiff")]),
+            None,
+        ),
+        (
+            "a cdiff that is not one",
+            "bad_cdiff",
+            &key,
+            with(&[("test-2.cdiff", "test-2.cdiff.sign")]),
+            None,
+        ),
+        (
+            "a held file left out",
+            "equivocation",
+            &key,
+            fx(&[("test.cvd", "test-4.cvd"), ("test-2.cdiff", "test-2.cdiff")]),
+            None,
+        ),
+        (
+            "a held cdiff with other bytes",
+            "equivocation",
+            &key,
+            fx(&[
+                ("test.cvd", "test-4.cvd"),
+                ("test-4.cvd.sign", "test-4.cvd.sign"),
+                ("test-3.cdiff", "test-2.cdiff"),
+                ("test-4.cdiff", "test-4.cdiff"),
+                ("test-4.cdiff.sign", "test-4.cdiff.sign"),
+            ]),
+            None,
+        ),
+        (
+            "another container of the held version",
+            "equivocation",
+            &key,
+            fx(&[("test.cvd", "test-3.cvd"), ("test-2.cdiff", "test-2.cdiff")]),
+            info("test", 4),
+        ),
+        (
+            "a supplement of an older version",
+            "older_version",
+            &key,
+            fx(&[("test.cvd", "test-3.cvd"), ("test-2.cdiff", "test-2.cdiff")]),
+            None,
+        ),
+    ];
+    for (what, code, key, files, info) in cases {
+        t.expect_refused(what, code, key, &files, info, &before)
+            .await;
+    }
+    // The next version still needs its chain from the held one, applied and compared.
+    let v5 = t
+        .publish(&fx(&[
+            ("test.cvd", "test-5.cvd"),
+            ("test-5.cdiff", "test-5.cdiff"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(v5.version, 5);
+    let m = t.manifest().await;
+    for n in [
+        "test-3.cdiff",
+        "test-4.cdiff",
+        "test-5.cdiff",
+        "test-4.cdiff.sign",
+    ] {
+        assert!(m.file(n).is_some(), "{n}");
+    }
+    assert!(
+        m.file("test-4.cvd.sign").is_none(),
+        "a CVD's .sign goes with its CVD"
+    );
+}

@@ -176,6 +176,7 @@ async fn an_upstream_that_never_ends_costs_a_header_probe() {
             databases: vec!["test".into()],
             interval_secs: 3600,
             key_file: None,
+            ..Default::default()
         });
     };
     let failed = "vdb_master_upstream_checks_total{result=\"error\"}";

@@ -415,6 +415,8 @@ fn follow(c: &mut Config, base: &str, key_file: Option<std::path::PathBuf>) {
         databases: vec!["test".into()],
         interval_secs: 10,
         key_file,
+        backoff_base_secs: 1,
+        ..UpstreamConfig::default()
     });
 }
 

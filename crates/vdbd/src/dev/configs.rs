@@ -81,6 +81,7 @@ pub(super) fn master(plan: MasterPlan<'_>) -> Result<vdb_master::Config> {
             databases,
             interval_secs: 30,
             key_file: Some(keys.join("upstream.key")),
+            ..UpstreamConfig::default()
         });
     }
     let path = dir.join(format!("master-{}.toml", plan.name));

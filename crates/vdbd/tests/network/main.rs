@@ -260,6 +260,67 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     assert!(status.success(), "vdbd dev exited with {status}");
 }
 
+/// Issue 13, end to end: a network that has just started following an upstream holding test
+/// v6 and cdiffs 2–6 (with their `.sign` files) serves all of them, and the real freshclam
+/// 1.4.6 at v1 updates by cdiffs (it deletes `test.cvd` once it has built `test.cld` from
+/// them), ending at v6 with a CLD sigtool verifies.
+#[test]
+fn a_network_that_starts_following_serves_the_upstreams_cdiffs_to_the_real_freshclam() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = tmp.path().join("upstream");
+    std::fs::create_dir_all(&upstream).unwrap();
+    let mut names = vec!["test-6.cvd".to_owned(), "test-6.cvd.sign".to_owned()];
+    for n in 2..=6 {
+        names.push(format!("test-{n}.cdiff"));
+        names.push(format!("test-{n}.cdiff.sign"));
+    }
+    for n in &names {
+        std::fs::copy(fixtures::path(n), upstream.join(n)).unwrap();
+    }
+    let dev = Dev::start(
+        &tmp.path().join("net"),
+        &["--upstream", upstream.to_str().unwrap(), "--mirrors", "1"],
+    );
+    let keys = master_keys(&dev);
+    let mirror = dev.strs("mirrors")[0].clone();
+    let held = wait_for("the mirror to serve v6 with every cdiff", 60, || {
+        served_manifest(&mirror, &keys).filter(|m| {
+            m.databases.get("test").is_some_and(|d| d.version == 6)
+                && (2..=6).all(|n| m.file(&format!("test-{n}.cdiff.sign")).is_some())
+        })
+    });
+    for n in names.iter().filter(|n| n.contains(".cdiff")) {
+        let want = vdb_proto::sha256_hex(&std::fs::read(fixtures::path(n)).unwrap());
+        assert_eq!(
+            held.file(n).map(|f| f.sha256.as_str()),
+            Some(want.as_str()),
+            "{n}"
+        );
+    }
+    assert_serves_exactly_its_manifest(&mirror, &keys);
+
+    // freshclam at v1.
+    let db_dir = dev.path("dir").join("freshclam-db");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    std::fs::copy(fixtures::path("test-1.cvd"), db_dir.join("test.cvd")).unwrap();
+    let out = freshclam(&dev);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for v in 2..=6 {
+        assert!(
+            log.contains(&format!("test-{v}.cdiff")),
+            "no cdiff {v} in:\n{log}"
+        );
+    }
+    assert!(
+        !db_dir.join("test.cvd").exists(),
+        "freshclam kept test.cvd: it did not update by cdiffs:\n{log}"
+    );
+    let info = sigtool_info(&db_dir.join("test.cld"));
+    vdb_testkit::assert_contains(&info, "Version: 6");
+    vdb_testkit::assert_contains(&info, "Verification OK");
+}
+
 /// A replayed or older release, sent to either master, is refused and changes nothing that
 /// the mirrors serve (invariants 2 and 4 seen from a client).
 #[test]

@@ -1,5 +1,5 @@
 //! TXT lookups for ClamAV's version records (spec §4.2), through the system resolver or a
-//! configured server.
+//! configured server: the one TXT reader of `vdb-update` and of the master's upstream follower.
 
 use std::net::SocketAddr;
 use std::time::Duration;
