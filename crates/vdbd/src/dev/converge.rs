@@ -40,9 +40,11 @@ fn serves(held: &std::collections::BTreeMap<String, u32>, newest: &Manifest) -> 
 }
 
 /// Every mirror serves `newest` (its signed manifest, read over HTTP), the monitor has judged
-/// every mirror in service at those versions, and the directory's TXT record carries them.
+/// every mirror in service at those versions, and the directory answers each database's TXT
+/// record (`<db>.cvd.<zone>`, over DNS) with its version.
 pub(super) async fn until_served(
     net: &Network,
+    zone: &str,
     newest: &Manifest,
     trusted: &[PublicKey],
     deadline: Instant,
@@ -95,7 +97,29 @@ pub(super) async fn until_served(
             seen.join("; ")
         )
     })
-    .await
+    .await?;
+    let dns =
+        vdb_fetch::dns::Txt::new(Some(net.directory.dns_addr())).map_err(anyhow::Error::msg)?;
+    for (db, st) in newest.databases.iter().filter(|(db, _)| *db != "current") {
+        let name = format!("{db}.cvd.{zone}");
+        let want = format!("{}:", st.version);
+        until(
+            deadline,
+            || async {
+                dns.first_string(&name)
+                    .await
+                    .is_ok_and(|txt| txt.starts_with(&want))
+            },
+            || {
+                format!(
+                    "the directory did not answer the TXT record {name} with version {} in time",
+                    st.version
+                )
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A mirror's manifest, if it answers one that `trusted` signed.

@@ -252,7 +252,7 @@ async fn start(
         upstream,
     };
     let result = sample::populate(
-        dir,
+        &args.zone,
         &network,
         &urls,
         &master_keys,

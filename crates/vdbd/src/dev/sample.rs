@@ -44,7 +44,7 @@ pub(super) fn make_sample(dir: &Path, args: &DevArgs) -> Result<Sample> {
 /// Publishes the sample chain (or waits for the upstream's releases), then waits until every
 /// mirror serves the newest manifest. Returns the newest version of each database.
 pub(super) async fn populate(
-    _dir: &Path,
+    zone: &str,
     net: &Network,
     urls: &[String],
     master_keys: &[SecretKey; 2],
@@ -100,7 +100,7 @@ pub(super) async fn populate(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    super::converge::until_served(net, &newest, &trusted, deadline).await?;
+    super::converge::until_served(net, zone, &newest, &trusted, deadline).await?;
     Ok(newest
         .databases
         .iter()

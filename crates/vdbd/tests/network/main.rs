@@ -179,7 +179,7 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     }
     let dns = ready["directory"]["dns"].as_str().unwrap().parse().unwrap();
     let zone = ready["directory"]["zone"].as_str().unwrap();
-    let txt = dig::query(dns, &format!("current.cvd.{zone}"), "TXT")
+    let txt = dig::query(dns, &format!("test.cvd.{zone}"), "TXT")
         .run()
         .short();
     assert_eq!(
@@ -187,6 +187,7 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
         1,
         "the TXT record right after the ready line: {txt:?}"
     );
+    assert!(txt[0].starts_with("\"1:"), "{txt:?}");
 
     // A fresh freshclam takes the whole CVD (through the directory's redirector).
     let out = freshclam(&dev);
