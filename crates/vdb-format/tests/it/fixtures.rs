@@ -46,9 +46,8 @@ fn every_fixture_cdiff_verifies() {
 #[test]
 fn derived_containers_verify() {
     let keys = KeySet::official();
-    let verify = |name: &str, kind| {
-        container::verify(&fixture(name)[..], kind, &keys, &Limits::default())
-    };
+    let verify =
+        |name: &str, kind| container::verify(&fixture(name)[..], kind, &keys, &Limits::default());
     let cld = verify("derived/test-6.from-cdiffs.cld", Kind::Cld).unwrap();
     assert!(!cld.compressed);
     assert_eq!(cld.header.version, 6);

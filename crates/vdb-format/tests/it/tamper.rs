@@ -286,7 +286,9 @@ fn header_change_ok(
     match (field, replacement_same_class, r) {
         (0, _, Err(Error::Header(HeaderError::Magic(_)))) => true,
         // Digit -> other digit: parses, the signatures do not cover it, the `.info` does.
-        (2..=4 | 8, true, Err(Error::HeaderMismatch { field: f, .. })) => *f == Header::FIELD_NAMES[field],
+        (2..=4 | 8, true, Err(Error::HeaderMismatch { field: f, .. })) => {
+            *f == Header::FIELD_NAMES[field]
+        }
         (2..=4 | 8, false, Err(Error::Header(HeaderError::Number { index, .. }))) => {
             *index == field
         }
@@ -642,7 +644,12 @@ fn cld_member_data_flips_are_sha256_mismatches() {
                         kind: MemberError::Sha256 { .. },
                     }) if *m == member.name);
                 tally.check(ok, || {
-                    format!("{} {} data offset {off}: {}", cld.name, member.name, outcome(&r))
+                    format!(
+                        "{} {} data offset {off}: {}",
+                        cld.name,
+                        member.name,
+                        outcome(&r)
+                    )
                 });
             }
         }
@@ -762,7 +769,11 @@ fn cld_info_entry_and_header_line_changes_break_the_dsig() {
                 format!("{} .info offset {rel} ^0x01: {}", cld.name, outcome(&r))
             });
         }
-        println!("{}: {} .info text changes", cld.name, tally.checked - before);
+        println!(
+            "{}: {} .info text changes",
+            cld.name,
+            tally.checked - before
+        );
     }
     tally.finish("CLD .info text");
 }

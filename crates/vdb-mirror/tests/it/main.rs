@@ -85,6 +85,9 @@ fn url(m: &Running, path: &str) -> String {
     format!("http://{}{path}", m.http_addr())
 }
 
+/// Request headers as (name, value) pairs.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// `method path` on the mirror with `headers`.
 async fn request(
     m: &Running,
@@ -439,7 +442,7 @@ async fn http_semantics() {
     assert_eq!(&r.bytes().await.unwrap()[..], &cvd[..512]);
     let etag = h["etag"].to_str().unwrap();
     // (request headers, status, why)
-    let conditional: [(&[(&str, &str)], u16, &str); 5] = [
+    let conditional: [(Headers<'_>, u16, &str); 5] = [
         (
             &[HOST, ("range", "bytes=0-511"), ("if-modified-since", BUILT)],
             304,
