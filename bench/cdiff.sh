@@ -16,19 +16,14 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${BENCH_OUT:-$ROOT/bench/out}
 RUNS=${RUNS:-3}
-SIZE_MB=${SIZE_MB:-60}
-SEED=${SEED:-1}
 CHAIN=${CHAIN:-10}
 SMALL_MB=${SMALL_MB:-15}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-VDB=$TARGET_DIR/release/vdb
-UPDATER=$TARGET_DIR/release/vdb-update
 NAME=cdiff.sh
-SCRATCH=$OUT/scratch-cdiff
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+UPDATER=$TARGET_DIR/release/vdb-update
+SCRATCH=$OUT/scratch-cdiff
 need_tools cargo sigtool python3 gzip tar tail awk sort
 
 mkdir -p "$OUT"

@@ -15,7 +15,6 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${BENCH_OUT:-$ROOT/bench/out}
 RUNS=1
 MIRRORS=${MIRRORS:-20}
 QUERIES=${QUERIES:-100000}
@@ -24,7 +23,6 @@ INFLIGHT=${INFLIGHT:-32}
 PROCS=${PROCS:-2}
 MAX_SECS=${MAX_SECS:-30}
 ZONE=${ZONE:-db.bench.test}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NAME=dns.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"

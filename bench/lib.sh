@@ -1,5 +1,13 @@
-# Shared helpers of the bench/ scripts (sourced, not run). The sourcing script sets NAME (for
-# messages), OUT (results directory), RUNS, and the array LABELS/MED/RSS are filled by measure.
+# Shared helpers of the bench/ scripts (sourced, not run). The sourcing script sets ROOT (the
+# repository), NAME (for messages) and RUNS; the array LABELS/MED/RSS are filled by measure.
+
+# Settings every script shares: results directory, cargo's target directory, the vdb binary,
+# and the synthetic database's size and seed.
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+VDB=$TARGET_DIR/release/vdb
+SIZE_MB=${SIZE_MB:-60}
+SEED=${SEED:-1}
 
 die() { echo "bench/$NAME: $*" >&2; exit 1; }
 
@@ -164,26 +172,54 @@ TOML
 }
 ADMIN_TOKEN=bench-admin-token-0123456789
 
+# follower_toml NAME MASTER_URL MASTER_PUB: the first lines of the config of a role that follows
+# one master (a mirror, a monitor) on the bench network.
+follower_toml() {
+    printf 'name = "%s"\nnetwork = "bench"\nmasters = ["%s"]\nmaster_keys = ["%s"]\n' "$1" "$2" "$3"
+}
+
 # mirror_config FILE NAME MASTER_URL MASTER_PUB DATA LOCAL [EXTRA]: a mirror on 127.0.0.1:0
 # that polls only every hour (pushes make it sync).
 mirror_config() {
-    cat >"$1" <<TOML
-name = "$2"
-network = "bench"
-masters = ["$3"]
-master_keys = ["$4"]
+    {
+        follower_toml "$2" "$3" "$4"
+        cat <<TOML
 data_dir = "$5"
 local_dir = "$6"
 listen = "127.0.0.1:0"
 poll_secs = 3600
 ${7:-}
 TOML
+    } >"$1"
 }
 
 # mirror_serial URL: the serial a mirror serves now (empty before its first sync).
 mirror_serial() { curl -sf --max-time 5 "$1/.well-known/vdbnet/mirror-status" | jq -r '.serial // empty'; }
 # serial_at_least URL N: true when the mirror at URL serves serial N or newer.
 serial_at_least() { local s; s=$(mirror_serial "$1"); [[ -n $s ]] && ((s >= $2)); }
+# mirror_serial_py DIR: writes DIR/mirror_serial.py for the Python pollers next to it (they
+# `from mirror_serial import serial`): serial(url), the serial the mirror at url serves now (0
+# if none or unreachable), over one keep-alive connection per mirror, a broken one replaced once.
+mirror_serial_py() {
+    cat >"$1/mirror_serial.py" <<'PY'
+import http.client, json, urllib.parse
+conns = {}
+def serial(u):
+    for attempt in (0, 1):
+        try:
+            c = conns.get(u)
+            if c is None:
+                p = urllib.parse.urlsplit(u)
+                c = conns[u] = http.client.HTTPConnection(p.hostname, p.port, timeout=5)
+            c.request("GET", "/.well-known/vdbnet/mirror-status")
+            r = c.getresponse()
+            body = r.read()
+            return (json.loads(body).get("serial") or 0) if r.status == 200 else 0
+        except (OSError, http.client.HTTPException, ValueError):
+            conns.pop(u, None)
+    return 0
+PY
+}
 # master_serial URL: the serial of the master's current manifest.
 master_serial() { curl -sf --max-time 5 "$1/metrics" | awk '/^vdb_master_manifest_serial /{print $2}'; }
 # metric URL NAME: one unlabelled Prometheus value from URL/metrics.

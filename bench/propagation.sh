@@ -30,15 +30,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${BENCH_OUT:-$ROOT/bench/out}
 RUNS=1
 MIRRORS=${MIRRORS:-100}
-SIZE_MB=${SIZE_MB:-60}
-SEED=${SEED:-1}
 RSYNC_P=${RSYNC_P:-16}
 MAX_WAIT=${MAX_WAIT:-300}
 GOAL_SECS=${GOAL_SECS:-2}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NAME=propagation.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -101,30 +97,28 @@ PY
     local urls=()
     for ((i = 1; i <= DNS_MIRRORS; i++)); do
         local ip=127.0.0.$((70 + i))
-        cat >"$F/m$i.toml" <<TOML
-name = "m$i"
-network = "bench"
-masters = ["$master"]
-master_keys = ["$mpub"]
+        {
+            follower_toml "m$i" "$master" "$mpub"
+            cat <<TOML
 data_dir = "$F/m$i"
 listen = "$ip:$port"
 poll_secs = 300
 TOML
+        } >"$F/m$i.toml"
         "$VDB" mirror add --master "$master" --token "$ADMIN_TOKEN" "m$i" --base-url "http://$ip:$port" \
             --push-url "http://$ip:$port/.well-known/vdbnet/push" --address "$ip" >/dev/null
         start_role "$F/logs/m$i" mirror "$F/m$i.toml"
         urls+=("http://$ip:$port")
     done
     printf '%s\n' "${urls[@]}" >"$F/mirrors.txt"
-    cat >"$F/monitor.toml" <<TOML
-name = "monitor-1"
-network = "bench"
-masters = ["$master"]
-master_keys = ["$mpub"]
+    {
+        follower_toml monitor-1 "$master" "$mpub"
+        cat <<TOML
 listen = "127.0.0.1:0"
 database = "$F/monitor.sqlite"
 check_interval_secs = 300
 TOML
+    } >"$F/monitor.toml"
     start_role "$F/logs/monitor" monitor "$F/monitor.toml"
     local monitor
     monitor=$(json http "$READY")
@@ -159,24 +153,15 @@ TestDatabases yes
 ScriptedUpdates yes
 Bytecode no
 CONF
+    mirror_serial_py "$F"
     cat >"$F/poll.py" <<'PY'
 """After a publish: when every mirror first serves serial >= S, and when the directory's
 test.cvd TXT first says version V (dig). Prints `t_mirrors t_txt` (Unix seconds, `-` if never)."""
-import http.client, json, subprocess, sys, time, urllib.parse
+import subprocess, sys, time
+from mirror_serial import serial
 urls, target, version, host, port, max_wait = (open(sys.argv[1]).read().split(), int(sys.argv[2]),
     sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]))
-conns, left, t_mir, t_txt = {}, set(urls), None, None
-def serial(u):
-    try:
-        c = conns.get(u)
-        if c is None:
-            p = urllib.parse.urlsplit(u)
-            c = conns[u] = http.client.HTTPConnection(p.hostname, p.port, timeout=5)
-        c.request("GET", "/.well-known/vdbnet/mirror-status")
-        r = c.getresponse(); body = r.read()
-        return (json.loads(body).get("serial") or 0) if r.status == 200 else 0
-    except (OSError, http.client.HTTPException, ValueError):
-        conns.pop(u, None); return 0
+left, t_mir, t_txt = set(urls), None, None
 deadline = time.time() + max_wait
 while (t_mir is None or t_txt is None) and time.time() < deadline:
     for u in list(left):
@@ -301,26 +286,13 @@ declare -A PULLED0
 for u in "${URLS[@]}"; do PULLED0[$u]=$(metric "$u" vdb_mirror_pulled_bytes_total); done
 
 # --- the update: poller first, then publish -----------------------------------------------------
+mirror_serial_py "$W"
 cat >"$W/poll.py" <<'PY'
 """Polls every mirror's status document in turn (keep-alive) until each serves serial >= target;
 prints `url unix_time` per mirror when it first did (or `url -` at the deadline)."""
-import http.client, json, sys, time, urllib.parse
+import sys, time
+from mirror_serial import serial
 urls, target, max_wait = open(sys.argv[1]).read().split(), int(sys.argv[2]), float(sys.argv[3])
-conns = {}
-def serial(u):
-    for attempt in (0, 1):
-        try:
-            c = conns.get(u)
-            if c is None:
-                p = urllib.parse.urlsplit(u)
-                c = conns[u] = http.client.HTTPConnection(p.hostname, p.port, timeout=5)
-            c.request("GET", "/.well-known/vdbnet/mirror-status")
-            r = c.getresponse()
-            body = r.read()
-            return json.loads(body).get("serial") or 0 if r.status == 200 else 0
-        except (OSError, http.client.HTTPException, ValueError):
-            conns.pop(u, None)
-    return 0
 left, seen, deadline = list(urls), {}, time.time() + max_wait
 print("ready", flush=True)
 while left and time.time() < deadline:

@@ -13,17 +13,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${BENCH_OUT:-$ROOT/bench/out}
 RUNS=1
-SIZE_MB=${SIZE_MB:-60}
-SEED=${SEED:-1}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 BIG_CONNS=${BIG_CONNS:-2}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
 SERVE_THREADS=${SERVE_THREADS:-}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NGINX=${NGINX:-/usr/sbin/nginx}
 NAME=serve.sh
 # shellcheck source=bench/lib.sh

@@ -12,18 +12,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${BENCH_OUT:-$ROOT/bench/out}
 RUNS=${RUNS:-3}
-SIZE_MB=${SIZE_MB:-60}
-SEED=${SEED:-1}
 CDIFFS=${CDIFFS:-3}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-VDB=$TARGET_DIR/release/vdb
-
 NAME=verify.sh
-SCRATCH=$OUT/scratch
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+SCRATCH=$OUT/scratch
 need_tools cargo sigtool gzip tar md5sum tail awk sort
 
 mkdir -p "$OUT"

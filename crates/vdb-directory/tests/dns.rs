@@ -16,6 +16,7 @@ use vdb_proto::{MaintenanceWindow, ManualClock, MirrorState};
 
 const T0: i64 = 1_700_000_000;
 const ZONE: &str = "vdb.test.";
+const DATABASE: &str = "database.vdb.test.";
 
 fn geo_db(dir: &std::path::Path, schema: Schema) -> PathBuf {
     let bytes = mmdb::build(
@@ -72,6 +73,32 @@ async fn start(c: Config, clock: &ManualClock) -> Running {
         .unwrap()
 }
 
+/// A directory on doubles serving `net` (GeoIP database `geo`), its clock at T0, its config
+/// changed by `edit` first.
+async fn directory(
+    net: Network,
+    geo: Option<PathBuf>,
+    edit: impl FnOnce(&mut Config),
+) -> (Doubles, ManualClock, Running) {
+    let doubles = Doubles::start(net).await;
+    let clock = ManualClock::new(T0);
+    let mut c = config(&doubles, geo);
+    edit(&mut c);
+    let dir = start(c, &clock).await;
+    (doubles, clock, dir)
+}
+
+/// `database.vdb.test. A` asked once from the default source with dig `args`.
+async fn database(dns: SocketAddr, args: &[&str]) -> support::Dig {
+    dig(dns, None, DATABASE, "A", args).await
+}
+
+/// `database.vdb.test. A` from the default source, asked until `ok` holds for the addresses
+/// (10 s at most).
+async fn database_until(dns: SocketAddr, ok: impl Fn(&[String]) -> bool) -> support::Dig {
+    dig_until(dns, None, DATABASE, "A", 10, |d| ok(&d.data("A"))).await
+}
+
 fn soa_serial(d: &support::Dig) -> u32 {
     let soa = d
         .answer
@@ -89,14 +116,14 @@ async fn serial(dns: SocketAddr) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_name_and_type_over_udp_and_tcp() {
     let tmp = tempfile::tempdir().unwrap();
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let mut c = config(&doubles, Some(geo_db(tmp.path(), Schema::GeoIp2Country)));
-    c.nameservers = vec![vdb_directory::NameServer {
-        name: "ns1.vdb.test".into(),
-        addresses: vec!["127.0.0.1".parse().unwrap()],
-    }];
-    let dir = start(c, &clock).await;
+    let geo = Some(geo_db(tmp.path(), Schema::GeoIp2Country));
+    let (_doubles, _clock, dir) = directory(three_mirrors(), geo, |c| {
+        c.nameservers = vec![vdb_directory::NameServer {
+            name: "ns1.vdb.test".into(),
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+        }];
+    })
+    .await;
     let dns = dir.dns_addr();
 
     for tcp in [false, true] {
@@ -214,14 +241,7 @@ async fn every_name_and_type_over_udp_and_tcp() {
     assert_eq!(d.status, "NOERROR");
     assert!(!d.raw.contains("OPT PSEUDOSECTION"));
     // EDNS Client Subnet decides the region when a resolver sends it.
-    let d = dig(
-        dns,
-        None,
-        "database.vdb.test.",
-        "A",
-        &["+subnet=127.0.0.3/32"],
-    )
-    .await;
+    let d = database(dns, &["+subnet=127.0.0.3/32"]).await;
     assert_eq!(d.data("CNAME"), ["db.america.vdb.test."], "{}", d.raw);
     assert!(
         d.raw.contains("CLIENT-SUBNET: 127.0.0.3/32/32"),
@@ -242,11 +262,9 @@ async fn every_name_and_type_over_udp_and_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_geo_mode_and_country_code_schema() {
     let tmp = tempfile::tempdir().unwrap();
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let mut c = config(&doubles, Some(geo_db(tmp.path(), Schema::CountryCode)));
-    c.geo_mode = GeoMode::Direct;
-    let dir = start(c, &clock).await;
+    let geo = Some(geo_db(tmp.path(), Schema::CountryCode));
+    let (_doubles, _clock, dir) =
+        directory(three_mirrors(), geo, |c| c.geo_mode = GeoMode::Direct).await;
     let d = dig(
         dir.dns_addr(),
         Some("127.0.0.2"),
@@ -271,38 +289,20 @@ async fn truncation_and_tcp_fallback() {
         net.verdicts
             .push(verdict(&name, MirrorState::InService, 1, 1));
     }
-    let doubles = Doubles::start(net).await;
-    let clock = ManualClock::new(T0);
-    let mut c = config(&doubles, None);
-    c.max_records = 100;
-    let dir = start(c, &clock).await;
+    let (doubles, _clock, dir) = directory(net, None, |c| c.max_records = 100).await;
     let dns = dir.dns_addr();
     // 60 A records do not fit in 512 bytes: TC set, partial answer.
-    let d = dig(
-        dns,
-        None,
-        "database.vdb.test.",
-        "A",
-        &["+noedns", "+ignore"],
-    )
-    .await;
+    let d = database(dns, &["+noedns", "+ignore"]).await;
     assert!(d.has_flag("tc"), "{}", d.raw);
     assert!(d.answer.len() < 60);
     // dig retries over TCP on TC by itself, and gets all of them.
-    let d = dig(dns, None, "database.vdb.test.", "A", &["+noedns"]).await;
+    let d = database(dns, &["+noedns"]).await;
     assert!(!d.has_flag("tc"));
     assert_eq!(d.data("A").len(), 60, "{}", d.raw);
-    let d = dig(dns, None, "database.vdb.test.", "A", &["+tcp"]).await;
+    let d = database(dns, &["+tcp"]).await;
     assert_eq!(d.data("A").len(), 60);
     // A large EDNS buffer carries them over UDP.
-    let d = dig(
-        dns,
-        None,
-        "database.vdb.test.",
-        "A",
-        &["+bufsize=4096", "+ignore"],
-    )
-    .await;
+    let d = database(dns, &["+bufsize=4096", "+ignore"]).await;
     assert!(!d.has_flag("tc"));
     assert_eq!(d.data("A").len(), 60);
     dir.shutdown().await;
@@ -326,7 +326,7 @@ async fn truncation_and_tcp_fallback() {
     c.max_records = 5;
     c.axfr_allow = vec!["127.0.0.1".parse().unwrap()];
     let dir = start(c, &clock).await;
-    let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
+    let d = database(dir.dns_addr(), &[]).await;
     assert_eq!(d.data("A").len(), 5);
     let axfr = dig(dir.dns_addr(), None, "vdb.test.", "AXFR", &[]).await;
     let (text, rrs) = (&axfr.raw, axfr.records());
@@ -352,19 +352,14 @@ async fn truncation_and_tcp_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let dir = start(config(&doubles, None), &clock).await;
+    let (doubles, clock, dir) = directory(three_mirrors(), None, |_| {}).await;
     let dns = dir.dns_addr();
     let s0 = serial(dns).await;
     assert!(s0 >= T0 as u32, "serials start from the clock");
 
     // The monitor takes eu2 out.
     doubles.edit(|n| n.verdicts[1].state = MirrorState::Out);
-    let d = dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
-        d.data("A").len() == 2
-    })
-    .await;
+    let d = database_until(dns, |a| a.len() == 2).await;
     assert_eq!(d.data("A"), ["192.0.2.1", "198.51.100.1"]);
     let s1 = serial(dns).await;
     assert!(s1 > s0);
@@ -380,10 +375,7 @@ async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
 
     // Its admin drains us1.
     doubles.edit(|n| n.registry[2].drained = true);
-    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
-        d.data("A") == ["192.0.2.1"]
-    })
-    .await;
+    database_until(dns, |a| a == ["192.0.2.1"]).await;
     assert!(serial(dns).await > s1);
 
     // eu1 announces a maintenance window; now it has begun.
@@ -395,38 +387,19 @@ async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
             reason: "disk swap".into(),
         });
     });
-    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
-        d.data("A").len() == 2
-    })
-    .await;
+    database_until(dns, |a| a.len() == 2).await;
     clock.set(T0 + 150);
-    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
-        d.data("A") == ["192.0.2.2"]
-    })
-    .await;
+    database_until(dns, |a| a == ["192.0.2.2"]).await;
     clock.set(T0 + 200);
-    dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
-        d.data("A").len() == 2
-    })
-    .await;
+    database_until(dns, |a| a.len() == 2).await;
     dir.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_static_and_unreachable_sources() {
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let mut c = config(&doubles, None);
-    c.min_in_service = 2;
-    let dir = start(c, &clock).await;
+    let (doubles, _clock, dir) = directory(three_mirrors(), None, |c| c.min_in_service = 2).await;
     let dns = dir.dns_addr();
-    assert_eq!(
-        dig(dns, None, "database.vdb.test.", "A", &[])
-            .await
-            .data("A")
-            .len(),
-        3
-    );
+    assert_eq!(database(dns, &[]).await.data("A").len(), 3);
 
     // The monitor says everyone is old; the freshest two stay (smallest lag first).
     doubles.edit(|n| {
@@ -435,10 +408,7 @@ async fn fail_static_and_unreachable_sources() {
             v.lag_secs = lag;
         }
     });
-    let d = dig_until(dns, None, "database.vdb.test.", "A", 10, |d| {
-        d.data("A").len() == 2
-    })
-    .await;
+    let d = database_until(dns, |a| a.len() == 2).await;
     assert_eq!(d.data("A"), ["192.0.2.1", "198.51.100.1"]);
     // TXT follows the handed-out set: both serve daily 27001.
     let d = dig(dns, None, "daily.cvd.vdb.test.", "TXT", &[]).await;
@@ -457,7 +427,7 @@ async fn fail_static_and_unreachable_sources() {
         n.master_down = true;
     });
     for _ in 0..3 {
-        let d = dig(dns, None, "database.vdb.test.", "A", &[]).await;
+        let d = database(dns, &[]).await;
         assert_eq!(d.data("A").len(), 2, "{}", d.raw);
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     }
@@ -472,11 +442,8 @@ async fn fail_static_and_unreachable_sources() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txt_time_is_refreshed_and_never_ahead() {
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let mut c = config(&doubles, None);
-    c.txt_refresh_secs = 3600;
-    let dir = start(c, &clock).await;
+    let (doubles, clock, dir) =
+        directory(three_mirrors(), None, |c| c.txt_refresh_secs = 3600).await;
     let dns = dir.dns_addr();
     let s0 = serial(dns).await;
     // A new release reaches eu1 and us1 first: TXT stays at what eu2 serves.
@@ -530,23 +497,24 @@ fn client_from(ip: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET url` from the loopback address `ip`, with `X-Forwarded-For: xff` if given; redirects
+/// are not followed.
+async fn get_from(ip: &str, url: &str, xff: Option<&str>) -> reqwest::Response {
+    let mut req = client_from(ip).get(url);
+    if let Some(xff) = xff {
+        req = req.header("x-forwarded-for", xff);
+    }
+    req.send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_redirector() {
     let tmp = tempfile::tempdir().unwrap();
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let dir = start(
-        config(&doubles, Some(geo_db(tmp.path(), Schema::GeoIp2Country))),
-        &clock,
-    )
-    .await;
+    let geo = Some(geo_db(tmp.path(), Schema::GeoIp2Country));
+    let (doubles, _clock, dir) = directory(three_mirrors(), geo, |_| {}).await;
     let base = format!("http://{}", dir.http_addr());
 
-    let r = client_from("127.0.0.3")
-        .get(format!("{base}/daily.cvd"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_from("127.0.0.3", &format!("{base}/daily.cvd"), None).await;
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.headers()["location"],
@@ -561,11 +529,7 @@ async fn http_redirector() {
     assert_eq!(links.len(), 2, "{links:?}");
     assert!(links.iter().all(|l| l.contains("rel=duplicate")));
     for _ in 0..10 {
-        let r = client_from("127.0.0.2")
-            .get(format!("{base}/daily-27001.cdiff"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_from("127.0.0.2", &format!("{base}/daily-27001.cdiff"), None).await;
         let loc = r.headers()["location"].to_str().unwrap().to_owned();
         assert!(loc.starts_with("http://192.0.2."), "{loc}");
         // The alternatives start with the other European mirror.
@@ -580,20 +544,16 @@ async fn http_redirector() {
             .to_owned();
         assert!(first_alt.starts_with("<http://192.0.2."), "{first_alt}");
     }
-    let plain = client_from("127.0.0.1");
     for bad in ["local_stats", ".hidden", "a..b"] {
-        let r = plain.get(format!("{base}/{bad}")).send().await.unwrap();
+        let r = get_from("127.0.0.1", &format!("{base}/{bad}"), None).await;
         assert_eq!(r.status(), 404, "{bad}");
         let e: vdb_proto::ApiError = r.json().await.unwrap();
         assert_eq!(e.code, "bad_name");
     }
-    let r = plain.get(format!("{base}/healthz")).send().await.unwrap();
+    let r = get_from("127.0.0.1", &format!("{base}/healthz"), None).await;
     assert_eq!(r.text().await.unwrap(), "ok");
-    let list: serde_json::Value = plain
-        .get(format!("{base}/api/v1/mirrors"))
-        .send()
+    let list: serde_json::Value = get_from("127.0.0.1", &format!("{base}/api/v1/mirrors"), None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -602,14 +562,9 @@ async fn http_redirector() {
     assert_eq!(list["mirrors"][0]["in_service"], true);
     assert_eq!(list["mirrors"][0]["serving"]["daily"], 27001);
     // X-Forwarded-For is ignored from untrusted peers (127.0.0.1 has no region: any mirror).
-    let r = plain
-        .get(format!("{base}/daily.cvd"))
-        .header("x-forwarded-for", "127.0.0.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_from("127.0.0.1", &format!("{base}/daily.cvd"), Some("127.0.0.3")).await;
     assert_eq!(r.status(), 302);
-    let r = plain
+    let r = client_from("127.0.0.1")
         .post(format!("{base}/daily.cvd"))
         .body("x")
         .send()
@@ -621,11 +576,8 @@ async fn http_redirector() {
     doubles.edit(|n| n.registry.clear());
     let mut status = 0;
     for _ in 0..50 {
-        status = plain
-            .get(format!("{base}/daily.cvd"))
-            .send()
+        status = get_from("127.0.0.1", &format!("{base}/daily.cvd"), None)
             .await
-            .unwrap()
             .status()
             .as_u16();
         if status == 503 {
@@ -640,19 +592,14 @@ async fn http_redirector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirector_behind_a_trusted_proxy() {
     let tmp = tempfile::tempdir().unwrap();
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let mut c = config(&doubles, Some(geo_db(tmp.path(), Schema::GeoIp2Country)));
-    c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    let dir = start(c, &clock).await;
+    let geo = Some(geo_db(tmp.path(), Schema::GeoIp2Country));
+    let (_doubles, _clock, dir) = directory(three_mirrors(), geo, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
     let base = format!("http://{}", dir.http_addr());
     for xff in ["127.0.0.3", "10.1.1.1, 127.0.0.3"] {
-        let r = client_from("127.0.0.1")
-            .get(format!("{base}/main.cvd"))
-            .header("x-forwarded-for", xff)
-            .send()
-            .await
-            .unwrap();
+        let r = get_from("127.0.0.1", &format!("{base}/main.cvd"), Some(xff)).await;
         assert_eq!(
             r.headers()["location"],
             "http://198.51.100.1:8080/main.cvd",
@@ -660,12 +607,7 @@ async fn redirector_behind_a_trusted_proxy() {
         );
     }
     // Not from the proxy: the header is not believed; 127.0.0.2 is in europe.
-    let r = client_from("127.0.0.2")
-        .get(format!("{base}/main.cvd"))
-        .header("x-forwarded-for", "127.0.0.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_from("127.0.0.2", &format!("{base}/main.cvd"), Some("127.0.0.3")).await;
     assert!(
         r.headers()["location"]
             .to_str()
@@ -684,13 +626,7 @@ async fn last_known_state_survives_a_restart_while_sources_are_down() {
     let mut c = config(&doubles, None);
     c.state_file = Some(state.clone());
     let dir = start(c.clone(), &clock).await;
-    assert_eq!(
-        dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[])
-            .await
-            .data("A")
-            .len(),
-        3
-    );
+    assert_eq!(database(dir.dns_addr(), &[]).await.data("A").len(), 3);
     dir.shutdown().await;
     assert!(state.exists());
 
@@ -700,7 +636,7 @@ async fn last_known_state_survives_a_restart_while_sources_are_down() {
         n.monitor_down = true;
     });
     let dir = start(c.clone(), &clock).await;
-    let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
+    let d = database(dir.dns_addr(), &[]).await;
     assert_eq!(d.data("A").len(), 3, "{}", d.raw);
     let d = dig(dir.dns_addr(), None, "daily.cvd.vdb.test.", "TXT", &[]).await;
     assert!(d.data("TXT")[0].starts_with("\"27000:"), "{}", d.raw);
@@ -709,7 +645,7 @@ async fn last_known_state_survives_a_restart_while_sources_are_down() {
     // A damaged state file is ignored, not fatal.
     std::fs::write(&state, b"{\"registry\": [garbage").unwrap();
     let dir = start(c, &clock).await;
-    let d = dig(dir.dns_addr(), None, "database.vdb.test.", "A", &[]).await;
+    let d = database(dir.dns_addr(), &[]).await;
     assert_eq!(d.status, "NOERROR");
     assert!(d.answer.is_empty());
     let d = dig(dir.dns_addr(), None, "current.cvd.vdb.test.", "TXT", &[]).await;
@@ -782,9 +718,7 @@ async fn raw_query(
 async fn hostile_and_odd_queries() {
     use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
     use hickory_proto::rr::{DNSClass, Name, RecordType};
-    let doubles = Doubles::start(three_mirrors()).await;
-    let clock = ManualClock::new(T0);
-    let dir = start(config(&doubles, None), &clock).await;
+    let (_doubles, _clock, dir) = directory(three_mirrors(), None, |_| {}).await;
     let dns = dir.dns_addr();
 
     // Garbage and truncated packets: no answer, no harm.

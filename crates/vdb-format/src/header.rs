@@ -6,17 +6,6 @@ use crate::sigenc;
 /// Length of the container header.
 pub const HEADER_LEN: usize = 512;
 const MAGIC: &str = "ClamAV-VDB";
-const FIELD_NAMES: [&str; 9] = [
-    "magic",
-    "build time",
-    "version",
-    "signature count",
-    "functionality level",
-    "MD5",
-    "signature",
-    "builder",
-    "build seconds",
-];
 /// Longest builder name sigtool accepts (`SIGNDUSER`).
 pub(crate) const MAX_BUILDER_LEN: usize = 32;
 
@@ -46,6 +35,19 @@ pub struct Header {
 }
 
 impl Header {
+    /// The names of the nine `:`-separated fields, in order, as errors name them.
+    pub const FIELD_NAMES: [&'static str; 9] = [
+        "magic",
+        "build time",
+        "version",
+        "signature count",
+        "functionality level",
+        "MD5",
+        "signature",
+        "builder",
+        "build seconds",
+    ];
+
     /// Parses a 512-byte container header. Every byte must be printable ASCII (as freshclam
     /// requires); trailing space padding is removed.
     pub fn parse(bytes: &[u8]) -> Result<Self, HeaderError> {
@@ -86,7 +88,7 @@ impl Header {
         }
         for (i, f) in fields.iter().enumerate() {
             if f.is_empty() {
-                return Err(HeaderError::EmptyField(i, FIELD_NAMES[i]));
+                return Err(HeaderError::EmptyField(i, Self::FIELD_NAMES[i]));
             }
         }
         let md5 = match fields[5] {
@@ -190,13 +192,13 @@ fn number<T: std::str::FromStr>(fields: &[&str], index: usize) -> Result<T, Head
     if !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HeaderError::Number {
             index,
-            name: FIELD_NAMES[index],
+            name: Header::FIELD_NAMES[index],
             value: value.to_owned(),
         });
     }
     value.parse().map_err(|_| HeaderError::Number {
         index,
-        name: FIELD_NAMES[index],
+        name: Header::FIELD_NAMES[index],
         value: value.to_owned(),
     })
 }

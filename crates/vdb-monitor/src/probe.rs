@@ -148,25 +148,13 @@ impl Prober {
         let mut registry = None;
         let mut errors = Vec::new();
         for base in &self.masters {
-            match self
-                .get(
-                    &self.client,
-                    &join(base, MANIFEST_PATH),
-                    false,
-                    None,
-                    MAX_DOC,
-                )
-                .await
-            {
-                Ok((_, _, body)) => match self.read_manifest(&body, now) {
-                    Ok((env, m)) => {
-                        if best.as_ref().is_none_or(|(_, b)| m.serial > b.serial) {
-                            best = Some((env, m));
-                        }
+            match self.master_manifest(base, now).await {
+                Ok((env, m)) => {
+                    if best.as_ref().is_none_or(|(_, b)| m.serial > b.serial) {
+                        best = Some((env, m));
                     }
-                    Err(e) => errors.push(format!("master {base}: {e}")),
-                },
-                Err(e) => errors.push(format!("master {e}")),
+                }
+                Err(e) => errors.push(e),
             }
             if registry.is_none() {
                 match self
@@ -191,22 +179,27 @@ impl Prober {
         (best, registry, errors)
     }
 
+    /// The manifest the master at `base` serves, read and checked; an error as a sentence.
+    async fn master_manifest(
+        &self,
+        base: &str,
+        now: i64,
+    ) -> Result<(Signed<Manifest>, Manifest), String> {
+        let url = join(base, MANIFEST_PATH);
+        let (_, _, body) = self
+            .get(&self.client, &url, false, None, MAX_DOC)
+            .await
+            .map_err(|e| format!("master {e}"))?;
+        self.read_manifest(&body, now)
+            .map_err(|e| format!("master {base}: {e}"))
+    }
+
     /// The highest serial of a valid manifest any master serves (the release watch: one
     /// small request per master).
     pub(crate) async fn newest_serial(&self, now: i64) -> Option<u64> {
         let mut best = None;
         for base in &self.masters {
-            if let Ok((_, _, body)) = self
-                .get(
-                    &self.client,
-                    &join(base, MANIFEST_PATH),
-                    false,
-                    None,
-                    MAX_DOC,
-                )
-                .await
-                && let Ok((_, m)) = self.read_manifest(&body, now)
-            {
+            if let Ok((_, m)) = self.master_manifest(base, now).await {
                 best = best.max(Some(m.serial));
             }
         }

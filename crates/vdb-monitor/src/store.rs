@@ -115,6 +115,11 @@ impl Store {
         }
     }
 
+    /// Runs one statement; the number of rows it changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+        self.conn.execute(sql, params).map_err(|e| self.err(e))
+    }
+
     pub(crate) fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -123,14 +128,12 @@ impl Store {
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            params![key, value],
+        )
+        .map(drop)
     }
 
     /// Records the versions of a manifest (first sighting only) and returns the book.
@@ -140,12 +143,10 @@ impl Store {
         now: i64,
     ) -> Result<VersionBook> {
         for (db, v) in newest {
-            self.conn
-                .execute(
-                    "INSERT OR IGNORE INTO versions (db, version, first_seen) VALUES (?1, ?2, ?3)",
-                    params![db, v, now],
-                )
-                .map_err(|e| self.err(e))?;
+            self.execute(
+                "INSERT OR IGNORE INTO versions (db, version, first_seen) VALUES (?1, ?2, ?3)",
+                params![db, v, now],
+            )?;
         }
         let mut book = VersionBook {
             newest: newest.clone(),
@@ -188,42 +189,36 @@ impl Store {
 
     pub(crate) fn save_status(&self, name: &str, s: &MirrorStatus) -> Result<()> {
         let json = serde_json::to_string(s).expect("status serialises");
-        self.conn
-            .execute(
-                "INSERT INTO mirrors (name, status) VALUES (?1, ?2)
+        self.execute(
+            "INSERT INTO mirrors (name, status) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET status = excluded.status",
-                params![name, json],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            params![name, json],
+        )
+        .map(drop)
     }
 
     pub(crate) fn add_check(&self, mirror: &str, row: &CheckRow) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO checks (mirror, at, result, state, lag_secs, serial, response_ms, detail)
+        self.execute(
+            "INSERT INTO checks (mirror, at, result, state, lag_secs, serial, response_ms, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    mirror,
-                    row.at,
-                    row.result,
-                    row.state,
-                    row.lag_secs,
-                    row.serial.map(|s| s as i64),
-                    row.response_ms.map(|s| s as i64),
-                    row.detail
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            params![
+                mirror,
+                row.at,
+                row.result,
+                row.state,
+                row.lag_secs,
+                row.serial.map(|s| s as i64),
+                row.response_ms.map(|s| s as i64),
+                row.detail
+            ],
+        )
+        .map(drop)
     }
 
     /// Drops history older than `before`.
     pub(crate) fn prune(&self, before: i64) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM checks WHERE at < ?1", [before])
+        self.execute("DELETE FROM checks WHERE at < ?1", [before])
             .map(drop)
-            .map_err(|e| self.err(e))
     }
 
     pub(crate) fn history(&self, mirror: &str, n: usize) -> Result<Vec<CheckRow>> {
@@ -259,13 +254,10 @@ impl Store {
         mirror: &str,
         now: i64,
     ) -> Result<()> {
-        self.conn
-            .execute(
+        self.execute(
                 "INSERT OR IGNORE INTO rollout (db, version, mirror, first_seen) VALUES (?1, ?2, ?3, ?4)",
                 params![db, version, mirror, now],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            ).map(drop)
     }
 
     /// The newest `n` versions of every database: (db, version, first seen, mirror → first
@@ -302,14 +294,11 @@ impl Store {
 
     /// Queues an alert on a channel unless it was queued before; true if new.
     pub(crate) fn queue_alert(&self, a: &PendingAlert, now: i64) -> Result<bool> {
-        self.conn
-            .execute(
+        self.execute(
                 "INSERT OR IGNORE INTO alerts (mirror, incident, kind, level, channel, created_at, status, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
                 params![a.mirror, a.incident, a.kind, a.level, a.channel, now, a.body],
-            )
-            .map(|n| n == 1)
-            .map_err(|e| self.err(e))
+            ).map(|n| n == 1)
     }
 
     /// Alerts still to deliver (fewer than `max_attempts` failed tries).
@@ -345,17 +334,17 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let key = "mirror = ?1 AND incident = ?2 AND kind = ?3 AND level = ?4 AND channel = ?5";
-        let r = match status {
-            Some(st) => self.conn.execute(
+        match status {
+            Some(st) => self.execute(
                 &format!("UPDATE alerts SET status = ?6, sent_at = ?7, attempts = attempts + 1 WHERE {key}"),
                 params![a.mirror, a.incident, a.kind, a.level, a.channel, st, now],
             ),
-            None => self.conn.execute(
+            None => self.execute(
                 &format!("UPDATE alerts SET attempts = attempts + 1 WHERE {key}"),
                 params![a.mirror, a.incident, a.kind, a.level, a.channel],
             ),
-        };
-        r.map(drop).map_err(|e| self.err(e))
+        }
+        .map(drop)
     }
 
     /// Alerts delivered since `since` (the hourly rate limit).

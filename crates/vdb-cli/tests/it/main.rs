@@ -368,20 +368,44 @@ fn append_line(dir: &Path, name: &str, line: &str) {
     fs::write(path, text).unwrap();
 }
 
+/// In `t`: key set `K`, test-6 unpacked in `u6`, and a copy of it in `dir` with one extra
+/// line in test.ndb.
+fn keys_and_test_6_plus_a_line(t: &Path, dir: &str) {
+    vdb!(t, "db", "keygen", "-o", "K").ok();
+    vdb!(t, "db", "unpack", &fx("test-6.cvd"), "u6").ok();
+    copy_dir(&t.join("u6"), &t.join(dir));
+    append_line(
+        &t.join(dir),
+        "test.ndb",
+        "Test.Vdbnet.Extra-1:0:*:00112233445566778899aabbccddeeff",
+    );
+}
+
+/// In `t`: builds the unpacked database `dir` into `out` (making its folder) as `version`,
+/// signed with key set `K`.
+fn build_with_k(t: &Path, dir: &str, out: &str, version: &str) {
+    fs::create_dir(t.join(out).parent().unwrap()).unwrap();
+    vdb!(
+        t,
+        "db",
+        "build",
+        dir,
+        "-o",
+        out,
+        "--keys",
+        "K",
+        "--version",
+        version
+    )
+    .ok();
+}
+
 #[test]
 fn diff_then_apply_roundtrip_signed() {
     let tmp = TempDir::new().unwrap();
     let t = tmp.path();
-    vdb!(t, "db", "keygen", "-o", "K").ok();
-    vdb!(t, "db", "unpack", &fx("test-6.cvd"), "u6").ok();
-
     // v7: test-6 plus one extra line in test.ndb.
-    copy_dir(&t.join("u6"), &t.join("d7"));
-    append_line(
-        &t.join("d7"),
-        "test.ndb",
-        "Test.Vdbnet.Extra-1:0:*:00112233445566778899aabbccddeeff",
-    );
+    keys_and_test_6_plus_a_line(t, "d7");
     // v8: one line changed and one deleted.
     copy_dir(&t.join("d7"), &t.join("d8"));
     let ndb = t.join("d8/test.ndb");
@@ -394,20 +418,7 @@ fn diff_then_apply_roundtrip_signed() {
     fs::write(&ndb, format!("{}\n", lines.join("\n"))).unwrap();
 
     for (dir, out, version) in [("d7", "v7/test.cvd", "7"), ("d8", "v8/test.cvd", "8")] {
-        fs::create_dir(t.join(out).parent().unwrap()).unwrap();
-        vdb!(
-            t,
-            "db",
-            "build",
-            dir,
-            "-o",
-            out,
-            "--keys",
-            "K",
-            "--version",
-            version
-        )
-        .ok();
+        build_with_k(t, dir, out, version);
     }
     let d = vdb!(
         t,
@@ -652,30 +663,9 @@ fn diff_script_applies_in_real_sigtool() {
 fn diff_refuses_unusable_cdiffs() {
     let tmp = TempDir::new().unwrap();
     let t = tmp.path();
-    vdb!(t, "db", "keygen", "-o", "K").ok();
-    vdb!(t, "db", "unpack", &fx("test-6.cvd"), "u6").ok();
-    copy_dir(&t.join("u6"), &t.join("dn"));
-    append_line(
-        &t.join("dn"),
-        "test.ndb",
-        "Test.Vdbnet.Extra-1:0:*:00112233445566778899aabbccddeeff",
-    );
+    keys_and_test_6_plus_a_line(t, "dn");
     for (dir, version) in [("u6", "6"), ("dn", "7"), ("dn", "8")] {
-        fs::create_dir(t.join(format!("v{version}"))).unwrap();
-        let out = format!("v{version}/test.cvd");
-        vdb!(
-            t,
-            "db",
-            "build",
-            dir,
-            "-o",
-            out,
-            "--keys",
-            "K",
-            "--version",
-            version
-        )
-        .ok();
+        build_with_k(t, dir, &format!("v{version}/test.cvd"), version);
     }
     let mut problems = Vec::new();
     // 6 → 8 in one cdiff: `vdb db apply` (like freshclam; `sigtool --diff` refuses to make

@@ -2,7 +2,9 @@
 //! hostile answers, raw TCP for a truncated body and a forward proxy.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +17,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use vdb_fetch::{Client, ErrorKind, Expect, ProxyConfig, RetryPolicy};
+use vdb_fetch::{Client, Downloaded, Error, ErrorKind, Expect, ProxyConfig, RetryPolicy};
 
 const HELLO: &[u8] = b"hello, world\n";
 const HELLO_SHA: &str = "853ff93762a06ddbf722c4ebe9ddd66d8f63ddaea97f521c3ecc20da7c976020";
@@ -83,11 +85,7 @@ async fn server() -> (SocketAddr, Arc<AtomicU32>) {
         .route(
             "/range",
             get(|h: HeaderMap| async move {
-                let r = h
-                    .get(header::RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("none")
-                    .to_owned();
+                let r = header_text(&h, header::RANGE, "none");
                 (
                     StatusCode::PARTIAL_CONTENT,
                     format!("{r}{}", "-".repeat(1000)),
@@ -150,16 +148,8 @@ async fn server() -> (SocketAddr, Arc<AtomicU32>) {
         .route(
             "/echo-agent",
             get(|h: HeaderMap| async move {
-                let ua = h
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let conn = h
-                    .get(header::CONNECTION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
+                let ua = header_text(&h, header::USER_AGENT, "");
+                let conn = header_text(&h, header::CONNECTION, "");
                 format!("{ua}|{conn}")
             }),
         );
@@ -173,17 +163,54 @@ fn client() -> Client {
         .unwrap()
 }
 
+/// Reads the body of `GET url` with `c` as `want` expects; the request itself must succeed.
+async fn fetch(c: &Client, url: &str, want: &Expect) -> Result<Vec<u8>, Error> {
+    c.get(url).send().await.unwrap().bytes(want).await
+}
+
+/// Saves the body of `GET url` with `c` to `path` as `want` expects; the request itself must
+/// succeed.
+async fn fetch_to(c: &Client, url: &str, path: &Path, want: &Expect) -> Result<Downloaded, Error> {
+    c.get(url).send().await.unwrap().to_file(path, want).await
+}
+
+/// An address on which nothing listens (any more).
+fn closed_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A raw TCP server on 127.0.0.1:0 that hands each connection, one at a time, to `answer`.
+async fn serve_raw<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            answer(s).await;
+        }
+    });
+    addr
+}
+
+/// The value of header `name` in `h` as text, or `default`.
+fn header_text(h: &HeaderMap, name: header::HeaderName, default: &str) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default)
+        .to_owned()
+}
+
 #[tokio::test]
 async fn downloads_check_size_and_digest_and_report_progress() {
     let (addr, _) = server().await;
     let c = client();
     let url = format!("http://{addr}/hello");
-    let body = c
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::exactly(13, HELLO_SHA))
+    let body = fetch(&c, &url, &Expect::exactly(13, HELLO_SHA))
         .await
         .unwrap();
     assert_eq!(body, HELLO);
@@ -193,12 +220,7 @@ async fn downloads_check_size_and_digest_and_report_progress() {
     let s2 = seen.clone();
     let want = Expect::exactly(BIG as u64, &vdb_proto::sha256_hex(&data))
         .on_progress(move |p| s2.lock().unwrap().push(p));
-    let got = c
-        .get(&format!("http://{addr}/big"))
-        .send()
-        .await
-        .unwrap()
-        .bytes(&want)
+    let got = fetch(&c, &format!("http://{addr}/big"), &want)
         .await
         .unwrap();
     assert_eq!(got, data);
@@ -216,26 +238,24 @@ async fn downloads_check_size_and_digest_and_report_progress() {
 async fn an_endless_body_is_cut_at_the_cap() {
     let (addr, _) = server().await;
     let t0 = Instant::now();
-    let e = client()
-        .get(&format!("http://{addr}/endless"))
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::at_most(1 << 20))
-        .await
-        .unwrap_err();
+    let e = fetch(
+        &client(),
+        &format!("http://{addr}/endless"),
+        &Expect::at_most(1 << 20),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
     assert!(!e.is_retryable());
     assert!(t0.elapsed() < Duration::from_secs(60));
     // An announced length above the cap is refused before reading.
-    let e = client()
-        .get(&format!("http://{addr}/big"))
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::at_most(1000))
-        .await
-        .unwrap_err();
+    let e = fetch(
+        &client(),
+        &format!("http://{addr}/big"),
+        &Expect::at_most(1000),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge);
 }
 
@@ -252,25 +272,18 @@ async fn a_wrong_digest_or_size_is_refused_and_the_file_removed() {
         (Expect::exactly(12, HELLO_SHA), ErrorKind::TooLarge),
         (Expect::at_most(100).size(20), ErrorKind::Network),
     ] {
-        let e = c
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .to_file(&path, &want)
-            .await
-            .unwrap_err();
+        let e = fetch_to(&c, &url, &path, &want).await.unwrap_err();
         assert_eq!(e.kind(), kind, "{e}");
         assert!(!path.exists(), "{e}: the temp file is gone");
     }
-    let e = c
-        .get(&format!("http://{addr}/endless"))
-        .send()
-        .await
-        .unwrap()
-        .to_file(&path, &Expect::at_most(1 << 20))
-        .await
-        .unwrap_err();
+    let e = fetch_to(
+        &c,
+        &format!("http://{addr}/endless"),
+        &path,
+        &Expect::at_most(1 << 20),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge);
     assert!(!path.exists());
     assert_eq!(
@@ -279,12 +292,7 @@ async fn a_wrong_digest_or_size_is_refused_and_the_file_removed() {
         "nothing left behind"
     );
 
-    let d = c
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .to_file(&path, &Expect::exactly(13, HELLO_SHA))
+    let d = fetch_to(&c, &url, &path, &Expect::exactly(13, HELLO_SHA))
         .await
         .unwrap();
     assert_eq!((d.size, d.sha256.as_str()), (13, HELLO_SHA));
@@ -294,28 +302,24 @@ async fn a_wrong_digest_or_size_is_refused_and_the_file_removed() {
 /// A server that announces 1000 bytes, sends 10 and closes.
 #[tokio::test]
 async fn a_truncated_body_is_a_retryable_network_error() {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
-                .await;
-        }
-    });
+    let addr = serve_raw(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+            .await;
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.tmp");
-    let e = client()
-        .get(&format!("http://{addr}/x"))
-        .send()
-        .await
-        .unwrap()
-        .to_file(&path, &Expect::at_most(1 << 20))
-        .await
-        .unwrap_err();
+    let e = fetch_to(
+        &client(),
+        &format!("http://{addr}/x"),
+        &path,
+        &Expect::at_most(1 << 20),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Network, "{e}");
     assert!(e.is_retryable());
     assert!(!path.exists());
@@ -329,14 +333,13 @@ async fn a_stalled_body_times_out() {
         .build()
         .unwrap();
     let t0 = Instant::now();
-    let e = c
-        .get(&format!("http://{addr}/slow"))
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::at_most(1 << 20))
-        .await
-        .unwrap_err();
+    let e = fetch(
+        &c,
+        &format!("http://{addr}/slow"),
+        &Expect::at_most(1 << 20),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(e.is_retryable());
     assert!(t0.elapsed() >= Duration::from_millis(300));
@@ -359,15 +362,42 @@ async fn statuses_are_typed_with_retry_after_in_both_forms() {
     let c = client();
     let get = |p: &str| c.get(&format!("http://{addr}{p}")).send();
 
-    let e = get("/seconds").await.unwrap_err();
-    assert_eq!(
-        e.kind(),
-        ErrorKind::RateLimited {
-            retry_after: Some(Duration::from_secs(120))
+    // (path, kind, whether to retry, the body kept with the error where one is checked)
+    let statuses: [(&str, ErrorKind, bool, Option<&[u8]>); 4] = [
+        (
+            "/seconds",
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(120)),
+            },
+            true,
+            Some(b"slow down"),
+        ),
+        (
+            "/forbidden",
+            ErrorKind::Forbidden,
+            false,
+            Some(b"{\"code\":\"old_agent\"}"),
+        ),
+        ("/missing", ErrorKind::NotFound, false, None),
+        (
+            "/down",
+            ErrorKind::Unavailable {
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            true,
+            None,
+        ),
+    ];
+    for (path, kind, retryable, body) in statuses {
+        let e = get(path).await.unwrap_err();
+        assert_eq!(e.kind(), kind, "{path}");
+        assert_eq!(e.is_retryable(), retryable, "{path}");
+        if body.is_some() {
+            assert_eq!(e.body(), body, "{path}");
         }
-    );
-    assert!(e.is_retryable());
-    assert_eq!(e.body(), Some(&b"slow down"[..]));
+    }
+    let e = get("/down").await.unwrap_err();
+    assert!(e.to_string().contains("503"), "{e}");
 
     let e = get("/date").await.unwrap_err();
     let ErrorKind::RateLimited {
@@ -381,29 +411,8 @@ async fn statuses_are_typed_with_retry_after_in_both_forms() {
         "{d:?}"
     );
 
-    let e = get("/forbidden").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Forbidden);
-    assert!(!e.is_retryable());
-    assert_eq!(e.body(), Some(&b"{\"code\":\"old_agent\"}"[..]));
-
-    let e = get("/missing").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(!e.is_retryable());
-
-    let e = get("/down").await.unwrap_err();
-    assert_eq!(
-        e.kind(),
-        ErrorKind::Unavailable {
-            retry_after: Some(Duration::from_secs(1))
-        }
-    );
-    assert!(e.is_retryable());
-    assert!(e.to_string().contains("503"), "{e}");
-
     // Refused connection.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = l.local_addr().unwrap();
-    drop(l);
+    let closed = closed_addr();
     let e = c
         .get(&format!("http://{closed}/"))
         .send()
@@ -460,14 +469,7 @@ async fn redirects_are_refused_unless_allowed() {
     let e = client().get(&url).send().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Rejected { status: 302 }, "{e}");
     let c = Client::builder("t").redirects(2).build().unwrap();
-    let body = c
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::at_most(100))
-        .await
-        .unwrap();
+    let body = fetch(&c, &url, &Expect::at_most(100)).await.unwrap();
     assert_eq!(body, HELLO);
 }
 
@@ -517,14 +519,13 @@ async fn user_agent_and_no_keep_alive() {
         .http1_only()
         .build()
         .unwrap();
-    let body = c
-        .get(&format!("http://{addr}/echo-agent"))
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::at_most(200))
-        .await
-        .unwrap();
+    let body = fetch(
+        &c,
+        &format!("http://{addr}/echo-agent"),
+        &Expect::at_most(200),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         String::from_utf8(body).unwrap(),
         "ClamAV/1.4.6 vdb-update/0|close"
@@ -534,13 +535,11 @@ async fn user_agent_and_no_keep_alive() {
 /// A forward proxy that wants credentials and answers every request itself, recording it.
 #[tokio::test]
 async fn requests_go_through_the_proxy_with_credentials() {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let s2 = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
+    let proxy = serve_raw(move |mut s| {
+        let s2 = s2.clone();
+        async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -564,21 +563,21 @@ async fn requests_go_through_the_proxy_with_credentials() {
             };
             let _ = s.write_all(resp).await;
         }
-    });
+    })
+    .await;
     let with = Client::builder("t")
         .proxy(Some(
             ProxyConfig::new(format!("http://{proxy}")).with_credentials("user", "p@ss"),
         ))
         .build()
         .unwrap();
-    let body = with
-        .get("http://db.example.invalid/daily.cvd")
-        .send()
-        .await
-        .unwrap()
-        .bytes(&Expect::at_most(100))
-        .await
-        .unwrap();
+    let body = fetch(
+        &with,
+        "http://db.example.invalid/daily.cvd",
+        &Expect::at_most(100),
+    )
+    .await
+    .unwrap();
     assert_eq!(body, b"proxied");
     let without = Client::builder("t")
         .proxy(Some(ProxyConfig::new(format!("http://{proxy}"))))
@@ -627,9 +626,7 @@ async fn errors_never_show_secrets() {
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert!(shown.contains(&addr.to_string()), "{shown}");
     // Also for transport errors, which reqwest would print with the URL.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = l.local_addr().unwrap();
-    drop(l);
+    let closed = closed_addr();
     let e = c
         .post(&format!("http://{closed}/hooks/s3cr3t?k=s3cr3t"))
         .secret_url()

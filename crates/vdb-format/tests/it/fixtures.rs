@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use vdb_format::cdiff::Cdiff;
 use vdb_format::container::{self, Kind, Limits};
@@ -6,13 +7,24 @@ use vdb_format::{Error, KeySet, patch};
 
 pub(crate) use vdb_testkit::fixtures::{dir as fixture_dir, read as fixture};
 
+/// `(v, name, bytes)` of the signed fixtures `test-{v}.{ext}`, for each `v` in `versions`.
+pub(crate) fn signed_fixtures(
+    ext: &'static str,
+    versions: RangeInclusive<u32>,
+) -> impl Iterator<Item = (u32, String, Vec<u8>)> {
+    versions.map(move |v| {
+        let name = format!("test-{v}.{ext}");
+        let bytes = fixture(&name);
+        (v, name, bytes)
+    })
+}
+
 #[test]
 fn every_fixture_cvd_verifies() {
     let keys = KeySet::official();
-    for v in 1..=6 {
-        let bytes = fixture(&format!("test-{v}.cvd"));
+    for (v, name, bytes) in signed_fixtures("cvd", 1..=6) {
         let ok = container::verify(&bytes[..], Kind::Cvd, &keys, &Limits::default())
-            .unwrap_or_else(|e| panic!("test-{v}.cvd: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(ok.header.version, v);
         assert!(ok.compressed);
         assert_eq!(ok.members[0].name, "COPYING");
@@ -23,51 +35,28 @@ fn every_fixture_cvd_verifies() {
 #[test]
 fn every_fixture_cdiff_verifies() {
     let keys = KeySet::official();
-    for v in 2..=6 {
-        let bytes = fixture(&format!("test-{v}.cdiff"));
+    for (v, name, bytes) in signed_fixtures("cdiff", 2..=6) {
         let c = Cdiff::parse(&bytes, 1 << 20).unwrap();
         assert_eq!(c.version, v);
         c.verify(&keys.cdiff)
-            .unwrap_or_else(|e| panic!("test-{v}.cdiff: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
 #[test]
 fn derived_containers_verify() {
     let keys = KeySet::official();
-    let l = Limits::default();
-    let cld = container::verify(
-        &fixture("derived/test-6.from-cdiffs.cld")[..],
-        Kind::Cld,
-        &keys,
-        &l,
-    )
-    .unwrap();
+    let verify =
+        |name: &str, kind| container::verify(&fixture(name)[..], kind, &keys, &Limits::default());
+    let cld = verify("derived/test-6.from-cdiffs.cld", Kind::Cld).unwrap();
     assert!(!cld.compressed);
     assert_eq!(cld.header.version, 6);
-    let gz = container::verify(
-        &fixture("derived/test-6.from-cdiffs.gz.cld")[..],
-        Kind::Cld,
-        &keys,
-        &l,
-    )
-    .unwrap();
+    let gz = verify("derived/test-6.from-cdiffs.gz.cld", Kind::Cld).unwrap();
     assert!(gz.compressed);
-    let cud = container::verify(
-        &fixture("derived/test-100.unsigned.cud")[..],
-        Kind::Cud,
-        &keys,
-        &l,
-    )
-    .unwrap();
+    let cud = verify("derived/test-100.unsigned.cud", Kind::Cud).unwrap();
     assert!(!cud.info_signed());
     assert!(matches!(
-        container::verify(
-            &fixture("derived/test-100.unsigned.cud")[..],
-            Kind::Cvd,
-            &keys,
-            &l
-        ),
+        verify("derived/test-100.unsigned.cud", Kind::Cvd),
         Err(Error::Signature { .. })
     ));
 }

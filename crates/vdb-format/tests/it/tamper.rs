@@ -21,21 +21,10 @@ use vdb_format::{
     ScriptError, SignatureError, TarError, is_safe_member_name,
 };
 
-use crate::fixtures::fixture;
+use crate::fixtures::{fixture, signed_fixtures};
 
 /// ClamAV's signature alphabet (spec §1.4), used to pick a replacement that stays encodable.
 const SIG_ALPHABET: &[u8; 64] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
-const FIELD_NAMES: [&str; 9] = [
-    "magic",
-    "build time",
-    "version",
-    "signature count",
-    "functionality level",
-    "MD5",
-    "signature",
-    "builder",
-    "build seconds",
-];
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -45,20 +34,51 @@ fn verify(bytes: &[u8], kind: Kind, keys: &KeySet) -> Result<Verified, Error> {
     container::verify(bytes, kind, keys, &Limits::default())
 }
 
-/// Fails the test with the first few collected failures.
-fn assert_no_failures(what: &str, checked: usize, failures: &[String]) {
-    assert!(checked > 0, "{what}: nothing was checked");
-    assert!(
-        failures.is_empty(),
-        "{what}: {} of {checked} tampered inputs were not refused as expected; first ones:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(8)
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+/// The tampered inputs of one test: how many were checked and which were not refused as
+/// expected.
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// Counts one tampered input; `failure` describes it when it was not refused as expected.
+    fn check(&mut self, ok: bool, failure: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !ok {
+            self.failures.push(failure());
+        }
+    }
+
+    /// Fails the test with the first few collected failures.
+    fn finish(self, what: &str) {
+        let Self { checked, failures } = self;
+        assert!(checked > 0, "{what}: nothing was checked");
+        assert!(
+            failures.is_empty(),
+            "{what}: {} of {checked} tampered inputs were not refused as expected; first ones:\n{}",
+            failures.len(),
+            failures
+                .iter()
+                .take(8)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// `bytes` with the byte at `off` set to `byte`.
+fn with_byte(bytes: &[u8], off: usize, byte: u8) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[off] = byte;
+    out
+}
+
+/// How a verification ended, for a failure message.
+fn outcome<T>(r: &Result<T, Error>) -> String {
+    format!("{:?}", r.as_ref().map(|_| "verified"))
 }
 
 /// Byte ranges of the `:`-separated fields of a 512-byte header, padding excluded.
@@ -266,7 +286,9 @@ fn header_change_ok(
     match (field, replacement_same_class, r) {
         (0, _, Err(Error::Header(HeaderError::Magic(_)))) => true,
         // Digit -> other digit: parses, the signatures do not cover it, the `.info` does.
-        (2..=4 | 8, true, Err(Error::HeaderMismatch { field: f, .. })) => *f == FIELD_NAMES[field],
+        (2..=4 | 8, true, Err(Error::HeaderMismatch { field: f, .. })) => {
+            *f == Header::FIELD_NAMES[field]
+        }
         (2..=4 | 8, false, Err(Error::Header(HeaderError::Number { index, .. }))) => {
             *index == field
         }
@@ -309,32 +331,26 @@ fn header_replacements(field: usize, c: u8) -> [(u8, bool); 2] {
 #[test]
 fn every_protected_header_byte_of_every_cvd_is_refused() {
     let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
+    let mut tally = Tally::default();
     let mut per_file = Vec::new();
-    for v in 1..=6 {
-        let name = format!("test-{v}.cvd");
-        let original = fixture(&name);
+    for (_, name, original) in signed_fixtures("cvd", 1..=6) {
         verify(&original, Kind::Cvd, &keys).expect("untampered fixture verifies");
         let fields = header_fields(&original);
-        let mut count = 0;
+        let before = tally.checked;
         for field in [0, 2, 3, 4, 5, 6, 8] {
             for off in fields[field].clone() {
                 for (replacement, same) in header_replacements(field, original[off]) {
                     assert_ne!(replacement, original[off]);
-                    let mut bytes = original.clone();
-                    bytes[off] = replacement;
-                    let r = verify(&bytes, Kind::Cvd, &keys);
-                    count += 1;
-                    if !header_change_ok(field, same, &r) {
-                        failures.push(format!(
-                            "{name} field {field} ({}) offset {off}: {:?} -> {:?}: {:?}",
-                            FIELD_NAMES[field],
+                    let r = verify(&with_byte(&original, off, replacement), Kind::Cvd, &keys);
+                    tally.check(header_change_ok(field, same, &r), || {
+                        format!(
+                            "{name} field {field} ({}) offset {off}: {:?} -> {:?}: {}",
+                            Header::FIELD_NAMES[field],
                             original[off] as char,
                             replacement as char,
-                            r.map(|_| "verified")
-                        ));
-                    }
+                            outcome(&r)
+                        )
+                    });
                 }
             }
         }
@@ -347,10 +363,7 @@ fn every_protected_header_byte_of_every_cvd_is_refused() {
                 if replacement == original[off] {
                     continue;
                 }
-                let mut bytes = original.clone();
-                bytes[off] = replacement;
-                let r = verify(&bytes, Kind::Cvd, &keys);
-                count += 1;
+                let r = verify(&with_byte(&original, off, replacement), Kind::Cvd, &keys);
                 let ok = if off >= text_end {
                     // Text after the build seconds: not a number any more, or a tenth field.
                     match (replacement, &r) {
@@ -371,49 +384,42 @@ fn every_protected_header_byte_of_every_cvd_is_refused() {
                             | Error::Signature { .. })
                     )
                 };
-                if !ok {
-                    failures.push(format!(
-                        "{name} separator/padding offset {off}: -> {:?}: {:?}",
+                tally.check(ok, || {
+                    format!(
+                        "{name} separator/padding offset {off}: -> {:?}: {}",
                         replacement as char,
-                        r.map(|_| "verified")
-                    ));
-                }
+                        outcome(&r)
+                    )
+                });
             }
         }
-        checked += count;
-        per_file.push(format!("{name}: {count}"));
+        per_file.push(format!("{name}: {}", tally.checked - before));
     }
     println!("header changes checked: {}", per_file.join(", "));
-    assert_no_failures("CVD header", checked, &failures);
+    tally.finish("CVD header");
 }
 
 #[test]
 fn every_body_bit_flip_of_test_1_and_test_6_is_an_md5_mismatch() {
     let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
+    let mut tally = Tally::default();
     for name in ["test-1.cvd", "test-6.cvd"] {
         let original = fixture(name);
         let header = Header::parse(&original).unwrap();
         let md5 = header.md5.clone().unwrap();
         for off in HEADER_LEN..original.len() {
-            let mut bytes = original.clone();
             // Rotate through the bit positions so that every bit position is exercised.
-            bytes[off] ^= 1 << (off % 8);
-            checked += 1;
-            match verify(&bytes, Kind::Cvd, &keys) {
-                Err(Error::Md5Mismatch { expected, actual })
-                    if expected == md5 && actual == md5_hex(&bytes[HEADER_LEN..]) => {}
-                other => failures.push(format!(
-                    "{name} offset {off} bit {}: {:?}",
-                    off % 8,
-                    other.map(|_| "verified")
-                )),
-            }
+            let bytes = with_byte(&original, off, original[off] ^ (1 << (off % 8)));
+            let r = verify(&bytes, Kind::Cvd, &keys);
+            let ok = matches!(&r, Err(Error::Md5Mismatch { expected, actual })
+                if *expected == md5 && *actual == md5_hex(&bytes[HEADER_LEN..]));
+            tally.check(ok, || {
+                format!("{name} offset {off} bit {}: {}", off % 8, outcome(&r))
+            });
         }
         println!("{name}: {} body bit flips", original.len() - HEADER_LEN);
     }
-    assert_no_failures("CVD body", checked, &failures);
+    tally.finish("CVD body");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,11 +429,8 @@ fn every_body_bit_flip_of_test_1_and_test_6_is_an_md5_mismatch() {
 #[test]
 fn build_time_and_builder_are_not_covered_by_any_signature() {
     let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for v in 1..=6 {
-        let name = format!("test-{v}.cvd");
-        let original = fixture(&name);
+    let mut tally = Tally::default();
+    for (_, name, original) in signed_fixtures("cvd", 1..=6) {
         let fields = header_fields(&original);
         for field in [1, 7] {
             for off in fields[field].clone() {
@@ -435,14 +438,8 @@ fn build_time_and_builder_are_not_covered_by_any_signature() {
                     if replacement == original[off] {
                         continue;
                     }
-                    let mut bytes = original.clone();
-                    bytes[off] = replacement;
-                    checked += 1;
-                    let want = {
-                        let mut t = original[fields[field].clone()].to_vec();
-                        t[off - fields[field].start] = replacement;
-                        String::from_utf8(t).unwrap()
-                    };
+                    let bytes = with_byte(&original, off, replacement);
+                    let want = String::from_utf8(bytes[fields[field].clone()].to_vec()).unwrap();
                     match verify(&bytes, Kind::Cvd, &keys) {
                         Ok(ok) => {
                             let got = if field == 1 {
@@ -450,20 +447,22 @@ fn build_time_and_builder_are_not_covered_by_any_signature() {
                             } else {
                                 &ok.header.builder
                             };
-                            if *got != want {
-                                failures.push(format!("{name} offset {off}: parsed {got:?}"));
-                            }
+                            tally.check(*got == want, || {
+                                format!("{name} offset {off}: parsed {got:?}")
+                            });
                         }
-                        Err(e) => failures.push(format!(
-                            "{name} field {field} offset {off} -> {:?}: unexpectedly refused: {e}",
-                            replacement as char
-                        )),
+                        Err(e) => tally.check(false, || {
+                            format!(
+                                "{name} field {field} offset {off} -> {:?}: unexpectedly refused: {e}",
+                                replacement as char
+                            )
+                        }),
                     }
                 }
             }
         }
     }
-    assert_no_failures("unprotected header text", checked, &failures);
+    tally.finish("unprotected header text");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,11 +472,8 @@ fn build_time_and_builder_are_not_covered_by_any_signature() {
 #[test]
 fn every_byte_of_every_cdiff_is_protected() {
     let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for v in 2..=6 {
-        let name = format!("test-{v}.cdiff");
-        let original = fixture(&name);
+    let mut tally = Tally::default();
+    for (_, name, original) in signed_fixtures("cdiff", 2..=6) {
         let parsed = Cdiff::parse(&original, 1 << 20).unwrap();
         parsed.verify(&keys.cdiff).unwrap();
         // Layout: "ClamAV-Diff:N:len:" gzip ":" signature.
@@ -491,12 +487,10 @@ fn every_byte_of_every_cdiff_is_protected() {
             + 1;
         let sig_colon = original.iter().rposition(|&b| b == b':').unwrap();
         assert_eq!(&original[sig_colon + 1..], parsed.dsig.as_bytes());
-        let mut count = 0;
+        let before = tally.checked;
         for off in 0..original.len() {
             for mask in [0x01u8, 0x80, 0x20] {
-                let mut bytes = original.clone();
-                bytes[off] ^= mask;
-                count += 1;
+                let bytes = with_byte(&original, off, original[off] ^ mask);
                 let r = Cdiff::parse(&bytes, 1 << 20).and_then(|c| c.verify(&keys.cdiff));
                 let signature = matches!(
                     r,
@@ -505,52 +499,41 @@ fn every_byte_of_every_cdiff_is_protected() {
                         kind: SignatureError::Mismatch(_) | SignatureError::TooLarge
                     })
                 );
-                let ok = if off < gz_start {
-                    signature || matches!(r, Err(Error::Cdiff(CdiffError::Header(_))))
+                let (part, ok) = if off < gz_start {
+                    let header = matches!(r, Err(Error::Cdiff(CdiffError::Header(_))));
+                    ("header", signature || header)
                 } else if off < sig_colon {
-                    signature
-                        || matches!(
-                            r,
-                            Err(Error::Cdiff(CdiffError::Gzip(_))
-                                | Error::Limit(LimitError::Script(_)))
-                        )
+                    let gzip = matches!(
+                        r,
+                        Err(Error::Cdiff(CdiffError::Gzip(_)) | Error::Limit(LimitError::Script(_)))
+                    );
+                    ("gzip", signature || gzip)
                 } else {
-                    signature
-                        || matches!(
-                            r,
-                            Err(Error::Cdiff(CdiffError::Trailer(_))
-                                | Error::Signature {
-                                    what: "cdiff signature",
-                                    kind: SignatureError::Encoding
-                                })
-                        )
+                    let trailer = matches!(
+                        r,
+                        Err(Error::Cdiff(CdiffError::Trailer(_))
+                            | Error::Signature {
+                                what: "cdiff signature",
+                                kind: SignatureError::Encoding
+                            })
+                    );
+                    ("trailer", signature || trailer)
                 };
-                if !ok {
-                    failures.push(format!(
-                        "{name} offset {off} ^{mask:#04x} ({}): {:?}",
-                        if off < gz_start {
-                            "header"
-                        } else if off < sig_colon {
-                            "gzip"
-                        } else {
-                            "trailer"
-                        },
-                        r.map(|()| "verified")
-                    ));
-                }
+                tally.check(ok, || {
+                    format!("{name} offset {off} ^{mask:#04x} ({part}): {}", outcome(&r))
+                });
             }
         }
-        checked += count;
+        let count = tally.checked - before;
         println!("{name}: {} bytes, {count} flips", original.len());
     }
-    assert_no_failures("cdiff", checked, &failures);
+    tally.finish("cdiff");
 }
 
 #[test]
 fn cdiff_declared_length_is_not_enforced_but_is_signed() {
     let keys = KeySet::official();
-    for v in 2..=6 {
-        let original = fixture(&format!("test-{v}.cdiff"));
+    for (_, name, original) in signed_fixtures("cdiff", 2..=6) {
         let good = Cdiff::parse(&original, 1 << 20).unwrap();
         assert_eq!(good.declared_len, good.script.len() as u64);
         // "ClamAV-Diff:N:" then the length digits.
@@ -561,8 +544,7 @@ fn cdiff_declared_length_is_not_enforced_but_is_signed() {
                 .position(|&b| b == b':')
                 .unwrap()
             + 1;
-        let mut bytes = original.clone();
-        bytes[len_start] = next_in(DIGITS, bytes[len_start]);
+        let bytes = with_byte(&original, len_start, next_in(DIGITS, original[len_start]));
         let tampered = Cdiff::parse(&bytes, 1 << 20).expect("the length is not enforced");
         assert_ne!(tampered.declared_len, good.declared_len);
         assert_eq!(tampered.script, good.script);
@@ -574,7 +556,7 @@ fn cdiff_declared_length_is_not_enforced_but_is_signed() {
                     ..
                 })
             ),
-            "test-{v}.cdiff: a changed length must break the signature"
+            "{name}: a changed length must break the signature"
         );
     }
 }
@@ -586,20 +568,52 @@ fn cdiff_declared_length_is_not_enforced_but_is_signed() {
 const CLD_PLAIN: &str = "derived/test-6.from-cdiffs.cld";
 const CLD_GZ: &str = "derived/test-6.from-cdiffs.gz.cld";
 
-/// The two CLD fixtures as (name, header, uncompressed tar, whether the body is gzip).
-fn cld_fixtures() -> Vec<(&'static str, Vec<u8>, Vec<u8>, bool)> {
+/// A CLD fixture taken apart: its header, its uncompressed tar and whether the body is gzip.
+struct Cld {
+    name: &'static str,
+    header: Vec<u8>,
+    tar: Vec<u8>,
+    compress: bool,
+    keys: KeySet,
+}
+
+impl Cld {
+    /// Verifies the CLD rebuilt around `tar`.
+    fn verify_tar(&self, tar: &[u8]) -> Result<Verified, Error> {
+        let bytes = cld_from(&self.header, tar, self.compress);
+        verify(&bytes, Kind::Cld, &self.keys)
+    }
+
+    /// Verifies the CLD with the byte at `off` of its tar set to `byte`.
+    fn verify_with(&self, off: usize, byte: u8) -> Result<Verified, Error> {
+        self.verify_tar(&with_byte(&self.tar, off, byte))
+    }
+
+    /// The `.info` member and the offset of its `DSIG:` line in the member's data.
+    fn info(&self) -> (TarLayout, usize) {
+        let info = tar_layout(&self.tar)[1].clone();
+        let text = &self.tar[info.data.clone()];
+        let dsig_line = text.windows(6).position(|w| w == b"\nDSIG:").unwrap() + 1;
+        (info, dsig_line)
+    }
+}
+
+/// The two CLD fixtures, plain and gzip.
+fn cld_fixtures() -> [Cld; 2] {
     let plain = fixture(CLD_PLAIN);
     let gz = fixture(CLD_GZ);
     let gz_tar = gunzip(&gz[HEADER_LEN..]);
     assert_eq!(gz_tar, plain[HEADER_LEN..], "both CLDs carry the same tar");
-    vec![
-        (
-            CLD_PLAIN,
-            plain[..HEADER_LEN].to_vec(),
-            plain[HEADER_LEN..].to_vec(),
-            false,
-        ),
-        (CLD_GZ, gz[..HEADER_LEN].to_vec(), gz_tar, true),
+    let cld = |name, bytes: &[u8], tar, compress| Cld {
+        name,
+        header: bytes[..HEADER_LEN].to_vec(),
+        tar,
+        compress,
+        keys: KeySet::official(),
+    };
+    [
+        cld(CLD_PLAIN, &plain, plain[HEADER_LEN..].to_vec(), false),
+        cld(CLD_GZ, &gz, gz_tar, true),
     ]
 }
 
@@ -615,58 +629,47 @@ fn cld_from(header: &[u8], tar: &[u8], compress: bool) -> Vec<u8> {
 
 #[test]
 fn cld_member_data_flips_are_sha256_mismatches() {
-    let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for (name, header, tar, compress) in cld_fixtures() {
-        verify(&cld_from(&header, &tar, compress), Kind::Cld, &keys).unwrap();
-        let layout = tar_layout(&tar);
+    let mut tally = Tally::default();
+    for cld in cld_fixtures() {
+        cld.verify_tar(&cld.tar).unwrap();
+        let layout = tar_layout(&cld.tar);
         assert_eq!(layout[0].name, "COPYING");
         assert_eq!(layout[1].name, "test.info");
-        let mut count = 0;
+        let before = tally.checked;
         for member in layout.iter().skip(2) {
             for off in member.data.clone() {
-                let mut t = tar.clone();
-                t[off] ^= 1 << (off % 8);
-                count += 1;
-                match verify(&cld_from(&header, &t, compress), Kind::Cld, &keys) {
-                    Err(Error::Member {
+                let r = cld.verify_with(off, cld.tar[off] ^ (1 << (off % 8)));
+                let ok = matches!(&r, Err(Error::Member {
                         member: m,
                         kind: MemberError::Sha256 { .. },
-                    }) if m == member.name => {}
-                    other => failures.push(format!(
-                        "{name} {} data offset {off}: {:?}",
+                    }) if *m == member.name);
+                tally.check(ok, || {
+                    format!(
+                        "{} {} data offset {off}: {}",
+                        cld.name,
                         member.name,
-                        other.map(|_| "verified")
-                    )),
-                }
+                        outcome(&r)
+                    )
+                });
             }
         }
-        checked += count;
-        println!("{name}: {count} member data flips");
+        println!("{}: {} member data flips", cld.name, tally.checked - before);
     }
-    assert_no_failures("CLD member data", checked, &failures);
+    tally.finish("CLD member data");
 }
 
 #[test]
 fn cld_info_dsig_line_flips_are_signature_errors() {
-    let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for (name, header, tar, compress) in cld_fixtures() {
-        let info = tar_layout(&tar)[1].clone();
-        let text = &tar[info.data.clone()];
-        let dsig_line = text.windows(6).position(|w| w == b"\nDSIG:").unwrap() + 1;
+    let mut tally = Tally::default();
+    for cld in cld_fixtures() {
+        let (info, dsig_line) = cld.info();
         let payload = info.data.start + dsig_line + 5..info.data.end - 1;
-        assert_eq!(tar[payload.end], b'\n');
-        let mut count = 0;
+        assert_eq!(cld.tar[payload.end], b'\n');
+        let before = tally.checked;
         for off in payload.clone() {
-            let c = tar[off];
+            let c = cld.tar[off];
             for (replacement, encodable) in [(next_in(SIG_ALPHABET, c), true), (b'!', false)] {
-                let mut t = tar.clone();
-                t[off] = replacement;
-                count += 1;
-                let r = verify(&cld_from(&header, &t, compress), Kind::Cld, &keys);
+                let r = cld.verify_with(off, replacement);
                 let ok = matches!(
                     (&r, encodable),
                     (
@@ -683,62 +686,51 @@ fn cld_info_dsig_line_flips_are_signature_errors() {
                         false,
                     )
                 );
-                if !ok {
-                    failures.push(format!(
-                        "{name} DSIG payload offset {off} -> {:?}: {:?}",
+                tally.check(ok, || {
+                    format!(
+                        "{} DSIG payload offset {off} -> {:?}: {}",
+                        cld.name,
                         replacement as char,
-                        r.map(|_| "verified")
-                    ));
-                }
+                        outcome(&r)
+                    )
+                });
             }
         }
         // "DSIG:" itself and the final newline: the line stops being a DSIG line, or the
         // signature gets a foreign character.
         for off in (payload.start - 5..payload.start).chain([payload.end]) {
-            let mut t = tar.clone();
-            t[off] ^= 0x01;
-            count += 1;
-            let r = verify(&cld_from(&header, &t, compress), Kind::Cld, &keys);
-            if !matches!(
+            let r = cld.verify_with(off, cld.tar[off] ^ 0x01);
+            let ok = matches!(
                 r,
                 Err(Error::Signature { .. }
                     | Error::Info {
                         kind: InfoError::Entry(_),
                         ..
                     })
-            ) {
-                failures.push(format!(
-                    "{name} DSIG marker offset {off}: {:?}",
-                    r.map(|_| "verified")
-                ));
-            }
+            );
+            tally.check(ok, || {
+                format!("{} DSIG marker offset {off}: {}", cld.name, outcome(&r))
+            });
         }
-        checked += count;
-        println!("{name}: {count} DSIG line changes");
+        println!("{}: {} DSIG line changes", cld.name, tally.checked - before);
     }
-    assert_no_failures("CLD .info DSIG line", checked, &failures);
+    tally.finish("CLD .info DSIG line");
 }
 
 #[test]
 fn cld_info_entry_and_header_line_changes_break_the_dsig() {
-    let keys = KeySet::official();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for (name, header, tar, compress) in cld_fixtures() {
-        let info = tar_layout(&tar)[1].clone();
-        let text = &tar[info.data.clone()];
+    let mut tally = Tally::default();
+    for cld in cld_fixtures() {
+        let (info, dsig_line) = cld.info();
+        let text = &cld.tar[info.data.clone()];
         let first_nl = text.iter().position(|&b| b == b'\n').unwrap();
-        let dsig_line = text.windows(6).position(|w| w == b"\nDSIG:").unwrap() + 1;
-        let mut count = 0;
+        let before = tally.checked;
         for rel in 0..dsig_line {
             let off = info.data.start + rel;
             let in_header = rel <= first_nl;
             // (a) A change that keeps the line parseable: only the DSIG can catch it.
-            if let Some(replacement) = same_class(tar[off]) {
-                let mut t = tar.clone();
-                t[off] = replacement;
-                count += 1;
-                let r = verify(&cld_from(&header, &t, compress), Kind::Cld, &keys);
+            if let Some(replacement) = same_class(cld.tar[off]) {
+                let r = cld.verify_with(off, replacement);
                 let ok = match &r {
                     Err(Error::Signature {
                         what: "`.info` DSIG",
@@ -753,47 +745,45 @@ fn cld_info_entry_and_header_line_changes_break_the_dsig() {
                     Err(Error::Header(HeaderError::Magic(_) | HeaderError::Md5(_))) => in_header,
                     _ => false,
                 };
-                if !ok {
-                    failures.push(format!(
-                        "{name} .info offset {rel} {:?} -> {:?}: {:?}",
-                        tar[off] as char,
+                tally.check(ok, || {
+                    format!(
+                        "{} .info offset {rel} {:?} -> {:?}: {}",
+                        cld.name,
+                        cld.tar[off] as char,
                         replacement as char,
-                        r.map(|_| "verified")
-                    ));
-                }
+                        outcome(&r)
+                    )
+                });
             }
             // (b) An arbitrary bit flip: refused as a signature or syntax error.
-            let mut t = tar.clone();
-            t[off] ^= 0x01;
-            count += 1;
-            let r = verify(&cld_from(&header, &t, compress), Kind::Cld, &keys);
-            if !matches!(
+            let r = cld.verify_with(off, cld.tar[off] ^ 0x01);
+            let ok = matches!(
                 r,
                 Err(Error::Signature {
                     what: "`.info` DSIG",
                     ..
                 } | Error::Info { .. }
                     | Error::Header(_))
-            ) {
-                failures.push(format!(
-                    "{name} .info offset {rel} ^0x01: {:?}",
-                    r.map(|_| "verified")
-                ));
-            }
+            );
+            tally.check(ok, || {
+                format!("{} .info offset {rel} ^0x01: {}", cld.name, outcome(&r))
+            });
         }
-        checked += count;
-        println!("{name}: {count} .info text changes");
+        println!(
+            "{}: {} .info text changes",
+            cld.name,
+            tally.checked - before
+        );
     }
-    assert_no_failures("CLD .info text", checked, &failures);
+    tally.finish("CLD .info text");
 }
 
 #[test]
 fn cld_tar_headers_are_checked_but_copying_and_padding_are_not() {
-    let keys = KeySet::official();
-    let (_, header, tar, _) = cld_fixtures().remove(0);
-    let layout = tar_layout(&tar);
-    let mut failures = Vec::new();
-    let mut checked = 0;
+    let [cld, _] = cld_fixtures();
+    let tar = &cld.tar;
+    let layout = tar_layout(tar);
+    let mut tally = Tally::default();
     // Every byte of every member header: the header checksum (or the name, type and size
     // rules) catches it, although ClamAV itself ignores the checksum. Two exceptions:
     // - the first 7 bytes of the body are how a plain tar is recognised (`COPYING`): changed,
@@ -805,10 +795,7 @@ fn cld_tar_headers_are_checked_but_copying_and_padding_are_not() {
         let chk = member.header.start + 148..member.header.start + 156;
         let chk_nul = chk.start + tar[chk.clone()].iter().position(|&b| b == 0).unwrap();
         for off in member.header.clone() {
-            let mut t = tar.clone();
-            t[off] ^= 0x01;
-            checked += 1;
-            let r = verify(&cld_from(&header, &t, false), Kind::Cld, &keys);
+            let r = cld.verify_with(off, tar[off] ^ 0x01);
             let ok = if off < 7 {
                 matches!(r, Err(Error::Gzip(_)))
             } else if off > chk_nul && off < chk.end {
@@ -817,17 +804,18 @@ fn cld_tar_headers_are_checked_but_copying_and_padding_are_not() {
             } else {
                 matches!(r, Err(Error::Tar { .. }))
             };
-            if !ok {
-                failures.push(format!(
-                    "{} header byte {}: {:?}",
+            tally.check(ok, || {
+                format!(
+                    "{} header byte {}: {}",
                     member.name,
                     off - member.header.start,
-                    r.map(|_| "verified")
-                ));
-            }
+                    outcome(&r)
+                )
+            });
         }
     }
-    assert_no_failures("CLD tar headers", checked, &failures);
+    let checked = tally.checked;
+    tally.finish("CLD tar headers");
     println!(
         "{CLD_PLAIN}: {checked} tar header flips; accepted (checksum field after its NUL): {} \
          offsets, e.g. {:?}",
@@ -845,16 +833,12 @@ fn cld_tar_headers_are_checked_but_copying_and_padding_are_not() {
     let copying = &layout[0];
     assert_eq!(copying.name, "COPYING");
     for off in copying.data.clone().step_by(97) {
-        let mut t = tar.clone();
-        t[off] ^= 0x01;
-        verify(&cld_from(&header, &t, false), Kind::Cld, &keys)
+        cld.verify_with(off, tar[off] ^ 0x01)
             .unwrap_or_else(|e| panic!("COPYING offset {off}: {e}"));
     }
     for member in &layout {
         for off in member.padding.clone().step_by(31) {
-            let mut t = tar.clone();
-            t[off] = b'A';
-            verify(&cld_from(&header, &t, false), Kind::Cld, &keys)
+            cld.verify_with(off, b'A')
                 .unwrap_or_else(|e| panic!("{} padding offset {off}: {e}", member.name));
         }
     }
@@ -865,37 +849,35 @@ fn gz_cld_raw_byte_flips_never_change_content_unnoticed() {
     let keys = KeySet::official();
     let original = fixture(CLD_GZ);
     let tar = gunzip(&original[HEADER_LEN..]);
-    let mut failures = Vec::new();
+    let mut tally = Tally::default();
     let mut accepted = Vec::new();
-    let mut checked = 0;
     for off in HEADER_LEN..original.len() {
-        let mut bytes = original.clone();
-        bytes[off] ^= 1 << (off % 8);
-        checked += 1;
-        match verify(&bytes, Kind::Cld, &keys) {
-            Err(_) => {}
+        let bytes = with_byte(&original, off, original[off] ^ (1 << (off % 8)));
+        let ok = match verify(&bytes, Kind::Cld, &keys) {
+            Err(_) => true,
             Ok(_) => {
                 // Only acceptable if the content is exactly the same (gzip header metadata).
                 let mut out = Vec::new();
-                let same = GzDecoder::new(&bytes[HEADER_LEN..])
+                accepted.push(off - HEADER_LEN);
+                GzDecoder::new(&bytes[HEADER_LEN..])
                     .read_to_end(&mut out)
                     .is_ok()
-                    && out == tar;
-                accepted.push(off - HEADER_LEN);
-                if !same {
-                    failures.push(format!(
-                        "gzip offset {} bit {}: verified with different content",
-                        off - HEADER_LEN,
-                        off % 8
-                    ));
-                }
+                    && out == tar
             }
-        }
+        };
+        tally.check(ok, || {
+            format!(
+                "gzip offset {} bit {}: verified with different content",
+                off - HEADER_LEN,
+                off % 8
+            )
+        });
     }
     println!(
-        "{CLD_GZ}: {checked} raw flips, accepted with identical content at gzip offsets {accepted:?}"
+        "{CLD_GZ}: {} raw flips, accepted with identical content at gzip offsets {accepted:?}",
+        tally.checked
     );
-    assert_no_failures("gz CLD raw bytes", checked, &failures);
+    tally.finish("gz CLD raw bytes");
 }
 
 // ---------------------------------------------------------------------------------------------

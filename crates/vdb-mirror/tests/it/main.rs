@@ -45,15 +45,84 @@ async fn wait_syncs(m: &Running, n: u64) {
     .await;
 }
 
-/// Starts the mirror of `s` on `masters` (its config plus `extra`).
-async fn start(s: &Setup, masters: &[String], extra: &str) -> Running {
-    vdb_mirror::start(config(&s.data, masters, extra), Arc::new(s.clock.clone()))
+/// Starts the mirror of `cfg` on the clock of `s`.
+async fn start_config(s: &Setup, cfg: Config) -> Running {
+    vdb_mirror::start(cfg, Arc::new(s.clock.clone()))
         .await
         .unwrap()
 }
 
+/// Starts the mirror of `s` on `masters` (its config plus `extra`).
+async fn start(s: &Setup, masters: &[String], extra: &str) -> Running {
+    start_config(s, config(&s.data, masters, extra)).await
+}
+
+/// Publishes manifest `serial` (issued `at`, signed by `key`) of the test database at `version`.
+fn publish(master: &MasterDouble, key: &SecretKey, serial: u64, at: i64, version: u32) {
+    master.publish(
+        key,
+        serial,
+        at,
+        &[("test", version)],
+        &test_release(version),
+    );
+}
+
+/// A mirror of `s.master` (its config plus `extra`) serving `serial`, the test database at
+/// `version` published now.
+async fn serving(s: &Setup, extra: &str, serial: u64, version: u32) -> Running {
+    publish(&s.master, &master_key(), serial, NOW, version);
+    let m = start(s, &[s.master.url()], extra).await;
+    wait_serial(&m, serial).await;
+    m
+}
+
+/// One sync outside the loop.
+async fn sync(m: &Running) -> Result<SyncOutcome, SyncError> {
+    m.sync_now(SyncRequest::default()).await
+}
+
 fn url(m: &Running, path: &str) -> String {
     format!("http://{}{path}", m.http_addr())
+}
+
+/// Request headers as (name, value) pairs.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// `method path` on the mirror with `headers`.
+async fn request(
+    m: &Running,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = reqwest::Client::new().request(method, url(m, path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+/// The body of `GET path` on the mirror.
+async fn body(m: &Running, path: &str) -> Vec<u8> {
+    let r = request(m, "GET", path, &[]).await;
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// `GET /local_stats/{query}`, as the admin with `password` if one is given.
+async fn local_stats(m: &Running, query: &str, password: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(url(m, &format!("/local_stats/{query}")));
+    if let Some(p) = password {
+        req = req.basic_auth("admin", Some(p));
+    }
+    req.send().await.unwrap()
+}
+
+/// The rows of the local statistics as JSON.
+async fn stats_rows(m: &Running) -> Vec<serde_json::Value> {
+    let r = local_stats(m, "?format=json", Some("s3cret")).await;
+    r.json().await.unwrap()
 }
 
 fn push_body(key: &SecretKey, serial: u64, at: i64, forced: bool) -> String {
@@ -100,23 +169,17 @@ fn setup() -> Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_switches_sets_and_keeps_local_files() {
     let s = setup();
-    s.master
-        .publish(&master_key(), 1, NOW, &[("test", 1)], &test_release(1));
+    publish(&s.master, &master_key(), 1, NOW, 1);
     let cfg = config(&s.data, &[s.master.url()], "");
     std::fs::create_dir_all(cfg.local_dir()).unwrap();
     std::fs::write(cfg.local_dir().join("local_logo.png"), b"logo").unwrap();
-    let m = vdb_mirror::start(cfg, Arc::new(s.clock.clone()))
-        .await
-        .unwrap();
+    let m = start_config(&s, cfg).await;
     wait_serial(&m, 1).await;
-    let get = |p: &str| reqwest::get(url(&m, p));
-    let body = get("/test.cvd").await.unwrap().bytes().await.unwrap();
-    assert_eq!(&body[..], &test_release(1)[0].1[..]);
-    assert_eq!(get("/test-2.cdiff").await.unwrap().status(), 404);
+    assert_eq!(body(&m, "/test.cvd").await, test_release(1)[0].1);
+    assert_eq!(request(&m, "GET", "/test-2.cdiff", &[]).await.status(), 404);
 
-    s.master
-        .publish(&master_key(), 2, NOW + 10, &[("test", 6)], &test_release(6));
-    let out = m.sync_now(SyncRequest::default()).await.unwrap();
+    publish(&s.master, &master_key(), 2, NOW + 10, 6);
+    let out = sync(&m).await.unwrap();
     assert!(
         matches!(
             out,
@@ -129,20 +192,9 @@ async fn sync_switches_sets_and_keeps_local_files() {
         "{out:?}"
     );
     for (name, data) in test_release(6) {
-        let b = get(&format!("/{name}"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(&b[..], &data[..], "{name}");
+        assert_eq!(body(&m, &format!("/{name}")).await, data, "{name}");
     }
-    let env = get(vdb_proto::MANIFEST_PATH)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let env = body(&m, vdb_proto::MANIFEST_PATH).await;
     let man = Signed::<vdb_proto::Manifest>::from_json(&env)
         .unwrap()
         .verify(&[master_key().public()])
@@ -154,15 +206,9 @@ async fn sync_switches_sets_and_keeps_local_files() {
         7
     );
     assert!(std::fs::read_dir(s.data.join("snapshots")).unwrap().count() <= 2);
-    assert_eq!(
-        get("/local_logo.png").await.unwrap().bytes().await.unwrap(),
-        &b"logo"[..]
-    );
+    assert_eq!(body(&m, "/local_logo.png").await, b"logo");
     // Same again: nothing to do.
-    assert_eq!(
-        m.sync_now(SyncRequest::default()).await.unwrap(),
-        SyncOutcome::UpToDate { serial: 2 }
-    );
+    assert_eq!(sync(&m).await.unwrap(), SyncOutcome::UpToDate { serial: 2 });
     m.shutdown().await;
     // Restart: the served set comes back from disk before any sync.
     s.master.set_down(true);
@@ -179,75 +225,55 @@ async fn sync_switches_sets_and_keeps_local_files() {
 async fn refuses_rollback_expired_foreign_and_equivocating_manifests() {
     let s = setup();
     let key = master_key();
-    s.master
-        .publish(&key, 5, NOW, &[("test", 3)], &test_release(3));
-    let m = start(&s, &[s.master.url()], "").await;
-    wait_serial(&m, 5).await;
-    let cvd = || async {
-        reqwest::get(url(&m, "/test.cvd"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-    };
-    let before = cvd().await;
+    let m = serving(&s, "", 5, 3).await;
+    let before = body(&m, "/test.cvd").await;
 
     let refused = |r: Result<SyncOutcome, SyncError>, what: &str| {
         let e = r.expect_err(what).to_string();
         assert!(e.contains(what), "{e}");
     };
-    // Lower serial.
-    s.master
-        .publish(&key, 4, NOW + 1, &[("test", 6)], &test_release(6));
-    refused(m.sync_now(SyncRequest::default()).await, "rollback");
-    // Higher serial, lower database version.
-    s.master
-        .publish(&key, 6, NOW + 1, &[("test", 2)], &test_release(2));
-    refused(m.sync_now(SyncRequest::default()).await, "down to 2");
-    // Same serial, other content.
-    s.master
-        .publish(&key, 5, NOW + 1, &[("test", 6)], &test_release(6));
-    refused(m.sync_now(SyncRequest::default()).await, "equivocation");
-    // Expired.
-    s.master
-        .publish(&key, 7, NOW - 8 * 86_400, &[("test", 6)], &test_release(6));
-    refused(m.sync_now(SyncRequest::default()).await, "expired");
-    // Signed by a stranger.
-    s.master.publish(
-        &SecretKey::from_seed([9; 32]),
-        8,
-        NOW,
-        &[("test", 6)],
-        &test_release(6),
-    );
-    refused(
-        m.sync_now(SyncRequest::default()).await,
-        "not a trusted key",
-    );
-    // Tampered payload.
-    let good = Signed::sign(
-        &vdb_testkit::keys::manifest(NETWORK, 9, NOW, &[("test", 6)], &test_release(6)),
-        &key,
-    )
-    .to_json();
-    s.master.set_manifest_raw(
-        good.replace("\\\"serial\\\":9", "\\\"serial\\\":10")
-            .into_bytes(),
-    );
-    refused(m.sync_now(SyncRequest::default()).await, "bad signature");
-    // Another network.
-    let mut other = vdb_testkit::keys::manifest(NETWORK, 11, NOW, &[("test", 6)], &test_release(6));
-    other.network = "othernet".into();
-    s.master
-        .set_manifest_raw(Signed::sign(&other, &key).to_json().into_bytes());
-    refused(m.sync_now(SyncRequest::default()).await, "othernet");
-    // Garbage.
-    s.master.set_manifest_raw(b"{not json".to_vec());
-    refused(m.sync_now(SyncRequest::default()).await, "malformed");
+    // (signer, serial, issued at, database version, what the refusal names)
+    for (signer, serial, at, version, what) in [
+        // Lower serial.
+        (&key, 4, NOW + 1, 6, "rollback"),
+        // Higher serial, lower database version.
+        (&key, 6, NOW + 1, 2, "down to 2"),
+        // Same serial, other content.
+        (&key, 5, NOW + 1, 6, "equivocation"),
+        (&key, 7, NOW - 8 * 86_400, 6, "expired"),
+        (
+            &SecretKey::from_seed([9; 32]),
+            8,
+            NOW,
+            6,
+            "not a trusted key",
+        ),
+    ] {
+        publish(&s.master, signer, serial, at, version);
+        refused(sync(&m).await, what);
+    }
+    // Manifests served as they are: a signed one of `serial` on `network`.
+    let signed = |serial, network: &str| {
+        let mut man =
+            vdb_testkit::keys::manifest(NETWORK, serial, NOW, &[("test", 6)], &test_release(6));
+        man.network = network.into();
+        Signed::sign(&man, &key).to_json()
+    };
+    for (manifest, what) in [
+        // Tampered payload.
+        (
+            signed(9, NETWORK).replace("\\\"serial\\\":9", "\\\"serial\\\":10"),
+            "bad signature",
+        ),
+        (signed(11, "othernet"), "othernet"),
+        ("{not json".to_owned(), "malformed"),
+    ] {
+        s.master.set_manifest_raw(manifest.into_bytes());
+        refused(sync(&m).await, what);
+    }
 
     assert_eq!(m.serial(), Some(5));
-    assert_eq!(cvd().await, before);
+    assert_eq!(body(&m, "/test.cvd").await, before);
     assert_eq!(
         m.status().last_error,
         None,
@@ -261,57 +287,41 @@ async fn corrupt_or_oversized_objects_change_nothing_and_failover_works() {
     let s = setup();
     let key = master_key();
     let good = MasterDouble::start();
-    s.master
-        .publish(&key, 1, NOW, &[("test", 1)], &test_release(1));
-    good.publish(&key, 1, NOW, &[("test", 1)], &test_release(1));
+    publish(&s.master, &key, 1, NOW, 1);
+    publish(&good, &key, 1, NOW, 1);
     let m = start(&s, &[s.master.url(), good.url()], "").await;
     wait_serial(&m, 1).await;
     // The first master serves wrong bytes for the new CVD; the second is down.
     let rel = test_release(4);
-    s.master.publish(&key, 2, NOW, &[("test", 4)], &rel);
+    publish(&s.master, &key, 2, NOW, 4);
     let sha = vdb_proto::sha256_hex(&rel[0].1);
     let mut evil = rel[0].1.clone();
     evil[600] ^= 1;
-    s.master.corrupt_object(&sha, evil);
-    good.set_down(true);
-    let e = m
-        .sync_now(SyncRequest::default())
-        .await
-        .unwrap_err()
-        .to_string();
-    vdb_testkit::assert_contains(&e, "does not match the manifest");
     let mut long = rel[0].1.clone();
     long.extend_from_slice(b"more");
-    s.master.corrupt_object(&sha, long);
-    let e = m
-        .sync_now(SyncRequest::default())
-        .await
-        .unwrap_err()
-        .to_string();
-    vdb_testkit::assert_contains(&e, "bytes");
+    good.set_down(true);
+    for (bytes, what) in [(evil, "does not match the manifest"), (long, "bytes")] {
+        s.master.corrupt_object(&sha, bytes);
+        let e = sync(&m).await.unwrap_err().to_string();
+        vdb_testkit::assert_contains(&e, what);
+    }
     assert_eq!(m.serial(), Some(1));
     // A leftover temp file never becomes visible.
     assert_eq!(std::fs::read_dir(s.data.join("tmp")).unwrap().count(), 0);
     // The second master comes back with the good bytes: the object is fetched from it.
     good.set_down(false);
-    good.publish(&key, 2, NOW, &[("test", 4)], &rel);
-    let out = m.sync_now(SyncRequest::default()).await.unwrap();
+    publish(&good, &key, 2, NOW, 4);
+    let out = sync(&m).await.unwrap();
     assert!(
         matches!(out, SyncOutcome::Updated { serial: 2, .. }),
         "{out:?}"
     );
-    let b = reqwest::get(url(&m, "/test.cvd"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(&b[..], &rel[0].1[..]);
+    assert_eq!(body(&m, "/test.cvd").await, rel[0].1);
     // First master down entirely: failover for the manifest too.
     s.master.set_down(true);
-    good.publish(&key, 3, NOW, &[("test", 5)], &test_release(5));
+    publish(&good, &key, 3, NOW, 5);
     assert!(matches!(
-        m.sync_now(SyncRequest::default()).await.unwrap(),
+        sync(&m).await.unwrap(),
         SyncOutcome::Updated { serial: 3, .. }
     ));
     m.shutdown().await;
@@ -321,24 +331,19 @@ async fn corrupt_or_oversized_objects_change_nothing_and_failover_works() {
 async fn pushes_verified_replays_refused_and_one_more_sync_after_a_busy_one() {
     let s = setup();
     let key = master_key();
-    s.master
-        .publish(&key, 1, NOW, &[("test", 1)], &test_release(1));
-    let m = start(&s, &[s.master.url()], "").await;
-    wait_serial(&m, 1).await;
+    let m = serving(&s, "", 1, 1).await;
     wait_syncs(&m, 1).await;
     let base = m.status().syncs;
 
     // Serial 2 is published, but its objects hang until the gate opens.
     s.master.set_gate(true);
-    s.master
-        .publish(&key, 2, NOW, &[("test", 2)], &test_release(2));
+    publish(&s.master, &key, 2, NOW, 2);
     let (st, body) = post_push(&m, push_body(&key, 2, NOW, false)).await;
     assert_eq!(st, 202, "{body}");
     s.master
         .wait_requests(|r| r.iter().any(|p| p.starts_with("/api/v1/objects/")));
     // During that sync: serial 3 appears and three pushes arrive.
-    s.master
-        .publish(&key, 3, NOW, &[("test", 3)], &test_release(3));
+    publish(&s.master, &key, 3, NOW, 3);
     for _ in 0..3 {
         let (st, body) = post_push(&m, push_body(&key, 3, NOW, false)).await;
         assert_eq!(st, 202, "{body}");
@@ -380,11 +385,8 @@ async fn pushes_verified_replays_refused_and_one_more_sync_after_a_busy_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_push_repairs_a_damaged_file() {
     let s = setup();
-    let key = master_key();
     let rel = test_release(6);
-    s.master.publish(&key, 1, NOW, &[("test", 6)], &rel);
-    let m = start(&s, &[s.master.url()], "").await;
-    wait_serial(&m, 1).await;
+    let m = serving(&s, "", 1, 6).await;
     wait_syncs(&m, 1).await;
     // Damage the object in place (same inode as the served link): a plain sync does not look.
     let sha = vdb_proto::sha256_hex(&rel[2].1);
@@ -392,10 +394,7 @@ async fn forced_push_repairs_a_damaged_file() {
     let mut bytes = std::fs::read(&obj).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&obj, &bytes).unwrap();
-    assert_eq!(
-        m.sync_now(SyncRequest::default()).await.unwrap(),
-        SyncOutcome::UpToDate { serial: 1 }
-    );
+    assert_eq!(sync(&m).await.unwrap(), SyncOutcome::UpToDate { serial: 1 });
     let out = m
         .sync_now(SyncRequest {
             want_serial: None,
@@ -407,127 +406,92 @@ async fn forced_push_repairs_a_damaged_file() {
         matches!(out, SyncOutcome::Updated { downloaded: 1, .. }),
         "{out:?}"
     );
-    let got = reqwest::get(url(&m, &format!("/{}", rel[2].0)))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(&got[..], &rel[2].1[..]);
+    assert_eq!(body(&m, &format!("/{}", rel[2].0)).await, rel[2].1);
     m.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_semantics() {
     let s = setup();
-    let key = master_key();
     let rel = test_release(6);
-    s.master.publish(&key, 1, NOW, &[("test", 6)], &rel);
-    let cfg = config(
-        &s.data,
-        &[s.master.url()],
-        "hosts = [\"database.test.net\", \"db.eu.test.net\"]\nunknown_host = \"reject\"\n",
-    );
-    let m = vdb_mirror::start(cfg, Arc::new(s.clock.clone()))
-        .await
-        .unwrap();
-    wait_serial(&m, 1).await;
-    let c = reqwest::Client::new();
-    let get = |p: &str| c.get(url(&m, p)).header("host", "database.test.net");
+    let hosts = "hosts = [\"database.test.net\", \"db.eu.test.net\"]\nunknown_host = \"reject\"\n";
+    let m = serving(&s, hosts, 1, 6).await;
+    const HOST: (&str, &str) = ("host", "database.test.net");
+    // Last-Modified = header build time (1624412045 for test-6).
+    const BUILT: &str = "Wed, 23 Jun 2021 01:34:05 GMT";
     let cvd = &rel[0].1;
+    async fn get(m: &Running, headers: &[(&str, &str)]) -> reqwest::Response {
+        request(m, "GET", "/test.cvd", headers).await
+    }
 
-    // The CVD: Last-Modified = header build time (1624412045 for test-6).
-    let r = get("/test.cvd").send().await.unwrap();
+    // The CVD.
+    let r = get(&m, &[HOST]).await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
-    assert_eq!(h["last-modified"], "Wed, 23 Jun 2021 01:34:05 GMT");
+    assert_eq!(h["last-modified"], BUILT);
     assert_eq!(h["etag"], format!("\"{}\"", vdb_proto::sha256_hex(cvd)));
     assert_eq!(h["cache-control"], "public, max-age=60");
     assert_eq!(h["accept-ranges"], "bytes");
     assert_eq!(&r.bytes().await.unwrap()[..], &cvd[..]);
     // freshclam's probe.
-    let r = get("/test.cvd")
-        .header("range", "bytes=0-511")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&m, &[HOST, ("range", "bytes=0-511")]).await;
     assert_eq!(r.status(), 206);
     assert_eq!(
         r.headers()["content-range"],
         format!("bytes 0-511/{}", cvd.len())
     );
     assert_eq!(&r.bytes().await.unwrap()[..], &cvd[..512]);
-    let r = get("/test.cvd")
-        .header("range", "bytes=0-511")
-        .header("if-modified-since", "Wed, 23 Jun 2021 01:34:05 GMT")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 304);
-    let r = get("/test.cvd")
-        .header("if-modified-since", "Wed, 23 Jun 2021 01:34:04 GMT")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = get("/test.cvd")
-        .header("if-none-match", h["etag"].clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 304);
-    let r = get("/test.cvd")
-        .header("if-none-match", "\"other\"")
-        .header("if-modified-since", "Wed, 23 Jun 2021 01:34:05 GMT")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "If-None-Match wins over If-Modified-Since");
-    let r = get("/test.cvd")
-        .header("range", "bytes=100000-")
-        .send()
-        .await
-        .unwrap();
+    let etag = h["etag"].to_str().unwrap();
+    // (request headers, status, why)
+    let conditional: [(Headers<'_>, u16, &str); 5] = [
+        (
+            &[HOST, ("range", "bytes=0-511"), ("if-modified-since", BUILT)],
+            304,
+            "a probe of an unchanged file",
+        ),
+        (
+            &[HOST, ("if-modified-since", "Wed, 23 Jun 2021 01:34:04 GMT")],
+            200,
+            "modified since",
+        ),
+        (&[HOST, ("if-none-match", etag)], 304, "the same ETag"),
+        (
+            &[
+                HOST,
+                ("if-none-match", "\"other\""),
+                ("if-modified-since", BUILT),
+            ],
+            200,
+            "If-None-Match wins over If-Modified-Since",
+        ),
+        (
+            &[HOST, ("range", "bytes=0-9"), ("if-range", "\"stale\"")],
+            200,
+            "If-Range mismatch sends the whole file",
+        ),
+    ];
+    for (headers, status, why) in conditional {
+        assert_eq!(get(&m, headers).await.status(), status, "{why}");
+    }
+    let r = get(&m, &[HOST, ("range", "bytes=100000-")]).await;
     assert_eq!(r.status(), 416);
     assert_eq!(
         r.headers()["content-range"],
         format!("bytes */{}", cvd.len())
     );
-    let r = get("/test.cvd")
-        .header("range", "bytes=0-9")
-        .header("if-range", "\"stale\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "If-Range mismatch sends the whole file");
-    let r = c
-        .head(url(&m, "/test.cvd"))
-        .header("host", "db.eu.test.net:80")
-        .send()
-        .await
-        .unwrap();
+    let r = request(&m, "HEAD", "/test.cvd", &[("host", "db.eu.test.net:80")]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], cvd.len().to_string());
     // Immutable cdiff.
-    let r = get("/test-3.cdiff").send().await.unwrap();
+    let r = request(&m, "GET", "/test-3.cdiff", &[HOST]).await;
     assert_eq!(
         r.headers()["cache-control"],
         "public, max-age=31536000, immutable"
     );
     // Unknown host, method.
-    let r = c
-        .get(url(&m, "/test.cvd"))
-        .header("host", "evil.example")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&m, &[("host", "evil.example")]).await;
     assert_eq!(r.status(), 421);
-    let r = c
-        .delete(url(&m, "/test.cvd"))
-        .header("host", "database.test.net")
-        .send()
-        .await
-        .unwrap();
+    let r = request(&m, "DELETE", "/test.cvd", &[HOST]).await;
     assert_eq!(r.status(), 405);
     assert!(r.text().await.unwrap().contains("method_not_allowed"));
     // Nothing outside the served set.
@@ -564,8 +528,7 @@ async fn http_semantics() {
     assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
     // A client that never finishes its headers is cut off (header_read_timeout_secs = 1 below
     // is not set here; default 10 s is too long for a test, see the vdbd test).
-    let r = c.get(url(&m, "/healthz")).send().await.unwrap();
-    assert_eq!(r.text().await.unwrap(), "ok");
+    assert_eq!(body(&m, "/healthz").await, b"ok");
     let metrics = vdb_testkit::http::get_text(&url(&m, "/metrics")).await;
     vdb_testkit::assert_contains(&metrics, "vdb_mirror_manifest_serial 1");
     vdb_testkit::assert_contains(&metrics, "vdb_mirror_http_responses_total{code=\"206\"}");
@@ -575,15 +538,8 @@ async fn http_semantics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_clients_exclude_checkers_and_persist() {
     let s = setup();
-    let key = master_key();
-    s.master
-        .publish(&key, 1, NOW, &[("test", 6)], &test_release(6));
-    let cfg = config(&s.data, &[s.master.url()], "stats_flush_secs = 1\n");
-    let m = vdb_mirror::start(cfg.clone(), Arc::new(s.clock.clone()))
-        .await
-        .unwrap();
-    wait_serial(&m, 1).await;
-    let c = reqwest::Client::new();
+    let flush = "stats_flush_secs = 1\n";
+    let m = serving(&s, flush, 1, 6).await;
     for ua in [
         "ClamAV/1.4.6 (OS: Linux, ARCH: x86_64, CPU: x86_64, UUID: x)",
         "ClamAV/1.4.6 (OS: Linux, ARCH: x86_64, CPU: x86_64, UUID: y)",
@@ -591,34 +547,14 @@ async fn stats_count_clients_exclude_checkers_and_persist() {
         "ClamAV-MirrorCheck",
         "vdbnet-monitor/0.1 (probe)",
     ] {
-        let r = c
-            .get(url(&m, "/test.cvd"))
-            .header("user-agent", ua)
-            .send()
-            .await
-            .unwrap();
+        let r = request(&m, "GET", "/test.cvd", &[("user-agent", ua)]).await;
         assert_eq!(r.status(), 200);
     }
-    let r = c.get(url(&m, "/local_stats/")).send().await.unwrap();
+    let r = local_stats(&m, "", None).await;
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    let r = c
-        .get(url(&m, "/local_stats/"))
-        .basic_auth("admin", Some("wrong"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let rows: serde_json::Value = c
-        .get(url(&m, "/local_stats/?format=json"))
-        .basic_auth("admin", Some("s3cret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rows = rows.as_array().unwrap();
+    assert_eq!(local_stats(&m, "", Some("wrong")).await.status(), 401);
+    let rows = stats_rows(&m).await;
     let size = test_release(6)[0].1.len() as u64;
     let find = |client: &str| rows.iter().find(|r| r["client"] == client).cloned();
     let r146 = find("ClamAV/1.4.6").unwrap();
@@ -628,29 +564,11 @@ async fn stats_count_clients_exclude_checkers_and_persist() {
     assert_eq!(r146["day"], "2027-01-15");
     assert_eq!(find("ClamAV/1.0.7").unwrap()["requests"], 1);
     assert_eq!(rows.len(), 2, "checker and monitor not counted: {rows:?}");
-    let html = c
-        .get(url(&m, "/local_stats/"))
-        .basic_auth("admin", Some("s3cret"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = local_stats(&m, "", Some("s3cret")).await;
+    let html = r.text().await.unwrap();
     assert!(html.contains("<table>") && html.contains("ClamAV/1.0.7"));
     m.shutdown().await;
-    let m = vdb_mirror::start(cfg, Arc::new(s.clock.clone()))
-        .await
-        .unwrap();
-    let rows: serde_json::Value = c
-        .get(url(&m, "/local_stats/?format=json"))
-        .basic_auth("admin", Some("s3cret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 2, "kept across restarts");
+    let m = start(&s, &[s.master.url()], flush).await;
+    assert_eq!(stats_rows(&m).await.len(), 2, "kept across restarts");
     m.shutdown().await;
 }

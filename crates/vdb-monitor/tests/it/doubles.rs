@@ -2,7 +2,7 @@
 //! roll back and go down, a webhook sink, an SMTP sink and a peer monitor.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use vdb_proto::{MANIFEST_PATH, MirrorRecord, Signed, sha256_hex};
+use vdb_testkit::serve;
 
 pub(crate) const NETWORK: &str = "testnet";
 pub(crate) const T0: i64 = 1_800_000_000;
@@ -57,15 +58,6 @@ pub(crate) fn release(version: u32, issued_at: i64) -> Release {
         envelope: Signed::sign(&manifest, &master_key()).to_json(),
         files,
     }
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, app).await.unwrap();
-    });
-    addr
 }
 
 // ---- master ----

@@ -68,15 +68,60 @@ impl Net {
     async fn monitor_with(&self, c: Config) -> Running {
         start(c, Arc::new(self.clock.clone())).await.unwrap()
     }
+
+    /// A monitor that asks `peer` for its verdicts too and needs two monitors to agree.
+    async fn monitor_in_quorum(&self, peer: String) -> Running {
+        let mut c = config(self.dir.path(), &self.master, Some(&self.hook));
+        c.peers = vec![peer];
+        c.quorum = 2;
+        self.monitor_with(c).await
+    }
 }
 
+/// The network of [`net`] and its monitor, after a first check at T0.
+async fn checked_net() -> (Net, Running) {
+    let n = net().await;
+    let r = n.monitor().await;
+    at(&r, &n.clock, T0).await;
+    (n, r)
+}
+
+/// The monitor's verdicts through HTTP (as the directory reads them), with `query`.
+async fn verdicts(r: &Running, query: &str) -> VerdictReport {
+    let url = format!("http://{}/api/v1/verdicts{query}", r.http_addr());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Checks every mirror at `t`; the verdicts then.
 async fn at(r: &Running, clock: &ManualClock, t: i64) -> VerdictReport {
     clock.set(t);
     let s = r.monitor().check_all(t).await.unwrap();
     assert!(!s.skipped_self_trouble);
-    // Through HTTP, as the directory reads it.
-    let url = format!("http://{}/api/v1/verdicts", r.http_addr());
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    verdicts(r, "").await
+}
+
+/// Checks at each `(time, state, why)` in turn and asserts the state of mirror `name` after
+/// each; the last verdicts.
+async fn expect_states(
+    r: &Running,
+    clock: &ManualClock,
+    name: &str,
+    steps: &[(i64, MirrorState, &str)],
+) -> VerdictReport {
+    let mut last = None;
+    for &(t, want, why) in steps {
+        let rep = at(r, clock, t).await;
+        let got = state(&rep, name);
+        assert_eq!(
+            got,
+            want,
+            "{name} at T0 + {}: {why} {:?}",
+            t - T0,
+            rep.mirrors
+        );
+        last = Some(rep);
+    }
+    last.expect("at least one step")
 }
 
 /// Asserts that mirror `i`'s reason mentions `what`.
@@ -84,6 +129,14 @@ async fn at(r: &Running, clock: &ManualClock, t: i64) -> VerdictReport {
 fn assert_reason(rep: &VerdictReport, i: usize, what: &str) {
     let why = &rep.mirrors[i].reason;
     assert!(why.contains(what), "{why}");
+}
+
+/// Asserts that mirror `name` is out, for a reason that mentions `why`.
+#[track_caller]
+fn assert_out(rep: &VerdictReport, name: &str, why: &str) {
+    let v = rep.mirrors.iter().find(|m| m.name == name).unwrap();
+    assert_eq!(v.state, MirrorState::Out, "{:?}", rep.mirrors);
+    assert!(v.reason.contains(why), "{}", v.reason);
 }
 
 /// Asserts the state of mirror `name`, showing every verdict if it differs.
@@ -108,14 +161,11 @@ async fn frozen_mirror_turns_old_then_out_and_returns_alerts_once() {
     let r3 = release(3, T0 + 10);
     n.master.publish(&r3);
     n.m2.sync(&r3);
-    let rep = at(&r, &n.clock, T0 + 10).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::InService,
-        "superseded just now"
-    );
-    let rep = at(&r, &n.clock, T0 + 50).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Lagging);
+    let steps = [
+        (T0 + 10, MirrorState::InService, "superseded just now"),
+        (T0 + 50, MirrorState::Lagging, ""),
+    ];
+    let rep = expect_states(&r, &n.clock, "m1", &steps).await;
     let v = rep.mirrors.iter().find(|m| m.name == "m1").unwrap();
     assert_eq!((v.lag_secs, v.serving["test"]), (40, 2));
     assert_eq!(state(&rep, "m2"), MirrorState::InService);
@@ -137,10 +187,11 @@ async fn frozen_mirror_turns_old_then_out_and_returns_alerts_once() {
 
     // It syncs again: back after two good checks in a row, with one recovery notice.
     n.m1.sync(&r3);
-    let rep = at(&r, &n.clock, T0 + 220).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out, "hysteresis");
-    let rep = at(&r, &n.clock, T0 + 230).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    let steps = [
+        (T0 + 220, MirrorState::Out, "hysteresis"),
+        (T0 + 230, MirrorState::InService, ""),
+    ];
+    expect_states(&r, &n.clock, "m1", &steps).await;
     at(&r, &n.clock, T0 + 240).await;
     assert_eq!(
         n.hook.hits(),
@@ -153,9 +204,7 @@ async fn frozen_mirror_turns_old_then_out_and_returns_alerts_once() {
     // A restart remembers what was sent and the states.
     r.shutdown().await;
     let r = n.monitor().await;
-    let url = format!("http://{}/api/v1/verdicts", r.http_addr());
-    let rep: VerdictReport = reqwest::get(url).await.unwrap().json().await.unwrap();
-    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    assert_eq!(state(&verdicts(&r, "").await, "m1"), MirrorState::InService);
     at(&r, &n.clock, T0 + 250).await;
     assert_eq!(n.hook.hits().len(), 3);
     r.shutdown().await;
@@ -163,28 +212,22 @@ async fn frozen_mirror_turns_old_then_out_and_returns_alerts_once() {
 
 #[tokio::test]
 async fn unreachable_mirror_turns_old_then_out_and_returns() {
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     n.m1.set_down(true);
-    let rep = at(&r, &n.clock, T0 + 10).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::InService,
-        "one failure is not enough"
-    );
-    let rep = at(&r, &n.clock, T0 + 109).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::InService);
-    let rep = at(&r, &n.clock, T0 + 110).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Old);
-    let rep = at(&r, &n.clock, T0 + 210).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    let steps = [
+        (T0 + 10, MirrorState::InService, "one failure is not enough"),
+        (T0 + 109, MirrorState::InService, ""),
+        (T0 + 110, MirrorState::Old, ""),
+        (T0 + 210, MirrorState::Out, ""),
+    ];
+    let rep = expect_states(&r, &n.clock, "m1", &steps).await;
     assert_reason(&rep, 0, "503");
     n.m1.set_down(false);
-    let rep = at(&r, &n.clock, T0 + 220).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    let rep = at(&r, &n.clock, T0 + 230).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    let steps = [
+        (T0 + 220, MirrorState::Out, ""),
+        (T0 + 230, MirrorState::InService, ""),
+    ];
+    expect_states(&r, &n.clock, "m1", &steps).await;
     let kinds: Vec<String> = n.hook.hits().into_iter().map(|h| h.1).collect();
     assert_eq!(kinds, ["old", "out", "recovered"]);
     r.shutdown().await;
@@ -203,24 +246,21 @@ async fn maintenance_raises_no_alert() {
     let r = n.monitor().await;
     at(&r, &n.clock, T0).await;
     n.m1.set_down(true);
-    for t in [T0 + 10, T0 + 150, T0 + 300] {
-        let rep = at(&r, &n.clock, t).await;
-        assert_eq!(state(&rep, "m1"), MirrorState::Maintenance);
-    }
+    let steps = [T0 + 10, T0 + 150, T0 + 300].map(|t| (t, MirrorState::Maintenance, ""));
+    expect_states(&r, &n.clock, "m1", &steps).await;
     n.m1.set_down(false);
-    let rep = at(&r, &n.clock, T0 + 390).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Maintenance);
-    let rep = at(&r, &n.clock, T0 + 400).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::InService);
+    let steps = [
+        (T0 + 390, MirrorState::Maintenance, ""),
+        (T0 + 400, MirrorState::InService, ""),
+    ];
+    expect_states(&r, &n.clock, "m1", &steps).await;
     assert!(n.hook.hits().is_empty(), "{:?}", n.hook.hits());
     r.shutdown().await;
 }
 
 #[tokio::test]
 async fn tampered_file_is_out_at_the_next_check() {
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     n.m1.tamper("timestamp", b"1\n".to_vec());
     let rep = at(&r, &n.clock, T0 + 1).await;
     assert_eq!(state(&rep, "m1"), MirrorState::Out);
@@ -234,24 +274,18 @@ async fn tampered_file_is_out_at_the_next_check() {
 
 #[tokio::test]
 async fn wrong_cvd_header_is_out_at_the_next_check() {
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     // The body of another version under the name the manifest lists for version 2.
     n.m1.tamper("test.cvd", fixture("test-3.cvd"));
     let rep = at(&r, &n.clock, T0 + 1).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert_reason(&rep, 0, "test.cvd");
+    assert_out(&rep, "m1", "test.cvd");
     // Same size, header altered in a byte not checked by version: the master's copy differs.
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     let mut cvd = fixture("test-2.cvd");
     cvd[12] = b'7';
     n.m1.tamper("test.cvd", cvd);
     let rep = at(&r, &n.clock, T0 + 1).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert_reason(&rep, 0, "master's copy");
+    assert_out(&rep, "m1", "master's copy");
 }
 
 #[tokio::test]
@@ -269,14 +303,15 @@ async fn a_changed_byte_in_a_cvd_body_is_found_by_the_whole_file_check() {
     let i = cvd.len() - 100;
     cvd[i] ^= 0x55;
     n.m1.tamper("test.cvd", cvd);
-    let rep = at(&r, &n.clock, T0 + 2).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::InService,
-        "whole-file check not due yet"
-    );
-    let rep = at(&r, &n.clock, T0 + 3600).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
+    let steps = [
+        (
+            T0 + 2,
+            MirrorState::InService,
+            "whole-file check not due yet",
+        ),
+        (T0 + 3600, MirrorState::Out, ""),
+    ];
+    let rep = expect_states(&r, &n.clock, "m1", &steps).await;
     assert!(
         rep.mirrors[0].reason.contains("test.cvd")
             && rep.mirrors[0].reason.contains("whole-file check"),
@@ -296,8 +331,7 @@ async fn rollback_is_out_at_the_next_check() {
     at(&r, &n.clock, T0 + 10).await;
     n.m1.sync(&release(2, T0));
     let rep = at(&r, &n.clock, T0 + 11).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert_reason(&rep, 0, "rollback");
+    assert_out(&rep, "m1", "rollback");
     // A manifest signed by someone else is bad data too.
     let other = vdb_proto::SecretKey::from_seed([9; 32]);
     let mut forged = release(3, T0 + 10);
@@ -308,8 +342,7 @@ async fn rollback_is_out_at_the_next_check() {
     forged.envelope = vdb_proto::Signed::sign(&m, &other).to_json();
     n.m2.sync(&forged);
     let rep = at(&r, &n.clock, T0 + 12).await;
-    assert_eq!(state(&rep, "m2"), MirrorState::Out);
-    assert_reason(&rep, 1, "not a trusted key");
+    assert_out(&rep, "m2", "not a trusted key");
 }
 
 #[tokio::test]
@@ -322,30 +355,14 @@ async fn quorum_keeps_a_mirror_in_until_enough_monitors_agree() {
         mirrors: Vec::new(),
     }));
     let peer_url = peer(peer_report.clone()).await;
-    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
-    c.peers = vec![peer_url];
-    c.quorum = 2;
-    let r = n.monitor_with(c).await;
+    let r = n.monitor_in_quorum(peer_url).await;
     at(&r, &n.clock, T0).await;
     n.m1.set_down(true);
     at(&r, &n.clock, T0 + 10).await;
     let rep = at(&r, &n.clock, T0 + 210).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::Lagging,
-        "{:?}",
-        rep.mirrors[0]
-    );
+    assert_state(&rep, "m1", MirrorState::Lagging);
     assert_reason(&rep, 0, "1 of the 2");
-    let local: VerdictReport = reqwest::get(format!(
-        "http://{}/api/v1/verdicts?view=local",
-        r.http_addr()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let local = verdicts(&r, "?view=local").await;
     assert_eq!(state(&local, "m1"), MirrorState::Out);
     assert!(n.hook.hits().is_empty(), "no alert without a quorum");
     // The peer agrees: out.
@@ -360,9 +377,7 @@ async fn quorum_keeps_a_mirror_in_until_enough_monitors_agree() {
 
 #[tokio::test]
 async fn own_network_trouble_judges_nobody() {
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
     // Nothing answers: a master URL that refuses connections and both mirrors down.
     c.masters = vec!["http://127.0.0.1:9".into()];
@@ -413,9 +428,7 @@ async fn mail_to_team_and_admin_once() {
 
 #[tokio::test]
 async fn status_json_metrics_and_health() {
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     let r3 = release(3, T0 + 10);
     n.master.publish(&r3);
     n.m2.sync(&r3);
@@ -533,27 +546,20 @@ impl MirrorRecordExt {
 #[tokio::test]
 async fn hostile_and_broken_mirrors() {
     let manifest = MANIFEST_PATH.trim_start_matches('/');
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     // Garbage instead of a signed manifest: out at once.
     n.m1.tamper(manifest, b"{\"kind\":\"manifest\"".to_vec());
     // A manifest bigger than any real one: refused without reading it all.
     n.m2.tamper(manifest, vec![b' '; 9 << 20]);
     let rep = at(&r, &n.clock, T0 + 1).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert_reason(&rep, 0, "not a signed manifest");
-    assert_eq!(state(&rep, "m2"), MirrorState::Out);
-    assert_reason(&rep, 1, "larger than");
+    assert_out(&rep, "m1", "not a signed manifest");
+    assert_out(&rep, "m2", "larger than");
 
     // An expired manifest (a mirror frozen for weeks): out.
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     n.m1.sync(&release(2, T0 - 31 * 86400));
     let rep = at(&r, &n.clock, T0 + 1).await;
-    assert_eq!(state(&rep, "m1"), MirrorState::Out);
-    assert_reason(&rep, 0, "expired");
+    assert_out(&rep, "m1", "expired");
 
     // A listed file that is missing: a failed check (not bad data), out only if it lasts.
     let mut broken = release(2, T0);
@@ -568,9 +574,7 @@ async fn hostile_and_broken_mirrors() {
 #[tokio::test]
 async fn an_undelivered_alert_is_retried_and_sent_once() {
     use std::sync::atomic::Ordering;
-    let n = net().await;
-    let r = n.monitor().await;
-    at(&r, &n.clock, T0).await;
+    let (n, r) = checked_net().await;
     n.m1.set_down(true);
     n.hook.failing.store(true, Ordering::SeqCst);
     at(&r, &n.clock, T0 + 10).await;
@@ -589,10 +593,9 @@ async fn two_real_monitors_reach_a_quorum() {
     let n = net().await;
     let dir_b = tempfile::tempdir().unwrap();
     let b = n.monitor_with(config(dir_b.path(), &n.master, None)).await;
-    let mut c = config(n.dir.path(), &n.master, Some(&n.hook));
-    c.peers = vec![format!("http://{}/api/v1/verdicts", b.http_addr())];
-    c.quorum = 2;
-    let a = n.monitor_with(c).await;
+    let a = n
+        .monitor_in_quorum(format!("http://{}/api/v1/verdicts", b.http_addr()))
+        .await;
     at(&b, &n.clock, T0).await;
     at(&a, &n.clock, T0).await;
     n.m1.set_down(true);
@@ -600,12 +603,7 @@ async fn two_real_monitors_reach_a_quorum() {
     at(&a, &n.clock, T0 + 10).await;
     // Only A has checked since the threshold: B still says in service, so A keeps it in.
     let rep = at(&a, &n.clock, T0 + 110).await;
-    assert_eq!(
-        state(&rep, "m1"),
-        MirrorState::Lagging,
-        "{:?}",
-        rep.mirrors[0]
-    );
+    assert_state(&rep, "m1", MirrorState::Lagging);
     // B agrees after its own check: A takes it out, and alerts once.
     at(&b, &n.clock, T0 + 111).await;
     let rep = at(&a, &n.clock, T0 + 112).await;
