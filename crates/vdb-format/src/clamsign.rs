@@ -429,7 +429,10 @@ mod tests {
         };
         assert_eq!(deciding(&line("230", "", "AAEC")), [(2, 230)]);
         assert_eq!(deciding(&line("0", "", "AAEC")), [(2, 230)]);
-        assert_eq!(deciding(&line("100", "229", "AAEC")), Vec::<(usize, u32)>::new());
+        assert_eq!(
+            deciding(&line("100", "229", "AAEC")),
+            Vec::<(usize, u32)>::new()
+        );
         let two = |a: &str, b: &str| format!("{MAGIC}\n{a}:pkcs7-pem:AAEC\n{b}:pkcs7-pem:AAEC\n");
         assert_eq!(deciding(&two("230:", "240:")), [(2, 230)], "shadowed");
         assert_eq!(deciding(&two("230:239", "230:")), [(2, 230), (3, 240)]);
