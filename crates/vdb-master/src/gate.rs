@@ -715,8 +715,9 @@ fn check_sign(
         .map_err(|e| {
             Refusal::new(
                 ErrorCode::BadSign,
+                // What to do first: OpenSSL's reasons can be long, and a refusal is bounded.
                 format!(
-                    "{shown_name:?} does not verify for {target:?} against the certificates in {}: {e}; ClamAV 1.5 clients would reject {target} (a wrong .sign is worse than none): publish the signer's .sign for exactly these bytes, or leave it out",
+                    "{shown_name:?} does not verify for {target:?} against the certificates in {}: ClamAV 1.5 clients would reject {target} (a wrong .sign is worse than none); publish the signer's .sign for exactly these bytes, or leave it out ({e})",
                     dir.display()
                 ),
             )
