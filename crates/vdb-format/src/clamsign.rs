@@ -190,6 +190,30 @@ impl SignFile {
     pub fn first_for(&self, flevel: u32) -> Option<&SignLine> {
         self.lines.iter().find(|l| l.applies_to(flevel))
     }
+
+    /// The lines that decide for at least one engine that reads `.sign` files (feature level
+    /// [`FIRST_SIGN_FLEVEL`] or later), each with one such feature level: a line no engine
+    /// reads (its range ends before 1.5, or earlier lines cover it) is left out.
+    pub fn deciding_lines(&self) -> Vec<(&SignLine, u32)> {
+        let mut out = Vec::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            let earlier = &self.lines[..i];
+            // The feature levels not covered by earlier lines start at the line's own start or
+            // right after an earlier line's end: one of these reads the line, if any does.
+            let candidates = std::iter::once(line.min_flevel.max(FIRST_SIGN_FLEVEL)).chain(
+                earlier
+                    .iter()
+                    .filter_map(|e| e.max_flevel.and_then(|m| m.checked_add(1))),
+            );
+            let reader = candidates
+                .filter(|&f| f >= FIRST_SIGN_FLEVEL && line.applies_to(f))
+                .find(|&f| !earlier.iter().any(|e| e.applies_to(f)));
+            if let Some(f) = reader {
+                out.push((line, f));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(feature = "pkcs7")]
@@ -334,6 +358,21 @@ mod verify {
                 .map(|l| certs.verify_line(l, target))
                 .collect()
         }
+
+        /// Verifies every line that decides for some engine ([`SignFile::deciding_lines`]): what
+        /// a file must pass to be safe for every ClamAV that reads it. Returns the signers'
+        /// common names in line order; empty when no engine reads any line (every engine then
+        /// falls back to the legacy signature).
+        pub fn verify_for_every_engine(
+            &self,
+            target: &[u8],
+            certs: &Certs,
+        ) -> Result<Vec<String>, SignError> {
+            self.deciding_lines()
+                .into_iter()
+                .map(|(l, _)| certs.verify_line(l, target))
+                .collect()
+        }
     }
 }
 
@@ -379,6 +418,26 @@ mod tests {
             SignFile::parse(&vec![b'#'; MAX_SIGN_FILE + 1]),
             Err(SignError::TooLarge)
         );
+        // Which lines decide for some engine of 1.5 or later.
+        let deciding = |text: &str| -> Vec<(usize, u32)> {
+            SignFile::parse(text.as_bytes())
+                .unwrap()
+                .deciding_lines()
+                .into_iter()
+                .map(|(l, f)| (l.line, f))
+                .collect()
+        };
+        assert_eq!(deciding(&line("230", "", "AAEC")), [(2, 230)]);
+        assert_eq!(deciding(&line("0", "", "AAEC")), [(2, 230)]);
+        assert_eq!(
+            deciding(&line("100", "229", "AAEC")),
+            Vec::<(usize, u32)>::new()
+        );
+        let two = |a: &str, b: &str| format!("{MAGIC}\n{a}:pkcs7-pem:AAEC\n{b}:pkcs7-pem:AAEC\n");
+        assert_eq!(deciding(&two("230:", "240:")), [(2, 230)], "shadowed");
+        assert_eq!(deciding(&two("230:239", "230:")), [(2, 230), (3, 240)]);
+        assert_eq!(deciding(&two("250:", "0:")), [(2, 250), (3, 230)]);
+        assert_eq!(deciding(&two("0:229", "231:")), [(3, 231)]);
         // Comments, blank lines and CRLF are read as ClamAV reads them.
         let c = format!("{MAGIC}\r\n# a comment\r\n\r\n230::pkcs7-pem:AAEC\r\n");
         assert_eq!(SignFile::parse(c.as_bytes()).unwrap().lines.len(), 1);

@@ -12,6 +12,7 @@
 //! heartbeat_secs = 21600
 //! forced_sync_secs = 21600
 //! keep_cdiffs = 30
+//! # cvd_certs_dir = "/etc/clamav/certs" # trust anchors of ClamAV 1.5 .sign files (the default)
 //!
 //! [[publishers]]
 //! key = "ed25519:…"
@@ -155,7 +156,18 @@ pub struct Config {
     /// How often the background loops look at the clock (milliseconds; tests lower it).
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
+    /// The certificates that ClamAV 1.5 `.sign` files of releases must chain to: a directory
+    /// laid out like ClamAV's `certs/` (every `*.pem`/`*.crt` in it is a trust anchor). Unset,
+    /// ClamAV's own install location [`DEFAULT_CVD_CERTS_DIR`], where ClamAV puts its official
+    /// root; if that does not exist, releases with `.sign` files are refused
+    /// (`sign_unverifiable`) with a message saying to set this. Set, it must load at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cvd_certs_dir: Option<PathBuf>,
 }
+
+/// Where ClamAV installs its `.sign` trust anchors (its documented `CERTSDIR` on Linux, with the
+/// official root `clamav.crt`): the master's `cvd_certs_dir` when none is configured.
+pub const DEFAULT_CVD_CERTS_DIR: &str = "/etc/clamav/certs";
 
 /// One publisher key and the databases it may publish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,7 +189,8 @@ pub struct DbConfig {
     /// Whether plain signature files (`.ndb`, `.hdb`, `.ldb`, …) may be published as-is.
     #[serde(default)]
     pub allow_plain: bool,
-    /// Whether `.sign` files are refused (they are accepted as-is by default).
+    /// Whether `.sign` files are refused (by default they are accepted once they verify
+    /// against `cvd_certs_dir`).
     #[serde(default)]
     pub refuse_sign_files: bool,
     /// The container kinds a release may bring, as `<db>.<kind>`: `cvd` (the default; what
@@ -604,6 +617,7 @@ impl Config {
             upstream: None,
             orphan_ttl_secs: default_orphan_ttl(),
             tick_ms: default_tick(),
+            cvd_certs_dir: None,
         }
     }
 }

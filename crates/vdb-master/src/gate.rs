@@ -4,11 +4,16 @@
 //! publisher key and signature, statement shape, `issued_at` window, file names, sizes, every
 //! file present with the stated size and SHA-256, version rules against the held version,
 //! native ClamAV verification of containers (key set of the database, header version and
-//! name), and cdiffs: signature, then applied to the held version and compared with the new
-//! container's content.
+//! name), cdiffs: signature, then applied to the held version and compared with the new
+//! container's content, and ClamAV 1.5 `.sign` files: strict format, then every line an engine
+//! reads verified (PKCS#7, OpenSSL, as ClamAV does) for the bytes of the file it signs against
+//! the configured certificate directory.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use vdb_format::clamsign::{Certs, SignFile};
 use vdb_format::container::{self, Kind, Limits};
 use vdb_format::{KeySet, patch};
 use vdb_proto::{ErrorCode, FileRef, PublicKey, ReleaseStatement, Signed, VerifyError};
@@ -81,6 +86,45 @@ pub struct Policy {
     official: KeySet,
     max_file_size: u64,
     window: u64,
+    certs: SignCerts,
+}
+
+/// The trust anchors of `.sign` files, or why there are none.
+#[derive(Debug, Clone)]
+enum SignCerts {
+    Loaded(PathBuf, Arc<Certs>),
+    Missing(String),
+}
+
+/// Loads the certificate directory of `.sign` verification: the configured one must load;
+/// without one, ClamAV's install location is used if it loads, else `.sign` files are refused
+/// with the reason.
+fn load_certs(config: &Config) -> anyhow::Result<SignCerts> {
+    let default = Path::new(crate::config::DEFAULT_CVD_CERTS_DIR);
+    match &config.cvd_certs_dir {
+        Some(dir) => {
+            let certs = Certs::load_dir(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "field `cvd_certs_dir`: {e} (a directory of *.pem/*.crt certificates laid out like ClamAV's certs/)"
+                )
+            })?;
+            tracing::info!(dir = %dir.display(), anchors = ?certs.names(), ".sign files are verified against these certificates");
+            Ok(SignCerts::Loaded(dir.clone(), Arc::new(certs)))
+        }
+        None => match Certs::load_dir(default) {
+            Ok(certs) => {
+                tracing::info!(dir = %default.display(), anchors = ?certs.names(), ".sign files are verified against ClamAV's installed certificates");
+                Ok(SignCerts::Loaded(default.to_path_buf(), Arc::new(certs)))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "no certificate directory for .sign files: releases that bring them are refused until `cvd_certs_dir` is set");
+                Ok(SignCerts::Missing(format!(
+                    "`cvd_certs_dir` is not set and ClamAV's default {} cannot be used ({e})",
+                    default.display()
+                )))
+            }
+        },
+    }
 }
 
 impl Policy {
@@ -111,6 +155,7 @@ impl Policy {
             official: KeySet::official(),
             max_file_size: config.max_file_size,
             window: config.statement_window_secs.unsigned_abs(),
+            certs: load_certs(config)?,
         })
     }
 
@@ -607,6 +652,78 @@ pub fn check_release(
                 ),
             ));
         }
+    }
+    for (f, class) in st.files.iter().zip(&classes) {
+        if matches!(class, FileClass::Sign) {
+            check_sign(policy, &st.db, &f.name, &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The file of the release a `.sign` file signs: `<db>.cvd` for `<db>-<V>.cvd.sign` (the
+/// names tie `V` to the release's version), `<db>-<N>.cdiff` for `<db>-<N>.cdiff.sign`.
+fn signed_file(db: &str, sign: &str) -> Option<String> {
+    let signed = sign.strip_suffix(".sign")?;
+    if signed.ends_with(".cvd") {
+        Some(format!("{db}.cvd"))
+    } else {
+        Some(signed.to_owned())
+    }
+}
+
+/// Checks one `.sign` file of a release (spec §3): it parses strictly, and every line a ClamAV
+/// engine reads verifies for the bytes of the file it signs against the master's certificate
+/// directory; a line that fails would make every 1.5 client reject the file (no fallback), so
+/// the release is refused. A file no engine reads a line of is accepted with a warning: clients
+/// skip it and use the legacy signature.
+fn check_sign(
+    policy: &Policy,
+    db: &str,
+    name: &str,
+    bytes: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), Refusal> {
+    let shown_name = shown(name);
+    let target = signed_file(db, name)
+        .filter(|t| bytes.contains_key(t))
+        .ok_or_else(|| {
+            unsafe_name(format!(
+                "{shown_name:?} signs a file this release does not bring"
+            ))
+        })?;
+    let sign = SignFile::parse(&bytes[name]).map_err(|e| {
+        Refusal::new(
+            ErrorCode::BadSign,
+            format!(
+                "{shown_name:?} is not a ClamAV .sign file: {e}; publish the signer's file byte for byte (it starts with \"#clamsign-1.0\")"
+            ),
+        )
+    })?;
+    let (dir, certs) = match &policy.certs {
+        SignCerts::Loaded(dir, certs) => (dir, certs),
+        SignCerts::Missing(why) => {
+            return Err(Refusal::new(
+                ErrorCode::SignUnverifiable,
+                format!(
+                    "{shown_name:?} cannot be verified: {why}; set `cvd_certs_dir` in the master config to a directory laid out like ClamAV's certs/ holding the root your clients trust, or publish without .sign files"
+                ),
+            ));
+        }
+    };
+    let signers = sign
+        .verify_for_every_engine(&bytes[&target], certs)
+        .map_err(|e| {
+            Refusal::new(
+                ErrorCode::BadSign,
+                // What to do first: OpenSSL's reasons can be long, and a refusal is bounded.
+                format!(
+                    "{shown_name:?} does not verify for {target:?} against the certificates in {}: ClamAV 1.5 clients would reject {target} (a wrong .sign is worse than none); publish the signer's .sign for exactly these bytes, or leave it out ({e})",
+                    dir.display()
+                ),
+            )
+        })?;
+    if signers.is_empty() {
+        tracing::warn!(db, file = %shown_name, "a .sign file with no line for ClamAV 1.5 or later: accepted, clients skip it and use the legacy signature");
     }
     Ok(())
 }

@@ -460,8 +460,10 @@ impl Prober {
         }
     }
 
-    /// Small files worth hashing each check: everything but old cdiffs.
+    /// Small files worth hashing each check: everything but old cdiffs and their `.sign`
+    /// files (a CVD's `.sign` is always hashed: ClamAV 1.5 rejects the CVD if it is wrong).
     fn worth_hashing(&self, m: &Manifest, name: &str) -> bool {
+        let name = name.strip_suffix(".sign").unwrap_or(name);
         let Some(stem) = name.strip_suffix(".cdiff") else {
             return true;
         };

@@ -83,6 +83,11 @@ error_codes! {
     BadCdiff = ("bad_cdiff", 422),
     /// cdiffs whose result is not the new container's content.
     CdiffMismatch = ("cdiff_mismatch", 422),
+    /// A `.sign` file that does not parse, or whose PKCS#7 signature does not verify for the
+    /// file it signs against the master's certificate directory (`cvd_certs_dir`).
+    BadSign = ("bad_sign", 422),
+    /// A `.sign` file that this master cannot verify: it has no usable certificate directory.
+    SignUnverifiable = ("sign_unverifiable", 422),
     /// The master is catching up with its peers: try another one.
     CatchingUp = ("catching_up", 503),
     /// The master failed.

@@ -34,6 +34,53 @@ pub fn release_files(v: u32) -> Vec<(String, PathBuf)> {
     files
 }
 
+/// Release `v` (1..=6) with ClamAV 1.5's `.sign` files made by ClamAV's *test* CA (verify
+/// with [`certs_dir`]): [`release_files`] plus `test-<v>.cvd.sign` and, from version 2,
+/// `test-<v>.cdiff.sign` (name, path).
+pub fn signed_release_files(v: u32) -> Vec<(String, PathBuf)> {
+    let mut files = release_files(v);
+    let signs: Vec<String> = files
+        .iter()
+        .map(|(name, _)| match name.as_str() {
+            "test.cvd" => format!("test-{v}.cvd.sign"),
+            cdiff => format!("{cdiff}.sign"),
+        })
+        .collect();
+    files.extend(signs.into_iter().map(|n| {
+        let p = path(&n);
+        (n, p)
+    }));
+    files
+}
+
+/// The certificate directory that ClamAV's test CA's `.sign` fixtures verify against (laid out
+/// like ClamAV's `certs/`: the test root, intermediate and signer, and the official root).
+pub fn certs_dir() -> PathBuf {
+    let d = dir().join("certs");
+    assert!(
+        d.is_dir(),
+        "fixture certificates {} are missing",
+        d.display()
+    );
+    d
+}
+
+/// ClamAV 1.5.3 (`bin/freshclam`, `bin/sigtool`, `bin/clamscan`, its README) in
+/// `shared/tools/clamav-1.5.3`, beside the fixtures. Panics with what to do when it is missing:
+/// a test that needs the real 1.5 client never passes without it.
+pub fn clamav_1_5() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/clamav-1.5.3");
+    let freshclam = d.join("bin/freshclam");
+    assert!(
+        freshclam.is_file(),
+        "ClamAV 1.5.3 is missing: {} not found. This test needs the real ClamAV 1.5 client; \
+         put the build described in shared/tools/clamav-1.5.3/README.md there",
+        freshclam.display()
+    );
+    d.canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+}
+
 /// What a mirror serves once it holds version `v` (1..=6) of the test database: `test.cvd`,
 /// `timestamp` and the cdiffs `2..=v` (name, bytes).
 pub fn served_set(v: u32) -> Vec<(String, Vec<u8>)> {

@@ -14,6 +14,14 @@ pub fn test_release(v: u32) -> Vec<ReleaseFile> {
         .collect()
 }
 
+/// [`test_release`] with its `.sign` files ([`crate::fixtures::signed_release_files`]).
+pub fn signed_test_release(v: u32) -> Vec<ReleaseFile> {
+    crate::fixtures::signed_release_files(v)
+        .into_iter()
+        .map(|(name, path)| ReleaseFile { name, path })
+        .collect()
+}
+
 /// Publishes `files` once to `masters` (failover in order), signed by `key`.
 pub async fn publish_once(
     masters: &[String],

@@ -126,7 +126,21 @@ pub struct Settings {
     /// Client certificate and key (PEM) for mirrors that require them (freshclam's
     /// `FRESHCLAM_CLIENT_CERT` / `FRESHCLAM_CLIENT_KEY` environment variables set them too).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The certificate directory of ClamAV 1.5 `.sign` files, as configured
+    /// (`CVDCertsDirectory`, else the `CVD_CERTS_DIR` environment variable): it must load. None:
+    /// ClamAV's [`DEFAULT_CVD_CERTS_DIR`] if it exists, else `.sign` files are not fetched.
+    pub cvd_certs_dir: Option<PathBuf>,
+    /// `FIPSCryptoHashLimits`: a CVD is accepted only with a `.sign` file that verifies (its
+    /// legacy signature is MD5-based); cdiffs keep their SHA-256 signature (spec §3.4).
+    pub fips_limits: bool,
 }
+
+/// ClamAV's certificate directory on Linux (its `CERTSDIR`, where it installs the official root
+/// `clamav.crt`): where `.sign` trust anchors are looked for when none is configured.
+pub const DEFAULT_CVD_CERTS_DIR: &str = "/etc/clamav/certs";
+
+/// `CVD_CERTS_DIR`: freshclam's environment variable for the certificate directory.
+pub const CVD_CERTS_DIR_ENV: &str = "CVD_CERTS_DIR";
 
 fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
@@ -173,6 +187,8 @@ impl Default for Settings {
             engine_version: ENGINE_VERSION.into(),
             ca_file: None,
             client_cert: None,
+            cvd_certs_dir: None,
+            fips_limits: false,
         }
     }
 }
@@ -226,6 +242,8 @@ pub enum ConfigError {
 /// network = "example"                          # vdbnet manifest checks, with:
 /// master_keys = ["ed25519:…"]
 /// key_set = "/etc/vdb-update/keys.txt"         # a network's own ClamAV key set
+/// cvd_certs_dir = "/etc/clamav/certs"          # trust anchors of ClamAV 1.5 .sign files
+/// fips_limits = false                          # true: CVDs only with a verified .sign
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,6 +322,11 @@ pub struct TomlConfig {
     pub client_cert: Option<PathBuf>,
     /// Client key (PEM).
     pub client_key: Option<PathBuf>,
+    /// Certificate directory of ClamAV 1.5 `.sign` files (`CVDCertsDirectory`; default: the
+    /// `CVD_CERTS_DIR` environment variable, else `/etc/clamav/certs` if it exists).
+    pub cvd_certs_dir: Option<PathBuf>,
+    /// `FIPSCryptoHashLimits`: CVDs only with a `.sign` file that verifies (default false).
+    pub fips_limits: Option<bool>,
 }
 
 impl Settings {
@@ -341,6 +364,11 @@ impl Settings {
             update_log_file: conf.update_log_file.clone(),
             ca_file: env_path("CURL_CA_BUNDLE"),
             client_cert: env_client_cert(),
+            cvd_certs_dir: conf
+                .cvd_certs_directory
+                .clone()
+                .or_else(|| env_path(CVD_CERTS_DIR_ENV)),
+            fips_limits: conf.fips_crypto_hash_limits,
             ..Self::default()
         })
     }
@@ -534,6 +562,11 @@ impl Settings {
             engine_version: t.engine_version.unwrap_or(d.engine_version),
             ca_file: t.ca_file.or_else(|| env_path("CURL_CA_BUNDLE")),
             client_cert,
+            cvd_certs_dir: t
+                .cvd_certs_dir
+                .map(|p| path.parent().unwrap_or(Path::new(".")).join(p))
+                .or_else(|| env_path(CVD_CERTS_DIR_ENV)),
+            fips_limits: t.fips_limits.unwrap_or(false),
         })
     }
 }

@@ -114,6 +114,13 @@ pub struct FreshclamConf {
     pub log_syslog: bool,
     /// `LocalIPAddress`: the client address to download from.
     pub local_ip_address: Option<String>,
+    /// `CVDCertsDirectory` (ClamAV 1.5): the trust anchors of `.sign` files (spec §3.3).
+    /// Default none: then the `CVD_CERTS_DIR` environment variable, else ClamAV's
+    /// `/etc/clamav/certs`.
+    pub cvd_certs_directory: Option<PathBuf>,
+    /// `FIPSCryptoHashLimits` (ClamAV 1.5): no MD5-based verification, so a CVD needs a `.sign`
+    /// file that verifies (spec §3.4). Default no.
+    pub fips_crypto_hash_limits: bool,
 }
 
 impl Default for FreshclamConf {
@@ -154,6 +161,8 @@ impl Default for FreshclamConf {
             log_file_max_size: Some(DEFAULT_LOG_FILE_MAX_SIZE),
             log_syslog: false,
             local_ip_address: None,
+            cvd_certs_directory: None,
+            fips_crypto_hash_limits: false,
         }
     }
 }
@@ -371,7 +380,8 @@ const OPTIONS: &[(&str, Ty, Use)] = &[
     ("HTTPProxyPort", Ty::Port, Use::Stored(false)),
     ("LogFileMaxSize", Ty::Size, Use::Stored(false)),
     ("LogFacility", Ty::Str, Use::Ignored),
-    ("CVDCertsDirectory", Ty::Str, Use::Ignored),
+    ("CVDCertsDirectory", Ty::Str, Use::Stored(false)),
+    ("FIPSCryptoHashLimits", Ty::Bool, Use::Stored(false)),
     ("LogRotate", Ty::Bool, Use::Ignored),
     ("Debug", Ty::Bool, Use::Ignored),
     ("SafeBrowsing", Ty::Str, Use::Deprecated),
@@ -476,6 +486,7 @@ impl FreshclamConf {
                 "DatabaseOwner" => self.database_owner = s,
                 "PidFile" => self.pid_file = Some(s.into()),
                 "LocalIPAddress" => self.local_ip_address = Some(s),
+                "CVDCertsDirectory" => self.cvd_certs_directory = Some(s.into()),
                 _ => unreachable!("string option {name} missing from store()"),
             },
             Value::Bool(b) => match name {
@@ -487,6 +498,7 @@ impl FreshclamConf {
                 "LogVerbose" => self.log_verbose = b,
                 "LogTime" => self.log_time = b,
                 "LogSyslog" => self.log_syslog = b,
+                "FIPSCryptoHashLimits" => self.fips_crypto_hash_limits = b,
                 _ => unreachable!("bool option {name} missing from store()"),
             },
             Value::Num(n) => match name {
@@ -1097,6 +1109,20 @@ LogFile /var/log/x.log
         );
         // Ignored options are still type-checked, as freshclam does.
         assert!(FreshclamConf::parse("LogRotate maybe\n").is_err());
+    }
+
+    #[test]
+    fn clamav_1_5_sign_options_are_read() {
+        let (c, w) = parse("CVDCertsDirectory /etc/clamav/certs\nFIPSCryptoHashLimits yes\n");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.cvd_certs_directory,
+            Some(PathBuf::from("/etc/clamav/certs"))
+        );
+        assert!(c.fips_crypto_hash_limits);
+        let (c, _) = parse("DatabaseMirror a\n");
+        assert!(c.cvd_certs_directory.is_none() && !c.fips_crypto_hash_limits);
+        assert!(FreshclamConf::parse("FIPSCryptoHashLimits maybe\n").is_err());
     }
 
     #[test]

@@ -676,3 +676,212 @@ async fn redirects_are_followed_like_freshclam() {
     assert_eq!(redirector.requests().len(), 2);
     assert_eq!(w.version("test.cvd"), 6);
 }
+
+// ClamAV 1.5's `.sign` files (spec §3): fetched as freshclam 1.5 fetches them, kept only when
+// they verify against the certificate directory, only the current one kept.
+
+/// The `CVDCertsDirectory` line for ClamAV's test CA (which made the fixtures' `.sign` files).
+fn test_ca() -> String {
+    format!(
+        "CVDCertsDirectory {}\n",
+        vdb_testkit::fixtures::certs_dir().display()
+    )
+}
+
+/// Serves the fixture `.sign` files `names` (e.g. `test-6.cvd.sign`) under their names.
+fn serve_signs(w: &Work, names: &[&str]) {
+    for n in names {
+        serve_fixture(&w.www(), n, n);
+    }
+}
+
+#[tokio::test]
+async fn sign_file_after_a_full_cvd_then_only_when_missing() {
+    let (w, m, conf) = client_and_mirror(None, &[], &test_ca()).await;
+    serve_signs(&w, &["test-6.cvd.sign"]);
+    update_test_ok(&conf).await;
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, false, 206),
+            req("/test.cvd", false, false, 200),
+            req("/test-6.cvd.sign", false, false, 200),
+        ]
+    );
+    assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
+    assert_eq!(
+        std::fs::read(w.db().join("test-6.cvd.sign")).unwrap(),
+        std::fs::read(fixture("test-6.cvd.sign")).unwrap()
+    );
+    // Up to date with its .sign: one probe, no .sign fetched again.
+    update_test_ok(&conf).await;
+    assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
+    // Up to date without it: fetched once, and kept because it verifies.
+    std::fs::remove_file(w.db().join("test-6.cvd.sign")).unwrap();
+    let out = update_test_ok(&conf).await;
+    assert_eq!(
+        m.requests(),
+        [
+            req("/test.cvd", true, true, 304),
+            req("/test-6.cvd.sign", false, false, 200),
+        ]
+    );
+    assert!(text(&out).contains("Downloaded missing CVD .sign file"));
+    assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
+}
+
+#[tokio::test]
+async fn a_missing_sign_file_is_silent_and_none_is_fetched_without_certificates() {
+    let (w, m, conf) = client_and_mirror(None, &[], &test_ca()).await;
+    let out = update_test_ok(&conf).await;
+    assert_eq!(
+        m.requests().last().unwrap(),
+        &req("/test-6.cvd.sign", false, false, 404)
+    );
+    w.assert_only("test.cvd", 6);
+    assert!(
+        !text(&out).contains("ERROR") && !text(&out).contains("WARNING"),
+        "{}",
+        text(&out)
+    );
+    // Without a certificate directory nothing could be checked: nothing is asked for (the
+    // default /etc/clamav/certs is absent on the test machines).
+    if !std::path::Path::new(vdb_update::config::DEFAULT_CVD_CERTS_DIR).exists() {
+        let (w, m, conf) = client_and_mirror(None, &[], "").await;
+        serve_signs(&w, &["test-6.cvd.sign"]);
+        update_test_ok(&conf).await;
+        assert!(m.requests().iter().all(|r| !r.path.ends_with(".sign")));
+        w.assert_only("test.cvd", 6);
+    }
+}
+
+#[tokio::test]
+async fn cdiff_signs_are_fetched_after_each_cdiff_and_none_stays_beside_the_cld() {
+    let (w, m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], &test_ca()).await;
+    let signs: Vec<String> = (2..=6).map(|i| format!("test-{i}.cdiff.sign")).collect();
+    serve_signs(&w, &signs.iter().map(String::as_str).collect::<Vec<_>>());
+    w.put_db("test-1.cvd.sign", "test-1.cvd.sign");
+    update_test_ok(&conf).await;
+    let mut want = vec![req("/test.cvd", true, true, 206)];
+    for i in 2..=6 {
+        want.push(req(&format!("/test-{i}.cdiff"), false, false, 200));
+        want.push(req(&format!("/test-{i}.cdiff.sign"), false, false, 200));
+    }
+    assert_eq!(m.requests(), want);
+    // The CLD has no .sign: the old CVD's is gone with the CVD.
+    w.assert_only("test.cld", 6);
+}
+
+#[tokio::test]
+async fn a_wrong_cvd_sign_refuses_the_cvd() {
+    // The .sign of v5 served as v6's: ClamAV 1.5 would reject test.cvd (exit 7).
+    let (w, m, conf) = client_and_mirror(None, &[], &test_ca()).await;
+    std::fs::copy(fixture("test-5.cvd.sign"), w.www().join("test-6.cvd.sign")).unwrap();
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(
+        text(&out).contains("Detached CVD signature is invalid"),
+        "{}",
+        text(&out)
+    );
+    assert!(w.db_files().is_empty(), "{:?}", w.db_files());
+    // A certificate directory with only ClamAV's official root: the test CA is unknown.
+    let official = w.tmp.path().join("official");
+    std::fs::create_dir(&official).unwrap();
+    std::fs::copy(
+        fixture("certs/clamav-official-root.crt"),
+        official.join("clamav.crt"),
+    )
+    .unwrap();
+    serve_signs(&w, &["test-6.cvd.sign"]);
+    let conf = w.conf(
+        &[m.url()],
+        &format!("CVDCertsDirectory {}\n", official.display()),
+    );
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(w.db_files().is_empty(), "{:?}", w.db_files());
+}
+
+#[tokio::test]
+async fn a_wrong_cdiff_sign_falls_back_to_the_whole_cvd() {
+    let (w, m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], &test_ca()).await;
+    serve_signs(&w, &["test-2.cdiff.sign", "test-6.cvd.sign"]);
+    std::fs::copy(
+        fixture("test-4.cdiff.sign"),
+        w.www().join("test-3.cdiff.sign"),
+    )
+    .unwrap();
+    let out = update_test_ok(&conf).await;
+    assert!(
+        text(&out).contains("Incremental update failed"),
+        "{}",
+        text(&out)
+    );
+    let reqs = m.requests();
+    assert!(reqs.contains(&req("/test-3.cdiff.sign", false, false, 200)));
+    assert!(!reqs.iter().any(|r| r.path == "/test-4.cdiff"), "{reqs:?}");
+    assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
+}
+
+#[tokio::test]
+async fn fips_limits_need_a_verified_sign_for_every_cvd() {
+    let fips = format!("{}FIPSCryptoHashLimits yes\n", test_ca());
+    // No .sign: the MD5-based signature is all there is, and it is off.
+    let (w, m, conf) = client_and_mirror(None, &[], &fips).await;
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(
+        text(&out).contains("MD5 verification is disabled"),
+        "{}",
+        text(&out)
+    );
+    assert!(w.db_files().is_empty());
+    // With it: accepted.
+    serve_signs(&w, &["test-6.cvd.sign"]);
+    m.requests();
+    update_test_ok(&conf).await;
+    assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
+
+    // A local CVD without its .sign cannot be the base of cdiffs: the whole CVD instead.
+    let (w, _m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], &fips).await;
+    serve_signs(&w, &["test-6.cvd.sign"]);
+    let out = update_test_ok(&conf).await;
+    assert!(
+        text(&out).contains("Incremental update failed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
+    // With its .sign it can (cdiffs keep their SHA-256 signature, .sign or not).
+    let (w, m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], &fips).await;
+    w.put_db("test-1.cvd.sign", "test-1.cvd.sign");
+    update_test_ok(&conf).await;
+    assert!(!m.requests().contains(&req("/test.cvd", false, true, 200)));
+    w.assert_only("test.cld", 6);
+}
+
+#[tokio::test]
+async fn the_certificate_directory_comes_from_the_environment_and_must_exist() {
+    let (w, m, conf) = client_and_mirror(None, &[], "").await;
+    serve_signs(&w, &["test-6.cvd.sign"]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vdb-update"))
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--update-db=test", "--retry-delay=0"])
+        .env("CVD_CERTS_DIR", vdb_testkit::fixtures::certs_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        m.requests()
+            .contains(&req("/test-6.cvd.sign", false, false, 200))
+    );
+    assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
+    // A configured directory that does not exist: freshclam 1.5 does not start either.
+    let conf = w.conf(&[m.url()], "CVDCertsDirectory /nonexistent/vdbnet-certs\n");
+    let out = run_conf(&conf, &["--update-db=test"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("CVDCertsDirectory"), "{}", text(&out));
+}

@@ -29,6 +29,8 @@ pub(crate) fn config(dir: &Path, name: &str, seed: u8) -> Config {
     std::fs::write(&key_file, SecretKey::from_seed([seed; 32]).to_text()).unwrap();
     let mut c = Config::new(name, "testnet", dir.join(format!("data-{name}")), key_file);
     c.admin_token = Some(TOKEN.into());
+    // The `.sign` fixtures are made by ClamAV's test CA.
+    c.cvd_certs_dir = Some(vdb_testkit::fixtures::certs_dir());
     c.tick_ms = 20;
     c.replicate_secs = 5;
     c.push_backoff_ms = 10;

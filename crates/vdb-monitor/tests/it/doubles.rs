@@ -29,7 +29,20 @@ pub(crate) struct Release {
 
 /// Release `version` (2..=6) of database `test`, manifest serial = version.
 pub(crate) fn release(version: u32, issued_at: i64) -> Release {
+    release_with_signs(version, issued_at, false)
+}
+
+/// [`release`], with ClamAV 1.5's `.sign` files of its CVD and cdiffs when `signs`.
+pub(crate) fn release_with_signs(version: u32, issued_at: i64, signs: bool) -> Release {
     let mut files = BTreeMap::new();
+    if signs {
+        let cvd_sign = format!("test-{version}.cvd.sign");
+        files.insert(cvd_sign.clone(), fixture(&cvd_sign));
+        for k in 2..=version {
+            let n = format!("test-{k}.cdiff.sign");
+            files.insert(n.clone(), fixture(&n));
+        }
+    }
     files.insert(
         "test.cvd".to_owned(),
         fixture(&format!("test-{version}.cvd")),

@@ -272,6 +272,29 @@ async fn tampered_file_is_out_at_the_next_check() {
     assert_eq!(state(&rep, "m2"), MirrorState::InService);
 }
 
+/// ClamAV 1.5's `.sign` files are checked like every small file of the manifest: a mirror that
+/// serves other bytes for the CVD's `.sign` (ClamAV 1.5 clients would reject the CVD) is out.
+#[tokio::test]
+async fn a_wrong_sign_file_is_out_at_the_next_check() {
+    let n = net().await;
+    let r3 = release_with_signs(3, T0, true);
+    n.master.publish(&r3);
+    n.m1.sync(&r3);
+    n.m2.sync(&r3);
+    let r = n.monitor().await;
+    let rep = at(&r, &n.clock, T0).await;
+    assert_state(&rep, "m1", MirrorState::InService);
+    // The .sign of another version under this version's name.
+    n.m1.tamper("test-3.cvd.sign", fixture("test-2.cvd.sign"));
+    n.m2.tamper("test-3.cdiff.sign", fixture("test-2.cdiff.sign"));
+    let rep = at(&r, &n.clock, T0 + 1).await;
+    assert_state(&rep, "m1", MirrorState::Out);
+    assert_reason(&rep, 0, "test-3.cvd.sign");
+    assert_state(&rep, "m2", MirrorState::Out);
+    assert_reason(&rep, 1, "test-3.cdiff.sign");
+    r.shutdown().await;
+}
+
 #[tokio::test]
 async fn wrong_cvd_header_is_out_at_the_next_check() {
     let (n, r) = checked_net().await;

@@ -45,6 +45,14 @@ impl Updater<'_> {
                 "cannot open the local database: {e}"
             )));
         }
+        if self.settings.fips_limits && local.kind == Kind::Cvd {
+            // ClamAV unpacks the local CVD only once it verifies, and FIPS limits leave only
+            // its `.sign` to verify it with.
+            let sign = self.local_cvd_sign(db, &local.path, local.version());
+            if let Err(e) = self.cvd_sign_verdict(&file_name(&local.path), &sign) {
+                return Ok(Chain::Fallback(e.message));
+            }
+        }
         let first = local.version() + 1;
         let mut current = local.version();
         let mut cdiffs: Vec<Vec<u8>> = Vec::new();
@@ -113,6 +121,24 @@ impl Updater<'_> {
                     )));
                 }
                 Err(e) => return Ok(Chain::Fallback(format!("{name}: {e}"))),
+            }
+            // ClamAV 1.5: the cdiff's `.sign`, if any; one that fails rejects the cdiff.
+            let sign_name = format!("{name}.sign");
+            if let Some(sign) = self.download_sign(server, &sign_name, manifest).await? {
+                match self.judge_sign(&sign_name, sign, &bytes) {
+                    super::sign::Sign::Invalid(why) => {
+                        return Ok(Chain::Fallback(format!(
+                            "{why}: Incorrect digital signature"
+                        )));
+                    }
+                    super::sign::Sign::Unusable(why) => self
+                        .log
+                        .warn(format!("{why}; the legacy signature of {name} decides")),
+                    super::sign::Sign::Verified { signer, .. } => self.log.debug(format!(
+                        "{name}: external signature verified, signed by {signer}"
+                    )),
+                    super::sign::Sign::Absent => {}
+                }
             }
             cdiffs.push(bytes);
             current = i;
@@ -190,6 +216,8 @@ impl Updater<'_> {
         self.test_load(staged).await?;
         local::install(staged, &self.dir, &name, superseded)
             .map_err(|e| UpdateError::new(Code::File, format!("cannot install {name}: {e}")))?;
+        // A CLD is never externally signed: no `.sign` of this database stays.
+        self.remove_stale_signs(db, None);
         self.log
             .info(format!("{name} updated ({})", describe(header)));
         Ok(DbOutcome::Updated {

@@ -8,7 +8,7 @@ use vdb_format::Kind;
 use vdb_proto::Manifest;
 
 use super::cdiff::Chain;
-use super::{Code, DbOutcome, UpdateError, Updater, describe, file_name};
+use super::{Code, DbOutcome, UpdateError, Updater, describe, file_name, sign};
 use crate::fetch::{Download, Probe};
 use crate::local::{self, LocalDb};
 
@@ -68,6 +68,16 @@ impl Updater<'_> {
                                     file_name(&l.path),
                                     describe(&l.header)
                                 ));
+                                if l.kind == Kind::Cvd {
+                                    self.fetch_missing_cvd_sign(
+                                        db,
+                                        server,
+                                        &l.path,
+                                        l.version(),
+                                        manifest,
+                                    )
+                                    .await;
+                                }
                                 return Ok(DbOutcome::UpToDate(l.version()));
                             }
                             return Err(UpdateError::new(
@@ -99,6 +109,10 @@ impl Updater<'_> {
                 file_name(&l.path),
                 describe(&l.header)
             ));
+            if l.kind == Kind::Cvd && local_version == remote {
+                self.fetch_missing_cvd_sign(db, server, &l.path, local_version, manifest)
+                    .await;
+            }
             return Ok(DbOutcome::UpToDate(local_version));
         }
         self.log.info(format!(
@@ -220,6 +234,29 @@ impl Updater<'_> {
         let kind = Kind::from_file_name(name).unwrap_or(Kind::Cvd);
         let file = std::fs::File::open(&staged)
             .map_err(|e| UpdateError::new(Code::File, format!("{}: {e}", staged.display())))?;
+        // ClamAV 1.5: the CVD's `.sign` (named for the version in its header) before it counts.
+        let sign = if kind == Kind::Cvd {
+            let version = vdb_format::container::read_header(&file)
+                .map(|h| h.version)
+                .map_err(|e| {
+                    UpdateError::new(
+                        Code::BadCvd,
+                        format!("Can't read CVD header of new {name} database: {e}"),
+                    )
+                })?;
+            let (sign_name, sign) = self
+                .cvd_sign(db, version, server, &staged, manifest)
+                .await?;
+            self.cvd_sign_verdict(&url, &sign)?;
+            match sign {
+                sign::Sign::Verified { bytes, .. } => Some((sign_name, bytes)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let file = std::fs::File::open(&staged)
+            .map_err(|e| UpdateError::new(Code::File, format!("{}: {e}", staged.display())))?;
         let verified =
             self.verify_container(std::io::BufReader::with_capacity(1 << 20, file), kind, &url)?;
         let header = verified.header;
@@ -239,8 +276,14 @@ impl Updater<'_> {
             ));
         }
         self.test_load(&staged).await?;
+        // The new `.sign` first: until the CVD is renamed in, a `.sign` of another version is
+        // one nothing reads.
+        if let Some((sign_name, bytes)) = &sign {
+            self.install_sign(sign_name, bytes)?;
+        }
         local::install(&staged, &self.dir, name, superseded)
             .map_err(|e| UpdateError::new(Code::File, format!("cannot install {name}: {e}")))?;
+        self.remove_stale_signs(db, sign.as_ref().map(|(n, _)| n.as_str()));
         let behind = header.version < remote;
         if behind {
             self.log.warn(format!(

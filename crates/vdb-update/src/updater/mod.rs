@@ -4,13 +4,14 @@
 //! By concept: this module runs the databases over the servers in turn (failover, cool-downs,
 //! hooks); `outcome` holds freshclam's result codes; `version` reads the versions the DNS
 //! TXT records advertise; `database` probes a server and downloads, checks and installs a
-//! whole database; `cdiff` fetches a cdiff chain and builds the CLD from it; `custom` handles
-//! `DatabaseCustomURL`.
+//! whole database; `cdiff` fetches a cdiff chain and builds the CLD from it; `sign` fetches and
+//! judges ClamAV 1.5's `.sign` files; `custom` handles `DatabaseCustomURL`.
 
 mod cdiff;
 mod custom;
 mod database;
 mod outcome;
+mod sign;
 mod version;
 
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ pub struct Updater<'a> {
     dns: Option<CurrentRecord>,
     manifests: HashMap<String, Manifest>,
     limits: Limits,
+    certs: Option<vdb_format::clamsign::Certs>,
     _lock: local::DirLock,
 }
 
@@ -196,6 +198,7 @@ impl<'a> Updater<'a> {
         }
         let fetcher = Fetcher::new(settings, &dat.uuid)
             .map_err(|e| UpdateError::new(Code::Init, e.to_string()))?;
+        let certs = sign::load_certs(settings, log)?;
         Ok(Some(Self {
             settings,
             options,
@@ -212,6 +215,7 @@ impl<'a> Updater<'a> {
             dns: None,
             manifests: HashMap::new(),
             limits: Limits::default(),
+            certs,
             _lock: lock,
         }))
     }

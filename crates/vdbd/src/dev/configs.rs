@@ -39,6 +39,8 @@ pub(super) struct MasterPlan<'a> {
     pub(super) keyset: Option<PathBuf>,
     /// An upstream to follow: base URL and databases.
     pub(super) upstream: Option<(String, Vec<String>)>,
+    /// The certificates `.sign` files must chain to (`None`: the master's default).
+    pub(super) cvd_certs_dir: Option<PathBuf>,
 }
 
 /// A master's configuration, written to `<dir>/master-<name>.toml` and loaded back.
@@ -66,6 +68,7 @@ pub(super) fn master(plan: MasterPlan<'_>) -> Result<vdb_master::Config> {
         })
         .collect();
     c.peers = vec![plan.peer];
+    c.cvd_certs_dir = plan.cvd_certs_dir;
     if let Some(keyset) = plan.keyset {
         c.databases.insert(
             "daily".to_owned(),

@@ -38,6 +38,11 @@ pub(crate) struct DevArgs {
     /// freshclam can update from the network.
     #[arg(long)]
     upstream: Option<PathBuf>,
+    /// The masters' `cvd_certs_dir`: the certificates ClamAV 1.5 `.sign` files must chain to
+    /// (default: `<upstream>/certs` when `--upstream` has one, as ClamAV's test fixtures do,
+    /// else ClamAV's `/etc/clamav/certs`).
+    #[arg(long)]
+    cvd_certs_dir: Option<PathBuf>,
     /// How many links of the sample's cdiff chain to publish (at most 3; the sample, a 1 MiB
     /// daily-like database, is made when vdbd is built: `vdb db synth` makes larger ones).
     #[arg(long, default_value_t = 3)]
@@ -187,6 +192,10 @@ async fn start(
                 token: None,
             },
             keyset: sample.as_ref().map(|s| s.keyset.clone()),
+            cvd_certs_dir: args.cvd_certs_dir.clone().or_else(|| {
+                let certs = args.upstream.as_ref()?.join("certs");
+                certs.is_dir().then_some(certs)
+            }),
             upstream: upstream
                 .as_ref()
                 .filter(|_| i == 0)

@@ -55,6 +55,25 @@ fn soa_serial(lines: &[String]) -> u32 {
         .unwrap_or(0)
 }
 
+/// A directory config for zone `vdb.test` on loopback ports, reading `master`, with `extra`
+/// top-level settings; written to `<dir>/directory.toml`.
+fn directory_config(dir: &std::path::Path, master: &str, extra: &str) -> std::path::PathBuf {
+    write(
+        &dir.join("directory.toml"),
+        &format!(
+            r#"zone = "vdb.test"
+dns_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+masters = ["{master}"]
+{extra}
+[[nameservers]]
+name = "ns1.vdb.test"
+addresses = ["127.0.0.1"]
+"#
+        ),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knot_secondary_transfers_and_follows_notify() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,23 +90,12 @@ async fn knot_secondary_transfers_and_follows_notify() {
     })
     .await;
     let knot_port = free_port("127.0.0.1");
-    let cfg = write(
-        &tmp.path().join("directory.toml"),
+    let cfg = directory_config(
+        tmp.path(),
+        &doubles.url,
         &format!(
-            r#"zone = "vdb.test"
-dns_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-masters = ["{u}"]
-monitors = ["{u}"]
-poll_secs = 1
-notify = ["127.0.0.1:{knot_port}"]
-axfr_allow = ["127.0.0.1"]
-regions = ["europe"]
-
-[[nameservers]]
-name = "ns1.vdb.test"
-addresses = ["127.0.0.1"]
-"#,
+            "monitors = [\"{u}\"]\npoll_secs = 1\nnotify = [\"127.0.0.1:{knot_port}\"]\n\
+             axfr_allow = [\"127.0.0.1\"]\nregions = [\"europe\"]\n",
             u = doubles.url
         ),
     );
@@ -174,21 +182,7 @@ addresses = ["127.0.0.1"]
 async fn tells_systemd_it_is_ready_and_pings_the_watchdog() {
     let tmp = tempfile::tempdir().unwrap();
     let doubles = RegistryDouble::start(Served::default()).await;
-    let cfg = write(
-        &tmp.path().join("directory.toml"),
-        &format!(
-            r#"zone = "vdb.test"
-dns_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-masters = ["{u}"]
-
-[[nameservers]]
-name = "ns1.vdb.test"
-addresses = ["127.0.0.1"]
-"#,
-            u = doubles.url
-        ),
-    );
+    let cfg = directory_config(tmp.path(), &doubles.url, "");
     let socket_path = tmp.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket
