@@ -97,6 +97,17 @@ async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut f: impl
     .await;
 }
 
+/// Whether the master at `url` says it is ready (caught up with its peers: it takes releases)
+/// and holds `test` at `v`.
+async fn ready_with(url: &str, v: u32) -> bool {
+    let Ok(r) = reqwest::get(format!("{url}/api/v1/status")).await else {
+        return false;
+    };
+    r.json::<serde_json::Value>()
+        .await
+        .is_ok_and(|s| s["ready"] == true && s["databases"]["test"] == v)
+}
+
 async fn version(url: &str, key: PublicKey) -> u32 {
     manifest(url, key)
         .await
@@ -127,9 +138,10 @@ async fn chain_through_a_then_failover_to_b_and_restore_from_an_old_backup() {
     let backup = net.dir.path().join("backup0");
     copy_dir(&data0, &backup);
     let a = net.start(0, "");
-    // A restarted answers releases once it has caught up with its peer again.
+    // A restarted answers releases once it has caught up with its peer again (until then it
+    // answers 503 and the publisher rightly fails over to B).
     wait_for("A to serve again", || async {
-        version(&net.url(0), net.key(0)).await == 4
+        ready_with(&net.url(0), 4).await
     })
     .await;
     for v in 5..=6 {
