@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use vdb_fetch::{ErrorKind, Expect, RetryPolicy};
 use vdb_format::Header;
-use vdb_proto::{FileRef, ReleaseStatement, SecretKey, Signed};
+use vdb_proto::{ErrorCode, FileRef, ReleaseStatement, SecretKey, Signed};
 
 use crate::config::{Config, UpstreamConfig};
 use crate::events::Origin;
@@ -1002,6 +1002,27 @@ impl Follower {
                 Ok(_) => {
                     self.metrics.upstream_event("supplement", db);
                     added += unit.len();
+                }
+                // A `.sign` the gate cannot accept must not cost the cdiff it signs: 1.4
+                // clients and 1.5 clients outside FIPS mode use the cdiff alone.
+                Err(r)
+                    if matches!(r.code, ErrorCode::BadSign | ErrorCode::SignUnverifiable)
+                        && unit.iter().any(|f| !f.name.ends_with(".sign")) =>
+                {
+                    let (signs, plain): (Vec<FileRef>, Vec<FileRef>) = unit
+                        .iter()
+                        .cloned()
+                        .partition(|f| f.name.ends_with(".sign"));
+                    self.refuse_unit(db, &signs, &r);
+                    let files: Vec<FileRef> =
+                        held.files.iter().cloned().chain(plain.clone()).collect();
+                    match self.submit(db, held.version, built_at, base, &files).await {
+                        Ok(_) => {
+                            self.metrics.upstream_event("supplement", db);
+                            added += plain.len();
+                        }
+                        Err(r) => self.refuse_unit(db, &plain, &r),
+                    }
                 }
                 Err(r) => self.refuse_unit(db, &unit, &r),
             }

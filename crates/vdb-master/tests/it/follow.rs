@@ -176,6 +176,50 @@ async fn a_network_that_starts_following_serves_every_cdiff_and_sign_file_of_the
     a.shutdown().await;
 }
 
+/// `.sign` files the master cannot verify (here: a master that trusts only ClamAV's official
+/// root, and the upstream's files are signed by the test CA) are refused one by one, and the
+/// cdiffs they sign are still served: 1.4 clients and 1.5 clients outside FIPS mode use them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdiffs_are_served_even_when_their_sign_files_are_refused() {
+    let cdn = CdnDouble::start().await;
+    cdn.serve_fixtures("test", 6, 2);
+    let (dir, clock) = crate::harness::scratch();
+    let official = dir.path().join("official-certs");
+    std::fs::create_dir_all(&official).unwrap();
+    std::fs::copy(
+        vdb_testkit::fixtures::path("certs/clamav-official-root.crt"),
+        official.join("clamav.crt"),
+    )
+    .unwrap();
+    let mut c = config(dir.path(), "a", KEY);
+    c.cvd_certs_dir = Some(official);
+    follow(&mut c, &[cdn.url()]);
+    let a = start(c.clone(), &clock).await;
+    let url = a.base_url();
+    until("v6 with every cdiff", || async {
+        manifest(&url, key()).await.is_some_and(|m| {
+            m.databases.get("test").is_some_and(|d| d.version == 6)
+                && (2..=6).all(|n| m.file(&format!("test-{n}.cdiff")).is_some())
+        })
+    })
+    .await;
+    let m = manifest(&url, key()).await.unwrap();
+    for n in 2..=6 {
+        let name = format!("test-{n}.cdiff");
+        assert_eq!(
+            m.file(&name).unwrap().sha256,
+            sha(&name),
+            "{name} is served"
+        );
+        assert!(
+            m.file(&format!("{name}.sign")).is_none(),
+            "{name}.sign is not"
+        );
+    }
+    assert!(m.file("test-6.cvd.sign").is_none());
+    assert!(upstream_metric(&url, "file_refused").await >= 5.0);
+}
+
 #[tokio::test]
 async fn a_cdiff_that_failed_is_fetched_again_and_added_without_a_new_version() {
     let cdn = CdnDouble::start().await;

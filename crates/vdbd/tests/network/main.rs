@@ -278,9 +278,18 @@ fn a_network_that_starts_following_serves_the_upstreams_cdiffs_to_the_real_fresh
     for n in &names {
         std::fs::copy(fixtures::path(n), upstream.join(n)).unwrap();
     }
+    // The .sign files are made with ClamAV's test CA: the masters must trust it.
+    let certs = fixtures::certs_dir();
     let dev = Dev::start(
         &tmp.path().join("net"),
-        &["--upstream", upstream.to_str().unwrap(), "--mirrors", "1"],
+        &[
+            "--upstream",
+            upstream.to_str().unwrap(),
+            "--mirrors",
+            "1",
+            "--cvd-certs-dir",
+            certs.to_str().unwrap(),
+        ],
     );
     let keys = master_keys(&dev);
     let mirror = dev.strs("mirrors")[0].clone();
