@@ -90,22 +90,25 @@ pub(crate) struct Stats {
 /// from `ClamAV/1.4.6 (OS: Linux, …)` (two to four numeric parts of at most three digits), with
 /// any pre-release suffix (`1.5.0-rc`, `-devel-…`) counted as `-pre`; every other agent is
 /// `other`.
-pub(crate) fn client_version(user_agent: &str) -> std::borrow::Cow<'static, str> {
+pub(crate) fn client_version(user_agent: &str) -> std::borrow::Cow<'_, str> {
     let Some(rest) = user_agent.strip_prefix("ClamAV/") else {
         return "other".into();
     };
     let end = rest.find([' ', '(', '-']).unwrap_or(rest.len());
     let (version, after) = rest.split_at(end);
-    let parts: Vec<&str> = version.split('.').collect();
-    let numeric = (2..=4).contains(&parts.len())
+    let parts = version.split('.');
+    let numeric = (2..=4).contains(&parts.clone().count())
         && parts
-            .iter()
+            .into_iter()
             .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
     if !numeric {
-        return "other".into();
+        "other".into()
+    } else if after.starts_with('-') {
+        format!("ClamAV/{version}-pre").into()
+    } else {
+        // The common case, on every request: a slice of the agent, no allocation.
+        user_agent[..7 + end].into()
     }
-    let pre = if after.starts_with('-') { "-pre" } else { "" };
-    format!("ClamAV/{version}{pre}").into()
 }
 
 /// At most this many distinct clients are kept per day; past it, new ones count as `other`

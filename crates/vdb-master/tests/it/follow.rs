@@ -83,6 +83,23 @@ async fn next_check(m: &Running, clock: &ManualClock, result: &str) {
     .await;
 }
 
+/// Waits until the master at `url` holds `test` at version `v` with each of `cdiffs`
+/// (`test-<n>.cdiff`), and returns that manifest.
+async fn until_serves(url: &str, v: u32, cdiffs: &[u32]) -> Manifest {
+    let what = format!("v{v} with cdiffs {cdiffs:?}");
+    let holds = |m: &Manifest| {
+        m.databases.get("test").is_some_and(|d| d.version == v)
+            && cdiffs
+                .iter()
+                .all(|n| m.file(&format!("test-{n}.cdiff")).is_some())
+    };
+    until(&what, || async {
+        manifest(url, key()).await.is_some_and(|m| holds(&m))
+    })
+    .await;
+    manifest(url, key()).await.unwrap()
+}
+
 async fn full_manifest(url: &str) -> Manifest {
     let want = all_of_v6();
     until("every file of v6", || async {
@@ -196,14 +213,7 @@ async fn cdiffs_are_served_even_when_their_sign_files_are_refused() {
     follow(&mut c, &[cdn.url()]);
     let a = start(c.clone(), &clock).await;
     let url = a.base_url();
-    until("v6 with every cdiff", || async {
-        manifest(&url, key()).await.is_some_and(|m| {
-            m.databases.get("test").is_some_and(|d| d.version == 6)
-                && (2..=6).all(|n| m.file(&format!("test-{n}.cdiff")).is_some())
-        })
-    })
-    .await;
-    let m = manifest(&url, key()).await.unwrap();
+    let m = until_serves(&url, 6, &[2, 3, 4, 5, 6]).await;
     for n in 2..=6 {
         let name = format!("test-{n}.cdiff");
         assert_eq!(
@@ -234,14 +244,7 @@ async fn a_cdiff_that_failed_is_fetched_again_and_added_without_a_new_version() 
     cdn.serve_fixtures("test", 3, 2);
     cdn.deliver("test-2.cdiff", Delivery::Truncated);
     clock.advance(10);
-    until("v3 with test-3.cdiff", || async {
-        manifest(&url, key()).await.is_some_and(|m| {
-            m.databases.get("test").is_some_and(|d| d.version == 3)
-                && m.file("test-3.cdiff").is_some()
-        })
-    })
-    .await;
-    let m = manifest(&url, key()).await.unwrap();
+    let m = until_serves(&url, 3, &[3]).await;
     assert!(m.file("test-2.cdiff").is_none());
     assert!(upstream_metric(&url, "cdiff_failed").await >= 1.0);
     // The next check asks for it again and adds it to version 3.
@@ -406,14 +409,7 @@ async fn a_hostile_upstream_changes_nothing() {
     follow(&mut c, &[cdn.url()]);
     let a = start(c, &clock).await;
     let url = a.base_url();
-    until("v3 with its cdiffs", || async {
-        manifest(&url, key()).await.is_some_and(|m| {
-            m.databases.get("test").is_some_and(|d| d.version == 3)
-                && m.file("test-2.cdiff").is_some()
-        })
-    })
-    .await;
-    let held = manifest(&url, key()).await.unwrap();
+    let held = until_serves(&url, 3, &[2]).await;
     let unchanged = || async {
         let m = manifest(&url, key()).await.unwrap();
         assert_eq!(m.databases, held.databases);
@@ -552,13 +548,7 @@ async fn the_txt_record_first_no_http_request_when_nothing_changed() {
     let a = start(c, &clock).await;
     let url = a.base_url();
     // After a start, the first check looks whatever the record says.
-    until("v3 with its cdiffs", || async {
-        manifest(&url, key()).await.is_some_and(|m| {
-            m.databases.get("test").is_some_and(|d| d.version == 3)
-                && m.file("test-2.cdiff").is_some()
-        })
-    })
-    .await;
+    until_serves(&url, 3, &[2]).await;
     assert_eq!(cdn.dns_queries(), [record]);
 
     // The record says 3: one TXT lookup per interval, no HTTP request at all.

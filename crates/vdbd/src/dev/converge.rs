@@ -57,14 +57,9 @@ pub(super) async fn until_served(
         until(
             deadline,
             || async {
-                manifest(&http, &url, trusted).await.is_some_and(|held| {
-                    let versions = held
-                        .databases
-                        .iter()
-                        .map(|(db, s)| (db.clone(), s.version))
-                        .collect();
-                    serves(&versions, newest)
-                })
+                manifest(&http, &url, trusted)
+                    .await
+                    .is_some_and(|held| serves(&held.versions(), newest))
             },
             || {
                 format!(

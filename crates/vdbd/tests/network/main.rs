@@ -90,6 +90,20 @@ fn freshclam(dev: &Dev) -> Output {
 }
 
 /// The `vdb-update` binary beside `vdbd` (`cargo test --workspace` builds both).
+/// Runs freshclam, which must succeed having fetched cdiffs 2..=6; returns its output.
+fn freshclam_by_cdiffs(dev: &Dev) -> String {
+    let out = freshclam(dev);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for v in 2..=6 {
+        assert!(
+            log.contains(&format!("test-{v}.cdiff")),
+            "no cdiff {v} in:\n{log}"
+        );
+    }
+    log
+}
+
 fn vdb_update(dev: &Dev) -> Output {
     run(
         Command::new(exe_beside(env!("CARGO_BIN_EXE_vdbd"), "vdb-update"))
@@ -234,15 +248,7 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     );
 
     // freshclam takes the cdiffs 2..6 and builds test.cld 6; sigtool agrees.
-    let out = freshclam(&dev);
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
-    for v in 2..=6 {
-        assert!(
-            log.contains(&format!("test-{v}.cdiff")),
-            "no cdiff {v} in:\n{log}"
-        );
-    }
+    freshclam_by_cdiffs(&dev);
     let info = sigtool_info(&db_dir.join("test.cld"));
     vdb_testkit::assert_contains(&info, "Version: 6");
     vdb_testkit::assert_contains(&info, "Verification OK");
@@ -313,15 +319,7 @@ fn a_network_that_starts_following_serves_the_upstreams_cdiffs_to_the_real_fresh
     let db_dir = dev.path("dir").join("freshclam-db");
     std::fs::create_dir_all(&db_dir).unwrap();
     std::fs::copy(fixtures::path("test-1.cvd"), db_dir.join("test.cvd")).unwrap();
-    let out = freshclam(&dev);
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
-    for v in 2..=6 {
-        assert!(
-            log.contains(&format!("test-{v}.cdiff")),
-            "no cdiff {v} in:\n{log}"
-        );
-    }
+    let log = freshclam_by_cdiffs(&dev);
     assert!(
         !db_dir.join("test.cvd").exists(),
         "freshclam kept test.cvd: it did not update by cdiffs:\n{log}"
