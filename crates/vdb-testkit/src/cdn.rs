@@ -85,19 +85,29 @@ pub struct CdnDouble {
 impl CdnDouble {
     /// Starts an empty CDN on 127.0.0.1 (a free port).
     pub async fn start() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(any, any)
+            .await
+            .expect("bind 127.0.0.1:0 for the CDN double")
+    }
+
+    /// Starts an empty CDN with its HTTP server on `http` and its DNS server on `dns` (the
+    /// benchmark puts the DNS on port 53 of a loopback address, where freshclam's resolver
+    /// looks).
+    pub async fn start_on(http: SocketAddr, dns: SocketAddr) -> std::io::Result<Self> {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = axum::Router::new()
             .route("/{name}", axum::routing::any(answer))
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(http).await?;
+        let addr = listener.local_addr()?;
+        let udp = tokio::net::UdpSocket::bind(dns).await?;
+        let dns = udp.local_addr()?;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let dns = udp.local_addr().unwrap();
         tokio::spawn(dns_loop(udp, Arc::clone(&inner)));
-        Self { addr, dns, inner }
+        Ok(Self { addr, dns, inner })
     }
 
     /// The address of its DNS server (UDP), which answers the TXT records set with

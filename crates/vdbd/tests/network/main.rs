@@ -327,6 +327,35 @@ fn a_network_that_starts_following_serves_the_upstreams_cdiffs_to_the_real_fresh
     let info = sigtool_info(&db_dir.join("test.cld"));
     vdb_testkit::assert_contains(&info, "Version: 6");
     vdb_testkit::assert_contains(&info, "Verification OK");
+
+    // `vdbd dev` runs an intake too, named in its ready line: a sample sent to it is received
+    // and triaged (the real clamscan, the network's databases) without a token.
+    let ready = dev.0.ready().json();
+    let intake = ready["intake"]["http"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the intake in the ready line: {ready}"))
+        .to_owned();
+    assert_eq!(ready["intake"]["form"], format!("{intake}/"), "{ready}");
+    let sample = tmp.path().join("sample.bin");
+    std::fs::write(
+        &sample,
+        b"nothing detects these bytes: the dev intake's check\n",
+    )
+    .unwrap();
+    let samples = vdb_client::samples::Samples::new(&intake, None);
+    let info = vdb_client::samples::SubmitInfo {
+        note: "from the network test".into(),
+        ..Default::default()
+    };
+    let receipt = block_on(samples.submit(&sample, &info)).expect("submit to the dev intake");
+    assert!(!receipt.duplicate);
+    let status = wait_for("the dev intake to triage the sample", 60, || {
+        block_on(samples.status(&receipt.tracking_id))
+            .ok()
+            .filter(|s| s.scanned)
+    });
+    assert_eq!(status.state, vdb_proto::sample::SampleState::Received);
+    assert_eq!(status.detected_as, None);
 }
 
 /// A replayed or older release, sent to either master, is refused and changes nothing that
