@@ -121,21 +121,12 @@ fi
 "$VDB" key gen -o "$F/master.key" >/dev/null
 "$VDB" key gen -o "$F/upstream.key" >/dev/null
 MPUB=$("$VDB" key pub "$F/master.key")
-# master_toml DNS(yes|no): the master's config; it listens where it listened before.
+# follow_toml DNS(yes|no): the master's config; it listens where it listened before.
 LISTEN=127.0.0.1:0
-master_toml() {
+follow_toml() {
+    printf 'cvd_certs_dir = "%s"\n' "$FIXTURES/certs"
+    master_toml a "$LISTEN" "$F/master-data" "$F/master.key" "$("$VDB" key pub "$F/upstream.key")" '["test"]'
     cat <<TOML
-name = "a"
-network = "bench"
-listen = "$LISTEN"
-data_dir = "$F/master-data"
-key_file = "$F/master.key"
-admin_token = "$ADMIN_TOKEN"
-cvd_certs_dir = "$FIXTURES/certs"
-
-[[publishers]]
-key = "$("$VDB" key pub "$F/upstream.key")"
-databases = ["test"]
 
 [upstream]
 url = "$CDN_URL"
@@ -157,7 +148,7 @@ MASTER=
 declare -A PER_DNS PER_HTTP
 for mode in no yes; do
     [[ -n $MASTER ]] && { kill "$LAST_PID"; wait "$LAST_PID" 2>/dev/null || true; }
-    master_toml $mode >"$F/master.toml"
+    follow_toml $mode >"$F/master.toml"
     start_role "$F/logs/master-dns-$mode" master "$F/master.toml"
     MASTER=$(json http "$READY")
     LISTEN=${MASTER#http://}

@@ -147,30 +147,35 @@ build_net() {
     [[ -x $VDBD && -x $VDB ]] || die "missing $VDBD or $VDB (build them, or unset NO_BUILD)"
 }
 
-# master_config FILE DATA KEY PUBLISHER_PUB KEYSET [EXTRA]: writes a master config listening on
-# 127.0.0.1:0 that accepts `daily` from the publisher key, signed with the KEYSET ClamAV key set
-# (empty KEYSET: ClamAV's official keys).
-master_config() {
-    local keyset=
-    [[ -n $5 ]] && keyset=$'\n[databases.daily]\n'"keyset_file = \"$5\""
-    cat >"$1" <<TOML
-name = "bench"
+ADMIN_TOKEN=bench-admin-token-0123456789
+
+# master_toml NAME LISTEN DATA KEY PUBLISHER_PUB DATABASES: a master config on the bench network
+# that accepts DATABASES (a TOML list) from the publisher key; append sections after it.
+master_toml() {
+    cat <<TOML
+name = "$1"
 network = "bench"
-listen = "127.0.0.1:0"
-data_dir = "$2"
-key_file = "$3"
-admin_token = "bench-admin-token-0123456789"
-tick_ms = 50
-push_backoff_ms = 100
-${6:-}
+listen = "$2"
+data_dir = "$3"
+key_file = "$4"
+admin_token = "$ADMIN_TOKEN"
 
 [[publishers]]
-key = "$4"
-databases = ["daily"]
-$keyset
+key = "$5"
+databases = $6
 TOML
 }
-ADMIN_TOKEN=bench-admin-token-0123456789
+
+# master_config FILE DATA KEY PUBLISHER_PUB KEYSET [EXTRA]: writes a master config listening on
+# 127.0.0.1:0 that accepts `daily` from the publisher key, signed with the KEYSET ClamAV key set
+# (empty KEYSET: ClamAV's official keys). EXTRA: top-level settings.
+master_config() {
+    {
+        printf 'tick_ms = 50\npush_backoff_ms = 100\n%s\n' "${6:-}"
+        master_toml bench 127.0.0.1:0 "$2" "$3" "$4" '["daily"]'
+        [[ -z $5 ]] || printf '\n[databases.daily]\nkeyset_file = "%s"\n' "$5"
+    } >"$1"
+}
 
 # follower_toml NAME MASTER_URL MASTER_PUB: the first lines of the config of a role that follows
 # one master (a mirror, a monitor) on the bench network.

@@ -65,18 +65,7 @@ dns_phase() {
     local mpub
     mpub=$("$VDB" key pub "$F/master.key")
     # The master with its defaults (push backoff, tick), ClamAV's official keys for `test`.
-    cat >"$F/master.toml" <<TOML
-name = "a"
-network = "bench"
-listen = "127.0.0.1:0"
-data_dir = "$F/master-data"
-key_file = "$F/master.key"
-admin_token = "$ADMIN_TOKEN"
-
-[[publishers]]
-key = "$("$VDB" key pub "$F/publisher.key")"
-databases = ["test"]
-TOML
+    master_toml a 127.0.0.1:0 "$F/master-data" "$F/master.key" "$("$VDB" key pub "$F/publisher.key")" '["test"]' >"$F/master.toml"
     start_role "$F/logs/master" master "$F/master.toml"
     local master
     master=$(json http "$READY")

@@ -1,6 +1,6 @@
 //! The authoritative DNS server (hickory-server), zone transfers and NOTIFY.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,7 +190,7 @@ impl RequestHandler for Handler {
                     .shared
                     .config
                     .axfr_allow
-                    .contains(&canonical(request.src().ip()))
+                    .contains(&vdb_service::canonical_ip(request.src().ip()))
                 && qname.to_lowercase() == snap.params.origin;
             if !allowed {
                 meta.response_code = ResponseCode::Refused;
@@ -210,7 +210,7 @@ impl RequestHandler for Handler {
             .as_ref()
             .map(ClientSubnet::addr)
             .unwrap_or_else(|| request.src().ip());
-        let region = self.shared.region_of(canonical(client_ip));
+        let region = self.shared.region_of(vdb_service::canonical_ip(client_ip));
         if let (Some(e), Some(s)) = (resp_edns.as_mut(), subnet.as_ref()) {
             // RFC 7871: echo the option; the scope says how far the answer may be reused.
             let scope = if region.is_some() {
@@ -284,14 +284,6 @@ fn qtype_label(t: RecordType) -> String {
         | T::DNSKEY
         | T::CAA => t.to_string(),
         _ => "other".to_owned(),
-    }
-}
-
-/// An IPv4-mapped IPv6 address as IPv4; others unchanged.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -12,7 +12,6 @@ use serde::Serialize;
 use vdb_proto::paths;
 use vdb_service::ApiError;
 
-use crate::dns::canonical;
 use crate::membership::{Member, MirrorStatus};
 use crate::state::Shared;
 use crate::zone::{Rng, weighted_shuffle};
@@ -85,20 +84,9 @@ fn file_url(m: &Member, file: &str) -> Option<String> {
         .map(|b| format!("{}/{}", b.trim_end_matches('/'), file))
 }
 
-/// The client's address: the peer, or for a trusted proxy the last `X-Forwarded-For` entry.
+/// The client's address (see [`vdb_service::client_ip`]).
 fn client_ip(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let peer_ip = canonical(peer.ip());
-    if !shared.config.trusted_proxies.contains(&peer_ip) {
-        return peer_ip;
-    }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .and_then(|a| a.trim().parse::<IpAddr>().ok())
-        .map_or(peer_ip, canonical)
+    vdb_service::client_ip(peer, headers, &shared.config.trusted_proxies)
 }
 
 async fn redirect(

@@ -58,20 +58,9 @@ pub(crate) fn router(intake: Arc<Intake>) -> Router {
         .with_state(intake)
 }
 
-/// The client's address: the peer, or for a trusted proxy the rightmost `X-Forwarded-For`.
+/// The client's address (see [`vdb_service::client_ip`]).
 fn client_ip(intake: &Intake, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let peer = peer.ip();
-    if !intake.config.limits.trusted_proxies.contains(&peer) {
-        return peer;
-    }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or(peer)
+    vdb_service::client_ip(peer, headers, &intake.config.limits.trusted_proxies)
 }
 
 // ---------------------------------------------------------------------------------------------

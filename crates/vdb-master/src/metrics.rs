@@ -3,14 +3,13 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
 /// The master's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    registry: Registry,
+    registry: vdb_service::metrics::Metrics,
     releases: Family<Labels, Counter>,
     uploads: Family<Labels, Counter>,
     pushes: Family<Labels, Counter>,
@@ -35,92 +34,40 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("vdb_master");
-        let releases = Family::<Labels, Counter>::default();
-        let pushes = Family::<Labels, Counter>::default();
-        let uploads = Family::<Labels, Counter>::default();
-        let forced_sync = Family::<Labels, Counter>::default();
-        let replication = Family::<Labels, Counter>::default();
-        let upstream = Family::<Labels, Counter>::default();
-        let upstream_events = Family::<Labels, Counter>::default();
-        let upstream_requests = Family::<Labels, Counter>::default();
-        let upstream_blocked_until = Family::<Labels, Gauge>::default();
-        let unrecorded = Family::<Labels, Counter>::default();
-        let serial = Gauge::default();
-        let checked_at = Gauge::default();
-        let signing_deferred = Counter::default();
-        registry.register(
-            "releases",
-            "Release verdicts by verdict and code",
-            releases.clone(),
-        );
-        registry.register("uploads", "Object uploads by result", uploads.clone());
-        registry.register("pushes", "Push notices by result", pushes.clone());
-        registry.register(
-            "forced_sync",
-            "Forced sync rounds by result",
-            forced_sync.clone(),
-        );
-        registry.register(
-            "replication",
-            "Pulls from peers by result",
-            replication.clone(),
-        );
-        registry.register(
-            "upstream_checks",
-            "Upstream checks by result",
-            upstream.clone(),
-        );
-        registry.register(
-            "upstream_events",
-            "What the upstream follower met, by event (cooldown, backoff, failover, backwards, cdiff_failed, cdiff_refused, sign_absent, sign_invalid, supplement, …)",
-            upstream_events.clone(),
-        );
-        registry.register(
-            "upstream_requests",
-            "Requests sent to each upstream (by its position in the config) and outcome (ok, not_found, rate_limited, forbidden, unavailable, timeout, network, too_large, other)",
-            upstream_requests.clone(),
-        );
-        registry.register(
-            "upstream_blocked_until_seconds",
-            "Until when each upstream gets no request (Unix seconds; cool-down or back-off; 0 = open)",
-            upstream_blocked_until.clone(),
-        );
-        registry.register(
-            "refusals_unrecorded",
-            "Statements refused without a trace in the history (no publisher of this master signed them), by code",
-            unrecorded.clone(),
-        );
-        registry.register(
-            "signing_deferred",
-            "Manifests not signed because a peer held a newer database (catching up)",
-            signing_deferred.clone(),
-        );
-        registry.register(
-            "manifest_serial",
-            "Serial of the current manifest",
-            serial.clone(),
-        );
-        registry.register(
-            "heartbeat_checked_at_seconds",
-            "When the heartbeat loop last looked at the master's clock (Unix seconds): it is alive",
-            checked_at.clone(),
-        );
+        let mut r = vdb_service::metrics::Metrics::new("vdb_master");
         Self {
-            registry,
-            releases,
-            uploads,
-            pushes,
-            forced_sync,
-            replication,
-            upstream,
-            upstream_events,
-            upstream_requests,
-            upstream_blocked_until,
-            unrecorded,
-            signing_deferred,
-            serial,
-            checked_at,
+            releases: r.family("releases", "Release verdicts by verdict and code"),
+            uploads: r.family("uploads", "Object uploads by result"),
+            pushes: r.family("pushes", "Push notices by result"),
+            forced_sync: r.family("forced_sync", "Forced sync rounds by result"),
+            replication: r.family("replication", "Pulls from peers by result"),
+            upstream: r.family("upstream_checks", "Upstream checks by result"),
+            upstream_events: r.family(
+                "upstream_events",
+                "What the upstream follower met, by event (cooldown, backoff, failover, backwards, cdiff_failed, cdiff_refused, sign_absent, sign_invalid, supplement, …)",
+            ),
+            upstream_requests: r.family(
+                "upstream_requests",
+                "Requests sent to each upstream (by its position in the config) and outcome (ok, not_found, rate_limited, forbidden, unavailable, timeout, network, too_large, other)",
+            ),
+            upstream_blocked_until: r.family(
+                "upstream_blocked_until_seconds",
+                "Until when each upstream gets no request (Unix seconds; cool-down or back-off; 0 = open)",
+            ),
+            unrecorded: r.family(
+                "refusals_unrecorded",
+                "Statements refused without a trace in the history (no publisher of this master signed them), by code",
+            ),
+            signing_deferred: r.add(
+                "signing_deferred",
+                "Manifests not signed because a peer held a newer database (catching up)",
+            ),
+            serial: r.add("manifest_serial", "Serial of the current manifest"),
+            checked_at: r.add(
+                "heartbeat_checked_at_seconds",
+                "When the heartbeat loop last looked at the master's clock (Unix seconds): it is alive",
+            ),
+            registry: r,
         }
     }
 }
@@ -208,9 +155,6 @@ impl Metrics {
 
     /// The text exposition.
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        self.registry.encode()
     }
 }

@@ -5,14 +5,13 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
 /// The mirror's counters and gauges.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    registry: Registry,
+    registry: vdb_service::metrics::Metrics,
     pub(crate) serial: Gauge,
     pub(crate) pulled_bytes: Counter,
     pub(crate) served_bytes: Counter,
@@ -27,43 +26,9 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::with_prefix("vdb_mirror");
-        let serial = Gauge::default();
-        let pulled_bytes = Counter::default();
-        let served_bytes = Counter::default();
-        let responses = Family::<Labels, Counter>::default();
-        let syncs = Family::<Labels, Counter>::default();
-        let sync_seconds = Counter::<f64>::default();
-        let pushes = Family::<Labels, Counter>::default();
-        let thread_connections = Family::<Labels, Counter>::default();
-        registry.register(
-            "manifest_serial",
-            "Serial of the served manifest",
-            serial.clone(),
-        );
-        registry.register(
-            "pulled_bytes",
-            "Bytes downloaded from masters",
-            pulled_bytes.clone(),
-        );
-        registry.register(
-            "served_bytes",
-            "Body bytes of file responses",
-            served_bytes.clone(),
-        );
-        registry.register(
-            "http_responses",
-            "HTTP responses by status code",
-            responses.clone(),
-        );
-        registry.register("syncs", "Syncs by outcome", syncs.clone());
-        registry.register("sync_seconds", "Time spent syncing", sync_seconds.clone());
-        registry.register("pushes", "Push notices by result", pushes.clone());
-        registry.register(
-            "serve_thread_connections",
-            "Connections handed to each serve thread",
-            thread_connections.clone(),
-        );
+        let mut r = vdb_service::metrics::Metrics::new("vdb_mirror");
+        let responses: Family<Labels, Counter> =
+            r.family("http_responses", "HTTP responses by status code");
         let common = [200, 206, 304, 400, 404, 416]
             .into_iter()
             .map(|c| {
@@ -76,16 +41,19 @@ impl Metrics {
             })
             .collect();
         Self {
-            common,
-            registry,
-            serial,
-            pulled_bytes,
-            served_bytes,
+            serial: r.add("manifest_serial", "Serial of the served manifest"),
+            pulled_bytes: r.add("pulled_bytes", "Bytes downloaded from masters"),
+            served_bytes: r.add("served_bytes", "Body bytes of file responses"),
             responses,
-            syncs,
-            sync_seconds,
-            pushes,
-            thread_connections,
+            common,
+            syncs: r.family("syncs", "Syncs by outcome"),
+            sync_seconds: r.add("sync_seconds", "Time spent syncing"),
+            pushes: r.family("pushes", "Push notices by result"),
+            thread_connections: r.family(
+                "serve_thread_connections",
+                "Connections handed to each serve thread",
+            ),
+            registry: r,
         }
     }
 
@@ -120,8 +88,6 @@ impl Metrics {
     }
 
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        self.registry.encode()
     }
 }

@@ -1,12 +1,9 @@
 //! Prometheus metrics of the monitor.
 
-use std::sync::Mutex;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use vdb_proto::MirrorState;
 
 use crate::monitor::state_name;
@@ -47,7 +44,7 @@ struct RoundLabel {
 /// The monitor's metric families.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    registry: Mutex<Registry>,
+    registry: vdb_service::metrics::Metrics,
     state: Family<MirrorStateLabel, Gauge>,
     lag: Family<MirrorLabel, Gauge>,
     response_ms: Family<MirrorLabel, Gauge>,
@@ -59,42 +56,26 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::with_prefix("vdb_monitor");
-        let m = Self {
-            registry: Mutex::new(Registry::default()),
-            state: Family::default(),
-            lag: Family::default(),
-            response_ms: Family::default(),
-            checks: Family::default(),
-            alerts: Family::default(),
-            newest: Family::default(),
-            rounds: Family::default(),
-        };
-        registry.register(
-            "mirror_state",
-            "1 for the published state of each mirror",
-            m.state.clone(),
-        );
-        registry.register(
-            "mirror_lag_seconds",
-            "Seconds since the version a mirror serves was superseded",
-            m.lag.clone(),
-        );
-        registry.register(
-            "mirror_response_milliseconds",
-            "Slowest manifest response of the last check",
-            m.response_ms.clone(),
-        );
-        registry.register("checks", "Mirror checks by result", m.checks.clone());
-        registry.register("alerts", "Alerts by kind and outcome", m.alerts.clone());
-        registry.register(
-            "newest_version",
-            "Newest version of each database in the masters' manifest",
-            m.newest.clone(),
-        );
-        registry.register("rounds", "Check rounds", m.rounds.clone());
-        *m.registry.lock().expect("fresh mutex") = registry;
-        m
+        let mut r = vdb_service::metrics::Metrics::new("vdb_monitor");
+        Self {
+            state: r.family("mirror_state", "1 for the published state of each mirror"),
+            lag: r.family(
+                "mirror_lag_seconds",
+                "Seconds since the version a mirror serves was superseded",
+            ),
+            response_ms: r.family(
+                "mirror_response_milliseconds",
+                "Slowest manifest response of the last check",
+            ),
+            checks: r.family("checks", "Mirror checks by result"),
+            alerts: r.family("alerts", "Alerts by kind and outcome"),
+            newest: r.family(
+                "newest_version",
+                "Newest version of each database in the masters' manifest",
+            ),
+            rounds: r.family("rounds", "Check rounds"),
+            registry: r,
+        }
     }
 
     pub(crate) fn state(&self, mirror: &str, s: MirrorState, lag: i64) {
@@ -159,10 +140,6 @@ impl Metrics {
     }
 
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
-        out
+        self.registry.encode()
     }
 }
