@@ -94,3 +94,21 @@ pub fn served_set(v: u32) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// One run of `freshclam` (`bin`: `freshclam` from `PATH`, or 1.5.3's) updating the test
+/// database over HTTP as the suites run it: `--config-file=CONF --no-dns --update-db=test
+/// --foreground --stdout --verbose`.
+pub fn freshclam_test_update(
+    bin: impl AsRef<std::ffi::OsStr>,
+    conf: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg(format!("--config-file={}", conf.display())).args([
+        "--no-dns",
+        "--update-db=test",
+        "--foreground",
+        "--stdout",
+        "--verbose",
+    ]);
+    cmd
+}

@@ -137,15 +137,7 @@ impl Net {
             ),
         )
         .unwrap();
-        Command::new(clamav.join("bin/freshclam"))
-            .arg(format!("--config-file={}", conf.display()))
-            .args([
-                "--no-dns",
-                "--update-db=test",
-                "--foreground",
-                "--stdout",
-                "--verbose",
-            ])
+        fixtures::freshclam_test_update(clamav.join("bin/freshclam"), &conf)
             .env("CVD_CERTS_DIR", fixtures::certs_dir())
             .output()
             .expect("ClamAV 1.5.3's freshclam runs (its libraries come from Debian's clamav packages; see its README)")

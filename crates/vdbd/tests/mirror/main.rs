@@ -91,9 +91,7 @@ fn freshclam(work: &Path, mirror_line: &str) -> (bool, String) {
         ),
     )
     .unwrap();
-    let out = Command::new("freshclam")
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--no-dns", "--update-db=test", "--stdout"])
+    let out = vdb_testkit::fixtures::freshclam_test_update("freshclam", &conf)
         .output()
         .expect("freshclam is installed (apt-get install clamav-freshclam)");
     let text =

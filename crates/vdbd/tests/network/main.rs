@@ -75,18 +75,10 @@ fn assert_serves_exactly_its_manifest(mirror: &str, keys: &[PublicKey]) -> Manif
 }
 
 fn freshclam(dev: &Dev) -> Output {
-    run(Command::new("freshclam")
-        .arg(format!(
-            "--config-file={}",
-            dev.path("freshclam_conf").display()
-        ))
-        .args([
-            "--no-dns",
-            "--update-db=test",
-            "--foreground",
-            "--stdout",
-            "--verbose",
-        ]))
+    run(&mut fixtures::freshclam_test_update(
+        "freshclam",
+        &dev.path("freshclam_conf"),
+    ))
 }
 
 /// The `vdb-update` binary beside `vdbd` (`cargo test --workspace` builds both).
