@@ -172,10 +172,7 @@ for ((i = 1; i <= MIRRORS; i++)); do
         follower_toml "m$i" "$MASTER" "$MPUB"
         printf 'data_dir = "%s"\nlisten = "127.0.0.1:0"\npoll_secs = 3600\n' "$F/m$i"
     } >"$F/m$i.toml"
-    start_role "$F/logs/m$i" mirror "$F/m$i.toml"
-    URLS+=("$(json http "$READY")")
-    "$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" "m$i" --base-url "${URLS[-1]}" \
-        --push-url "${URLS[-1]}/.well-known/vdbnet/push" --address 127.0.0.1 >/dev/null
+    start_pushed_mirror "$F/logs/m$i" "$F/m$i.toml" "m$i"
 done
 printf '%s\n' "${URLS[@]}" >"$F/mirrors.txt"
 serves() { [[ $(curl -sf --max-time 5 "$1/.well-known/vdbnet/mirror-status" | jq -r '.databases.test // 0') -ge $2 ]]; }

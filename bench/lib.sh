@@ -198,6 +198,15 @@ TOML
     } >"$1"
 }
 
+# start_pushed_mirror LOGBASE CONFIG NAME: starts `vdbd mirror` from CONFIG and registers it on
+# $MASTER as NAME with its push URL (so that it syncs on every release); appends its URL to URLS.
+start_pushed_mirror() {
+    start_role "$1" mirror "$2"
+    URLS+=("$(json http "$READY")")
+    "$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" "$3" --base-url "${URLS[-1]}" \
+        --push-url "${URLS[-1]}/.well-known/vdbnet/push" --address 127.0.0.1 >/dev/null
+}
+
 # mirror_serial URL: the serial a mirror serves now (empty before its first sync).
 mirror_serial() { curl -sf --max-time 5 "$1/.well-known/vdbnet/mirror-status" | jq -r '.serial // empty'; }
 # serial_at_least URL N: true when the mirror at URL serves serial N or newer.

@@ -260,10 +260,7 @@ t=$SECONDS
 for ((i = 1; i <= MIRRORS; i++)); do
     mkdir -p "$W/data/m$i/local"
     mirror_config "$W/data/m$i.toml" "m$i" "$MASTER" "$MASTER_PUB" "$W/data/m$i/data" "$W/data/m$i/local"
-    start_role "$W/logs/m$i" mirror "$W/data/m$i.toml"
-    URLS+=("$(json http "$READY")")
-    "$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" "m$i" --base-url "${URLS[-1]}" \
-        --push-url "${URLS[-1]}/.well-known/vdbnet/push" --address 127.0.0.1 >/dev/null
+    start_pushed_mirror "$W/logs/m$i" "$W/data/m$i.toml" "m$i"
 done
 printf '%s\n' "${URLS[@]}" >"$W/mirrors.txt"
 echo "== $MIRRORS mirrors started and registered in $((SECONDS - t)) s; waiting for their first sync" >&2

@@ -66,14 +66,15 @@ fn client_ip(intake: &Intake, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
 // ---------------------------------------------------------------------------------------------
 // Submissions.
 
-/// Admission, reading and filing of one submission (shared by the form and the API).
+/// Admission, reading and filing of one submission (shared by the form and the API); a
+/// refusal is counted and logged.
 async fn submission(
     intake: &Arc<Intake>,
     ip: IpAddr,
     headers: &HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
 ) -> Result<SubmissionReceipt, Refusal> {
-    let result = submission_inner(intake, ip, headers, mp).await;
+    let result = file_submission(intake, ip, headers, mp).await;
     if let Err(r) = &result {
         intake.refused.fetch_add(1, Ordering::Relaxed);
         tracing::info!(client = %ip, code = r.code(), "submission refused");
@@ -81,7 +82,7 @@ async fn submission(
     result
 }
 
-async fn submission_inner(
+async fn file_submission(
     intake: &Arc<Intake>,
     ip: IpAddr,
     headers: &HeaderMap,
