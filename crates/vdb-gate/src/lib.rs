@@ -818,6 +818,75 @@ fn check_sign(
 mod tests {
     use super::*;
 
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/clamav"
+        );
+        std::fs::read(Path::new(dir).join(name)).unwrap()
+    }
+
+    /// Objects holding `test-2.cvd` (held) and the release's files; the statement of them.
+    fn release(files: &[(&str, Vec<u8>)]) -> (MemObjects, Held, ReleaseStatement) {
+        let mut objects = MemObjects::default();
+        let held = Held {
+            version: 2,
+            release: "r2".into(),
+            files: vec![objects.add("test.cvd", fixture("test-2.cvd"))],
+        };
+        let refs = files
+            .iter()
+            .map(|(n, b)| objects.add(n, b.clone()))
+            .collect();
+        let st = ReleaseStatement {
+            db: "test".into(),
+            version: 3,
+            built_at: 1_624_408_809,
+            issued_at: 0,
+            files: refs,
+            notes: String::new(),
+        };
+        (objects, held, st)
+    }
+
+    fn judge(files: &[(&str, Vec<u8>)]) -> Result<Accepted, Refusal> {
+        let policy = Policy::new(DEFAULT_MAX_FILE_SIZE, 0, SignCerts::Missing("none".into()));
+        let (objects, held, st) = release(files);
+        check_shape(&policy, &st)?;
+        check_release(&policy, Some(&held), &objects, &st, 0, false)
+    }
+
+    #[test]
+    fn a_release_over_the_held_version_is_checked_on_objects_in_memory() {
+        let cvd = fixture("test-3.cvd");
+        let cdiff = fixture("test-3.cdiff");
+        assert_eq!(
+            judge(&[("test.cvd", cvd.clone()), ("test-3.cdiff", cdiff.clone())]),
+            Ok(Accepted::default())
+        );
+        let code = |files: &[(&str, Vec<u8>)]| judge(files).unwrap_err().code;
+        let mut trailing = cvd.clone();
+        trailing.push(0);
+        assert_eq!(code(&[("test.cvd", trailing)]), ErrorCode::BadContainer);
+        assert_eq!(code(&[("test-3.cvd", cvd.clone())]), ErrorCode::UnsafeName);
+        assert_eq!(
+            code(&[("test.cvd", fixture("test-4.cvd"))]),
+            ErrorCode::VersionMismatch
+        );
+        assert_eq!(
+            code(&[("test.cvd", cvd), ("test-3.cdiff.sign", b"x".to_vec())]),
+            ErrorCode::UnsafeName
+        );
+    }
+
+    #[test]
+    fn a_file_missing_from_the_objects_is_refused() {
+        let policy = Policy::new(DEFAULT_MAX_FILE_SIZE, 0, SignCerts::Missing("none".into()));
+        let (_, held, st) = release(&[("test.cvd", fixture("test-3.cvd"))]);
+        let r = check_release(&policy, Some(&held), &MemObjects::default(), &st, 0, false);
+        assert_eq!(r.unwrap_err().code, ErrorCode::MissingObject);
+    }
+
     #[test]
     fn cdiff_names() {
         assert_eq!(cdiff_version("daily", "daily-27543.cdiff"), Some(27543));

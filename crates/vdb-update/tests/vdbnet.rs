@@ -334,3 +334,37 @@ async fn a_database_dropped_then_brought_back_lower_is_refused_across_runs() {
     assert!(text(&out).contains("anti-rollback floor"), "{}", text(&out));
     w.assert_only("test.cvd", 6);
 }
+
+#[tokio::test]
+async fn a_manifest_newer_than_the_dns_record_wins() {
+    let w = Work::new();
+    serve_chain(&w.www(), 6);
+    publish(&w.www(), 10, 6, 3600, &key());
+    w.put_db("test-3.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    // The TXT record lags: it still says 3, the installed version.
+    let t = now();
+    let dns = FakeDns::start(&[
+        (
+            "current.cvd.example.test.",
+            format!("1.4.6:62:27000:{t}:1:216:49192:335"),
+        ),
+        ("test.cvd.clamav.net.", format!("3:{t}")),
+    ])
+    .await;
+    let conf = toml(&w, &[m.url()]);
+    let text_conf = std::fs::read_to_string(&conf).unwrap().replace(
+        "dns = false\n",
+        &format!(
+            "dns_txt = \"current.cvd.example.test\"\ndns_server = \"{}\"\n",
+            dns.addr
+        ),
+    );
+    std::fs::write(&conf, text_conf).unwrap();
+    let out = run_toml(&conf).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("newer than DNS's 3"), "{t}");
+    w.assert_only("test.cld", 6);
+    assert!(!dns.queries.lock().unwrap().is_empty());
+}
