@@ -104,11 +104,11 @@ pub fn policy(config: &Config) -> anyhow::Result<Policy> {
 
 impl vdb_gate::Objects for ObjectStore {
     fn size(&self, sha256: &str) -> Option<u64> {
-        ObjectStore::size(self, sha256)
+        Self::size(self, sha256)
     }
 
     fn read(&self, sha256: &str, limit: u64) -> Result<Vec<u8>, String> {
-        ObjectStore::read(self, sha256, limit).map_err(|e| e.to_string())
+        Self::read(self, sha256, limit).map_err(|e| e.to_string())
     }
 }
 
