@@ -30,7 +30,7 @@ fn out_of_sync(
 ) -> UpdateError {
     UpdateError::out_of_sync(format!(
         "Mirror {server} is out of sync: {what}, but its signed manifest (serial {serial}) names \
-         {db} version {signed} (installed: {local_version}); trying the next mirror"
+         {db} version {signed} (installed: {local_version})"
     ))
 }
 

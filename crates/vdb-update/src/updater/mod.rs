@@ -422,7 +422,8 @@ impl<'a> Updater<'a> {
                     Err(e) if e.next_mirror => {
                         // Out of sync with its own signed manifest: asking it again gives the
                         // same answer.
-                        self.log.error(&e.message);
+                        self.log
+                            .error(format!("{}; trying the next mirror", e.message));
                         self.health.failure(server, self.now());
                         self.out_of_sync += 1;
                         last = e;
