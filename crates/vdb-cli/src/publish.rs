@@ -1,5 +1,8 @@
 //! `vdb publish`: sign a release statement and upload it to the first master that answers.
 //! The work is in [`vdb_client`]; this module parses and prints.
+//!
+//! `vdb publish --dry-run` runs the masters' gate ([`vdb_gate`], the code every master runs)
+//! on the files on disk and prints what a master would answer, uploading nothing.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -8,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use vdb_client::{Progress, PublishError, Publisher, files_from_paths, infer};
+use vdb_gate::{DbRules, Held, MemObjects, Policy, SignCerts};
 
 /// Exit code: no master could be reached.
 pub const UNREACHABLE: u8 = 3;
@@ -16,11 +20,33 @@ pub const UNREACHABLE: u8 = 3;
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// Master base URL; repeat for failover, in order.
-    #[arg(long = "master", required = true)]
+    #[arg(long = "master", required_unless_present = "dry_run")]
     pub masters: Vec<String>,
     /// The publisher's secret key file (`vdb key gen`).
+    #[arg(long, required_unless_present = "dry_run")]
+    pub key: Option<PathBuf>,
+    /// Check the release with the masters' own gate here and print what a master would
+    /// answer (the release it would accept, or the refusal's code and reason); uploads
+    /// nothing and needs no master.
     #[arg(long)]
-    pub key: PathBuf,
+    pub dry_run: bool,
+    /// With --dry-run: the CVD/CLD the masters hold now for the database, so that the
+    /// version order and the cdiffs (applied to it) are checked as a master checks them.
+    #[arg(long, requires = "dry_run", value_name = "FILE")]
+    pub held: Option<PathBuf>,
+    /// With --dry-run: the database's ClamAV key set, as the master's `keyset_file`
+    /// (`official` or the path of a public key set).
+    #[arg(
+        long,
+        requires = "dry_run",
+        value_name = "official|PATH",
+        default_value = "official"
+    )]
+    pub keys: String,
+    /// With --dry-run: the masters' `cvd_certs_dir`, which `.sign` files must verify against
+    /// (default: ClamAV's /etc/clamav/certs, as on a master).
+    #[arg(long, requires = "dry_run", value_name = "DIR")]
+    pub cvd_certs_dir: Option<PathBuf>,
     /// Database name (inferred from the CVD's file name when omitted).
     #[arg(long)]
     pub db: Option<String>,
@@ -38,9 +64,17 @@ pub struct PublishArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Runs `vdb publish`: 0 accepted, 1 refused, 2 usage, 3 no master reachable.
+/// Runs `vdb publish`: 0 accepted, 1 refused, 2 usage, 3 no master reachable. With
+/// `--dry-run`, [`dry_run`].
 pub fn run(args: PublishArgs) -> Result<ExitCode> {
-    let key = crate::key::read_secret(&args.key)?;
+    if args.dry_run {
+        return dry_run(&args);
+    }
+    let Some(key_file) = &args.key else {
+        eprintln!("error: --key is needed to publish");
+        return Ok(ExitCode::from(crate::exit::USAGE));
+    };
+    let key = crate::key::read_secret(key_file)?;
     let files = match files_from_paths(&args.files)
         .and_then(|f| infer(&f, args.db.as_deref(), args.version).map(|i| (f, i)))
     {
@@ -122,6 +156,136 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
     }
 }
 
+/// The held release of a dry run: `--held FILE`, verified with the database's key set, as
+/// the `<db>.<ext>` a master holds; its bytes go to `objects` (cdiffs are applied to it).
+fn held_release(
+    path: &std::path::Path,
+    db: &str,
+    keys: &vdb_format::KeySet,
+    objects: &mut MemObjects,
+) -> std::result::Result<Held, String> {
+    let data = std::fs::read(path).map_err(|e| format!("--held {}: {e}", path.display()))?;
+    let kind = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(vdb_format::Kind::from_file_name)
+        .ok_or_else(|| format!("--held {}: not a .cvd, .cld or .cud", path.display()))?;
+    let verified =
+        vdb_format::container::verify(&data[..], kind, keys, &vdb_format::Limits::default())
+            .map_err(|e| {
+                format!(
+                    "--held {}: {e} (verified with key set {:?})",
+                    path.display(),
+                    keys.name
+                )
+            })?;
+    let file = objects.add(&format!("{db}.{}", kind.extension()), data);
+    Ok(Held {
+        version: verified.header.version,
+        release: format!("held file {}", path.display()),
+        files: vec![file],
+    })
+}
+
+/// `vdb publish --dry-run`: builds the statement `vdb publish` would sign, runs the masters'
+/// gate on it and the files on disk ([`vdb_gate::check_shape`], [`vdb_gate::check_release`]:
+/// the code a master runs), against `--held` when given, and prints the answer: exit 0 when a
+/// master would accept it, 1 when it would refuse it, 2 on a usage error.
+///
+/// What only a master can know is left out: whether the publisher's key may publish the
+/// database, the statement's age, and cdiff names it accepted before with other bytes.
+pub fn dry_run(args: &PublishArgs) -> Result<ExitCode> {
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Ok(ExitCode::from(crate::exit::USAGE))
+    };
+    let (files, info) = match files_from_paths(&args.files)
+        .and_then(|f| infer(&f, args.db.as_deref(), args.version).map(|i| (f, i)))
+    {
+        Ok(v) => v,
+        Err(e) => return usage(&e),
+    };
+    let keys = match crate::db::load_public(&args.keys) {
+        Ok(k) => k,
+        Err(e) => return usage(&format!("--keys: {e:#}")),
+    };
+    let certs = match SignCerts::load(args.cvd_certs_dir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return usage(&format!("--cvd-certs-dir: {e}")),
+    };
+    // The statement `vdb publish` signs; the signer does not matter here.
+    let key = match &args.key {
+        Some(k) => crate::key::read_secret(k)?,
+        None => vdb_proto::SecretKey::generate(),
+    };
+    let (st, _) = match Publisher::new(Vec::new(), key).statement(&info, &files, &args.notes) {
+        Ok(v) => v,
+        Err(e) => return usage(&e),
+    };
+    let mut objects = MemObjects::default();
+    for f in &files {
+        let data = std::fs::read(&f.path)?;
+        objects.add(&f.name, data);
+    }
+    let held = match &args.held {
+        Some(p) => match held_release(p, &st.db, &keys, &mut objects) {
+            Ok(h) => Some(h),
+            Err(e) => return usage(&e),
+        },
+        None => None,
+    };
+    let mut policy = Policy::new(vdb_gate::DEFAULT_MAX_FILE_SIZE, 0, certs);
+    policy.database(&st.db, keys, DbRules::default());
+    let verdict = vdb_gate::check_shape(&policy, &st).and_then(|()| {
+        if let Some(h) = held
+            .as_ref()
+            .filter(|h| h.version == st.version && vdb_gate::same_files(&h.files, &st.files))
+        {
+            // A master answers a re-submission of what it holds with the release it holds.
+            println!("note: this is the held release ({}) again", h.release);
+            return Ok(vdb_gate::Accepted::default());
+        }
+        vdb_gate::check_release(&policy, held.as_ref(), &objects, &st, now(), false)
+    });
+    match verdict {
+        Ok(accepted) => {
+            println!(
+                "accept: {} version {} (built at {}), {} file(s):",
+                st.db,
+                st.version,
+                st.built_at,
+                st.files.len()
+            );
+            for f in &st.files {
+                println!("  {}  {} bytes  sha256 {}", f.name, f.size, f.sha256);
+            }
+            for w in &accepted.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "dry run: nothing was uploaded (a master also checks that your key may publish {}, and the cdiffs it accepted before)",
+                st.db
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(r) => {
+            println!(
+                "refuse: {} (HTTP {}): {}",
+                r.code.as_str(),
+                r.status(),
+                r.message
+            );
+            Ok(ExitCode::from(crate::exit::FAILED))
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -138,7 +302,11 @@ mod tests {
     fn args(masters: Vec<String>, key: &Path, files: &[&Path]) -> PublishArgs {
         PublishArgs {
             masters,
-            key: key.to_owned(),
+            key: Some(key.to_owned()),
+            dry_run: false,
+            held: None,
+            keys: "official".into(),
+            cvd_certs_dir: None,
             db: None,
             version: None,
             ca: None,

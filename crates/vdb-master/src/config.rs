@@ -167,7 +167,7 @@ pub struct Config {
 
 /// Where ClamAV installs its `.sign` trust anchors (its documented `CERTSDIR` on Linux, with the
 /// official root `clamav.crt`): the master's `cvd_certs_dir` when none is configured.
-pub const DEFAULT_CVD_CERTS_DIR: &str = "/etc/clamav/certs";
+pub const DEFAULT_CVD_CERTS_DIR: &str = vdb_gate::DEFAULT_CVD_CERTS_DIR;
 
 /// One publisher key and the databases it may publish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -377,7 +377,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8700))
 }
 fn default_max_file() -> u64 {
-    512 << 20
+    vdb_gate::DEFAULT_MAX_FILE_SIZE
 }
 fn default_window() -> i64 {
     600

@@ -41,7 +41,6 @@ mod push;
 mod replicate;
 mod server;
 mod store;
-mod supplement;
 mod tasks;
 mod upstream;
 
@@ -210,7 +209,7 @@ pub async fn start_on(
 ) -> anyhow::Result<Running> {
     config.validate()?;
     let key = read_key(&config.key_file)?;
-    let mut policy = gate::Policy::from_config(&config)?;
+    let mut policy = gate::policy(&config)?;
     let up_key = upstream_key(&config)?;
     if let (Some(k), Some(up)) = (&up_key, &config.upstream) {
         policy.allow(k.public(), up.databases.clone());

@@ -60,10 +60,11 @@ pub fn find(dir: &Path, db: &str) -> io::Result<(Option<LocalDb>, Option<PathBuf
 }
 
 /// Temporary names `write_atomic` gives our state files.
-const OWN_TEMP_PREFIXES: [&str; 3] = [
+const OWN_TEMP_PREFIXES: [&str; 4] = [
     ".freshclam.dat.tmp-",
     ".vdb-update-health.json.tmp-",
     ".vdbnet-manifest.json.tmp-",
+    ".vdbnet-floor.json.tmp-",
 ];
 
 /// Removes staging directories and state-file temporaries left by an interrupted run.

@@ -18,6 +18,11 @@ fn key() -> SecretKey {
 
 /// Signs a manifest listing every file in `www` (except the manifest itself).
 fn publish(www: &Path, serial: u64, daily_version: u32, expires_in: i64, key: &SecretKey) {
+    publish_dbs(www, serial, &[("test", daily_version)], expires_in, key);
+}
+
+/// [`publish`] with these databases (none: a manifest that drops them).
+fn publish_dbs(www: &Path, serial: u64, dbs: &[(&str, u32)], expires_in: i64, key: &SecretKey) {
     let mut files = Vec::new();
     for e in std::fs::read_dir(www).unwrap() {
         let e = e.unwrap();
@@ -40,15 +45,19 @@ fn publish(www: &Path, serial: u64, daily_version: u32, expires_in: i64, key: &S
         master: "m1".into(),
         issued_at: now,
         expires_at: now + expires_in,
-        databases: [(
-            "test".to_owned(),
-            DatabaseState {
-                version: daily_version,
-                built_at: 1,
-                release: "r".into(),
-            },
-        )]
-        .into(),
+        databases: dbs
+            .iter()
+            .map(|(db, version)| {
+                (
+                    (*db).to_owned(),
+                    DatabaseState {
+                        version: *version,
+                        built_at: 1,
+                        release: "r".into(),
+                    },
+                )
+            })
+            .collect(),
         files,
         version_record: None,
     };
@@ -185,4 +194,177 @@ async fn stale_mirror_is_skipped_for_a_current_one() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(w.version("test.cld"), 6);
     assert_eq!(s.requests().len(), 1);
+}
+
+/// A mirror double out of sync with its own signed manifest: it serves the signed manifest of
+/// `good` (which names test version 6) but `test-<old>.cvd` as its test.cvd.
+fn out_of_sync_mirror(good: &Work, old: u32) -> Work {
+    let bad = Work::new();
+    serve_chain(&bad.www(), old);
+    let rel = MANIFEST_PATH.trim_start_matches('/');
+    std::fs::create_dir_all(bad.www().join(rel).parent().unwrap()).unwrap();
+    std::fs::copy(good.www().join(rel), bad.www().join(rel)).unwrap();
+    bad
+}
+
+fn good_mirror() -> Work {
+    let good = Work::new();
+    serve_chain(&good.www(), 6);
+    publish(&good.www(), 10, 6, 3600, &key());
+    good
+}
+
+/// Consecutive failures vdb-update's health memory holds for `mirror`.
+fn failures(w: &Work, mirror: &Mirror) -> u64 {
+    let bytes = std::fs::read(w.db().join(vdb_update::health::HEALTH_FILE)).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["mirrors"][mirror.url()]["consecutive_failures"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skipped() {
+    let good = good_mirror();
+    let bad = out_of_sync_mirror(&good, 3);
+    let (g, b) = (
+        Mirror::start(&good.www()).await,
+        Mirror::start(&bad.www()).await,
+    );
+    // Alone, the bad mirror is an error, not "up to date": its test.cvd (version 3, the
+    // installed one) answers 304 while its manifest names version 6.
+    let w = Work::new();
+    w.put_db("test-3.cvd", "test.cvd");
+    let out = run_toml(&toml(&w, &[b.url()])).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(12), "{t}");
+    assert!(t.contains("is out of sync"), "{t}");
+    assert!(t.contains("answers 304 Not Modified"), "{t}");
+    assert!(t.contains("names test version 6 (installed: 3)"), "{t}");
+    assert!(!t.contains("up-to-date"), "{t}");
+    assert_eq!(failures(&w, &b), 1);
+    w.assert_only("test.cvd", 3);
+    // The manifest and one probe: asking it again cannot help.
+    let paths: Vec<String> = b.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, [MANIFEST_PATH, "/test.cvd"]);
+
+    // With a good mirror after it, the client ends at version 6 from the good one.
+    let w = Work::new();
+    w.put_db("test-3.cvd", "test.cvd");
+    let out = run_toml(&toml(&w, &[b.url(), g.url()])).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("is out of sync"), "{t}");
+    assert!(
+        t.contains("contradicted the mirror's own signed manifest"),
+        "{t}"
+    );
+    w.assert_only("test.cld", 6);
+    assert_eq!(failures(&w, &b), 1);
+    assert_eq!(failures(&w, &g), 0);
+    assert!(b.requests().iter().all(|r| !r.path.ends_with(".cdiff")));
+}
+
+#[tokio::test]
+async fn a_mirror_whose_header_says_nothing_new_while_its_manifest_does_is_skipped() {
+    let good = good_mirror();
+    let bad = out_of_sync_mirror(&good, 3);
+    // Its test.cvd is newer on disk than the installed build, so the probe gets a header
+    // (not a 304): version 3, the installed one; the manifest says 6.
+    set_mtime(&bad.www().join("test.cvd"), now());
+    let (g, b) = (
+        Mirror::start(&good.www()).await,
+        Mirror::start(&bad.www()).await,
+    );
+    let w = Work::new();
+    w.put_db("test-3.cvd", "test.cvd");
+    let out = run_toml(&toml(&w, &[b.url()])).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(12), "{t}");
+    assert!(t.contains("has header version 3"), "{t}");
+    assert!(t.contains("names test version 6 (installed: 3)"), "{t}");
+    assert!(!t.contains("up-to-date"), "{t}");
+    w.assert_only("test.cvd", 3);
+    assert!(b.requests().iter().any(|r| r.range && r.status == 206));
+
+    let w = Work::new();
+    w.put_db("test-3.cvd", "test.cvd");
+    let out = run_toml(&toml(&w, &[b.url(), g.url()])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    w.assert_only("test.cld", 6);
+    assert_eq!(failures(&w, &b), 1);
+    assert!(b.requests().iter().all(|r| !r.path.ends_with(".cdiff")));
+}
+
+#[tokio::test]
+async fn a_database_dropped_then_brought_back_lower_is_refused_across_runs() {
+    let w = Work::new();
+    serve_chain(&w.www(), 6);
+    publish(&w.www(), 10, 6, 3600, &key());
+    let m = Mirror::start(&w.www()).await;
+    let conf = toml(&w, &[m.url()]);
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    w.assert_only("test.cvd", 6);
+    let floor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.db().join("vdbnet-floor.json")).unwrap()).unwrap();
+    assert_eq!(floor, serde_json::json!({"test": 6}));
+
+    // A manifest that drops test is taken (a database may be retired)...
+    publish_dbs(&w.www(), 11, &[], 3600, &key());
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // ...but the next one may not bring it back lower than 6.
+    serve_chain(&w.www(), 5);
+    publish(&w.www(), 12, 5, 3600, &key());
+    let out = run_toml(&conf).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(7), "{t}");
+    assert!(t.contains("moves test from version 6 down to 5"), "{t}");
+    assert!(
+        t.contains("anti-rollback floor in vdbnet-floor.json"),
+        "{t}"
+    );
+    w.assert_only("test.cvd", 6);
+
+    // The floor is a file of its own: without the held manifest it still holds.
+    std::fs::remove_file(w.db().join("vdbnet-manifest.json")).unwrap();
+    let out = run_toml(&conf).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("anti-rollback floor"), "{}", text(&out));
+    w.assert_only("test.cvd", 6);
+}
+
+#[tokio::test]
+async fn a_manifest_newer_than_the_dns_record_wins() {
+    let w = Work::new();
+    serve_chain(&w.www(), 6);
+    publish(&w.www(), 10, 6, 3600, &key());
+    w.put_db("test-3.cvd", "test.cvd");
+    let m = Mirror::start(&w.www()).await;
+    // The TXT record lags: it still says 3, the installed version.
+    let t = now();
+    let dns = FakeDns::start(&[
+        (
+            "current.cvd.example.test.",
+            format!("1.4.6:62:27000:{t}:1:216:49192:335"),
+        ),
+        ("test.cvd.clamav.net.", format!("3:{t}")),
+    ])
+    .await;
+    let conf = toml(&w, &[m.url()]);
+    let text_conf = std::fs::read_to_string(&conf).unwrap().replace(
+        "dns = false\n",
+        &format!(
+            "dns_txt = \"current.cvd.example.test\"\ndns_server = \"{}\"\n",
+            dns.addr
+        ),
+    );
+    std::fs::write(&conf, text_conf).unwrap();
+    let out = run_toml(&conf).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("newer than DNS's 3"), "{t}");
+    w.assert_only("test.cld", 6);
+    assert!(!dns.queries.lock().unwrap().is_empty());
 }

@@ -17,6 +17,8 @@ macro_rules! sigtool {
     };
 }
 
+mod dry_run;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};

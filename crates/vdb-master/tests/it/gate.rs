@@ -322,6 +322,15 @@ fn tampered(dir: &Path, name: &str, at: isize, mask: u8) -> PathBuf {
     out
 }
 
+/// A copy of fixture `name` with one byte appended.
+fn trailing(dir: &Path, name: &str) -> PathBuf {
+    let mut data = std::fs::read(fixture(name)).unwrap();
+    data.push(0);
+    let out = dir.join(format!("trailing-{name}"));
+    std::fs::write(&out, data).unwrap();
+    out
+}
+
 #[tokio::test]
 async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
     let t = T::start(|c| c.max_file_size = 20_000).await;
@@ -346,6 +355,17 @@ async fn every_tamper_case_is_refused_with_its_reason_and_changes_nothing() {
                 file("test-3.cdiff", fixture("test-3.cdiff")),
             ],
             info("test", 3),
+        ),
+        // A byte after the gzip stream (outside what the inner tar and `.info` cover).
+        (
+            "trailing byte",
+            "bad_container",
+            &publisher,
+            vec![
+                file("test.cvd", trailing(tmp.path(), "test-3.cvd")),
+                file("test-3.cdiff", fixture("test-3.cdiff")),
+            ],
+            None,
         ),
         (
             "tampered cdiff",

@@ -12,6 +12,28 @@ use super::{Code, DbOutcome, UpdateError, Updater, describe, file_name, sign};
 use crate::fetch::{Download, Probe};
 use crate::local::{self, LocalDb};
 
+/// The version of `db` that `manifest` (the server's signed manifest) names, with its serial.
+fn signed_version(manifest: Option<&Manifest>, db: &str) -> Option<(u64, u32)> {
+    let m = manifest?;
+    m.databases.get(db).map(|d| (m.serial, d.version))
+}
+
+/// The server answered `what` (a `304`, an old header) for `db`, while the signed manifest it
+/// serves names a version newer than the installed one: it is out of sync, and "up to date"
+/// would be a wrong conclusion. The run moves on to the next server.
+fn out_of_sync(
+    server: &str,
+    db: &str,
+    what: &str,
+    (serial, signed): (u64, u32),
+    local_version: u32,
+) -> UpdateError {
+    UpdateError::out_of_sync(format!(
+        "Mirror {server} is out of sync: {what}, but its signed manifest (serial {serial}) names \
+         {db} version {signed} (installed: {local_version})"
+    ))
+}
+
 impl Updater<'_> {
     /// Verifies a whole container (signature, `.info`, members) with freshclam's error text.
     pub(super) fn verify_container(
@@ -46,9 +68,20 @@ impl Updater<'_> {
         })?;
         let local_version = local.as_ref().map_or(0, LocalDb::version);
         let ims = local.as_ref().and_then(LocalDb::build_secs);
+        // The version the server's signed manifest names: it wins over unsigned answers.
+        let signed = signed_version(manifest, db);
+        let newer_signed = signed.filter(|&(_, v)| v > local_version);
         let mut remote_name = format!("{db}.cvd");
         let remote = match dns_version {
-            Some(v) => v,
+            Some(v) => match signed {
+                Some((serial, sv)) if sv > v => {
+                    self.log.debug(format!(
+                        "{db}: {server}'s signed manifest (serial {serial}) names version {sv}, newer than DNS's {v}"
+                    ));
+                    sv
+                }
+                _ => v,
+            },
             None => {
                 let names: Vec<String> = if self.settings.private_mirror {
                     vec![format!("{db}.cld"), format!("{db}.cvd")]
@@ -61,6 +94,15 @@ impl Updater<'_> {
                     self.log
                         .debug(format!("Trying to retrieve CVD header from {url}"));
                     match self.fetcher.probe(&url, ims).await {
+                        Ok(Probe::NotModified) if newer_signed.is_some() => {
+                            return Err(out_of_sync(
+                                server,
+                                db,
+                                &format!("{url} answers 304 Not Modified"),
+                                newer_signed.expect("checked"),
+                                local_version,
+                            ));
+                        }
                         Ok(Probe::NotModified) => {
                             if let Some(l) = &local {
                                 self.log.info(format!(
@@ -86,6 +128,18 @@ impl Updater<'_> {
                             ));
                         }
                         Ok(Probe::Header(h)) => {
+                            // Nothing new by the header, something new by the manifest.
+                            if let Some(ns) = newer_signed
+                                && h.version <= local_version
+                            {
+                                return Err(out_of_sync(
+                                    server,
+                                    db,
+                                    &format!("{url} has header version {}", h.version),
+                                    ns,
+                                    local_version,
+                                ));
+                            }
                             found = Some(h.version);
                             remote_name.clone_from(name);
                             break;
@@ -205,10 +259,20 @@ impl Updater<'_> {
             )
         })?;
         let staged = stage.path().join(name);
+        let newer_signed = signed_version(manifest, db).filter(|&(_, v)| v > local_version);
         self.log.debug(format!("Retrieving {url}"));
         let t0 = Instant::now();
         let written = match self.fetcher.download_to(&url, ims, &staged, self.log).await {
             Ok(Download::Fetched(w)) => w,
+            Ok(Download::NotModified) if newer_signed.is_some() => {
+                return Err(out_of_sync(
+                    server,
+                    db,
+                    &format!("{url} answers 304 Not Modified"),
+                    newer_signed.expect("checked"),
+                    local_version,
+                ));
+            }
             Ok(Download::NotModified) if local_version > 0 => {
                 self.log
                     .info(format!("{name} is up-to-date (304 Not Modified)"));

@@ -59,6 +59,9 @@ pub struct RunReport {
     pub exit_code: u8,
     /// Files installed, with versions.
     pub updated: Vec<(String, u32)>,
+    /// Servers skipped because they answered older data than their own signed manifest names
+    /// (a `304` or an old header while the manifest has a newer version), once per database.
+    pub out_of_sync: u32,
 }
 /// One update run over a database directory.
 pub struct Updater<'a> {
@@ -74,6 +77,7 @@ pub struct Updater<'a> {
     manifests: HashMap<String, Manifest>,
     limits: Limits,
     certs: Option<vdb_format::clamsign::Certs>,
+    out_of_sync: u32,
     _lock: local::DirLock,
 }
 
@@ -118,6 +122,7 @@ pub async fn run_with_clock(
             code: Code::UpToDate,
             exit_code: 0,
             updated: Vec::new(),
+            out_of_sync: 0,
         },
         Err(e) => {
             log.error(&e.message);
@@ -125,6 +130,7 @@ pub async fn run_with_clock(
                 code: e.code,
                 exit_code: e.code.exit_code(),
                 updated: Vec::new(),
+                out_of_sync: 0,
             }
         }
     }
@@ -216,6 +222,7 @@ impl<'a> Updater<'a> {
             manifests: HashMap::new(),
             limits: Limits::default(),
             certs,
+            out_of_sync: 0,
             _lock: lock,
         }))
     }
@@ -340,10 +347,17 @@ impl<'a> Updater<'a> {
                 e.code
             }
         };
+        if self.out_of_sync > 0 {
+            self.log.warn(format!(
+                "{} mirror answer(s) contradicted the mirror's own signed manifest (out of sync) and were skipped",
+                self.out_of_sync
+            ));
+        }
         RunReport {
             code,
             exit_code: exit_override.unwrap_or(code.exit_code()),
             updated,
+            out_of_sync: self.out_of_sync,
         }
     }
 
@@ -405,6 +419,16 @@ impl<'a> Updater<'a> {
                         self.health.success(server, self.now(), ms);
                         return Ok(o);
                     }
+                    Err(e) if e.next_mirror => {
+                        // Out of sync with its own signed manifest: asking it again gives the
+                        // same answer.
+                        self.log
+                            .error(format!("{}; trying the next mirror", e.message));
+                        self.health.failure(server, self.now());
+                        self.out_of_sync += 1;
+                        last = e;
+                        break;
+                    }
                     Err(e) => {
                         match e.code {
                             Code::Forbidden | Code::RetryLater => return Err(e),
@@ -443,7 +467,13 @@ impl<'a> Updater<'a> {
         }
         let m = crate::vdbnet::fetch(&self.fetcher, server, v, &self.dir, self.now())
             .await
-            .map_err(|e| UpdateError::new(Code::BadCvd, e.to_string()))?;
+            .map_err(|e| {
+                let code = match e {
+                    crate::vdbnet::TrustError::Floor(_) => Code::DbDirAccess,
+                    _ => Code::BadCvd,
+                };
+                UpdateError::new(code, e.to_string())
+            })?;
         self.log.debug(format!(
             "{server}: signed manifest serial {} from master {} accepted",
             m.serial, m.master

@@ -58,6 +58,9 @@ pub struct UpdateError {
     pub code: Code,
     /// What happened and, where possible, what to do.
     pub message: String,
+    /// The server is out of sync with its own signed manifest: no attempt on it can help, the
+    /// next server is tried at once.
+    pub(crate) next_mirror: bool,
 }
 
 impl UpdateError {
@@ -65,7 +68,22 @@ impl UpdateError {
         Self {
             code,
             message: message.into(),
+            next_mirror: false,
         }
+    }
+
+    /// A server whose answer contradicts the signed manifest it serves ([`Code::MirrorNotSync`]).
+    pub(crate) fn out_of_sync(message: impl Into<String>) -> Self {
+        Self {
+            next_mirror: true,
+            ..Self::new(Code::MirrorNotSync, message)
+        }
+    }
+
+    /// Whether the server was out of sync with its own signed manifest (the run moved on to
+    /// the next server).
+    pub fn out_of_sync_mirror(&self) -> bool {
+        self.next_mirror
     }
 }
 

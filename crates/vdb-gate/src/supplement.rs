@@ -20,7 +20,7 @@ use vdb_format::cdiff::Cdiff;
 use vdb_format::container::{Kind, Limits};
 use vdb_proto::{ErrorCode, ReleaseStatement};
 
-use crate::gate::{Held, Refusal};
+use crate::{Held, Refusal};
 
 /// Whether `st` is a supplement of `held`: same version, the held release's container (by
 /// name, size and SHA-256) and every other held file unchanged, and at least one file more.
