@@ -143,6 +143,16 @@ pub struct Config {
     /// from the configured masters and from registered mirrors as they come.
     #[serde(default)]
     pub master_keys: Vec<vdb_proto::PublicKey>,
+    /// The monitors' verdict signing keys (`ed25519:<hex>`, each monitor logs its own at
+    /// start): when set, a monitor's report counts only if it comes signed by one of them
+    /// (`GET /api/v1/verdicts/signed`); a forged or unsigned report changes nothing. Empty:
+    /// the plain report is read (trusting the path to the monitor).
+    #[serde(default)]
+    pub monitor_keys: Vec<vdb_proto::PublicKey>,
+    /// Extra trusted CA certificates (PEM bundle) for masters and monitors served over HTTPS
+    /// with a private CA, besides the system's.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Secondaries (`ip:port`) sent a NOTIFY on every serial change.
     #[serde(default)]
     pub notify: Vec<SocketAddr>,
@@ -247,6 +257,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             redirect_alternatives: default_alternatives(),
             limits: vdb_service::Limits::default(),
+            monitor_keys: Vec::new(),
+            tls_ca_file: None,
         }
     }
 

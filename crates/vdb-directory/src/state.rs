@@ -325,7 +325,7 @@ impl Shared {
     }
 
     /// Logs a poll failure once per outage (later ones at debug level) and counts it.
-    fn poll_failed(&self, source: &str, url: &str, e: vdb_fetch::Error) {
+    fn poll_failed(&self, source: &str, url: &str, e: PollError) {
         self.metrics
             .poll_errors
             .get_or_create(&crate::metrics::SourceLabels {
@@ -338,7 +338,7 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .insert(url.to_owned());
         if first {
-            tracing::warn!(source, error = %e, kind = ?e.kind(), "poll failed; keeping the last known data");
+            tracing::warn!(source, %url, error = %e, "poll failed; keeping the last known data");
         } else {
             tracing::debug!(source, error = %e, "poll still failing");
         }
@@ -535,7 +535,7 @@ pub(crate) async fn poll_once(shared: &Shared, client: &vdb_fetch::Client) -> bo
                 got_registry = true;
                 break;
             }
-            Err(e) => shared.poll_failed("master", &url, e),
+            Err(e) => shared.poll_failed("master", &url, e.into()),
         }
     }
     if !got_registry && !shared.config.masters.is_empty() {
@@ -546,12 +546,38 @@ pub(crate) async fn poll_once(shared: &Shared, client: &vdb_fetch::Client) -> bo
     shared.recompute()
 }
 
-/// Reads every monitor's verdicts once, keeping the last known report of any that fail.
+/// Why a poll brought nothing new.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PollError {
+    /// The request or its answer.
+    #[error("{0} ({kind:?})", kind = .0.kind())]
+    Fetch(#[from] vdb_fetch::Error),
+    /// A monitor's report not signed by one of `monitor_keys` (or not a signed report).
+    #[error("verdict report refused: {0}")]
+    Verdicts(#[from] vdb_proto::VerifyError),
+}
+
+/// Reads every monitor's verdicts once, keeping the last known report of any that fail. With
+/// `monitor_keys`, only signed reports count, and only if one of those keys signed them.
 async fn poll_monitors(shared: &Shared, client: &vdb_fetch::Client) {
+    let keys = shared.config.monitor_keys.clone();
     let fetches = shared.config.monitors.iter().map(|m| {
-        let url = join(m, "/api/v1/verdicts");
         let client = client.clone();
-        async move { get_json::<VerdictReport>(&client, url).await }
+        let keys = keys.clone();
+        let m = m.clone();
+        async move {
+            if keys.is_empty() {
+                return Ok(get_json::<VerdictReport>(&client, join(&m, "/api/v1/verdicts")).await?);
+            }
+            let url = join(&m, "/api/v1/verdicts/signed");
+            let body = client
+                .get(&url)
+                .send()
+                .await?
+                .bytes(&vdb_fetch::Expect::at_most(MAX_BODY))
+                .await?;
+            Ok(vdb_proto::Signed::<VerdictReport>::from_json(&body)?.verify(&keys)?)
+        }
     });
     let results = futures_join_all(fetches).await;
     for ((i, r), url) in results.into_iter().enumerate().zip(&shared.config.monitors) {
@@ -587,9 +613,14 @@ where
 
 /// The HTTP client for polls.
 pub(crate) fn client(config: &Config) -> Result<vdb_fetch::Client, vdb_fetch::Error> {
+    let roots = match &config.tls_ca_file {
+        Some(path) => vdb_fetch::read_ca(path)?,
+        None => Vec::new(),
+    };
     vdb_fetch::Client::builder(concat!("vdbnet-directory/", env!("CARGO_PKG_VERSION")))
         .timeout(Duration::from_secs(config.http_timeout_secs))
         .connect_timeout(Duration::from_secs(config.http_timeout_secs))
+        .add_roots(&roots)
         .build()
 }
 
@@ -672,7 +703,7 @@ pub(crate) async fn rollout_once(
                     tracing::debug!(url, error = %e, "unusable manifest from a master");
                 }
             },
-            Err(e) => shared.poll_failed("master_manifest", &url, e),
+            Err(e) => shared.poll_failed("master_manifest", &url, e.into()),
         }
     }
     let lagging = shared.lagging();

@@ -788,3 +788,60 @@ async fn hostile_and_odd_queries() {
     assert_eq!(d.status, "NXDOMAIN");
     dir.shutdown().await;
 }
+
+/// `vdb_directory_poll_errors_total{source="monitor"}` now.
+async fn monitor_poll_errors(dir: &Running) -> f64 {
+    let text = vdb_testkit::http::get_text(&format!("http://{}/metrics", dir.http_addr())).await;
+    vdb_testkit::http::metric(&text, "vdb_directory_poll_errors_total{source=\"monitor\"}")
+        .unwrap_or(0.0)
+}
+
+/// With `monitor_keys`, a monitor's report counts only when one of those keys signed it: a
+/// report signed by another key (a forger on the path, a monitor not of this network) changes
+/// nothing and is counted as a failed poll; the real monitor's next report counts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_count_only_when_signed_by_a_monitor_key() {
+    let monitor = vdb_proto::SecretKey::from_seed([7; 32]);
+    let mut net = three_mirrors();
+    net.monitor_key = Some(monitor.clone());
+    let (doubles, _clock, dir) =
+        directory(net, None, |c| c.monitor_keys = vec![monitor.public()]).await;
+    let dns = dir.dns_addr();
+    // The monitor's signed report counts: it takes eu2 out.
+    database_until(dns, |a| a.len() == 3).await;
+    doubles.edit(|n| n.verdicts[1].state = MirrorState::Out);
+    database_until(dns, |a| a == ["192.0.2.1", "198.51.100.1"]).await;
+
+    // A report signed by another key says eu2 is back and us1 out: refused.
+    let errors = monitor_poll_errors(&dir).await;
+    doubles.edit(|n| {
+        n.monitor_key = Some(vdb_proto::SecretKey::from_seed([8; 32]));
+        n.verdicts[1].state = MirrorState::InService;
+        n.verdicts[2].state = MirrorState::Out;
+    });
+    vdb_testkit::wait_for_async("two refused reports", 20, || async {
+        (monitor_poll_errors(&dir).await >= errors + 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        database(dns, &[]).await.data("A"),
+        ["192.0.2.1", "198.51.100.1"],
+        "a forged report changed the answers"
+    );
+    // No signature at all (the plain report only): refused the same way.
+    let errors = monitor_poll_errors(&dir).await;
+    doubles.edit(|n| n.monitor_key = None);
+    vdb_testkit::wait_for_async("an unsigned report refused", 20, || async {
+        (monitor_poll_errors(&dir).await > errors).then_some(())
+    })
+    .await;
+    assert_eq!(
+        database(dns, &[]).await.data("A"),
+        ["192.0.2.1", "198.51.100.1"]
+    );
+
+    // The monitor's own key again: the report counts.
+    doubles.edit(|n| n.monitor_key = Some(monitor.clone()));
+    database_until(dns, |a| a == ["192.0.2.1", "192.0.2.2"]).await;
+    dir.shutdown().await;
+}

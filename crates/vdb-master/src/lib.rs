@@ -129,27 +129,6 @@ pub fn read_key(path: &std::path::Path) -> anyhow::Result<SecretKey> {
     SecretKey::from_text(&text).with_context(|| format!("in the key file {}", path.display()))
 }
 
-/// Writes a new secret key file, readable by its owner only (created `0600`; an existing
-/// file is never replaced).
-fn write_key(path: &std::path::Path, key: &SecretKey) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a key file in {}", dir.display()))?;
-    tmp.write_all(key.to_text().as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing the key file {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        d.sync_all()?;
-    }
-    Ok(())
-}
-
 fn upstream_key(config: &Config) -> anyhow::Result<Option<SecretKey>> {
     let Some(up) = &config.upstream else {
         return Ok(None);
@@ -158,12 +137,8 @@ fn upstream_key(config: &Config) -> anyhow::Result<Option<SecretKey>> {
         .key_file
         .clone()
         .unwrap_or_else(|| config.data_dir.join("upstream.key"));
-    if path.exists() {
-        return read_key(&path).map(Some);
-    }
-    let key = SecretKey::generate();
-    std::fs::create_dir_all(&config.data_dir)?;
-    write_key(&path, &key)?;
+    let (key, _) = SecretKey::load_or_create(&path)
+        .with_context(|| format!("the upstream key file {}", path.display()))?;
     Ok(Some(key))
 }
 

@@ -96,6 +96,18 @@ pub struct Config {
     /// `docs/deploy.md`).
     #[serde(default)]
     pub limits: vdb_service::Limits,
+    /// The Ed25519 key that signs the verdict report (`GET /api/v1/verdicts/signed`), which
+    /// directories configured with its public key (`monitor_keys`) trust. Made (`0600`) if
+    /// missing. Default: `monitor.key` beside `database`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM certificate chain: with `tls_key_file`, the listener serves HTTPS (reloaded when
+    /// the files change or on SIGHUP).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Freshness thresholds (seconds) and hysteresis.
@@ -248,9 +260,23 @@ impl Config {
         .expect("the minimal monitor config parses")
     }
 
+    /// The verdict signing key's file (`key_file`, or `monitor.key` beside the database).
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            self.database
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("monitor.key")
+        })
+    }
+
     /// Checks values that TOML alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.limits.check()?;
+        anyhow::ensure!(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "fields `tls_cert_file` and `tls_key_file`: set both (HTTPS) or neither"
+        );
         anyhow::ensure!(
             !self.masters.is_empty(),
             "field `masters`: list at least one master base URL"

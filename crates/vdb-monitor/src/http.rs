@@ -19,6 +19,7 @@ pub(crate) fn router(m: Arc<Monitor>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/v1/verdicts", get(verdicts))
+        .route("/api/v1/verdicts/signed", get(signed_verdicts))
         .route("/api/v1/status", get(status))
         .route(paths::METRICS, get(metrics))
         .route(paths::HEALTH, get(|| async { "ok" }))
@@ -26,7 +27,7 @@ pub(crate) fn router(m: Arc<Monitor>) -> Router {
             error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such page on the monitor (try /, /api/v1/verdicts, /api/v1/status, /metrics)",
+                "no such page on the monitor (try /, /api/v1/verdicts, /api/v1/verdicts/signed, /api/v1/status, /metrics)",
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(4096))
@@ -40,6 +41,15 @@ fn error(code: StatusCode, c: &'static str, msg: &str) -> Response {
 #[derive(Deserialize)]
 struct VerdictQuery {
     view: Option<String>,
+}
+
+/// The published report in its signed envelope (what directories with `monitor_keys` read).
+async fn signed_verdicts(State(m): State<Arc<Monitor>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        m.signed_verdicts().to_json(),
+    )
+        .into_response()
 }
 
 async fn verdicts(State(m): State<Arc<Monitor>>, Query(q): Query<VerdictQuery>) -> Response {

@@ -44,6 +44,7 @@ pub use store::{CheckRow, StoreError};
 pub struct Running {
     monitor: Arc<Monitor>,
     http: SocketAddr,
+    scheme: &'static str,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -52,6 +53,16 @@ impl Running {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http
+    }
+
+    /// Its base URL (`https://` when it serves TLS).
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.http)
+    }
+
+    /// The public key of its verdict signing key (a directory's `monitor_keys`).
+    pub fn public_key(&self) -> vdb_proto::PublicKey {
+        self.monitor.key.public()
     }
 
     /// The monitor itself (to run [`Monitor::check_all`] at a chosen time).
@@ -98,9 +109,18 @@ pub async fn start_on(
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
     let app = http::router(monitor.clone());
+    let tls = match (&monitor.config.tls_cert_file, &monitor.config.tls_key_file) {
+        (Some(c), Some(k)) => Some(vdb_service::Tls::load(c, k)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(t) = &tls {
+        // A renewed certificate is picked up without a restart.
+        tasks.push(tokio::spawn(t.clone().watch(cancel.clone())));
+    }
     let c = cancel.clone();
     tasks.push(tokio::spawn(async move {
-        vdb_service::serve(listener, app, None, limits, c).await;
+        vdb_service::serve(listener, app, tls, limits, c).await;
     }));
     if interval > 0 && monitor.config.release_watch_ms > 0 {
         let m = monitor.clone();
@@ -126,10 +146,11 @@ pub async fn start_on(
             }
         }));
     }
-    tracing::info!(%http, "monitor listening");
+    tracing::info!(%http, scheme, "monitor listening");
     Ok(Running {
         monitor,
         http,
+        scheme,
         cancel,
         tasks,
     })
@@ -142,7 +163,7 @@ pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let listener = bind(&config)?;
     let name = config.name.clone();
     let running = start_on(config, listener, Arc::new(SystemClock)).await?;
-    let ready = vdb_proto::Ready::new("monitor", &name, format!("http://{}", running.http_addr()));
+    let ready = vdb_proto::Ready::new("monitor", &name, running.base_url());
     vdb_service::lifecycle::announce(&ready)?;
     vdb_service::lifecycle::shutdown_signal().await?;
     running.shutdown().await;

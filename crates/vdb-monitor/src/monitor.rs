@@ -52,6 +52,8 @@ pub struct Monitor {
     pub(crate) store: Mutex<Store>,
     pub(crate) snapshot: RwLock<Snapshot>,
     pub(crate) metrics: Metrics,
+    /// Signs the published verdict report.
+    pub(crate) key: vdb_proto::SecretKey,
     round: tokio::sync::Mutex<u64>,
     /// When each mirror last passed or failed a whole-file check (in memory: after a restart
     /// every mirror is due again, `deep_checks_per_round` at a time).
@@ -65,7 +67,17 @@ impl Monitor {
     pub(crate) fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Store::open(&config.database)?;
         let prober = Prober::new(&config)?;
+        let key_path = config.key_path();
+        let (key, made) = vdb_proto::SecretKey::load_or_create(&key_path)
+            .map_err(|e| anyhow::anyhow!("the verdict signing key {}: {e}", key_path.display()))?;
+        tracing::info!(
+            key = %key.public(),
+            file = %key_path.display(),
+            made,
+            "verdict reports are signed with this key (directories: monitor_keys)"
+        );
         let m = Self {
+            key,
             prober,
             store: Mutex::new(store),
             snapshot: RwLock::new(Snapshot::default()),
@@ -217,6 +229,11 @@ impl Monitor {
                 snap.published.clone()
             },
         }
+    }
+
+    /// The published verdict report, signed with the monitor's key.
+    pub fn signed_verdicts(&self) -> vdb_proto::Signed<VerdictReport> {
+        vdb_proto::Signed::sign(&self.verdicts(false), &self.key)
     }
 
     /// One scheduled round: every mirror, or one at random (`check_mode`).

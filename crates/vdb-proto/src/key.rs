@@ -135,6 +135,54 @@ impl SecretKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }
 
+    /// Reads the key file at `path`, or, when there is none, makes a key and writes it there:
+    /// readable by its owner only (`0600`), through a temporary file that is fsynced and then
+    /// linked into place, so that a crash leaves no partial key and an existing file (another
+    /// process's key) is never replaced. Returns the key and whether it was made now.
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<(Self, bool)> {
+        use std::io::{Error, ErrorKind, Write as _};
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let read = |p: &std::path::Path| -> std::io::Result<Self> {
+            let text = std::fs::read_to_string(p)?;
+            Self::from_text(&text)
+                .map_err(|e| Error::new(ErrorKind::InvalidData, format!("{}: {e}", p.display())))
+        };
+        match read(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            other => return other.map(|k| (k, false)),
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let key = Self::generate();
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+            std::process::id()
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let written = f
+            .write_all(key.to_text().as_bytes())
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {
+                std::fs::File::open(dir)?.sync_all()?;
+                Ok((key, true))
+            }
+            // Another process made it first: its key is the key.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => read(path).map(|k| (k, false)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Signs `msg`.
     pub(crate) fn sign(&self, msg: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer as _;
@@ -172,6 +220,30 @@ pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(all(test, feature = "sign"))]
 mod tests {
+    #[test]
+    fn a_key_file_is_made_once_owner_only_and_read_back() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/monitor.key");
+        let (a, made) = super::SecretKey::load_or_create(&path).unwrap();
+        assert!(made);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (b, made) = super::SecretKey::load_or_create(&path).unwrap();
+        assert!(!made);
+        assert_eq!(a.public(), b.public());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(
+            super::SecretKey::load_or_create(&path).is_err(),
+            "a broken key file is an error, never replaced"
+        );
+    }
+
     use super::*;
 
     #[test]

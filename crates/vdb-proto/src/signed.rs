@@ -19,6 +19,8 @@ pub enum DocKind {
     Push,
     /// A publisher's [`crate::UploadTicket`] (proof of key for one object upload).
     Upload,
+    /// A monitor's [`crate::VerdictReport`].
+    Verdicts,
 }
 
 impl DocKind {
@@ -28,6 +30,7 @@ impl DocKind {
             Self::Manifest => "manifest",
             Self::Push => "push",
             Self::Upload => "upload",
+            Self::Verdicts => "verdicts",
         }
     }
 }

@@ -64,3 +64,9 @@ pub struct VerdictReport {
     /// One verdict per registered mirror.
     pub mirrors: Vec<MirrorVerdict>,
 }
+
+/// A monitor signs its report (`GET /api/v1/verdicts/signed`), so that a directory trusts only
+/// the monitors whose keys it is given, whatever the path the report took.
+impl crate::Document for VerdictReport {
+    const KIND: crate::DocKind = crate::DocKind::Verdicts;
+}

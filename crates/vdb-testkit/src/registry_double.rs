@@ -32,6 +32,8 @@ pub struct Served {
     /// The verdicts' `generated_at`: one more on every read, as a live monitor's report
     /// moves on with each round (a directory drops verdicts that stop moving).
     pub rounds: i64,
+    /// The key that signs the report at `/api/v1/verdicts/signed` (none: that path is 404).
+    pub monitor_key: Option<vdb_proto::SecretKey>,
 }
 
 /// The running double (the server lives as long as the test's runtime).
@@ -56,17 +58,16 @@ async fn answer(State(s): State<Shared>, uri: Uri, headers: HeaderMap) -> Respon
     match path.as_str() {
         "/api/v1/mirrors" if s.master_down => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         "/api/v1/mirrors" => axum::Json(s.registry.clone()).into_response(),
-        "/api/v1/verdicts" if s.monitor_down => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        "/api/v1/verdicts" => axum::Json(VerdictReport {
-            monitor: "double".into(),
-            generated_at: {
-                s.rounds += 1;
-                s.rounds
-            },
-            newest: BTreeMap::new(),
-            mirrors: s.verdicts.clone(),
-        })
-        .into_response(),
+        "/api/v1/verdicts" | "/api/v1/verdicts/signed" if s.monitor_down => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        "/api/v1/verdicts" => axum::Json(report(&mut s)).into_response(),
+        "/api/v1/verdicts/signed" => match s.monitor_key.clone() {
+            Some(key) => vdb_proto::Signed::sign(&report(&mut s), &key)
+                .to_json()
+                .into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
         p => {
             let name = p.trim_start_matches('/');
             let safe = !name.is_empty()
@@ -82,6 +83,17 @@ async fn answer(State(s): State<Shared>, uri: Uri, headers: HeaderMap) -> Respon
                 _ => StatusCode::NOT_FOUND.into_response(),
             }
         }
+    }
+}
+
+/// The monitor's report now (its `generated_at` moved on).
+fn report(s: &mut Served) -> VerdictReport {
+    s.rounds += 1;
+    VerdictReport {
+        monitor: "double".into(),
+        generated_at: s.rounds,
+        newest: BTreeMap::new(),
+        mirrors: s.verdicts.clone(),
     }
 }
 

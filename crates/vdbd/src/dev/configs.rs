@@ -140,13 +140,15 @@ pub(super) fn directory(
     zone: &str,
     dns_listen: SocketAddr,
     masters: &[String],
-    monitor_url: &str,
+    monitor: (&str, vdb_proto::PublicKey),
 ) -> Result<vdb_directory::Config> {
     let mut c = vdb_directory::Config::new(zone);
     c.dns_listen = dns_listen;
     c.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.masters = masters.to_vec();
-    c.monitors = vec![monitor_url.to_owned()];
+    c.monitors = vec![monitor.0.to_owned()];
+    // Only reports signed by the monitor's key count.
+    c.monitor_keys = vec![monitor.1];
     c.poll_secs = 1;
     c.regions = REGIONS.iter().map(|(r, _)| (*r).to_owned()).collect();
     c.country_regions = REGIONS

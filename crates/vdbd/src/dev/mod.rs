@@ -118,19 +118,11 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_secret(path: &Path, key: &SecretKey) -> Result<()> {
-    vdb_format::write_private(path, key.to_text().as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// Loads a secret key if the state directory already has one (a restarted `--dir`), else makes
 /// and saves a new one.
 fn key_at(path: &Path) -> Result<SecretKey> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return SecretKey::from_text(&text).with_context(|| format!("{}", path.display()));
-    }
-    let key = SecretKey::generate();
-    write_secret(path, &key)?;
+    let (key, _) =
+        SecretKey::load_or_create(path).with_context(|| format!("{}", path.display()))?;
     Ok(key)
 }
 
@@ -247,8 +239,14 @@ async fn start(
     let monitor = vdb_monitor::start(configs::monitor(dir, &urls, &master_pub)?, clock.clone())
         .await
         .context("starting the monitor")?;
-    let monitor_url = format!("http://{}", monitor.http_addr());
-    let directory_cfg = configs::directory(dir, &args.zone, args.dns_listen, &urls, &monitor_url)?;
+    let monitor_url = monitor.base_url();
+    let directory_cfg = configs::directory(
+        dir,
+        &args.zone,
+        args.dns_listen,
+        &urls,
+        (&monitor_url, monitor.public_key()),
+    )?;
     let directory = vdb_directory::start(directory_cfg, clock.clone())
         .await
         .context("starting the directory")?;

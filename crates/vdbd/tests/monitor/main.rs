@@ -234,3 +234,106 @@ async fn vdbd_monitor_judges_the_real_mirrors_of_vdbd_dev() {
     .await;
     assert_eq!(rep.newest[&db], newest);
 }
+
+/// The monitor signs its verdicts and serves them over TLS: a real `vdbd directory` that
+/// trusts the monitor's key (and the test CA) counts them; one that trusts another key
+/// refuses them (no state from that monitor) and counts the failed polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vdbd_monitor_signs_its_verdicts_for_a_real_directory_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let r2 = release(2);
+    let mirror = serve(Arc::new(Mutex::new(r2.clone()))).await;
+    let mut master_map = BTreeMap::new();
+    master_map.insert(MANIFEST_PATH.to_owned(), r2[MANIFEST_PATH].clone());
+    let mut rec = MirrorRecord::new("m1", mirror.clone());
+    rec.addresses = vec!["127.0.0.1".parse().unwrap()];
+    master_map.insert(
+        "/api/v1/mirrors".to_owned(),
+        serde_json::to_vec(&vec![rec]).unwrap(),
+    );
+    let master = serve(Arc::new(Mutex::new(master_map))).await;
+
+    let pki = vdb_testkit::pki::TestPki::new();
+    let ca = dir.path().join("ca.pem");
+    pki.write_ca(&ca);
+    let (cert, tls_key) = pki.leaf(&["127.0.0.1"]).write(dir.path());
+    let config = monitor_config(
+        dir.path(),
+        &format!("[{master:?}]"),
+        &format!("[\"{}\"]", key().public()),
+    );
+    let key_file = dir.path().join("verdicts.key");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replacen(
+        "[thresholds]",
+        &format!(
+            "key_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n[thresholds]",
+            key_file.display().to_string(),
+            cert.display().to_string(),
+            tls_key.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut monitor = spawn(&["monitor", "--config"], &config);
+    let url = format!("https://{}", monitor.ready().http_addr());
+    assert_eq!(
+        monitor.ready().json()["http"].as_str(),
+        Some(url.as_str()),
+        "the ready line names the HTTPS URL"
+    );
+    // The key the monitor made (0600) is the one its reports are signed with.
+    let (signer, made) = SecretKey::load_or_create(&key_file).unwrap();
+    assert!(!made, "the monitor made its key file");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Two directories, one trusting the monitor's key, one another key.
+    let mut dirs = Vec::new();
+    for (name, trusted) in [
+        ("good", signer.public()),
+        ("wrong", SecretKey::from_seed([9; 32]).public()),
+    ] {
+        let path = dir.path().join(format!("directory-{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "zone = \"vdb.test\"\ndns_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+                 masters = [{master:?}]\nmonitors = [{url:?}]\nmonitor_keys = [\"{trusted}\"]\n\
+                 tls_ca_file = {:?}\npoll_secs = 1\n",
+                ca.display().to_string()
+            ),
+        )
+        .unwrap();
+        dirs.push(spawn(&["directory", "--config"], &path));
+    }
+    let states = |p: &Proc| {
+        let base = p.ready().http_url();
+        async move {
+            let text = vdb_testkit::http::get_text(&format!("{base}/api/v1/mirrors")).await;
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            v["mirrors"][0]["states"].clone()
+        }
+    };
+    wait_for_async(
+        "the trusting directory to count the monitor's verdict",
+        30,
+        || async { (states(&dirs[0]).await == serde_json::json!(["in_service"])).then_some(()) },
+    )
+    .await;
+    let wrong = dirs[1].ready().http_url();
+    wait_for_async("the other directory to refuse the reports", 30, || async {
+        let text = vdb_testkit::http::get_text(&format!("{wrong}/metrics")).await;
+        let n =
+            vdb_testkit::http::metric(&text, "vdb_directory_poll_errors_total{source=\"monitor\"}");
+        (n >= Some(2.0)).then_some(())
+    })
+    .await;
+    assert_eq!(states(&dirs[1]).await, serde_json::json!([null]));
+    let st = monitor
+        .terminate(15)
+        .expect("vdbd monitor stops on SIGTERM");
+    assert!(st.success(), "{st:?}");
+}
