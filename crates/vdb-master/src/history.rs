@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
-use serde::{Deserialize, Serialize};
 use vdb_proto::MirrorRecord;
 
 const MIGRATIONS: &[&str] = &[r"
@@ -56,16 +55,7 @@ pub enum HistoryError {
 
 pub use vdb_proto::{PushRow, ReleaseRow};
 
-/// A registry entry with its replication metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryEntry {
-    /// The record.
-    pub record: MirrorRecord,
-    /// Last change (Unix seconds): the newest change wins between masters.
-    pub updated_at: i64,
-    /// Removed (a tombstone, so removals replicate).
-    pub deleted: bool,
-}
+pub use vdb_proto::RegistryEntry;
 
 /// The history database (cheap to clone; one connection behind a mutex). Every method blocks:
 /// call it from `spawn_blocking`.

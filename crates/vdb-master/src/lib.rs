@@ -22,7 +22,7 @@
 //! | `GET /api/v1/history?limit=N&before=SEQ` | anyone | recent verdicts, refusals of publishers included (pages of at most 200 rows and 8 MiB; statements no publisher signed are only counted) |
 //! | `GET /api/v1/mirrors`, `GET /api/v1/mirrors/<name>` | anyone (admins' contacts: admin or pull token) | the registry |
 //! | `POST /api/v1/mirrors`, `PUT`/`DELETE /api/v1/mirrors/<name>`, `POST …/<name>/drain` | admin bearer | manage it |
-//! | `GET /api/v1/registry` | peers (admins' contacts: admin or pull token) | registry with tombstones and change times |
+//! | `GET /api/v1/registry` | peers (admins' contacts: admin or pull token) | the registry with tombstones and change times, signed by this master (`RegistryExport`) |
 //! | `POST /api/v1/replicate` | peers | "pull from me now" |
 //! | `GET /api/v1/status` | anyone | [`Status`] |
 //! | `GET /healthz`, `GET /metrics` | anyone | liveness, Prometheus |

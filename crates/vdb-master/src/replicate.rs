@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -93,10 +94,27 @@ impl Replicator {
             }
         }
         self.parts.peers.manifest(peer).await?;
-        // The token shows the admins' contacts too.
-        let entries: Vec<RegistryEntry> = self
-            .get_json(&format!("{base}/api/v1/registry"), peer)
+        // The token shows the admins' contacts too. The export is signed by the peer's key:
+        // a registry that came any other way (a forged answer, another network) changes nothing.
+        let body = self
+            .parts
+            .http
+            .get(&format!("{base}/api/v1/registry"))
+            .bearer(peer.token.as_deref())
+            .timeout(PEER_TIMEOUT)
+            .send()
+            .await?
+            .bytes(&Expect::at_most(MAX_PAGE_BYTES))
             .await?;
+        let export = Signed::<vdb_proto::RegistryExport>::from_json(&body)
+            .and_then(|env| env.verify(&[peer.key]))
+            .with_context(|| format!("the registry of peer {base}"))?;
+        anyhow::ensure!(
+            export.network == self.parts.store.config().network,
+            "the registry of peer {base} is of network {:?}",
+            export.network
+        );
+        let entries: Vec<RegistryEntry> = export.entries;
         // The newest change wins: one dated further ahead than the statement window is a
         // broken clock (or a peer claiming a record forever), not a change.
         let (now, window) = (self.parts.store.now(), self.parts.store.policy().window());

@@ -438,20 +438,26 @@ async fn mirrors(State(m): S, headers: HeaderMap) -> Result<axum::Json<Vec<Mirro
     ))
 }
 
-async fn registry(State(m): S, headers: HeaderMap) -> Result<axum::Json<Vec<RegistryEntry>>, Api> {
+/// The registry as peers replicate it: a [`vdb_proto::RegistryExport`] signed with this
+/// master's key (the admins' contacts for trusted readers only).
+async fn registry(State(m): S, headers: HeaderMap) -> Result<Response, Api> {
     let trusted = trusted_reader(&m, &headers);
     let h = m.store.history().clone();
     let all = blocking(move || h.registry())
         .await
         .map_err(Api::internal)?;
-    Ok(axum::Json(
-        all.into_iter()
-            .map(|e| RegistryEntry {
-                record: shown_record(e.record, trusted),
-                ..e
-            })
-            .collect(),
-    ))
+    let entries = all
+        .into_iter()
+        .map(|e| RegistryEntry {
+            record: shown_record(e.record, trusted),
+            ..e
+        })
+        .collect();
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        m.store.registry_export(entries),
+    )
+        .into_response())
 }
 
 async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {

@@ -210,6 +210,17 @@ impl Store {
         Signed::sign(&notice, &self.key).to_json()
     }
 
+    /// `entries` signed as this master's registry export, as JSON.
+    pub(crate) fn registry_export(&self, entries: Vec<vdb_proto::RegistryEntry>) -> String {
+        let export = vdb_proto::RegistryExport {
+            network: self.config.network.clone(),
+            master: self.config.name.clone(),
+            issued_at: self.clock.now(),
+            entries,
+        };
+        Signed::sign(&export, &self.key).to_json()
+    }
+
     /// The manifest currently served.
     pub(crate) fn current(&self) -> Option<Current> {
         self.current

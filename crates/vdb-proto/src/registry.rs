@@ -109,3 +109,33 @@ mod tests {
         assert!(!r.in_maintenance(20));
     }
 }
+
+/// A registry entry with its replication metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryEntry {
+    /// The record.
+    pub record: MirrorRecord,
+    /// Last change (Unix seconds): the newest change wins between masters.
+    pub updated_at: i64,
+    /// Removed (a tombstone, so removals replicate).
+    pub deleted: bool,
+}
+
+/// A master's whole registry (tombstones and change times included) as its peers replicate it
+/// (`GET /api/v1/registry`), signed with that master's key: a peer takes the entries only from
+/// a master it knows by key, whatever the path or the token the answer came with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryExport {
+    /// The network's name (an export of another network is refused).
+    pub network: String,
+    /// The master that made it.
+    pub master: String,
+    /// When (Unix seconds).
+    pub issued_at: i64,
+    /// Every entry.
+    pub entries: Vec<RegistryEntry>,
+}
+
+impl crate::Document for RegistryExport {
+    const KIND: crate::DocKind = crate::DocKind::Registry;
+}

@@ -21,6 +21,8 @@ pub enum DocKind {
     Upload,
     /// A monitor's [`crate::VerdictReport`].
     Verdicts,
+    /// A master's [`crate::RegistryExport`].
+    Registry,
 }
 
 impl DocKind {
@@ -31,6 +33,7 @@ impl DocKind {
             Self::Push => "push",
             Self::Upload => "upload",
             Self::Verdicts => "verdicts",
+            Self::Registry => "registry",
         }
     }
 }

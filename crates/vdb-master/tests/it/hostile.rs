@@ -7,7 +7,10 @@ use axum::Router;
 use axum::routing::get;
 use vdb_master::client::Admin;
 use vdb_master::{Config, UPLOAD_HEADER};
-use vdb_proto::{Clock, ManualClock, MirrorRecord, Signed, SystemClock, UploadTicket};
+use vdb_proto::{
+    Clock, ManualClock, MirrorRecord, RegistryEntry, RegistryExport, Signed, SystemClock,
+    UploadTicket,
+};
 use vdb_testkit::{HostileServer, Hostility};
 
 use crate::harness::{
@@ -97,27 +100,45 @@ async fn statements_and_tickets_at_the_ends_of_time_are_replays_not_overflows() 
     a.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_peer_cannot_date_a_registry_entry_past_the_end_of_time() {
-    let now = SystemClock.now();
-    let entry = |name: &str, updated_at: i64| {
-        serde_json::json!({
-            "record": MirrorRecord::new(name, "http://127.0.0.1:9"),
-            "updated_at": updated_at,
-            "deleted": false,
-        })
+/// A peer double serving no releases and `entries` as its registry, signed by key `seed`
+/// (the harness's peer is seed 11) for network `network`.
+async fn registry_peer(entries: Vec<RegistryEntry>, seed: u8, network: &str) -> String {
+    let export = RegistryExport {
+        network: network.into(),
+        master: "b".into(),
+        issued_at: SystemClock.now(),
+        entries,
     };
-    let registry = serde_json::json!([entry("forever", i64::MAX), entry("fresh", now - 10)]);
+    let body = Signed::sign(&export, &vdb_proto::SecretKey::from_seed([seed; 32])).to_json();
     let app = Router::new()
         .route(
             "/api/v1/releases",
             get(|| async { axum::Json(serde_json::json!({"releases": []})) }),
         )
-        .route(
-            "/api/v1/registry",
-            get(move || async move { axum::Json(registry) }),
-        );
-    let peer = format!("http://{}", vdb_testkit::serve(app).await);
+        .route("/api/v1/registry", get(move || async move { body }));
+    format!("http://{}", vdb_testkit::serve(app).await)
+}
+
+fn registry_entry(name: &str, updated_at: i64) -> RegistryEntry {
+    RegistryEntry {
+        record: MirrorRecord::new(name, "http://127.0.0.1:9"),
+        updated_at,
+        deleted: false,
+    }
+}
+
+#[tokio::test]
+async fn a_peer_cannot_date_a_registry_entry_past_the_end_of_time() {
+    let now = SystemClock.now();
+    let peer = registry_peer(
+        vec![
+            registry_entry("forever", i64::MAX),
+            registry_entry("fresh", now - 10),
+        ],
+        11,
+        "testnet",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(now);
     let mut c = config(dir.path(), "a", 10);
@@ -134,6 +155,43 @@ async fn a_peer_cannot_date_a_registry_entry_past_the_end_of_time() {
     admin.update(&r).await.unwrap();
     assert_eq!(admin.show("forever").await.unwrap(), r);
     a.shutdown().await;
+}
+
+/// The registry replicates as a signed export: one signed by a key that is not the peer's, or
+/// made for another network, changes nothing, and the failed pulls are counted.
+#[tokio::test]
+async fn a_registry_not_signed_by_the_peer_changes_nothing() {
+    let now = SystemClock.now();
+    // The peer's own key and network (the control), another key, another network.
+    for (seed, network, taken) in [
+        (11, "testnet", true),
+        (12, "testnet", false),
+        (11, "othernet", false),
+    ] {
+        let peer = registry_peer(vec![registry_entry("planted", now - 10)], seed, network).await;
+        let (dir, clock) = crate::harness::scratch();
+        let mut c = config(dir.path(), "a", 10);
+        crate::harness::peer(&mut c, &peer);
+        let a = start(c, &clock).await;
+        let url = a.base_url();
+        let outcome = if taken { "ok" } else { "error" };
+        until("a pull", || async {
+            metric(
+                &url,
+                &format!("vdb_master_replication_total{{result=\"{outcome}\"}}"),
+            )
+            .await
+                >= 1.0
+        })
+        .await;
+        let admin = Admin::new(&url, Some(TOKEN.into()));
+        assert_eq!(
+            !admin.list().await.unwrap().is_empty(),
+            taken,
+            "key seed {seed}, network {network}"
+        );
+        a.shutdown().await;
+    }
 }
 
 /// Starts a master wired by `wire` to a server that answers with endless bodies, waits until
