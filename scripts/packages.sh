@@ -75,7 +75,7 @@ done
 deps=$(dpkg-deb -f "$VDBU_DEB" Depends)
 echo "vdb-update depends on: $deps"
 if grep -q vdbnet <<<"$deps"; then fail "vdb-update depends on vdbnet"; fi
-dpkg-deb -c "$VDBU_DEB" | grep -q 'usr/bin/vdbd' && fail "vdb-update ships vdbd"
+if dpkg-deb -c "$VDBU_DEB" | grep -E 'usr/bin/vdb(d)?$'; then fail "vdb-update ships a server or vdb (above)"; fi
 
 for pkg in vdbnet vdb-update; do
   if dpkg -s "$pkg" >/dev/null 2>&1; then
