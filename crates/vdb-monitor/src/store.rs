@@ -23,6 +23,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database's directory could not be made.
+    #[error("monitor database {path}: cannot create its directory: {source}")]
+    Directory {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -94,6 +103,13 @@ impl Store {
             path: path.to_owned(),
             source,
         };
+        // A fresh host (or a StateDirectory= subdirectory) may not have the directory yet.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
         let conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
@@ -417,5 +433,23 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.sent_since(0).unwrap(), 1);
         assert!(s.incident_alerted("m1", 5).unwrap());
+    }
+
+    #[test]
+    fn open_makes_the_directory_and_says_when_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor/state/m.sqlite");
+        Store::open(&path).expect("a missing directory is made");
+        assert!(path.exists());
+        // A file where the directory should be: the error names the database and the cause.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        let e = Store::open(&blocked.join("m.sqlite"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.sqlite") && e.contains("cannot create its directory"),
+            "{e}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! prints exactly one JSON line on stdout naming its endpoints, so that scripts and tests can
 //! wait for readiness without sleeping.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,12 +35,18 @@ enum Role {
         /// The master's TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
+        #[arg(long)]
+        check: bool,
     },
     /// A mirror: pulls releases from the masters and serves them over HTTP.
     Mirror {
         /// The mirror's TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
+        #[arg(long)]
+        check: bool,
         #[command(subcommand)]
         action: Option<MirrorAction>,
     },
@@ -49,18 +55,27 @@ enum Role {
         /// The directory's TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
+        #[arg(long)]
+        check: bool,
     },
     /// The monitor: checks every mirror, decides who is in service, alerts, status page.
     Monitor {
         /// The monitor's TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
+        #[arg(long)]
+        check: bool,
     },
     /// The sample intake: a web form and API for undetected samples, quarantine, triage.
     Intake {
         /// The intake's TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
+        #[arg(long)]
+        check: bool,
     },
     /// A whole network on loopback in one process, with a sample database chain.
     Dev(dev::DevArgs),
@@ -74,6 +89,18 @@ enum MirrorAction {
         #[arg(long)]
         once: bool,
     },
+}
+
+/// `--check`: reads the role's configuration with the loader the role itself uses (parsing and
+/// every check that needs no network, key or certificate file), then says so on stdout.
+fn check_config<T>(
+    role: &str,
+    config: &Path,
+    load: fn(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<()> {
+    load(config)?;
+    println!("config ok: {role} {}", config.display());
+    Ok(())
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -108,15 +135,37 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.role {
-            Role::Master { config } => vdb_master::run_from_config(&config).await,
+            Role::Master {
+                config,
+                check: true,
+            } => check_config("master", &config, vdb_master::Config::load),
+            Role::Mirror {
+                config,
+                check: true,
+                ..
+            } => check_config("mirror", &config, vdb_mirror::Config::load),
+            Role::Directory {
+                config,
+                check: true,
+            } => check_config("directory", &config, vdb_directory::Config::load),
+            Role::Monitor {
+                config,
+                check: true,
+            } => check_config("monitor", &config, vdb_monitor::Config::load),
+            Role::Intake {
+                config,
+                check: true,
+            } => check_config("intake", &config, vdb_intake::Config::load),
+            Role::Master { config, .. } => vdb_master::run_from_config(&config).await,
             Role::Mirror {
                 config,
                 action: Some(MirrorAction::Sync { once: true }),
+                ..
             } => vdb_mirror::sync_once_from_config(&config).await,
             Role::Mirror { config, .. } => vdb_mirror::run_from_config(&config).await,
-            Role::Directory { config } => vdb_directory::run_from_config(&config).await,
-            Role::Monitor { config } => vdb_monitor::run_from_config(&config).await,
-            Role::Intake { config } => vdb_intake::run_from_config(&config).await,
+            Role::Directory { config, .. } => vdb_directory::run_from_config(&config).await,
+            Role::Monitor { config, .. } => vdb_monitor::run_from_config(&config).await,
+            Role::Intake { config, .. } => vdb_intake::run_from_config(&config).await,
             Role::Dev(args) => dev::run(args).await,
         }
     });
