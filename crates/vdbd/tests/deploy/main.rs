@@ -112,7 +112,7 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
             .replace("/var/lib/vdbnet/", &format!("{}/", var.display()))
             .replace("https://master-a.example.net", &url_a)
             .replace("https://master-b.example.net", &url_b)
-            .replace("http://monitor.example.net:8090", &url_m);
+            .replace("https://monitor.example.net:8090", &url_m);
         // Not checkable here: TLS material and the GeoIP database (see the module docs).
         without(&t, &["tls_", "geoip_db", "webhook_url"])
     };
@@ -164,7 +164,16 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
     let mon = swap(&mon, "check_interval_secs = 300", "check_interval_secs = 1");
     std::fs::write(etc.join("monitor.toml"), &mon).unwrap();
     let _monitor = start("monitor", &etc.join("monitor.toml"));
-    let dir_cfg = common(&b["directory.toml"]);
+    // The directory trusts the key the monitor made at its first start (`key_file`).
+    let monitor_key = vdb_proto::SecretKey::load_or_create(&var.join("monitor/monitor.key"))
+        .map(|(k, made)| {
+            assert!(!made, "the monitor made its key file");
+            k.public()
+        })
+        .unwrap();
+    let doc_dir = &b["directory.toml"];
+    let dir_cfg = common(doc_dir);
+    let dir_cfg = swap(&dir_cfg, &example_key(doc_dir, 0), &monitor_key.to_string());
     let dir_cfg = swap(&dir_cfg, "0.0.0.0:53", "127.0.0.1:0");
     let dir_cfg = swap(&dir_cfg, "0.0.0.0:8080", "127.0.0.1:0");
     let dir_cfg = swap(&dir_cfg, "poll_secs = 5", "poll_secs = 1");
@@ -203,8 +212,13 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                 .is_some_and(|v| {
                     v["mirrors"].as_array().is_some_and(|ms| {
-                        ms.iter()
-                            .any(|m| m["name"] == "mirror1" && m["handed_out"] == true)
+                        // Handed out because the monitor's signed verdict says it is in
+                        // service (not by the fail-static rule).
+                        ms.iter().any(|m| {
+                            m["name"] == "mirror1"
+                                && m["handed_out"] == true
+                                && m["states"] == serde_json::json!(["in_service"])
+                        })
                     })
                 });
             eprintln!("mirror serves it: {served}, directory lists the mirror: {listed}");
