@@ -1,10 +1,14 @@
-//! vdb-proto's signed envelopes on arbitrary bytes: `Signed::from_json` for each document kind,
+//! vdb-proto's signed envelopes on arbitrary bytes: `Signed::from_json` for each document kind
+//! (manifests, release statements, push notices, monitors' verdict reports, registry exports),
 //! verification against a fixed trusted key, and on a valid payload the document's own checks.
 //! Nothing may panic, and an envelope that parses must re-serialise to one that parses the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vdb_proto::{Manifest, PublicKey, PushNotice, ReleaseStatement, ReplayGuard, Signed};
+use vdb_proto::{
+    Manifest, PublicKey, PushNotice, RegistryExport, ReleaseStatement, ReplayGuard, Signed,
+    VerdictReport,
+};
 
 fn trusted() -> PublicKey {
     // Any valid point will do: fuzzed signatures never verify, but the untrusted-key,
@@ -33,6 +37,17 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(doc) = p.verify(&[key])
     {
         let _ = ReplayGuard::new("n", 300, 16).accept(&doc, doc.issued_at);
+    }
+    if let Ok(v) = Signed::<VerdictReport>::from_json(data) {
+        let again = Signed::<VerdictReport>::from_json(v.to_json().as_bytes()).expect("round trip");
+        assert_eq!(again, v);
+        let _ = v.verify(&[key]);
+    }
+    if let Ok(r) = Signed::<RegistryExport>::from_json(data) {
+        let again =
+            Signed::<RegistryExport>::from_json(r.to_json().as_bytes()).expect("round trip");
+        assert_eq!(again, r);
+        let _ = r.verify(&[key]);
     }
     // The payload parsers on their own, as a verified payload would reach them.
     if let Ok(doc) = serde_json::from_slice::<Manifest>(data) {
