@@ -28,9 +28,10 @@ export DEBIAN_FRONTEND=noninteractive
 #     are clients of our mirrors and updater; dnsutils (dig) and knot: the directory's DNS and a
 #     real secondary; chromium: the monitor's status page; chromium-driver: WebDriver for the
 #     intake's upload form (a file upload needs automation); wrk: load during a rollout; time:
-#     bench/; python3-pip: cvdupdate below. The daemons these packages ship are stopped: tests
+#     bench/; python3-pip: cvdupdate below; prometheus: promtool checks the shipped alerting
+#     rules. The daemons these packages ship are stopped: tests
 #     start their own, on loopback, in temp dirs.
-PKGS="libssl-dev pkg-config clamav clamav-freshclam clamav-daemon dnsutils knot knot-dnsutils chromium chromium-driver wrk time python3-pip"
+PKGS="libssl-dev pkg-config clamav clamav-freshclam clamav-daemon dnsutils knot knot-dnsutils chromium chromium-driver wrk time python3-pip prometheus"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -47,7 +48,7 @@ if ! command -v cvd >/dev/null; then
   command -v cvd >/dev/null || pyenv rehash 2>/dev/null || true
 fi
 cvd --help >/dev/null
-for svc in clamav-freshclam clamav-daemon knot; do
+for svc in clamav-freshclam clamav-daemon knot prometheus; do
   $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
   $SUDO pkill -x "${svc#clamav-}" >/dev/null 2>&1 || true
 done

@@ -13,6 +13,12 @@ pub(crate) struct QueryLabels {
     pub(crate) proto: String,
 }
 
+/// A database's label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DbLabels {
+    pub(crate) db: String,
+}
+
 /// Labels of a poll failure.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SourceLabels {
@@ -31,6 +37,8 @@ pub(crate) struct Metrics {
     pub(crate) fail_static: Gauge,
     pub(crate) notifies: Counter,
     pub(crate) verdicts_expired: Counter,
+    pub(crate) txt_version: Family<DbLabels, Gauge>,
+    pub(crate) txt_time: Gauge,
 }
 
 impl Metrics {
@@ -51,6 +59,14 @@ impl Metrics {
                 "1 while the fail-static rule hands out mirrors that are not in service",
             ),
             notifies: r.add("notifies", "NOTIFY messages acknowledged by secondaries"),
+            txt_version: r.family(
+                "txt_version",
+                "The version each database's TXT record advertises (every handed-out mirror serves it)",
+            ),
+            txt_time: r.add(
+                "txt_time_seconds",
+                "The time in the TXT records (Unix seconds): clients distrust records older than 12 h",
+            ),
             registry: r,
         }
     }

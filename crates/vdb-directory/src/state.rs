@@ -207,6 +207,13 @@ impl Shared {
         self.metrics
             .fail_static
             .set(i64::from(candidate.membership.fail_static));
+        for (db, v) in &candidate.membership.versions {
+            self.metrics
+                .txt_version
+                .get_or_create(&crate::metrics::DbLabels { db: db.clone() })
+                .set(i64::from(*v));
+        }
+        self.metrics.txt_time.set(m.txt_time);
         if candidate.fingerprint() == prev.fingerprint() {
             // The same answers, but what the status API shows may have moved (a mirror
             // serves a newer serial that the TXT records cannot follow yet).

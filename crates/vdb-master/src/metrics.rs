@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
     unrecorded: Family<Labels, Counter>,
     signing_deferred: Counter,
     serial: Gauge,
+    expires_at: Gauge,
     checked_at: Gauge,
 }
 
@@ -63,6 +64,10 @@ impl Default for Metrics {
                 "Manifests not signed because a peer held a newer database (catching up)",
             ),
             serial: r.add("manifest_serial", "Serial of the current manifest"),
+            expires_at: r.add(
+                "manifest_expires_at_seconds",
+                "When the current manifest expires unless re-signed (Unix seconds)",
+            ),
             checked_at: r.add(
                 "heartbeat_checked_at_seconds",
                 "When the heartbeat loop last looked at the master's clock (Unix seconds): it is alive",
@@ -143,9 +148,10 @@ impl Metrics {
         self.signing_deferred.inc();
     }
 
-    /// Sets the current serial.
-    pub(crate) fn serial(&self, serial: u64) {
-        self.serial.set(i64::try_from(serial).unwrap_or(i64::MAX));
+    /// Sets the current manifest's serial and expiry.
+    pub(crate) fn manifest(&self, m: &vdb_proto::Manifest) {
+        self.serial.set(i64::try_from(m.serial).unwrap_or(i64::MAX));
+        self.expires_at.set(m.expires_at);
     }
 
     /// Sets when the heartbeat loop last looked at the clock.

@@ -146,7 +146,7 @@ impl Store {
         };
         store.refresh_servable()?;
         if let Some(c) = store.current() {
-            store.metrics.serial(c.manifest.serial);
+            store.metrics.manifest(&c.manifest);
         }
         Ok(store)
     }
@@ -738,9 +738,9 @@ impl Store {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(servable);
+        self.metrics.manifest(&manifest);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) =
             Some(Current { json, manifest });
-        self.metrics.serial(serial);
         Ok(Ok(serial))
     }
 }

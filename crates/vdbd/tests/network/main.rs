@@ -251,6 +251,9 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
     vdb_testkit::assert_contains(&info, "Version: 6");
     vdb_testkit::assert_contains(&info, "Verification OK");
 
+    // Every metric the shipped alerting rules name is one these roles export.
+    assert_the_alert_rules_name_exported_metrics(&dev);
+
     // Clean stop on SIGTERM.
     let status = dev
         .0
@@ -512,4 +515,39 @@ fn clients_refuse_a_tampered_mirror_and_fail_over() {
         log.contains(&mirrors[0]),
         "vdb-update did not try mirror1 first:\n{log}"
     );
+}
+
+/// Every `vdb_…` metric an `expr:` of `packaging/prometheus/vdbnet.rules.yml` names has a
+/// `# TYPE` line in the `/metrics` of some role of `dev` (masters, mirrors, monitor, directory).
+fn assert_the_alert_rules_name_exported_metrics(dev: &Dev) {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/prometheus/vdbnet.rules.yml"
+    ))
+    .unwrap();
+    let ready = dev.0.ready().json();
+    let mut urls = dev.strs("masters");
+    urls.extend(dev.strs("mirrors"));
+    urls.push(ready["monitor"].as_str().unwrap().to_owned());
+    urls.push(ready["directory"]["http"].as_str().unwrap().to_owned());
+    let mut exported = String::new();
+    for u in &urls {
+        let body =
+            http_get(&format!("{u}/metrics")).unwrap_or_else(|| panic!("{u}/metrics answers"));
+        exported.push_str(&String::from_utf8_lossy(&body));
+    }
+    let names: std::collections::BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("expr:"))
+        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("vdb_"))
+        .collect();
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            exported.contains(&format!("# TYPE {base} ")),
+            "the alerting rules name {name}, which no role of {urls:?} exports"
+        );
+    }
 }

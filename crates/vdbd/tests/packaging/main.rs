@@ -2,7 +2,8 @@
 //! `/etc/vdbnet` is the example of `docs/deploy.md` (below a header) and passes the real loader
 //! through the command line the systemd unit runs before each start (`vdbd <role> --config …
 //! --check`); a broken one is refused with the file and the field named. `scripts/packages.sh`
-//! checks the built packages themselves (dpkg, `systemd-analyze verify`).
+//! checks the built packages themselves (dpkg, `systemd-analyze verify`). The Prometheus
+//! alerting rules (`packaging/prometheus/`) load and pass their unit tests in `promtool`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -143,6 +144,33 @@ fn only_the_roles_that_bind_low_ports_get_a_capability() {
                 && text.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE"),
             binds_low,
             "{role}: CAP_NET_BIND_SERVICE only for ports 53, 80, 443"
+        );
+    }
+}
+
+/// The shipped alerting rules load (`promtool check rules`) and fire as their unit tests say
+/// (`promtool test rules`: each alert after its `for`, none before). The network test checks
+/// that every metric they name is one the real roles export.
+#[test]
+fn the_prometheus_rules_load_and_pass_their_unit_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/prometheus");
+    for args in [
+        ["check", "rules", "vdbnet.rules.yml"],
+        ["test", "rules", "vdbnet.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect(
+                "promtool is installed (apt-get install prometheus; scripts/test-deps.sh does)",
+            );
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
