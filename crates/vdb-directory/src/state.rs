@@ -476,6 +476,19 @@ impl Shared {
         let Some(seen) = m.report_seen.get_mut(i) else {
             return;
         };
+        // A report older than the one held is a replay (or a monitor whose clock went back):
+        // the newer verdicts stay.
+        if let Some((generated, _)) = *seen
+            && report.generated_at < generated
+        {
+            tracing::warn!(
+                monitor = %self.config.monitors[i],
+                generated_at = report.generated_at,
+                held = generated,
+                "a verdict report older than the one held is ignored"
+            );
+            return;
+        }
         let advanced = match *seen {
             Some((generated, at)) if report.generated_at <= generated => at,
             _ => now,

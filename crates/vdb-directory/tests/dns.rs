@@ -843,5 +843,20 @@ async fn verdicts_count_only_when_signed_by_a_monitor_key() {
     // The monitor's own key again: the report counts.
     doubles.edit(|n| n.monitor_key = Some(monitor.clone()));
     database_until(dns, |a| a == ["192.0.2.1", "192.0.2.2"]).await;
+
+    // A replay of older signed reports (their generated_at goes back) changes nothing.
+    doubles.edit(|n| {
+        n.rounds = 0;
+        n.verdicts[0].state = MirrorState::Out;
+    });
+    vdb_testkit::wait_for_async("three replayed reports read", 20, || async {
+        (doubles.edit(|n| n.rounds) >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        database(dns, &[]).await.data("A"),
+        ["192.0.2.1", "192.0.2.2"],
+        "a replayed report changed the answers"
+    );
     dir.shutdown().await;
 }
