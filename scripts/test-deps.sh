@@ -33,7 +33,11 @@ export DEBIAN_FRONTEND=noninteractive
 #     start their own, on loopback, in temp dirs.
 PKGS="libssl-dev pkg-config clamav clamav-freshclam clamav-daemon dnsutils knot knot-dnsutils chromium chromium-driver wrk time python3-pip prometheus"
 missing=""
-for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# Installed means "install ok installed": a removed package whose configuration files are left
+# (`rc`) is still known to `dpkg -s`, but its programs are gone.
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' || missing="$missing $p"
+done
 if [ -n "$missing" ]; then
   echo "== installing:$missing"
   $SUDO apt-get update -qq
