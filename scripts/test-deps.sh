@@ -7,16 +7,20 @@
 #   scripts/test-deps.sh        what `cargo test --workspace` needs
 #   scripts/test-deps.sh --ci   also the cargo tools of .ci/run's other checks (cargo-machete,
 #                               cargo-fuzz, cargo-deb for scripts/packages.sh)
+#   scripts/test-deps.sh --list the Debian packages the tests need, one line (.ci/run installs
+#                               them with apt-get before anything else)
 #
 # `vdbd dev` needs none of this: only a Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CI_TOOLS=0
+LIST=0
 case "${1:-}" in
   "") ;;
   --ci) CI_TOOLS=1 ;;
-  *) echo "usage: $0 [--ci]" >&2; exit 2 ;;
+  --list) LIST=1 ;;
+  *) echo "usage: $0 [--ci|--list]" >&2; exit 2 ;;
 esac
 
 SUDO=""
@@ -29,9 +33,13 @@ export DEBIAN_FRONTEND=noninteractive
 #     real secondary; chromium: the monitor's status page; chromium-driver: WebDriver for the
 #     intake's upload form (a file upload needs automation); wrk: load during a rollout; time:
 #     bench/; python3-pip: cvdupdate below; prometheus: promtool checks the shipped alerting
-#     rules. The daemons these packages ship are stopped: tests
-#     start their own, on loopback, in temp dirs.
+#     rules. The daemons these packages ship are stopped: tests start their own, on loopback,
+#     in temp dirs.
 PKGS="libssl-dev pkg-config clamav clamav-freshclam clamav-daemon dnsutils knot knot-dnsutils chromium chromium-driver wrk time python3-pip prometheus"
+if [ "$LIST" -eq 1 ]; then
+  echo "$PKGS"
+  exit 0
+fi
 missing=""
 # Installed means "install ok installed": a removed package whose configuration files are left
 # (`rc`) is still known to `dpkg -s`, but its programs are gone.
