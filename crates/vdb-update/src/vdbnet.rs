@@ -196,7 +196,7 @@ pub fn check_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vdb_proto::{DatabaseState, SecretKey};
+    use vdb_proto::SecretKey;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -211,31 +211,11 @@ mod tests {
         }
     }
 
-    /// A signed manifest of `serial` with these database versions.
+    /// A signed manifest of `serial` with these database versions (the test kit's).
     fn envelope(serial: u64, dbs: &[(&str, u32)]) -> Vec<u8> {
-        let m = Manifest {
-            network: "n".into(),
-            serial,
-            master: "a".into(),
-            issued_at: NOW,
-            expires_at: NOW + 3600,
-            databases: dbs
-                .iter()
-                .map(|(db, v)| {
-                    (
-                        (*db).to_owned(),
-                        DatabaseState {
-                            version: *v,
-                            built_at: 1,
-                            release: "r".into(),
-                        },
-                    )
-                })
-                .collect(),
-            files: Vec::new(),
-            version_record: None,
-        };
-        Signed::sign(&m, &key()).to_json().into_bytes()
+        let no_files: &[(&str, Vec<u8>)] = &[];
+        let m = vdb_testkit::keys::manifest("n", serial, NOW, dbs, no_files);
+        vdb_testkit::keys::signed(&m, &key())
     }
 
     #[test]
