@@ -28,57 +28,74 @@ enum LogFormat {
     Json,
 }
 
+/// What every server role takes on its command line.
+#[derive(Debug, clap::Args)]
+struct RoleArgs {
+    /// The role's TOML configuration.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
+    #[arg(long)]
+    check: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Role {
     /// A master: the verification gate, release history, signed manifest, pushes.
     Master {
-        /// The master's TOML configuration.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        args: RoleArgs,
     },
     /// A mirror: pulls releases from the masters and serves them over HTTP.
     Mirror {
-        /// The mirror's TOML configuration.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        args: RoleArgs,
         #[command(subcommand)]
         action: Option<MirrorAction>,
     },
     /// The directory: authoritative DNS and the HTTP redirector.
     Directory {
-        /// The directory's TOML configuration.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        args: RoleArgs,
     },
     /// The monitor: checks every mirror, decides who is in service, alerts, status page.
     Monitor {
-        /// The monitor's TOML configuration.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        args: RoleArgs,
     },
     /// The sample intake: a web form and API for undetected samples, quarantine, triage.
     Intake {
-        /// The intake's TOML configuration.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only read and check the configuration, print `config ok`, exit (0 = it would start).
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        args: RoleArgs,
     },
     /// A whole network on loopback in one process, with a sample database chain.
     Dev(dev::DevArgs),
+}
+
+impl Role {
+    /// `--check`: reads the role's configuration with the loader the role itself uses (parsing
+    /// and every check that needs no network, key or certificate file), then says so on
+    /// stdout. `None` when the role was not asked to check.
+    fn check(&self) -> Option<anyhow::Result<()>> {
+        type Load = fn(&Path) -> anyhow::Result<()>;
+        let (role, args, load): (&str, &RoleArgs, Load) = match self {
+            Self::Master { args } => ("master", args, |p| vdb_master::Config::load(p).map(drop)),
+            Self::Mirror { args, .. } => {
+                ("mirror", args, |p| vdb_mirror::Config::load(p).map(drop))
+            }
+            Self::Directory { args } => ("directory", args, |p| {
+                vdb_directory::Config::load(p).map(drop)
+            }),
+            Self::Monitor { args } => ("monitor", args, |p| vdb_monitor::Config::load(p).map(drop)),
+            Self::Intake { args } => ("intake", args, |p| vdb_intake::Config::load(p).map(drop)),
+            Self::Dev(_) => return None,
+        };
+        args.check.then(|| {
+            load(&args.config)?;
+            println!("config ok: {role} {}", args.config.display());
+            Ok(())
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,18 +106,6 @@ enum MirrorAction {
         #[arg(long)]
         once: bool,
     },
-}
-
-/// `--check`: reads the role's configuration with the loader the role itself uses (parsing and
-/// every check that needs no network, key or certificate file), then says so on stdout.
-fn check_config<T>(
-    role: &str,
-    config: &Path,
-    load: fn(&Path) -> anyhow::Result<T>,
-) -> anyhow::Result<()> {
-    load(config)?;
-    println!("config ok: {role} {}", config.display());
-    Ok(())
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -126,6 +131,9 @@ fn main() -> ExitCode {
         "info"
     };
     init_logging(cli.log_format, default_level);
+    if let Some(checked) = cli.role.check() {
+        return report(checked);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -133,42 +141,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    report(runtime.block_on(async {
         match cli.role {
-            Role::Master {
-                config,
-                check: true,
-            } => check_config("master", &config, vdb_master::Config::load),
+            Role::Master { args } => vdb_master::run_from_config(&args.config).await,
             Role::Mirror {
-                config,
-                check: true,
-                ..
-            } => check_config("mirror", &config, vdb_mirror::Config::load),
-            Role::Directory {
-                config,
-                check: true,
-            } => check_config("directory", &config, vdb_directory::Config::load),
-            Role::Monitor {
-                config,
-                check: true,
-            } => check_config("monitor", &config, vdb_monitor::Config::load),
-            Role::Intake {
-                config,
-                check: true,
-            } => check_config("intake", &config, vdb_intake::Config::load),
-            Role::Master { config, .. } => vdb_master::run_from_config(&config).await,
-            Role::Mirror {
-                config,
+                args,
                 action: Some(MirrorAction::Sync { once: true }),
-                ..
-            } => vdb_mirror::sync_once_from_config(&config).await,
-            Role::Mirror { config, .. } => vdb_mirror::run_from_config(&config).await,
-            Role::Directory { config, .. } => vdb_directory::run_from_config(&config).await,
-            Role::Monitor { config, .. } => vdb_monitor::run_from_config(&config).await,
-            Role::Intake { config, .. } => vdb_intake::run_from_config(&config).await,
+            } => vdb_mirror::sync_once_from_config(&args.config).await,
+            Role::Mirror { args, .. } => vdb_mirror::run_from_config(&args.config).await,
+            Role::Directory { args } => vdb_directory::run_from_config(&args.config).await,
+            Role::Monitor { args } => vdb_monitor::run_from_config(&args.config).await,
+            Role::Intake { args } => vdb_intake::run_from_config(&args.config).await,
             Role::Dev(args) => dev::run(args).await,
         }
-    });
+    }))
+}
+
+/// The exit status of a run, its error on stderr.
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
