@@ -92,6 +92,8 @@ pub struct ClientBuilder {
     keep_alive: bool,
     http1_only: bool,
     resolve: Vec<(String, SocketAddr)>,
+    #[cfg(feature = "dns")]
+    dns_server: Option<SocketAddr>,
 }
 
 impl ClientBuilder {
@@ -111,6 +113,8 @@ impl ClientBuilder {
             keep_alive: true,
             http1_only: false,
             resolve: Vec::new(),
+            #[cfg(feature = "dns")]
+            dns_server: None,
         }
     }
 
@@ -188,6 +192,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Looks host names up at this DNS server (UDP, then TCP on truncation) instead of through
+    /// the system's resolver; [`ClientBuilder::resolve`] pins still win.
+    #[cfg(feature = "dns")]
+    pub fn dns_server(mut self, server: SocketAddr) -> Self {
+        self.dns_server = Some(server);
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<Client, Error> {
         let mut headers = self.headers;
@@ -236,6 +248,11 @@ impl ClientBuilder {
         }
         if self.http1_only {
             b = b.http1_only();
+        }
+        #[cfg(feature = "dns")]
+        if let Some(server) = self.dns_server {
+            let txt = crate::dns::Txt::new(Some(server)).map_err(Error::config)?;
+            b = b.dns_resolver(txt.addresses());
         }
         for (host, addr) in &self.resolve {
             b = b.resolve(host, *addr);

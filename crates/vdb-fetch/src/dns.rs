@@ -1,5 +1,8 @@
-//! TXT lookups for ClamAV's version records (spec §4.2), through the system resolver or a
-//! configured server: the one TXT reader of `vdb-update` and of the master's upstream follower.
+//! DNS through the system resolver or a configured server: TXT lookups for ClamAV's version
+//! records (spec §4.2), the one TXT reader of `vdb-update` and of the master's upstream
+//! follower; and, for a configured server, the addresses of the hosts an HTTP client connects to
+//! ([`crate::ClientBuilder::dns_server`]), so that a mirror named
+//! `database.<zone>` is found through the directory that answers the zone.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,5 +72,49 @@ impl Txt {
             }
         }
         Err(format!("no TXT record for {name}"))
+    }
+
+    /// The same server as the address resolver of an HTTP client
+    /// ([`crate::ClientBuilder::dns_server`]): A and AAAA lookups of the host names in URLs.
+    pub fn addresses(&self) -> Addresses {
+        Addresses {
+            resolver: self.resolver.clone(),
+        }
+    }
+}
+
+/// Host-name resolution for an HTTP client through a [`Txt`]'s server.
+#[derive(Clone)]
+pub struct Addresses {
+    resolver: TokioResolver,
+}
+
+impl std::fmt::Debug for Addresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Addresses")
+    }
+}
+
+impl reqwest::dns::Resolve for Addresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.resolver.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let fqdn = if host.ends_with('.') {
+                host.clone()
+            } else {
+                format!("{host}.")
+            };
+            let lookup = resolver
+                .lookup_ip(fqdn.as_str())
+                .await
+                .map_err(|e| format!("address lookup of {host} failed: {e}"))?;
+            // The port is the URL's: reqwest replaces this 0.
+            let addrs: Vec<SocketAddr> = lookup.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            if addrs.is_empty() {
+                return Err(format!("no address for {host}").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }

@@ -183,6 +183,9 @@ pub async fn start_on(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     config.validate()?;
+    for w in custom_keyset_warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let key = read_key(&config.key_file)?;
     let mut policy = gate::policy(&config)?;
     let up_key = upstream_key(&config)?;
@@ -288,6 +291,27 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     start_on(config, listeners, clock).await
 }
 
+/// Stock ClamAV clients check `daily`, `main` and `bytecode` against ClamAV's own key: a
+/// network's own key set for one of them is accepted by the gate and refused by every stock
+/// `freshclam` and `clamscan`. One warning per such database, said at start.
+fn custom_keyset_warnings(config: &Config) -> Vec<String> {
+    config
+        .databases
+        .iter()
+        .filter(|(name, db)| {
+            ["daily", "main", "bytecode"].contains(&name.as_str()) && db.keyset_file.is_some()
+        })
+        .map(|(name, _)| {
+            format!(
+                "[databases.{name}] keyset_file: stock freshclam and clamscan check {name}.cvd \
+                 against ClamAV's own key and will refuse one signed with this key set; only \
+                 clients given the key set (vdb-update's key_set) can use it. Give the network's \
+                 own databases names of their own."
+            )
+        })
+        .collect()
+}
+
 /// The heartbeat (re-sign with a fresh timestamp, prune unreferenced uploads) and the
 /// forced-sync schedule.
 async fn heartbeat(
@@ -338,4 +362,25 @@ pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_key_set_for_an_official_database_name_is_warned_about() {
+        let config: Config = toml::from_str(
+            "name = \"a\"\nnetwork = \"n\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/tmp/x\"\n\
+             key_file = \"/tmp/k\"\n\
+             [databases.daily]\nkeyset_file = \"keys.txt\"\n\
+             [databases.ourdb]\nkeyset_file = \"keys.txt\"\n\
+             [databases.main]\nallow_plain = true\n",
+        )
+        .unwrap();
+        let w = custom_keyset_warnings(&config);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("[databases.daily] keyset_file: stock freshclam"));
+        assert!(w[0].contains("will refuse"));
+    }
 }

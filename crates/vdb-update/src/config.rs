@@ -73,7 +73,8 @@ pub struct Settings {
     pub private_mirror: bool,
     /// The `current.cvd` TXT domain, when DNS is used.
     pub dns_domain: Option<String>,
-    /// A DNS server to ask instead of the system resolver (`127.0.0.1:5353`).
+    /// A DNS server to ask instead of the system resolver (`127.0.0.1:5353`): the TXT records
+    /// and the mirrors' addresses.
     pub dns_server: Option<SocketAddr>,
     /// Zone of the per-database records (`<db>.cvd.<zone>`).
     pub db_txt_zone: String,
@@ -260,7 +261,8 @@ pub struct TomlConfig {
     pub dns_txt: Option<String>,
     /// `false` turns DNS off (versions from header probes only), like `dns_txt = "no"`.
     pub dns: Option<bool>,
-    /// DNS server for the TXT lookups, `ip:port` (default: the system resolver).
+    /// DNS server for every lookup, `ip:port`: the TXT records and the mirrors' host names
+    /// (default: the system resolver).
     pub dns_server: Option<SocketAddr>,
     /// Zone of the `<db>.cvd.<zone>` records for databases not in `current.cvd`.
     pub db_txt_zone: Option<String>,

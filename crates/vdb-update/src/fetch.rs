@@ -156,6 +156,10 @@ impl Fetcher {
                     None => proxy,
                 }
             }));
+        if let Some(server) = settings.dns_server {
+            // Mirrors named in the network's zone (`database.<zone>`) are found there too.
+            b = b.dns_server(server);
+        }
         if let Some(ca) = &settings.ca_file {
             b = b.only_roots(&vdb_fetch::read_ca(ca)?);
         }

@@ -66,7 +66,8 @@ struct Cli {
     /// Seconds between attempts on one mirror (freshclam: 5).
     #[arg(long, value_name = "SECS")]
     retry_delay: Option<u64>,
-    /// DNS server for TXT lookups, ip:port (default: the system resolver).
+    /// DNS server for the TXT records and the mirrors' host names, ip:port (default: the
+    /// system resolver).
     #[arg(long, value_name = "ADDR")]
     dns_server: Option<std::net::SocketAddr>,
     /// Test-load command for new databases; `{}` is the staged file (split on spaces).

@@ -3,7 +3,11 @@
 //! to loopback (fresh keys, temporary directories, ports picked here; TLS and the GeoIP file,
 //! which need material the test cannot have, are left out and say so below), starts each role
 //! with the real `vdbd`, registers the mirror and publishes a release the way the document
-//! says, and checks that the release flows through to the mirror and into the directory.
+//! says, and checks that the release flows through to the mirror and into the directory. Then
+//! the clients of §10: `vdb-update` from the documented `vdb-update.toml`, with the directory as
+//! its `dns_server`, and the real `freshclam` from the documented `freshclam.conf`, resolving
+//! through the directory in a private mount namespace (root only: port 53 and `mount --bind`
+//! over `/etc/resolv.conf`; CI runs as root).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,22 +22,41 @@ use vdb_testkit::{Proc, fixtures, free_port, wait_for};
 
 const DOC: &str = include_str!("../../../../docs/deploy.md");
 
-/// The `# file:` blocks of the document: file name → text.
+/// The `# file:` blocks of the document: file name → text. Every ```` ```toml ```` block is
+/// one; a ```` ```text ```` block is one when it starts with `# file:` (`freshclam.conf`).
 fn blocks() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut lines = DOC.lines();
     while let Some(line) = lines.next() {
-        if line.trim() != "```toml" {
+        let toml = line.trim() == "```toml";
+        if !toml && line.trim() != "```text" {
             continue;
         }
         let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
         let first = body.first().copied().unwrap_or_default();
-        let name = first
-            .strip_prefix("# file: ")
-            .unwrap_or_else(|| panic!("a toml block without `# file:`: {first:?}"));
+        let Some(name) = first.strip_prefix("# file: ") else {
+            assert!(!toml, "a toml block without `# file:`: {first:?}");
+            continue;
+        };
         out.insert(name.rsplit('/').next().unwrap().to_owned(), body.join("\n"));
     }
     out
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The version of `db` in a database directory (`.cld` or `.cvd`), 0 if none.
+fn local_version(dir: &Path, db: &str) -> u32 {
+    ["cld", "cvd"]
+        .iter()
+        .filter_map(|ext| std::fs::read(dir.join(format!("{db}.{ext}"))).ok())
+        .find_map(|bytes| vdb_format::Header::parse(&bytes[..512.min(bytes.len())]).ok())
+        .map_or(0, |h| h.version)
 }
 
 /// Starts a role from a config of the document (its log beside it).
@@ -75,6 +98,8 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
         "mirror.toml",
         "directory.toml",
         "monitor.toml",
+        "vdb-update.toml",
+        "freshclam.conf",
     ] {
         assert!(b.contains_key(name), "docs/deploy.md has no {name} block");
     }
@@ -174,7 +199,17 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
     let doc_dir = &b["directory.toml"];
     let dir_cfg = common(doc_dir);
     let dir_cfg = swap(&dir_cfg, &example_key(doc_dir, 0), &monitor_key.to_string());
-    let dir_cfg = swap(&dir_cfg, "0.0.0.0:53", "127.0.0.1:0");
+    // As root, port 53 of a loopback address of our own, so that freshclam's resolver (which
+    // knows no ports) can ask it; otherwise any port.
+    let root = is_root();
+    let pid = std::process::id();
+    let dns_ip = format!("127.53.{}.{}", (pid >> 8) & 0xff, (pid & 0xff).max(1));
+    let dns_listen = if root {
+        format!("{dns_ip}:53")
+    } else {
+        "127.0.0.1:0".to_owned()
+    };
+    let dir_cfg = swap(&dir_cfg, "0.0.0.0:53", &dns_listen);
     let dir_cfg = swap(&dir_cfg, "0.0.0.0:8080", "127.0.0.1:0");
     let dir_cfg = swap(&dir_cfg, "poll_secs = 5", "poll_secs = 1");
     std::fs::write(etc.join("directory.toml"), &dir_cfg).unwrap();
@@ -225,4 +260,93 @@ fn every_role_starts_from_the_documented_configs_and_a_release_flows_through() {
             (served && listed).then_some(())
         },
     );
+
+    // §11: what `dig` shows.
+    let dns = directory.ready().dns_addr();
+    let zone = "db.example.net";
+    let txt = vdb_testkit::dig::query(dns, &format!("test.cvd.{zone}"), "TXT")
+        .run()
+        .short();
+    assert!(
+        txt.first().is_some_and(|t| t.starts_with("\"6:")),
+        "{txt:?}"
+    );
+    let a = vdb_testkit::dig::query(dns, &format!("database.{zone}"), "A")
+        .run()
+        .short();
+    assert_eq!(a, ["127.0.0.1"]);
+    let mirror_port = mirror_url.rsplit(':').next().unwrap().to_owned();
+    // The example's mirrors speak HTTPS on 443; here the mirror is plain HTTP on its port.
+    let mirror_by_name = format!("http://database.{zone}:{mirror_port}");
+
+    // §10: vdb-update from the documented file, the directory as its DNS server.
+    let doc_u = &b["vdb-update.toml"];
+    let u = swap(
+        doc_u,
+        "\"/var/lib/clamav\"",
+        &format!("{:?}", tmp.path().join("db-vdb-update")),
+    );
+    let u = swap(
+        &u,
+        "\"https://database.db.example.net\"",
+        &format!("{mirror_by_name:?}"),
+    );
+    let u = swap(&u, &example_key(doc_u, 0), &ka.public().to_string());
+    let u = swap(&u, &example_key(doc_u, 1), &kb.public().to_string());
+    // The test network carries the fixture database `test`, whose record is in the zone.
+    let u =
+        format!("{u}\ndns_server = \"{dns}\"\ndatabases = [\"test\"]\ndb_txt_zone = \"{zone}\"\n");
+    std::fs::create_dir_all(tmp.path().join("db-vdb-update")).unwrap();
+    std::fs::write(etc.join("vdb-update.toml"), &u).unwrap();
+    let out = std::process::Command::new(vdb_testkit::exe_beside(
+        env!("CARGO_BIN_EXE_vdbd"),
+        "vdb-update",
+    ))
+    .arg("--config")
+    .arg(etc.join("vdb-update.toml"))
+    .output()
+    .unwrap();
+    let text = vdb_testkit::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        local_version(&tmp.path().join("db-vdb-update"), "test"),
+        6,
+        "{text}"
+    );
+
+    // §10: the real freshclam from the documented freshclam.conf.
+    assert!(
+        root,
+        "the freshclam part of this test needs root: it binds port 53 on a loopback address and \
+         uses unshare -m to give freshclam a resolv.conf naming the directory"
+    );
+    let fdb = tmp.path().join("db-freshclam");
+    std::fs::create_dir_all(&fdb).unwrap();
+    let doc_f = &b["freshclam.conf"];
+    let f = swap(doc_f, "/var/lib/clamav", &fdb.display().to_string());
+    let f = swap(&f, "DatabaseOwner clamav", "DatabaseOwner root");
+    let f = swap(&f, "https://database.db.example.net", &mirror_by_name);
+    // No clamd here; a log to read on failure.
+    let f = without(&f, &["NotifyClamd"]);
+    let f = format!(
+        "{f}\nUpdateLogFile {}\nLogVerbose yes\nLogFileMaxSize 0\nMaxAttempts 1\n",
+        tmp.path().join("freshclam.log").display()
+    );
+    std::fs::write(etc.join("freshclam.conf"), &f).unwrap();
+    std::fs::write(
+        etc.join("resolv.conf"),
+        format!("nameserver {dns_ip}\noptions timeout:2 attempts:2\n"),
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {etc}/resolv.conf /etc/resolv.conf && exec freshclam --config-file={etc}/freshclam.conf --update-db=test",
+        etc = etc.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("unshare runs (util-linux)");
+    let text = vdb_testkit::output_text(&out);
+    assert!(out.status.success(), "freshclam failed:\n{text}");
+    assert_eq!(local_version(&fdb, "test"), 6, "{text}");
 }

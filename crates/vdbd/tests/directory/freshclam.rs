@@ -35,7 +35,7 @@ fn freshclam_conf(work: &Path, mirror: &str, dns: bool) -> String {
     )
 }
 
-fn local_version(db: &Path) -> u32 {
+pub(crate) fn local_version(db: &Path) -> u32 {
     for name in ["test.cld", "test.cvd"] {
         if let Ok(bytes) = std::fs::read(db.join(name))
             && let Ok(h) = vdb_format::Header::parse(&bytes[..512.min(bytes.len())])
@@ -46,7 +46,7 @@ fn local_version(db: &Path) -> u32 {
     0
 }
 
-async fn mirror_double(www: &Path) -> RegistryDouble {
+pub(crate) async fn mirror_double(www: &Path) -> RegistryDouble {
     std::fs::create_dir_all(www).unwrap();
     for (name, bytes) in fixtures::served_set(6) {
         std::fs::write(www.join(name), bytes).unwrap();
@@ -67,7 +67,7 @@ async fn mirror_double(www: &Path) -> RegistryDouble {
     port_probe
 }
 
-fn fresh_db(work: &Path) {
+pub(crate) fn fresh_db(work: &Path) {
     let db = work.join("db");
     std::fs::create_dir_all(&db).unwrap();
     std::fs::copy(fixtures::path("test-1.cvd"), db.join("test.cvd")).unwrap();

@@ -6,6 +6,7 @@
 
 mod freshclam;
 mod harness;
+mod vdb_update;
 
 use std::process::{Command, Stdio};
 
