@@ -678,7 +678,7 @@ pub struct ReleaseDoc {
     pub version: u32,
     /// When the monitor first saw it in the masters' manifest.
     pub first_seen: i64,
-    /// Mirror → first check that saw it serving this version.
+    /// Mirror → first check that saw it serving this version or a newer one.
     pub rollout: BTreeMap<String, i64>,
 }
 
