@@ -151,7 +151,8 @@ th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #e3e6eb;verti
 figure.chart{margin:.5rem 0;padding:.5rem;background:#fff;border:1px solid #e3e6eb;border-radius:.4rem}
 svg.chart{display:block;max-width:100%;height:auto}
 figcaption{color:#5b6477;font-size:.9rem;margin-top:.3rem}
-.key{display:inline-block;width:.8rem;height:.8rem;margin:0 .25rem 0 .6rem;vertical-align:middle;border-radius:2px}";
+.key{display:inline-block;width:.8rem;height:.8rem;margin:0 .25rem 0 .6rem;vertical-align:middle;border-radius:2px}
+@media (max-width:700px){figure.chart{overflow-x:auto}svg.chart{max-width:none}}";
 
 /// The status page: plain responsive HTML, no scripts, no external assets.
 pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) -> String {
