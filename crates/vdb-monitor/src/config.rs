@@ -92,6 +92,14 @@ pub struct Config {
     /// How many checks per mirror the status page shows.
     #[serde(default = "default_history")]
     pub history_len: usize,
+    /// Days of per-mirror state history kept for the status page's chart (one row per mirror
+    /// per `history_bucket_secs`, older rows pruned every round).
+    #[serde(default = "default_history_days")]
+    pub history_days: i64,
+    /// Width of one history row in seconds: the worst state and the largest lag of the checks
+    /// in it are kept (one hour by default: 672 rows per mirror over 28 days).
+    #[serde(default = "default_history_bucket")]
+    pub history_bucket_secs: i64,
     /// Timeouts and connection caps of the HTTP listener (the `[limits]` section, see
     /// `docs/deploy.md`).
     #[serde(default)]
@@ -215,6 +223,12 @@ fn default_quorum() -> usize {
 fn default_history() -> usize {
     24
 }
+fn default_history_days() -> i64 {
+    28
+}
+fn default_history_bucket() -> i64 {
+    3600
+}
 fn default_lagging() -> i64 {
     3 * 3600
 }
@@ -313,6 +327,16 @@ impl Config {
         anyhow::ensure!(
             self.request_timeout_secs > 0,
             "field `request_timeout_secs` must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=366).contains(&self.history_days),
+            "field `history_days` must be between 1 and 366"
+        );
+        anyhow::ensure!(
+            self.history_bucket_secs >= 1
+                && self.history_days * 86400 / self.history_bucket_secs <= 100_000,
+            "field `history_bucket_secs` must be at least 1 and keep history_days to at most \
+             100000 rows per mirror (e.g. 3600 for an hour)"
         );
         anyhow::ensure!(
             self.alerts.repeat_secs > 0,

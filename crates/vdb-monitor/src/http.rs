@@ -9,9 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use vdb_proto::{MirrorState, paths};
+use vdb_proto::paths;
 use vdb_service::ApiError;
 
+use crate::charts::{
+    self, MirrorCharts, ReleaseCharts, dur, esc, history_svg, history_title, label,
+    release_summary, release_svg, short,
+};
 use crate::monitor::{Monitor, StatusDoc, state_name};
 
 /// The router over a shared monitor.
@@ -21,13 +25,15 @@ pub(crate) fn router(m: Arc<Monitor>) -> Router {
         .route("/api/v1/verdicts", get(verdicts))
         .route("/api/v1/verdicts/signed", get(signed_verdicts))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/charts/releases", get(release_charts))
+        .route("/api/v1/charts/mirrors", get(mirror_charts))
         .route(paths::METRICS, get(metrics))
         .route(paths::HEALTH, get(|| async { "ok" }))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such page on the monitor (try /, /api/v1/verdicts, /api/v1/verdicts/signed, /api/v1/status, /metrics)",
+                "no such page on the monitor (try /, /api/v1/verdicts, /api/v1/verdicts/signed, /api/v1/status, /api/v1/charts/releases, /api/v1/charts/mirrors, /metrics)",
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(4096))
@@ -64,18 +70,35 @@ async fn verdicts(State(m): State<Arc<Monitor>>, Query(q): Query<VerdictQuery>) 
     }
 }
 
-async fn status(State(m): State<Arc<Monitor>>) -> Response {
-    match m.status() {
+/// A document read from the database, as JSON, or a 500 naming the log.
+fn json_or_500<T: serde::Serialize>(what: &str, doc: anyhow::Result<T>) -> Response {
+    match doc {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "status");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the monitor could not read its database; see its log",
-            )
+            tracing::error!(error = %format!("{e:#}"), "{what}");
+            internal()
         }
     }
+}
+
+fn internal() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the monitor could not read its database; see its log",
+    )
+}
+
+async fn status(State(m): State<Arc<Monitor>>) -> Response {
+    json_or_500("status", m.status())
+}
+
+async fn release_charts(State(m): State<Arc<Monitor>>) -> Response {
+    json_or_500("release charts", m.release_charts())
+}
+
+async fn mirror_charts(State(m): State<Arc<Monitor>>) -> Response {
+    json_or_500("mirror charts", m.mirror_charts())
 }
 
 async fn metrics(State(m): State<Arc<Monitor>>) -> Response {
@@ -90,58 +113,20 @@ async fn metrics(State(m): State<Arc<Monitor>>) -> Response {
 }
 
 async fn page(State(m): State<Arc<Monitor>>) -> Response {
-    match m.status() {
-        Ok(doc) => Html(render(&doc)).into_response(),
+    let doc = (|| Ok::<_, anyhow::Error>((m.status()?, m.release_charts()?, m.mirror_charts()?)))();
+    match doc {
+        Ok((doc, rel, hist)) => Html(render(&doc, &rel, &hist)).into_response(),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "status page");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the monitor could not read its database; see its log",
-            )
+            internal()
         }
     }
-}
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 fn ago(now: i64, t: Option<i64>) -> String {
     match t {
         None => "never".into(),
         Some(t) => format!("{} ago", dur(now - t)),
-    }
-}
-
-fn dur(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        s => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-fn label(s: MirrorState) -> &'static str {
-    match s {
-        MirrorState::InService => "in service",
-        MirrorState::Lagging => "lagging",
-        MirrorState::Old => "old",
-        MirrorState::Out => "out",
-        MirrorState::Maintenance => "maintenance",
     }
 }
 
@@ -162,10 +147,15 @@ th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #e3e6eb;verti
  tr{margin:0 0 .8rem;border:1px solid #e3e6eb;border-radius:.4rem;background:#fff}
  td{border:none;padding:.3rem .6rem}
  td::before{content:attr(data-l) ': ';font-weight:600;color:#5b6477}
-}";
+}
+figure.chart{margin:.5rem 0;padding:.5rem;background:#fff;border:1px solid #e3e6eb;border-radius:.4rem}
+svg.chart{display:block;max-width:100%;height:auto}
+figcaption{color:#5b6477;font-size:.9rem;margin-top:.3rem}
+.key{display:inline-block;width:.8rem;height:.8rem;margin:0 .25rem 0 .6rem;vertical-align:middle;border-radius:2px}
+@media (max-width:700px){figure.chart{overflow-x:auto}svg.chart{max-width:none}}";
 
 /// The status page: plain responsive HTML, no scripts, no external assets.
-pub(crate) fn render(d: &StatusDoc) -> String {
+pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) -> String {
     let now = d.generated_at;
     let mut h = String::new();
     let _ = write!(
@@ -245,21 +235,57 @@ pub(crate) fn render(d: &StatusDoc) -> String {
             serving = esc(&serving),
         );
     }
-    h.push_str("</tbody></table><h2>Release rollout</h2>");
-    for r in &d.releases {
+    h.push_str("</tbody></table>");
+    release_section(&mut h, now, rel);
+    history_section(&mut h, hist);
+    h.push_str(
+        "<p class=\"meta\">JSON: <a href=\"/api/v1/status\">/api/v1/status</a> · \
+         <a href=\"/api/v1/verdicts\">/api/v1/verdicts</a> · \
+         <a href=\"/api/v1/charts/releases\">/api/v1/charts/releases</a> · \
+         <a href=\"/api/v1/charts/mirrors\">/api/v1/charts/mirrors</a> · \
+         <a href=\"/metrics\">/metrics</a></p></body></html>",
+    );
+    h
+}
+
+/// Each recent release: its figure, a one-line summary and a row per mirror (the figure's
+/// text alternative; the same numbers as `/api/v1/charts/releases`).
+fn release_section(h: &mut String, now: i64, rel: &ReleaseCharts) {
+    let _ = write!(
+        h,
+        "<h2>Release spread</h2><p class=\"meta\">Time from a release's first sighting in the \
+         masters' manifest to the first check that found each mirror serving it (or newer), from \
+         this monitor's rounds{}. Data: <a href=\"/api/v1/charts/releases\">/api/v1/charts/releases</a>.</p>",
+        if rel.resolution_secs > 0 {
+            format!(
+                " (every {}, sooner after a release)",
+                dur(rel.resolution_secs as i64)
+            )
+        } else {
+            String::new()
+        }
+    );
+    if rel.releases.is_empty() {
+        h.push_str("<p class=\"meta\">No release seen yet.</p>");
+    }
+    for (i, r) in rel.releases.iter().enumerate() {
         let _ = write!(
             h,
             "<section class=\"release\" data-release=\"{db}-{v}\"><h3>{db} {v}</h3>\
-             <p class=\"meta\">published {pub_ago} · on {n} of {total} mirrors</p><table><tbody>",
+             <p class=\"meta\">published {pub_ago} · on {n} of {total} mirrors</p>\
+             <figure class=\"chart\">{svg}<figcaption class=\"summary\">{sum}</figcaption></figure>\
+             <table class=\"spread\"><tbody>",
             db = esc(&r.db),
             v = r.version,
-            pub_ago = ago(now, Some(r.first_seen)),
-            n = r.rollout.len(),
-            total = d.mirrors.len(),
+            pub_ago = ago(now, Some(r.released_at)),
+            n = r.served,
+            total = r.total,
+            svg = release_svg(&format!("release-{i}"), r, rel.generated_at),
+            sum = esc(&release_summary(r)),
         );
-        for m in &d.mirrors {
-            let cell = match r.rollout.get(&m.name) {
-                Some(t) => format!("serving since {} after release", dur(t - r.first_seen)),
+        for m in &r.mirrors {
+            let cell = match m.secs {
+                Some(t) => format!("serving since {} after release", dur(t)),
                 None => "not yet".to_owned(),
             };
             let _ = write!(
@@ -268,8 +294,78 @@ pub(crate) fn render(d: &StatusDoc) -> String {
                 n = esc(&m.name),
             );
         }
+        if r.mirrors_left_off > 0 {
+            let _ = write!(
+                h,
+                "<tr><td colspan=\"2\">and {} more mirrors (see the JSON)</td></tr>",
+                r.mirrors_left_off
+            );
+        }
         h.push_str("</tbody></table></section>");
     }
-    h.push_str("<p class=\"meta\">JSON: <a href=\"/api/v1/status\">/api/v1/status</a> · <a href=\"/api/v1/verdicts\">/api/v1/verdicts</a> · <a href=\"/metrics\">/metrics</a></p></body></html>");
-    h
+    if rel.releases_left_off > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"meta\">{} older releases not drawn.</p>",
+            rel.releases_left_off
+        );
+    }
+}
+
+/// Every mirror's state over the kept history: the figure, a legend and a summary table (the
+/// figure's text alternative; the same numbers as `/api/v1/charts/mirrors`).
+fn history_section(h: &mut String, c: &MirrorCharts) {
+    let _ = write!(
+        h,
+        "<h2>Mirror history</h2><p class=\"meta\">Published state of each mirror at this \
+         monitor's checks, the worst in each {col}. Data: <a href=\"/api/v1/charts/mirrors\">/api/v1/charts/mirrors</a>.</p>\
+         <figure class=\"chart\">{svg}<figcaption class=\"summary\">{title}. {legend}</figcaption></figure>\
+         <table id=\"history\"><thead><tr><th>Mirror</th><th>Now</th><th>In service</th>\
+         <th>Largest lag</th><th>Checks</th></tr></thead><tbody>",
+        col = dur(c.column_secs),
+        svg = history_svg("history-chart", c),
+        title = esc(&history_title(c)),
+        legend = [
+            vdb_proto::MirrorState::InService,
+            vdb_proto::MirrorState::Lagging,
+            vdb_proto::MirrorState::Old,
+            vdb_proto::MirrorState::Out,
+            vdb_proto::MirrorState::Maintenance,
+        ]
+        .iter()
+        .map(|s| format!(
+            "<span class=\"key\" style=\"background:{}\"></span>{}",
+            charts::colour(*s),
+            label(*s)
+        ))
+        .collect::<Vec<_>>()
+        .join(" "),
+    );
+    for m in &c.mirrors {
+        let _ = write!(
+            h,
+            "<tr class=\"history\" data-mirror=\"{n}\"><td data-l=\"Mirror\">{short}</td>\
+             <td data-l=\"Now\">{now}</td><td data-l=\"In service\">{pct}</td>\
+             <td data-l=\"Largest lag\">{lag}</td><td data-l=\"Checks\">{checks}</td></tr>",
+            n = esc(&m.name),
+            short = short(&m.name, 64),
+            now = label(m.state),
+            pct = m
+                .in_service_pct
+                .map_or_else(|| "no checks yet".to_owned(), |p| format!("{p}%")),
+            lag = m.max_lag_secs.map_or_else(
+                || "–".to_owned(),
+                |l| if l == 0 { "none".into() } else { dur(l) }
+            ),
+            checks = m.checks,
+        );
+    }
+    if c.mirrors_left_off > 0 {
+        let _ = write!(
+            h,
+            "<tr><td colspan=\"5\">and {} more mirrors (see the JSON)</td></tr>",
+            c.mirrors_left_off
+        );
+    }
+    h.push_str("</tbody></table>");
 }

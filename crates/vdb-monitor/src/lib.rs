@@ -14,11 +14,14 @@
 //! Bad data (a bad signature, bytes that do not match the signed manifest, an expired manifest,
 //! a rollback) takes a mirror out at once.
 //!
-//! HTTP: `/` (status page), `GET /api/v1/verdicts` (`VerdictReport`; `?view=local` for this
+//! HTTP: `/` (status page, with server-side SVG figures of each recent release's spread and
+//! each mirror's state history, see `charts`), `GET /api/v1/charts/releases` and
+//! `GET /api/v1/charts/mirrors` (the figures' data), `GET /api/v1/verdicts` (`VerdictReport`; `?view=local` for this
 //! monitor's own judgement before the quorum, which peers read), `/api/v1/status`, `/metrics`,
 //! `/healthz`. Everything is kept in SQLite (WAL).
 
 mod alert;
+mod charts;
 mod config;
 mod http;
 mod judge;
@@ -35,6 +38,10 @@ use tokio_util::sync::CancellationToken;
 use vdb_proto::{Clock, SystemClock};
 
 pub use alert::Alert;
+pub use charts::{
+    MAX_COLUMNS, MAX_MIRRORS, MAX_RELEASES, MirrorCharts, MirrorHistory, MirrorSpread,
+    ReleaseCharts, ReleaseSpread, Span,
+};
 pub use config::{AlertConfig, CheckMode, Config, SmtpConfig, Thresholds};
 pub use monitor::{MirrorStatusDoc, Monitor, ReleaseDoc, RoundSummary, StatusDoc};
 pub use store::{CheckRow, StoreError};

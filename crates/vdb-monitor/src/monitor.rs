@@ -7,6 +7,7 @@ use serde::Serialize;
 use vdb_proto::{Clock, Manifest, MirrorRecord, MirrorState, MirrorVerdict, Signed, VerdictReport};
 
 use crate::alert;
+use crate::charts;
 use crate::config::{CheckMode, Config};
 use crate::judge::{self, MirrorStatus, Outcome};
 use crate::metrics::Metrics;
@@ -111,7 +112,13 @@ impl Monitor {
             .collect()
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+    /// The registry's mirror names, in its order (as of the last round).
+    pub(crate) fn registry_names(&self) -> Vec<String> {
+        let snap = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        snap.registry.iter().map(|r| r.name.clone()).collect()
+    }
+
+    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -401,6 +408,7 @@ impl Monitor {
                 statuses.insert(rec.name.clone(), s);
             }
             store.prune(now - 30 * 86400)?;
+            store.prune_charts(now - cfg.history_days * 86400)?;
         }
 
         // Peers' own verdicts for the quorum.
@@ -423,6 +431,7 @@ impl Monitor {
         }
 
         // Publish and plan alerts.
+        let checked: BTreeSet<&str> = targets.iter().map(|r| r.name.as_str()).collect();
         let mut local = Vec::new();
         let mut published = Vec::new();
         let mut queued = 0;
@@ -458,6 +467,10 @@ impl Monitor {
                     }
                 }
                 self.metrics.state(&rec.name, p, s.lag_secs);
+                if checked.contains(rec.name.as_str()) {
+                    let bucket = now - now.rem_euclid(cfg.history_bucket_secs);
+                    store.note_timeline(&rec.name, bucket, charts::rank(p), s.lag_secs)?;
+                }
                 store.save_status(&rec.name, s)?;
             }
         }
@@ -665,7 +678,7 @@ pub struct ReleaseDoc {
     pub version: u32,
     /// When the monitor first saw it in the masters' manifest.
     pub first_seen: i64,
-    /// Mirror → first check that saw it serving this version.
+    /// Mirror → first check that saw it serving this version or a newer one.
     pub rollout: BTreeMap<String, i64>,
 }
 

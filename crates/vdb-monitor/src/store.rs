@@ -36,6 +36,9 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Rollouts of this many newest versions of each database are never pruned.
+const KEEP_ROLLOUT_VERSIONS: i64 = 16;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
@@ -55,7 +58,24 @@ CREATE TABLE IF NOT EXISTS alerts (
   channel TEXT NOT NULL, created_at INTEGER NOT NULL, status TEXT NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0, sent_at INTEGER, body TEXT NOT NULL,
   PRIMARY KEY (mirror, incident, kind, level, channel));
+CREATE TABLE IF NOT EXISTS timeline (
+  mirror TEXT NOT NULL, bucket INTEGER NOT NULL, rank INTEGER NOT NULL,
+  lag_secs INTEGER NOT NULL, checks INTEGER NOT NULL,
+  PRIMARY KEY (mirror, bucket)) WITHOUT ROWID;
 ";
+
+/// One row of a mirror's state history: the checks of one `history_bucket_secs` bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimelineRow {
+    /// Start of the bucket (Unix seconds, a multiple of the bucket width).
+    pub(crate) bucket: i64,
+    /// The worst published state in it (`charts::rank`).
+    pub(crate) rank: u8,
+    /// The largest lag in it.
+    pub(crate) lag_secs: i64,
+    /// Checks in it.
+    pub(crate) checks: u32,
+}
 
 /// One row of a mirror's check history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -262,6 +282,74 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Folds one check into `mirror`'s history bucket: the worst state and the largest lag
+    /// win. One statement, so a crash leaves the bucket as it was or with the check in it.
+    pub(crate) fn note_timeline(
+        &self,
+        mirror: &str,
+        bucket: i64,
+        rank: u8,
+        lag_secs: i64,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO timeline (mirror, bucket, rank, lag_secs, checks) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (mirror, bucket) DO UPDATE SET rank = max(rank, excluded.rank),
+                 lag_secs = max(lag_secs, excluded.lag_secs), checks = checks + 1",
+            params![mirror, bucket, rank, lag_secs.max(0)],
+        )
+        .map(drop)
+    }
+
+    /// `mirror`'s history buckets from `from` on, oldest first, at most `max` (the newest).
+    pub(crate) fn timeline(&self, mirror: &str, from: i64, max: usize) -> Result<Vec<TimelineRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT bucket, rank, lag_secs, checks FROM timeline
+                 WHERE mirror = ?1 AND bucket >= ?2 ORDER BY bucket DESC LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows: Vec<TimelineRow> = stmt
+            .query_map(params![mirror, from, max as i64], |r| {
+                Ok(TimelineRow {
+                    bucket: r.get(0)?,
+                    rank: r.get::<_, i64>(1)?.clamp(0, 255) as u8,
+                    lag_secs: r.get(2)?,
+                    checks: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// The oldest history bucket kept at or after `from` (any mirror), if any.
+    pub(crate) fn timeline_start(&self, from: i64) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT MIN(bucket) FROM timeline WHERE bucket >= ?1",
+                [from],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Drops state history before `before`, and the rollouts of versions older than the
+    /// newest [`KEEP_ROLLOUT_VERSIONS`] of their database first seen before `before`: the
+    /// store stays bounded however long the monitor runs.
+    pub(crate) fn prune_charts(&self, before: i64) -> Result<()> {
+        self.execute("DELETE FROM timeline WHERE bucket < ?1", [before])?;
+        self.execute(
+            "DELETE FROM rollout WHERE first_seen < ?1 AND
+                 (SELECT COUNT(*) FROM versions w WHERE w.db = rollout.db
+                  AND w.version > rollout.version) >= ?2",
+            params![before, KEEP_ROLLOUT_VERSIONS],
+        )
+        .map(drop)
+    }
+
     /// Records that `mirror` serves `db` `version` (first sighting only).
     pub(crate) fn note_rollout(
         &self,
@@ -277,7 +365,7 @@ impl Store {
     }
 
     /// The newest `n` versions of every database: (db, version, first seen, mirror → first
-    /// seen serving).
+    /// check that saw it serving this version or a newer one).
     pub(crate) fn releases(&self, n: usize) -> Result<Vec<ReleaseRow>> {
         let mut stmt = self
             .conn
@@ -295,7 +383,10 @@ impl Store {
         let mut out = Vec::new();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT mirror, first_seen FROM rollout WHERE db = ?1 AND version = ?2")
+            .prepare_cached(
+                "SELECT mirror, MIN(first_seen) FROM rollout WHERE db = ?1 AND version >= ?2
+                 GROUP BY mirror",
+            )
             .map_err(|e| self.err(e))?;
         for (db, v, t) in rows {
             let m = stmt
@@ -433,6 +524,80 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.sent_since(0).unwrap(), 1);
         assert!(s.incident_alerted("m1", 5).unwrap());
+    }
+
+    #[test]
+    fn timeline_keeps_the_worst_of_a_bucket_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        {
+            let s = Store::open(&path).unwrap();
+            s.note_timeline("m1", 0, 0, 0).unwrap();
+            s.note_timeline("m1", 0, 3, 500).unwrap();
+            s.note_timeline("m1", 0, 1, 10).unwrap();
+            s.note_timeline("m1", 60, 0, 0).unwrap();
+            s.note_timeline("m2", 60, 4, 9000).unwrap();
+            let rows = s.timeline("m1", 0, 10).unwrap();
+            assert_eq!(
+                rows,
+                [
+                    TimelineRow {
+                        bucket: 0,
+                        rank: 3,
+                        lag_secs: 500,
+                        checks: 3
+                    },
+                    TimelineRow {
+                        bucket: 60,
+                        rank: 0,
+                        lag_secs: 0,
+                        checks: 1
+                    }
+                ]
+            );
+            // At most `max` rows, the newest.
+            assert_eq!(s.timeline("m1", 0, 1).unwrap()[0].bucket, 60);
+            assert_eq!(s.timeline_start(0).unwrap(), Some(0));
+            assert_eq!(s.timeline_start(61).unwrap(), None);
+        }
+        // Reopened (as after a crash or restart): the rows are there; pruning drops the old.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.timeline("m1", 0, 10).unwrap().len(), 2);
+        s.prune_charts(60).unwrap();
+        assert_eq!(s.timeline("m1", 0, 10).unwrap().len(), 1);
+        assert_eq!(s.timeline_start(0).unwrap(), Some(60));
+    }
+
+    #[test]
+    fn a_release_counts_as_served_by_a_mirror_serving_it_or_newer_and_old_rollouts_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("m.sqlite")).unwrap();
+        for v in 1..=20u32 {
+            s.note_versions(&[("daily".to_owned(), v)].into(), i64::from(v) * 100)
+                .unwrap();
+        }
+        // m1 went from 18 straight to 20; m2 served 19 then 20.
+        s.note_rollout("daily", 18, "m1", 1800).unwrap();
+        s.note_rollout("daily", 20, "m1", 2050).unwrap();
+        s.note_rollout("daily", 19, "m2", 1910).unwrap();
+        s.note_rollout("daily", 20, "m2", 2010).unwrap();
+        let r = s.releases(3).unwrap();
+        let v19 = r.iter().find(|r| r.1 == 19).unwrap();
+        assert_eq!(v19.3["m1"], 2050, "served by 20, newer than 19");
+        assert_eq!(v19.3["m2"], 1910);
+        let v18 = r.iter().find(|r| r.1 == 18).unwrap();
+        assert_eq!(v18.3["m1"], 1800);
+        // Rollouts of versions among the newest 16 stay; older ones go once past the cut-off.
+        s.note_rollout("daily", 2, "m1", 200).unwrap();
+        s.note_rollout("daily", 5, "m1", 500).unwrap();
+        s.prune_charts(300).unwrap();
+        let left: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM rollout WHERE version < 10", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(left, 1, "version 2 (before the cut-off) pruned, 5 kept");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Integration tests of the monitor against test doubles (a master, mirrors, a webhook, an
 //! SMTP sink, a peer monitor), all real HTTP on 127.0.0.1, time driven by a `ManualClock`.
 
+mod browser;
 mod doubles;
 mod page;
 mod tls;

@@ -253,6 +253,8 @@ fn a_release_reaches_every_mirror_and_the_real_freshclam() {
 
     // Every metric the shipped alerting rules name is one these roles export.
     assert_the_alert_rules_name_exported_metrics(&dev);
+    // So does every panel of the shipped Grafana dashboard.
+    assert_the_dashboard_names_exported_metrics(&dev);
 
     // Clean stop on SIGTERM.
     let status = dev
@@ -517,14 +519,9 @@ fn clients_refuse_a_tampered_mirror_and_fail_over() {
     );
 }
 
-/// Every `vdb_…` metric an `expr:` of `packaging/prometheus/vdbnet.rules.yml` names has a
-/// `# TYPE` line in the `/metrics` of some role of `dev` (masters, mirrors, monitor, directory).
-fn assert_the_alert_rules_name_exported_metrics(dev: &Dev) {
-    let rules = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../packaging/prometheus/vdbnet.rules.yml"
-    ))
-    .unwrap();
+/// The `/metrics` text of every role of `dev` (masters, mirrors, monitor, directory), and their
+/// base URLs.
+fn exported_metrics(dev: &Dev) -> (String, Vec<String>) {
     let ready = dev.0.ready().json();
     let mut urls = dev.strs("masters");
     urls.extend(dev.strs("mirrors"));
@@ -536,18 +533,105 @@ fn assert_the_alert_rules_name_exported_metrics(dev: &Dev) {
             http_get(&format!("{u}/metrics")).unwrap_or_else(|| panic!("{u}/metrics answers"));
         exported.push_str(&String::from_utf8_lossy(&body));
     }
-    let names: std::collections::BTreeSet<&str> = rules
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("expr:"))
+    (exported, urls)
+}
+
+/// The `vdb_…` metric names in PromQL expressions.
+fn metric_names<'a>(
+    exprs: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeSet<&'a str> {
+    exprs
+        .into_iter()
         .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
         .filter(|w| w.starts_with("vdb_"))
-        .collect();
-    assert!(names.len() >= 7, "{names:?}");
+        .collect()
+}
+
+/// Asserts each name has a `# TYPE` line in `exported` (a counter without its `_total`).
+fn assert_exported(
+    what: &str,
+    names: &std::collections::BTreeSet<&str>,
+    exported: &str,
+    urls: &[String],
+) {
     for name in names {
         let base = name.strip_suffix("_total").unwrap_or(name);
         assert!(
             exported.contains(&format!("# TYPE {base} ")),
-            "the alerting rules name {name}, which no role of {urls:?} exports"
+            "{what} names {name}, which no role of {urls:?} exports"
         );
     }
+}
+
+/// Every `vdb_…` metric an `expr:` of `packaging/prometheus/vdbnet.rules.yml` names has a
+/// `# TYPE` line in the `/metrics` of some role of `dev` (masters, mirrors, monitor, directory).
+fn assert_the_alert_rules_name_exported_metrics(dev: &Dev) {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/prometheus/vdbnet.rules.yml"
+    ))
+    .unwrap();
+    let (exported, urls) = exported_metrics(dev);
+    let names = metric_names(
+        rules
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("expr:")),
+    );
+    assert!(names.len() >= 7, "{names:?}");
+    assert_exported("the alerting rules", &names, &exported, &urls);
+}
+
+/// `packaging/grafana/vdbnet.json` (shipped in the vdbnet package) is a Grafana dashboard:
+/// JSON with panels, each with a title and PromQL targets, and every `vdb_…` metric a target
+/// names is exported by some role of `dev`.
+fn assert_the_dashboard_names_exported_metrics(dev: &Dev) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/grafana/vdbnet.json"
+    ))
+    .unwrap();
+    let dash: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert!(
+        dash["title"].is_string() && dash["uid"].is_string(),
+        "{dash}"
+    );
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut exprs = Vec::new();
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        let title = p["title"].as_str().expect("every panel has a title");
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("panel {title} has targets"));
+        assert!(!targets.is_empty(), "panel {title} has no target");
+        for t in targets {
+            let e = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a target of {title} has no expr"));
+            assert!(
+                e.contains("vdb_"),
+                "panel {title} plots no vdbnet metric: {e}"
+            );
+            exprs.push(e);
+        }
+    }
+    // The panels the operators asked for.
+    for want in [
+        "vdb_monitor_mirror_state",
+        "vdb_directory_txt_version",
+        "vdb_monitor_newest_version",
+        "vdb_master_manifest_expires_at_seconds",
+        "vdb_master_upstream_blocked_until_seconds",
+        "vdb_master_pushes_total",
+        "vdb_mirror_served_bytes_total",
+        "vdb_mirror_http_responses_total",
+        "vdb_monitor_mirror_response_milliseconds",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(want)),
+            "no panel plots {want}"
+        );
+    }
+    let (exported, urls) = exported_metrics(dev);
+    let names = metric_names(exprs.iter().copied());
+    assert_exported("the Grafana dashboard", &names, &exported, &urls);
 }
