@@ -267,9 +267,7 @@ impl JoinDb {
 
 /// Reads and checks a signed request: its envelope, the signature by the key it claims, the
 /// network, the time window and the fields. The key and the nonce are checked by the caller.
-fn read_request(
-    body: &[u8],
-) -> Result<(Signed<MirrorRequest>, MirrorRequest, PublicKey), Api> {
+fn read_request(body: &[u8]) -> Result<(Signed<MirrorRequest>, MirrorRequest, PublicKey), Api> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(Api::new(
             ErrorCode::TooLarge,
