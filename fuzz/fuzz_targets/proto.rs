@@ -51,8 +51,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = r.verify(&[key]);
     }
     if let Ok(r) = Signed::<MirrorRequest>::from_json(data) {
-        let again =
-            Signed::<MirrorRequest>::from_json(r.to_json().as_bytes()).expect("round trip");
+        let again = Signed::<MirrorRequest>::from_json(r.to_json().as_bytes()).expect("round trip");
         assert_eq!(again, r);
         if let Ok(doc) = r.verify(&[key, r.signer()]) {
             let _ = doc.check(&r.signer(), &doc.network, doc.issued_at, 300);
