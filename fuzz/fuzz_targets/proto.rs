@@ -1,13 +1,14 @@
 //! vdb-proto's signed envelopes on arbitrary bytes: `Signed::from_json` for each document kind
-//! (manifests, release statements, push notices, monitors' verdict reports, registry exports),
+//! (manifests, release statements, push notices, monitors' verdict reports, registry exports,
+//! mirrors' signed requests), a mirror's signed pull header,
 //! verification against a fixed trusted key, and on a valid payload the document's own checks.
 //! Nothing may panic, and an envelope that parses must re-serialise to one that parses the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vdb_proto::{
-    Manifest, PublicKey, PushNotice, RegistryExport, ReleaseStatement, ReplayGuard, Signed,
-    VerdictReport,
+    Manifest, MirrorRequest, PublicKey, PullAuth, PushNotice, RegistryExport, ReleaseStatement,
+    ReplayGuard, Signed, VerdictReport,
 };
 
 fn trusted() -> PublicKey {
@@ -49,6 +50,18 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, r);
         let _ = r.verify(&[key]);
     }
+    if let Ok(r) = Signed::<MirrorRequest>::from_json(data) {
+        let again = Signed::<MirrorRequest>::from_json(r.to_json().as_bytes()).expect("round trip");
+        assert_eq!(again, r);
+        if let Ok(doc) = r.verify(&[key, r.signer()]) {
+            let _ = doc.check(&r.signer(), &doc.network, doc.issued_at, 300);
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(a) = PullAuth::parse(text)
+    {
+        let _ = a.verify(&key, "n", "GET", "/", a.at, 120);
+    }
     // The payload parsers on their own, as a verified payload would reach them.
     if let Ok(doc) = serde_json::from_slice::<Manifest>(data) {
         let _ = doc.check("n", 0);
@@ -57,5 +70,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(doc) = serde_json::from_slice::<ReleaseStatement>(data) {
         let _ = doc.check();
+    }
+    if let Ok(doc) = serde_json::from_slice::<MirrorRequest>(data) {
+        let _ = doc.check(&key, &doc.network, doc.issued_at, 300);
     }
 });

@@ -126,6 +126,42 @@ pub enum MirrorCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// List the mirrors' join requests (`vdbd mirror join`), pending first (JSON lines).
+    Pending {
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Approve a mirror's join request: it is registered with its identity key.
+    Approve {
+        /// Mirror name.
+        name: String,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Reject a mirror's join request.
+    Reject {
+        /// Mirror name.
+        name: String,
+        /// Why (the mirror's operator sees it).
+        #[arg(long)]
+        reason: String,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The registry's history of a mirror, newest first (JSON lines).
+    History {
+        /// Mirror name.
+        name: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Connection.
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 fn apply(r: &mut MirrorRecord, f: Fields) -> Result<()> {
@@ -225,6 +261,26 @@ pub fn run(cmd: MirrorCommand) -> Result<ExitCode> {
             }
             MirrorCommand::Drain { name, undo, conn } => {
                 print(&conn.admin()?.drain(&name, !undo).await?).map_err(usage)
+            }
+            MirrorCommand::Pending { conn } => {
+                for v in conn.admin()?.pending().await? {
+                    println!("{}", serde_json::to_string(&v).map_err(usage)?);
+                }
+                Ok(())
+            }
+            MirrorCommand::Approve { name, conn } => {
+                print(&conn.admin()?.approve(&name).await?).map_err(usage)
+            }
+            MirrorCommand::Reject { name, reason, conn } => {
+                conn.admin()?.reject(&name, &reason).await?;
+                println!("rejected {name}");
+                Ok(())
+            }
+            MirrorCommand::History { name, limit, conn } => {
+                for e in conn.admin()?.mirror_history(&name, limit).await? {
+                    println!("{}", serde_json::to_string(&e).map_err(usage)?);
+                }
+                Ok(())
             }
         }
     });

@@ -499,6 +499,84 @@ impl Admin {
         .await
     }
 
+    /// The join requests (admin token): pending first, then decided ones until they expire.
+    pub async fn pending(&self) -> Result<Vec<vdb_proto::JoinView>, AdminError> {
+        self.must(Method::GET, vdb_proto::paths::JOIN, None).await
+    }
+
+    /// Approves mirror `name`'s join request (admin token): its record, key pinned.
+    pub async fn approve(&self, name: &str) -> Result<MirrorRecord, AdminError> {
+        self.must(
+            Method::POST,
+            &format!("{}/{name}/approve", vdb_proto::paths::JOIN),
+            None,
+        )
+        .await
+    }
+
+    /// Rejects mirror `name`'s join request (admin token), saying why.
+    pub async fn reject(&self, name: &str, reason: &str) -> Result<(), AdminError> {
+        self.call::<serde_json::Value>(
+            Method::POST,
+            &format!("{}/{name}/reject", vdb_proto::paths::JOIN),
+            Some(serde_json::json!({ "reason": reason }).to_string()),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The registry's history of mirror `name`, newest first.
+    pub async fn mirror_history(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<vdb_proto::RegistryEvent>, AdminError> {
+        self.must(
+            Method::GET,
+            &format!("{}/{name}/history?limit={limit}", vdb_proto::paths::MIRRORS),
+            None,
+        )
+        .await
+    }
+
+    /// Sends a mirror's signed join request; where it stands.
+    pub async fn join(
+        &self,
+        request: &Signed<vdb_proto::MirrorRequest>,
+    ) -> Result<vdb_proto::JoinStatus, AdminError> {
+        self.must(
+            Method::POST,
+            vdb_proto::paths::JOIN,
+            Some(request.to_json()),
+        )
+        .await
+    }
+
+    /// Where mirror `name`'s join request stands.
+    pub async fn join_status(&self, name: &str) -> Result<vdb_proto::JoinStatus, AdminError> {
+        self.must(
+            Method::GET,
+            &format!("{}/{name}", vdb_proto::paths::JOIN),
+            None,
+        )
+        .await
+    }
+
+    /// Sends a registered mirror's signed change (update, maintenance, rotate-key, leave); the
+    /// record after it (`None` after leaving).
+    pub async fn mirror_request(
+        &self,
+        name: &str,
+        request: &Signed<vdb_proto::MirrorRequest>,
+    ) -> Result<Option<MirrorRecord>, AdminError> {
+        self.call(
+            Method::POST,
+            &format!("{}/{name}/requests", vdb_proto::paths::MIRRORS),
+            Some(request.to_json()),
+        )
+        .await
+    }
+
     /// The master's current manifest, verified against `keys`.
     pub async fn manifest(&self, keys: &[PublicKey]) -> Result<Manifest, AdminError> {
         let v: serde_json::Value = self

@@ -163,6 +163,25 @@ pub struct Config {
     /// (`sign_unverifiable`) with a message saying to set this. Set, it must load at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cvd_certs_dir: Option<PathBuf>,
+    /// Objects need a pull token or a joined mirror's signature even when `pull_tokens` is
+    /// empty (a network whose mirrors all joined with `vdbd mirror join`).
+    #[serde(default)]
+    pub require_pull_auth: bool,
+    /// The most join requests waiting for the admin at once (more are refused until some are
+    /// decided or expire).
+    #[serde(default = "default_join_max_pending")]
+    pub join_max_pending: usize,
+    /// Join requests not decided within this long are dropped (decided ones are kept as long,
+    /// for the joining mirror to read the answer).
+    #[serde(default = "default_join_expiry")]
+    pub join_expiry_secs: i64,
+}
+
+fn default_join_max_pending() -> usize {
+    100
+}
+fn default_join_expiry() -> i64 {
+    7 * 86_400
 }
 
 /// Where ClamAV installs its `.sign` trust anchors (its documented `CERTSDIR` on Linux, with the
@@ -470,6 +489,10 @@ impl Config {
         );
         anyhow::ensure!(self.keep_cdiffs >= 1, "field `keep_cdiffs` must be >= 1");
         anyhow::ensure!(
+            (1..=10_000).contains(&self.join_max_pending),
+            "field `join_max_pending` must be 1 to 10000"
+        );
+        anyhow::ensure!(
             self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
             "fields `tls_cert_file` and `tls_key_file` go together"
         );
@@ -521,6 +544,7 @@ impl Config {
                 0,
             ),
             ("orphan_ttl_secs", self.orphan_ttl_secs.into(), 1),
+            ("join_expiry_secs", self.join_expiry_secs.into(), 60),
         ];
         if let Some(ttl) = self.manifest_ttl_secs {
             secs.push(("manifest_ttl_secs", ttl.into(), 2));
@@ -618,6 +642,9 @@ impl Config {
             orphan_ttl_secs: default_orphan_ttl(),
             tick_ms: default_tick(),
             cvd_certs_dir: None,
+            require_pull_auth: false,
+            join_max_pending: default_join_max_pending(),
+            join_expiry_secs: default_join_expiry(),
         }
     }
 }

@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | `GET /.well-known/vdbnet/manifest.json` | anyone | the signed manifest envelope |
 //! | `PUT /api/v1/objects/<sha256>` | publisher (`X-Vdb-Upload`: signed [`vdb_proto::UploadTicket`]) | upload one file |
-//! | `GET`/`HEAD /api/v1/objects/<sha256>` | anyone, or `pull_tokens` bearer | a released object (Range supported) |
+//! | `GET`/`HEAD /api/v1/objects/<sha256>` | anyone, or (with `pull_tokens` or `require_pull_auth`) a pull-token bearer or a joined mirror's `Vdb-Mirror` signature | a released object (Range supported) |
 //! | `POST /api/v1/releases` | publisher | signed statement → [`vdb_proto::ReleaseAccepted`] |
 //! | `GET /api/v1/releases?after=N&limit=M` | peers | accepted statements ([`ReleasePage`]) |
 //! | `GET /api/v1/releases/<id>` | anyone | the release and its rollout ([`Timeline`]) |
@@ -23,6 +23,11 @@
 //! | `GET /api/v1/mirrors`, `GET /api/v1/mirrors/<name>` | anyone (admins' contacts: admin or pull token) | the registry |
 //! | `POST /api/v1/mirrors`, `PUT`/`DELETE /api/v1/mirrors/<name>`, `POST …/<name>/drain` | admin bearer | manage it |
 //! | `GET /api/v1/registry` | peers (admins' contacts: admin or pull token) | the registry with tombstones and change times, signed by this master (`RegistryExport`) |
+//! | `POST /api/v1/join` | a mirror (signed [`vdb_proto::MirrorRequest`], its identity key) | ask to join → [`vdb_proto::JoinStatus`] |
+//! | `GET /api/v1/join/<name>` | anyone | where a join request stands |
+//! | `GET /api/v1/join`, `POST /api/v1/join/<name>/approve`, `POST …/<name>/reject` | admin bearer | the pending requests ([`vdb_proto::JoinView`]) and the decisions |
+//! | `POST /api/v1/mirrors/<name>/requests` | the mirror (signed by its pinned key) | update, maintenance, rotate-key, leave |
+//! | `GET /api/v1/mirrors/<name>/history` | anyone | the registry's changes of that mirror ([`vdb_proto::RegistryEvent`]) |
 //! | `POST /api/v1/replicate` | peers | "pull from me now" |
 //! | `GET /api/v1/status` | anyone | [`Status`] |
 //! | `GET /healthz`, `GET /metrics` | anyone | liveness, Prometheus |
@@ -33,6 +38,7 @@ pub mod config;
 mod events;
 pub mod gate;
 pub mod history;
+mod join;
 mod metrics;
 mod notify;
 pub mod objects;

@@ -115,6 +115,7 @@ impl Replicator {
             export.network
         );
         let entries: Vec<RegistryEntry> = export.entries;
+        let (pending, log) = (export.pending, export.log);
         // The newest change wins: one dated further ahead than the statement window is a
         // broken clock (or a peer claiming a record forever), not a change.
         let (now, window) = (self.parts.store.now(), self.parts.store.policy().window());
@@ -134,6 +135,13 @@ impl Replicator {
             Ok(())
         })
         .await?;
+        // Join requests (each verified again by its own signature) and history events.
+        let db = self.parts.store.join().clone();
+        let network = self.parts.store.config().network.clone();
+        let max = self.parts.store.config().join_max_pending;
+        blocking(move || crate::join::merge_from_peer(&db, &network, max, pending, log, now))
+            .await
+            .with_context(|| format!("the join requests of peer {base}"))?;
         Ok(accepted)
     }
 

@@ -86,7 +86,7 @@ fn require_admin(m: &App, headers: &HeaderMap) -> Result<(), Api> {
 }
 
 /// Admits only requests with the admin token (the admin API's handlers take it first).
-struct AdminOnly;
+pub(crate) struct AdminOnly;
 
 impl axum::extract::FromRequestParts<Arc<App>> for AdminOnly {
     type Rejection = Api;
@@ -121,6 +121,15 @@ pub(crate) fn router(m: Arc<App>) -> Router {
             get(mirror_show).put(mirror_update).delete(mirror_remove),
         )
         .route("/api/v1/mirrors/{name}/drain", post(mirror_drain))
+        .route("/api/v1/mirrors/{name}/requests", post(crate::join::change))
+        .route("/api/v1/mirrors/{name}/history", get(crate::join::history))
+        .route(
+            paths::JOIN,
+            post(crate::join::submit).get(crate::join::list),
+        )
+        .route("/api/v1/join/{name}", get(crate::join::status))
+        .route("/api/v1/join/{name}/approve", post(crate::join::approve))
+        .route("/api/v1/join/{name}/reject", post(crate::join::reject))
         .route("/api/v1/registry", get(registry))
         .route("/api/v1/replicate", post(poke))
         .route("/api/v1/status", get(status))
@@ -274,21 +283,9 @@ async fn object(
     Path(sha): Path<String>,
     req: axum::extract::Request,
 ) -> Result<Response, Api> {
-    let headers = req.headers();
-    if !m.store.config().pull_tokens.is_empty() {
-        let ok = bearer(headers).is_some_and(|got| {
-            m.store
-                .config()
-                .pull_tokens
-                .iter()
-                .fold(false, |acc, t| acc | ct_eq(got.as_bytes(), t.as_bytes()))
-        });
-        if !ok {
-            return Err(Api::new(
-                ErrorCode::NoToken,
-                "objects need Authorization: Bearer <pull token>",
-            ));
-        }
+    let config = m.store.config();
+    if !config.pull_tokens.is_empty() || config.require_pull_auth {
+        pull_allowed(&m, req.method().as_str(), req.uri().path(), req.headers()).await?;
     }
     if !crate::objects::is_sha256(&sha) || !m.store.is_servable(&sha) {
         return Err(Api::new(
@@ -315,6 +312,72 @@ async fn object(
         header::HeaderValue::from_static("application/octet-stream"),
     );
     Ok(resp)
+}
+
+/// Whether a pull may have objects: a pull token (`Authorization: Bearer`), or a registered
+/// mirror's signature with its identity key (`Authorization: Vdb-Mirror …`), checked against
+/// the registry as it is now, so a removed or rotated key stops working at once.
+async fn pull_allowed(m: &App, method: &str, path: &str, headers: &HeaderMap) -> Result<(), Api> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if let Some(got) = value.strip_prefix("Bearer ") {
+        let ok = m
+            .store
+            .config()
+            .pull_tokens
+            .iter()
+            .fold(false, |acc, t| acc | ct_eq(got.as_bytes(), t.as_bytes()));
+        return if ok {
+            Ok(())
+        } else {
+            Err(Api::new(
+                ErrorCode::NoToken,
+                "objects need Authorization: Bearer <pull token>: the token sent is not one of this master's `pull_tokens` (compare `pull_token` in the mirror's config)",
+            ))
+        };
+    }
+    if value.starts_with(vdb_proto::PULL_AUTH_SCHEME) {
+        let auth = vdb_proto::PullAuth::parse(value).ok_or_else(|| {
+            Api::new(
+                ErrorCode::BadPullAuth,
+                "malformed Vdb-Mirror authorization (expected name=… t=… sig=…)",
+            )
+        })?;
+        let record = live(m, &auth.name).await.map_err(|_| {
+            Api::new(
+                ErrorCode::BadPullAuth,
+                format!(
+                    "no registered mirror {:?} (it left, was removed, or was never approved)",
+                    auth.name
+                ),
+            )
+        })?;
+        let Some(key) = record.identity_key else {
+            return Err(Api::new(
+                ErrorCode::BadPullAuth,
+                format!(
+                    "mirror {:?} has no identity key in the registry (join with `vdbd mirror join`, or use a pull token)",
+                    auth.name
+                ),
+            ));
+        };
+        return auth
+            .verify(
+                &key,
+                &m.store.config().network,
+                method,
+                path,
+                m.store.now(),
+                crate::join::PULL_WINDOW,
+            )
+            .map_err(|e| Api::new(ErrorCode::BadPullAuth, e.to_string()));
+    }
+    Err(Api::new(
+        ErrorCode::NoToken,
+        "objects need Authorization: Bearer <pull token>, or a joined mirror's signature (`vdbd mirror join`)",
+    ))
 }
 
 async fn submit(State(m): S, body: axum::body::Bytes) -> Result<Response, Api> {
@@ -453,14 +516,24 @@ async fn registry(State(m): S, headers: HeaderMap) -> Result<Response, Api> {
             ..e
         })
         .collect();
+    // Join requests carry the admins' contacts: trusted readers (peers) only.
+    let db = m.store.join().clone();
+    let (now, expiry) = (m.store.now(), m.store.config().join_expiry_secs);
+    let (pending, log) = blocking(move || -> rusqlite::Result<_> {
+        db.prune(now, expiry)?;
+        let pending = if trusted { db.all()? } else { Vec::new() };
+        Ok((pending, db.events(None, crate::join::EXPORT_EVENTS)?))
+    })
+    .await
+    .map_err(Api::internal)?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        m.store.registry_export(entries),
+        m.store.registry_export(entries, pending, log),
     )
         .into_response())
 }
 
-async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {
+pub(crate) async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {
     let h = m.store.history().clone();
     let all = blocking(move || h.registry())
         .await
@@ -469,7 +542,7 @@ async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {
 }
 
 /// The registered (not removed) mirror `name`, or the API's `no_mirror` refusal.
-async fn live(m: &App, name: &str) -> Result<MirrorRecord, Api> {
+pub(crate) async fn live(m: &App, name: &str) -> Result<MirrorRecord, Api> {
     match find(m, name).await? {
         Some(e) if !e.deleted => Ok(e.record),
         _ => Err(Api::new(
@@ -506,7 +579,7 @@ fn check_record(r: &MirrorRecord) -> Result<(), Api> {
     Ok(())
 }
 
-async fn write_mirror(m: &App, record: MirrorRecord, deleted: bool) -> Result<(), Api> {
+pub(crate) async fn write_mirror(m: &App, record: MirrorRecord, deleted: bool) -> Result<(), Api> {
     let prev = find(m, &record.name).await?.map_or(0, |e| e.updated_at);
     let entry = RegistryEntry {
         record,
@@ -547,6 +620,7 @@ async fn mirror_add(_: AdminOnly, State(m): S, Record(r): Record) -> Result<Resp
         ));
     }
     write_mirror(&m, r.clone(), false).await?;
+    crate::join::log(&m, &r.name, "add", "admin", String::new()).await;
     // A new mirror syncs at once.
     if r.push_url.is_some() && m.store.is_ready() {
         m.events.emit(Event::MirrorAdded {
@@ -571,6 +645,7 @@ async fn mirror_update(
     }
     live(&m, &name).await?;
     write_mirror(&m, r.clone(), false).await?;
+    crate::join::log(&m, &name, "update", "admin", String::new()).await;
     Ok(axum::Json(r))
 }
 
@@ -581,6 +656,7 @@ async fn mirror_remove(
 ) -> Result<StatusCode, Api> {
     let r = live(&m, &name).await?;
     write_mirror(&m, r, true).await?;
+    crate::join::log(&m, &name, "remove", "admin", String::new()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -598,6 +674,8 @@ async fn mirror_drain(
     let mut r = live(&m, &name).await?;
     r.drained = d.drained;
     write_mirror(&m, r.clone(), false).await?;
+    let action = if d.drained { "drain" } else { "undrain" };
+    crate::join::log(&m, &name, action, "admin", String::new()).await;
     Ok(axum::Json(r))
 }
 
@@ -623,11 +701,36 @@ pub struct Status {
     /// The upstreams this master follows, in order: cool-down, back-off, last error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<crate::UpstreamHealth>,
+    /// How many mirrors' join requests wait for the network's admin.
+    #[serde(default)]
+    pub pending_joins: usize,
+    /// Their names (no contacts: `vdb mirror pending` shows the requests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_join_names: Vec<String>,
 }
 
 async fn status(State(m): S) -> axum::Json<Status> {
     let cur = m.store.current();
+    let db = m.store.join().clone();
+    let (now, expiry) = (m.store.now(), m.store.config().join_expiry_secs);
+    let pending_join_names: Vec<String> = blocking(move || -> rusqlite::Result<_> {
+        db.prune(now, expiry)?;
+        db.all()
+    })
+    .await
+    .map(|all| {
+        all.into_iter()
+            .filter(|p| p.state == vdb_proto::JoinState::Pending)
+            .map(|p| p.name)
+            .collect()
+    })
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the join requests");
+        Vec::new()
+    });
     axum::Json(Status {
+        pending_joins: pending_join_names.len(),
+        pending_join_names,
         name: m.store.config().name.clone(),
         network: m.store.config().network.clone(),
         ready: m.store.is_ready(),

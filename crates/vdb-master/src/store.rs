@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::events::{Event, Events, Origin};
 use crate::gate::{self, Held, Policy, Refusal};
 use crate::history::{History, ReleaseRow};
+use crate::join::JoinDb;
 use crate::metrics::Metrics;
 use crate::objects::ObjectStore;
 use crate::peers::Peers;
@@ -46,6 +47,7 @@ pub(crate) struct Store {
     policy: Policy,
     objects: ObjectStore,
     history: History,
+    join: JoinDb,
     metrics: Arc<Metrics>,
     peers: Arc<Peers>,
     events: Events,
@@ -96,6 +98,7 @@ impl Store {
         std::fs::create_dir_all(&config.data_dir)?;
         let objects = ObjectStore::open(&config.data_dir.join("objects"))?;
         let history = History::open(&config.data_dir.join("history.sqlite"))?;
+        let join = JoinDb::open(&config.data_dir.join("join.sqlite"), &config.name)?;
         let mut keys: Vec<PublicKey> = config.peers.iter().map(|p| p.key).collect();
         keys.push(key.public());
         keys.sort();
@@ -132,6 +135,7 @@ impl Store {
             policy,
             objects,
             history,
+            join,
             metrics,
             peers,
             events,
@@ -176,6 +180,11 @@ impl Store {
         &self.history
     }
 
+    /// The join requests and the registry's history.
+    pub(crate) fn join(&self) -> &JoinDb {
+        &self.join
+    }
+
     /// The gate's policy.
     pub(crate) fn policy(&self) -> &Policy {
         &self.policy
@@ -210,13 +219,21 @@ impl Store {
         Signed::sign(&notice, &self.key).to_json()
     }
 
-    /// `entries` signed as this master's registry export, as JSON.
-    pub(crate) fn registry_export(&self, entries: Vec<vdb_proto::RegistryEntry>) -> String {
+    /// `entries`, join requests and history events signed as this master's registry export,
+    /// as JSON.
+    pub(crate) fn registry_export(
+        &self,
+        entries: Vec<vdb_proto::RegistryEntry>,
+        pending: Vec<vdb_proto::PendingJoin>,
+        log: Vec<vdb_proto::RegistryEvent>,
+    ) -> String {
         let export = vdb_proto::RegistryExport {
             network: self.config.network.clone(),
             master: self.config.name.clone(),
             issued_at: self.clock.now(),
             entries,
+            pending,
+            log,
         };
         Signed::sign(&export, &self.key).to_json()
     }

@@ -25,7 +25,8 @@ pub enum UnknownHost {
 /// network = "vdbnet"
 /// masters = ["https://master-a.example.net", "https://master-b.example.net"]
 /// master_keys = ["ed25519:<64 hex digits>", "ed25519:<64 hex digits>"]
-/// pull_token = "…"                      # if the masters require one
+/// pull_token = "…"                      # if the masters require one (not after `vdbd mirror join`)
+/// # identity_key_file = "/var/lib/vdb-mirror/identity.key"   # the default: <data_dir>/identity.key
 /// data_dir = "/var/lib/vdb-mirror"
 /// listen = "0.0.0.0:80"
 /// hosts = ["database.example.net", "db.eu.example.net", "mirror-eu-1.example.net"]
@@ -43,6 +44,11 @@ pub enum UnknownHost {
 /// send_timeout_secs = 60
 /// min_rate_bytes_per_sec = 1024
 /// max_connections_per_ip = 128
+///
+/// [registration]                         # what `vdbd mirror join` sends; see Registration
+/// base_urls = ["https://mirror-eu-1.example.net"]
+/// country = "DE"
+/// admin_contact = "mirror-admin@example.net"
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +125,53 @@ pub struct Config {
     /// see `docs/deploy.md`).
     #[serde(default)]
     pub limits: vdb_service::Limits,
+    /// The mirror's Ed25519 identity key (made `0600` by `vdbd mirror join`; default
+    /// `<data_dir>/identity.key`). Once the network's admin approved the join, the mirror signs
+    /// its pulls with it (unless `pull_token` is set) and its own registry changes.
+    #[serde(default)]
+    pub identity_key_file: Option<PathBuf>,
+    /// What `vdbd mirror join` asks the masters to register (the `[registration]` section;
+    /// `vdbd mirror join` flags override it). The name and `hosts` come from above.
+    #[serde(default)]
+    pub registration: Registration,
+}
+
+/// The public details of a mirror that `vdbd mirror join` (and `vdbd mirror update`) send.
+///
+/// ```toml
+/// [registration]
+/// base_urls = ["https://mirror-eu-1.example.net"]
+/// # push_url = "https://mirror-eu-1.example.net/.well-known/vdbnet/push"  # default: from base_urls
+/// addresses = ["192.0.2.10", "2001:db8::10"]
+/// country = "DE"
+/// region = "europe"
+/// bandwidth_mbps = 1000
+/// admin_contact = "mirror-admin@example.net"
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Public base URLs clients download from.
+    #[serde(default)]
+    pub base_urls: Vec<String>,
+    /// Where masters push notices (default: the first base URL and the push path).
+    #[serde(default)]
+    pub push_url: Option<String>,
+    /// Addresses the directory hands out (A and AAAA).
+    #[serde(default)]
+    pub addresses: Vec<std::net::IpAddr>,
+    /// ISO 3166 country code (`DE`).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Region (`europe`, `america`, `asia`, `other`, or the network's own).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Bandwidth in Mbit/s (the weight in DNS and redirects; default 100).
+    #[serde(default)]
+    pub bandwidth_mbps: Option<u32>,
+    /// The mirror admin's e-mail address (for the network's alerts; never public).
+    #[serde(default)]
+    pub admin_contact: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -181,6 +234,8 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             limits: vdb_service::Limits::default(),
+            identity_key_file: None,
+            registration: Registration::default(),
         }
     }
 
@@ -234,6 +289,13 @@ impl Config {
         self.serve_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
+    }
+
+    /// The identity key's file: `identity_key_file`, or `<data_dir>/identity.key`.
+    pub fn identity_key_file(&self) -> PathBuf {
+        self.identity_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("identity.key"))
     }
 
     /// The directory of `local_*` files.

@@ -15,6 +15,7 @@
 mod app;
 mod config;
 mod files;
+pub mod join;
 mod local;
 mod metrics;
 mod serve;
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use vdb_proto::{Clock, ReplayGuard, SystemClock};
 
 pub use app::{MirrorStatus, STATUS_PATH};
-pub use config::{Config, UnknownHost};
+pub use config::{Config, Registration, UnknownHost};
 pub use store::StoreError;
 pub use sync::{Failures, MasterError, SyncError, SyncOutcome, SyncRequest};
 
@@ -114,6 +115,9 @@ fn syncer(
         masters: config.masters.clone(),
         keys: config.master_keys.clone(),
         token: config.pull_token.clone(),
+        name: config.name.clone(),
+        identity_file: config.identity_key_file(),
+        identity: Arc::default(),
         client: sync::client(config.fetch_timeout_secs).context("cannot build the HTTP client")?,
         clock,
         current: Arc::default(),

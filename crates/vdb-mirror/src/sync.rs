@@ -41,7 +41,8 @@ pub enum SyncError {
 fn refusal_hint(e: &vdb_fetch::Error) -> &'static str {
     if e.kind() == vdb_fetch::ErrorKind::Forbidden {
         " (the master refuses this mirror: check `pull_token` in the mirror's config against \
-         `pull_tokens` in the masters' configs, or the mirror's client certificate)"
+         `pull_tokens` in the masters' configs; a joined mirror: `vdbd mirror join` again shows \
+         whether it is approved, and its clock must be right)"
     } else {
         ""
     }
@@ -131,6 +132,12 @@ pub(crate) struct Syncer {
     pub(crate) masters: Vec<String>,
     pub(crate) keys: Vec<PublicKey>,
     pub(crate) token: Option<String>,
+    /// The mirror's name (signed pulls name it).
+    pub(crate) name: String,
+    /// The identity key's file; read at the start of every sync, so a rotated key is used at
+    /// once. Pulls are signed with it when there is no `token`.
+    pub(crate) identity_file: std::path::PathBuf,
+    pub(crate) identity: Arc<RwLock<Option<vdb_proto::SecretKey>>>,
     pub(crate) client: vdb_fetch::Client,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) current: Current,
@@ -211,7 +218,29 @@ impl Syncer {
         result
     }
 
+    /// Reads the identity key file (none: unsigned pulls).
+    async fn reload_identity(&self) {
+        if self.token.is_some() {
+            return;
+        }
+        let path = self.identity_file.clone();
+        let key = tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
+            Ok(text) => match vdb_proto::SecretKey::from_text(&text) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "the identity key file is unusable; pulls are not signed");
+                    None
+                }
+            },
+            Err(_) => None,
+        })
+        .await
+        .unwrap_or_default();
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
     async fn sync_locked(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
+        self.reload_identity().await;
         self.load_disk_current(false).await?;
         let held = read_current(&self.current);
         let store = self.store.clone();
@@ -343,8 +372,28 @@ impl Syncer {
         .await
     }
 
+    /// A GET to a master: with the pull token, or signed with the identity key (the header
+    /// covers the method, the path and the time), or neither.
     fn get(&self, url: &str) -> vdb_fetch::Request {
-        self.client.get(url).bearer(self.token.as_deref())
+        let req = self.client.get(url).bearer(self.token.as_deref());
+        if self.token.is_some() {
+            return req;
+        }
+        let key = self.identity.read().unwrap_or_else(|e| e.into_inner());
+        match key.as_ref() {
+            Some(k) => req.header(
+                http::header::AUTHORIZATION,
+                vdb_proto::pull_authorization(
+                    k,
+                    &self.network,
+                    &self.name,
+                    "GET",
+                    url_path(url),
+                    self.clock.now(),
+                ),
+            ),
+            None => req,
+        }
     }
 
     async fn fetch_manifest(
@@ -433,6 +482,13 @@ impl Syncer {
         self.metrics.pulled_bytes.inc_by(got.size);
         Ok(())
     }
+}
+
+/// The path of an absolute URL (what a signed pull covers).
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    path.split('?').next().unwrap_or(path)
 }
 
 /// The client for pulling from masters.

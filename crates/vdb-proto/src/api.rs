@@ -13,6 +13,9 @@ pub mod paths {
     pub const RELEASES: &str = "/api/v1/releases";
     /// `GET`: the mirror registry's public records; `POST`/`PUT`/`DELETE` (admin token) manage it.
     pub const MIRRORS: &str = "/api/v1/mirrors";
+    /// `POST`: a mirror's signed join request; `GET` (admin token) lists the requests;
+    /// `GET <name>` is one request's state, `POST <name>/approve` and `<name>/reject` decide it.
+    pub const JOIN: &str = "/api/v1/join";
     /// `POST`: a signed push notice (on a mirror).
     pub const PUSH: &str = "/.well-known/vdbnet/push";
     /// Prometheus metrics on every role.

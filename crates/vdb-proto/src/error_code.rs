@@ -122,6 +122,12 @@ error_codes! {
     NoToken = ("no_token", 401),
     /// No such endpoint.
     NotFound = ("not_found", 404),
+    /// Too many join requests are waiting for the network's admin.
+    TooManyPending = ("too_many_pending", 429),
+    /// No join request of this name.
+    NoRequest = ("no_request", 404),
+    /// The pull signature does not verify (or its mirror has no key, or left).
+    BadPullAuth = ("bad_pull_auth", 403),
 }
 
 impl ErrorCode {

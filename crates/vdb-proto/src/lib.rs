@@ -19,6 +19,7 @@ mod clock;
 mod error_code;
 mod key;
 mod manifest;
+mod mirror_request;
 mod names;
 mod push;
 mod ready;
@@ -40,6 +41,13 @@ pub use key::SecretKey;
 pub use key::{KeyError, PublicKey};
 pub use manifest::{
     DatabaseState, Freshness, MANIFEST_PATH, Manifest, ManifestError, VersionRecord,
+};
+#[cfg(feature = "sign")]
+pub use mirror_request::pull_authorization;
+pub use mirror_request::{
+    JoinState, JoinStatus, JoinView, MAX_REQUEST_BYTES, MirrorAction, MirrorChanges, MirrorRequest,
+    PULL_AUTH_SCHEME, PendingJoin, PullAuth, PullAuthError, RegistryEvent, RequestError,
+    check_mirror_fields, rotate_message,
 };
 pub use names::{is_safe_db_name, is_safe_file_name};
 pub use push::{PushError, PushNotice, ReplayGuard};

@@ -134,6 +134,13 @@ pub struct RegistryExport {
     pub issued_at: i64,
     /// Every entry.
     pub entries: Vec<RegistryEntry>,
+    /// Join requests (pending and decided, until they expire); each carries the mirror's own
+    /// signed request, which peers verify again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<crate::PendingJoin>,
+    /// The registry's newest history events (peers keep the ones they lack).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<crate::RegistryEvent>,
 }
 
 impl crate::Document for RegistryExport {

@@ -23,6 +23,8 @@ pub enum DocKind {
     Verdicts,
     /// A master's [`crate::RegistryExport`].
     Registry,
+    /// A mirror's [`crate::MirrorRequest`] (join, update, maintenance, key rotation, leave).
+    MirrorRequest,
 }
 
 impl DocKind {
@@ -34,6 +36,7 @@ impl DocKind {
             Self::Upload => "upload",
             Self::Verdicts => "verdicts",
             Self::Registry => "registry",
+            Self::MirrorRequest => "mirror-request",
         }
     }
 }

@@ -108,6 +108,8 @@ async fn registry_peer(entries: Vec<RegistryEntry>, seed: u8, network: &str) -> 
         master: "b".into(),
         issued_at: SystemClock.now(),
         entries,
+        pending: Vec::new(),
+        log: Vec::new(),
     };
     let body = Signed::sign(&export, &vdb_proto::SecretKey::from_seed([seed; 32])).to_json();
     let app = Router::new()
