@@ -256,7 +256,10 @@ oha_case() {
     FR_LOAD[$key]+="$l "
     [[ -n $bad ]] && FR_BAD[$key]+="$bad "
     # The client could not keep the schedule (oha needs a CPU of its own at the highest rates).
-    awk -v g="$rps" -v r="$rate" 'BEGIN { exit !(g < 0.95 * r) }' && FR_SHORT[$label/$pct]+="$server "
+    if awk -v g="$rps" -v r="$rate" 'BEGIN { exit !(g < 0.95 * r) }' &&
+        [[ " ${FR_SHORT[$label/$pct]:-}" != *" $server "* ]]; then
+        FR_SHORT[$label/$pct]+="$server "
+    fi
     printf '   round %s %-12s %3s%% %-6s offered %7s got %7s req/s  p50 %7s  p99 %7s  p99.9 %7s ms  load %s %s\n' \
         "$round" "$label" "$pct" "$server" "$rate" "$rps" "$p50" "$p99" "$p999" "$l" "$bad" >&2
 }
@@ -356,7 +359,7 @@ fi
             for pct in $RATES; do
                 ((pct >= 50)) || continue
                 x=${FR_PAIRED[$c/$pct]} short=
-                [[ -n ${FR_SHORT[$c/$pct]:-} ]] && short="; rate not reached in some round against: ${FR_SHORT[$c/$pct]% }"
+                [[ -n ${FR_SHORT[$c/$pct]:-} ]] && short="; the client fell behind the rate in some round, against: ${FR_SHORT[$c/$pct]% }"
                 echo "  $(verdict le "$x" 1.0) $c at $pct % of nginx's max (${FR_RATE[$c/$pct]} req/s): mirror p99 <= nginx's (paired median ${x}x; medians ${FR_P99[$c/$pct/mirror]} vs ${FR_P99[$c/$pct/nginx]} ms$short)"
             done
         done
