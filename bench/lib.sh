@@ -132,6 +132,25 @@ wait_until() {
     done
 }
 
+# The constant-rate HTTP load generator of the fixed-rate runs (bench/README.md says why this
+# one): oha from crates.io, pinned.
+OHA_VERSION=1.16.0
+# need_oha: sets OHA to an oha $OHA_VERSION: $OHA if set, else $OUT/tools/bin/oha, installed
+# there with `cargo install --locked` when missing (plain HTTP only: no TLS, so no C toolchain
+# for a crypto library; the benchmarks talk to 127.0.0.1 over HTTP).
+need_oha() {
+    if [[ -n ${OHA:-} ]]; then
+        [[ -x $OHA ]] || die "OHA=$OHA is not an executable"
+        return
+    fi
+    OHA=$OUT/tools/bin/oha
+    if [[ ! -x $OHA ]] || ! "$OHA" --version 2>/dev/null | grep -qxF "oha $OHA_VERSION"; then
+        echo "== cargo install --locked --no-default-features --features native-tls oha --version $OHA_VERSION --root $OUT/tools" >&2
+        cargo install --locked --no-default-features --features native-tls oha --version "$OHA_VERSION" \
+            --root "$OUT/tools" >&2 || die "cannot install oha $OHA_VERSION (or set OHA=)"
+    fi
+}
+
 # loadavg: the 1-minute load average now.
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 

@@ -6,9 +6,13 @@
 #   bench/serve.sh                    # everything; results in bench/out/results-serve.txt
 #   DURATION=5 ROUNDS=1 CONNS=16 bench/serve.sh   # wrk seconds per case, rounds (median)
 #   SERVE_THREADS=2 bench/serve.sh    # the mirror's serve_threads (default: its own, one per CPU)
+#   FR_ROUNDS=3 FR_DURATION=10 RATES="25 50 90" FR_CONNS=32 bench/serve.sh
+#                                     # the fixed-rate part (oha, coordinated omission corrected;
+#                                     # installed in bench/out/tools if missing); FR_ROUNDS=0: none
 #   NO_BUILD=1 bench/serve.sh         # reuse target/release/{vdbd,vdb} as they are
 #
-# Needs: cargo, GNU time, nginx, wrk, rsync, curl, jq, python3. Servers bind 127.0.0.1 only;
+# Needs: cargo, GNU time, nginx, wrk, rsync, curl, jq, python3 (and oha, installed by the
+# script with cargo). Servers bind 127.0.0.1 only;
 # every process started here is stopped on exit. Never exits non-zero because a goal is missed.
 set -euo pipefail
 
@@ -20,6 +24,10 @@ BIG_CONNS=${BIG_CONNS:-2}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
 SERVE_THREADS=${SERVE_THREADS:-}
+RATES=${RATES:-25 50 90}
+FR_DURATION=${FR_DURATION:-10}
+FR_ROUNDS=${FR_ROUNDS:-3}
+FR_CONNS=${FR_CONNS:-$CONNS}
 NGINX=${NGINX:-/usr/sbin/nginx}
 NAME=serve.sh
 # shellcheck source=bench/lib.sh
@@ -28,6 +36,12 @@ need_tools cargo wrk rsync curl jq python3 awk
 [[ -x $NGINX ]] || die "nginx is required at $NGINX (apt-get install nginx-light, or set NGINX=)"
 ((DURATION >= 1 && DURATION <= 60)) || die "DURATION must be 1..60 seconds"
 ((ROUNDS >= 1 && ROUNDS <= 10)) || die "ROUNDS must be 1..10"
+((FR_DURATION >= 1 && FR_DURATION <= 60)) || die "FR_DURATION must be 1..60 seconds"
+((FR_ROUNDS >= 0 && FR_ROUNDS <= 10)) || die "FR_ROUNDS must be 0..10 (0: no fixed-rate runs)"
+((FR_CONNS >= 1 && FR_CONNS <= 1024)) || die "FR_CONNS must be 1..1024"
+for pct in $RATES; do
+    [[ $pct =~ ^[0-9]+$ ]] && ((pct >= 1 && pct <= 100)) || die "RATES are percentages 1..100"
+done
 
 mkdir -p "$OUT"
 build_net
@@ -150,6 +164,9 @@ wrk_case() {
         "$server" "$rps" "$p99" "$gbs" "$l" "$errs" >&2
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# median_hi LIST: the median, the upper of the two middle values for an even count (for a
+# "lower is better" goal, an even number of rounds then never flatters the mirror).
+median_hi() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int(NR / 2) + 1]}'; }
 last_modified() { curl -sfI "$1" | awk -F': ' 'tolower($1) == "last-modified" {sub(/\r$/, "", $2); print $2}'; }
 LM_MIRROR=$(last_modified "$MIRROR/daily.cvd")
 LM_NGINX=$(last_modified "$NGINX_URL/daily.cvd")
@@ -201,6 +218,87 @@ for k in "${!RPS[@]}"; do
     GBS[$k]=$(median "${GBS[$k]}") LOAD[$k]=$(median "${LOAD[$k]}")
 done
 
+# --- fixed offered rates: oha at a constant rate, latency corrected ---------------------------
+# Each small case again, at RATES percent of nginx's maximum req/s on that case (the median
+# measured above), FR_ROUNDS rounds of FR_DURATION seconds, mirror and nginx back to back (order
+# alternating by round). oha sends on a fixed schedule whatever the answers do
+# (`-q RATE --latency-correction`): a request's latency counts from the moment the schedule
+# issued it, so time it waited for a free connection behind a slow answer is counted
+# (coordinated omission). `-w` lets the requests in flight at the end finish; `-t 10s` bounds
+# each request. Goals are judged on the median of the per-round paired p99 ratios.
+declare -A FR_RPS FR_P50 FR_P99 FR_P999 FR_LOAD FR_BAD FR_ROUND_P99 FR_PAIRED FR_RATE FR_SHORT
+FR_CASES=("2KiB GET" "Range 0-511" "304 IMS" "dns.txt GET")
+declare -A FR_PATH=(["2KiB GET"]=local_2k.bin ["Range 0-511"]=daily.cvd ["304 IMS"]=daily.cvd ["dns.txt GET"]=dns.txt)
+declare -A FR_HDR=(["Range 0-511"]="Range: bytes=0-511" ["304 IMS"]="If-Modified-Since: @LM@")
+declare -A FR_CODE=(["2KiB GET"]=200 ["Range 0-511"]=206 ["304 IMS"]=304 ["dns.txt GET"]=200)
+# oha_case LABEL PCT SERVER URL RATE HEADER...: one bounded oha run at RATE req/s; appends its
+# achieved req/s, p50/p99/p99.9 (ms), load average and anything unexpected (errors, other
+# status codes) to the lists of LABEL/PCT/SERVER.
+oha_case() {
+    local label=$1 pct=$2 server=$3 url=$4 rate=$5; shift 5
+    local hdr=() h
+    for h in "$@"; do hdr+=(-H "$h"); done
+    local key="$label/$pct/$server" log="$W/oha-${label// /_}-$pct-$server-$round.json" l
+    l=$(loadavg)
+    timeout $((FR_DURATION + 40)) "$OHA" --no-tui --output-format json -z "${FR_DURATION}s" -w \
+        -t 10s -c "$FR_CONNS" -q "$rate" --latency-correction "${hdr[@]}" "$url" >"$log" \
+        2>"$log.err" || die "oha failed: $(cat "$log.err")"
+    local v rps p50 p99 p999 bad
+    v=$(jq -r --arg code "${FR_CODE[$label]}" '[.summary.requestsPerSec,
+        .latencyPercentiles.p50 * 1000, .latencyPercentiles.p99 * 1000,
+        .latencyPercentiles["p99.9"] * 1000,
+        ([(.statusCodeDistribution | to_entries[] | select(.key != $code) | "\(.value)x\(.key)"),
+          (.errorDistribution | to_entries[] | "\(.value)x\(.key | gsub(" "; "_"))")] | join(","))]
+        | "\(.[0] | floor) \(.[1] * 1000 | round / 1000) \(.[2] * 1000 | round / 1000) \(.[3] * 1000 | round / 1000) \(.[4])"' "$log") ||
+        die "cannot read $log"
+    read -r rps p50 p99 p999 bad <<<"$v"
+    FR_RPS[$key]+="$rps " FR_P50[$key]+="$p50 " FR_P99[$key]+="$p99 " FR_P999[$key]+="$p999 "
+    FR_LOAD[$key]+="$l "
+    [[ -n $bad ]] && FR_BAD[$key]+="$bad "
+    # The client could not keep the schedule (oha needs a CPU of its own at the highest rates).
+    if awk -v g="$rps" -v r="$rate" 'BEGIN { exit !(g < 0.95 * r) }' &&
+        [[ " ${FR_SHORT[$label/$pct]:-}" != *" $server "* ]]; then
+        FR_SHORT[$label/$pct]+="$server "
+    fi
+    printf '   round %s %-12s %3s%% %-6s offered %7s got %7s req/s  p50 %7s  p99 %7s  p99.9 %7s ms  load %s %s\n' \
+        "$round" "$label" "$pct" "$server" "$rate" "$rps" "$p50" "$p99" "$p999" "$l" "$bad" >&2
+}
+if ((FR_ROUNDS > 0)); then
+    need_oha
+    for c in "${FR_CASES[@]}"; do
+        for pct in $RATES; do
+            FR_RATE[$c/$pct]=$(awk -v m="${RPS[$c/nginx]}" -v p="$pct" 'BEGIN { printf "%d", m * p / 100 }')
+        done
+    done
+    echo "== oha at fixed rates ($RATES % of nginx's maximum), -c$FR_CONNS, ${FR_DURATION}s per run, $FR_ROUNDS rounds (load average $(loadavg))" >&2
+    for ((round = 1; round <= FR_ROUNDS; round++)); do
+        for c in "${FR_CASES[@]}"; do
+            for pct in $RATES; do
+                order=(mirror nginx)
+                ((round % 2 == 0)) && order=(nginx mirror)
+                for server in "${order[@]}"; do
+                    base=$MIRROR lm=$LM_MIRROR
+                    [[ $server == nginx ]] && base=$NGINX_URL lm=$LM_NGINX
+                    h=${FR_HDR[$c]:-}
+                    oha_case "$c" "$pct" "$server" "$base/${FR_PATH[$c]}" "${FR_RATE[$c/$pct]}" \
+                        ${h:+"${h//@LM@/$lm}"}
+                done
+                a=${FR_P99[$c/$pct/mirror]% } b=${FR_P99[$c/$pct/nginx]% }
+                FR_PAIRED[$c/$pct]+="$(ratio "${a##* }" "${b##* }") "
+            done
+        done
+    done
+    for k in "${!FR_PAIRED[@]}"; do
+        FR_PAIRED[$k]=$(median_hi "${FR_PAIRED[$k]}")
+    done
+    for k in "${!FR_RPS[@]}"; do
+        FR_ROUND_P99[$k]=${FR_P99[$k]% }
+        FR_RPS[$k]=$(median "${FR_RPS[$k]}") FR_P50[$k]=$(median "${FR_P50[$k]}")
+        FR_P99[$k]=$(median "${FR_P99[$k]}") FR_P999[$k]=$(median "${FR_P999[$k]}")
+        FR_LOAD[$k]=$(median "${FR_LOAD[$k]}")
+    done
+fi
+
 # --- report ----------------------------------------------------------------------------------
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -225,6 +323,24 @@ done
                 "${P99[$k]}" "${GBS[$k]}" "${LOAD[$k]}" "$r" "${ROUND_RPS[$k]// //}" "${ERRS[$k]}"
         done
     done
+    if ((FR_ROUNDS > 0)); then
+        echo
+        echo "fixed offered rates: oha $OHA_VERSION --no-tui -c$FR_CONNS -z${FR_DURATION}s -w -q RATE --latency-correction (latency from each request's scheduled start: coordinated omission counted), RATE = $RATES % of nginx's median max req/s above; $FR_ROUNDS rounds, mirror and nginx back to back (order alternating by round); medians; mirror/nginx p99 = median of the per-round paired ratios (the upper middle one for an even number of rounds); got/s below 95 % of the offered rate means the client fell behind its schedule (its latency still counts from the schedule)"
+        echo
+        printf '| %-12s | %4s | %7s | %-6s | %8s | %8s | %8s | %8s | %5s | %-13s | %s\n' case rate offered server "got/s" "p50 ms" "p99 ms" "p99.9 ms" load "mirror/nginx" "p99 per round"
+        echo "|--------------|------|---------|--------|----------|----------|----------|----------|-------|---------------|--------------"
+        for c in "${FR_CASES[@]}"; do
+            for pct in $RATES; do
+                for server in mirror nginx; do
+                    k="$c/$pct/$server" r=
+                    [[ $server == mirror ]] && r="${FR_PAIRED[$c/$pct]}x p99"
+                    printf '| %-12s | %3s%% | %7s | %-6s | %8s | %8s | %8s | %8s | %5s | %-13s | %s %s\n' "$c" "$pct" \
+                        "${FR_RATE[$c/$pct]}" "$server" "${FR_RPS[$k]}" "${FR_P50[$k]}" "${FR_P99[$k]}" \
+                        "${FR_P999[$k]}" "${FR_LOAD[$k]}" "$r" "${FR_ROUND_P99[$k]// //}" "${FR_BAD[$k]:-}"
+                done
+            done
+        done
+    fi
     echo
     echo "one daily update ($OLD_V -> $NEW_V: daily.cvd + daily-$NEW_V.cdiff, $(stat -c %s "$SYNTH/daily-$NEW_V.cdiff") bytes cdiff):"
     echo "  mirror pulled (vdb_mirror_pulled_bytes_total delta): $PULLED bytes"
@@ -232,10 +348,20 @@ done
     echo "  mirror / rsync: $(ratio "$PULLED" $((RS_SENT + RS_RECV)))x"
     echo
     echo "goals:"
-    for c in "2KiB GET" "Range 0-511" "304 IMS"; do
+    for c in "2KiB GET" "Range 0-511" "304 IMS" "dns.txt GET"; do
         x=${PAIRED[$c]}
         echo "  $(verdict le 1.0 "$x") $c: mirror >= 1.0x nginx req/s (paired median ${x}x; ratio of medians $(ratio "${RPS[$c/mirror]}" "${RPS[$c/nginx]}")x; p99 ratio $(ratio "${P99[$c/mirror]}" "${P99[$c/nginx]}")x)"
     done
     x=${PAIRED[whole CVD]}
     echo "  $(verdict le 0.9 "$x") whole CVD: mirror >= 0.9x nginx GiB/s (paired median ${x}x; ratio of medians $(ratio "${GBS[whole CVD/mirror]}" "${GBS[whole CVD/nginx]}")x)"
+    if ((FR_ROUNDS > 0)); then
+        for c in "${FR_CASES[@]}"; do
+            for pct in $RATES; do
+                ((pct >= 50)) || continue
+                x=${FR_PAIRED[$c/$pct]} short=
+                [[ -n ${FR_SHORT[$c/$pct]:-} ]] && short="; the client fell behind the rate in some round, against: ${FR_SHORT[$c/$pct]% }"
+                echo "  $(verdict le "$x" 1.0) $c at $pct % of nginx's max (${FR_RATE[$c/$pct]} req/s): mirror p99 <= nginx's (paired median ${x}x; medians ${FR_P99[$c/$pct/mirror]} vs ${FR_P99[$c/$pct/nginx]} ms$short)"
+            done
+        done
+    fi
 } | tee "$OUT/results-serve.txt"

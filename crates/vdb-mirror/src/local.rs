@@ -70,11 +70,29 @@ pub(crate) fn scan(dir: &Path, old: &HashMap<String, Arc<Entry>>) -> HashMap<Str
     out
 }
 
-/// Rescans into `files`.
+/// Rescans into `files`. The write lock is taken only when something changed: the serve
+/// threads read `files` on every `local_*` request, and a writer waiting for the lock makes
+/// them wait too, for as long as the rescanning thread waits for a CPU on a busy machine.
 pub(crate) fn refresh(dir: &Path, files: &LocalFiles) {
     let old = files.read().unwrap_or_else(|e| e.into_inner()).clone();
     let new = scan(dir, &old);
-    *files.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+    if unchanged(&old, &new) {
+        return;
+    }
+    let previous = std::mem::replace(
+        &mut *files.write().unwrap_or_else(|e| e.into_inner()),
+        Arc::new(new),
+    );
+    // Freed after the lock is released.
+    drop(previous);
+}
+
+/// Whether a rescan found the same entries (same names, the very same `Entry` each).
+fn unchanged(old: &HashMap<String, Arc<Entry>>, new: &HashMap<String, Arc<Entry>>) -> bool {
+    old.len() == new.len()
+        && new
+            .iter()
+            .all(|(name, e)| old.get(name).is_some_and(|o| Arc::ptr_eq(o, e)))
 }
 
 #[cfg(test)]
@@ -93,5 +111,32 @@ mod tests {
         assert_eq!(a["local_logo.png"].data.as_deref(), Some(&b"png"[..]));
         let b = scan(d.path(), &a);
         assert!(Arc::ptr_eq(&a["local_logo.png"], &b["local_logo.png"]));
+        assert!(unchanged(&a, &b));
+    }
+
+    #[test]
+    fn refresh_swaps_only_on_a_change() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("local_a.txt"), b"a").unwrap();
+        let files: LocalFiles = RwLock::new(Arc::new(scan(d.path(), &HashMap::new())));
+        let before = files.read().unwrap().clone();
+        refresh(d.path(), &files);
+        assert!(
+            Arc::ptr_eq(&before, &files.read().unwrap()),
+            "nothing changed"
+        );
+        std::fs::write(d.path().join("local_b.txt"), b"b").unwrap();
+        refresh(d.path(), &files);
+        let after = files.read().unwrap().clone();
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(after.len(), 2);
+        assert!(Arc::ptr_eq(&before["local_a.txt"], &after["local_a.txt"]));
+        std::fs::remove_file(d.path().join("local_a.txt")).unwrap();
+        refresh(d.path(), &files);
+        assert_eq!(
+            files.read().unwrap().len(),
+            1,
+            "a removed file is no longer served"
+        );
     }
 }
