@@ -36,8 +36,8 @@ pub enum UnknownHost {
 /// stats_password = "…"
 /// # serve_threads = 4                    # default: one per CPU
 /// # tls_listen = "0.0.0.0:443"
-/// # tls_cert = "/etc/vdb-mirror/cert.pem"
-/// # tls_key = "/etc/vdb-mirror/key.pem"
+/// # tls_cert_file = "/etc/vdb-mirror/cert.pem"
+/// # tls_key_file = "/etc/vdb-mirror/key.pem"
 ///
 /// [limits]                               # see docs/deploy.md; these are the defaults
 /// header_read_timeout_secs = 10
@@ -112,14 +112,15 @@ pub struct Config {
     /// worker processes). Default: one per CPU (`available_parallelism`).
     #[serde(default)]
     pub serve_threads: Option<usize>,
-    /// Optional HTTPS listen address (needs `tls_cert` and `tls_key`).
+    /// Optional HTTPS listen address (needs `tls_cert_file` and `tls_key_file`).
     #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
-    /// PEM certificate chain; reloaded when the file changes or on SIGHUP.
-    #[serde(default)]
+    /// PEM certificate chain (`tls_cert_file`, as in every role; the older `tls_cert` is still
+    /// read); reloaded when the file changes or on SIGHUP.
+    #[serde(default, rename = "tls_cert_file", alias = "tls_cert")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key.
-    #[serde(default)]
+    /// PEM private key (`tls_key_file`; the older `tls_key` is still read).
+    #[serde(default, rename = "tls_key_file", alias = "tls_key")]
     pub tls_key: Option<PathBuf>,
     /// Timeouts and connection caps of the HTTP and HTTPS listeners (the `[limits]` section,
     /// see `docs/deploy.md`).
@@ -274,7 +275,7 @@ impl Config {
         );
         anyhow::ensure!(
             self.tls_listen.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
-            "field `tls_listen` needs `tls_cert` and `tls_key`"
+            "field `tls_listen` needs `tls_cert_file` and `tls_key_file`"
         );
         self.limits.check()?;
         anyhow::ensure!(

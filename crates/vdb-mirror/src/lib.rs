@@ -130,7 +130,7 @@ fn syncer(
 pub struct Listeners {
     /// Plain HTTP.
     pub http: std::net::TcpListener,
-    /// HTTPS (needs `tls_cert` and `tls_key` in the configuration).
+    /// HTTPS (needs `tls_cert_file` and `tls_key_file` in the configuration).
     pub https: Option<std::net::TcpListener>,
 }
 
@@ -250,7 +250,9 @@ pub async fn start_on(
             ));
             tasks.spawn(tls.watch(cancel.clone()));
         }
-        (Some(_), _, _) => anyhow::bail!("an HTTPS listener needs `tls_cert` and `tls_key`"),
+        (Some(_), _, _) => {
+            anyhow::bail!("an HTTPS listener needs `tls_cert_file` and `tls_key_file`")
+        }
         (None, _, _) => {}
     }
     tasks.spawn(sync_loop(

@@ -180,8 +180,8 @@ impl Default for AlertConfig {
     }
 }
 
-/// The SMTP relay and the team's addresses (`team = [...]`, or `to`); each alert also goes to
-/// the mirror's `admin_contact`. See [`vdb_service::smtp::SmtpConfig`].
+/// The SMTP relay and the team's addresses (`to = [...]`, as in every role; the older `team` is
+/// still read); each alert also goes to the mirror's `admin_contact`. See [`vdb_service::smtp::SmtpConfig`].
 pub use vdb_service::smtp::SmtpConfig;
 
 fn default_name() -> String {

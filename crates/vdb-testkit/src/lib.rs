@@ -36,6 +36,8 @@
 //! ```
 
 #[cfg(feature = "net")]
+pub mod browser;
+#[cfg(feature = "net")]
 mod cdn;
 pub mod checks;
 pub mod dig;

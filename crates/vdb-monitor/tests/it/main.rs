@@ -1,8 +1,8 @@
 //! Integration tests of the monitor against test doubles (a master, mirrors, a webhook, an
 //! SMTP sink, a peer monitor), all real HTTP on 127.0.0.1, time driven by a `ManualClock`.
 
-mod browser;
 mod doubles;
+mod image;
 mod page;
 mod tls;
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use crate::browser::{Browser, Image};
 use crate::doubles::*;
+use crate::image::Image;
 use crate::*;
+use vdb_testkit::browser::Browser;
 
 /// Runs headless Chromium on `url` and returns the rendered DOM.
 async fn dump_dom(url: &str) -> String {
@@ -187,7 +188,7 @@ async fn charts_in_headless_chromium_match_their_json_twins() {
     );
 
     // Chromium shows the same.
-    let b = Browser::start(1000, 1400).await;
+    let b = Browser::with_window(1000, 1400).await;
     b.goto(&format!("http://{}/", r.http_addr())).await;
     let figures = b.find_all("svg[role=img]").await;
     assert_eq!(
@@ -209,7 +210,7 @@ async fn charts_in_headless_chromium_match_their_json_twins() {
             "{}",
             b.role(svg).await
         );
-        assert!(!b.attr(svg, "aria-describedby").await.is_empty());
+        assert!(!b.attr_of(svg, "aria-describedby").await.is_empty());
         let listed = rj["mirrors"].as_array().unwrap();
         let served = rj["served"].as_u64().unwrap() as usize;
         assert_eq!(b.find_in(svg, "rect.bar").await.len(), served);

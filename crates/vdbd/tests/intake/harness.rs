@@ -1,13 +1,12 @@
-//! A small local harness for the intake suite (to move onto the shared test kit): `vdbd intake`
-//! as a process with its ready line, the `vdb` binary, a WebDriver session on headless Chromium
-//! through `chromedriver`, a webhook sink and an SMTP sink.
+//! The intake suite's harness: `vdbd intake` as a process with its ready line, the `vdb`
+//! binary, a webhook sink; the browser is the test kit's (`vdb_testkit::browser`).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub(crate) const ADMIN_TOKEN: &str = "intake-admin-token-0123456789";
 
@@ -20,30 +19,11 @@ pub(crate) const FIXTURES: &str = concat!(
 pub(crate) const EICAR: &[u8] =
     br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
-/// A tool the suite needs: its absolute path, or a failure (never a skip).
-pub(crate) fn tool(name: &str) -> PathBuf {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .expect("sh runs");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success() && !path.is_empty(),
-        "{name} is not installed: .ci/run installs it (Debian package: clamav for clamscan, \
-         chromium and chromium-driver for the browser, python3 for the ZIP check)"
-    );
-    PathBuf::from(path)
-}
+pub(crate) use vdb_testkit::browser::{Browser, tool};
 
 /// A workspace binary beside `vdbd` (`cargo test --workspace` builds them all).
 pub(crate) fn exe(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_vdbd")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p vdb-cli` first)",
-        p.display()
-    );
-    p
+    vdb_testkit::exe_beside(env!("CARGO_BIN_EXE_vdbd"), name)
 }
 
 /// Runs `vdb ARGS…`.
@@ -191,202 +171,6 @@ pub(crate) async fn submit(base: &str, name: &str, bytes: Vec<u8>) -> (u16, Valu
         .unwrap();
     let code = r.status().as_u16();
     (code, r.json().await.unwrap_or(Value::Null))
-}
-
-// -------------------------------------------------------------------------------------------------
-// Headless Chromium through WebDriver.
-
-/// A `chromedriver` process and one headless Chromium session.
-pub(crate) struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-    _profile: tempfile::TempDir,
-}
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl Browser {
-    pub(crate) async fn start() -> Self {
-        let driver_exe = tool("chromedriver");
-        let chromium = tool("chromium");
-        // chromedriver takes a port number only: a free one, released just before it starts.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut driver = Command::new(driver_exe)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = driver.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.contains("started successfully") {
-                    let _ = tx.send(());
-                }
-                line.clear();
-            }
-        });
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let _ = driver.kill();
-            panic!("chromedriver did not start within 60 s");
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--no-first-run", "--disable-background-networking", "--disable-sync",
-                         "--disable-component-update",
-                         format!("--user-data-dir={}", profile.path().display())],
-            },
-        }}});
-        let v: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
-            .to_owned();
-        Self {
-            driver,
-            base,
-            session,
-            http,
-            _profile: profile,
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let mut req = self.http.request(method, &url);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let v: Value = req.send().await.unwrap().json().await.unwrap();
-        assert!(
-            v["value"]["error"].is_null(),
-            "WebDriver {path} failed: {v}"
-        );
-        v["value"].clone()
-    }
-
-    pub(crate) async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
-            .await;
-    }
-
-    pub(crate) async fn current_url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// The page's HTML.
-    pub(crate) async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_owned()
-    }
-
-    /// Types into a field (for `<input type=file>`, the text is the file's path).
-    pub(crate) async fn type_into(&self, css: &str, text: &str) {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/value"),
-            Some(json!({"text": text})),
-        )
-        .await;
-    }
-
-    pub(crate) async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/click"),
-            Some(json!({})),
-        )
-        .await;
-    }
-
-    /// The visible text of an element.
-    pub(crate) async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// An attribute of an element.
-    pub(crate) async fn attr(&self, css: &str, name: &str) -> String {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/element/{e}/attribute/{name}"),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Ends the session (and its Chromium), then the driver.
-        let _ = std::process::Command::new("curl")
-            .args([
-                "-s",
-                "-X",
-                "DELETE",
-                &format!("{}/session/{}", self.base, self.session),
-            ])
-            .output();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
 // -------------------------------------------------------------------------------------------------
