@@ -182,7 +182,7 @@ max_rate() {
         die "dnsperf failed against $server: $out"
     echo "$out" >"$W/max-${label// /_}-$server-$round.txt"
     local qps avg lost
-    qps=$(field "Queries per second:" "$out") avg=$(field "Average Latency (s):" "$out")
+    qps=$(printf '%.0f' "$(field "Queries per second:" "$out")") avg=$(field "Average Latency (s):" "$out")
     lost=$(field "Queries lost:" "$out")
     QPS[$key]+="$qps " AVG[$key]+="$avg " LOST[$key]+="$lost " LOAD[$key]+="$l "
     printf '   round %s %-16s %-9s %9s q/s  avg %s s  lost %s  load %s\n' "$round" "$label" \
@@ -204,7 +204,7 @@ fixed_rate() {
     echo "$out" >"$W/fixed-${label// /_}-$server-$pct.txt"
     pctl() { awk -v p="$1" '{a[NR] = $1} END {i = int(NR * p); if (i < 1) i = 1; if (NR) printf "%.3f", a[i] * 1000; else print "-"}' "$lat"; }
     FX_P50[$key]=$(pctl 0.50) FX_P99[$key]=$(pctl 0.99) FX_P999[$key]=$(pctl 0.999)
-    FX_QPS[$key]=$(field "Queries per second:" "$out") FX_LOST[$key]=$(field "Queries lost:" "$out")
+    FX_QPS[$key]=$(printf '%.0f' "$(field "Queries per second:" "$out")") FX_LOST[$key]=$(field "Queries lost:" "$out")
     FX_LOAD[$key]=$l
     printf '   %3s%% %-16s %-9s %7s q/s offered, %9s answered/s  p50 %s  p99 %s  p99.9 %s ms  lost %s  load %s\n' \
         "$pct" "$label" "$server" "$rate" "${FX_QPS[$key]}" "${FX_P50[$key]}" "${FX_P99[$key]}" \
