@@ -1,36 +1,50 @@
 #!/usr/bin/env bash
-# DNS benchmark (issue 6): the real `vdbd directory` answering a zone built from N mirrors
-# registered on a real `vdbd master`, against Knot (knotd) serving the same zone as a secondary
-# that transferred it from the directory (AXFR). The same bounded UDP load against each.
+# DNS benchmark (issues 6 and 16): the real `vdbd directory` answering a zone built from N
+# mirrors registered on a real `vdbd master`, against Knot (knotd) serving the same zone as a
+# secondary that transferred it from the directory (AXFR). Both driven by dnsperf with the same
+# queries (database A, current.cvd TXT, SOA), at maximum rate and at fixed rates (a share of
+# Knot's maximum); then the directory's HTTP redirector under wrk.
 #
 #   bench/dns.sh                          # everything; results in bench/out/results-dns.txt
-#   MIRRORS=50 QUERIES=50000 ROUNDS=5 bench/dns.sh   # rounds: medians are reported
+#   ROUNDS=5 SECS=10 RATES="25 50 90" bench/dns.sh
 #   NO_BUILD=1 bench/dns.sh               # reuse target/release/{vdbd,vdb} as they are
 #
-# The load generator is a small Python program (below): PROCS processes, each keeping INFLIGHT
-# queries outstanding on one UDP socket, QUERIES queries in all, stopped after MAX_SECS whatever
-# the count. It measures queries/s (answered / wall time) and the latency of every answer.
-# Needs: cargo, GNU time, knotd, kdig, dig, curl, jq, python3. Never exits non-zero because a
-# goal is missed.
+# Maximum rate: dnsperf with CLIENTS sockets, THREADS send/receive thread pairs and OUTSTANDING
+# queries in flight, for SECS seconds or QUERIES queries, whichever ends first; ROUNDS rounds,
+# directory and Knot alternating (medians reported). Fixed rates: dnsperf -Q at RATES percent of
+# Knot's median maximum for that query, FIXED_SECS seconds each, with -v (one line per answer,
+# its latency): p50/p99/p99.9 are computed from every answer's latency (dnsperf 2.10 has no
+# histogram of its own). Redirector: wrk -t2 -c32 for WRK_SECS seconds with --latency.
+# Needs: cargo, GNU time, knotd, kdig, dig, curl, jq, python3, dnsperf, wrk. Never exits
+# non-zero because a goal is missed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=1
 MIRRORS=${MIRRORS:-20}
-QUERIES=${QUERIES:-100000}
+SECS=${SECS:-8}
+QUERIES=${QUERIES:-5000000}
 ROUNDS=${ROUNDS:-3}
-INFLIGHT=${INFLIGHT:-32}
-PROCS=${PROCS:-2}
-MAX_SECS=${MAX_SECS:-30}
+CLIENTS=${CLIENTS:-8}
+THREADS=${THREADS:-1}
+OUTSTANDING=${OUTSTANDING:-200}
+RATES=${RATES:-25 50 90}
+FIXED_SECS=${FIXED_SECS:-5}
+WRK_SECS=${WRK_SECS:-10}
 ZONE=${ZONE:-db.bench.test}
 NAME=dns.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-need_tools cargo knotd kdig dig curl jq python3 awk
+need_tools cargo knotd kdig dig curl jq python3 awk dnsperf wrk
 ((MIRRORS >= 1 && MIRRORS <= 250)) || die "MIRRORS must be 1..250 (addresses 192.0.2.1..250)"
-((QUERIES >= 1000 && QUERIES <= 10000000)) || die "QUERIES must be 1000..10000000"
-((MAX_SECS >= 1 && MAX_SECS <= 300)) || die "MAX_SECS must be 1..300"
+((QUERIES >= 1000 && QUERIES <= 100000000)) || die "QUERIES must be 1000..100000000"
+((SECS >= 1 && SECS <= 120)) || die "SECS must be 1..120"
+((FIXED_SECS >= 1 && FIXED_SECS <= 120)) || die "FIXED_SECS must be 1..120"
+((WRK_SECS >= 1 && WRK_SECS <= 120)) || die "WRK_SECS must be 1..120"
 ((ROUNDS >= 1 && ROUNDS <= 10)) || die "ROUNDS must be 1..10"
+((CLIENTS >= 1 && CLIENTS <= 256 && THREADS >= 1 && THREADS <= 8)) || die "CLIENTS 1..256, THREADS 1..8"
+((OUTSTANDING >= 1 && OUTSTANDING <= 65535)) || die "OUTSTANDING must be 1..65535"
+for r in $RATES; do ((r >= 1 && r <= 100)) || die "RATES are percentages 1..100"; done
 
 mkdir -p "$OUT"
 build_net
@@ -146,142 +160,151 @@ dig "@$DIR_IP" -p "$DIR_PORT" +nocmd +nostats "$ZONE" AXFR >"$W/zone-directory.t
 dig @127.0.0.1 -p "$KNOT_PORT" +nocmd +nostats "$ZONE" AXFR >"$W/zone-knot.txt"
 ZONE_RRS=$(grep -vc '^;\|^$' "$W/zone-directory.txt" || true)
 
-# --- the load generator ------------------------------------------------------------------------
-cat >"$W/dnsload.py" <<'PY'
-"""Bounded UDP DNS load: QUERIES queries over PROCS processes, INFLIGHT outstanding each."""
-import multiprocessing as mp, os, random, select, socket, struct, sys, time
-
-def query(qid, labels, qtype):
-    q = b"".join(bytes([len(l)]) + l.encode() for l in labels.split(".")) + b"\0"
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack(">HH", qtype, 1)
-
-def worker(args):
-    host, port, n, inflight, name, qtype, max_secs, seed = args
-    rnd = random.Random(seed)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    s.connect((host, port))
-    s.setblocking(False)
-    body = query(0, name, qtype)[2:]
-    pending = {}          # id -> send time (ns)
-    lat = []              # answer latencies (ns)
-    sent = errors = lost = bad = 0
-    free_ids = list(range(65536)); rnd.shuffle(free_ids)
-    start = time.perf_counter_ns()
-    deadline = start + int(max_secs * 1e9)
-    def send():
-        nonlocal sent
-        qid = free_ids.pop()
-        pending[qid] = time.perf_counter_ns()
-        s.send(struct.pack(">H", qid) + body)
-        sent += 1
-    while sent < n and len(pending) < inflight:
-        send()
-    poll = select.poll(); poll.register(s, select.POLLIN)
-    while pending:
-        now = time.perf_counter_ns()
-        if now > deadline:
-            lost += len(pending); break
-        if not poll.poll(200):
-            # Nothing for 200 ms: anything older than 1 s is lost; replace it.
-            for qid, t in list(pending.items()):
-                if now - t > 1_000_000_000:
-                    del pending[qid]; free_ids.insert(0, qid); lost += 1
-                    if sent < n: send()
-            continue
-        while True:
-            try:
-                data = s.recv(4096)
-            except BlockingIOError:
-                break
-            t = time.perf_counter_ns()
-            if len(data) < 12:
-                bad += 1; continue
-            qid, flags, _, ancount = struct.unpack(">HHHH", data[:8])
-            t0 = pending.pop(qid, None)
-            if t0 is None:
-                bad += 1; continue
-            free_ids.insert(0, qid)
-            lat.append(t - t0)
-            if flags & 0xF != 0 or ancount == 0:
-                errors += 1
-            if sent < n and time.perf_counter_ns() < deadline:
-                send()
-    wall = time.perf_counter_ns() - start
-    return lat, sent, errors, lost, bad, wall
-
-def main():
-    host, port, n, inflight, procs, name, qtype, max_secs = sys.argv[1:9]
-    n, inflight, procs, qtype, max_secs = int(n), int(inflight), int(procs), int(qtype), float(max_secs)
-    jobs = [(host, int(port), n // procs + (1 if i < n % procs else 0), inflight, name, qtype, max_secs, i)
-            for i in range(procs)]
-    with mp.Pool(procs) as pool:
-        res = pool.map(worker, jobs)
-    lat = sorted(x for r in res for x in r[0])
-    wall = max(r[5] for r in res) / 1e9
-    sent = sum(r[1] for r in res); errors = sum(r[2] for r in res)
-    lost = sum(r[3] for r in res); bad = sum(r[4] for r in res)
-    pct = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] / 1e6 if lat else float("nan")
-    print(f"answered={len(lat)} sent={sent} errors={errors} lost={lost} bad={bad} secs={wall:.3f} "
-          f"qps={len(lat) / wall:.0f} p50_ms={pct(0.50):.3f} p99_ms={pct(0.99):.3f} max_ms={pct(1.0):.3f}")
-
-if __name__ == "__main__":
-    main()
-PY
-
-declare -A QPS P50 P99 LOAD NOTE ROUND_QPS
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p; s/^$1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
+# --- dnsperf ------------------------------------------------------------------------------------
+# Query types as dnsperf reads them; directory and Knot alternate per case.
+CASES=("database A|database.$ZONE A" "current.cvd TXT|current.cvd.$ZONE TXT" "SOA|$ZONE SOA")
+for c in "${CASES[@]}"; do
+    IFS='|' read -r label line <<<"$c"
+    echo "$line" >"$W/q-${label// /_}.txt"
+done
+declare -A ADDR=([directory]="$DIR_IP $DIR_PORT" [knot]="127.0.0.1 $KNOT_PORT")
+declare -A QPS AVG LOST LOAD ROUND_QPS FX_P50 FX_P99 FX_P999 FX_QPS FX_LOST FX_LOAD
+field() { awk -v k="$1" '{ s = $0; sub(/^ +/, "", s); if (substr(s, 1, length(k)) == k) { split(substr(s, length(k) + 1), a, " "); print a[1]; exit } }' <<<"$2"; }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-load_case() {
-    local label=$1 server=$2 ip=$3 port=$4 qname=$5 qtype=$6 key="$1/$2" out l
+
+# max_rate LABEL SERVER: one maximum-rate run; appends to QPS etc.
+max_rate() {
+    local label=$1 server=$2 key="$1/$2" out l ip port
+    read -r ip port <<<"${ADDR[$server]}"
     l=$(loadavg)
-    out=$(timeout $((MAX_SECS + 30)) python3 "$W/dnsload.py" "$ip" "$port" "$QUERIES" "$INFLIGHT" \
-        "$PROCS" "$qname" "$qtype" "$MAX_SECS") || die "the load generator failed against $server"
-    echo "$out" >"$W/load-${label// /_}-$server-$round.txt"
-    QPS[$key]+="$(field qps "$out") " P50[$key]+="$(field p50_ms "$out") "
-    P99[$key]+="$(field p99_ms "$out") " LOAD[$key]+="$l "
-    NOTE[$key]+="$(field answered "$out")/$(field sent "$out") e$(field errors "$out") l$(field lost "$out"); "
-    printf '   round %s %-18s %-9s %8s q/s  p50 %7s ms  p99 %7s ms  load %s  %s\n' "$round" "$label" \
-        "$server" "$(field qps "$out")" "$(field p50_ms "$out")" "$(field p99_ms "$out")" "$l" "$out" >&2
+    out=$(timeout $((SECS + 30)) dnsperf -s "$ip" -p "$port" -d "$W/q-${label// /_}.txt" \
+        -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" -l "$SECS" -n "$QUERIES" -t 2 2>&1) ||
+        die "dnsperf failed against $server: $out"
+    echo "$out" >"$W/max-${label// /_}-$server-$round.txt"
+    local qps avg lost
+    qps=$(printf '%.0f' "$(field "Queries per second:" "$out")") avg=$(field "Average Latency (s):" "$out")
+    lost=$(field "Queries lost:" "$out")
+    QPS[$key]+="$qps " AVG[$key]+="$avg " LOST[$key]+="$lost " LOAD[$key]+="$l "
+    printf '   round %s %-16s %-9s %9s q/s  avg %s s  lost %s  load %s\n' "$round" "$label" \
+        "$server" "$qps" "$avg" "$lost" "$l" >&2
 }
 
-# Query types: A = 1, TXT = 16, SOA = 6. Directory and Knot alternate per case.
-CASES=("database A|database.$ZONE|1" "current.cvd TXT|current.cvd.$ZONE|16" "SOA|$ZONE|6")
-echo "== $QUERIES queries per run, $PROCS processes x $INFLIGHT in flight, $ROUNDS rounds (load average $(loadavg))" >&2
+# fixed_rate LABEL SERVER PCT RATE: one run at RATE queries/s with every answer's latency.
+fixed_rate() {
+    local label=$1 server=$2 pct=$3 rate=$4 key="$1/$2/$3" l ip port lat out
+    read -r ip port <<<"${ADDR[$server]}"
+    l=$(loadavg)
+    lat="$W/lat-${label// /_}-$server-$pct.txt"
+    # -v prints "> RCODE name type latency" per answer (and "> T ..." per timeout).
+    timeout $((FIXED_SECS + 30)) dnsperf -s "$ip" -p "$port" -d "$W/q-${label// /_}.txt" \
+        -c "$CLIENTS" -T "$THREADS" -q 65535 -Q "$rate" -l "$FIXED_SECS" -n "$QUERIES" -t 2 -v \
+        >"$W/fixed.out" 2>&1 || die "dnsperf -Q failed against $server: $(tail -5 "$W/fixed.out")"
+    awk '$1 == ">" && $2 != "T" && $2 != "I" {print $NF}' "$W/fixed.out" | sort -g >"$lat"
+    out=$(grep -v '^>' "$W/fixed.out")
+    echo "$out" >"$W/fixed-${label// /_}-$server-$pct.txt"
+    pctl() { awk -v p="$1" '{a[NR] = $1} END {i = int(NR * p); if (i < 1) i = 1; if (NR) printf "%.3f", a[i] * 1000; else print "-"}' "$lat"; }
+    FX_P50[$key]=$(pctl 0.50) FX_P99[$key]=$(pctl 0.99) FX_P999[$key]=$(pctl 0.999)
+    FX_QPS[$key]=$(printf '%.0f' "$(field "Queries per second:" "$out")") FX_LOST[$key]=$(field "Queries lost:" "$out")
+    FX_LOAD[$key]=$l
+    printf '   %3s%% %-16s %-9s %7s q/s offered, %9s answered/s  p50 %s  p99 %s  p99.9 %s ms  lost %s  load %s\n' \
+        "$pct" "$label" "$server" "$rate" "${FX_QPS[$key]}" "${FX_P50[$key]}" "${FX_P99[$key]}" \
+        "${FX_P999[$key]}" "${FX_LOST[$key]}" "$l" >&2
+}
+
+echo "== maximum rate: dnsperf -c $CLIENTS -T $THREADS -q $OUTSTANDING, ${SECS}s or $QUERIES queries per run, $ROUNDS rounds (load average $(loadavg))" >&2
 for ((round = 1; round <= ROUNDS; round++)); do
     for c in "${CASES[@]}"; do
-        IFS='|' read -r label qname qtype <<<"$c"
-        load_case "$label" directory "$DIR_IP" "$DIR_PORT" "$qname" "$qtype"
-        load_case "$label" knot 127.0.0.1 "$KNOT_PORT" "$qname" "$qtype"
+        IFS='|' read -r label _ <<<"$c"
+        max_rate "$label" directory
+        max_rate "$label" knot
     done
 done
 for k in "${!QPS[@]}"; do
     ROUND_QPS[$k]=${QPS[$k]% }
-    QPS[$k]=$(median "${QPS[$k]}") P50[$k]=$(median "${P50[$k]}")
-    P99[$k]=$(median "${P99[$k]}") LOAD[$k]=$(median "${LOAD[$k]}")
+    QPS[$k]=$(median "${QPS[$k]}") AVG[$k]=$(median "${AVG[$k]}")
+    LOST[$k]=$(median "${LOST[$k]}") LOAD[$k]=$(median "${LOAD[$k]}")
 done
-# answered/sent, errors, lost per round
-NOTE_ALL=$(for k in "${!NOTE[@]}"; do echo "$k: ${NOTE[$k]}"; done | sort)
+
+echo "== fixed rates: $RATES % of Knot's maximum per query, ${FIXED_SECS}s each" >&2
+declare -A RATE
+for c in "${CASES[@]}"; do
+    IFS='|' read -r label _ <<<"$c"
+    for pct in $RATES; do
+        RATE[$label/$pct]=$(awk -v q="${QPS[$label/knot]}" -v p="$pct" 'BEGIN {printf "%d", q * p / 100}')
+        fixed_rate "$label" directory "$pct" "${RATE[$label/$pct]}"
+        fixed_rate "$label" knot "$pct" "${RATE[$label/$pct]}"
+    done
+done
+
+# --- the HTTP redirector under wrk ---------------------------------------------------------------
+curl -s -o /dev/null -w '%{http_code}' "$DIR_HTTP/daily.cvd" | grep -q 302 ||
+    die "the redirector does not answer GET /daily.cvd with 302"
+echo "== redirector: wrk -t2 -c32 -d${WRK_SECS}s --latency $DIR_HTTP/daily.cvd" >&2
+WRK_LOAD=$(loadavg)
+WRK_OUT=$(timeout $((WRK_SECS + 30)) wrk -t2 -c32 -d"${WRK_SECS}s" --latency "$DIR_HTTP/daily.cvd")
+echo "$WRK_OUT" >"$W/wrk-redirector.txt"
+# wrk prints latencies as 812.00us, 1.23ms or 1.01s: in ms.
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+WRK_RPS=$(awk '/^Requests\/sec:/ {printf "%d", $2}' <<<"$WRK_OUT")
+WRK_P50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$WRK_OUT")")
+WRK_P99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$WRK_OUT")")
+WRK_ERR=$(awk '/Non-2xx|Socket errors/' <<<"$WRK_OUT")
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
     echo "zone: $ZONE, $MIRRORS mirrors registered on the master (192.0.2.1..$MIRRORS), every one in service per a stand-in monitor; $ZONE_RRS records in the directory's AXFR; Knot holds serial $(soa 127.0.0.1 "$KNOT_PORT") (transferred by AXFR)"
-    echo "versions: $("$VDBD" --version), $(knotd --version 2>&1 | head -1)"
-    echo "load: python3 generator, $QUERIES queries per run, $PROCS processes x $INFLIGHT in flight, at most ${MAX_SECS}s, $ROUNDS rounds (medians; load: median 1-min load average at the start of the runs); generator and servers share the machine's $(nproc) CPUs"
+    echo "versions: $("$VDBD" --version), $(knotd --version 2>&1 | head -1), $(dnsperf -h 2>&1 | grep -m1 Version)"
+    echo "maximum rate: dnsperf -c $CLIENTS -T $THREADS -q $OUTSTANDING, ${SECS}s (or $QUERIES queries) per run, $ROUNDS rounds, medians (load: median 1-min load average at the start of the runs); dnsperf and the servers share the machine's $(nproc) CPUs"
     echo
-    printf '| %-16s | %-9s | %8s | %8s | %8s | %5s | %-18s | %s\n' query server "q/s" "p50 ms" "p99 ms" load "directory/knot q/s" "q/s per round"
-    echo "|------------------|-----------|----------|----------|----------|-------|--------------------|--------------"
+    printf '| %-16s | %-9s | %9s | %10s | %8s | %5s | %-18s | %s\n' query server "q/s" "avg ms" lost load "directory/knot q/s" "q/s per round"
+    echo "|------------------|-----------|-----------|------------|----------|-------|--------------------|--------------"
     for c in "${CASES[@]}"; do
-        IFS='|' read -r label _ _ <<<"$c"
+        IFS='|' read -r label _ <<<"$c"
         for server in directory knot; do
             k="$label/$server" r=
             [[ $server == directory ]] && r="$(ratio "${QPS[$k]}" "${QPS[$label/knot]}")x"
-            printf '| %-16s | %-9s | %8s | %8s | %8s | %5s | %-18s | %s\n' "$label" "$server" \
-                "${QPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${LOAD[$k]}" "$r" "${ROUND_QPS[$k]// //}"
+            printf '| %-16s | %-9s | %9s | %10s | %8s | %5s | %-18s | %s\n' "$label" "$server" \
+                "${QPS[$k]}" "$(awk -v a="${AVG[$k]}" 'BEGIN {printf "%.3f", a * 1000}')" \
+                "${LOST[$k]}" "${LOAD[$k]}" "$r" "${ROUND_QPS[$k]// //}"
         done
     done
     echo
-    echo "answered/sent, e = errors (rcode != 0 or no answer), l = lost, per round:"
-    sed 's/^/  /' <<<"$NOTE_ALL"
+    echo "fixed rates: dnsperf -Q (a share of Knot's median maximum for that query), -c $CLIENTS -T $THREADS, ${FIXED_SECS}s each, latency of every answer (dnsperf -v)"
+    echo
+    printf '| %-16s | %4s | %8s | %-9s | %9s | %8s | %8s | %8s | %6s | %5s\n' query rate "q/s" server answered "p50 ms" "p99 ms" "p99.9 ms" lost load
+    echo "|------------------|------|----------|-----------|-----------|----------|----------|----------|--------|------"
+    for c in "${CASES[@]}"; do
+        IFS='|' read -r label _ <<<"$c"
+        for pct in $RATES; do
+            for server in directory knot; do
+                k="$label/$server/$pct"
+                printf '| %-16s | %3s%% | %8s | %-9s | %9s | %8s | %8s | %8s | %6s | %5s\n' "$label" "$pct" \
+                    "${RATE[$label/$pct]}" "$server" "${FX_QPS[$k]}" "${FX_P50[$k]}" "${FX_P99[$k]}" \
+                    "${FX_P999[$k]}" "${FX_LOST[$k]}" "${FX_LOAD[$k]}"
+            done
+        done
+    done
+    echo
+    echo "redirector: wrk -t2 -c32 -d${WRK_SECS}s --latency GET /daily.cvd (302): $WRK_RPS req/s, p50 $WRK_P50 ms, p99 $WRK_P99 ms, load $WRK_LOAD${WRK_ERR:+; $WRK_ERR}"
+    echo
+    echo "goals (issue 16):"
+    for c in "${CASES[@]}"; do
+        IFS='|' read -r label _ <<<"$c"
+        printf '  %-5s directory q/s >= 1.0x Knot on %-16s %sx\n' \
+            "$(verdict le "${QPS[$label/knot]}" "${QPS[$label/directory]}")" "$label:" \
+            "$(ratio "${QPS[$label/directory]}" "${QPS[$label/knot]}")"
+    done
+    if [[ " $RATES " == *" 50 "* ]]; then
+        for c in "${CASES[@]}"; do
+            IFS='|' read -r label _ <<<"$c"
+            printf '  %-5s directory p99 <= Knot p99 at 50%% of Knot max, %-16s %s ms vs %s ms\n' \
+                "$(verdict le "${FX_P99[$label/directory/50]}" "${FX_P99[$label/knot/50]}")" "$label:" \
+                "${FX_P99[$label/directory/50]}" "${FX_P99[$label/knot/50]}"
+        done
+    else
+        echo "  (no 50 % rate in RATES: the p99 goal is not measured)"
+    fi
+    printf '  %-5s redirector >= 50000 req/s: %s\n' "$(verdict le 50000 "$WRK_RPS")" "$WRK_RPS"
+    printf '  %-5s redirector p99 < 5 ms: %s ms\n' "$(verdict lt "$WRK_P99" 5)" "$WRK_P99"
 } | tee "$OUT/results-dns.txt"

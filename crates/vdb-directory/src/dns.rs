@@ -1,4 +1,5 @@
-//! The authoritative DNS server (hickory-server), zone transfers and NOTIFY.
+//! The general path of the authoritative DNS server (hickory-server's request types): every
+//! query the fast path ([`crate::fast`]) does not answer, zone transfers and NOTIFY.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,10 +10,12 @@ use hickory_proto::op::{
 };
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::net::runtime::Time;
+use hickory_proto::serialize::binary::{BinDecodable as _, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::{Time, TokioTime};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -195,7 +198,7 @@ impl RequestHandler for Handler {
             if !allowed {
                 meta.response_code = ResponseCode::Refused;
                 self.count(&qtype_s, meta.response_code, proto);
-                tracing::info!(peer = %request.src(), "zone transfer refused");
+                tracing::debug!(peer = %request.src(), "zone transfer refused");
                 return self
                     .send(request, resp_edns.as_ref(), meta, [&[], &[], &[]], handle)
                     .await;
@@ -263,7 +266,7 @@ impl RequestHandler for Handler {
 
 /// The metrics label of a query type: known types by name, the rest as `other` (a client
 /// must not be able to create unbounded label values).
-fn qtype_label(t: RecordType) -> String {
+pub(crate) fn qtype_label(t: RecordType) -> String {
     use RecordType as T;
     match t {
         T::A
@@ -285,6 +288,109 @@ fn qtype_label(t: RecordType) -> String {
         | T::CAA => t.to_string(),
         _ => "other".to_owned(),
     }
+}
+
+/// Collects the encoded replies of one request (several for a zone transfer).
+#[derive(Clone)]
+struct Collector {
+    protocol: Protocol,
+    out: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Collector {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        // As hickory-server's own handle: over UDP at most 512 bytes, or the EDNS payload
+        // size; what does not fit is left out and TC set.
+        let max = match self.protocol {
+            Protocol::Udp => response.edns().map_or(512, Edns::max_payload),
+            _ => u16::MAX,
+        };
+        let meta = *response.metadata();
+        let mut bytes = Vec::with_capacity(512);
+        let mut enc = BinEncoder::new(&mut bytes);
+        enc.set_max_size(max);
+        let info = match response.destructive_emit(&mut enc) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a DNS answer; SERVFAIL");
+                bytes.clear();
+                let mut m = Message::new(meta.id, MessageType::Response, meta.op_code);
+                m.metadata.recursion_desired = meta.recursion_desired;
+                m.metadata.response_code = ResponseCode::ServFail;
+                bytes = m.to_vec()?;
+                fallback_info(m.metadata)
+            }
+        };
+        self.out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(bytes);
+        Ok(info)
+    }
+}
+
+/// Answers one DNS message from `src` on the general path; returns the encoded replies
+/// (none for a message too short for a header or a response).
+pub(crate) async fn general(
+    handler: &Handler,
+    bytes: Vec<u8>,
+    src: SocketAddr,
+    protocol: Protocol,
+) -> Vec<Vec<u8>> {
+    let Ok(header) = Header::read(&mut hickory_proto::serialize::binary::BinDecoder::new(
+        &bytes,
+    )) else {
+        return Vec::new();
+    };
+    if header.metadata.message_type != MessageType::Query {
+        // Never answer a response: two servers could bounce errors forever.
+        return Vec::new();
+    }
+    let request = match Request::from_bytes(bytes, src, protocol) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%src, error = %e, "malformed DNS query; FORMERR");
+            handler.count("-", ResponseCode::FormErr, protocol);
+            let mut m = Message::new(
+                header.metadata.id,
+                MessageType::Response,
+                header.metadata.op_code,
+            );
+            m.metadata.recursion_desired = header.metadata.recursion_desired;
+            m.metadata.response_code = ResponseCode::FormErr;
+            return m.to_vec().map(|b| vec![b]).unwrap_or_default();
+        }
+    };
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let q = request.queries.queries().first();
+        tracing::debug!(
+            %src,
+            proto = %protocol,
+            id = request.metadata.id,
+            qname = ?q.map(|q| q.name().to_string()),
+            qtype = ?q.map(|q| q.query_type()),
+            "DNS query (general path)"
+        );
+    }
+    let out = Collector {
+        protocol,
+        out: Arc::default(),
+    };
+    handler
+        .handle_request::<_, TokioTime>(&request, out.clone())
+        .await;
+    std::mem::take(&mut *out.out.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Sends NOTIFY (RFC 1996) for `serial` to `target` until it answers or `attempts` run out.

@@ -23,11 +23,14 @@ use vdb_proto::{Clock, SystemClock};
 
 mod config;
 mod dns;
+mod fast;
 mod geo;
 mod http;
 mod membership;
 mod metrics;
+mod server;
 mod state;
+pub mod wire;
 mod zone;
 
 pub use config::{Config, GeoMode, NameServer};
@@ -39,7 +42,7 @@ pub struct Running {
     dns_addr: SocketAddr,
     http_addr: SocketAddr,
     cancel: CancellationToken,
-    dns: hickory_server::Server<dns::Handler>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
     tasks: JoinSet<()>,
 }
 
@@ -66,10 +69,15 @@ impl Running {
     /// Stops every server and loop and waits for them.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        if let Err(e) = self.dns.shutdown_gracefully().await {
-            tracing::warn!(error = %e, "DNS server stopped with an error");
-        }
         while self.tasks.join_next().await.is_some() {}
+        // The UDP threads look at the token at least every 100 ms.
+        let threads = std::mem::take(&mut self.udp_threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -134,10 +142,12 @@ pub async fn start_on(
     for l in [&listeners.dns_tcp, &listeners.http] {
         l.set_nonblocking(true)?;
     }
-    listeners.dns_udp.set_nonblocking(true)?;
-    let udp = tokio::net::UdpSocket::from_std(listeners.dns_udp)?;
+    let dns_addr = listeners.dns_udp.local_addr()?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(MAX_UDP_THREADS);
+    let udp = server::udp_sockets(listeners.dns_udp, threads)?;
     let tcp = tokio::net::TcpListener::from_std(listeners.dns_tcp)?;
-    let dns_addr = udp.local_addr()?;
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
 
@@ -148,14 +158,25 @@ pub async fn start_on(
     // first answers already carry the TXT records.
     state::rollout_once(&shared, &client, &mut state::ProbeSchedule::default()).await;
 
-    let mut server = hickory_server::Server::new(dns::Handler {
-        shared: shared.clone(),
-    });
-    server.register_socket(udp);
-    server.register_listener(tcp, std::time::Duration::from_secs(10), 64);
-
     let cancel = CancellationToken::new();
+    let ctx = server::Context::new(shared.clone());
+    let rt = tokio::runtime::Handle::current();
+    let mut udp_threads = Vec::new();
+    for (i, sock) in udp.into_iter().enumerate() {
+        let (ctx, rt, token) = (ctx.clone(), rt.clone(), cancel.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || server::udp_thread(sock, ctx, rt, token));
+        match spawned {
+            Ok(t) => udp_threads.push(t),
+            Err(e) => {
+                cancel.cancel();
+                return Err(anyhow::Error::new(e).context("starting a DNS thread"));
+            }
+        }
+    }
     let mut tasks = JoinSet::new();
+    tasks.spawn(server::tcp_loop(tcp, ctx, cancel.clone()));
     tasks.spawn(state::poll_loop(
         shared.clone(),
         client.clone(),
@@ -197,9 +218,25 @@ pub async fn start_on(
         dns_addr,
         http_addr,
         cancel,
-        dns: server,
+        udp_threads,
         tasks,
     })
+}
+
+/// Most UDP sockets (and threads) of the DNS server: one per core up to this.
+const MAX_UDP_THREADS: usize = 16;
+
+/// A UDP socket bound to `addr` with `SO_REUSEPORT`, so that the DNS server can bind one more
+/// per core on the same address.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 /// Binds UDP and TCP on one port. With port 0 the port UDP got may be taken for TCP by
@@ -208,8 +245,7 @@ fn bind_dns(addr: SocketAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = std::net::UdpSocket::bind(addr)
-            .with_context(|| format!("binding DNS (UDP) on {addr}"))?;
+        let udp = bind_udp(addr).with_context(|| format!("binding DNS (UDP) on {addr}"))?;
         let bound = udp.local_addr()?;
         match std::net::TcpListener::bind(bound) {
             Ok(tcp) => return Ok((udp, tcp)),

@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     pub(crate) geo: Option<Geo>,
     pub(crate) metrics: Metrics,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// The fast path's answers of the current snapshot, and their generation.
+    fast: RwLock<(u64, Arc<crate::fast::Table>)>,
+    fast_generation: std::sync::atomic::AtomicU64,
     mutable: Mutex<Mutable>,
     serial_tx: watch::Sender<u32>,
     /// URLs whose last poll failed (to log failures once, and recoveries).
@@ -108,6 +111,7 @@ impl Shared {
         );
         let metrics = Metrics::new();
         metrics.serial.set(i64::from(serial));
+        let table = crate::fast::Table::build(&snapshot, &metrics);
         let (serial_tx, _) = watch::channel(serial);
         Ok(Self {
             mutable: Mutex::new(Mutable {
@@ -129,6 +133,8 @@ impl Shared {
             geo,
             metrics,
             snapshot: RwLock::new(Arc::new(snapshot)),
+            fast: RwLock::new((0, Arc::new(table))),
+            fast_generation: std::sync::atomic::AtomicU64::new(0),
             serial_tx,
             failing: Mutex::new(Default::default()),
         })
@@ -140,6 +146,36 @@ impl Shared {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Replaces the current zone, and the fast path's answers with those of the new zone.
+    fn store(&self, snap: Snapshot) {
+        let started = Instant::now();
+        let table = crate::fast::Table::build(&snap, &self.metrics);
+        let prepared = table.len();
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        let mut fast = self.fast.write().unwrap_or_else(|p| p.into_inner());
+        let generation = fast.0 + 1;
+        *fast = (generation, Arc::new(table));
+        self.fast_generation
+            .store(generation, std::sync::atomic::Ordering::Release);
+        tracing::debug!(
+            prepared,
+            took_us = started.elapsed().as_micros() as u64,
+            "DNS answers prepared"
+        );
+    }
+
+    /// The fast path's answers of the current zone, with their generation.
+    pub(crate) fn fast(&self) -> (u64, Arc<crate::fast::Table>) {
+        let f = self.fast.read().unwrap_or_else(|p| p.into_inner());
+        (f.0, f.1.clone())
+    }
+
+    /// The generation of the fast path's answers (it moves on whenever they are replaced).
+    pub(crate) fn fast_generation(&self) -> u64 {
+        self.fast_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Follows serial changes (for NOTIFY).
@@ -224,7 +260,7 @@ impl Shared {
                     serial: prev.serial,
                     ..candidate
                 };
-                *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(same);
+                self.store(same);
             }
             return false;
         }
@@ -241,7 +277,7 @@ impl Shared {
             txt = ?next.txt.as_ref().map(|t| t.current.to_string()),
             "zone changed"
         );
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.store(next);
         self.metrics.serial.set(i64::from(serial));
         self.serial_tx.send_replace(serial);
         true

@@ -102,6 +102,36 @@ pub(crate) enum Lookup {
     Refused,
 }
 
+/// One part of an answer section.
+#[derive(Debug, Clone)]
+pub(crate) enum Part<'a> {
+    /// A record as it is.
+    Record(Record),
+    /// The `rtype` (A or AAAA) records of handed-out mirrors for `owner`: at most
+    /// `max_records` of `members` (never empty), in a weighted random order drawn per query.
+    Addresses {
+        owner: Name,
+        rtype: RecordType,
+        members: Vec<&'a Member>,
+    },
+}
+
+/// How a question is answered, before the address sets are shuffled.
+#[derive(Debug, Clone)]
+pub(crate) enum Plan<'a> {
+    /// Parts of the answer section (and glue for the additional section).
+    Answer {
+        answers: Vec<Part<'a>>,
+        additionals: Vec<Record>,
+    },
+    /// The name exists but has no records of this type.
+    NoData,
+    /// The name does not exist in the zone.
+    NxDomain,
+    /// Not our zone.
+    Refused,
+}
+
 /// Which dynamic address set a name stands for.
 enum Pool<'a> {
     Global,
@@ -123,7 +153,8 @@ impl Rng {
         Self(h.finish())
     }
 
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -281,27 +312,24 @@ impl Snapshot {
             .any(|m| m.region.as_deref() == Some(region))
     }
 
-    fn address_records(
-        &self,
-        owner: &Name,
-        pool: &Pool<'_>,
-        rtype: RecordType,
-        rng: Option<&mut Rng>,
-    ) -> Vec<Record> {
+    /// The handed-out mirrors of `pool` that have an address of `rtype`'s family (A: IPv4,
+    /// AAAA: IPv6), unshuffled.
+    fn family_members(&self, pool: &Pool<'_>, rtype: RecordType) -> Vec<&Member> {
         let want_v4 = rtype == RecordType::A;
-        let members: Vec<&Member> = self
-            .pool(pool)
+        self.pool(pool)
             .into_iter()
             .filter(|m| m.addresses.iter().any(|a| a.is_ipv4() == want_v4))
-            .collect();
-        let members = match rng {
-            Some(rng) => {
-                let mut m = weighted_shuffle(&members, rng);
-                m.truncate(self.params.max_records);
-                m
-            }
-            None => members,
-        };
+            .collect()
+    }
+
+    /// The address records of `members` (in their order) for `owner`.
+    pub(crate) fn member_records(
+        &self,
+        owner: &Name,
+        rtype: RecordType,
+        members: &[&Member],
+    ) -> Vec<Record> {
+        let want_v4 = rtype == RecordType::A;
         members
             .iter()
             .flat_map(|m| m.addresses.iter().filter(|a| a.is_ipv4() == want_v4))
@@ -317,7 +345,8 @@ impl Snapshot {
         )
     }
 
-    /// Answers `qname`/`qtype` for a client in `region` (None: unknown region).
+    /// Answers `qname`/`qtype` for a client in `region` (None: unknown region), the address
+    /// records in a weighted random order drawn from `rng`.
     pub(crate) fn lookup(
         &self,
         qname: &Name,
@@ -325,10 +354,50 @@ impl Snapshot {
         region: Option<&str>,
         rng: &mut Rng,
     ) -> Lookup {
+        match self.plan(qname, qtype, region) {
+            Plan::Answer {
+                answers,
+                additionals,
+            } => {
+                let mut records = Vec::new();
+                for part in answers {
+                    match part {
+                        Part::Record(r) => records.push(r),
+                        Part::Addresses {
+                            owner,
+                            rtype,
+                            members,
+                        } => {
+                            let mut m = weighted_shuffle(&members, rng);
+                            m.truncate(self.params.max_records);
+                            records.extend(self.member_records(&owner, rtype, &m));
+                        }
+                    }
+                }
+                Lookup::Answer {
+                    answers: records,
+                    additionals,
+                }
+            }
+            Plan::NoData => Lookup::NoData,
+            Plan::NxDomain => Lookup::NxDomain,
+            Plan::Refused => Lookup::Refused,
+        }
+    }
+
+    /// How `qname`/`qtype` is answered for a client in `region` (None: unknown region): the
+    /// records, with the dynamic address sets still unshuffled. [`Snapshot::lookup`] draws
+    /// their order per query; the DNS fast path prepares everything else in wire format.
+    pub(crate) fn plan<'a>(
+        &'a self,
+        qname: &Name,
+        qtype: RecordType,
+        region: Option<&str>,
+    ) -> Plan<'a> {
         let origin = &self.params.origin;
         let qname = qname.to_lowercase();
         if !origin.zone_of(&qname) {
-            return Lookup::Refused;
+            return Plan::Refused;
         }
         let depth = usize::from(qname.num_labels() - origin.num_labels());
         let labels: Vec<String> = qname
@@ -338,23 +407,30 @@ impl Snapshot {
             .collect();
         let rel: Vec<&str> = labels.iter().map(String::as_str).collect();
         let any = qtype == RecordType::ANY;
-        let answer = |answers: Vec<Record>, additionals: Vec<Record>| {
+        let answer = |answers: Vec<Part<'a>>, additionals: Vec<Record>| -> Plan<'a> {
             if answers.is_empty() {
-                Lookup::NoData
+                Plan::NoData
             } else {
-                Lookup::Answer {
+                Plan::Answer {
                     answers,
                     additionals,
                 }
             }
         };
-        let addresses = |owner: &Name, pool: Pool<'_>, rng: &mut Rng| {
+        let records = |v: Vec<Record>| v.into_iter().map(Part::Record).collect::<Vec<_>>();
+        let addresses = |owner: &Name, pool: Pool<'_>| {
             let mut v = Vec::new();
-            if any || qtype == RecordType::A {
-                v.extend(self.address_records(owner, &pool, RecordType::A, Some(&mut *rng)));
-            }
-            if any || qtype == RecordType::AAAA {
-                v.extend(self.address_records(owner, &pool, RecordType::AAAA, Some(&mut *rng)));
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                if any || qtype == rtype {
+                    let members = self.family_members(&pool, rtype);
+                    if !members.is_empty() {
+                        v.push(Part::Addresses {
+                            owner: owner.clone(),
+                            rtype,
+                            members,
+                        });
+                    }
+                }
             }
             v
         };
@@ -369,53 +445,53 @@ impl Snapshot {
                     v.extend(self.ns_records());
                     glue = self.glue(None);
                 }
-                answer(v, glue)
+                answer(records(v), glue)
             }
             ["database"] => {
                 let steer = region.filter(|r| self.region_has_members(r));
                 match (steer, self.params.geo_mode) {
                     (Some(r), GeoMode::Cname) => {
                         let target = self.name(&format!("db.{r}"));
-                        let mut v = vec![Record::from_rdata(
+                        let mut v = vec![Part::Record(Record::from_rdata(
                             qname.clone(),
                             self.params.dynamic_ttl,
                             RData::CNAME(CNAME(target.clone())),
-                        )];
+                        ))];
                         if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
-                            v.extend(addresses(&target, Pool::Region(r), rng));
+                            v.extend(addresses(&target, Pool::Region(r)));
                         }
                         answer(v, Vec::new())
                     }
                     (Some(r), GeoMode::Direct) => {
-                        answer(addresses(&qname, Pool::Region(r), rng), Vec::new())
+                        answer(addresses(&qname, Pool::Region(r)), Vec::new())
                     }
-                    (None, _) => answer(addresses(&qname, Pool::Global, rng), Vec::new()),
+                    (None, _) => answer(addresses(&qname, Pool::Global), Vec::new()),
                 }
             }
-            ["db"] if !self.regions.is_empty() => Lookup::NoData,
+            ["db"] if !self.regions.is_empty() => Plan::NoData,
             ["db", r] if self.regions.contains(*r) => {
-                answer(addresses(&qname, Pool::Region(r), rng), Vec::new())
+                answer(addresses(&qname, Pool::Region(r)), Vec::new())
             }
-            ["cvd"] if self.txt.is_some() => Lookup::NoData,
+            ["cvd"] if self.txt.is_some() => Plan::NoData,
             ["current", "cvd"] => match &self.txt {
                 Some(t) if any || qtype == RecordType::TXT => answer(
-                    vec![self.txt_record(qname.clone(), t.current.to_string())],
+                    records(vec![self.txt_record(qname.clone(), t.current.to_string())]),
                     Vec::new(),
                 ),
-                Some(_) => Lookup::NoData,
+                Some(_) => Plan::NoData,
                 // Once a release exists the name exists, even before the release reaches
                 // every handed-out mirror (never NXDOMAIN, which resolvers would cache as
                 // "no such name" and clients log as a broken record).
-                None if self.membership.release_known => Lookup::NoData,
-                None => Lookup::NxDomain,
+                None if self.membership.release_known => Plan::NoData,
+                None => Plan::NxDomain,
             },
             [db, "cvd"] => match self.txt.as_ref().and_then(|t| t.dbs.get(*db)) {
                 Some(rec) if any || qtype == RecordType::TXT => answer(
-                    vec![self.txt_record(qname.clone(), rec.to_string())],
+                    records(vec![self.txt_record(qname.clone(), rec.to_string())]),
                     Vec::new(),
                 ),
-                Some(_) => Lookup::NoData,
-                None => Lookup::NxDomain,
+                Some(_) => Plan::NoData,
+                None => Plan::NxDomain,
             },
             _ => {
                 let glue: Vec<Record> = self
@@ -425,12 +501,34 @@ impl Snapshot {
                     .collect();
                 let is_ns = self.params.nameservers.iter().any(|(n, _)| *n == qname);
                 if is_ns {
-                    answer(glue, Vec::new())
+                    answer(records(glue), Vec::new())
                 } else {
-                    Lookup::NxDomain
+                    Plan::NxDomain
                 }
             }
         }
+    }
+
+    /// Every name of the zone (lowercase, absolute): the names the DNS fast path prepares.
+    pub(crate) fn names(&self) -> Vec<Name> {
+        let mut v = vec![self.params.origin.clone(), self.name("database")];
+        if !self.regions.is_empty() {
+            v.push(self.name("db"));
+        }
+        v.extend(self.regions.iter().map(|r| self.name(&format!("db.{r}"))));
+        if let Some(t) = &self.txt {
+            v.push(self.name("cvd"));
+            v.extend(t.dbs.keys().map(|db| self.name(&format!("{db}.cvd"))));
+        }
+        v.push(self.name("current.cvd"));
+        for (n, _) in &self.params.nameservers {
+            if self.params.origin.zone_of(n) {
+                v.push(n.clone());
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Every record of the zone in transfer order (SOA first; the caller appends the final SOA).
@@ -441,12 +539,13 @@ impl Snapshot {
         v.extend(self.glue(None));
         let db = self.name("database");
         for t in [RecordType::A, RecordType::AAAA] {
-            v.extend(self.address_records(&db, &Pool::Global, t, None));
+            v.extend(self.member_records(&db, t, &self.family_members(&Pool::Global, t)));
         }
         for r in &self.regions {
             let owner = self.name(&format!("db.{r}"));
             for t in [RecordType::A, RecordType::AAAA] {
-                v.extend(self.address_records(&owner, &Pool::Region(r), t, None));
+                let members = self.family_members(&Pool::Region(r), t);
+                v.extend(self.member_records(&owner, t, &members));
             }
         }
         if let Some(t) = &self.txt {

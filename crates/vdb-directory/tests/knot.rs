@@ -1,0 +1,220 @@
+//! The directory's answers (fast path and general path) against Knot's: Knot serves the same
+//! zone as a secondary that transferred it from the directory (AXFR), and both are asked the
+//! same questions with the real `dig`, over UDP with and without EDNS and over TCP, in mixed
+//! letter case too. Status, flags and every section must be the same (the `database` A records
+//! in any order: the directory shuffles them per query, Knot holds a static copy).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use support::{Doubles, Network, dig, dig_until, mirror, verdict};
+use vdb_proto::{ManualClock, MirrorState};
+use vdb_testkit::{Guard, ShowOnPanic, free_port, wait_for_async};
+
+fn knot_conf(dir: &std::path::Path, port: u16, primary: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+    pidfile: "{d}/knot.pid"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}"
+remote:
+  - id: primary
+    address: {ip}@{pport}
+acl:
+  - id: from_primary
+    address: {ip}
+    action: notify
+template:
+  - id: default
+    storage: "{d}"
+    zonefile-load: none
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: vdb.test
+    master: primary
+    acl: from_primary
+"#,
+        ip = primary.ip(),
+        pport = primary.port(),
+    )
+}
+
+/// A dig answer in a form to compare: status, flags, and each section's records sorted.
+fn normal(d: &support::Dig) -> String {
+    let section = |rrs: &[vdb_testkit::dig::Rr]| {
+        let mut v: Vec<String> = rrs
+            .iter()
+            .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.rtype, r.data))
+            .collect();
+        v.sort();
+        v.join("\n    ")
+    };
+    let mut flags = d.flags.clone();
+    flags.sort();
+    format!(
+        "status {} flags {}\n  answer\n    {}\n  authority\n    {}\n  additional\n    {}",
+        d.status,
+        flags.join(" "),
+        section(&d.answer),
+        section(&d.authority),
+        section(&d.additional)
+    )
+}
+
+/// The question section as dig prints it (`;name. IN TYPE`).
+fn question(d: &support::Dig) -> String {
+    d.raw
+        .lines()
+        .skip_while(|l| !l.starts_with(";; QUESTION SECTION:"))
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_knots_for_the_same_zone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut eu2 = mirror("eu2", "192.0.2.2", Some("europe"), 100);
+    eu2.addresses.push("2001:db8::2".parse().unwrap());
+    let doubles = Doubles::start(Network {
+        registry: vec![
+            mirror("eu1", "192.0.2.1", Some("europe"), 100),
+            eu2,
+            mirror("us1", "198.51.100.1", Some("america"), 300),
+        ],
+        verdicts: vec![
+            verdict("eu1", MirrorState::InService, 27001, 62),
+            verdict("eu2", MirrorState::InService, 27001, 62),
+            verdict("us1", MirrorState::InService, 27001, 62),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let knot_port = free_port("127.0.0.1");
+    let mut c = vdb_directory::Config::new("vdb.test");
+    c.dns_listen = "127.0.0.1:0".parse().unwrap();
+    c.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.masters = vec![doubles.url.clone()];
+    c.monitors = vec![doubles.url.clone()];
+    c.poll_secs = 1;
+    c.http_timeout_secs = 2;
+    c.regions = vec!["europe".into(), "asia".into()];
+    c.axfr_allow = vec!["127.0.0.1".parse().unwrap()];
+    c.notify = vec![format!("127.0.0.1:{knot_port}").parse().unwrap()];
+    c.nameservers = vec![vdb_directory::NameServer {
+        name: "ns1.vdb.test".into(),
+        addresses: vec!["127.0.0.1".parse().unwrap()],
+    }];
+    let clock = ManualClock::new(1_700_000_000);
+    let dir = vdb_directory::start(c, Arc::new(clock)).await.unwrap();
+    let ours = dir.dns_addr();
+    dig_until(ours, None, "database.vdb.test.", "A", 10, |d| {
+        d.data("A").len() == 3
+    })
+    .await;
+
+    let kdir = tmp.path().join("knot");
+    std::fs::create_dir(&kdir).unwrap();
+    let kconf = kdir.join("knot.conf");
+    std::fs::write(&kconf, knot_conf(&kdir, knot_port, ours)).unwrap();
+    let knot_log = std::fs::File::create(kdir.join("knot.log")).unwrap();
+    let _knot = Guard(
+        Command::new("knotd")
+            .arg("-c")
+            .arg(&kconf)
+            .stdout(Stdio::null())
+            .stderr(knot_log)
+            .spawn()
+            .expect("knotd runs (Debian package knot)"),
+    );
+    let _show = ShowOnPanic(kdir.join("knot.log"));
+    let knot: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
+    let soa = |d: &support::Dig| {
+        d.answer
+            .first()
+            .and_then(|r| r.data.split_whitespace().nth(2).map(str::to_owned))
+    };
+    let want = soa(&dig(ours, None, "vdb.test.", "SOA", &[]).await);
+    assert!(want.is_some());
+    wait_for_async("Knot to transfer the zone", 30, || {
+        let want = want.clone();
+        async move {
+            let got = soa(&dig(knot, None, "vdb.test.", "SOA", &[]).await);
+            (got == want).then_some(())
+        }
+    })
+    .await;
+
+    let names = [
+        "vdb.test.",
+        "VDB.Test.",
+        "database.vdb.test.",
+        "DataBase.vDB.TEST.",
+        // (Not `db.vdb.test.`, an empty non-terminal: the directory answers NODATA as RFC 8020
+        // asks, Knot 3.2 NXDOMAIN.)
+        "db.europe.vdb.test.",
+        "db.asia.vdb.test.",
+        "cvd.vdb.test.",
+        "current.cvd.vdb.test.",
+        "CURRENT.cvd.vdb.test.",
+        "daily.cvd.vdb.test.",
+        "main.cvd.vdb.test.",
+        "bytecode.cvd.vdb.test.",
+        "ns1.vdb.test.",
+        // Not in the zone's names: the general path (NXDOMAIN).
+        "nothere.vdb.test.",
+        "x.database.vdb.test.",
+        "Other.cvd.vdb.test.",
+    ];
+    let types = ["A", "AAAA", "TXT", "SOA", "NS", "MX"];
+    let variants: [&[&str]; 4] = [
+        &[],
+        &["+noedns"],
+        &["+bufsize=1232", "+nocookie"],
+        &["+tcp"],
+    ];
+    let mut compared = 0;
+    let mut diffs = Vec::new();
+    for name in names {
+        for qtype in types {
+            for args in variants {
+                let (a, b) = tokio::join!(
+                    dig(ours, None, name, qtype, args),
+                    dig(knot, None, name, qtype, args)
+                );
+                assert!(
+                    !a.status.is_empty(),
+                    "no answer from the directory:\n{}",
+                    a.raw
+                );
+                assert!(!b.status.is_empty(), "no answer from Knot:\n{}", b.raw);
+                // The question as asked, letter case kept, by both.
+                assert_eq!(question(&a), question(&b), "{name} {qtype} {args:?}");
+                let (na, nb) = (normal(&a), normal(&b));
+                if na != nb {
+                    diffs.push(format!(
+                        "{name} {qtype} {args:?}\n directory: {na}\n knot:      {nb}"
+                    ));
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} of {compared} differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    dir.shutdown().await;
+}
