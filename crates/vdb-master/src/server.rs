@@ -132,7 +132,7 @@ pub(crate) fn router(m: Arc<App>) -> Router {
         .route("/api/v1/join/{name}/reject", post(crate::join::reject))
         .route("/api/v1/registry", get(registry))
         .route("/api/v1/replicate", post(poke))
-        .route("/api/v1/status", get(status))
+        .route(paths::STATUS, get(status))
         .fallback(|| async { Api::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(m)

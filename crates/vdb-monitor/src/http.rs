@@ -185,6 +185,14 @@ pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) ->
     for e in d.master_errors.iter().chain(&d.peer_errors) {
         let _ = write!(h, "<p class=\"why\">{}</p>", esc(e));
     }
+    if !d.pending_joins.is_empty() {
+        let _ = write!(
+            h,
+            "<p id=\"pending-joins\" class=\"meta\">Join requests waiting for the network's admin \
+             (<code>vdb mirror pending</code>): {}</p>",
+            esc(&d.pending_joins.join(", "))
+        );
+    }
     h.push_str(
         "<h2>Mirrors</h2><table id=\"mirrors\"><thead><tr><th>Mirror</th><th>State</th><th>Lag</th>\
          <th>Last good check</th><th>Region</th><th>Serving</th><th>History</th></tr></thead><tbody>",

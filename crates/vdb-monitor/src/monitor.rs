@@ -25,6 +25,7 @@ pub(crate) struct Snapshot {
     pub(crate) published: Vec<MirrorVerdict>,
     pub(crate) master_errors: Vec<String>,
     pub(crate) peer_errors: Vec<String>,
+    pub(crate) pending_joins: Vec<String>,
     pub(crate) notes: BTreeMap<String, Vec<String>>,
     pub(crate) timestamp_age: BTreeMap<String, i64>,
     pub(crate) response_ms: BTreeMap<String, u64>,
@@ -266,7 +267,12 @@ impl Monitor {
         let mut round = self.round.lock().await;
         *round += 1;
         let cfg = &self.config;
-        let (fetched, registry, master_errors) = self.prober.masters(now).await;
+        let crate::probe::MastersView {
+            manifest: fetched,
+            registry,
+            pending_joins,
+            errors: master_errors,
+        } = self.prober.masters(now).await;
         let masters_ok = fetched.is_some() || registry.is_some();
         // The newest manifest: never go back to a lower serial than held.
         let (newest, book, registry) = {
@@ -491,6 +497,7 @@ impl Monitor {
                 local,
                 published,
                 master_errors,
+                pending_joins: pending_joins.unwrap_or_default(),
                 peer_errors,
                 notes: all_notes,
                 timestamp_age: all_ts,
@@ -600,6 +607,7 @@ impl Monitor {
             serial: snap.serial,
             quorum: self.config.quorum,
             master_errors: snap.master_errors,
+            pending_joins: snap.pending_joins,
             peer_errors: snap.peer_errors,
             mirrors,
             releases,
@@ -624,6 +632,8 @@ pub struct StatusDoc {
     pub quorum: usize,
     /// Masters that failed in the last round.
     pub master_errors: Vec<String>,
+    /// Join requests waiting for the network's admin (names only), as a master reports them.
+    pub pending_joins: Vec<String>,
     /// Peers that failed in the last round.
     pub peer_errors: Vec<String>,
     /// Every registered mirror.

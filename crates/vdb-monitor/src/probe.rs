@@ -134,18 +134,13 @@ impl Prober {
         Ok((status, content_range, body))
     }
 
-    /// The newest valid manifest among the masters (highest serial), and the registry from
-    /// the first master that answers. Errors are returned as sentences.
-    pub(crate) async fn masters(
-        &self,
-        now: i64,
-    ) -> (
-        Option<(Signed<Manifest>, Manifest)>,
-        Option<Vec<MirrorRecord>>,
-        Vec<String>,
-    ) {
+    /// The newest valid manifest among the masters (highest serial), the registry and the
+    /// names of the pending join requests from the first master that answers. Errors are
+    /// returned as sentences.
+    pub(crate) async fn masters(&self, now: i64) -> MastersView {
         let mut best: Option<(Signed<Manifest>, Manifest)> = None;
         let mut registry = None;
+        let mut pending_joins = None;
         let mut errors = Vec::new();
         for base in &self.masters {
             match self.master_manifest(base, now).await {
@@ -175,8 +170,25 @@ impl Prober {
                     Err(e) => errors.push(format!("master {e}")),
                 }
             }
+            if pending_joins.is_none() {
+                // The public status: the names only, never the requesters' contacts. A master
+                // too old to know joins answers without the field: none pending.
+                if let Ok((_, _, body)) = self
+                    .get(&self.client, &join(base, paths::STATUS), false, None, MAX_DOC)
+                    .await
+                {
+                    pending_joins = serde_json::from_slice::<PendingJoins>(&body)
+                        .ok()
+                        .map(|p| p.pending_join_names);
+                }
+            }
         }
-        (best, registry, errors)
+        MastersView {
+            manifest: best,
+            registry,
+            pending_joins,
+            errors,
+        }
     }
 
     /// The manifest the master at `base` serves, read and checked; an error as a sentence.
@@ -507,4 +519,23 @@ impl Prober {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+}
+
+/// What one look at the masters found.
+pub(crate) struct MastersView {
+    /// The newest valid manifest (highest serial).
+    pub(crate) manifest: Option<(Signed<Manifest>, Manifest)>,
+    /// The registry, from the first master that answered.
+    pub(crate) registry: Option<Vec<MirrorRecord>>,
+    /// Names of the join requests waiting for the network's admin.
+    pub(crate) pending_joins: Option<Vec<String>>,
+    /// Each failure, as a sentence.
+    pub(crate) errors: Vec<String>,
+}
+
+/// The part of a master's `GET /api/v1/status` the monitor shows.
+#[derive(serde::Deserialize)]
+struct PendingJoins {
+    #[serde(default)]
+    pending_join_names: Vec<String>,
 }

@@ -16,6 +16,9 @@ pub mod paths {
     /// `POST`: a mirror's signed join request; `GET` (admin token) lists the requests;
     /// `GET <name>` is one request's state, `POST <name>/approve` and `<name>/reject` decide it.
     pub const JOIN: &str = "/api/v1/join";
+    /// `GET`: a master's public status (releases, peers, upstream, pending join requests by
+    /// name).
+    pub const STATUS: &str = "/api/v1/status";
     /// `POST`: a signed push notice (on a mirror).
     pub const PUSH: &str = "/.well-known/vdbnet/push";
     /// Prometheus metrics on every role.

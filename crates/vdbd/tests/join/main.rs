@@ -473,6 +473,29 @@ async fn a_rejected_join_says_why_and_pulls_stay_refused() {
     // Asking again is explicit.
     ok(&mirror_cmd(&cfg, &["join", "--no-wait", "--resubmit"]));
     assert_eq!(status(&url).await["pending_joins"], 1);
+
+    // The network's status page (the monitor's) names the pending request, nothing more.
+    let mon_cfg = d.join("monitor.toml");
+    std::fs::write(
+        &mon_cfg,
+        format!(
+            "name = \"mon\"\nnetwork = \"{NET}\"\nmasters = [\"{url}\"]\n\
+             master_keys = [\"{}\"]\nlisten = \"127.0.0.1:0\"\ndatabase = {:?}\n\
+             check_interval_secs = 1\n",
+            mkey.public(),
+            d.join("monitor.sqlite").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let monitor = Proc::start_role(vdbd(), "monitor", &mon_cfg, &d.join("monitor.log"));
+    let page_url = format!("{}/", monitor.ready().http_url());
+    let page = vdb_testkit::wait_for_async("the monitor's page to list the pending join", 30, || async {
+        let (code, body) = call("GET", &page_url, &[], None).await;
+        (code == 200 && body.contains("id=\"pending-joins\"")).then_some(body)
+    })
+    .await;
+    assert!(page.contains("(<code>vdb mirror pending</code>): m2</p>"), "{page}");
+    assert!(!page.contains(CONTACT), "no contact on the public page: {page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
