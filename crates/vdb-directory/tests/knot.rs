@@ -7,47 +7,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use support::{Doubles, Network, dig, dig_until, mirror, verdict};
 use vdb_proto::{ManualClock, MirrorState};
-use vdb_testkit::{Guard, ShowOnPanic, free_port, wait_for_async};
-
-fn knot_conf(dir: &std::path::Path, port: u16, primary: SocketAddr) -> String {
-    let d = dir.display();
-    format!(
-        r#"server:
-    rundir: "{d}"
-    listen: 127.0.0.1@{port}
-    pidfile: "{d}/knot.pid"
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "{d}"
-remote:
-  - id: primary
-    address: {ip}@{pport}
-acl:
-  - id: from_primary
-    address: {ip}
-    action: notify
-template:
-  - id: default
-    storage: "{d}"
-    zonefile-load: none
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: vdb.test
-    master: primary
-    acl: from_primary
-"#,
-        ip = primary.ip(),
-        pport = primary.port(),
-    )
-}
+use vdb_testkit::{free_port, wait_for_async};
 
 /// A dig answer in a form to compare: status, flags, and each section's records sorted.
 fn normal(d: &support::Dig) -> String {
@@ -123,22 +87,13 @@ async fn answers_are_knots_for_the_same_zone() {
     })
     .await;
 
-    let kdir = tmp.path().join("knot");
-    std::fs::create_dir(&kdir).unwrap();
-    let kconf = kdir.join("knot.conf");
-    std::fs::write(&kconf, knot_conf(&kdir, knot_port, ours)).unwrap();
-    let knot_log = std::fs::File::create(kdir.join("knot.log")).unwrap();
-    let _knot = Guard(
-        Command::new("knotd")
-            .arg("-c")
-            .arg(&kconf)
-            .stdout(Stdio::null())
-            .stderr(knot_log)
-            .spawn()
-            .expect("knotd runs (Debian package knot)"),
+    let knot_server = vdb_testkit::KnotSecondary::start(
+        &tmp.path().join("knot"),
+        "vdb.test",
+        ours,
+        knot_port,
     );
-    let _show = ShowOnPanic(kdir.join("knot.log"));
-    let knot: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
+    let knot = knot_server.addr;
     let soa = |d: &support::Dig| {
         d.answer
             .first()

@@ -45,6 +45,7 @@ pub mod fixtures;
 mod hostile;
 pub mod http;
 pub mod keys;
+mod knot;
 mod master_double;
 #[cfg(feature = "pki")]
 pub mod pki;
@@ -61,6 +62,7 @@ mod wait;
 #[cfg(feature = "net")]
 pub use cdn::{CdnDouble, CdnRequest, Delivery};
 pub use hostile::{HostileServer, Hostility};
+pub use knot::KnotSecondary;
 pub use master_double::MasterDouble;
 pub use process::{Guard, Proc, ShowOnPanic, exe_beside, free_port, output_text, tail};
 pub use ready::Ready;

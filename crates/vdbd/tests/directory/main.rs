@@ -8,45 +8,10 @@ mod freshclam;
 mod harness;
 mod vdb_update;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use harness::{dig_short, dig_until, mirror, start_directory, verdict, write};
-use vdb_testkit::{Guard, RegistryDouble, Served, ShowOnPanic, free_port, wait_for_async};
-
-fn knot_conf(dir: &std::path::Path, port: u16, primary: std::net::SocketAddr) -> String {
-    let d = dir.display();
-    format!(
-        r#"server:
-    rundir: "{d}"
-    listen: 127.0.0.1@{port}
-    pidfile: "{d}/knot.pid"
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "{d}"
-remote:
-  - id: primary
-    address: {ip}@{pport}
-acl:
-  - id: from_primary
-    address: {ip}
-    action: notify
-template:
-  - id: default
-    storage: "{d}"
-    zonefile-load: none
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: vdb.test
-    master: primary
-    acl: from_primary
-"#,
-        ip = primary.ip(),
-        pport = primary.port(),
-    )
-}
+use vdb_testkit::{RegistryDouble, Served, free_port, wait_for_async};
 
 fn soa_serial(lines: &[String]) -> u32 {
     lines
@@ -114,25 +79,10 @@ async fn knot_secondary_transfers_and_follows_notify() {
     vdb_testkit::assert_contains(text, "current.cvd.vdb.test.");
     vdb_testkit::assert_contains(text, "db.europe.vdb.test.");
 
-    let kdir = tmp.path().join("knot");
-    std::fs::create_dir(&kdir).unwrap();
-    let kconf = write(
-        &kdir.join("knot.conf"),
-        &knot_conf(&kdir, knot_port, dir.dns),
-    );
-    let knot_log = std::fs::File::create(kdir.join("knot.log")).unwrap();
-    let _knot = Guard(
-        Command::new("knotd")
-            .arg("-c")
-            .arg(&kconf)
-            .stdout(Stdio::null())
-            .stderr(knot_log)
-            .spawn()
-            .expect("knotd runs (Debian package knot)"),
-    );
-    let knot: std::net::SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
-    let _show = ShowOnPanic(kdir.join("knot.log"));
-    let knot_log = || std::fs::read_to_string(kdir.join("knot.log")).unwrap_or_default();
+    let knot_server =
+        vdb_testkit::KnotSecondary::start(&tmp.path().join("knot"), "vdb.test", dir.dns, knot_port);
+    let knot = knot_server.addr;
+    let knot_log = || knot_server.log();
 
     // Knot transfers the zone at start.
     wait_for_async("Knot to load the zone", 20, || async {
