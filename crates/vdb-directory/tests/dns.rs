@@ -32,23 +32,6 @@ fn geo_db(dir: &std::path::Path, schema: Schema) -> PathBuf {
     path
 }
 
-fn three_mirrors() -> Network {
-    let mut eu2 = mirror("eu2", "192.0.2.2", Some("europe"), 100);
-    eu2.addresses.push("2001:db8::2".parse().unwrap());
-    Network {
-        registry: vec![
-            mirror("eu1", "192.0.2.1", Some("europe"), 100),
-            eu2,
-            mirror("us1", "198.51.100.1", Some("america"), 100),
-        ],
-        verdicts: vec![
-            verdict("eu1", MirrorState::InService, 27001, 62),
-            verdict("eu2", MirrorState::InService, 27000, 62),
-            verdict("us1", MirrorState::Lagging, 27001, 62),
-        ],
-        ..Default::default()
-    }
-}
 
 fn config(doubles: &Doubles, geo: Option<PathBuf>) -> Config {
     let mut c = Config::new("vdb.test");
@@ -117,7 +100,7 @@ async fn serial(dns: SocketAddr) -> u32 {
 async fn every_name_and_type_over_udp_and_tcp() {
     let tmp = tempfile::tempdir().unwrap();
     let geo = Some(geo_db(tmp.path(), Schema::GeoIp2Country));
-    let (_doubles, _clock, dir) = directory(three_mirrors(), geo, |c| {
+    let (_doubles, _clock, dir) = directory(support::three_mirrors(), geo, |c| {
         c.nameservers = vec![vdb_directory::NameServer {
             name: "ns1.vdb.test".into(),
             addresses: vec!["127.0.0.1".parse().unwrap()],
@@ -264,7 +247,7 @@ async fn direct_geo_mode_and_country_code_schema() {
     let tmp = tempfile::tempdir().unwrap();
     let geo = Some(geo_db(tmp.path(), Schema::CountryCode));
     let (_doubles, _clock, dir) =
-        directory(three_mirrors(), geo, |c| c.geo_mode = GeoMode::Direct).await;
+        directory(support::three_mirrors(), geo, |c| c.geo_mode = GeoMode::Direct).await;
     let d = dig(
         dir.dns_addr(),
         Some("127.0.0.2"),
@@ -352,7 +335,7 @@ async fn truncation_and_tcp_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
-    let (doubles, clock, dir) = directory(three_mirrors(), None, |_| {}).await;
+    let (doubles, clock, dir) = directory(support::three_mirrors(), None, |_| {}).await;
     let dns = dir.dns_addr();
     let s0 = serial(dns).await;
     assert!(s0 >= T0 as u32, "serials start from the clock");
@@ -397,7 +380,7 @@ async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_static_and_unreachable_sources() {
-    let (doubles, _clock, dir) = directory(three_mirrors(), None, |c| c.min_in_service = 2).await;
+    let (doubles, _clock, dir) = directory(support::three_mirrors(), None, |c| c.min_in_service = 2).await;
     let dns = dir.dns_addr();
     assert_eq!(database(dns, &[]).await.data("A").len(), 3);
 
@@ -443,7 +426,7 @@ async fn fail_static_and_unreachable_sources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txt_time_is_refreshed_and_never_ahead() {
     let (doubles, clock, dir) =
-        directory(three_mirrors(), None, |c| c.txt_refresh_secs = 3600).await;
+        directory(support::three_mirrors(), None, |c| c.txt_refresh_secs = 3600).await;
     let dns = dir.dns_addr();
     let s0 = serial(dns).await;
     // A new release reaches eu1 and us1 first: TXT stays at what eu2 serves.
@@ -511,7 +494,7 @@ async fn get_from(ip: &str, url: &str, xff: Option<&str>) -> reqwest::Response {
 async fn http_redirector() {
     let tmp = tempfile::tempdir().unwrap();
     let geo = Some(geo_db(tmp.path(), Schema::GeoIp2Country));
-    let (doubles, _clock, dir) = directory(three_mirrors(), geo, |_| {}).await;
+    let (doubles, _clock, dir) = directory(support::three_mirrors(), geo, |_| {}).await;
     let base = format!("http://{}", dir.http_addr());
 
     let r = get_from("127.0.0.3", &format!("{base}/daily.cvd"), None).await;
@@ -593,7 +576,7 @@ async fn http_redirector() {
 async fn redirector_behind_a_trusted_proxy() {
     let tmp = tempfile::tempdir().unwrap();
     let geo = Some(geo_db(tmp.path(), Schema::GeoIp2Country));
-    let (_doubles, _clock, dir) = directory(three_mirrors(), geo, |c| {
+    let (_doubles, _clock, dir) = directory(support::three_mirrors(), geo, |c| {
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
@@ -620,7 +603,7 @@ async fn redirector_behind_a_trusted_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_known_state_survives_a_restart_while_sources_are_down() {
     let tmp = tempfile::tempdir().unwrap();
-    let doubles = Doubles::start(three_mirrors()).await;
+    let doubles = Doubles::start(support::three_mirrors()).await;
     let clock = ManualClock::new(T0);
     let state = tmp.path().join("state.json");
     let mut c = config(&doubles, None);
@@ -718,7 +701,7 @@ async fn raw_query(
 async fn hostile_and_odd_queries() {
     use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
     use hickory_proto::rr::{DNSClass, Name, RecordType};
-    let (_doubles, _clock, dir) = directory(three_mirrors(), None, |_| {}).await;
+    let (_doubles, _clock, dir) = directory(support::three_mirrors(), None, |_| {}).await;
     let dns = dir.dns_addr();
 
     // Garbage and truncated packets: no answer, no harm.
@@ -802,7 +785,7 @@ async fn monitor_poll_errors(dir: &Running) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_count_only_when_signed_by_a_monitor_key() {
     let monitor = vdb_proto::SecretKey::from_seed([7; 32]);
-    let mut net = three_mirrors();
+    let mut net = support::three_mirrors();
     net.monitor_key = Some(monitor.clone());
     let (doubles, _clock, dir) =
         directory(net, None, |c| c.monitor_keys = vec![monitor.public()]).await;

@@ -9,7 +9,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use support::{Doubles, Network, dig, dig_until, mirror, verdict};
+use support::{Doubles, dig, dig_until, verdict};
 use vdb_proto::{ManualClock, MirrorState};
 use vdb_testkit::{free_port, wait_for_async};
 
@@ -48,22 +48,12 @@ fn question(d: &support::Dig) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_knots_for_the_same_zone() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut eu2 = mirror("eu2", "192.0.2.2", Some("europe"), 100);
-    eu2.addresses.push("2001:db8::2".parse().unwrap());
-    let doubles = Doubles::start(Network {
-        registry: vec![
-            mirror("eu1", "192.0.2.1", Some("europe"), 100),
-            eu2,
-            mirror("us1", "198.51.100.1", Some("america"), 300),
-        ],
-        verdicts: vec![
-            verdict("eu1", MirrorState::InService, 27001, 62),
-            verdict("eu2", MirrorState::InService, 27001, 62),
-            verdict("us1", MirrorState::InService, 27001, 62),
-        ],
-        ..Default::default()
-    })
-    .await;
+    // All three in service on the same versions: every name has an answer to compare.
+    let mut network = support::three_mirrors();
+    for v in &mut network.verdicts {
+        *v = verdict(&v.name, MirrorState::InService, 27001, 62);
+    }
+    let doubles = Doubles::start(network).await;
     let knot_port = free_port("127.0.0.1");
     let mut c = vdb_directory::Config::new("vdb.test");
     c.dns_listen = "127.0.0.1:0".parse().unwrap();

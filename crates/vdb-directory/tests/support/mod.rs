@@ -54,3 +54,23 @@ pub async fn dig_until(
     let q = vdb_testkit::dig::query(server, name, qtype).from(src);
     q.until_async(secs, ok).await
 }
+
+/// eu1 and eu2 (IPv4 and IPv6) in Europe, us1 in America; eu1 in service with the newest
+/// daily, eu2 in service one behind, us1 lagging.
+pub fn three_mirrors() -> Network {
+    let mut eu2 = mirror("eu2", "192.0.2.2", Some("europe"), 100);
+    eu2.addresses.push("2001:db8::2".parse().unwrap());
+    Network {
+        registry: vec![
+            mirror("eu1", "192.0.2.1", Some("europe"), 100),
+            eu2,
+            mirror("us1", "198.51.100.1", Some("america"), 100),
+        ],
+        verdicts: vec![
+            verdict("eu1", MirrorState::InService, 27001, 62),
+            verdict("eu2", MirrorState::InService, 27000, 62),
+            verdict("us1", MirrorState::Lagging, 27001, 62),
+        ],
+        ..Default::default()
+    }
+}
