@@ -32,7 +32,6 @@ fn geo_db(dir: &std::path::Path, schema: Schema) -> PathBuf {
     path
 }
 
-
 fn config(doubles: &Doubles, geo: Option<PathBuf>) -> Config {
     let mut c = Config::new("vdb.test");
     c.dns_listen = "127.0.0.1:0".parse().unwrap();
@@ -246,8 +245,10 @@ async fn every_name_and_type_over_udp_and_tcp() {
 async fn direct_geo_mode_and_country_code_schema() {
     let tmp = tempfile::tempdir().unwrap();
     let geo = Some(geo_db(tmp.path(), Schema::CountryCode));
-    let (_doubles, _clock, dir) =
-        directory(support::three_mirrors(), geo, |c| c.geo_mode = GeoMode::Direct).await;
+    let (_doubles, _clock, dir) = directory(support::three_mirrors(), geo, |c| {
+        c.geo_mode = GeoMode::Direct
+    })
+    .await;
     let d = dig(
         dir.dns_addr(),
         Some("127.0.0.2"),
@@ -380,7 +381,8 @@ async fn out_of_service_mirrors_leave_within_seconds_and_the_serial_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_static_and_unreachable_sources() {
-    let (doubles, _clock, dir) = directory(support::three_mirrors(), None, |c| c.min_in_service = 2).await;
+    let (doubles, _clock, dir) =
+        directory(support::three_mirrors(), None, |c| c.min_in_service = 2).await;
     let dns = dir.dns_addr();
     assert_eq!(database(dns, &[]).await.data("A").len(), 3);
 
@@ -425,8 +427,10 @@ async fn fail_static_and_unreachable_sources() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txt_time_is_refreshed_and_never_ahead() {
-    let (doubles, clock, dir) =
-        directory(support::three_mirrors(), None, |c| c.txt_refresh_secs = 3600).await;
+    let (doubles, clock, dir) = directory(support::three_mirrors(), None, |c| {
+        c.txt_refresh_secs = 3600
+    })
+    .await;
     let dns = dir.dns_addr();
     let s0 = serial(dns).await;
     // A new release reaches eu1 and us1 first: TXT stays at what eu2 serves.

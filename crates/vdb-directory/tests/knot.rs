@@ -77,12 +77,8 @@ async fn answers_are_knots_for_the_same_zone() {
     })
     .await;
 
-    let knot_server = vdb_testkit::KnotSecondary::start(
-        &tmp.path().join("knot"),
-        "vdb.test",
-        ours,
-        knot_port,
-    );
+    let knot_server =
+        vdb_testkit::KnotSecondary::start(&tmp.path().join("knot"), "vdb.test", ours, knot_port);
     let knot = knot_server.addr;
     let soa = |d: &support::Dig| {
         d.answer

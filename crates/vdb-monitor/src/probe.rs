@@ -174,7 +174,13 @@ impl Prober {
                 // The public status: the names only, never the requesters' contacts. A master
                 // too old to know joins answers without the field: none pending.
                 if let Ok((_, _, body)) = self
-                    .get(&self.client, &join(base, paths::STATUS), false, None, MAX_DOC)
+                    .get(
+                        &self.client,
+                        &join(base, paths::STATUS),
+                        false,
+                        None,
+                        MAX_DOC,
+                    )
                     .await
                 {
                     pending_joins = serde_json::from_slice::<PendingJoins>(&body)

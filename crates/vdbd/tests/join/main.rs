@@ -489,13 +489,23 @@ async fn a_rejected_join_says_why_and_pulls_stay_refused() {
     .unwrap();
     let monitor = Proc::start_role(vdbd(), "monitor", &mon_cfg, &d.join("monitor.log"));
     let page_url = format!("{}/", monitor.ready().http_url());
-    let page = vdb_testkit::wait_for_async("the monitor's page to list the pending join", 30, || async {
-        let (code, body) = call("GET", &page_url, &[], None).await;
-        (code == 200 && body.contains("id=\"pending-joins\"")).then_some(body)
-    })
+    let page = vdb_testkit::wait_for_async(
+        "the monitor's page to list the pending join",
+        30,
+        || async {
+            let (code, body) = call("GET", &page_url, &[], None).await;
+            (code == 200 && body.contains("id=\"pending-joins\"")).then_some(body)
+        },
+    )
     .await;
-    assert!(page.contains("(<code>vdb mirror pending</code>): m2</p>"), "{page}");
-    assert!(!page.contains(CONTACT), "no contact on the public page: {page}");
+    assert!(
+        page.contains("(<code>vdb mirror pending</code>): m2</p>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(CONTACT),
+        "no contact on the public page: {page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
