@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use support::{Doubles, dig, dig_until, verdict};
