@@ -167,7 +167,7 @@ enum MirrorAction {
         reason: String,
     },
     /// Change this mirror's addresses, URLs or contact (the fields given; with none, what the
-    /// config's [registration] says).
+    /// config's `[registration]` says).
     Update {
         #[command(flatten)]
         target: Target,
@@ -197,7 +197,7 @@ struct Target {
     masters: Vec<String>,
 }
 
-/// A mirror's public details (override the config's [registration] section).
+/// A mirror's public details (override the config's `[registration]` section).
 #[derive(Debug, clap::Args)]
 struct Fields {
     /// Public base URL (repeatable).
