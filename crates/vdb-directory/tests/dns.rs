@@ -33,13 +33,7 @@ fn geo_db(dir: &std::path::Path, schema: Schema) -> PathBuf {
 }
 
 fn config(doubles: &Doubles, geo: Option<PathBuf>) -> Config {
-    let mut c = Config::new("vdb.test");
-    c.dns_listen = "127.0.0.1:0".parse().unwrap();
-    c.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.masters = vec![doubles.url.clone()];
-    c.monitors = vec![doubles.url.clone()];
-    c.poll_secs = 1;
-    c.http_timeout_secs = 2;
+    let mut c = support::loopback_config(doubles);
     c.geoip_db = geo;
     c.country_regions = BTreeMap::from([
         ("DE".to_owned(), "europe".to_owned()),

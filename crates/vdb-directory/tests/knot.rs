@@ -54,13 +54,7 @@ async fn answers_are_knots_for_the_same_zone() {
     }
     let doubles = Doubles::start(network).await;
     let knot_port = free_port("127.0.0.1");
-    let mut c = vdb_directory::Config::new("vdb.test");
-    c.dns_listen = "127.0.0.1:0".parse().unwrap();
-    c.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.masters = vec![doubles.url.clone()];
-    c.monitors = vec![doubles.url.clone()];
-    c.poll_secs = 1;
-    c.http_timeout_secs = 2;
+    let mut c = support::loopback_config(&doubles);
     c.regions = vec!["europe".into(), "asia".into()];
     c.axfr_allow = vec!["127.0.0.1".parse().unwrap()];
     c.notify = vec![format!("127.0.0.1:{knot_port}").parse().unwrap()];

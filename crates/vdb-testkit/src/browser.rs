@@ -120,15 +120,7 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": chromium, "args": args},
         }}});
-        let v: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .expect("a JSON answer");
+        let v = answer(http.post(format!("{base}/session")).json(&caps)).await;
         let session = v["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
@@ -148,13 +140,7 @@ impl Browser {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let v: Value = req
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .expect("a JSON answer");
+        let v = answer(req).await;
         assert!(
             v["value"]["error"].is_null(),
             "WebDriver {path} failed: {v}"
@@ -323,6 +309,16 @@ impl Browser {
     pub async fn screenshot(&self) -> Vec<u8> {
         png_of(&self.call(reqwest::Method::GET, "/screenshot", None).await)
     }
+}
+
+/// Sends a WebDriver request and reads its JSON answer.
+async fn answer(req: reqwest::RequestBuilder) -> Value {
+    req.send()
+        .await
+        .expect("chromedriver answers")
+        .json()
+        .await
+        .expect("a JSON answer")
 }
 
 fn png_of(v: &Value) -> Vec<u8> {

@@ -74,3 +74,16 @@ pub fn three_mirrors() -> Network {
         ..Default::default()
     }
 }
+
+/// A directory for zone `vdb.test` on loopback (port 0 for DNS and HTTP) that reads `doubles`
+/// as its master and its monitor every second.
+pub fn loopback_config(doubles: &Doubles) -> vdb_directory::Config {
+    let mut c = vdb_directory::Config::new("vdb.test");
+    c.dns_listen = "127.0.0.1:0".parse().unwrap();
+    c.http_listen = "127.0.0.1:0".parse().unwrap();
+    c.masters = vec![doubles.url.clone()];
+    c.monitors = vec![doubles.url.clone()];
+    c.poll_secs = 1;
+    c.http_timeout_secs = 2;
+    c
+}
