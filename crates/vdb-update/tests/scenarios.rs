@@ -16,6 +16,21 @@ fn req(path: &str, range: bool, ims: bool, status: u16) -> Req {
     }
 }
 
+/// The requests a mirror saw, written `path flags status` and separated by commas, with flags
+/// `r` (a `Range` header), `i` (`If-Modified-Since`), both or `-`:
+/// `reqs("/test.cvd ri 206, /test-4.cdiff - 200")`.
+fn reqs(list: &str) -> Vec<Req> {
+    list.split(',')
+        .map(|item| {
+            let [path, flags, status] = item.split_whitespace().collect::<Vec<_>>()[..] else {
+                panic!("{item:?} is not `path flags status`");
+            };
+            let status = status.parse().expect("a status code");
+            req(path, flags.contains('r'), flags.contains('i'), status)
+        })
+        .collect()
+}
+
 /// www: test.cvd = v6 (+ the cdiffs `cdiffs`).
 fn mirror_v6(w: &Work, cdiffs: &[u32]) {
     serve_fixture(&w.www(), "test-6.cvd", "test.cvd");
@@ -56,10 +71,7 @@ async fn fresh_download() {
     update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, false, 206),
-            req("/test.cvd", false, false, 200)
-        ]
+        reqs("/test.cvd r 206, /test.cvd - 200")
     );
     w.assert_only("test.cvd", 6);
     // Byte-identical to what the mirror served.
@@ -75,7 +87,7 @@ async fn fresh_download() {
 async fn cdiff_update_then_up_to_date() {
     let (w, m, conf) = client_and_mirror(Some(1), &[2, 3, 4, 5, 6], "").await;
     let out = update_test_ok(&conf).await;
-    let mut want = vec![req("/test.cvd", true, true, 206)];
+    let mut want = reqs("/test.cvd ri 206");
     for i in 2..=6 {
         want.push(req(&format!("/test-{i}.cdiff"), false, false, 200));
     }
@@ -109,7 +121,7 @@ async fn cdiff_update_then_up_to_date() {
     // up_to_date: the probe carries the v6 build time and gets 304; nothing changes.
     let before = std::fs::read(w.db().join("test.cld")).unwrap();
     let out = update_test_ok(&conf).await;
-    assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
+    assert_eq!(m.requests(), reqs("/test.cvd ri 304"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("up-to-date"));
     assert_eq!(std::fs::read(w.db().join("test.cld")).unwrap(), before);
 }
@@ -120,12 +132,7 @@ async fn cdiff_partial() {
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, true, 206),
-            req("/test-4.cdiff", false, false, 200),
-            req("/test-5.cdiff", false, false, 200),
-            req("/test-6.cdiff", false, false, 404),
-        ]
+        reqs("/test.cvd ri 206, /test-4.cdiff - 200, /test-5.cdiff - 200, /test-6.cdiff - 404")
     );
     w.assert_only("test.cld", 5);
     assert!(text(&out).contains("partial-update"), "{}", text(&out));
@@ -137,11 +144,7 @@ async fn cdiff_missing_fallback() {
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, true, 206),
-            req("/test-2.cdiff", false, false, 404),
-            req("/test.cvd", false, true, 200),
-        ]
+        reqs("/test.cvd ri 206, /test-2.cdiff - 404, /test.cvd i 200")
     );
     w.assert_only("test.cvd", 6);
     assert!(text(&out).contains("Incremental update failed"));
@@ -153,10 +156,7 @@ async fn missing_latest_patch_one_version_behind_stays() {
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, true, 206),
-            req("/test-6.cdiff", false, false, 404),
-        ]
+        reqs("/test.cvd ri 206, /test-6.cdiff - 404")
     );
     assert_eq!(w.version("test.cvd"), 5);
     assert!(text(&out).contains("doesn't have the latest patch"));
@@ -194,11 +194,7 @@ async fn private_mirror() {
     update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cld", true, true, 404),
-            req("/test.cvd", true, true, 206),
-            req("/test.cvd", false, true, 200),
-        ]
+        reqs("/test.cld ri 404, /test.cvd ri 206, /test.cvd i 200")
     );
     w.assert_only("test.cvd", 6);
 }
@@ -240,10 +236,7 @@ async fn http_403_on_download() {
     assert_eq!(out.status.code(), Some(17), "{}", text(&out));
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, false, 206),
-            req("/test.cvd", false, false, 403)
-        ]
+        reqs("/test.cvd r 206, /test.cvd - 403")
     );
     assert!((dat(&w).retry_after - t0 - 24 * 3600).abs() <= 5);
     assert!(w.db_files().is_empty());
@@ -271,17 +264,11 @@ async fn retry_503_then_second_mirror() {
     let out = update_test_ok(&conf).await;
     assert_eq!(
         a.requests(),
-        [
-            req("/test.cvd", true, false, 503),
-            req("/test.cvd", true, false, 503)
-        ]
+        reqs("/test.cvd r 503, /test.cvd r 503")
     );
     assert_eq!(
         b.requests(),
-        [
-            req("/test.cvd", true, false, 206),
-            req("/test.cvd", false, false, 200)
-        ]
+        reqs("/test.cvd r 206, /test.cvd - 200")
     );
     assert_eq!(w.version("test.cvd"), 6);
     assert!(text(&out).contains("Trying again in 0 secs"));
@@ -389,12 +376,7 @@ async fn cld_to_next_cld() {
     update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, true, 206),
-            req("/test-4.cdiff", false, false, 200),
-            req("/test-5.cdiff", false, false, 200),
-            req("/test-6.cdiff", false, false, 200),
-        ]
+        reqs("/test.cvd ri 206, /test-4.cdiff - 200, /test-5.cdiff - 200, /test-6.cdiff - 200")
     );
     w.assert_only("test.cld", 6);
 }
@@ -410,11 +392,11 @@ async fn custom_url() {
     );
     let out = run_conf(&conf, &["--update-db=custom"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(m.requests(), [req("/test.cud", false, false, 200)]);
+    assert_eq!(m.requests(), reqs("/test.cud - 200"));
     assert_eq!(w.db_files(), ["test.cud"]);
     let out = run_conf(&conf, &["--update-db=custom"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(m.requests(), [req("/test.cud", false, true, 304)]);
+    assert_eq!(m.requests(), reqs("/test.cud i 304"));
 }
 
 #[tokio::test]
@@ -471,7 +453,7 @@ async fn dns_txt() {
     let out = run_conf(&conf, &["--update-db=test", &server]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("older than 12 hours"), "{}", text(&out));
-    assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
+    assert_eq!(m.requests(), reqs("/test.cvd ri 304"));
 }
 
 #[tokio::test]
@@ -568,10 +550,7 @@ async fn mirror_not_synchronised_then_cdiff() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", false, false, 200),
-            req("/test-6.cdiff", false, false, 200)
-        ]
+        reqs("/test.cvd - 200, /test-6.cdiff - 200")
     );
     assert!(text(&out).contains("not synchronised"), "{}", text(&out));
     assert!(!text(&out).contains("OUTDATED"));
@@ -603,7 +582,7 @@ async fn daemon_checks_on_sigusr1_and_exits_on_403() {
         }
     };
     // First check at start: up to date.
-    assert_eq!(wait_requests(1).await, [req("/test.cvd", true, true, 304)]);
+    assert_eq!(wait_requests(1).await, reqs("/test.cvd ri 304"));
     // SIGUSR1: check now (the next scheduled one is a day away).
     let kill = |sig: &str| {
         std::process::Command::new("kill")
@@ -612,7 +591,7 @@ async fn daemon_checks_on_sigusr1_and_exits_on_403() {
             .unwrap()
     };
     assert!(kill("-USR1").success());
-    assert_eq!(wait_requests(1).await, [req("/test.cvd", true, true, 304)]);
+    assert_eq!(wait_requests(1).await, reqs("/test.cvd ri 304"));
     // A 403 on the download stops the daemon with exit 17, as freshclam does.
     std::fs::remove_file(w.db().join("test.cvd")).unwrap();
     m.fault("/test.cvd", 403, None, true);
@@ -634,10 +613,7 @@ async fn private_mirror_serving_a_cld() {
     update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cld", true, true, 206),
-            req("/test.cld", false, true, 200),
-        ]
+        reqs("/test.cld ri 206, /test.cld i 200")
     );
     w.assert_only("test.cld", 6);
 }
@@ -668,10 +644,7 @@ async fn redirects_are_followed_like_freshclam() {
     update_test_ok(&conf).await;
     assert_eq!(
         b.requests(),
-        [
-            req("/test.cvd", true, false, 206),
-            req("/test.cvd", false, false, 200)
-        ]
+        reqs("/test.cvd r 206, /test.cvd - 200")
     );
     assert_eq!(redirector.requests().len(), 2);
     assert_eq!(w.version("test.cvd"), 6);
@@ -702,11 +675,7 @@ async fn sign_file_after_a_full_cvd_then_only_when_missing() {
     update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, false, 206),
-            req("/test.cvd", false, false, 200),
-            req("/test-6.cvd.sign", false, false, 200),
-        ]
+        reqs("/test.cvd r 206, /test.cvd - 200, /test-6.cvd.sign - 200")
     );
     assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
     assert_eq!(
@@ -715,16 +684,13 @@ async fn sign_file_after_a_full_cvd_then_only_when_missing() {
     );
     // Up to date with its .sign: one probe, no .sign fetched again.
     update_test_ok(&conf).await;
-    assert_eq!(m.requests(), [req("/test.cvd", true, true, 304)]);
+    assert_eq!(m.requests(), reqs("/test.cvd ri 304"));
     // Up to date without it: fetched once, and kept because it verifies.
     std::fs::remove_file(w.db().join("test-6.cvd.sign")).unwrap();
     let out = update_test_ok(&conf).await;
     assert_eq!(
         m.requests(),
-        [
-            req("/test.cvd", true, true, 304),
-            req("/test-6.cvd.sign", false, false, 200),
-        ]
+        reqs("/test.cvd ri 304, /test-6.cvd.sign - 200")
     );
     assert!(text(&out).contains("Downloaded missing CVD .sign file"));
     assert_eq!(w.db_files(), ["test-6.cvd.sign", "test.cvd"]);
@@ -762,7 +728,7 @@ async fn cdiff_signs_are_fetched_after_each_cdiff_and_none_stays_beside_the_cld(
     serve_signs(&w, &signs.iter().map(String::as_str).collect::<Vec<_>>());
     w.put_db("test-1.cvd.sign", "test-1.cvd.sign");
     update_test_ok(&conf).await;
-    let mut want = vec![req("/test.cvd", true, true, 206)];
+    let mut want = reqs("/test.cvd ri 206");
     for i in 2..=6 {
         want.push(req(&format!("/test-{i}.cdiff"), false, false, 200));
         want.push(req(&format!("/test-{i}.cdiff.sign"), false, false, 200));

@@ -223,6 +223,22 @@ fn failures(w: &Work, mirror: &Mirror) -> u64 {
         .unwrap_or(0)
 }
 
+/// A client holding test.cvd version 3 runs once against `mirrors`: its database directory,
+/// exit code and output.
+async fn run_from_v3(mirrors: &[String]) -> (Work, Option<i32>, String) {
+    let w = Work::new();
+    w.put_db("test-3.cvd", "test.cvd");
+    let out = run_toml(&toml(&w, mirrors)).await;
+    (w, out.status.code(), text(&out))
+}
+
+/// Asserts that the output `t` says each of `parts`.
+fn assert_contains(t: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(t.contains(p), "{p:?} is not in: {t}");
+    }
+}
+
 #[tokio::test]
 async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skipped() {
     let good = good_mirror();
@@ -233,14 +249,16 @@ async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skip
     );
     // Alone, the bad mirror is an error, not "up to date": its test.cvd (version 3, the
     // installed one) answers 304 while its manifest names version 6.
-    let w = Work::new();
-    w.put_db("test-3.cvd", "test.cvd");
-    let out = run_toml(&toml(&w, &[b.url()])).await;
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(12), "{t}");
-    assert!(t.contains("is out of sync"), "{t}");
-    assert!(t.contains("answers 304 Not Modified"), "{t}");
-    assert!(t.contains("names test version 6 (installed: 3)"), "{t}");
+    let (w, code, t) = run_from_v3(&[b.url()]).await;
+    assert_eq!(code, Some(12), "{t}");
+    assert_contains(
+        &t,
+        &[
+            "is out of sync",
+            "answers 304 Not Modified",
+            "names test version 6 (installed: 3)",
+        ],
+    );
     assert!(!t.contains("up-to-date"), "{t}");
     assert_eq!(failures(&w, &b), 1);
     w.assert_only("test.cvd", 3);
@@ -249,15 +267,14 @@ async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skip
     assert_eq!(paths, [MANIFEST_PATH, "/test.cvd"]);
 
     // With a good mirror after it, the client ends at version 6 from the good one.
-    let w = Work::new();
-    w.put_db("test-3.cvd", "test.cvd");
-    let out = run_toml(&toml(&w, &[b.url(), g.url()])).await;
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("is out of sync"), "{t}");
-    assert!(
-        t.contains("contradicted the mirror's own signed manifest"),
-        "{t}"
+    let (w, code, t) = run_from_v3(&[b.url(), g.url()]).await;
+    assert_eq!(code, Some(0), "{t}");
+    assert_contains(
+        &t,
+        &[
+            "is out of sync",
+            "contradicted the mirror's own signed manifest",
+        ],
     );
     w.assert_only("test.cld", 6);
     assert_eq!(failures(&w, &b), 1);
@@ -276,21 +293,18 @@ async fn a_mirror_whose_header_says_nothing_new_while_its_manifest_does_is_skipp
         Mirror::start(&good.www()).await,
         Mirror::start(&bad.www()).await,
     );
-    let w = Work::new();
-    w.put_db("test-3.cvd", "test.cvd");
-    let out = run_toml(&toml(&w, &[b.url()])).await;
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(12), "{t}");
-    assert!(t.contains("has header version 3"), "{t}");
-    assert!(t.contains("names test version 6 (installed: 3)"), "{t}");
+    let (w, code, t) = run_from_v3(&[b.url()]).await;
+    assert_eq!(code, Some(12), "{t}");
+    assert_contains(
+        &t,
+        &["has header version 3", "names test version 6 (installed: 3)"],
+    );
     assert!(!t.contains("up-to-date"), "{t}");
     w.assert_only("test.cvd", 3);
     assert!(b.requests().iter().any(|r| r.range && r.status == 206));
 
-    let w = Work::new();
-    w.put_db("test-3.cvd", "test.cvd");
-    let out = run_toml(&toml(&w, &[b.url(), g.url()])).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (w, code, t) = run_from_v3(&[b.url(), g.url()]).await;
+    assert_eq!(code, Some(0), "{t}");
     w.assert_only("test.cld", 6);
     assert_eq!(failures(&w, &b), 1);
     assert!(b.requests().iter().all(|r| !r.path.ends_with(".cdiff")));
