@@ -689,16 +689,12 @@ pub(crate) async fn poll_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(shared.config.poll_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await; // the first tick is immediate; start() already polled once
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = poll_once(&shared, &client) => {}
-        }
-    }
+    while cancel.run_until_cancelled(tick.tick()).await.is_some()
+        && cancel
+            .run_until_cancelled(poll_once(&shared, &client))
+            .await
+            .is_some()
+    {}
 }
 
 /// Drops old manifests: keeps the newest [`KEEP_MANIFESTS`] and every one a mirror is known
@@ -833,16 +829,12 @@ pub(crate) async fn rollout_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(shared.config.rollout_poll_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedule = ProbeSchedule::default();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = rollout_once(&shared, &client, &mut schedule) => {}
-        }
-    }
+    while cancel.run_until_cancelled(tick.tick()).await.is_some()
+        && cancel
+            .run_until_cancelled(rollout_once(&shared, &client, &mut schedule))
+            .await
+            .is_some()
+    {}
 }
 
 #[cfg(test)]

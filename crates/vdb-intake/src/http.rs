@@ -74,63 +74,57 @@ async fn submission(
     headers: &HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
 ) -> Result<SubmissionReceipt, Refusal> {
-    let result = file_submission(intake, ip, headers, mp).await;
+    let result: Result<SubmissionReceipt, Refusal> = async {
+        let limits = &intake.config.limits;
+        let _permit = intake
+            .limiter
+            .admit(ip, intake.clock.now())
+            .map_err(|r| match r {
+                Refused::Hourly(after) => refusal(
+                    429,
+                    "rate_limited",
+                    format!(
+                        "too many submissions from your address (at most {} an hour); try again in {after} s",
+                        limits.submissions_per_hour
+                    ),
+                )
+                .with_retry_after(u32::try_from(after.max(1)).unwrap_or(u32::MAX)),
+                Refused::Concurrent => refusal(
+                    429,
+                    "too_many_uploads",
+                    "your address already has uploads in progress; wait for them to finish",
+                )
+                .with_retry_after(10),
+                Refused::Busy => refusal(503, "busy", "the intake is busy; try again in a minute")
+                    .with_retry_after(30),
+            })?;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_sample_bytes + FORM_OVERHEAD) {
+            return Err(too_large(limits.max_sample_bytes));
+        }
+        intake.check_quota(0)?;
+        let mp = mp.map_err(|e| bad_form(e.body_text()))?;
+        let timeout = Duration::from_secs(limits.upload_timeout_secs);
+        let (staged, meta) = tokio::time::timeout(timeout, read_form(intake, mp))
+            .await
+            .map_err(|_| {
+                refusal(
+                    408,
+                    "upload_timeout",
+                    format!("the upload took longer than {} s", timeout.as_secs()),
+                )
+            })??;
+        intake.accept(staged, meta, ip).await
+    }
+    .await;
     if let Err(r) = &result {
         intake.refused.fetch_add(1, Ordering::Relaxed);
         tracing::info!(client = %ip, code = r.code(), "submission refused");
     }
     result
-}
-
-async fn file_submission(
-    intake: &Arc<Intake>,
-    ip: IpAddr,
-    headers: &HeaderMap,
-    mp: Result<Multipart, MultipartRejection>,
-) -> Result<SubmissionReceipt, Refusal> {
-    let limits = &intake.config.limits;
-    let _permit = intake
-        .limiter
-        .admit(ip, intake.clock.now())
-        .map_err(|r| match r {
-            Refused::Hourly(after) => refusal(
-                429,
-                "rate_limited",
-                format!(
-                    "too many submissions from your address (at most {} an hour); try again in {after} s",
-                    limits.submissions_per_hour
-                ),
-            )
-            .with_retry_after(u32::try_from(after.max(1)).unwrap_or(u32::MAX)),
-            Refused::Concurrent => refusal(
-                429,
-                "too_many_uploads",
-                "your address already has uploads in progress; wait for them to finish",
-            )
-            .with_retry_after(10),
-            Refused::Busy => refusal(503, "busy", "the intake is busy; try again in a minute")
-                .with_retry_after(30),
-        })?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_sample_bytes + FORM_OVERHEAD) {
-        return Err(too_large(limits.max_sample_bytes));
-    }
-    intake.check_quota(0)?;
-    let mp = mp.map_err(|e| bad_form(e.body_text()))?;
-    let timeout = Duration::from_secs(limits.upload_timeout_secs);
-    let (staged, meta) = tokio::time::timeout(timeout, read_form(intake, mp))
-        .await
-        .map_err(|_| {
-            refusal(
-                408,
-                "upload_timeout",
-                format!("the upload took longer than {} s", timeout.as_secs()),
-            )
-        })??;
-    intake.accept(staged, meta, ip).await
 }
 
 fn too_large(cap: u64) -> Refusal {

@@ -755,19 +755,30 @@ mod tests {
         assert_eq!(h.in_service_pct, Some(50));
     }
 
+    /// Charts of `mirrors` from `from` to `to` (generated at `to`), one bucket per column.
+    fn charts(
+        mirrors: Vec<MirrorHistory>,
+        from: i64,
+        to: i64,
+        bucket_secs: i64,
+        left_off: usize,
+    ) -> MirrorCharts {
+        MirrorCharts {
+            generated_at: to,
+            from,
+            to,
+            bucket_secs,
+            column_secs: bucket_secs,
+            mirrors,
+            mirrors_left_off: left_off,
+        }
+    }
+
     #[test]
     fn empty_history_and_no_mirrors_draw_a_labelled_figure() {
         let h = mirror_history("m", MirrorState::InService, &[], 1000, 1000, 3600);
         assert!(h.spans.is_empty() && h.in_service_pct.is_none() && h.checks == 0);
-        let c = MirrorCharts {
-            generated_at: 1000,
-            from: 1000,
-            to: 1000,
-            bucket_secs: 3600,
-            column_secs: 3600,
-            mirrors: vec![h],
-            mirrors_left_off: 0,
-        };
+        let c = charts(vec![h], 1000, 1000, 3600, 0);
         let svg = history_svg("history", &c);
         assert!(svg.contains("no checks yet"), "{svg}");
         assert!(svg.contains("role=\"img\"") && svg.contains("aria-labelledby=\"history-title\""));
@@ -798,15 +809,7 @@ mod tests {
         assert!(svg.len() < 20_000, "names are shortened: {}", svg.len());
         let rows = [row(0, MirrorState::Out, 5)];
         let h = mirror_history(&evil, MirrorState::Out, &rows, 0, 10, 10);
-        let c = MirrorCharts {
-            generated_at: 10,
-            from: 0,
-            to: 10,
-            bucket_secs: 10,
-            column_secs: 10,
-            mirrors: vec![h],
-            mirrors_left_off: 3,
-        };
+        let c = charts(vec![h], 0, 10, 10, 3);
         let svg = history_svg("h", &c);
         assert!(
             !svg.contains("<script") && svg.contains("and 3 more"),

@@ -117,6 +117,20 @@ pub async fn call(
     (status, text)
 }
 
+/// POSTs the multipart `form` to `url`: the status and the JSON body (`Null` when the body is
+/// not JSON), whatever the status; panics if no answer comes.
+#[cfg(feature = "net")]
+pub async fn post_form(url: &str, form: reqwest::multipart::Form) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// The body of `GET url` as text, whatever the status; panics if the request fails.
 #[cfg(feature = "net")]
 pub async fn get_text(url: &str) -> String {

@@ -69,10 +69,7 @@ fn dat(w: &Work) -> FreshclamDat {
 async fn fresh_download() {
     let (w, m, conf) = client_and_mirror(None, &[2, 3, 4, 5, 6], "").await;
     update_test_ok(&conf).await;
-    assert_eq!(
-        m.requests(),
-        reqs("/test.cvd r 206, /test.cvd - 200")
-    );
+    assert_eq!(m.requests(), reqs("/test.cvd r 206, /test.cvd - 200"));
     w.assert_only("test.cvd", 6);
     // Byte-identical to what the mirror served.
     assert_eq!(
@@ -154,10 +151,7 @@ async fn cdiff_missing_fallback() {
 async fn missing_latest_patch_one_version_behind_stays() {
     let (w, m, conf) = client_and_mirror(Some(5), &[], "").await;
     let out = update_test_ok(&conf).await;
-    assert_eq!(
-        m.requests(),
-        reqs("/test.cvd ri 206, /test-6.cdiff - 404")
-    );
+    assert_eq!(m.requests(), reqs("/test.cvd ri 206, /test-6.cdiff - 404"));
     assert_eq!(w.version("test.cvd"), 5);
     assert!(text(&out).contains("doesn't have the latest patch"));
 }
@@ -234,10 +228,7 @@ async fn http_403_on_download() {
     let t0 = now() as i64;
     let out = run_conf(&conf, &["--update-db=test"]).await;
     assert_eq!(out.status.code(), Some(17), "{}", text(&out));
-    assert_eq!(
-        m.requests(),
-        reqs("/test.cvd r 206, /test.cvd - 403")
-    );
+    assert_eq!(m.requests(), reqs("/test.cvd r 206, /test.cvd - 403"));
     assert!((dat(&w).retry_after - t0 - 24 * 3600).abs() <= 5);
     assert!(w.db_files().is_empty());
 }
@@ -262,14 +253,8 @@ async fn retry_503_then_second_mirror() {
     a.fault("/test.cvd", 503, None, false);
     let conf = w.conf(&[a.url(), b.url()], "MaxAttempts 2\n");
     let out = update_test_ok(&conf).await;
-    assert_eq!(
-        a.requests(),
-        reqs("/test.cvd r 503, /test.cvd r 503")
-    );
-    assert_eq!(
-        b.requests(),
-        reqs("/test.cvd r 206, /test.cvd - 200")
-    );
+    assert_eq!(a.requests(), reqs("/test.cvd r 503, /test.cvd r 503"));
+    assert_eq!(b.requests(), reqs("/test.cvd r 206, /test.cvd - 200"));
     assert_eq!(w.version("test.cvd"), 6);
     assert!(text(&out).contains("Trying again in 0 secs"));
     assert!(text(&out).contains(&format!("Giving up on {}", a.url())));
@@ -548,10 +533,7 @@ async fn mirror_not_synchronised_then_cdiff() {
     let server = format!("--dns-server={}", dns.addr);
     let out = run_conf(&conf, &["--update-db=test", &server]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(
-        m.requests(),
-        reqs("/test.cvd - 200, /test-6.cdiff - 200")
-    );
+    assert_eq!(m.requests(), reqs("/test.cvd - 200, /test-6.cdiff - 200"));
     assert!(text(&out).contains("not synchronised"), "{}", text(&out));
     assert!(!text(&out).contains("OUTDATED"));
     w.assert_only("test.cld", 6);
@@ -611,10 +593,7 @@ async fn private_mirror_serving_a_cld() {
     let m = Mirror::start(&w.www()).await;
     let conf = w.conf(&[], &format!("PrivateMirror {}\n", m.url()));
     update_test_ok(&conf).await;
-    assert_eq!(
-        m.requests(),
-        reqs("/test.cld ri 206, /test.cld i 200")
-    );
+    assert_eq!(m.requests(), reqs("/test.cld ri 206, /test.cld i 200"));
     w.assert_only("test.cld", 6);
 }
 
@@ -642,10 +621,7 @@ async fn redirects_are_followed_like_freshclam() {
     redirector.redirect("/test.cvd", &format!("{}/test.cvd", b.url()));
     let conf = w.conf(&[redirector.url()], "");
     update_test_ok(&conf).await;
-    assert_eq!(
-        b.requests(),
-        reqs("/test.cvd r 206, /test.cvd - 200")
-    );
+    assert_eq!(b.requests(), reqs("/test.cvd r 206, /test.cvd - 200"));
     assert_eq!(redirector.requests().len(), 2);
     assert_eq!(w.version("test.cvd"), 6);
 }

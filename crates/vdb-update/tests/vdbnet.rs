@@ -297,7 +297,10 @@ async fn a_mirror_whose_header_says_nothing_new_while_its_manifest_does_is_skipp
     assert_eq!(code, Some(12), "{t}");
     assert_contains(
         &t,
-        &["has header version 3", "names test version 6 (installed: 3)"],
+        &[
+            "has header version 3",
+            "names test version 6 (installed: 3)",
+        ],
     );
     assert!(!t.contains("up-to-date"), "{t}");
     w.assert_only("test.cvd", 3);

@@ -17,13 +17,7 @@ async fn start(dir: &std::path::Path) -> vdb_intake::Running {
 }
 
 async fn submit(base: &str, form: reqwest::multipart::Form) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/samples"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    vdb_testkit::http::post_form(&format!("{base}/api/v1/samples"), form).await
 }
 
 fn file(bytes: &[u8], name: &str) -> reqwest::multipart::Form {

@@ -286,37 +286,8 @@ pub(crate) async fn slow_headers(
     every: Duration,
     give_up: Duration,
 ) -> Fate {
-    let Ok(mut s) = connect_from(from, to, None).await else {
-        return Fate::NoConnect;
-    };
-    let t = Instant::now();
-    let _ = s
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Slow: ")
-        .await;
-    let (mut r, mut w) = s.split();
-    let trickle = async {
-        loop {
-            tokio::time::sleep(every).await;
-            if w.write_all(b"a").await.is_err() {
-                return;
-            }
-        }
-    };
-    let closed = async {
-        let mut buf = [0u8; 64];
-        let mut first = Vec::new();
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => return first.starts_with(b"HTTP/1.1 503"),
-                Ok(n) => first.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::select! {
-        refused = closed => if refused { Fate::Refused } else { Fate::Dropped(t.elapsed()) },
-        () = trickle => Fate::Dropped(t.elapsed()),
-        () = tokio::time::sleep(give_up) => Fate::Held,
-    }
+    let head = b"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Slow: ";
+    trickle(from, to, head, b"a", every, give_up, true).await
 }
 
 /// Slow body: `POST path` announcing `len` bytes, then one byte every `every`.
@@ -328,35 +299,51 @@ pub(crate) async fn slow_body(
     every: Duration,
     give_up: Duration,
 ) -> Fate {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{{"
+    );
+    trickle(from, to, head.as_bytes(), b" ", every, give_up, false).await
+}
+
+/// A slow client: connects from `from`, sends `head`, then `byte` every `every` until the
+/// server closes the connection (Dropped, or Refused when `refusals` and its answer was a 503)
+/// or `give_up` passes (Held). Once the server stops reading, it waits for the close.
+async fn trickle(
+    from: IpAddr,
+    to: SocketAddr,
+    head: &[u8],
+    byte: &[u8],
+    every: Duration,
+    give_up: Duration,
+    refusals: bool,
+) -> Fate {
     let Ok(mut s) = connect_from(from, to, None).await else {
         return Fate::NoConnect;
     };
     let t = Instant::now();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{{"
-    );
-    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(head).await;
     let (mut r, mut w) = s.split();
     let trickle = async {
         loop {
             tokio::time::sleep(every).await;
-            if w.write_all(b" ").await.is_err() {
-                // The server stopped reading: wait for it to close.
+            if w.write_all(byte).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
     };
     let closed = async {
         let mut buf = [0u8; 4096];
+        let mut first = Vec::new();
         loop {
             match r.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return refusals && first.starts_with(b"HTTP/1.1 503"),
+                Ok(n) if first.len() < 64 => first.extend_from_slice(&buf[..n]),
                 Ok(_) => {}
             }
         }
     };
     tokio::select! {
-        () = closed => Fate::Dropped(t.elapsed()),
+        refused = closed => if refused { Fate::Refused } else { Fate::Dropped(t.elapsed()) },
         () = trickle => unreachable!(),
         () = tokio::time::sleep(give_up) => Fate::Held,
     }

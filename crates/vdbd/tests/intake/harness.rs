@@ -163,14 +163,7 @@ pub(crate) async fn scanned(base: &str, id: &str) -> Value {
 pub(crate) async fn submit(base: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
     let form = reqwest::multipart::Form::new().part("file", part);
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/samples"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
+    vdb_testkit::http::post_form(&format!("{base}/api/v1/samples"), form).await
 }
 
 // -------------------------------------------------------------------------------------------------
