@@ -239,43 +239,38 @@ fn assert_contains(t: &str, parts: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skipped() {
+/// A mirror whose test.cvd is version 3 (the installed one) while its signed manifest names 6.
+/// Alone, it is an error (exit 12, "names test version 6", `alone_says`, never "up to date";
+/// `alone_asked` checks what it was asked), not retried; before a good mirror, it is skipped
+/// (`skipped_says`) and the client ends at version 6 from the good one. With `header_newer`,
+/// its file is newer on disk than the installed build, so the probe gets a header, not a 304.
+async fn out_of_sync_mirror_is_skipped(
+    header_newer: bool,
+    alone_says: &[&str],
+    alone_asked: impl Fn(&[Req]),
+    skipped_says: &[&str],
+) {
     let good = good_mirror();
     let bad = out_of_sync_mirror(&good, 3);
+    if header_newer {
+        set_mtime(&bad.www().join("test.cvd"), now());
+    }
     let (g, b) = (
         Mirror::start(&good.www()).await,
         Mirror::start(&bad.www()).await,
     );
-    // Alone, the bad mirror is an error, not "up to date": its test.cvd (version 3, the
-    // installed one) answers 304 while its manifest names version 6.
     let (w, code, t) = run_from_v3(&[b.url()]).await;
     assert_eq!(code, Some(12), "{t}");
-    assert_contains(
-        &t,
-        &[
-            "is out of sync",
-            "answers 304 Not Modified",
-            "names test version 6 (installed: 3)",
-        ],
-    );
+    assert_contains(&t, alone_says);
+    assert_contains(&t, &["names test version 6 (installed: 3)"]);
     assert!(!t.contains("up-to-date"), "{t}");
     assert_eq!(failures(&w, &b), 1);
     w.assert_only("test.cvd", 3);
-    // The manifest and one probe: asking it again cannot help.
-    let paths: Vec<String> = b.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, [MANIFEST_PATH, "/test.cvd"]);
+    alone_asked(&b.requests());
 
-    // With a good mirror after it, the client ends at version 6 from the good one.
     let (w, code, t) = run_from_v3(&[b.url(), g.url()]).await;
     assert_eq!(code, Some(0), "{t}");
-    assert_contains(
-        &t,
-        &[
-            "is out of sync",
-            "contradicted the mirror's own signed manifest",
-        ],
-    );
+    assert_contains(&t, skipped_says);
     w.assert_only("test.cld", 6);
     assert_eq!(failures(&w, &b), 1);
     assert_eq!(failures(&w, &g), 0);
@@ -283,34 +278,32 @@ async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skip
 }
 
 #[tokio::test]
-async fn a_mirror_whose_header_says_nothing_new_while_its_manifest_does_is_skipped() {
-    let good = good_mirror();
-    let bad = out_of_sync_mirror(&good, 3);
-    // Its test.cvd is newer on disk than the installed build, so the probe gets a header
-    // (not a 304): version 3, the installed one; the manifest says 6.
-    set_mtime(&bad.www().join("test.cvd"), now());
-    let (g, b) = (
-        Mirror::start(&good.www()).await,
-        Mirror::start(&bad.www()).await,
-    );
-    let (w, code, t) = run_from_v3(&[b.url()]).await;
-    assert_eq!(code, Some(12), "{t}");
-    assert_contains(
-        &t,
+async fn a_mirror_answering_304_while_its_manifest_names_a_newer_version_is_skipped() {
+    out_of_sync_mirror_is_skipped(
+        false,
+        &["is out of sync", "answers 304 Not Modified"],
+        // The manifest and one probe: asking it again cannot help.
+        |asked| {
+            let paths: Vec<&str> = asked.iter().map(|r| r.path.as_str()).collect();
+            assert_eq!(paths, [MANIFEST_PATH, "/test.cvd"]);
+        },
         &[
-            "has header version 3",
-            "names test version 6 (installed: 3)",
+            "is out of sync",
+            "contradicted the mirror's own signed manifest",
         ],
-    );
-    assert!(!t.contains("up-to-date"), "{t}");
-    w.assert_only("test.cvd", 3);
-    assert!(b.requests().iter().any(|r| r.range && r.status == 206));
+    )
+    .await;
+}
 
-    let (w, code, t) = run_from_v3(&[b.url(), g.url()]).await;
-    assert_eq!(code, Some(0), "{t}");
-    w.assert_only("test.cld", 6);
-    assert_eq!(failures(&w, &b), 1);
-    assert!(b.requests().iter().all(|r| !r.path.ends_with(".cdiff")));
+#[tokio::test]
+async fn a_mirror_whose_header_says_nothing_new_while_its_manifest_does_is_skipped() {
+    out_of_sync_mirror_is_skipped(
+        true,
+        &["has header version 3"],
+        |asked| assert!(asked.iter().any(|r| r.range && r.status == 206)),
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test]
