@@ -34,6 +34,24 @@ fn out_of_sync(
     ))
 }
 
+/// A server that answers 304 for `url` while its own signed manifest names `newer` (a version
+/// above the installed `local_version`) is out of sync.
+fn answers_304(
+    server: &str,
+    db: &str,
+    url: &str,
+    newer: Option<(u64, u32)>,
+    local_version: u32,
+) -> UpdateError {
+    out_of_sync(
+        server,
+        db,
+        &format!("{url} answers 304 Not Modified"),
+        newer.expect("a newer signed version"),
+        local_version,
+    )
+}
+
 impl Updater<'_> {
     /// Verifies a whole container (signature, `.info`, members) with freshclam's error text.
     pub(super) fn verify_container(
@@ -95,13 +113,7 @@ impl Updater<'_> {
                         .debug(format!("Trying to retrieve CVD header from {url}"));
                     match self.fetcher.probe(&url, ims).await {
                         Ok(Probe::NotModified) if newer_signed.is_some() => {
-                            return Err(out_of_sync(
-                                server,
-                                db,
-                                &format!("{url} answers 304 Not Modified"),
-                                newer_signed.expect("checked"),
-                                local_version,
-                            ));
+                            return Err(answers_304(server, db, &url, newer_signed, local_version));
                         }
                         Ok(Probe::NotModified) => {
                             if let Some(l) = &local {
@@ -265,13 +277,7 @@ impl Updater<'_> {
         let written = match self.fetcher.download_to(&url, ims, &staged, self.log).await {
             Ok(Download::Fetched(w)) => w,
             Ok(Download::NotModified) if newer_signed.is_some() => {
-                return Err(out_of_sync(
-                    server,
-                    db,
-                    &format!("{url} answers 304 Not Modified"),
-                    newer_signed.expect("checked"),
-                    local_version,
-                ));
+                return Err(answers_304(server, db, &url, newer_signed, local_version));
             }
             Ok(Download::NotModified) if local_version > 0 => {
                 self.log
