@@ -96,14 +96,23 @@ fn serve_chain(www: &Path, version: u32) {
     }
 }
 
-#[tokio::test]
-async fn signed_manifest_accepted_and_files_checked() {
+/// A mirror serving ClamAV's test chain up to version 6 under a signed manifest of serial 10,
+/// and a client's configuration for it; the client holds the fixture `held` as test.cvd.
+async fn signed_v6(held: Option<&str>) -> (Work, Mirror, PathBuf) {
     let w = Work::new();
     serve_chain(&w.www(), 6);
     publish(&w.www(), 10, 6, 3600, &key());
-    w.put_db("test-1.cvd", "test.cvd");
+    if let Some(fixture) = held {
+        w.put_db(fixture, "test.cvd");
+    }
     let m = Mirror::start(&w.www()).await;
     let conf = toml(&w, &[m.url()]);
+    (w, m, conf)
+}
+
+#[tokio::test]
+async fn signed_manifest_accepted_and_files_checked() {
+    let (w, _m, conf) = signed_v6(Some("test-1.cvd")).await;
     let out = run_toml(&conf).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(w.version("test.cld"), 6);
@@ -136,11 +145,7 @@ async fn file_not_matching_the_manifest_is_refused() {
 
 #[tokio::test]
 async fn rollback_expired_and_foreign_manifests_are_refused() {
-    let w = Work::new();
-    serve_chain(&w.www(), 6);
-    publish(&w.www(), 10, 6, 3600, &key());
-    let m = Mirror::start(&w.www()).await;
-    let conf = toml(&w, &[m.url()]);
+    let (w, _m, conf) = signed_v6(None).await;
     let out = run_toml(&conf).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(w.version("test.cvd"), 6);
@@ -308,11 +313,7 @@ async fn a_mirror_whose_header_says_nothing_new_while_its_manifest_does_is_skipp
 
 #[tokio::test]
 async fn a_database_dropped_then_brought_back_lower_is_refused_across_runs() {
-    let w = Work::new();
-    serve_chain(&w.www(), 6);
-    publish(&w.www(), 10, 6, 3600, &key());
-    let m = Mirror::start(&w.www()).await;
-    let conf = toml(&w, &[m.url()]);
+    let (w, _m, conf) = signed_v6(None).await;
     let out = run_toml(&conf).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     w.assert_only("test.cvd", 6);
@@ -347,11 +348,7 @@ async fn a_database_dropped_then_brought_back_lower_is_refused_across_runs() {
 
 #[tokio::test]
 async fn a_manifest_newer_than_the_dns_record_wins() {
-    let w = Work::new();
-    serve_chain(&w.www(), 6);
-    publish(&w.www(), 10, 6, 3600, &key());
-    w.put_db("test-3.cvd", "test.cvd");
-    let m = Mirror::start(&w.www()).await;
+    let (w, _m, conf) = signed_v6(Some("test-3.cvd")).await;
     // The TXT record lags: it still says 3, the installed version.
     let t = now();
     let dns = FakeDns::start(&[
@@ -362,7 +359,6 @@ async fn a_manifest_newer_than_the_dns_record_wins() {
         ("test.cvd.clamav.net.", format!("3:{t}")),
     ])
     .await;
-    let conf = toml(&w, &[m.url()]);
     let text_conf = std::fs::read_to_string(&conf).unwrap().replace(
         "dns = false\n",
         &format!(
