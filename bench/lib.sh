@@ -65,11 +65,15 @@ machine_line() {
     echo "machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-# synth_db DIR ARGS...: makes (or reuses, keyed by the arguments and synth.rs) a synthetic
-# database with `vdb db synth -o DIR ARGS...`; sets STAMP.
+# synth_db DIR ARGS...: makes (or reuses, keyed by the arguments and by the sources that decide
+# its bytes: the generator, the CLI and vdb-format's container builder) a synthetic database with
+# `vdb db synth -o DIR ARGS...`; sets STAMP.
 synth_db() {
     local dir=$1; shift
-    STAMP="synth $* (synth.rs $(sha256sum "$ROOT/crates/vdb-cli/src/synth.rs" | cut -c1-12))"
+    local src
+    src=$(cd "$ROOT/crates" && cat vdb-cli/src/synth.rs vdb-synth/src/*.rs vdb-format/src/build.rs \
+        vdb-format/src/tar.rs $(ls vdb-format/src/segment.rs 2>/dev/null) | sha256sum | cut -c1-12)
+    STAMP="synth $* (sources $src)"
     if [[ -z ${FRESH:-} && -f $dir/.args && "$(cat "$dir/.args")" == "$STAMP" &&
           -f $dir/daily.cvd && -f $dir/synth.key.pub ]]; then
         echo "== reusing $dir ($STAMP)" >&2
