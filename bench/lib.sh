@@ -221,13 +221,14 @@ TOML
     } >"$1"
 }
 
-# start_pushed_mirror LOGBASE CONFIG NAME: starts `vdbd mirror` from CONFIG and registers it on
-# $MASTER as NAME with its push URL (so that it syncs on every release); appends its URL to URLS.
+# start_pushed_mirror LOGBASE CONFIG NAME [ARGS...]: starts `vdbd mirror` from CONFIG and
+# registers it on $MASTER as NAME with its push URL (so that it syncs on every release) and ARGS
+# (e.g. `--hub m1` for a leaf); appends its URL to URLS.
 start_pushed_mirror() {
     start_role "$1" mirror "$2"
     URLS+=("$(json http "$READY")")
     "$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" "$3" --base-url "${URLS[-1]}" \
-        --push-url "${URLS[-1]}/.well-known/vdbnet/push" --address 127.0.0.1 >/dev/null
+        --push-url "${URLS[-1]}/.well-known/vdbnet/push" --address 127.0.0.1 "${@:4}" >/dev/null
 }
 
 # mirror_serial URL: the serial a mirror serves now (empty before its first sync).

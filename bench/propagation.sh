@@ -8,6 +8,8 @@
 #
 #   bench/propagation.sh                  # 100 mirrors; results in bench/out/results-propagation.txt
 #   MIRRORS=20 bench/propagation.sh       # fewer mirrors (say so when you quote the figures)
+#   HUBS=0 bench/propagation.sh           # no hubs: the master pushes to every mirror (default 10
+#                                         # hubs, each the hub of (MIRRORS - HUBS) / HUBS leaves)
 #   SIZE_MB=10 bench/propagation.sh       # a smaller database (default 60, as the real daily)
 #   NO_BUILD=1 bench/propagation.sh       # reuse target/release/{vdbd,vdb} as they are
 #   DNS_ONLY=1 bench/propagation.sh       # only the second part (below)
@@ -32,6 +34,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=1
 MIRRORS=${MIRRORS:-100}
+HUBS=${HUBS:-10}
 RSYNC_P=${RSYNC_P:-16}
 MAX_WAIT=${MAX_WAIT:-300}
 GOAL_SECS=${GOAL_SECS:-2}
@@ -44,6 +47,7 @@ else
     need_tools cargo rsync xargs curl jq python3 awk sort dig
 fi
 ((MIRRORS >= 1 && MIRRORS <= 500)) || die "MIRRORS must be 1..500"
+((HUBS >= 0 && HUBS < MIRRORS)) || HUBS=0
 ((MAX_WAIT >= 10 && MAX_WAIT <= 1800)) || die "MAX_WAIT must be 10..1800 seconds"
 
 
@@ -254,13 +258,22 @@ start_master_with_old_release "$W" "$W/logs/master"
 OLD_SERIAL=$(master_serial "$MASTER")
 
 # --- MIRRORS mirrors: start, register, wait until each serves the old set -------------------
-echo "== starting $MIRRORS mirrors (load average $(loadavg))" >&2
+# The first HUBS mirrors are hubs (the master pushes to them); every other mirror is a leaf of
+# hub ((i - 1) % HUBS) + 1: registered with `--hub`, that hub first in its `hubs` (the hub relays
+# the master's push to it, and it pulls from the hub, then the master).
+echo "== starting $MIRRORS mirrors, $HUBS of them hubs (load average $(loadavg))" >&2
 URLS=()
 t=$SECONDS
 for ((i = 1; i <= MIRRORS; i++)); do
     mkdir -p "$W/data/m$i/local"
-    mirror_config "$W/data/m$i.toml" "m$i" "$MASTER" "$MASTER_PUB" "$W/data/m$i/data" "$W/data/m$i/local"
-    start_pushed_mirror "$W/logs/m$i" "$W/data/m$i.toml" "m$i"
+    extra=() hub_line=
+    if ((HUBS > 0 && i > HUBS)); then
+        h=$(((i - 1) % HUBS + 1))
+        extra=(--hub "m$h")
+        hub_line="hubs = [\"${URLS[h - 1]}\"]"
+    fi
+    mirror_config "$W/data/m$i.toml" "m$i" "$MASTER" "$MASTER_PUB" "$W/data/m$i/data" "$W/data/m$i/local" "$hub_line"
+    start_pushed_mirror "$W/logs/m$i" "$W/data/m$i.toml" "m$i" "${extra[@]}"
 done
 printf '%s\n' "${URLS[@]}" >"$W/mirrors.txt"
 echo "== $MIRRORS mirrors started and registered in $((SECONDS - t)) s; waiting for their first sync" >&2
@@ -268,8 +281,13 @@ for u in "${URLS[@]}"; do wait_until "$MAX_WAIT" serial_at_least "$u" "$OLD_SERI
 echo "== all serve serial $OLD_SERIAL after $((SECONDS - t)) s (load average $(loadavg))" >&2
 RSS_KB=$(for p in "${PIDS[@]:1}"; do awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null; done |
     sort -n | awk '{a[NR] = $1; s += $1} END {printf "median %.0f, max %.0f, sum %.0f", a[int((NR + 1) / 2)], a[NR], s}')
-declare -A PULLED0
-for u in "${URLS[@]}"; do PULLED0[$u]=$(metric "$u" vdb_mirror_pulled_bytes_total); done
+declare -A PULLED0 HUBB0 REUSED0
+for u in "${URLS[@]}"; do
+    PULLED0[$u]=$(metric "$u" vdb_mirror_pulled_bytes_total)
+    HUBB0[$u]=$(metric "$u" vdb_mirror_pulled_hub_bytes_total)
+    REUSED0[$u]=$(metric "$u" vdb_mirror_delta_reused_bytes_total)
+done
+SERVED0=$(metric "$MASTER" vdb_master_served_bytes_total)
 
 # --- the update: poller first, then publish -----------------------------------------------------
 mirror_serial_py "$W"
@@ -306,8 +324,13 @@ NEW_SERIAL=$(master_serial "$MASTER")
 [[ $NEW_SERIAL == "$TARGET" ]] || echo "warning: the master's serial is $NEW_SERIAL, the poller waits for $TARGET" >&2
 wait "$POLLER" || die "the poller failed: $(cat "$W/poll.err")"
 LOAD_AFTER=$(loadavg)
-PULLED=()
-for u in "${URLS[@]}"; do PULLED+=($(($(metric "$u" vdb_mirror_pulled_bytes_total) - ${PULLED0[$u]}))); done
+PULLED=() HUBB=() REUSED=()
+for u in "${URLS[@]}"; do
+    PULLED+=($(($(metric "$u" vdb_mirror_pulled_bytes_total) - ${PULLED0[$u]})))
+    HUBB+=($(($(metric "$u" vdb_mirror_pulled_hub_bytes_total) - ${HUBB0[$u]:-0})))
+    REUSED+=($(($(metric "$u" vdb_mirror_delta_reused_bytes_total) - ${REUSED0[$u]:-0})))
+done
+SERVED=$(($(metric "$MASTER" vdb_master_served_bytes_total) - ${SERVED0:-0}))
 REACHED=$(awk '$2 != "-"' "$W/reached.txt" | wc -l)
 # since_T T0: sorted seconds from T0 to each mirror's first serving of the new serial.
 since() { awk -v t0="$1" '$2 != "-" {printf "%.3f\n", $2 - t0}' "$W/reached.txt" | sort -g; }
@@ -363,8 +386,11 @@ PY
 )
 P25_ACC=$(since "$T_ACCEPTED" | pct 0.25) P90_ACC=$(since "$T_ACCEPTED" | pct 0.9)
 PUBLISH_SECS=$(awk -v a="$T_START" -v b="$T_ACCEPTED" 'BEGIN {printf "%.3f", b - a}')
-PULL_STATS=$(printf '%s\n' "${PULLED[@]}" | sort -n |
-    awk '{a[NR] = $1; s += $1} END {printf "min %.0f, median %.0f, max %.0f, sum %.0f", a[1], a[int((NR + 1) / 2)], a[NR], s}')
+stats() { sort -n | awk '{a[NR] = $1; s += $1} END {printf "min %.0f, median %.0f, max %.0f, sum %.0f", a[1], a[int((NR + 1) / 2)], a[NR], s}'; }
+PULL_STATS=$(printf '%s\n' "${PULLED[@]}" | stats)
+HUB_STATS=$(printf '%s\n' "${HUBB[@]}" | stats)
+REUSED_STATS=$(printf '%s\n' "${REUSED[@]}" | stats)
+PULL_MAX=$(printf '%s\n' "${PULLED[@]}" | sort -n | tail -1)
 echo "== $REACHED/$MIRRORS mirrors serve serial $TARGET; p50 $P50_ACC s, p100 $P100_ACC s after the publish was accepted" >&2
 
 # --- the same update by rsync to MIRRORS directories ------------------------------------------------
@@ -426,7 +452,7 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
     echo "database: $STAMP; update $OLD_V -> $NEW_V = daily.cvd ($CVD_SIZE bytes) + daily-$NEW_V.cdiff ($(stat -c %s "$SYNTH/daily-$NEW_V.cdiff") bytes)"
-    echo "network: 1 master (push_concurrency 16, the default), $MIRRORS vdbd mirror processes on 127.0.0.1 (poll_secs 3600: pushes only), one machine with $(nproc) CPUs for everything"
+    echo "network: 1 master (push_concurrency 16, the default), $MIRRORS vdbd mirror processes on 127.0.0.1 (poll_secs 3600: pushes only), $HUBS of them hubs with $((HUBS ? (MIRRORS - HUBS) / HUBS : 0)) leaves each, one machine with $(nproc) CPUs for everything"
     echo "mirror RSS after the first sync (KiB): $RSS_KB"
     echo "load average: $LOAD_BEFORE before the publish, $LOAD_AFTER when the last mirror served it"
     echo
@@ -436,6 +462,9 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     echo "time until a mirror serves it, after the publish was accepted: first $FIRST_ACC s, p25 $P25_ACC s, p50 $P50_ACC s, p90 $P90_ACC s, p100 $P100_ACC s"
     echo "                                 after vdb publish started:   p50 $P50_START s, p100 $P100_START s"
     echo "bytes each mirror pulled: $PULL_STATS"
+    echo "  of them from hubs:        $HUB_STATS"
+    echo "bytes each mirror re-created from its old release (delta transfer): $REUSED_STATS"
+    echo "bytes the master served (vdb_master_served_bytes_total): $SERVED = $(ratio "$SERVED" "$CVD_SIZE") CVDs"
     echo "each mirror's daily.cvd download: $OBJ_TIMES"
     echo
     echo "same update by rsync -a --no-whole-file to $MIRRORS directories holding the old set:"
@@ -453,6 +482,15 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     ok=false
     [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$GOAL_SECS" && ok=true
     echo "  $(verdict $ok) every mirror serves the new serial within ${GOAL_SECS} s of the publish (p100 $P100_ACC s after accepted, $P100_START s after vdb publish started; $REACHED/$MIRRORS)"
+    ok=false
+    [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$(awk -v f="$FLOOR_SYNC" 'BEGIN {print 1.5 * f}')" && ok=true
+    echo "  $(verdict $ok) every mirror serves it within 1.5x the floor of writing the new file into $MIRRORS directories (p100 $P100_ACC s, floor $FLOOR_SYNC s: $(ratio "${P100_ACC/-/0}" "$FLOOR_SYNC")x)"
+    ok=false
+    ((PULL_MAX * 20 <= CVD_SIZE)) && ok=true
+    echo "  $(verdict $ok) each mirror pulls at most 5 % of the CVD (largest $PULL_MAX bytes = $(awk -v a="$PULL_MAX" -v b="$CVD_SIZE" 'BEGIN {printf "%.2f", 100 * a / b}') %)"
+    ok=false
+    ((SERVED <= CVD_SIZE)) && ok=true
+    echo "  $(verdict $ok) the master serves at most 1 CVD in all ($SERVED bytes = $(ratio "$SERVED" "$CVD_SIZE") CVDs, $MIRRORS mirrors, $HUBS hubs)"
 } | tee "$OUT/results-propagation.txt"
 
 stop_all
