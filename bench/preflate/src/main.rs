@@ -13,6 +13,9 @@
 //!   sigtool's order and dialect), re-create the deflate stream from it and the correction, add the
 //!   fixed gzip header and computed trailer, take the 512-byte header from CONTAINER, and compare
 //!   every byte with CONTAINER.
+//! - `zlib CONTAINER MEMBERS_DIR`: the same as `recreate` without any correction data: the tar
+//!   compressed by zlib-rs with sigtool's settings (level 9, `Z_FILTERED`, memLevel 8, 32 KiB
+//!   window), compared byte for byte.
 //! - `tar PLAIN`: list the tar headers (every field that is not name/size/checksum) and say
 //!   whether sigtool's dialect rebuilt from the members gives the same bytes.
 
@@ -38,13 +41,21 @@ type Res<T> = Result<T, String>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let r = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["split", c, out] => split(Path::new(c), Path::new(out)),
         ["recreate", c, m, corr] => recreate(Path::new(c), Path::new(m), Path::new(corr)),
         ["tar", p] => tar_report(Path::new(p)),
-        _ => Err("usage: preflate-bench split CONTAINER OUTDIR | recreate CONTAINER MEMBERS_DIR \
-                  CORRECTION | tar PLAIN"
-            .into()),
+        ["zlib", c, m] => zlib(Path::new(c), Path::new(m)),
+        _ => Err(
+            "usage: preflate-bench split CONTAINER OUTDIR | recreate CONTAINER MEMBERS_DIR \
+                  CORRECTION | tar PLAIN | zlib CONTAINER MEMBERS_DIR"
+                .into(),
+        ),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,7 +90,10 @@ fn deflate_body(c: &[u8]) -> Res<&[u8]> {
     }
     let gz = &c[HEADER..];
     if gz[..GZIP_HEADER.len()] != GZIP_HEADER {
-        return Err(format!("gzip header {:02x?} is not zlib's fixed one", &gz[..10]));
+        return Err(format!(
+            "gzip header {:02x?} is not zlib's fixed one",
+            &gz[..10]
+        ));
     }
     Ok(&gz[GZIP_HEADER.len()..gz.len() - 8])
 }
@@ -181,29 +195,62 @@ fn recreate(container: &Path, members: &Path, correction: &Path) -> Res<()> {
     let corr = read(correction)?;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let tar = sigtool_tar(members)?;
-    let cpu_tar = cpu_seconds() - cpu0;
     let deflate =
         recreate_whole_deflate_stream(&tar, &corr).map_err(|e| format!("recreate: {e:?}"))?;
-    let mut out = Vec::with_capacity(want.len());
-    out.extend_from_slice(&want[..HEADER.min(want.len())]);
-    out.extend_from_slice(&GZIP_HEADER);
-    out.extend_from_slice(&deflate);
-    out.extend_from_slice(&crc32fast::hash(&tar).to_le_bytes());
-    out.extend_from_slice(&(tar.len() as u32).to_le_bytes());
+    let out = assemble(&want, &deflate, &tar);
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
-    let identical = out == want;
-    let first_diff = out.iter().zip(&want).position(|(a, b)| a != b);
-    println!(
-        "recreate file={} bytes={} identical={identical} first_diff={first_diff:?} \
-         tar_cpu_s={cpu_tar:.2} cpu_s={cpu:.2} wall_s={wall:.2}",
-        container.display(),
-        out.len()
-    );
-    if identical {
+    if compare("recreate", container, &out, &want, cpu, wall) {
         Ok(())
     } else {
         Err("re-created container differs".into())
     }
+}
+
+/// Assembles a container: CONTAINER's 512-byte header, zlib's gzip header, `deflate`, trailer.
+fn assemble(header: &[u8], deflate: &[u8], tar: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + deflate.len() + 18);
+    out.extend_from_slice(&header[..HEADER.min(header.len())]);
+    out.extend_from_slice(&GZIP_HEADER);
+    out.extend_from_slice(deflate);
+    out.extend_from_slice(&crc32fast::hash(tar).to_le_bytes());
+    out.extend_from_slice(&(tar.len() as u32).to_le_bytes());
+    out
+}
+
+/// Prints the comparison line of `recreate`/`zlib`; true when the bytes are identical.
+fn compare(what: &str, container: &Path, out: &[u8], want: &[u8], cpu: f64, wall: f64) -> bool {
+    let identical = out == want;
+    let first_diff = out.iter().zip(want).position(|(a, b)| a != b);
+    println!(
+        "{what} file={} bytes={} identical={identical} first_diff={first_diff:?} cpu_s={cpu:.2} \
+         wall_s={wall:.2}",
+        container.display(),
+        out.len()
+    );
+    identical
+}
+
+fn zlib(container: &Path, members: &Path) -> Res<()> {
+    let want = read(container)?;
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let tar = sigtool_tar(members)?;
+    let config = zlib_rs::DeflateConfig {
+        level: 9,
+        method: zlib_rs::Method::Deflated,
+        window_bits: -15,
+        mem_level: 8,
+        strategy: zlib_rs::Strategy::Filtered,
+    };
+    let mut buf = vec![0u8; zlib_rs::compress_bound(tar.len()) + 64];
+    let (deflate, rc) = zlib_rs::compress_slice(&mut buf, &tar, config);
+    if rc != zlib_rs::ReturnCode::Ok {
+        return Err(format!("zlib-rs: {rc:?}"));
+    }
+    let out = assemble(&want, deflate, &tar);
+    let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+    // Not an error when it differs: the line says so (the encoder is not C zlib).
+    compare("zlib", container, &out, &want, cpu, wall);
+    Ok(())
 }
 
 /// Parses an octal tar field (NUL/space terminated).
