@@ -166,6 +166,19 @@ MREC_CPU=$CPU MREC_RSS=$RSS_MB
 timed mirror-zlib "$TOOL" zlib "$W/sigtool-1.4/daily-$V1.cud" "$M/base"
 MZLIB_CPU=$CPU MZLIB_RSS=$RSS_MB MZLIB=$(field identical "$W/mirror-zlib.out")
 
+# Control: the same tar at zlib level 9 with the default strategy (not what sigtool writes), to
+# show how much of the correction data is preflate-rs not modelling Z_FILTERED.
+python3 - "$W/sigtool-1.4/daily-$V1.cud" "$W/control.cud" <<'PY'
+import sys, zlib
+c = open(sys.argv[1], "rb").read()
+tar = zlib.decompressobj(31).decompress(c[512:])
+o = zlib.compressobj(9, zlib.DEFLATED, 31, 8, zlib.Z_DEFAULT_STRATEGY)
+open(sys.argv[2], "wb").write(c[:512] + o.compress(tar) + o.flush())
+PY
+"$TOOL" split "$W/control.cud" "$W/control" >"$W/control.out"
+CONTROL="$(field container "$W/control.out") bytes, correction $(field correction "$W/control.out") bytes"
+rm -rf "$W/control" "$W/control.cud"
+
 CVD=$(stat -c %s "$W/sigtool-1.4/daily-$V1.cud")
 CDIFF=$(stat -c %s "$M/daily-$V1.cdiff")
 CORR=$(stat -c %s "$W/split-$NEW_I/correction.bin")
@@ -210,6 +223,7 @@ PULL=$((CDIFF + CORR + 512))
     printf '  with zlib-rs instead (no correction): %s bytes = %s %% of the CVD; mirror CPU %s s (peak %s MB); byte-identical: %s\n' \
         "$((CDIFF + 512))" "$(awk -v a="$((CDIFF + 512))" -v b="$CVD" 'BEGIN { printf "%.3f", 100 * a / b }')" \
         "$MZLIB_CPU" "$MZLIB_RSS" "$MZLIB"
+    echo "  control: the same tar at zlib -9, default strategy (not sigtool's): $CONTROL"
     echo "  master CPU per release: split ${SPLITS[NEW_I]} s (peak RSS in the table)"
     echo "  goal (issue 18): each mirror pulls <= 5 % of the CVD: $(verdict le "$PULL" "$((CVD / 20))")"
 } | tee "$OUT/preflate.txt"
