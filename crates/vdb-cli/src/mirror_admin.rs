@@ -66,6 +66,13 @@ pub struct Fields {
     /// Maintenance window `START-END[:reason]` in Unix seconds (repeatable; replaces all).
     #[arg(long = "maintenance")]
     pub maintenance: Vec<String>,
+    /// A hub mirror it pulls from, by name, in order of preference (repeatable; replaces all).
+    /// The masters push to its first registered hub, which relays to it.
+    #[arg(long = "hub")]
+    pub hubs: Vec<String>,
+    /// Pull from the masters again (clears the hubs).
+    #[arg(long, conflicts_with = "hubs")]
+    pub no_hubs: bool,
 }
 
 /// `vdb mirror` subcommands.
@@ -165,6 +172,12 @@ pub enum MirrorCommand {
 }
 
 fn apply(r: &mut MirrorRecord, f: Fields) -> Result<()> {
+    if !f.hubs.is_empty() {
+        r.hubs = f.hubs;
+    }
+    if f.no_hubs {
+        r.hubs.clear();
+    }
     if f.push_url.is_some() {
         r.push_url = f.push_url;
     }
@@ -323,6 +336,8 @@ mod tests {
             contact: None,
             identity_key: None,
             maintenance: Vec::new(),
+            hubs: Vec::new(),
+            no_hubs: false,
         }
     }
 
