@@ -395,3 +395,43 @@ fn describe(e: &vdb_fetch::Error) -> String {
         format!("{e}: {text}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, hubs: &[&str]) -> MirrorRecord {
+        let mut r = MirrorRecord::new(name, "http://127.0.0.1:1");
+        r.push_url = Some(format!("http://127.0.0.1:1/{name}"));
+        r.hubs = hubs.iter().map(|h| (*h).to_owned()).collect();
+        r
+    }
+
+    #[test]
+    fn the_masters_push_to_hubs_with_their_leaves_and_to_orphaned_leaves_directly() {
+        let all = vec![
+            m("h1", &[]),
+            m("h2", &[]),
+            m("l1", &["h1"]),
+            m("l2", &["gone", "h2"]),
+            m("l3", &["gone"]),
+            m("plain", &[]),
+        ];
+        let out: Vec<(String, Vec<String>)> = fan_out(&all)
+            .into_iter()
+            .map(|(r, leaves)| (r.name, leaves.into_iter().map(|l| l.name).collect()))
+            .collect();
+        assert_eq!(
+            out,
+            vec![
+                ("h1".to_owned(), vec!["l1".to_owned()]),
+                ("h2".to_owned(), vec!["l2".to_owned()]),
+                ("l3".to_owned(), vec![]),
+                ("plain".to_owned(), vec![]),
+            ]
+        );
+        let tree = hub_tree(&all);
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree["h2"], vec!["l2".to_owned()]);
+    }
+}

@@ -19,8 +19,8 @@ use crate::stats::{self, Stats};
 use crate::store::Snapshot;
 use crate::sync::{Current, SyncRequest, read_current};
 
-/// Largest push body accepted (a hub's notice lists its leaves).
-const MAX_PUSH: usize = 1024 * 1024;
+/// Largest push body accepted (a hub's notice lists its leaves: about 600 fit).
+const MAX_PUSH: usize = 64 * 1024;
 /// The mirror's own status document.
 pub const STATUS_PATH: &str = "/.well-known/vdbnet/mirror-status";
 

@@ -319,28 +319,33 @@ async fn sync_loop(
                 }
             }
             // A hub relays the masters' notice once it serves its serial (or once no further
-            // sync is coming: its leaves then fall back to the masters).
+            // sync is coming: its leaves then fall back to the masters). Relays and reports
+            // run beside the loop: a slow leaf or master never holds up the next sync.
             let held = app.snapshot().map(|s| s.manifest.serial);
-            let relays = match app.relay.take_ready(held, app.trigger.has_pending()) {
-                Some(relay) => tokio::select! {
-                    () = cancel.cancelled() => return,
-                    o = hub::relay(&syncer, &relay) => o,
-                },
-                None => Vec::new(),
-            };
+            let relay = app.relay.take_ready(held, app.trigger.has_pending());
             // Report what a push asked for, every update, and every relay (not the quiet
             // polls that change nothing).
-            if let Ok(outcome) = &r
-                && report
-                && (req.want_serial.is_some()
-                    || matches!(outcome, SyncOutcome::Updated { .. })
-                    || !relays.is_empty())
-            {
-                let (syncer, outcome, cancel) = (syncer.clone(), outcome.clone(), cancel.clone());
+            let outcome = r.ok().filter(|o| {
+                report
+                    && (req.want_serial.is_some()
+                        || matches!(o, SyncOutcome::Updated { .. })
+                        || relay.is_some())
+            });
+            if relay.is_some() || outcome.is_some() {
+                let (syncer, cancel) = (syncer.clone(), cancel.clone());
                 tokio::spawn(async move {
+                    let work = async {
+                        let relays = match &relay {
+                            Some(x) => hub::relay(&syncer, x).await,
+                            None => Vec::new(),
+                        };
+                        if let Some(o) = &outcome {
+                            hub::report(&syncer, o, &facts, took, relays).await;
+                        }
+                    };
                     tokio::select! {
                         () = cancel.cancelled() => {}
-                        () = hub::report(&syncer, &outcome, &facts, took, relays) => {}
+                        () = work => {}
                     }
                 });
             }

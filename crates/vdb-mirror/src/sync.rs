@@ -332,9 +332,9 @@ impl Syncer {
                     // A master whose serial is below the held one is normal with two masters
                     // (the other signed last); anything else is worth an operator's look.
                     if matches!(e, vdb_proto::ManifestError::OlderSerial { .. }) {
-                        tracing::debug!(master = %base, error = %e, "manifest not newer");
+                        tracing::debug!(source = %base, error = %e, "manifest not newer");
                     } else {
-                        tracing::warn!(master = %base, error = %e, "manifest refused");
+                        tracing::warn!(source = %base, error = %e, "manifest refused");
                     }
                     reasons.0.push((base.to_owned(), e.into()));
                     continue;
@@ -344,7 +344,14 @@ impl Syncer {
             if best.as_ref().is_none_or(|b| serial > b.2.serial) {
                 best = Some((i, signed, manifest, fresh));
             }
-            if req.want_serial.is_none_or(|w| serial >= w) {
+            // A push names its serial: the first source that has it will do. A poll asks a
+            // master too, so a hub stuck on an old (still valid) release delays its leaves by
+            // one poll at most; the objects still come from the hubs first.
+            let enough = match req.want_serial {
+                Some(w) => serial >= w,
+                None => matches!(src, Source::Master(_)),
+            };
+            if enough {
                 break;
             }
         }
