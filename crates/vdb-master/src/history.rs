@@ -326,7 +326,7 @@ impl History {
         Ok(())
     }
 
-    /// Records a mirror's sync report (the oldest reports go beyond [`MAX_SYNC_ROWS`]).
+    /// Records a mirror's sync report (beyond the newest 200,000 reports, the oldest go).
     pub fn sync_reported(&self, row: &SyncRow) -> Result<(), HistoryError> {
         let c = self.conn();
         c.execute(

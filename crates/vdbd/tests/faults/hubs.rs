@@ -88,7 +88,7 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
         .collect();
 
     for v in [BASE, BASE + 1] {
-        net.publish_ok(&[master.clone()], &net.synth_release(v, BASE));
+        net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
         for l in &leaves {
             wait_for(
                 &format!("{} to serve {v} through the hub", l.url),
@@ -242,7 +242,7 @@ fn a_leaf_refuses_a_tampering_hubs_objects_and_falls_back_to_the_master() {
     std::fs::write(&leaf.config, format!("{text}hubs = [{:?}]\n", fake.url)).unwrap();
     let _leaf = spawn("mirror", &leaf.config, &leaf.log);
     for v in [BASE, BASE + 1] {
-        net.publish_ok(&[master.clone()], &net.synth_release(v, BASE));
+        net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
         wait_for(&format!("the leaf to serve {v}"), 60, || {
             (version_at(&leaf.url, &keys, "daily") == v).then_some(())
         });
@@ -292,7 +292,10 @@ fn a_hub_killed_mid_release_leaves_fall_back_and_nothing_is_half_served() {
         .iter()
         .map(|l| spawn("mirror", &l.config, &l.log))
         .collect();
-    net.publish_ok(&[master.clone()], &net.synth_release(BASE, BASE));
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE, BASE),
+    );
     for l in &leaves {
         wait_for("the leaves to serve the base release", 60, || {
             (version_at(&l.url, &keys, "daily") == BASE).then_some(())
@@ -304,14 +307,17 @@ fn a_hub_killed_mid_release_leaves_fall_back_and_nothing_is_half_served() {
         None,
     );
     let accepted = counter(&hub.url, "vdb_mirror_pushes_total{result=\"accepted\"}");
-    net.publish_ok(&[master.clone()], &net.synth_release(BASE + 1, BASE));
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE + 1, BASE),
+    );
     wait_for("the hub to take the master's push", 30, || {
         (counter(&hub.url, "vdb_mirror_pushes_total{result=\"accepted\"}") > accepted).then_some(())
     });
     hub_p.sigkill();
     for v in [BASE + 1, BASE + 2] {
         if v > BASE + 1 {
-            net.publish_ok(&[master.clone()], &net.synth_release(v, BASE));
+            net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
         }
         for l in &leaves {
             wait_for(
@@ -347,13 +353,16 @@ fn a_leaf_that_missed_three_releases_catches_up_from_its_hub_in_one_switch() {
     );
     let _hub = spawn("mirror", &hub.config, &hub.log);
     let mut leaf_p = spawn("mirror", &leaf.config, &leaf.log);
-    net.publish_ok(&[master.clone()], &net.synth_release(BASE, BASE));
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE, BASE),
+    );
     wait_for("the leaf to serve the base release", 60, || {
         (version_at(&leaf.url, &keys, "daily") == BASE).then_some(())
     });
     leaf_p.stop();
     for v in BASE + 1..=BASE + 3 {
-        net.publish_ok(&[master.clone()], &net.synth_release(v, BASE));
+        net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
     }
     wait_for("the hub to serve the newest release", 60, || {
         (version_at(&hub.url, &keys, "daily") == BASE + 3).then_some(())
