@@ -74,6 +74,20 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
             3600,
         );
     }
+    // The master keeps the tree at two tiers and refuses unknown hubs.
+    let admin = vdb_client::Admin::new(&master, Some(ADMIN_TOKEN.to_owned()));
+    for (name, spec, hubs) in [
+        ("mirror1", &hub, vec!["mirror2".to_owned()]),
+        ("mirror2", &leaves[0], vec!["mirror3".to_owned()]),
+        ("mirror2", &leaves[0], vec!["nosuch".to_owned()]),
+        ("mirror2", &leaves[0], vec!["mirror2".to_owned()]),
+    ] {
+        let mut r = MirrorRecord::new(name, &spec.url);
+        r.push_url = Some(format!("{}{}", spec.url, vdb_proto::paths::PUSH));
+        r.hubs = hubs.clone();
+        let e = block_on(admin.update(&r)).expect_err("refused");
+        assert!(e.to_string().contains("hub"), "{name} {hubs:?}: {e}");
+    }
     let status: Value =
         serde_json::from_slice(&http_get(&format!("{master}/api/v1/status")).unwrap()).unwrap();
     assert_eq!(
@@ -123,7 +137,6 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
     );
 
     // The release timeline: the hub's relay to each leaf, and each leaf's own sync report.
-    let admin = vdb_client::Admin::new(&master, Some(ADMIN_TOKEN.to_owned()));
     let newest = block_on(admin.history(10))
         .unwrap()
         .into_iter()
