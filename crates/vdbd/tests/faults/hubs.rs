@@ -113,6 +113,23 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
             assert_disk_snapshot_is_whole(&l.data, &keys);
         }
     }
+    // The hub serves its objects by hash, with ranges (as the masters do), and nothing else.
+    let m = manifest_at(&hub.url, &keys).unwrap();
+    let cvd = m.files.iter().find(|f| f.name == "daily.cvd").unwrap();
+    let addr: std::net::SocketAddr = hub.url.trim_start_matches("http://").parse().unwrap();
+    let path = format!("{}/{}", vdb_proto::paths::OBJECTS, cvd.sha256);
+    let (st, _, whole) = vdb_testkit::http::get(addr, &path, &[]);
+    assert_eq!((st, whole.len() as u64), (200, cvd.size));
+    assert_eq!(vdb_proto::sha256_hex(&whole), cvd.sha256);
+    let (st, head, part) = vdb_testkit::http::get(addr, &path, &[("Range", "bytes=512-1023")]);
+    assert_eq!(st, 206, "{head}");
+    assert_eq!(part, whole[512..1024]);
+    let (st, _, _) = vdb_testkit::http::get(
+        addr,
+        &format!("{}/{}", vdb_proto::paths::OBJECTS, "0".repeat(64)),
+        &[],
+    );
+    assert_eq!(st, 404);
     // Every object byte of the leaves came from the hub; the master served the hub only.
     let hub_pulled = pulled(&hub.url);
     assert!(
