@@ -190,15 +190,15 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
     );
 }
 
-/// A fake hub that serves the master's real manifest and a wrong copy of every object (its
-/// first byte flipped): it counts the object requests.
+/// A fake hub that serves the master's real manifest (or, `frozen`, always the same old one)
+/// and a wrong copy of every object (its first byte flipped): it counts the object requests.
 struct TamperingHub {
     url: String,
     objects_asked: Arc<AtomicUsize>,
 }
 
 impl TamperingHub {
-    fn start(master: String) -> Self {
+    fn start(master: String, frozen: Option<Vec<u8>>) -> Self {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let asked = Arc::new(AtomicUsize::new(0));
@@ -219,7 +219,9 @@ impl TamperingHub {
                 let head = String::from_utf8_lossy(&buf).into_owned();
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let body = if path == MANIFEST_PATH {
-                    http_get(&format!("{master}{path}"))
+                    frozen
+                        .clone()
+                        .or_else(|| http_get(&format!("{master}{path}")))
                 } else if path.starts_with(vdb_proto::paths::OBJECTS) {
                     a.fetch_add(1, Ordering::SeqCst);
                     http_get(&format!("{master}{path}")).map(|mut b| {
@@ -266,7 +268,7 @@ fn a_leaf_refuses_a_tampering_hubs_objects_and_falls_back_to_the_master() {
     let a = net.start_master(0, None, "");
     let master = a.ready().http_url();
     let keys = net.keys();
-    let fake = TamperingHub::start(master.clone());
+    let fake = TamperingHub::start(master.clone(), None);
     let leaf = net.mirror(0, std::slice::from_ref(&master));
     let text = std::fs::read_to_string(&leaf.config).unwrap();
     std::fs::write(&leaf.config, format!("{text}hubs = [{:?}]\n", fake.url)).unwrap();
@@ -415,4 +417,44 @@ fn a_leaf_that_missed_three_releases_catches_up_from_its_hub_in_one_switch() {
         all > 0.0 && all == from_hub,
         "all from the hub: {all} {from_hub}"
     );
+}
+
+/// A leaf that gets no pushes, behind a hub stuck on an old (still valid) release: its polls ask
+/// a master too, so the hub delays it by one poll at most, never for good.
+#[test]
+fn a_hub_stuck_on_an_old_release_delays_a_polling_leaf_one_poll_at_most() {
+    let mut net = Net::new(1);
+    net.synth(BASE, 1);
+    let a = net.start_master(0, None, "");
+    let master = a.ready().http_url();
+    let keys = net.keys();
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE, BASE),
+    );
+    let old = http_get(&format!("{master}{MANIFEST_PATH}")).unwrap();
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE + 1, BASE),
+    );
+    wait_for("the master to sign the second release", 30, || {
+        (version_at(&master, &keys, "daily") == BASE + 1).then_some(())
+    });
+    let stuck = TamperingHub::start(master.clone(), Some(old));
+    let leaf = net.mirror(0, std::slice::from_ref(&master));
+    // No push URL: the leaf learns of releases by polling only.
+    let mut r = MirrorRecord::new("mirror1", &leaf.url);
+    r.addresses = vec![leaf.ip.parse().unwrap()];
+    let admin = vdb_client::Admin::new(&master, Some(ADMIN_TOKEN.to_owned()));
+    block_on(admin.update(&r)).unwrap();
+    let text = std::fs::read_to_string(&leaf.config).unwrap();
+    std::fs::write(&leaf.config, format!("{text}hubs = [{:?}]\n", stuck.url)).unwrap();
+    let _leaf = spawn("mirror", &leaf.config, &leaf.log);
+    wait_for(
+        "the leaf to serve the newest release despite its stuck hub",
+        30,
+        || (version_at(&leaf.url, &keys, "daily") == BASE + 1).then_some(()),
+    );
+    assert_serves_exactly_a_signed_manifest(&leaf.url, &keys);
+    assert_disk_snapshot_is_whole(&leaf.data, &keys);
 }
