@@ -66,6 +66,13 @@ pub struct Fields {
     /// Maintenance window `START-END[:reason]` in Unix seconds (repeatable; replaces all).
     #[arg(long = "maintenance")]
     pub maintenance: Vec<String>,
+    /// A hub mirror it pulls from, by name, in order of preference (repeatable; replaces all).
+    /// The masters push to its first registered hub, which relays to it.
+    #[arg(long = "hub")]
+    pub hubs: Vec<String>,
+    /// Pull from the masters again (clears the hubs).
+    #[arg(long, conflicts_with = "hubs")]
+    pub no_hubs: bool,
 }
 
 /// `vdb mirror` subcommands.
@@ -165,6 +172,12 @@ pub enum MirrorCommand {
 }
 
 fn apply(r: &mut MirrorRecord, f: Fields) -> Result<()> {
+    if !f.hubs.is_empty() {
+        r.hubs = f.hubs;
+    }
+    if f.no_hubs {
+        r.hubs.clear();
+    }
     if f.push_url.is_some() {
         r.push_url = f.push_url;
     }
@@ -323,6 +336,8 @@ mod tests {
             contact: None,
             identity_key: None,
             maintenance: Vec::new(),
+            hubs: Vec::new(),
+            no_hubs: false,
         }
     }
 
@@ -368,6 +383,43 @@ mod tests {
         assert_eq!(r.country.as_deref(), Some("JP"));
         assert_eq!(r.maintenance[0].reason, "disk swap");
         assert!(r.drained);
+        // `--hub` names a registered hub; `--no-hubs` clears them.
+        let mut f = fields();
+        f.push_url = Some("http://h1.example/.well-known/vdbnet/push".into());
+        let add_hub = MirrorCommand::Add {
+            name: "h1".into(),
+            conn: conn(&url, Some(TOKEN)),
+            fields: f,
+        };
+        assert_eq!(run(add_hub).unwrap(), ExitCode::SUCCESS);
+        for (hubs, no_hubs, want) in [
+            (vec!["h1".to_owned()], false, vec!["h1".to_owned()]),
+            (Vec::new(), true, Vec::new()),
+        ] {
+            let mut f = fields();
+            f.hubs = hubs;
+            f.no_hubs = no_hubs;
+            let update = MirrorCommand::Update {
+                name: "m1".into(),
+                conn: conn(&url, Some(TOKEN)),
+                fields: f,
+            };
+            assert_eq!(run(update).unwrap(), ExitCode::SUCCESS);
+            assert_eq!(rt.block_on(admin.show("m1")).unwrap().hubs, want);
+        }
+        let mut f = fields();
+        f.hubs = vec!["nosuch".into()];
+        let bad = MirrorCommand::Update {
+            name: "m1".into(),
+            conn: conn(&url, Some(TOKEN)),
+            fields: f,
+        };
+        assert_ne!(run(bad).unwrap(), ExitCode::SUCCESS);
+        let remove_hub = MirrorCommand::Remove {
+            name: "h1".into(),
+            conn: conn(&url, Some(TOKEN)),
+        };
+        assert_eq!(run(remove_hub).unwrap(), ExitCode::SUCCESS);
         let no_token = MirrorCommand::Remove {
             name: "m1".into(),
             conn: conn(&url, Some("wrong-token-wrong-token")),

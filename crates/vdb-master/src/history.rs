@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use vdb_proto::MirrorRecord;
 
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE releases(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -40,7 +41,26 @@ CREATE TABLE mirrors(
     deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE peer_cursors(peer TEXT PRIMARY KEY, after INTEGER NOT NULL);
-"];
+",
+    r"
+ALTER TABLE pushes ADD COLUMN via TEXT;
+CREATE TABLE syncs(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial INTEGER NOT NULL,
+    mirror TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    hub_bytes INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    reported_at INTEGER NOT NULL
+);
+CREATE INDEX syncs_serial ON syncs(serial);
+",
+];
+
+/// The most sync reports kept (older ones are deleted as new ones come).
+const MAX_SYNC_ROWS: i64 = 200_000;
 
 /// Why the history failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +73,7 @@ pub enum HistoryError {
     Corrupt(String),
 }
 
-pub use vdb_proto::{PushRow, ReleaseRow};
+pub use vdb_proto::{PushRow, ReleaseRow, SyncRow};
 
 pub use vdb_proto::RegistryEntry;
 
@@ -258,7 +278,7 @@ impl History {
     pub fn pushes_since(&self, from: u64) -> Result<Vec<PushRow>, HistoryError> {
         let c = self.conn();
         let mut st = c.prepare(
-            "SELECT serial, mirror, forced, sent_at, acked_at, attempts, error FROM pushes WHERE serial >= ?1 ORDER BY seq LIMIT 10000",
+            "SELECT serial, mirror, forced, sent_at, acked_at, attempts, error, via FROM pushes WHERE serial >= ?1 ORDER BY seq LIMIT 10000",
         )?;
         let rows = st.query_map([from as i64], |r| {
             Ok(PushRow {
@@ -269,6 +289,82 @@ impl History {
                 acked_at: r.get(4)?,
                 attempts: r.get(5)?,
                 error: r.get(6)?,
+                via: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records what a hub reports of its relays of the push for `serial` (one row per leaf, as
+    /// a push `via` the hub), in one transaction.
+    pub fn relays_reported(
+        &self,
+        serial: u64,
+        hub: &str,
+        relays: &[vdb_proto::RelayOutcome],
+        at: i64,
+    ) -> Result<(), HistoryError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO pushes(serial, mirror, forced, sent_at, acked_at, attempts, error, via) VALUES (?1,?2,0,?3,?4,?5,?6,?7)",
+            )?;
+            for r in relays {
+                st.execute(params![
+                    serial as i64,
+                    r.leaf,
+                    at,
+                    r.acked.then_some(at),
+                    r.attempts,
+                    r.error,
+                    hub
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a mirror's sync report (beyond the newest 200,000 reports, the oldest go).
+    pub fn sync_reported(&self, row: &SyncRow) -> Result<(), HistoryError> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO syncs(serial, mirror, outcome, bytes, hub_bytes, source, duration_ms, reported_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            params![
+                row.serial as i64,
+                row.mirror,
+                row.outcome,
+                row.bytes as i64,
+                row.hub_bytes as i64,
+                row.source,
+                row.duration_ms as i64,
+                row.reported_at
+            ],
+        )?;
+        c.execute(
+            "DELETE FROM syncs WHERE seq <= (SELECT MAX(seq) FROM syncs) - ?1",
+            [MAX_SYNC_ROWS],
+        )?;
+        Ok(())
+    }
+
+    /// Sync reports of serial `from` and later, oldest first (the first 10,000).
+    pub fn syncs_since(&self, from: u64) -> Result<Vec<SyncRow>, HistoryError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT serial, mirror, outcome, bytes, hub_bytes, source, duration_ms, reported_at FROM syncs WHERE serial >= ?1 ORDER BY seq LIMIT 10000",
+        )?;
+        let rows = st.query_map([from as i64], |r| {
+            Ok(SyncRow {
+                serial: r.get::<_, i64>(0)? as u64,
+                mirror: r.get(1)?,
+                outcome: r.get(2)?,
+                bytes: r.get::<_, i64>(3)? as u64,
+                hub_bytes: r.get::<_, i64>(4)? as u64,
+                source: r.get(5)?,
+                duration_ms: r.get::<_, i64>(6)? as u64,
+                reported_at: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -549,6 +549,9 @@ pub(crate) async fn approve(
     UrlPath(name): UrlPath<String>,
 ) -> Result<axum::Json<MirrorRecord>, Api> {
     let (p, mut record, key) = pending_request(&m, &name).await?;
+    // Who is a hub for whom is the network's decision (`vdb mirror update --hub`), not the
+    // joining mirror's.
+    record.hubs = Vec::new();
     if let Some(e) = find(&m, &name).await?.filter(|e| !e.deleted) {
         if e.record.identity_key.is_some_and(|k| k != key) {
             return Err(Api::new(
@@ -561,6 +564,7 @@ pub(crate) async fn approve(
         // A claimed record keeps what the network decided about it.
         record.drained = e.record.drained;
         record.maintenance = e.record.maintenance;
+        record.hubs = e.record.hubs;
     }
     write_mirror(&m, record.clone(), false).await?;
     decide(&m, p, key, JoinState::Approved, None).await?;

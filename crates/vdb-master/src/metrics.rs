@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     upstream_blocked_until: Family<Labels, Gauge>,
     unrecorded: Family<Labels, Counter>,
     signing_deferred: Counter,
+    /// Body bytes of the objects served (`GET /api/v1/objects/<sha256>`, whole or ranges).
+    pub(crate) served_bytes: Counter,
     serial: Gauge,
     expires_at: Gauge,
     checked_at: Gauge,
@@ -62,6 +64,10 @@ impl Default for Metrics {
             signing_deferred: r.add(
                 "signing_deferred",
                 "Manifests not signed because a peer held a newer database (catching up)",
+            ),
+            served_bytes: r.add(
+                "served_bytes",
+                "Body bytes of objects served to mirrors (whole files and ranges)",
             ),
             serial: r.add("manifest_serial", "Serial of the current manifest"),
             expires_at: r.add(

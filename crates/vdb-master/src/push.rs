@@ -8,7 +8,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use vdb_fetch::RetryPolicy;
-use vdb_proto::{Manifest, MirrorRecord};
+use vdb_proto::{LeafTarget, Manifest, MirrorRecord};
 
 use crate::Parts;
 use crate::events::Event;
@@ -52,16 +52,19 @@ impl Pusher {
                 Some(Event::ManifestSigned { serial }) => self
                     .tasks
                     .spawn(async move { this.push_all(serial, false).await }),
-                Some(Event::MirrorAdded { record, serial }) => self
-                    .tasks
-                    .spawn(async move { this.push_to(vec![*record], serial, false).await }),
+                Some(Event::MirrorAdded { record, serial }) => self.tasks.spawn(async move {
+                    this.push_to(vec![(*record, Vec::new())], serial, false)
+                        .await
+                }),
                 Some(_) => {}
             }
         }
     }
 
-    /// Sends a signed push notice for `serial` to every registered mirror with a push URL,
-    /// concurrently (bounded), retrying with backoff, and records each outcome.
+    /// Sends a signed push notice for `serial` to every registered mirror with a push URL
+    /// that pulls from the masters (the hubs' notices list their leaves, which the hubs relay
+    /// to; a leaf none of whose hubs is usable is pushed to directly), concurrently (bounded),
+    /// retrying with backoff, and records each outcome.
     pub(crate) async fn push_all(&self, serial: u64, forced: bool) {
         let h = self.parts.store.history().clone();
         let mirrors = match blocking(move || h.mirrors()).await {
@@ -71,22 +74,27 @@ impl Pusher {
                 return;
             }
         };
-        self.push_to(mirrors, serial, forced).await;
+        self.push_to(fan_out(&mirrors), serial, forced).await;
     }
 
     /// The fan-out to the mirrors of `targets` that have a push URL. The history is written in
     /// batches (the start of every push in one transaction, outcomes as they come, each batch
     /// in one transaction), never between a mirror and its notice: with `synchronous = FULL`,
     /// one commit per push would cost a disk flush per mirror on the path of the publish.
-    async fn push_to(&self, targets: Vec<MirrorRecord>, serial: u64, forced: bool) {
-        let targets: Vec<MirrorRecord> = targets
+    async fn push_to(
+        &self,
+        targets: Vec<(MirrorRecord, Vec<LeafTarget>)>,
+        serial: u64,
+        forced: bool,
+    ) {
+        let targets: Vec<(MirrorRecord, Vec<LeafTarget>)> = targets
             .into_iter()
-            .filter(|m| m.push_url.is_some())
+            .filter(|(m, _)| m.push_url.is_some())
             .collect();
         if targets.is_empty() {
             return;
         }
-        let names: Vec<String> = targets.iter().map(|m| m.name.clone()).collect();
+        let names: Vec<String> = targets.iter().map(|(m, _)| m.name.clone()).collect();
         let now = self.parts.store.now();
         let h = self.parts.store.history().clone();
         let ids = match blocking(move || h.pushes_started(serial, &names, forced, now)).await {
@@ -99,10 +107,10 @@ impl Pusher {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let writer = tokio::spawn(record_outcomes(self.parts.store.history().clone(), rx));
         futures_util::stream::iter(targets.into_iter().zip(ids))
-            .map(|(m, id)| {
+            .map(|((m, leaves), id)| {
                 let tx = tx.clone();
                 async move {
-                    let outcome = self.deliver(&m, id, serial, forced).await;
+                    let outcome = self.deliver(&m, &leaves, id, serial, forced).await;
                     let _ = tx.send(outcome);
                 }
             })
@@ -121,6 +129,7 @@ impl Pusher {
     async fn deliver(
         &self,
         mirror: &MirrorRecord,
+        leaves: &[LeafTarget],
         id: i64,
         serial: u64,
         forced: bool,
@@ -144,7 +153,7 @@ impl Pusher {
                 .parts
                 .http
                 .post(&url)
-                .json_body(store.push_notice(serial, forced))
+                .json_body(store.push_notice(serial, forced, leaves))
                 .timeout(PUSH_TIMEOUT)
                 .send()
                 .await;
@@ -165,7 +174,7 @@ impl Pusher {
         match (&acked, &last_error) {
             (Some(_), _) => {
                 self.parts.metrics.push("acked");
-                tracing::info!(mirror = %mirror.name, serial, forced, attempts, "push acknowledged");
+                tracing::info!(mirror = %mirror.name, serial, forced, attempts, leaves = leaves.len(), "push acknowledged");
             }
             (None, e) => {
                 self.parts.metrics.push("failed");
@@ -238,6 +247,111 @@ impl Pusher {
     }
 }
 
+/// Who the masters push to, and the leaves each hub relays to: every mirror whose hubs are all
+/// unusable (or that names none) is pushed to by the masters; every other one is a leaf of
+/// its first usable hub ([`vdb_proto::relaying_hub`]).
+pub(crate) fn fan_out(mirrors: &[MirrorRecord]) -> Vec<(MirrorRecord, Vec<LeafTarget>)> {
+    let mut out: Vec<(MirrorRecord, Vec<LeafTarget>)> = mirrors
+        .iter()
+        .filter(|m| vdb_proto::relaying_hub(m, mirrors).is_none())
+        .map(|m| (m.clone(), Vec::new()))
+        .collect();
+    for m in mirrors {
+        let (Some(hub), Some(url)) = (vdb_proto::relaying_hub(m, mirrors), &m.push_url) else {
+            continue;
+        };
+        if let Some((_, leaves)) = out.iter_mut().find(|(h, _)| h.name == hub.name) {
+            leaves.push(LeafTarget {
+                name: m.name.clone(),
+                push_url: url.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The tree of hubs: each hub's name and its leaves' names (the status page shows it).
+pub(crate) fn hub_tree(
+    mirrors: &[MirrorRecord],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut tree = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for m in mirrors {
+        if let Some(hub) = vdb_proto::relaying_hub(m, mirrors) {
+            tree.entry(hub.name.clone())
+                .or_default()
+                .push(m.name.clone());
+        }
+    }
+    tree
+}
+
+/// `POST /api/v1/syncs`: a mirror's [`vdb_proto::SyncReport`], authorised like its pulls when
+/// the masters require pull authorisation (a signed report must come from the mirror it
+/// names), and only for registered mirrors; recorded for the release timeline, with a hub's
+/// relay outcomes as pushes `via` the hub.
+pub(crate) async fn sync_report(
+    axum::extract::State(m): axum::extract::State<Arc<crate::server::App>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::http::StatusCode, crate::server::Api> {
+    use crate::server::Api;
+    use vdb_proto::ErrorCode;
+    let report: vdb_proto::SyncReport = serde_json::from_slice(&body)
+        .map_err(|e| Api::new(ErrorCode::BadRequest, format!("not a sync report: {e}")))?;
+    let config = m.store.config();
+    if report.network != config.network {
+        return Err(Api::new(
+            ErrorCode::BadRequest,
+            format!("the report is for network {:?}", report.network),
+        ));
+    }
+    if report.relays.len() > vdb_proto::SyncReport::MAX_RELAYS
+        || report.mirror.len() > 64
+        || report.source.len() > 300
+        || report.outcome.len() > 32
+    {
+        return Err(Api::new(ErrorCode::BadRequest, "the report is too large"));
+    }
+    if !config.pull_tokens.is_empty() || config.require_pull_auth {
+        crate::server::pull_allowed(&m, "POST", vdb_proto::SYNC_REPORT_PATH, &headers).await?;
+        let signed_by = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(vdb_proto::PullAuth::parse)
+            .map(|a| a.name);
+        if signed_by.is_some_and(|n| n != report.mirror) {
+            return Err(Api::new(
+                ErrorCode::BadPullAuth,
+                "a mirror reports its own syncs only",
+            ));
+        }
+    }
+    crate::server::live(&m, &report.mirror).await?;
+    let now = m.store.now();
+    let row = vdb_proto::SyncRow {
+        serial: report.serial,
+        mirror: report.mirror.clone(),
+        outcome: report.outcome.clone(),
+        bytes: report.bytes,
+        hub_bytes: report.hub_bytes,
+        source: report.source.clone(),
+        duration_ms: report.duration_ms,
+        reported_at: now,
+    };
+    tracing::info!(mirror = %row.mirror, serial = row.serial, bytes = row.bytes, hub_bytes = row.hub_bytes, source = %row.source, relays = report.relays.len(), "sync reported");
+    let h = m.store.history().clone();
+    blocking(move || {
+        h.sync_reported(&row)?;
+        if !report.relays.is_empty() {
+            h.relays_reported(report.serial, &report.mirror, &report.relays, now)?;
+        }
+        Ok::<_, crate::history::HistoryError>(())
+    })
+    .await
+    .map_err(Api::internal)?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 /// Writes push outcomes as they arrive, whatever has queued up in one transaction.
 async fn record_outcomes(
     history: crate::history::History,
@@ -279,5 +393,45 @@ fn describe(e: &vdb_fetch::Error) -> String {
         e.to_string()
     } else {
         format!("{e}: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, hubs: &[&str]) -> MirrorRecord {
+        let mut r = MirrorRecord::new(name, "http://127.0.0.1:1");
+        r.push_url = Some(format!("http://127.0.0.1:1/{name}"));
+        r.hubs = hubs.iter().map(|h| (*h).to_owned()).collect();
+        r
+    }
+
+    #[test]
+    fn the_masters_push_to_hubs_with_their_leaves_and_to_orphaned_leaves_directly() {
+        let all = vec![
+            m("h1", &[]),
+            m("h2", &[]),
+            m("l1", &["h1"]),
+            m("l2", &["gone", "h2"]),
+            m("l3", &["gone"]),
+            m("plain", &[]),
+        ];
+        let out: Vec<(String, Vec<String>)> = fan_out(&all)
+            .into_iter()
+            .map(|(r, leaves)| (r.name, leaves.into_iter().map(|l| l.name).collect()))
+            .collect();
+        assert_eq!(
+            out,
+            vec![
+                ("h1".to_owned(), vec!["l1".to_owned()]),
+                ("h2".to_owned(), vec!["l2".to_owned()]),
+                ("l3".to_owned(), vec![]),
+                ("plain".to_owned(), vec![]),
+            ]
+        );
+        let tree = hub_tree(&all);
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree["h2"], vec!["l2".to_owned()]);
     }
 }

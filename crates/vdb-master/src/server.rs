@@ -133,6 +133,7 @@ pub(crate) fn router(m: Arc<App>) -> Router {
         .route("/api/v1/registry", get(registry))
         .route("/api/v1/replicate", post(poke))
         .route(paths::STATUS, get(status))
+        .route(vdb_proto::SYNC_REPORT_PATH, post(crate::push::sync_report))
         .fallback(|| async { Api::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(m)
@@ -307,6 +308,14 @@ async fn object(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
+    if let Some(n) = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && resp.status().is_success()
+    {
+        m.metrics.served_bytes.inc_by(n);
+    }
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/octet-stream"),
@@ -317,7 +326,12 @@ async fn object(
 /// Whether a pull may have objects: a pull token (`Authorization: Bearer`), or a registered
 /// mirror's signature with its identity key (`Authorization: Vdb-Mirror …`), checked against
 /// the registry as it is now, so a removed or rotated key stops working at once.
-async fn pull_allowed(m: &App, method: &str, path: &str, headers: &HeaderMap) -> Result<(), Api> {
+pub(crate) async fn pull_allowed(
+    m: &App,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), Api> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -434,10 +448,15 @@ async fn release(State(m): S, Path(id): Path<String>) -> Result<axum::Json<Timel
                     acks.push((p.mirror.clone(), p.serial, at));
                 }
             }
+            let syncs = match release.serial {
+                Some(s) => h.syncs_since(s)?,
+                None => Vec::new(),
+            };
             Ok(Some(Timeline {
                 release,
                 pushes,
                 acks,
+                syncs,
             }))
         },
     )
@@ -612,6 +631,16 @@ impl<T: Send + Sync> axum::extract::FromRequest<T> for Record {
     }
 }
 
+/// Refuses a record whose `hubs` do not fit the registry ([`vdb_proto::check_hubs`]).
+async fn check_hubs(m: &App, r: &MirrorRecord) -> Result<(), Api> {
+    if r.hubs.is_empty() {
+        return Ok(());
+    }
+    let h = m.store.history().clone();
+    let all = blocking(move || h.mirrors()).await.map_err(Api::internal)?;
+    vdb_proto::check_hubs(r, &all).map_err(|e| Api::new(ErrorCode::BadRecord, e.to_string()))
+}
+
 async fn mirror_add(_: AdminOnly, State(m): S, Record(r): Record) -> Result<Response, Api> {
     if find(&m, &r.name).await?.is_some_and(|e| !e.deleted) {
         return Err(Api::new(
@@ -619,6 +648,7 @@ async fn mirror_add(_: AdminOnly, State(m): S, Record(r): Record) -> Result<Resp
             format!("mirror {:?} is already registered (use update)", r.name),
         ));
     }
+    check_hubs(&m, &r).await?;
     write_mirror(&m, r.clone(), false).await?;
     crate::join::log(&m, &r.name, "add", "admin", String::new()).await;
     // A new mirror syncs at once.
@@ -644,6 +674,7 @@ async fn mirror_update(
         ));
     }
     live(&m, &name).await?;
+    check_hubs(&m, &r).await?;
     write_mirror(&m, r.clone(), false).await?;
     crate::join::log(&m, &name, "update", "admin", String::new()).await;
     Ok(axum::Json(r))
@@ -707,6 +738,9 @@ pub struct Status {
     /// Their names (no contacts: `vdb mirror pending` shows the requests).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_join_names: Vec<String>,
+    /// The tree of hub mirrors: each hub and the leaves it relays pushes to (issue 18).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hubs: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 async fn status(State(m): S) -> axum::Json<Status> {
@@ -728,7 +762,16 @@ async fn status(State(m): S) -> axum::Json<Status> {
         tracing::error!(error = %e, "cannot read the join requests");
         Vec::new()
     });
+    let h = m.store.history().clone();
+    let hubs = blocking(move || h.mirrors())
+        .await
+        .map(|all| crate::push::hub_tree(&all))
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the registry");
+            Default::default()
+        });
     axum::Json(Status {
+        hubs,
         pending_joins: pending_join_names.len(),
         pending_join_names,
         name: m.store.config().name.clone(),

@@ -207,15 +207,21 @@ impl Store {
         self.unrecorded.load(Ordering::SeqCst)
     }
 
-    /// A signed push notice for `serial`, as JSON.
-    pub(crate) fn push_notice(&self, serial: u64, forced: bool) -> String {
-        let notice = vdb_proto::PushNotice::new(
+    /// A signed push notice for `serial` (with the leaves a hub relays it to), as JSON.
+    pub(crate) fn push_notice(
+        &self,
+        serial: u64,
+        forced: bool,
+        leaves: &[vdb_proto::LeafTarget],
+    ) -> String {
+        let mut notice = vdb_proto::PushNotice::new(
             &self.config.network,
             &self.config.name,
             serial,
             self.clock.now(),
             forced,
         );
+        notice.leaves = leaves.to_vec();
         Signed::sign(&notice, &self.key).to_json()
     }
 

@@ -19,7 +19,7 @@ use crate::stats::{self, Stats};
 use crate::store::Snapshot;
 use crate::sync::{Current, SyncRequest, read_current};
 
-/// Largest push body accepted.
+/// Largest push body accepted (a hub's notice lists its leaves: about 600 fit).
 const MAX_PUSH: usize = 64 * 1024;
 /// The mirror's own status document.
 pub const STATUS_PATH: &str = "/.well-known/vdbnet/mirror-status";
@@ -40,6 +40,14 @@ impl Trigger {
             cur.want_serial = cur.want_serial.max(want_serial);
         }
         self.notify.notify_one();
+    }
+
+    /// Whether a sync request waits.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     pub(crate) fn take(&self) -> Option<SyncRequest> {
@@ -84,6 +92,8 @@ pub(crate) struct App {
     pub(crate) keys: Vec<PublicKey>,
     pub(crate) guard: Mutex<ReplayGuard>,
     pub(crate) trigger: Arc<Trigger>,
+    /// A hub's notice waiting to be relayed to its leaves.
+    pub(crate) relay: crate::hub::Pending,
     pub(crate) stats_auth: Option<(String, String)>,
     pub(crate) status: Mutex<MirrorStatus>,
 }
@@ -244,7 +254,15 @@ async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body>
             ),
         );
     }
-    tracing::info!(master = %notice.master, serial = notice.serial, forced = notice.forced, "push accepted");
+    tracing::info!(master = %notice.master, serial = notice.serial, forced = notice.forced, leaves = notice.leaves.len(), "push accepted");
+    if !notice.leaves.is_empty() {
+        // This mirror is a hub: the same signed notice goes to its leaves after its switch.
+        app.relay.put(crate::hub::Relay {
+            serial: notice.serial,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            leaves: notice.leaves.clone(),
+        });
+    }
     app.trigger.request(Some(notice.serial), notice.forced);
     app.metrics.push("accepted");
     app.metrics.response(202);

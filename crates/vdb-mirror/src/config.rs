@@ -24,6 +24,7 @@ pub enum UnknownHost {
 /// name = "mirror-eu-1"
 /// network = "vdbnet"
 /// masters = ["https://master-a.example.net", "https://master-b.example.net"]
+/// # hubs = ["http://hub-eu-1.example.net"]   # a leaf: hub mirrors tried before the masters
 /// master_keys = ["ed25519:<64 hex digits>", "ed25519:<64 hex digits>"]
 /// pull_token = "…"                      # if the masters require one (not after `vdbd mirror join`)
 /// # identity_key_file = "/var/lib/vdb-mirror/identity.key"   # the default: <data_dir>/identity.key
@@ -62,6 +63,18 @@ pub struct Config {
     /// The network's master public keys (`ed25519:<hex>`): manifests and pushes must be signed by
     /// one of them.
     pub master_keys: Vec<PublicKey>,
+    /// A leaf's hub mirrors (their base URLs: `http://hub-eu-1:80`), tried in this order
+    /// before the masters for the manifest and every object (issue 18). A hub's manifest is
+    /// the masters' signed one and passes the same checks; an object whose size or hash does
+    /// not match is refused and fetched from the next source. No credential is sent to a hub.
+    /// Register the leaf with the same hub names (`vdb mirror update NAME --hub HUB`) so that
+    /// the hub relays the masters' pushes to it.
+    #[serde(default)]
+    pub hubs: Vec<String>,
+    /// Report every sync to the masters (`POST /api/v1/syncs`: serial, bytes pulled and from
+    /// where), for the release timeline. Default true.
+    #[serde(default = "default_true")]
+    pub report_syncs: bool,
     /// Bearer token sent to the masters when pulling (if the masters require one).
     #[serde(default)]
     pub pull_token: Option<String>,
@@ -175,6 +188,9 @@ pub struct Registration {
     pub admin_contact: Option<String>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -215,6 +231,8 @@ impl Config {
             network: network.to_owned(),
             masters,
             master_keys,
+            hubs: Vec::new(),
+            report_syncs: true,
             pull_token: None,
             data_dir,
             local_dir: None,
@@ -262,6 +280,12 @@ impl Config {
             anyhow::ensure!(
                 m.starts_with("http://") || m.starts_with("https://"),
                 "field `masters`: {m:?} must start with http:// or https://"
+            );
+        }
+        for h in &self.hubs {
+            anyhow::ensure!(
+                h.starts_with("http://") || h.starts_with("https://"),
+                "field `hubs`: {h:?} must start with http:// or https://"
             );
         }
         anyhow::ensure!(

@@ -357,6 +357,9 @@ fn error(status: StatusCode, code: &'static str, msg: &str) -> Answer<'static> {
 /// so that random names cannot grow the statistics).
 pub(crate) const NOT_FOUND_NAME: &str = "(not found)";
 
+/// Statistics name of the objects a hub serves its leaves by hash.
+pub(crate) const HUB_OBJECTS_NAME: &str = "(hub objects)";
+
 fn not_found() -> Answer<'static> {
     Answer {
         name: Some(NOT_FOUND_NAME),
@@ -397,6 +400,26 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
                 "not_synced",
                 "this mirror has not synced yet",
             ),
+        };
+    }
+    if let Some(sha) = path
+        .strip_prefix(vdb_proto::paths::OBJECTS)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        // A hub serves its leaves the objects of the snapshot it serves, by hash, as the
+        // masters do (with ranges), without credentials: the same bytes are public under
+        // their file names, and every leaf checks them against the master-signed manifest.
+        let current = app.current.read().unwrap_or_else(|e| e.into_inner());
+        let entry = current.as_ref().and_then(|s| {
+            s.manifest
+                .files
+                .iter()
+                .find(|f| f.sha256 == sha)
+                .and_then(|f| s.files.get(&f.name))
+        });
+        return match entry {
+            Some(e) => answer(app, req, HUB_OBJECTS_NAME, e, false),
+            None => not_found(),
         };
     }
     let n = match file_name(path) {

@@ -15,6 +15,7 @@
 mod app;
 mod config;
 mod files;
+mod hub;
 pub mod join;
 mod local;
 mod metrics;
@@ -113,6 +114,7 @@ fn syncer(
         store,
         network: config.network.clone(),
         masters: config.masters.clone(),
+        hubs: config.hubs.clone(),
         keys: config.master_keys.clone(),
         token: config.pull_token.clone(),
         name: config.name.clone(),
@@ -208,6 +210,7 @@ pub async fn start_on(
             10_000,
         )),
         trigger: trigger.clone(),
+        relay: hub::Pending::default(),
         stats_auth: config.stats_user.clone().zip(config.stats_password.clone()),
         status: Mutex::new(MirrorStatus {
             name: config.name.clone(),
@@ -259,6 +262,7 @@ pub async fn start_on(
         syncer.clone(),
         app.clone(),
         Duration::from_secs(config.poll_secs),
+        config.report_syncs,
         cancel.clone(),
     ));
     tasks.spawn(local_loop(
@@ -287,22 +291,63 @@ pub async fn start_on(
 /// How often the sync loop looks for a snapshot switched by another process.
 const WATCH: Duration = Duration::from_secs(1);
 
-async fn sync_loop(syncer: Syncer, app: Arc<App>, poll: Duration, cancel: CancellationToken) {
+async fn sync_loop(
+    syncer: Syncer,
+    app: Arc<App>,
+    poll: Duration,
+    report: bool,
+    cancel: CancellationToken,
+) {
     let mut next_poll = tokio::time::Instant::now() + poll;
     loop {
         while let Some(req) = app.trigger.take() {
-            let r = tokio::select! {
+            let started = std::time::Instant::now();
+            let (r, facts) = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = syncer.sync(req) => r,
+                r = syncer.sync_with_facts(req) => r,
             };
-            let mut s = app.status.lock().unwrap_or_else(|e| e.into_inner());
-            s.syncs += 1;
-            match r {
-                Ok(_) => s.last_error = None,
-                Err(e) => {
-                    s.failed_syncs += 1;
-                    s.last_error = Some(e.to_string());
+            let took = started.elapsed();
+            {
+                let mut s = app.status.lock().unwrap_or_else(|e| e.into_inner());
+                s.syncs += 1;
+                match &r {
+                    Ok(_) => s.last_error = None,
+                    Err(e) => {
+                        s.failed_syncs += 1;
+                        s.last_error = Some(e.to_string());
+                    }
                 }
+            }
+            // A hub relays the masters' notice once it serves its serial (or once no further
+            // sync is coming: its leaves then fall back to the masters). Relays and reports
+            // run beside the loop: a slow leaf or master never holds up the next sync.
+            let held = app.snapshot().map(|s| s.manifest.serial);
+            let relay = app.relay.take_ready(held, app.trigger.has_pending());
+            // Report what a push asked for, every update, and every relay (not the quiet
+            // polls that change nothing).
+            let outcome = r.ok().filter(|o| {
+                report
+                    && (req.want_serial.is_some()
+                        || matches!(o, SyncOutcome::Updated { .. })
+                        || relay.is_some())
+            });
+            if relay.is_some() || outcome.is_some() {
+                let (syncer, cancel) = (syncer.clone(), cancel.clone());
+                tokio::spawn(async move {
+                    let work = async {
+                        let relays = match &relay {
+                            Some(x) => hub::relay(&syncer, x).await,
+                            None => Vec::new(),
+                        };
+                        if let Some(o) = &outcome {
+                            hub::report(&syncer, o, &facts, took, relays).await;
+                        }
+                    };
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = work => {}
+                    }
+                });
             }
         }
         tokio::select! {

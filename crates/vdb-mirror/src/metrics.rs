@@ -14,6 +14,8 @@ pub(crate) struct Metrics {
     registry: vdb_service::metrics::Metrics,
     pub(crate) serial: Gauge,
     pub(crate) pulled_bytes: Counter,
+    /// The part of `pulled_bytes` that came from hubs (the rest came from masters).
+    pub(crate) pulled_hub_bytes: Counter,
     pub(crate) served_bytes: Counter,
     responses: Family<Labels, Counter>,
     /// The common codes' counters, looked up without hashing or allocating.
@@ -42,7 +44,11 @@ impl Metrics {
             .collect();
         Self {
             serial: r.add("manifest_serial", "Serial of the served manifest"),
-            pulled_bytes: r.add("pulled_bytes", "Bytes downloaded from masters"),
+            pulled_bytes: r.add(
+                "pulled_bytes",
+                "Object bytes downloaded (from masters and hubs; see pulled_hub_bytes)",
+            ),
+            pulled_hub_bytes: r.add("pulled_hub_bytes", "Object bytes downloaded from hubs"),
             served_bytes: r.add("served_bytes", "Body bytes of file responses"),
             responses,
             common,

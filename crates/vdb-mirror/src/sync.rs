@@ -1,5 +1,6 @@
-//! Pulling from the masters: manifest with failover, verification, anti-rollback, downloads of
-//! missing objects, the atomic switch, garbage collection.
+//! Pulling from the hubs and the masters: manifest with failover, verification, anti-rollback,
+//! downloads of missing objects (each from the hubs first, then the masters; a wrong object is
+//! refused and fetched elsewhere), the atomic switch, garbage collection, the sync report.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -19,11 +20,11 @@ pub enum SyncError {
     /// The data directory failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Every master failed or offered a manifest that was refused.
-    #[error("no master gave an acceptable manifest: {0}")]
+    /// Every hub and master failed or offered a manifest that was refused.
+    #[error("no hub or master gave an acceptable manifest: {0}")]
     NoManifest(Failures),
-    /// A file could not be fetched from any master.
-    #[error("cannot fetch {name} ({sha256}) from any master: {reasons}")]
+    /// A file could not be fetched from any hub or master.
+    #[error("cannot fetch {name} ({sha256}) from any hub or master: {reasons}")]
     Download {
         /// The file's name.
         name: String,
@@ -113,6 +114,30 @@ pub struct SyncRequest {
     pub forced: bool,
 }
 
+/// What a sync did beyond its outcome, for its report to the masters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Facts {
+    /// Where the manifest came from: `master` or `hub:<base URL>`.
+    pub(crate) source: String,
+    /// Object bytes that came from hubs.
+    pub(crate) hub_bytes: u64,
+}
+
+/// Where a sync reads from: a hub (no credentials sent) or a master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source<'a> {
+    Hub(&'a str),
+    Master(&'a str),
+}
+
+impl<'a> Source<'a> {
+    fn base(self) -> &'a str {
+        match self {
+            Self::Hub(b) | Self::Master(b) => b,
+        }
+    }
+}
+
 /// The snapshot the server reads, swapped atomically by a sync.
 pub(crate) type Current = Arc<RwLock<Option<Arc<Snapshot>>>>;
 
@@ -130,6 +155,8 @@ pub(crate) struct Syncer {
     pub(crate) store: Store,
     pub(crate) network: String,
     pub(crate) masters: Vec<String>,
+    /// A leaf's hubs (base URLs), tried before the masters.
+    pub(crate) hubs: Vec<String>,
     pub(crate) keys: Vec<PublicKey>,
     pub(crate) token: Option<String>,
     /// The mirror's name (signed pulls name it).
@@ -189,6 +216,24 @@ impl Syncer {
 
     /// One sync under the cross-process lock.
     pub(crate) async fn sync(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
+        self.sync_with_facts(req).await.0
+    }
+
+    /// [`Syncer::sync`], with where the bytes came from.
+    pub(crate) async fn sync_with_facts(
+        &self,
+        req: SyncRequest,
+    ) -> (Result<SyncOutcome, SyncError>, Facts) {
+        let mut facts = Facts::default();
+        let r = self.sync_inner(req, &mut facts).await;
+        (r, facts)
+    }
+
+    async fn sync_inner(
+        &self,
+        req: SyncRequest,
+        facts: &mut Facts,
+    ) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
         let store = self.store.clone();
         let lock = blocking(move || {
@@ -203,7 +248,7 @@ impl Syncer {
             want = ?req.want_serial,
             held = ?read_current(&self.current).map(|s| s.manifest.serial),
         );
-        let result = tracing::Instrument::instrument(self.sync_locked(req), span).await;
+        let result = tracing::Instrument::instrument(self.sync_locked(req, facts), span).await;
         drop(lock);
         let label = match &result {
             Ok(SyncOutcome::Updated { .. }) => "updated",
@@ -239,7 +284,20 @@ impl Syncer {
         *self.identity.write().unwrap_or_else(|e| e.into_inner()) = key;
     }
 
-    async fn sync_locked(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
+    /// Hubs first, then masters.
+    fn sources(&self) -> Vec<Source<'_>> {
+        self.hubs
+            .iter()
+            .map(|h| Source::Hub(h))
+            .chain(self.masters.iter().map(|m| Source::Master(m)))
+            .collect()
+    }
+
+    async fn sync_locked(
+        &self,
+        req: SyncRequest,
+        facts: &mut Facts,
+    ) -> Result<SyncOutcome, SyncError> {
         self.reload_identity().await;
         self.load_disk_current(false).await?;
         let held = read_current(&self.current);
@@ -251,11 +309,13 @@ impl Syncer {
         let now = self.clock.now();
         let mut reasons = Failures::default();
         let mut best: Option<(usize, Signed<Manifest>, Manifest, Freshness)> = None;
-        for (i, base) in self.masters.iter().enumerate() {
-            let (signed, manifest) = match self.fetch_manifest(base).await {
+        let sources = self.sources();
+        for (i, src) in sources.iter().enumerate() {
+            let base = src.base();
+            let (signed, manifest) = match self.fetch_manifest(*src).await {
                 Ok(m) => m,
                 Err(e) => {
-                    reasons.0.push((base.clone(), e));
+                    reasons.0.push((base.to_owned(), e));
                     continue;
                 }
             };
@@ -272,11 +332,11 @@ impl Syncer {
                     // A master whose serial is below the held one is normal with two masters
                     // (the other signed last); anything else is worth an operator's look.
                     if matches!(e, vdb_proto::ManifestError::OlderSerial { .. }) {
-                        tracing::debug!(master = %base, error = %e, "manifest not newer");
+                        tracing::debug!(source = %base, error = %e, "manifest not newer");
                     } else {
-                        tracing::warn!(master = %base, error = %e, "manifest refused");
+                        tracing::warn!(source = %base, error = %e, "manifest refused");
                     }
-                    reasons.0.push((base.clone(), e.into()));
+                    reasons.0.push((base.to_owned(), e.into()));
                     continue;
                 }
             };
@@ -284,12 +344,23 @@ impl Syncer {
             if best.as_ref().is_none_or(|b| serial > b.2.serial) {
                 best = Some((i, signed, manifest, fresh));
             }
-            if req.want_serial.is_none_or(|w| serial >= w) {
+            // A push names its serial: the first source that has it will do. A poll asks a
+            // master too, so a hub stuck on an old (still valid) release delays its leaves by
+            // one poll at most; the objects still come from the hubs first.
+            let enough = match req.want_serial {
+                Some(w) => serial >= w,
+                None => matches!(src, Source::Master(_)),
+            };
+            if enough {
                 break;
             }
         }
         let Some((source, signed, manifest, fresh)) = best else {
             return Err(SyncError::NoManifest(reasons));
+        };
+        facts.source = match sources[source] {
+            Source::Hub(h) => format!("hub:{h}"),
+            Source::Master(_) => "master".to_owned(),
         };
         let mut rebuild = fresh != Freshness::Same;
         if req.forced {
@@ -308,7 +379,9 @@ impl Syncer {
             if blocking(move || Ok(store.has_object(&f2))).await? {
                 continue;
             }
-            self.download(f, source).await?;
+            if self.download(f, source).await? {
+                facts.hub_bytes += f.size;
+            }
             downloaded += 1;
             bytes += f.size;
         }
@@ -375,7 +448,16 @@ impl Syncer {
     /// A GET to a master: with the pull token, or signed with the identity key (the header
     /// covers the method, the path and the time), or neither.
     fn get(&self, url: &str) -> vdb_fetch::Request {
-        let req = self.client.get(url).bearer(self.token.as_deref());
+        self.authorized(self.client.get(url), "GET", url)
+    }
+
+    /// A POST to a master, authorised as [`Syncer::get`] is.
+    pub(crate) fn post(&self, url: &str) -> vdb_fetch::Request {
+        self.authorized(self.client.post(url), "POST", url)
+    }
+
+    fn authorized(&self, req: vdb_fetch::Request, method: &str, url: &str) -> vdb_fetch::Request {
+        let req = req.bearer(self.token.as_deref());
         if self.token.is_some() {
             return req;
         }
@@ -387,7 +469,7 @@ impl Syncer {
                     k,
                     &self.network,
                     &self.name,
-                    "GET",
+                    method,
                     url_path(url),
                     self.clock.now(),
                 ),
@@ -396,13 +478,22 @@ impl Syncer {
         }
     }
 
+    /// A GET to `src`: a master's with this mirror's credentials, a hub's with none (a hub is
+    /// another mirror: it never sees the leaf's token or signature).
+    fn get_from(&self, src: Source<'_>, url: &str) -> vdb_fetch::Request {
+        match src {
+            Source::Hub(_) => self.client.get(url),
+            Source::Master(_) => self.get(url),
+        }
+    }
+
     async fn fetch_manifest(
         &self,
-        base: &str,
+        src: Source<'_>,
     ) -> Result<(Signed<Manifest>, Manifest), MasterError> {
-        let url = format!("{}{MANIFEST_PATH}", base.trim_end_matches('/'));
+        let url = format!("{}{MANIFEST_PATH}", src.base().trim_end_matches('/'));
         let body = self
-            .get(&url)
+            .get_from(src, &url)
             .send()
             .await?
             .bytes(&Expect::at_most(MAX_MANIFEST))
@@ -412,16 +503,24 @@ impl Syncer {
         Ok((signed, manifest))
     }
 
-    async fn download(&self, f: &FileRef, source: usize) -> Result<(), SyncError> {
+    /// Downloads `f` from the hubs in order, then from the masters starting with the one whose
+    /// manifest is used (`source` indexes [`Syncer::sources`]). True when a hub served it.
+    async fn download(&self, f: &FileRef, source: usize) -> Result<bool, SyncError> {
         let n = self.masters.len();
+        let first = source.saturating_sub(self.hubs.len());
+        let order = self
+            .hubs
+            .iter()
+            .map(|h| Source::Hub(h))
+            .chain((0..n).map(|k| Source::Master(&self.masters[(first + k) % n])));
         let mut reasons = Failures::default();
-        for k in 0..n {
-            let base = &self.masters[(source + k) % n];
-            match self.download_from(base, f).await {
-                Ok(()) => return Ok(()),
+        for src in order {
+            let base = src.base();
+            match self.download_from(src, f).await {
+                Ok(()) => return Ok(matches!(src, Source::Hub(_))),
                 Err(e) => {
-                    tracing::warn!(master = %base, file = %f.name, error = %e, "download failed");
-                    reasons.0.push((base.clone(), e));
+                    tracing::warn!(source = %base, hub = matches!(src, Source::Hub(_)), file = %f.name, error = %e, "download failed");
+                    reasons.0.push((base.to_owned(), e));
                 }
             }
         }
@@ -434,17 +533,17 @@ impl Syncer {
 
     /// Downloads one object (size and hash checked while it streams) to a temporary file,
     /// fsyncs it and renames it into the object store.
-    async fn download_from(&self, base: &str, f: &FileRef) -> Result<(), MasterError> {
+    async fn download_from(&self, src: Source<'_>, f: &FileRef) -> Result<(), MasterError> {
         let url = format!(
             "{}{}/{}",
-            base.trim_end_matches('/'),
+            src.base().trim_end_matches('/'),
             paths::OBJECTS,
             f.sha256
         );
         let tmp = self.store.tmp_file(&f.sha256);
         let started = Instant::now();
         let got = self
-            .get(&url)
+            .get_from(src, &url)
             .send()
             .await?
             .to_file(&tmp, &Expect::exactly(f.size, &f.sha256))
@@ -457,6 +556,8 @@ impl Syncer {
             })?;
         tracing::info!(
             file = %f.name,
+            from = %src.base(),
+            hub = matches!(src, Source::Hub(_)),
             bytes = got.size,
             ms = started.elapsed().as_millis() as u64,
             "object downloaded"
@@ -480,6 +581,9 @@ impl Syncer {
             return Err(e.into());
         }
         self.metrics.pulled_bytes.inc_by(got.size);
+        if matches!(src, Source::Hub(_)) {
+            self.metrics.pulled_hub_bytes.inc_by(got.size);
+        }
         Ok(())
     }
 }

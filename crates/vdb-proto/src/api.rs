@@ -129,6 +129,30 @@ pub struct PushRow {
     pub attempts: u32,
     /// Last error.
     pub error: Option<String>,
+    /// The hub that relayed the notice to this leaf (none: a master pushed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+/// One sync a mirror reported ([`crate::SyncReport`]), as the release timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRow {
+    /// The serial the mirror serves after it.
+    pub serial: u64,
+    /// The mirror.
+    pub mirror: String,
+    /// `updated` or `up_to_date`.
+    pub outcome: String,
+    /// Object bytes downloaded in all.
+    pub bytes: u64,
+    /// Of those, from hubs.
+    pub hub_bytes: u64,
+    /// Where the manifest came from (`master`, `hub:<url>`).
+    pub source: String,
+    /// How long the sync took (ms).
+    pub duration_ms: u64,
+    /// When the master received the report (Unix seconds).
+    pub reported_at: i64,
 }
 
 /// `GET /api/v1/releases/<id>`: the release and its rollout timeline.
@@ -138,8 +162,12 @@ pub struct Timeline {
     pub release: ReleaseRow,
     /// Pushes of the manifest that first included it and of later ones.
     pub pushes: Vec<PushRow>,
-    /// First acknowledgement per mirror (mirror, serial, time).
+    /// First acknowledgement per mirror (mirror, serial, time), relayed pushes included.
     pub acks: Vec<(String, u64, i64)>,
+    /// The syncs the mirrors reported for those serials (every leaf too: the end-to-end
+    /// acknowledgement, with bytes pulled and where from), oldest first.
+    #[serde(default)]
+    pub syncs: Vec<SyncRow>,
 }
 
 /// Body of `POST /api/v1/mirrors/<name>/drain`.

@@ -31,8 +31,8 @@ mod upload;
 mod verdict;
 
 pub use api::{
-    ApiError, Drain, PushRow, ReleaseAccepted, ReleaseRow, Timeline, UPLOAD_HEADER, UploadAccepted,
-    paths,
+    ApiError, Drain, PushRow, ReleaseAccepted, ReleaseRow, SyncRow, Timeline, UPLOAD_HEADER,
+    UploadAccepted, paths,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error_code::ErrorCode;
@@ -50,9 +50,14 @@ pub use mirror_request::{
     check_mirror_fields, rotate_message,
 };
 pub use names::{is_safe_db_name, is_safe_file_name};
-pub use push::{PushError, PushNotice, ReplayGuard};
+pub use push::{
+    LeafTarget, PushError, PushNotice, RelayOutcome, ReplayGuard, SYNC_REPORT_PATH, SyncReport,
+};
 pub use ready::{READY_EVENT, Ready, ReadyError};
-pub use registry::{MaintenanceWindow, MirrorRecord, RegistryEntry, RegistryExport};
+pub use registry::{
+    HubError, MaintenanceWindow, MirrorRecord, RegistryEntry, RegistryExport, check_hubs,
+    relaying_hub,
+};
 pub use release::{FileRef, ReleaseError, ReleaseStatement};
 pub use signed::{DocKind, Document, Signed, VerifyError};
 pub use upload::UploadTicket;

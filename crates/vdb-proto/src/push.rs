@@ -23,6 +23,69 @@ pub struct PushNotice {
     /// A forced sync (the 6-hourly one): the mirror re-checks every file, not only new ones.
     #[serde(default)]
     pub forced: bool,
+    /// For a hub: the leaves it relays this very notice to once it has switched to `serial`
+    /// (the master signed the list, so the hub may trust it). Empty for every other mirror.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaves: Vec<LeafTarget>,
+}
+
+/// A leaf mirror a hub relays a push notice to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafTarget {
+    /// The leaf's registered name.
+    pub name: String,
+    /// Where it takes push notices.
+    pub push_url: String,
+}
+
+/// Where a mirror reports each sync (`POST`, authorised like its pulls: its pull token, or its
+/// identity key's `Vdb-Mirror` signature over `POST` and this path).
+pub const SYNC_REPORT_PATH: &str = "/api/v1/syncs";
+
+/// What one sync of a mirror did, as it reports it to the masters: the end-to-end
+/// acknowledgement the release timeline shows (who holds which serial, how many bytes it pulled
+/// and from where).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The network.
+    pub network: String,
+    /// The reporting mirror.
+    pub mirror: String,
+    /// The serial it serves after the sync.
+    pub serial: u64,
+    /// `updated` or `up_to_date`.
+    pub outcome: String,
+    /// Object bytes it downloaded in all.
+    pub bytes: u64,
+    /// Of those, the bytes that came from hubs.
+    #[serde(default)]
+    pub hub_bytes: u64,
+    /// Where the manifest came from: `master` or `hub:<base URL>`.
+    pub source: String,
+    /// How long the sync took, in milliseconds.
+    pub duration_ms: u64,
+    /// For a hub: what became of the push notice it relayed to each leaf.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<RelayOutcome>,
+}
+
+/// A hub's relay of one push notice to one leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayOutcome {
+    /// The leaf.
+    pub leaf: String,
+    /// Whether the leaf acknowledged (202).
+    pub acked: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error, if it was not acknowledged.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl SyncReport {
+    /// The most relay outcomes one report carries (bounded work for the master).
+    pub const MAX_RELAYS: usize = 10_000;
 }
 
 impl Document for PushNotice {
@@ -125,6 +188,7 @@ impl PushNotice {
             issued_at: now,
             nonce: crate::hex(&nonce),
             forced,
+            leaves: Vec::new(),
         }
     }
 }
@@ -141,6 +205,7 @@ mod tests {
             issued_at: at,
             nonce: nonce.into(),
             forced: false,
+            leaves: Vec::new(),
         }
     }
 

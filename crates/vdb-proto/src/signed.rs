@@ -183,6 +183,7 @@ mod tests {
             issued_at: 100,
             nonce: "00".repeat(16),
             forced: false,
+            leaves: Vec::new(),
         }
     }
 

@@ -7,5 +7,6 @@
 //! observable (the only sleeps pick random kill points).
 
 mod harness;
+mod hubs;
 mod masters;
 mod mirrors;

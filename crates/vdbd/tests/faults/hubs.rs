@@ -1,0 +1,460 @@
+//! Hub mirrors (issue 18): a hub relays the masters' pushes to its leaves and serves them the
+//! objects; a leaf refuses a wrong object from a hub and falls back; a hub killed mid-release
+//! leaves nothing half-served; a leaf that missed releases catches up from its hub in one
+//! switch. Every process is a real `vdbd`, every release goes through the real `vdb publish`.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use vdb_proto::{MANIFEST_PATH, MirrorRecord};
+
+use crate::harness::{
+    ADMIN_TOKEN, MirrorSpec, Net, Watch, assert_disk_snapshot_is_whole,
+    assert_serves_exactly_a_signed_manifest, block_on, counter, http_get, manifest_at, spawn,
+    version_at, wait_for,
+};
+
+/// Base version of the synthetic `daily` chain.
+const BASE: u32 = 31000;
+
+/// Registers mirror `spec` (named `name`) with `hubs` at master A, and points its config at
+/// the hubs' URLs with `poll_secs` (a long poll: only pushes, relayed by the hub, make it sync).
+fn make_leaf(net: &Net, name: &str, spec: &MirrorSpec, hubs: &[(&str, &str)], poll_secs: u64) {
+    let mut r = MirrorRecord::new(name, &spec.url);
+    r.push_url = Some(format!("{}{}", spec.url, vdb_proto::paths::PUSH));
+    r.addresses = vec![spec.ip.parse().unwrap()];
+    r.hubs = hubs.iter().map(|(n, _)| (*n).to_owned()).collect();
+    let admin = vdb_client::Admin::new(&net.master_url(0), Some(ADMIN_TOKEN.to_owned()));
+    block_on(admin.update(&r)).unwrap_or_else(|e| panic!("update {name}: {e}"));
+    let urls: Vec<&str> = hubs.iter().map(|(_, u)| *u).collect();
+    let text = std::fs::read_to_string(&spec.config).unwrap();
+    let text = text.replace("poll_secs = 1\n", &format!("poll_secs = {poll_secs}\n"));
+    std::fs::write(&spec.config, format!("{text}hubs = {urls:?}\n")).unwrap();
+}
+
+/// The object bytes of the manifest `base` serves.
+fn manifest_bytes(base: &str, net: &Net) -> u64 {
+    manifest_at(base, &net.keys())
+        .map(|m| m.files.iter().map(|f| f.size).sum())
+        .unwrap_or(0)
+}
+
+fn pulled(url: &str) -> (f64, f64) {
+    (
+        counter(url, "vdb_mirror_pulled_bytes_total"),
+        counter(url, "vdb_mirror_pulled_hub_bytes_total"),
+    )
+}
+
+/// A hub and two leaves over one master: a publish reaches both leaves through the hub (their
+/// objects all came from the hub, the master served each object once, to the hub); the
+/// master's status shows the tree; the release timeline shows the hub's relay to each leaf
+/// and each leaf's sync (bytes, source).
+#[test]
+fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_object_once() {
+    let mut net = Net::new(1);
+    net.synth(BASE, 1);
+    let a = net.start_master(0, None, "");
+    let master = a.ready().http_url();
+    let keys = net.keys();
+    let hub = net.mirror(0, std::slice::from_ref(&master));
+    let leaves: Vec<MirrorSpec> = (1..3)
+        .map(|i| net.mirror(i, std::slice::from_ref(&master)))
+        .collect();
+    for (i, l) in leaves.iter().enumerate() {
+        make_leaf(
+            &net,
+            &format!("mirror{}", i + 2),
+            l,
+            &[("mirror1", hub.url.as_str())],
+            3600,
+        );
+    }
+    // The master keeps the tree at two tiers and refuses unknown hubs.
+    let admin = vdb_client::Admin::new(&master, Some(ADMIN_TOKEN.to_owned()));
+    for (name, spec, hubs) in [
+        ("mirror1", &hub, vec!["mirror2".to_owned()]),
+        ("mirror2", &leaves[0], vec!["mirror3".to_owned()]),
+        ("mirror2", &leaves[0], vec!["nosuch".to_owned()]),
+        ("mirror2", &leaves[0], vec!["mirror2".to_owned()]),
+    ] {
+        let mut r = MirrorRecord::new(name, &spec.url);
+        r.push_url = Some(format!("{}{}", spec.url, vdb_proto::paths::PUSH));
+        r.hubs = hubs.clone();
+        let e = block_on(admin.update(&r)).expect_err("refused");
+        assert!(e.to_string().contains("hub"), "{name} {hubs:?}: {e}");
+    }
+    let status: Value =
+        serde_json::from_slice(&http_get(&format!("{master}/api/v1/status")).unwrap()).unwrap();
+    assert_eq!(
+        status["hubs"],
+        serde_json::json!({"mirror1": ["mirror2", "mirror3"]}),
+        "the master's status shows the tree"
+    );
+    let _hub = spawn("mirror", &hub.config, &hub.log);
+    let _leaves: Vec<_> = leaves
+        .iter()
+        .map(|l| spawn("mirror", &l.config, &l.log))
+        .collect();
+
+    for v in [BASE, BASE + 1] {
+        net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
+        for l in &leaves {
+            wait_for(
+                &format!("{} to serve {v} through the hub", l.url),
+                60,
+                || (version_at(&l.url, &keys, "daily") == v).then_some(()),
+            );
+            assert_serves_exactly_a_signed_manifest(&l.url, &keys);
+            assert_disk_snapshot_is_whole(&l.data, &keys);
+        }
+    }
+    // The hub serves its objects by hash, with ranges (as the masters do), and nothing else.
+    let m = manifest_at(&hub.url, &keys).unwrap();
+    let cvd = m.files.iter().find(|f| f.name == "daily.cvd").unwrap();
+    let addr: std::net::SocketAddr = hub.url.trim_start_matches("http://").parse().unwrap();
+    let path = format!("{}/{}", vdb_proto::paths::OBJECTS, cvd.sha256);
+    let (st, _, whole) = vdb_testkit::http::get(addr, &path, &[]);
+    assert_eq!((st, whole.len() as u64), (200, cvd.size));
+    assert_eq!(vdb_proto::sha256_hex(&whole), cvd.sha256);
+    let (st, head, part) = vdb_testkit::http::get(addr, &path, &[("Range", "bytes=512-1023")]);
+    assert_eq!(st, 206, "{head}");
+    assert_eq!(part, whole[512..1024]);
+    let (st, _, _) = vdb_testkit::http::get(
+        addr,
+        &format!("{}/{}", vdb_proto::paths::OBJECTS, "0".repeat(64)),
+        &[],
+    );
+    assert_eq!(st, 404);
+    // Every object byte of the leaves came from the hub; the master served the hub only.
+    let hub_pulled = pulled(&hub.url);
+    assert!(
+        hub_pulled.0 > 0.0 && hub_pulled.1 == 0.0,
+        "hub: {hub_pulled:?}"
+    );
+    for l in &leaves {
+        let (all, from_hub) = pulled(&l.url);
+        assert!(all > 0.0, "{}: pulled nothing", l.url);
+        assert_eq!(all, from_hub, "{}: every object from the hub", l.url);
+    }
+    let served = counter(&master, "vdb_master_served_bytes_total");
+    assert_eq!(
+        served, hub_pulled.0,
+        "the master served each object once (to the hub), not once per mirror"
+    );
+    eprintln!(
+        "master served {served} bytes; hub pulled {}; each leaf pulled {} from the hub; one CVD is {} bytes",
+        hub_pulled.0,
+        pulled(&leaves[0].url).1,
+        manifest_bytes(&leaves[0].url, &net)
+    );
+
+    // The release timeline: the hub's relay to each leaf, and each leaf's own sync report.
+    let newest = block_on(admin.history(10))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.verdict == "accepted" && r.version == BASE + 1)
+        .expect("the release in the history");
+    let t = wait_for(
+        "the timeline to show both leaves' relays and syncs",
+        30,
+        || {
+            let t = block_on(admin.release(&newest.id)).ok()?;
+            let ok = ["mirror2", "mirror3"].iter().all(|leaf| {
+                t.pushes.iter().any(|p| {
+                    p.mirror == *leaf && p.via.as_deref() == Some("mirror1") && p.acked_at.is_some()
+                }) && t.syncs.iter().any(|s| {
+                    s.mirror == *leaf
+                        && s.serial >= newest.serial.unwrap_or(0)
+                        && s.source.starts_with("hub:")
+                        && s.hub_bytes > 0
+                        && s.hub_bytes == s.bytes
+                })
+            }) && t
+                .syncs
+                .iter()
+                .any(|s| s.mirror == "mirror1" && s.source == "master");
+            ok.then_some(t)
+        },
+    );
+    assert!(
+        t.pushes
+            .iter()
+            .all(|p| p.mirror == "mirror1" || p.via.is_some()),
+        "the master pushed to the hub only: {:?}",
+        t.pushes
+    );
+}
+
+/// A fake hub that serves the master's real manifest (or, `frozen`, always the same old one)
+/// and a wrong copy of every object (its first byte flipped): it counts the object requests.
+struct TamperingHub {
+    url: String,
+    objects_asked: Arc<AtomicUsize>,
+}
+
+impl TamperingHub {
+    fn start(master: String, frozen: Option<Vec<u8>>) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        // The thread ends with the test process.
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let body = if path == MANIFEST_PATH {
+                    frozen
+                        .clone()
+                        .or_else(|| http_get(&format!("{master}{path}")))
+                } else if path.starts_with(vdb_proto::paths::OBJECTS) {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    http_get(&format!("{master}{path}")).map(|mut b| {
+                        if let Some(x) = b.first_mut() {
+                            *x ^= 0xff;
+                        }
+                        b
+                    })
+                } else {
+                    None
+                };
+                let reply = match body {
+                    Some(b) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            b.len()
+                        )
+                        .into_bytes();
+                        r.extend_from_slice(&b);
+                        r
+                    }
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = s.write_all(&reply);
+            }
+        });
+        Self {
+            url,
+            objects_asked: asked,
+        }
+    }
+}
+
+/// A leaf whose hub serves the real signed manifest but tampered objects: it refuses every
+/// tampered object (nothing of it is stored or served), fetches it from the master, and serves
+/// exactly the signed release.
+#[test]
+fn a_leaf_refuses_a_tampering_hubs_objects_and_falls_back_to_the_master() {
+    let mut net = Net::new(1);
+    net.synth(BASE, 1);
+    let a = net.start_master(0, None, "");
+    let master = a.ready().http_url();
+    let keys = net.keys();
+    let fake = TamperingHub::start(master.clone(), None);
+    let leaf = net.mirror(0, std::slice::from_ref(&master));
+    let text = std::fs::read_to_string(&leaf.config).unwrap();
+    std::fs::write(&leaf.config, format!("{text}hubs = [{:?}]\n", fake.url)).unwrap();
+    let _leaf = spawn("mirror", &leaf.config, &leaf.log);
+    for v in [BASE, BASE + 1] {
+        net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
+        wait_for(&format!("the leaf to serve {v}"), 60, || {
+            (version_at(&leaf.url, &keys, "daily") == v).then_some(())
+        });
+        let served = assert_serves_exactly_a_signed_manifest(&leaf.url, &keys);
+        let on_disk = assert_disk_snapshot_is_whole(&leaf.data, &keys);
+        assert_eq!(served, on_disk);
+    }
+    assert!(
+        fake.objects_asked.load(Ordering::SeqCst) >= 2,
+        "the leaf asked the hub first"
+    );
+    let (all, from_hub) = pulled(&leaf.url);
+    assert!(all > 0.0);
+    assert_eq!(from_hub, 0.0, "no tampered byte was taken");
+    let log = std::fs::read_to_string(&leaf.log).unwrap();
+    assert!(
+        log.contains("does not match the manifest"),
+        "the refusal is logged"
+    );
+}
+
+/// A hub SIGKILLed right after the master pushed a release to it: its two leaves (which poll)
+/// fall back to the master for that release and the next; no served version ever goes down,
+/// and every leaf serves exactly one signed release, whole, on the wire and on disk.
+#[test]
+fn a_hub_killed_mid_release_leaves_fall_back_and_nothing_is_half_served() {
+    let mut net = Net::new(1);
+    net.synth(BASE, 2);
+    let a = net.start_master(0, None, "");
+    let master = a.ready().http_url();
+    let keys = net.keys();
+    let hub = net.mirror(0, std::slice::from_ref(&master));
+    let leaves: Vec<MirrorSpec> = (1..3)
+        .map(|i| net.mirror(i, std::slice::from_ref(&master)))
+        .collect();
+    for (i, l) in leaves.iter().enumerate() {
+        make_leaf(
+            &net,
+            &format!("mirror{}", i + 2),
+            l,
+            &[("mirror1", hub.url.as_str())],
+            1,
+        );
+    }
+    let mut hub_p = spawn("mirror", &hub.config, &hub.log);
+    let _leaves: Vec<_> = leaves
+        .iter()
+        .map(|l| spawn("mirror", &l.config, &l.log))
+        .collect();
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE, BASE),
+    );
+    for l in &leaves {
+        wait_for("the leaves to serve the base release", 60, || {
+            (version_at(&l.url, &keys, "daily") == BASE).then_some(())
+        });
+    }
+    let watch = Watch::start(
+        leaves.iter().map(|l| l.url.clone()).collect(),
+        keys.clone(),
+        None,
+    );
+    let accepted = counter(&hub.url, "vdb_mirror_pushes_total{result=\"accepted\"}");
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE + 1, BASE),
+    );
+    wait_for("the hub to take the master's push", 30, || {
+        (counter(&hub.url, "vdb_mirror_pushes_total{result=\"accepted\"}") > accepted).then_some(())
+    });
+    hub_p.sigkill();
+    for v in [BASE + 1, BASE + 2] {
+        if v > BASE + 1 {
+            net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
+        }
+        for l in &leaves {
+            wait_for(
+                &format!("{} to serve {v} without its hub", l.url),
+                60,
+                || (version_at(&l.url, &keys, "daily") == v).then_some(()),
+            );
+            assert_serves_exactly_a_signed_manifest(&l.url, &keys);
+            assert_disk_snapshot_is_whole(&l.data, &keys);
+        }
+    }
+    watch.assert_nothing_went_down();
+}
+
+/// A leaf stopped while three releases go out catches up from its hub to the newest in one
+/// switch (one updating sync, every byte from the hub), never serving an older version or a
+/// mix.
+#[test]
+fn a_leaf_that_missed_three_releases_catches_up_from_its_hub_in_one_switch() {
+    let mut net = Net::new(1);
+    net.synth(BASE, 3);
+    let a = net.start_master(0, None, "");
+    let master = a.ready().http_url();
+    let keys = net.keys();
+    let hub = net.mirror(0, std::slice::from_ref(&master));
+    let leaf = net.mirror(1, std::slice::from_ref(&master));
+    make_leaf(
+        &net,
+        "mirror2",
+        &leaf,
+        &[("mirror1", hub.url.as_str())],
+        3600,
+    );
+    let _hub = spawn("mirror", &hub.config, &hub.log);
+    let mut leaf_p = spawn("mirror", &leaf.config, &leaf.log);
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE, BASE),
+    );
+    wait_for("the leaf to serve the base release", 60, || {
+        (version_at(&leaf.url, &keys, "daily") == BASE).then_some(())
+    });
+    leaf_p.stop();
+    for v in BASE + 1..=BASE + 3 {
+        net.publish_ok(std::slice::from_ref(&master), &net.synth_release(v, BASE));
+    }
+    wait_for("the hub to serve the newest release", 60, || {
+        (version_at(&hub.url, &keys, "daily") == BASE + 3).then_some(())
+    });
+    let _leaf_p = spawn("mirror", &leaf.config, &leaf.log);
+    let watch = Watch::start(vec![leaf.url.clone()], keys.clone(), None);
+    wait_for("the leaf to catch up", 60, || {
+        (version_at(&leaf.url, &keys, "daily") == BASE + 3).then_some(())
+    });
+    watch.assert_nothing_went_down();
+    assert_serves_exactly_a_signed_manifest(&leaf.url, &keys);
+    assert_disk_snapshot_is_whole(&leaf.data, &keys);
+    assert_eq!(
+        counter(&leaf.url, "vdb_mirror_syncs_total{outcome=\"updated\"}"),
+        1.0,
+        "one switch from the base to the newest release"
+    );
+    let (all, from_hub) = pulled(&leaf.url);
+    assert!(
+        all > 0.0 && all == from_hub,
+        "all from the hub: {all} {from_hub}"
+    );
+}
+
+/// A leaf that gets no pushes, behind a hub stuck on an old (still valid) release: its polls ask
+/// a master too, so the hub delays it by one poll at most, never for good.
+#[test]
+fn a_hub_stuck_on_an_old_release_delays_a_polling_leaf_one_poll_at_most() {
+    let mut net = Net::new(1);
+    net.synth(BASE, 1);
+    let a = net.start_master(0, None, "");
+    let master = a.ready().http_url();
+    let keys = net.keys();
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE, BASE),
+    );
+    let old = http_get(&format!("{master}{MANIFEST_PATH}")).unwrap();
+    net.publish_ok(
+        std::slice::from_ref(&master),
+        &net.synth_release(BASE + 1, BASE),
+    );
+    wait_for("the master to sign the second release", 30, || {
+        (version_at(&master, &keys, "daily") == BASE + 1).then_some(())
+    });
+    let stuck = TamperingHub::start(master.clone(), Some(old));
+    let leaf = net.mirror(0, std::slice::from_ref(&master));
+    // No push URL: the leaf learns of releases by polling only.
+    let mut r = MirrorRecord::new("mirror1", &leaf.url);
+    r.addresses = vec![leaf.ip.parse().unwrap()];
+    let admin = vdb_client::Admin::new(&master, Some(ADMIN_TOKEN.to_owned()));
+    block_on(admin.update(&r)).unwrap();
+    let text = std::fs::read_to_string(&leaf.config).unwrap();
+    std::fs::write(&leaf.config, format!("{text}hubs = [{:?}]\n", stuck.url)).unwrap();
+    let _leaf = spawn("mirror", &leaf.config, &leaf.log);
+    wait_for(
+        "the leaf to serve the newest release despite its stuck hub",
+        30,
+        || (version_at(&leaf.url, &keys, "daily") == BASE + 1).then_some(()),
+    );
+    assert_serves_exactly_a_signed_manifest(&leaf.url, &keys);
+    assert_disk_snapshot_is_whole(&leaf.data, &keys);
+}
