@@ -14,6 +14,7 @@ pub(crate) struct Metrics {
     registry: vdb_service::metrics::Metrics,
     pub(crate) serial: Gauge,
     pub(crate) pulled_bytes: Counter,
+    pub(crate) delta_reused_bytes: Counter,
     pub(crate) served_bytes: Counter,
     responses: Family<Labels, Counter>,
     /// The common codes' counters, looked up without hashing or allocating.
@@ -43,6 +44,11 @@ impl Metrics {
         Self {
             serial: r.add("manifest_serial", "Serial of the served manifest"),
             pulled_bytes: r.add("pulled_bytes", "Bytes downloaded from masters"),
+            delta_reused_bytes: r.add(
+                "delta_reused_bytes",
+                "Bytes of objects re-created locally by delta transfer (from the held release \
+                 and the cdiffs) instead of downloaded; what was fetched is in pulled_bytes",
+            ),
             served_bytes: r.add("served_bytes", "Body bytes of file responses"),
             responses,
             common,

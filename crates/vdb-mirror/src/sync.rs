@@ -10,6 +10,9 @@ use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, S
 use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, io_err};
 
+#[path = "delta.rs"]
+mod delta;
+
 /// Largest manifest envelope a mirror reads.
 const MAX_MANIFEST: u64 = 16 << 20;
 
@@ -308,7 +311,10 @@ impl Syncer {
             if blocking(move || Ok(store.has_object(&f2))).await? {
                 continue;
             }
-            self.download(f, source).await?;
+            // Large containers: rebuilt from the held release when the manifest allows.
+            if !self.try_delta(f, &manifest, held.as_deref(), source).await {
+                self.download(f, source).await?;
+            }
             downloaded += 1;
             bytes += f.size;
         }

@@ -53,7 +53,7 @@ pub use names::{is_safe_db_name, is_safe_file_name};
 pub use push::{PushError, PushNotice, ReplayGuard};
 pub use ready::{READY_EVENT, Ready, ReadyError};
 pub use registry::{MaintenanceWindow, MirrorRecord, RegistryEntry, RegistryExport};
-pub use release::{FileRef, ReleaseError, ReleaseStatement};
+pub use release::{FileRef, ObjectRef, ReleaseError, ReleaseStatement};
 pub use signed::{DocKind, Document, Signed, VerifyError};
 pub use upload::UploadTicket;
 pub use verdict::{MirrorState, MirrorVerdict, VerdictReport};
