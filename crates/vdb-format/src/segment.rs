@@ -137,6 +137,17 @@ impl Cutter {
     }
 }
 
+/// At the end of a stream: the segment held back (if any) that is not the last one, and the
+/// last segment (possibly empty, for an empty stream). A non-empty remainder is the last
+/// segment; otherwise the one held back is.
+fn close(pending: Option<Vec<u8>>, rest: Vec<u8>) -> (Option<Vec<u8>>, Vec<u8>) {
+    match pending {
+        Some(p) if rest.is_empty() => (None, p),
+        Some(p) => (Some(p), rest),
+        None => (None, rest),
+    }
+}
+
 /// Deflates one segment with a fresh level-9 compressor: raw deflate, ended by a full flush
 /// (`last == false`, byte-aligned, no back-references out of it) or by the final block.
 pub fn deflate_segment(data: &[u8], last: bool) -> io::Result<Vec<u8>> {
@@ -190,13 +201,10 @@ impl<W: Write> SegmentedGz<W> {
     pub fn finish(mut self) -> io::Result<W> {
         let rest = std::mem::take(&mut self.cutter).finish();
         let out = &mut self.out;
-        let mut pending = self.pending.take();
-        if !rest.is_empty() || pending.is_none() {
-            if let Some(p) = pending.replace(rest) {
-                out.write_all(&deflate_segment(&p, false)?)?;
-            }
+        let (before, last) = close(self.pending.take(), rest);
+        if let Some(p) = before {
+            out.write_all(&deflate_segment(&p, false)?)?;
         }
-        let last = pending.unwrap_or_default();
         out.write_all(&deflate_segment(&last, true)?)?;
         out.write_all(&self.crc.sum().to_le_bytes())?;
         out.write_all(&self.crc.amount().to_le_bytes())?;
@@ -452,15 +460,13 @@ fn framed_map(file: &[u8], max_body: u64) -> io::Result<Option<SegmentMap>> {
             return Ok(None);
         }
     }
-    let rest = cutter.finish();
-    if !rest.is_empty() || pending.is_none() {
-        if let Some(p) = pending.replace(rest) {
-            if !check(&p, false, &mut segments)? {
-                return Ok(None);
-            }
-        }
+    let (before, last) = close(pending, cutter.finish());
+    if let Some(p) = before
+        && !check(&p, false, &mut segments)?
+    {
+        return Ok(None);
     }
-    if !check(&pending.unwrap_or_default(), true, &mut segments)? {
+    if !check(&last, true, &mut segments)? {
         return Ok(None);
     }
     let mut trailer = [0u8; GZ_TRAILER_LEN];
@@ -730,12 +736,10 @@ impl<O: Read + Seek, W: Write + Seek> RebuildSink<'_, O, W> {
     fn finish(mut self) -> Result<Rebuilt, Error> {
         let werr = |e| Error::io("rebuilding segments", e);
         let rest = std::mem::take(&mut self.cutter).finish();
-        if !rest.is_empty() || self.pending.is_none() {
-            if let Some(p) = self.pending.replace(rest) {
-                self.segment(&p, false).map_err(werr)?;
-            }
+        let (before, last) = close(self.pending.take(), rest);
+        if let Some(p) = before {
+            self.segment(&p, false).map_err(werr)?;
         }
-        let last = self.pending.take().unwrap_or_default();
         self.segment(&last, true).map_err(werr)?;
         let trailer_at = self.map.size - GZ_TRAILER_LEN as u64;
         if self.total == self.map.raw_size {

@@ -24,7 +24,11 @@ fn database(version: u32, lines: usize) -> BTreeMap<String, Vec<u8>> {
         x ^= x << 17;
         // Scattered edits per version: every 5000th line changes, and lines are appended.
         let tag = if i % 5000 == 0 { version } else { 0 };
-        hdb.push_str(&format!("{x:016x}{:016x}:{}:Delta.Test-{i}-{tag}\n", x.rotate_left(9), 100 + i));
+        hdb.push_str(&format!(
+            "{x:016x}{:016x}:{}:Delta.Test-{i}-{tag}\n",
+            x.rotate_left(9),
+            100 + i
+        ));
     }
     for v in 0..version {
         hdb.push_str(&format!("{:032x}:77:Delta.Appended-{v}\n", v));
@@ -60,7 +64,12 @@ fn members(file: &[u8]) -> BTreeMap<String, Vec<u8>> {
 /// rebuilt file is checked against the signed manifest's hash).
 fn cdiff(old: &[u8], new: &[u8], version: u32) -> Vec<u8> {
     let script = vdb_format::cdiff::diff(&members(old), &members(new)).unwrap();
-    Cdiff::write(version, script.to_text().as_bytes(), |_| Ok("A".repeat(330))).unwrap()
+    Cdiff::write(
+        version,
+        script.to_text().as_bytes(),
+        |_| Ok("A".repeat(330)),
+    )
+    .unwrap()
 }
 
 /// Publishes serial `serial`: `daily.cud` at `version` (with its segment map, or `map`
@@ -132,11 +141,21 @@ async fn a_mirror_rebuilds_the_next_release_and_falls_back_when_anything_is_off(
     let mut lying = segment_map(&v3, 1 << 32).unwrap();
     lying.segments[1].sha256 = "0".repeat(64);
     let pulled = metric(&m, "vdb_mirror_pulled_bytes_total").await;
-    publish(&s.master, 3, 3, &v3, Some(lying.to_json()), &[c2.clone(), c3.clone()]);
+    publish(
+        &s.master,
+        3,
+        3,
+        &v3,
+        Some(lying.to_json()),
+        &[c2.clone(), c3.clone()],
+    );
     sync(&m).await.unwrap();
     assert_eq!(body(&m, "/daily.cud").await, v3);
     let update = metric(&m, "vdb_mirror_pulled_bytes_total").await - pulled;
-    assert!(update >= v3.len() as f64, "fell back to the whole file: {update}");
+    assert!(
+        update >= v3.len() as f64,
+        "fell back to the whole file: {update}"
+    );
 
     // Ranges that come back garbled: refused, whole file, right bytes.
     s.master.corrupt_ranges(true);
@@ -145,7 +164,10 @@ async fn a_mirror_rebuilds_the_next_release_and_falls_back_when_anything_is_off(
     sync(&m).await.unwrap();
     assert_eq!(body(&m, "/daily.cud").await, v4);
     let update = metric(&m, "vdb_mirror_pulled_bytes_total").await - pulled;
-    assert!(update >= v4.len() as f64, "fell back to the whole file: {update}");
+    assert!(
+        update >= v4.len() as f64,
+        "fell back to the whole file: {update}"
+    );
     assert_eq!(
         metric(&m, "vdb_mirror_delta_reused_bytes_total").await,
         reused,
