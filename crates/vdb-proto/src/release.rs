@@ -175,4 +175,27 @@ mod tests {
         s.version = 0;
         assert_eq!(s.check(), Err(ReleaseError::ZeroVersion));
     }
+
+    #[test]
+    fn segments_are_optional_on_the_wire_and_checked() {
+        // A reference from before the field parses, and one without it serializes the same.
+        let old = r#"{"name":"daily.cvd","size":10,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#;
+        let f: FileRef = serde_json::from_str(old).unwrap();
+        assert_eq!(f, FileRef::new("daily.cvd", 10, "a".repeat(64)));
+        assert_eq!(serde_json::to_string(&f).unwrap(), old);
+        let mut with = f.clone();
+        with.segments = Some(ObjectRef {
+            sha256: "b".repeat(64),
+            size: 99,
+        });
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""segments":{"sha256":"#), "{text}");
+        assert_eq!(serde_json::from_str::<FileRef>(&text).unwrap(), with);
+        assert_eq!(with.check(), Ok(()));
+        with.segments = Some(ObjectRef {
+            sha256: "B".repeat(64),
+            size: 99,
+        });
+        assert_eq!(with.check(), Err(ReleaseError::BadHash("daily.cvd".into())));
+    }
 }

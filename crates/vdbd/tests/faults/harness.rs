@@ -603,10 +603,15 @@ impl Net {
     /// A synthetic `daily` chain (`base`..=`base+cdiffs`, about 1 MiB per CVD) signed with a key
     /// set of its own, which the masters are configured with. Call before writing master configs.
     pub(crate) fn synth(&mut self, base: u32, cdiffs: u32) {
+        self.synth_sized(base, cdiffs, 1);
+    }
+
+    /// [`Net::synth`] with CVDs of about `size_mb` MiB.
+    pub(crate) fn synth_sized(&mut self, base: u32, cdiffs: u32, size_mb: u32) {
         let out = self.path("synth");
         vdb_synth::write_chain(&vdb_synth::Spec {
             output: out.clone(),
-            size_mb: 1,
+            size_mb,
             cdiffs,
             version: base,
             seed: 7,
