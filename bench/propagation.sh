@@ -10,7 +10,7 @@
 #   MIRRORS=20 bench/propagation.sh       # fewer mirrors (say so when you quote the figures)
 #   HUBS=0 bench/propagation.sh           # no hubs: the master pushes to every mirror (default 10
 #                                         # hubs, each the hub of (MIRRORS - HUBS) / HUBS leaves)
-#   SIZE_MB=10 bench/propagation.sh       # a smaller database (default 60, as the real daily)
+#   SIZE_MB=1 bench/propagation.sh        # a 1 MB database (default 60, as the real daily)
 #   NO_BUILD=1 bench/propagation.sh       # reuse target/release/{vdbd,vdb} as they are
 #   DNS_ONLY=1 bench/propagation.sh       # only the second part (below)
 #   DNS_PHASE=0 bench/propagation.sh      # only the first part
@@ -37,7 +37,8 @@ MIRRORS=${MIRRORS:-100}
 HUBS=${HUBS:-10}
 RSYNC_P=${RSYNC_P:-16}
 MAX_WAIT=${MAX_WAIT:-300}
-GOAL_SECS=${GOAL_SECS:-2}
+# Issue 18: p100 within 1 s for a 1 MB release (the goal line is printed for SIZE_MB <= 1).
+GOAL_SECS=${GOAL_SECS:-1}
 NAME=propagation.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -355,10 +356,11 @@ print(f"{len(ts)} accepted, first {ts[0]:.2f} s, last {ts[-1]:.2f} s after the p
 PY
 )
 # How long each mirror spent receiving the new daily.cvd and fsyncing it (its "object downloaded"
-# log line): where the time goes.
-OBJ_TIMES=$(python3 - "$T_START" "$W"/logs/m*.err <<'PY'
-import datetime, re, sys
-start, rec, fs = float(sys.argv[1]), [], []
+# log line), or rebuilding it by delta transfer ("object rebuilt by delta transfer"): where the
+# time goes.
+OBJ_TIMES=$(REBUILD_FILE=$W/rebuild.txt python3 - "$T_START" "$W"/logs/m*.err <<'PY'
+import datetime, os, re, sys
+start, rec, fs, reb, tot = float(sys.argv[1]), [], [], [], []
 for path in sys.argv[2:]:
     for line in open(path, errors="replace"):
         line = re.sub(r"\x1b\[[0-9;]*m", "", line)
@@ -373,15 +375,28 @@ for path in sys.argv[2:]:
                     rec.append(int(r.group(1)) / 1000)
                 if f:
                     fs.append(int(f.group(1)) / 1000)
+        if "object rebuilt by delta transfer" in line and "file=daily.cvd" in line:
+            stamp = line.split()[0].rstrip("Z")[:26]
+            t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+            b, m = re.search(r"rebuild_ms=(\d+)", line), re.search(r"\bms=(\d+)", line)
+            if t >= start and b and m:
+                reb.append(int(b.group(1)) / 1000)
+                tot.append(int(m.group(1)) / 1000)
 def q(a, p):
     a = sorted(a)
     return a[min(len(a) - 1, int(len(a) * p))]
+out = []
 if rec and fs:
-    print(f"receiving: median {q(rec, .5):.2f} s, max {max(rec):.2f} s; fsync: median {q(fs, .5):.2f} s, max {max(fs):.2f} s ({len(rec)} mirrors)")
+    out.append(f"whole download: receiving median {q(rec, .5):.2f} s, max {max(rec):.2f} s; fsync median {q(fs, .5):.2f} s, max {max(fs):.2f} s ({len(rec)} mirrors)")
 elif rec:
-    print(f"receiving + fsync: median {q(rec, .5):.2f} s, max {max(rec):.2f} s ({len(rec)} mirrors)")
-else:
-    print("no 'object downloaded' lines in the logs")
+    out.append(f"whole download (receiving + fsync): median {q(rec, .5):.2f} s, max {max(rec):.2f} s ({len(rec)} mirrors)")
+if reb:
+    out.append(f"delta rebuild (apply the cdiff, re-create segments: CPU): median {q(reb, .5):.2f} s, max {max(reb):.2f} s; "
+               f"whole delta transfer (maps, ranges, assembly, fsync): median {q(tot, .5):.2f} s, max {max(tot):.2f} s ({len(reb)} mirrors)")
+print("; ".join(out) or "no 'object downloaded' or 'object rebuilt' lines for daily.cvd in the logs")
+# The median rebuild CPU seconds, for the model.
+with open(os.environ["REBUILD_FILE"], "w") as f:
+    f.write(f"{q(reb, .5) if reb else 0}\n")
 PY
 )
 P25_ACC=$(since "$T_ACCEPTED" | pct 0.25) P90_ACC=$(since "$T_ACCEPTED" | pct 0.9)
@@ -448,6 +463,40 @@ FLOOR_SYNC=$(floor_run conv=fsync)
 FLOOR_CACHE=$(floor_run conv=notrunc)
 cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor copy did not update m1"
 
+# The model (issue 18): the time a real network would take for this update, from the bytes and
+# the rebuild CPU measured above: one master with a 1 Gbit/s uplink, 100 mirrors with
+# 100 Mbit/s each, 10 of them hubs of 9 leaves; links are the only limit besides the rebuild
+# (each mirror has its own CPU), every transfer shares its sender's uplink evenly.
+model() {
+    local pulled_med reb
+    pulled_med=$(printf '%s\n' "${PULLED[@]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    reb=$(cat "$W/rebuild.txt" 2>/dev/null || echo 0)
+    awk -v S="$CVD_SIZE" -v d="$pulled_med" -v c="$reb" 'BEGIN {
+        M = 1e9 / 8; L = 1e8 / 8; N = 100; H = 10; per = (N - H) / H
+        # Whole files from the masters: the master uplink carries N CVDs (each mirror also
+        # receives one at L, in parallel).
+        w = N * S / M; if (S / L > w) w = S / L
+        # Whole files through hubs: H CVDs from the master, then each hub sends its leaves one each.
+        h1 = H * S / M; if (S / L > h1) h1 = S / L
+        h = h1 + per * S / L
+        # Delta from the masters: N deltas over the master uplink, then each rebuild.
+        x = N * d / M; if (d / L > x) x = d / L
+        dm = x + c
+        # Delta through hubs: the hubs take theirs and rebuild, then each sends its leaves theirs.
+        y = H * d / M; if (d / L > y) y = d / L
+        dh = y + c + per * d / L + c
+        printf "model (1 Gbit/s master uplink, 100 Mbit/s mirrors, 100 mirrors, 10 hubs of 9 leaves; CVD %d bytes, a delta pulls %d bytes, rebuild %.2f s CPU):\n", S, d, c
+        printf "  whole files from the master:  %6.1f s until the last mirror holds it; master egress %.2f GB\n", w, N * S / 1e9
+        printf "  whole files through hubs:     %6.1f s; master egress %.2f GB\n", h, H * S / 1e9
+        if (d > S / 2) {
+            print "  delta: not measured in this run (the mirrors pulled whole files)"
+        } else {
+            printf "  delta from the master:        %6.1f s; master egress %.3f GB\n", dm, N * d / 1e9
+            printf "  delta through hubs:           %6.1f s; master egress %.3f GB\n", dh, H * d / 1e9
+        }
+    }'
+}
+
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
@@ -465,7 +514,7 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     echo "  of them from hubs:        $HUB_STATS"
     echo "bytes each mirror re-created from its old release (delta transfer): $REUSED_STATS"
     echo "bytes the master served (vdb_master_served_bytes_total): $SERVED = $(ratio "$SERVED" "$CVD_SIZE") CVDs"
-    echo "each mirror's daily.cvd download: $OBJ_TIMES"
+    echo "each mirror's new daily.cvd: $OBJ_TIMES"
     echo
     echo "same update by rsync -a --no-whole-file to $MIRRORS directories holding the old set:"
     echo "  one after another: $RS_SEQ s (load average $LOAD_RS1)"
@@ -478,10 +527,14 @@ cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor co
     echo "  page cache only (no fsync):                        $FLOOR_CACHE s"
     echo "  vdbnet p100 (after accepted) / floor with fsync: $(ratio "${P100_ACC/-/0}" "$FLOOR_SYNC")x"
     echo
+    model
+    echo
     echo "goals:"
-    ok=false
-    [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$GOAL_SECS" && ok=true
-    echo "  $(verdict $ok) every mirror serves the new serial within ${GOAL_SECS} s of the publish (p100 $P100_ACC s after accepted, $P100_START s after vdb publish started; $REACHED/$MIRRORS)"
+    if ((SIZE_MB <= 1)); then
+        ok=false
+        [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$GOAL_SECS" && ok=true
+        echo "  $(verdict $ok) every mirror serves a ${SIZE_MB} MB release within ${GOAL_SECS} s of the publish (p100 $P100_ACC s after accepted, $P100_START s after vdb publish started; $REACHED/$MIRRORS)"
+    fi
     ok=false
     [[ $REACHED == "$MIRRORS" ]] && le "$P100_ACC" "$(awk -v f="$FLOOR_SYNC" 'BEGIN {print 1.5 * f}')" && ok=true
     echo "  $(verdict $ok) every mirror serves it within 1.5x the floor of writing the new file into $MIRRORS directories (p100 $P100_ACC s, floor $FLOOR_SYNC s: $(ratio "${P100_ACC/-/0}" "$FLOOR_SYNC")x)"

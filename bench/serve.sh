@@ -66,6 +66,7 @@ head -c 2048 /dev/urandom >"$W/local/local_2k.bin"
 mirror_config "$W/mirror.toml" mirror1 "$MASTER" "$MASTER_PUB" "$W/mirror-data" "$W/local" \
     "${SERVE_THREADS:+serve_threads = $SERVE_THREADS}"
 start_role "$W/mirror" mirror "$W/mirror.toml"
+MIRROR_PID=$LAST_PID
 MIRROR=$(json http "$READY")
 echo "== mirror at $MIRROR" >&2
 "$VDB" mirror add --master "$MASTER" --token "$ADMIN_TOKEN" mirror1 --base-url "$MIRROR" \
@@ -75,12 +76,19 @@ wait_until 120 serial_at_least "$MIRROR" "$(master_serial "$MASTER")"
 # One daily update: NEW_V's daily.cvd plus its cdiff; the mirror's own counter of the bytes it
 # downloaded from masters (every object it fetched, counted as received and hash-checked).
 PULLED0=$(metric "$MIRROR" vdb_mirror_pulled_bytes_total)
+REUSED0=$(metric "$MIRROR" vdb_mirror_delta_reused_bytes_total)
+# CPU seconds (user + system) of the mirror process, from /proc (clock ticks).
+mirror_cpu_ticks() { awk '{print $14 + $15}' "/proc/$MIRROR_PID/stat"; }
+CPU0=$(mirror_cpu_ticks)
 "$VDB" publish --master "$MASTER" --key "$W/publisher.key" \
     "$W/stage-new/daily.cvd" "$W/stage-new/daily-$NEW_V.cdiff" >&2
 TARGET_SERIAL=$(master_serial "$MASTER")
 wait_until 120 serial_at_least "$MIRROR" "$TARGET_SERIAL"
 PULLED=$(($(metric "$MIRROR" vdb_mirror_pulled_bytes_total) - PULLED0))
-echo "== mirror serves serial $TARGET_SERIAL; pulled $PULLED bytes for the update" >&2
+REUSED=$(($(metric "$MIRROR" vdb_mirror_delta_reused_bytes_total) - REUSED0))
+UPDATE_CPU=$(awk -v t=$(($(mirror_cpu_ticks) - CPU0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
+NEW_CVD_BYTES=$(stat -c %s "$SYNTH/daily-$NEW_V.cvd")
+echo "== mirror serves serial $TARGET_SERIAL; pulled $PULLED bytes for the update, re-created $REUSED (delta), $UPDATE_CPU s CPU" >&2
 
 # The same update with rsync's delta algorithm: a local rsync (sender and receiver are two
 # processes over a pipe, as over ssh) with --no-whole-file, from a directory holding the new set to
@@ -343,7 +351,8 @@ fi
     fi
     echo
     echo "one daily update ($OLD_V -> $NEW_V: daily.cvd + daily-$NEW_V.cdiff, $(stat -c %s "$SYNTH/daily-$NEW_V.cdiff") bytes cdiff):"
-    echo "  mirror pulled (vdb_mirror_pulled_bytes_total delta): $PULLED bytes"
+    echo "  mirror pulled (vdb_mirror_pulled_bytes_total delta): $PULLED bytes ($(awk -v p="$PULLED" -v n="$NEW_CVD_BYTES" 'BEGIN { printf "%.2f", 100 * p / n }') % of the $NEW_CVD_BYTES-byte CVD)"
+    echo "  mirror re-created by delta transfer (vdb_mirror_delta_reused_bytes_total delta): $REUSED bytes; mirror CPU during the update: $UPDATE_CPU s"
     echo "  rsync -a --no-whole-file (local, delta algorithm):   $((RS_SENT + RS_RECV)) bytes over the pipe (sent $RS_SENT, received $RS_RECV; literal $RS_LITERAL, matched $RS_MATCHED)"
     echo "  mirror / rsync: $(ratio "$PULLED" $((RS_SENT + RS_RECV)))x"
     echo

@@ -11,7 +11,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_TARGETS=(header container info cdiff diff proto dnstxt retry_after sample clamsign)
+ALL_TARGETS=(header container info cdiff diff proto dnstxt retry_after sample clamsign segment_map)
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then

@@ -257,6 +257,7 @@ impl Publisher {
                 name: f.name.clone(),
                 size: data.len() as u64,
                 sha256: vdb_proto::sha256_hex(&data),
+                segments: None,
             });
         }
         let st = ReleaseStatement {

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::header::{HEADER_LEN, Header, format_build_time};
 use crate::info::{Info, InfoEntry};
 use crate::names::{SIGTOOL_EXT_ORDER, is_safe_member_name};
+use crate::segment::SegmentedGz;
 use crate::sigenc::hex;
 use crate::store::FileStore;
 use crate::tar;
@@ -56,7 +57,7 @@ pub const ENGINE_FLEVEL_146: u32 = 216;
 /// Orders and validates the members of an unpacked database the way sigtool packs them:
 /// `COPYING`, then `<db>.<ext>` for the known extensions in sigtool order, then other
 /// `<db>.*` files (e.g. bytecode `*.cbc`) sorted. Any `<db>.info` is ignored (regenerated).
-fn member_order(db: &str, names: &[String]) -> Result<Vec<String>, Error> {
+pub(crate) fn member_order(db: &str, names: &[String]) -> Result<Vec<String>, Error> {
     if !names.iter().any(|n| n == "COPYING") {
         return Err(Error::Build(
             "COPYING is missing: ClamAV containers start with it".into(),
@@ -146,7 +147,10 @@ pub fn build(
             info.push_str(&format!("DSIG:{}\n", signer.sign_info(&digest)?));
         }
         let mut out = vec![b' '; HEADER_LEN];
-        let mut gz = GzEncoder::new(&mut out, Compression::best());
+        // Segmented gzip (see `segment`): one ordinary gzip stream for ClamAV, whose
+        // segments a mirror can re-create from the previous release plus its cdiff.
+        let mut gz =
+            SegmentedGz::new(&mut out).map_err(|e| Error::io("compressing the body", e))?;
         write_members(&mut gz, &spec.db_name, &order, info.as_bytes(), store)?;
         gz.finish()
             .map_err(|e| Error::io("compressing the body", e))?;
@@ -167,7 +171,7 @@ pub fn build(
     ))
 }
 
-fn write_members(
+pub(crate) fn write_members(
     w: &mut impl Write,
     db: &str,
     order: &[String],

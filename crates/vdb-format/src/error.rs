@@ -82,6 +82,9 @@ pub enum Error {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// A segment map is malformed, or a delta reconstruction does not add up.
+    #[error("segments: {0}")]
+    Segment(String),
     /// An I/O error from the underlying reader, writer or file store.
     #[error("I/O error while {context}: {error}")]
     Io {

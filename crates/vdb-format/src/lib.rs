@@ -36,6 +36,7 @@ mod info;
 mod keys;
 mod names;
 pub mod patch;
+pub mod segment;
 pub mod sigenc;
 mod store;
 mod tar;

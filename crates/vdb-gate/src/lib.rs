@@ -183,6 +183,7 @@ impl MemObjects {
             name: name.to_owned(),
             size: data.len() as u64,
             sha256: vdb_proto::sha256_hex(&data),
+            segments: None,
         };
         self.0.insert(r.sha256.clone(), data);
         r

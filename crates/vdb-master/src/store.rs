@@ -28,6 +28,8 @@ pub const DERIVED: [&str; 4] = ["MD5SUMS", "SHA256SUMS", "dns.txt", "timestamp"]
 
 /// The most of a refused statement the history keeps (bytes of its envelope).
 const MAX_REFUSED_ENVELOPE: usize = 16 << 10;
+/// Containers larger than this get a segment map (see `vdb_format::segment`).
+const SEGMENT_MAP_MIN_SIZE: u64 = 1 << 20;
 
 /// The signed manifest currently served.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub(crate) struct Store {
     servable: RwLock<HashSet<String>>,
     /// MD5 (hex) of objects by SHA-256, for `MD5SUMS` without re-reading every heartbeat.
     md5_cache: std::sync::Mutex<HashMap<String, String>>,
+    /// Segment map object of each large container (by the container's SHA-256).
+    segment_cache: std::sync::Mutex<HashMap<String, vdb_proto::ObjectRef>>,
     ready: AtomicBool,
     /// Statements refused before anyone could be held to them (unknown key, bad signature,
     /// not a statement): counted, never stored.
@@ -143,6 +147,7 @@ impl Store {
             current: RwLock::new(current),
             servable: RwLock::new(HashSet::new()),
             md5_cache: std::sync::Mutex::default(),
+            segment_cache: std::sync::Mutex::default(),
             ready: AtomicBool::new(ready),
             unrecorded: AtomicU64::new(0),
             stride,
@@ -257,6 +262,55 @@ impl Store {
         self.current().map_or(0, |c| c.manifest.serial)
     }
 
+    /// The segment map of a large container, published as an object (see
+    /// `vdb_format::segment`); cached by the container's hash. `None` (logged) when it cannot
+    /// be made: the file is then only served whole.
+    fn segment_map_of(&self, f: &FileRef) -> Option<vdb_proto::ObjectRef> {
+        let cache = || {
+            self.segment_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if let Some(r) = cache().get(&f.sha256) {
+            return Some(r.clone());
+        }
+        let started = std::time::Instant::now();
+        let made = self
+            .objects
+            .read(&f.sha256, self.config.max_file_size)
+            .map_err(anyhow::Error::from)
+            .and_then(|data| {
+                let limit = vdb_format::Limits::default().max_body_size;
+                let map = vdb_format::segment::segment_map(&data, limit)?;
+                let json = map.to_json();
+                let sha = self.objects.put(&json)?;
+                Ok((
+                    map.segments.len(),
+                    vdb_proto::ObjectRef {
+                        sha256: sha,
+                        size: json.len() as u64,
+                    },
+                ))
+            });
+        match made {
+            Ok((segments, r)) => {
+                tracing::info!(
+                    file = %f.name,
+                    segments,
+                    map_bytes = r.size,
+                    ms = started.elapsed().as_millis() as u64,
+                    "segment map made"
+                );
+                cache().insert(f.sha256.clone(), r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(file = %f.name, error = %e, "no segment map");
+                None
+            }
+        }
+    }
+
     fn refresh_servable(&self) -> anyhow::Result<()> {
         let mut set = HashSet::new();
         for row in self.history.all_accepted()? {
@@ -266,6 +320,12 @@ impl Store {
         }
         if let Some(c) = self.current() {
             set.extend(c.manifest.files.iter().map(|f| f.sha256.clone()));
+            set.extend(
+                c.manifest
+                    .files
+                    .iter()
+                    .filter_map(|f| f.segments.as_ref().map(|s| s.sha256.clone())),
+            );
         }
         *self
             .servable
@@ -689,6 +749,21 @@ impl Store {
         }) {
             return Ok(Err(d));
         }
+        // Segment maps of large containers (computed once per object, then cached): a mirror
+        // holding the previous release rebuilds these files from it plus the cdiffs.
+        let mut servable = Vec::new();
+        for f in files.values_mut() {
+            if f.segments.is_none()
+                && f.size > SEGMENT_MAP_MIN_SIZE
+                && matches!(
+                    vdb_format::Kind::from_file_name(&f.name),
+                    Some(vdb_format::Kind::Cvd | vdb_format::Kind::Cud)
+                )
+            {
+                f.segments = self.segment_map_of(f);
+                servable.extend(f.segments.as_ref().map(|s| s.sha256.clone()));
+            }
+        }
         // Derived files.
         let mut md5sums = String::new();
         let mut shasums = String::new();
@@ -728,7 +803,6 @@ impl Store {
             ("dns.txt", format!("{txt}\n").into_bytes()),
             ("timestamp", format!("{now}\n").into_bytes()),
         ];
-        let mut servable = Vec::new();
         for (name, data) in derived {
             let sha = self.objects.put(&data)?;
             servable.push(sha.clone());
@@ -738,6 +812,7 @@ impl Store {
                     name: name.to_owned(),
                     size: data.len() as u64,
                     sha256: sha,
+                    segments: None,
                 },
             );
         }

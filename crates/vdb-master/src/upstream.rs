@@ -646,6 +646,7 @@ impl Follower {
             name: name.to_owned(),
             size,
             sha256: sha,
+            segments: None,
         })
     }
 
@@ -698,6 +699,7 @@ impl Follower {
             name: name.to_owned(),
             size: data.len() as u64,
             sha256: sha,
+            segments: None,
         }))
     }
 

@@ -409,6 +409,7 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
         // A hub serves its leaves the objects of the snapshot it serves, by hash, as the
         // masters do (with ranges), without credentials: the same bytes are public under
         // their file names, and every leaf checks them against the master-signed manifest.
+        // Segment maps too (their hashes are in that manifest).
         let current = app.current.read().unwrap_or_else(|e| e.into_inner());
         let entry = current.as_ref().and_then(|s| {
             s.manifest
@@ -416,6 +417,7 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
                 .iter()
                 .find(|f| f.sha256 == sha)
                 .and_then(|f| s.files.get(&f.name))
+                .or_else(|| s.maps.get(sha))
         });
         return match entry {
             Some(e) => answer(app, req, HUB_OBJECTS_NAME, e, false),

@@ -16,6 +16,8 @@ pub(crate) struct Metrics {
     pub(crate) pulled_bytes: Counter,
     /// The part of `pulled_bytes` that came from hubs (the rest came from masters).
     pub(crate) pulled_hub_bytes: Counter,
+    /// Bytes re-created locally by delta transfer instead of downloaded.
+    pub(crate) delta_reused_bytes: Counter,
     pub(crate) served_bytes: Counter,
     responses: Family<Labels, Counter>,
     /// The common codes' counters, looked up without hashing or allocating.
@@ -49,6 +51,11 @@ impl Metrics {
                 "Object bytes downloaded (from masters and hubs; see pulled_hub_bytes)",
             ),
             pulled_hub_bytes: r.add("pulled_hub_bytes", "Object bytes downloaded from hubs"),
+            delta_reused_bytes: r.add(
+                "delta_reused_bytes",
+                "Bytes of objects re-created locally by delta transfer (from the held release \
+                 and the cdiffs) instead of downloaded; what was fetched is in pulled_bytes",
+            ),
             served_bytes: r.add("served_bytes", "Body bytes of file responses"),
             responses,
             common,

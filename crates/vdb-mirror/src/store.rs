@@ -138,6 +138,8 @@ pub(crate) struct Snapshot {
     pub(crate) manifest: Manifest,
     pub(crate) envelope: Entry,
     pub(crate) files: HashMap<String, Entry>,
+    /// The segment maps held of its large containers, by SHA-256 (a hub serves them).
+    pub(crate) maps: HashMap<String, Entry>,
 }
 
 /// The data directory.
@@ -283,15 +285,24 @@ impl Store {
             Bytes::new(),
         );
         let mut files = HashMap::with_capacity(manifest.files.len());
+        let mut maps = HashMap::new();
         for f in &manifest.files {
             let entry = load_entry(&dir.join(&f.name), f, verify_hashes).map_err(bad)?;
             files.insert(f.name.clone(), entry);
+            // A map is an optional extra (a delta falls back without it): one that is missing
+            // or wrong is not served.
+            if let Some(map) = crate::sync::map_file(f)
+                && let Ok(entry) = load_entry(&self.object(&map.sha256), &map, true)
+            {
+                maps.insert(map.sha256, entry);
+            }
         }
         Ok(Snapshot {
             id: id.to_owned(),
             manifest,
             envelope,
             files,
+            maps,
         })
     }
 
@@ -397,7 +408,14 @@ impl Store {
                 fs::remove_dir_all(&p).map_err(io_err(&p))?;
             }
         }
-        let wanted: HashSet<&str> = manifest.files.iter().map(|f| f.sha256.as_str()).collect();
+        // The manifest's objects and their segment maps.
+        let wanted: HashSet<&str> = manifest
+            .files
+            .iter()
+            .flat_map(|f| [Some(&f.sha256), f.segments.as_ref().map(|r| &r.sha256)])
+            .flatten()
+            .map(String::as_str)
+            .collect();
         let objs = self.objects();
         for e in fs::read_dir(&objs).map_err(io_err(&objs))? {
             let e = e.map_err(io_err(&objs))?;

@@ -11,6 +11,9 @@ use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, S
 use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, io_err};
 
+#[path = "delta.rs"]
+mod delta;
+
 /// Largest manifest envelope a mirror reads.
 const MAX_MANIFEST: u64 = 16 << 20;
 
@@ -372,19 +375,33 @@ impl Syncer {
             });
         }
         let mut downloaded = 0;
-        let mut bytes = 0;
+        let pulled = self.metrics.pulled_bytes.get();
+        let pulled_hub = self.metrics.pulled_hub_bytes.get();
         for f in &manifest.files {
+            // A large container's segment map is kept as an object (a hub serves it to its
+            // leaves; the next release's delta reads it); without it a delta falls back.
+            if let Some(map) = map_file(f) {
+                let store = self.store.clone();
+                let m2 = map.clone();
+                if !blocking(move || Ok(store.has_object(&m2))).await?
+                    && let Err(e) = self.download(&map, source).await
+                {
+                    tracing::warn!(file = %f.name, error = %e, "no segment map: no delta transfer for it");
+                }
+            }
             let store = self.store.clone();
             let f2 = f.clone();
             if blocking(move || Ok(store.has_object(&f2))).await? {
                 continue;
             }
-            if self.download(f, source).await? {
-                facts.hub_bytes += f.size;
+            // Large containers: rebuilt from the held release when the manifest allows.
+            if !self.try_delta(f, &manifest, held.as_deref(), source).await {
+                self.download(f, source).await?;
             }
             downloaded += 1;
-            bytes += f.size;
         }
+        let bytes = self.metrics.pulled_bytes.get() - pulled;
+        facts.hub_bytes = self.metrics.pulled_hub_bytes.get() - pulled_hub;
         let store = self.store.clone();
         let keys = self.keys.clone();
         let envelope = signed.to_json();
@@ -503,21 +520,25 @@ impl Syncer {
         Ok((signed, manifest))
     }
 
-    /// Downloads `f` from the hubs in order, then from the masters starting with the one whose
-    /// manifest is used (`source` indexes [`Syncer::sources`]). True when a hub served it.
-    async fn download(&self, f: &FileRef, source: usize) -> Result<bool, SyncError> {
+    /// Where objects are fetched from, in order: the hubs, then the masters starting with the
+    /// one whose manifest is used (`source` indexes [`Syncer::sources`]).
+    fn object_sources(&self, source: usize) -> impl Iterator<Item = Source<'_>> {
         let n = self.masters.len();
         let first = source.saturating_sub(self.hubs.len());
-        let order = self
-            .hubs
+        self.hubs
             .iter()
             .map(|h| Source::Hub(h))
-            .chain((0..n).map(|k| Source::Master(&self.masters[(first + k) % n])));
+            .chain((0..n).map(move |k| Source::Master(&self.masters[(first + k) % n])))
+    }
+
+    /// Downloads `f` from the hubs in order, then from the masters starting with the one whose
+    /// manifest is used (`source` indexes [`Syncer::sources`]).
+    async fn download(&self, f: &FileRef, source: usize) -> Result<(), SyncError> {
         let mut reasons = Failures::default();
-        for src in order {
+        for src in self.object_sources(source) {
             let base = src.base();
             match self.download_from(src, f).await {
-                Ok(()) => return Ok(matches!(src, Source::Hub(_))),
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(source = %base, hub = matches!(src, Source::Hub(_)), file = %f.name, error = %e, "download failed");
                     reasons.0.push((base.to_owned(), e));
@@ -580,12 +601,27 @@ impl Syncer {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
         }
-        self.metrics.pulled_bytes.inc_by(got.size);
-        if matches!(src, Source::Hub(_)) {
-            self.metrics.pulled_hub_bytes.inc_by(got.size);
-        }
+        self.pulled(src, got.size);
         Ok(())
     }
+
+    /// Counts `n` bytes pulled from `src`.
+    fn pulled(&self, src: Source<'_>, n: u64) {
+        self.metrics.pulled_bytes.inc_by(n);
+        if matches!(src, Source::Hub(_)) {
+            self.metrics.pulled_hub_bytes.inc_by(n);
+        }
+    }
+}
+
+/// The segment map of a large container as an object to fetch and keep (`None` for others).
+pub(crate) fn map_file(f: &FileRef) -> Option<FileRef> {
+    f.segments.as_ref().map(|r| FileRef {
+        name: format!("{} (segment map)", f.name),
+        size: r.size,
+        sha256: r.sha256.clone(),
+        segments: None,
+    })
 }
 
 /// The path of an absolute URL (what a signed pull covers).

@@ -58,7 +58,7 @@ pub use registry::{
     HubError, MaintenanceWindow, MirrorRecord, RegistryEntry, RegistryExport, check_hubs,
     relaying_hub,
 };
-pub use release::{FileRef, ReleaseError, ReleaseStatement};
+pub use release::{FileRef, ObjectRef, ReleaseError, ReleaseStatement};
 pub use signed::{DocKind, Document, Signed, VerifyError};
 pub use upload::UploadTicket;
 pub use verdict::{MirrorState, MirrorVerdict, VerdictReport};

@@ -331,11 +331,13 @@ mod tests {
                     name: "daily.cvd".into(),
                     size: 1,
                     sha256: "a".repeat(64),
+                    segments: None,
                 },
                 FileRef {
                     name: "timestamp".into(),
                     size: 1,
                     sha256: "b".repeat(64),
+                    segments: None,
                 },
             ],
             version_record: None,

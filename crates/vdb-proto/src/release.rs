@@ -16,20 +16,47 @@ pub struct FileRef {
     pub size: u64,
     /// SHA-256 of the content, lower-case hex.
     pub sha256: String,
+    /// The segment map of a large container (`vdb_format::segment::SegmentMap` as JSON),
+    /// published by the master as an object: a mirror holding the previous release rebuilds
+    /// this file from it and fetches only what it cannot re-create. Absent in release
+    /// statements, for small files and in manifests of masters older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<ObjectRef>,
+}
+
+/// A content-addressed object that is not served as a file (e.g. a segment map).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRef {
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl FileRef {
+    /// A reference without a segment map.
+    pub fn new(name: impl Into<String>, size: u64, sha256: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            size,
+            sha256: sha256.into(),
+            segments: None,
+        }
+    }
+
     /// Whether the name is safe and the hash is 64 lower-case hex digits.
     pub fn check(&self) -> Result<(), ReleaseError> {
         if !is_safe_file_name(&self.name) {
             return Err(ReleaseError::UnsafeName(self.name.clone()));
         }
-        if self.sha256.len() != 64
-            || !self
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !is_hex64(&self.sha256) || self.segments.as_ref().is_some_and(|s| !is_hex64(&s.sha256)) {
             return Err(ReleaseError::BadHash(self.name.clone()));
         }
         Ok(())
@@ -120,6 +147,7 @@ mod tests {
                 name: "daily.cvd".into(),
                 size: 10,
                 sha256: "a".repeat(64),
+                segments: None,
             }],
             notes: String::new(),
         }
@@ -146,5 +174,28 @@ mod tests {
         let mut s = stmt();
         s.version = 0;
         assert_eq!(s.check(), Err(ReleaseError::ZeroVersion));
+    }
+
+    #[test]
+    fn segments_are_optional_on_the_wire_and_checked() {
+        // A reference from before the field parses, and one without it serializes the same.
+        let old = r#"{"name":"daily.cvd","size":10,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#;
+        let f: FileRef = serde_json::from_str(old).unwrap();
+        assert_eq!(f, FileRef::new("daily.cvd", 10, "a".repeat(64)));
+        assert_eq!(serde_json::to_string(&f).unwrap(), old);
+        let mut with = f.clone();
+        with.segments = Some(ObjectRef {
+            sha256: "b".repeat(64),
+            size: 99,
+        });
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""segments":{"sha256":"#), "{text}");
+        assert_eq!(serde_json::from_str::<FileRef>(&text).unwrap(), with);
+        assert_eq!(with.check(), Ok(()));
+        with.segments = Some(ObjectRef {
+            sha256: "B".repeat(64),
+            size: 99,
+        });
+        assert_eq!(with.check(), Err(ReleaseError::BadHash("daily.cvd".into())));
     }
 }

@@ -33,6 +33,7 @@ pub fn manifest<N: AsRef<str>>(
             name: n.as_ref().to_owned(),
             size: d.len() as u64,
             sha256: vdb_proto::sha256_hex(d),
+            segments: None,
         })
         .collect();
     refs.sort();

@@ -17,6 +17,8 @@ use crate::keys::{self, NETWORK};
 struct State {
     manifest: Vec<u8>,
     objects: HashMap<String, Vec<u8>>,
+    /// Flip a byte of every `206` body (a hub or master that garbles ranges).
+    corrupt_ranges: bool,
     gate_closed: bool,
     object_delay: Duration,
     requests: Vec<String>,
@@ -81,6 +83,18 @@ impl MasterDouble {
             s.manifest = env;
         });
         m
+    }
+
+    /// Adds an object (e.g. a segment map) without publishing a manifest.
+    pub fn put_object(&self, data: Vec<u8>) {
+        self.with(|s| {
+            s.objects.insert(vdb_proto::sha256_hex(&data), data);
+        });
+    }
+
+    /// While set, every `Range` answer (`206`) has a byte flipped.
+    pub fn corrupt_ranges(&self, on: bool) {
+        self.with(|s| s.corrupt_ranges = on);
     }
 
     /// Serves these exact manifest bytes.
@@ -151,8 +165,36 @@ fn respond(conn: &mut TcpStream, status: &str, body: &[u8]) {
     let _ = conn.write_all(body);
 }
 
+/// The request line and the `Range: bytes=A-B` header (both bounds given), if any.
+fn read_request(conn: &TcpStream) -> Option<(String, Option<(usize, usize)>)> {
+    use std::io::BufRead as _;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = std::io::BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut range = None;
+    for _ in 0..100 {
+        let mut h = String::new();
+        match reader.read_line(&mut h) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) if h == "\r\n" || h == "\n" => return Some((line, range)),
+            Ok(_) => {
+                let (name, value) = h.split_once(':').unwrap_or(("", ""));
+                if name.eq_ignore_ascii_case("range") {
+                    range = value
+                        .trim()
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.split_once('-'))
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                }
+            }
+        }
+    }
+    None
+}
+
 fn handle(mut conn: TcpStream, st: &(Mutex<State>, Condvar)) {
-    let Some(line) = crate::hostile::read_head(&conn) else {
+    let Some((line, range)) = read_request(&conn) else {
         return;
     };
     let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
@@ -177,11 +219,19 @@ fn handle(mut conn: TcpStream, st: &(Mutex<State>, Condvar)) {
         }
         let delay = g.object_delay;
         let body = g.objects.get(sha).cloned();
+        let corrupt = g.corrupt_ranges;
         drop(g);
         std::thread::sleep(delay);
-        return match body {
-            Some(b) => respond(&mut conn, "200 OK", &b),
-            None => respond(&mut conn, "404 Not Found", b"{}"),
+        return match (body, range) {
+            (Some(b), Some((first, last))) if first <= last && last < b.len() => {
+                let mut part = b[first..=last].to_vec();
+                if corrupt {
+                    part[0] ^= 1;
+                }
+                respond(&mut conn, "206 Partial Content", &part)
+            }
+            (Some(b), _) => respond(&mut conn, "200 OK", &b),
+            (None, _) => respond(&mut conn, "404 Not Found", b"{}"),
         };
     }
     drop(g);

@@ -35,6 +35,7 @@ fn publish_dbs(www: &Path, serial: u64, dbs: &[(&str, u32)], expires_in: i64, ke
             name,
             size: data.len() as u64,
             sha256: vdb_proto::sha256_hex(&data),
+            segments: None,
         });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));

@@ -2,5 +2,6 @@
 
 mod clamsign;
 mod fixtures;
+mod segmented;
 mod stream;
 mod tamper;

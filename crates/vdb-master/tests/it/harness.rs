@@ -182,6 +182,7 @@ pub(crate) fn bogus_statement(
             name: "test.cvd".into(),
             size: 1,
             sha256: "0".repeat(64),
+            segments: None,
         }],
         notes: notes.into(),
     }

@@ -1,6 +1,7 @@
 //! In-process tests of the mirror against the test kit's master double (real HTTP on loopback).
 
 mod bench;
+mod delta;
 mod floor;
 mod threads;
 

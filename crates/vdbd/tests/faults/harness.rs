@@ -485,6 +485,28 @@ impl Net {
         }
     }
 
+    /// Registers mirror `spec` (named `name`) with `hubs` (name, URL) at master A, and points
+    /// its config at the hubs' URLs with `poll_secs` (a long poll: only pushes, relayed by the
+    /// hub, make it sync).
+    pub(crate) fn make_leaf(
+        &self,
+        name: &str,
+        spec: &MirrorSpec,
+        hubs: &[(&str, &str)],
+        poll_secs: u64,
+    ) {
+        let mut r = MirrorRecord::new(name, &spec.url);
+        r.push_url = Some(format!("{}{}", spec.url, vdb_proto::paths::PUSH));
+        r.addresses = vec![spec.ip.parse().unwrap()];
+        r.hubs = hubs.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let admin = vdb_client::Admin::new(&self.master_url(0), Some(ADMIN_TOKEN.to_owned()));
+        block_on(admin.update(&r)).unwrap_or_else(|e| panic!("update {name}: {e}"));
+        let urls: Vec<&str> = hubs.iter().map(|(_, u)| *u).collect();
+        let text = std::fs::read_to_string(&spec.config).unwrap();
+        let text = text.replace("poll_secs = 1\n", &format!("poll_secs = {poll_secs}\n"));
+        std::fs::write(&spec.config, format!("{text}hubs = {urls:?}\n")).unwrap();
+    }
+
     /// A monitor checking every second with thresholds of seconds; every file hashed whole.
     pub(crate) fn start_monitor(&self) -> Proc {
         let path = self.path("monitor.toml");
@@ -603,10 +625,15 @@ impl Net {
     /// A synthetic `daily` chain (`base`..=`base+cdiffs`, about 1 MiB per CVD) signed with a key
     /// set of its own, which the masters are configured with. Call before writing master configs.
     pub(crate) fn synth(&mut self, base: u32, cdiffs: u32) {
+        self.synth_sized(base, cdiffs, 1);
+    }
+
+    /// [`Net::synth`] with CVDs of about `size_mb` MiB.
+    pub(crate) fn synth_sized(&mut self, base: u32, cdiffs: u32, size_mb: u32) {
         let out = self.path("synth");
         vdb_synth::write_chain(&vdb_synth::Spec {
             output: out.clone(),
-            size_mb: 1,
+            size_mb,
             cdiffs,
             version: base,
             seed: 7,

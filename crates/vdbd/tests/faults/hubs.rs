@@ -21,21 +21,6 @@ use crate::harness::{
 /// Base version of the synthetic `daily` chain.
 const BASE: u32 = 31000;
 
-/// Registers mirror `spec` (named `name`) with `hubs` at master A, and points its config at
-/// the hubs' URLs with `poll_secs` (a long poll: only pushes, relayed by the hub, make it sync).
-fn make_leaf(net: &Net, name: &str, spec: &MirrorSpec, hubs: &[(&str, &str)], poll_secs: u64) {
-    let mut r = MirrorRecord::new(name, &spec.url);
-    r.push_url = Some(format!("{}{}", spec.url, vdb_proto::paths::PUSH));
-    r.addresses = vec![spec.ip.parse().unwrap()];
-    r.hubs = hubs.iter().map(|(n, _)| (*n).to_owned()).collect();
-    let admin = vdb_client::Admin::new(&net.master_url(0), Some(ADMIN_TOKEN.to_owned()));
-    block_on(admin.update(&r)).unwrap_or_else(|e| panic!("update {name}: {e}"));
-    let urls: Vec<&str> = hubs.iter().map(|(_, u)| *u).collect();
-    let text = std::fs::read_to_string(&spec.config).unwrap();
-    let text = text.replace("poll_secs = 1\n", &format!("poll_secs = {poll_secs}\n"));
-    std::fs::write(&spec.config, format!("{text}hubs = {urls:?}\n")).unwrap();
-}
-
 /// The object bytes of the manifest `base` serves.
 fn manifest_bytes(base: &str, net: &Net) -> u64 {
     manifest_at(base, &net.keys())
@@ -66,8 +51,7 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
         .map(|i| net.mirror(i, std::slice::from_ref(&master)))
         .collect();
     for (i, l) in leaves.iter().enumerate() {
-        make_leaf(
-            &net,
+        net.make_leaf(
             &format!("mirror{}", i + 2),
             l,
             &[("mirror1", hub.url.as_str())],
@@ -311,8 +295,7 @@ fn a_hub_killed_mid_release_leaves_fall_back_and_nothing_is_half_served() {
         .map(|i| net.mirror(i, std::slice::from_ref(&master)))
         .collect();
     for (i, l) in leaves.iter().enumerate() {
-        make_leaf(
-            &net,
+        net.make_leaf(
             &format!("mirror{}", i + 2),
             l,
             &[("mirror1", hub.url.as_str())],
@@ -376,13 +359,7 @@ fn a_leaf_that_missed_three_releases_catches_up_from_its_hub_in_one_switch() {
     let keys = net.keys();
     let hub = net.mirror(0, std::slice::from_ref(&master));
     let leaf = net.mirror(1, std::slice::from_ref(&master));
-    make_leaf(
-        &net,
-        "mirror2",
-        &leaf,
-        &[("mirror1", hub.url.as_str())],
-        3600,
-    );
+    net.make_leaf("mirror2", &leaf, &[("mirror1", hub.url.as_str())], 3600);
     let _hub = spawn("mirror", &hub.config, &hub.log);
     let mut leaf_p = spawn("mirror", &leaf.config, &leaf.log);
     net.publish_ok(

@@ -6,6 +6,7 @@
 //! Every process is killed by a guard on drop; every wait is a bounded poll on something
 //! observable (the only sleeps pick random kill points).
 
+mod delta;
 mod harness;
 mod hubs;
 mod masters;
