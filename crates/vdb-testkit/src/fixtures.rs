@@ -95,6 +95,30 @@ pub fn served_set(v: u32) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// One run of the real freshclam 1.4.6 (from `PATH`) updating the test database in
+/// `work/db` from the mirror `mirror_line` names (`DatabaseMirror URL` or `PrivateMirror
+/// HOST`), with a config of its own in `work`: (success, its output).
+pub fn freshclam_test_db(work: &Path, mirror_line: &str) -> (bool, String) {
+    let db = work.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let conf = work.join("freshclam.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{mirror_line}\nDNSDatabaseInfo no\nDatabaseDirectory {}\nDatabaseOwner root\n\
+             PidFile {}\nLogVerbose yes\nMaxAttempts 1\nConnectTimeout 5\nReceiveTimeout 10\n\
+             TestDatabases yes\nScriptedUpdates yes\nBytecode no\n",
+            db.display(),
+            work.join("freshclam.pid").display()
+        ),
+    )
+    .unwrap();
+    let out = freshclam_test_update("freshclam", &conf)
+        .output()
+        .expect("freshclam is installed (apt-get install clamav-freshclam)");
+    (out.status.success(), crate::output_text(&out))
+}
+
 /// One run of `freshclam` (`bin`: `freshclam` from `PATH`, or 1.5.3's) updating the test
 /// database over HTTP as the suites run it: `--config-file=CONF --no-dns --update-db=test
 /// --foreground --stdout --verbose`.

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use vdb_testkit::fixtures::freshclam_test_db;
+
 use crate::harness::{
     Net, assert_serves_exactly_a_signed_manifest, counter, header_version, http_get, spawn, text,
     vdb_update, version_at, wait_for,
@@ -68,28 +70,6 @@ fn a_mirror_holding_n_pulls_under_5_percent_of_n_plus_1() {
 /// Base version of the rollout test's `daily` chain.
 const ROLLOUT: u32 = 27100;
 
-/// The real freshclam 1.4.6 updating ClamAV's `test` database from one mirror.
-fn freshclam(work: &Path, mirror: &str) -> (bool, String) {
-    let db = work.join("freshclam-db");
-    std::fs::create_dir_all(&db).unwrap();
-    let conf = work.join("freshclam.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "DatabaseMirror {mirror}\nDNSDatabaseInfo no\nDatabaseDirectory {}\nDatabaseOwner root\n\
-             PidFile {}\nLogVerbose yes\nMaxAttempts 1\nConnectTimeout 5\nReceiveTimeout 10\n\
-             TestDatabases yes\nScriptedUpdates yes\nBytecode no\n",
-            db.display(),
-            work.join("freshclam.pid").display()
-        ),
-    )
-    .unwrap();
-    let out = vdb_testkit::fixtures::freshclam_test_update("freshclam", &conf)
-        .output()
-        .expect("freshclam is installed (apt-get install clamav-freshclam)");
-    (out.status.success(), text(&out))
-}
-
 /// `wrk` against `url`, two seconds at a time until stopped (at most 60 runs): every report.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -148,9 +128,8 @@ fn a_delta_rollout_through_a_hub_under_load_with_the_real_clients() {
     let master = a.ready().http_url();
     let masters = std::slice::from_ref(&master);
     let keys = net.keys();
-    let hub = net.mirror(0, masters);
-    let leaf = net.mirror(1, masters);
-    net.make_leaf("mirror2", &leaf, &[("mirror1", hub.url.as_str())], 3600);
+    let (hub, mut leaves) = net.hub_tree(masters, 1, 3600);
+    let leaf = leaves.remove(0);
     let _hub = spawn("mirror", &hub.config, &hub.log);
     let _leaf = spawn("mirror", &leaf.config, &leaf.log);
     let serves = |daily: u32, test: u32| {
@@ -170,7 +149,7 @@ fn a_delta_rollout_through_a_hub_under_load_with_the_real_clients() {
     serves(ROLLOUT, 1);
     let work = net.path("clients");
     std::fs::create_dir_all(&work).unwrap();
-    let (ok, log) = freshclam(&work, &leaf.url);
+    let (ok, log) = freshclam_test_db(&work, &format!("DatabaseMirror {}", leaf.url));
     assert!(ok, "{log}");
     let (vu, vu_db) = net.vdb_update_config("vu", std::slice::from_ref(&leaf.url), "daily");
     let out = vdb_update(&vu);
@@ -190,7 +169,7 @@ fn a_delta_rollout_through_a_hub_under_load_with_the_real_clients() {
         sizes += std::fs::metadata(net.path("synth").join(format!("daily-{}.cvd", ROLLOUT + k)))
             .unwrap()
             .len() as f64;
-        let (ok, log) = freshclam(&work, &leaf.url);
+        let (ok, log) = freshclam_test_db(&work, &format!("DatabaseMirror {}", leaf.url));
         assert!(ok, "freshclam during the rollout: {log}");
         let out = vdb_update(&vu);
         assert!(
@@ -209,7 +188,7 @@ fn a_delta_rollout_through_a_hub_under_load_with_the_real_clients() {
     }
     let info = Command::new("sigtool")
         .arg("--info")
-        .arg(work.join("freshclam-db/test.cld"))
+        .arg(work.join("db/test.cld"))
         .output()
         .expect("sigtool is installed");
     let info = text(&info);

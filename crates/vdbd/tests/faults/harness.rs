@@ -488,13 +488,7 @@ impl Net {
     /// Registers mirror `spec` (named `name`) with `hubs` (name, URL) at master A, and points
     /// its config at the hubs' URLs with `poll_secs` (a long poll: only pushes, relayed by the
     /// hub, make it sync).
-    pub(crate) fn make_leaf(
-        &self,
-        name: &str,
-        spec: &MirrorSpec,
-        hubs: &[(&str, &str)],
-        poll_secs: u64,
-    ) {
+    fn make_leaf(&self, name: &str, spec: &MirrorSpec, hubs: &[(&str, &str)], poll_secs: u64) {
         let mut r = MirrorRecord::new(name, &spec.url);
         r.push_url = Some(format!("{}{}", spec.url, vdb_proto::paths::PUSH));
         r.addresses = vec![spec.ip.parse().unwrap()];
@@ -505,6 +499,28 @@ impl Net {
         let text = std::fs::read_to_string(&spec.config).unwrap();
         let text = text.replace("poll_secs = 1\n", &format!("poll_secs = {poll_secs}\n"));
         std::fs::write(&spec.config, format!("{text}hubs = {urls:?}\n")).unwrap();
+    }
+
+    /// Mirror 1 as the hub of `leaves` leaves (mirror 2, 3, …: each registered with it at
+    /// master A and pointed at its URL, polling every `poll_secs`), over `masters`; nothing is
+    /// started. (The hub, the leaves.)
+    pub(crate) fn hub_tree(
+        &self,
+        masters: &[String],
+        leaves: usize,
+        poll_secs: u64,
+    ) -> (MirrorSpec, Vec<MirrorSpec>) {
+        let hub = self.mirror(0, masters);
+        let leaves: Vec<MirrorSpec> = (1..=leaves).map(|i| self.mirror(i, masters)).collect();
+        for (i, l) in leaves.iter().enumerate() {
+            self.make_leaf(
+                &format!("mirror{}", i + 2),
+                l,
+                &[("mirror1", hub.url.as_str())],
+                poll_secs,
+            );
+        }
+        (hub, leaves)
     }
 
     /// A monitor checking every second with thresholds of seconds; every file hashed whole.

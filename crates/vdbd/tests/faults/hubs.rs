@@ -13,7 +13,7 @@ use serde_json::Value;
 use vdb_proto::{MANIFEST_PATH, MirrorRecord};
 
 use crate::harness::{
-    ADMIN_TOKEN, MirrorSpec, Net, Watch, assert_disk_snapshot_is_whole,
+    ADMIN_TOKEN, Net, Watch, assert_disk_snapshot_is_whole,
     assert_serves_exactly_a_signed_manifest, block_on, counter, http_get, manifest_at, spawn,
     version_at, wait_for,
 };
@@ -46,18 +46,7 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
     let a = net.start_master(0, None, "");
     let master = a.ready().http_url();
     let keys = net.keys();
-    let hub = net.mirror(0, std::slice::from_ref(&master));
-    let leaves: Vec<MirrorSpec> = (1..3)
-        .map(|i| net.mirror(i, std::slice::from_ref(&master)))
-        .collect();
-    for (i, l) in leaves.iter().enumerate() {
-        net.make_leaf(
-            &format!("mirror{}", i + 2),
-            l,
-            &[("mirror1", hub.url.as_str())],
-            3600,
-        );
-    }
+    let (hub, leaves) = net.hub_tree(std::slice::from_ref(&master), 2, 3600);
     // The master keeps the tree at two tiers and refuses unknown hubs.
     let admin = vdb_client::Admin::new(&master, Some(ADMIN_TOKEN.to_owned()));
     for (name, spec, hubs) in [
@@ -290,18 +279,7 @@ fn a_hub_killed_mid_release_leaves_fall_back_and_nothing_is_half_served() {
     let a = net.start_master(0, None, "");
     let master = a.ready().http_url();
     let keys = net.keys();
-    let hub = net.mirror(0, std::slice::from_ref(&master));
-    let leaves: Vec<MirrorSpec> = (1..3)
-        .map(|i| net.mirror(i, std::slice::from_ref(&master)))
-        .collect();
-    for (i, l) in leaves.iter().enumerate() {
-        net.make_leaf(
-            &format!("mirror{}", i + 2),
-            l,
-            &[("mirror1", hub.url.as_str())],
-            1,
-        );
-    }
+    let (hub, leaves) = net.hub_tree(std::slice::from_ref(&master), 2, 1);
     let mut hub_p = spawn("mirror", &hub.config, &hub.log);
     let _leaves: Vec<_> = leaves
         .iter()
@@ -357,9 +335,8 @@ fn a_leaf_that_missed_three_releases_catches_up_from_its_hub_in_one_switch() {
     let a = net.start_master(0, None, "");
     let master = a.ready().http_url();
     let keys = net.keys();
-    let hub = net.mirror(0, std::slice::from_ref(&master));
-    let leaf = net.mirror(1, std::slice::from_ref(&master));
-    net.make_leaf("mirror2", &leaf, &[("mirror1", hub.url.as_str())], 3600);
+    let (hub, mut leaves) = net.hub_tree(std::slice::from_ref(&master), 1, 3600);
+    let leaf = leaves.remove(0);
     let _hub = spawn("mirror", &hub.config, &hub.log);
     let mut leaf_p = spawn("mirror", &leaf.config, &leaf.log);
     net.publish_ok(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vdb_proto::{Manifest, Signed};
 use vdb_testkit::checks::disk_snapshot;
-use vdb_testkit::fixtures::{self, served_set as test_release};
+use vdb_testkit::fixtures::{self, freshclam_test_db, served_set as test_release};
 use vdb_testkit::http::get;
 use vdb_testkit::keys::{NETWORK, master_key};
 use vdb_testkit::{Guard, MasterDouble, Proc, now, wait_for};
@@ -74,29 +74,6 @@ fn wait_serial(m: &Mirror, serial: u64) {
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         (st == 200 && v["serial"] == serial).then_some(())
     });
-}
-
-fn freshclam(work: &Path, mirror_line: &str) -> (bool, String) {
-    let db = work.join("db");
-    std::fs::create_dir_all(&db).unwrap();
-    let conf = work.join("freshclam.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{mirror_line}\nDNSDatabaseInfo no\nDatabaseDirectory {}\nDatabaseOwner root\n\
-             PidFile {}\nLogVerbose yes\nMaxAttempts 1\nConnectTimeout 5\nReceiveTimeout 10\n\
-             TestDatabases yes\nScriptedUpdates yes\nBytecode no\n",
-            db.display(),
-            work.join("freshclam.pid").display()
-        ),
-    )
-    .unwrap();
-    let out = vdb_testkit::fixtures::freshclam_test_update("freshclam", &conf)
-        .output()
-        .expect("freshclam is installed (apt-get install clamav-freshclam)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 /// `sigtool --info` → (version, "Verification OK.").
@@ -163,10 +140,10 @@ fn freshclam_fresh_download_then_up_to_date_via_304() {
     let (dir, _master, m) = mirror_at_v6();
     let work = dir.path().join("fc");
     let line = format!("DatabaseMirror http://{}", m.http);
-    let (ok, log) = freshclam(&work, &line);
+    let (ok, log) = freshclam_test_db(&work, &line);
     assert!(ok, "{log}");
     assert_eq!(sigtool_version(&work.join("db/test.cvd")), 6);
-    let (ok, log) = freshclam(&work, &line);
+    let (ok, log) = freshclam_test_db(&work, &line);
     assert!(ok, "{log}");
     vdb_testkit::assert_contains(&log, "up-to-date");
     // The statistics are flushed every second: wait for the last request's row.
@@ -182,7 +159,7 @@ fn freshclam_v1_to_v6_through_cdiffs() {
     let work = dir.path().join("fc");
     std::fs::create_dir_all(work.join("db")).unwrap();
     std::fs::copy(fixtures::path("test-1.cvd"), work.join("db/test.cvd")).unwrap();
-    let (ok, log) = freshclam(&work, &format!("DatabaseMirror http://{}", m.http));
+    let (ok, log) = freshclam_test_db(&work, &format!("DatabaseMirror http://{}", m.http));
     assert!(ok, "{log}");
     vdb_testkit::assert_contains(&log, "test.cld updated (version: 6");
     assert_eq!(sigtool_version(&work.join("db/test.cld")), 6);
@@ -203,7 +180,7 @@ fn freshclam_private_mirror_mode() {
     let work = dir.path().join("fc");
     std::fs::create_dir_all(work.join("db")).unwrap();
     std::fs::copy(fixtures::path("test-1.cvd"), work.join("db/test.cvd")).unwrap();
-    let (ok, log) = freshclam(&work, &format!("PrivateMirror {}", m.http));
+    let (ok, log) = freshclam_test_db(&work, &format!("PrivateMirror {}", m.http));
     assert!(ok, "{log}");
     assert_eq!(sigtool_version(&work.join("db/test.cvd")), 6);
     let rows = stats_once(&m, |rows| count(rows, "test.cvd", 200) > 0);

@@ -2,11 +2,12 @@
 
 use vdb_master::client::Admin;
 use vdb_proto::{MirrorRecord, SecretKey};
+use vdb_testkit::fixtures::freshclam_test_db;
 use vdb_testkit::keys::publisher_key;
 use vdb_testkit::publish::{publish, test_release};
 use vdb_testkit::{Proc, fixtures, wait_for};
 
-use crate::{Mirror, freshclam, get, sigtool_version, start};
+use crate::{Mirror, get, sigtool_version, start};
 
 const ADMIN: &str = "admin-token-0123456789";
 const PULL: &str = "pull-token-0123456789";
@@ -101,7 +102,7 @@ async fn real_master_pushes_and_freshclam_follows_the_mirror() {
     let work = d.join("fc");
     std::fs::create_dir_all(work.join("db")).unwrap();
     std::fs::copy(fixtures::path("test-1.cvd"), work.join("db/test.cvd")).unwrap();
-    let (ok, log) = freshclam(&work, &format!("DatabaseMirror http://{}", m.http));
+    let (ok, log) = freshclam_test_db(&work, &format!("DatabaseMirror http://{}", m.http));
     assert!(ok, "{log}");
     assert_eq!(sigtool_version(&work.join("db/test.cld")), 6);
 
