@@ -197,43 +197,69 @@ pub(crate) struct Sink {
     pub(crate) bodies: Arc<Mutex<Vec<Value>>>,
 }
 
+/// A one-request-per-connection HTTP/1.1 server on `l`, on a thread that ends with the test
+/// process: `handle(path, body)` answers a `200` with its body, or `None` for a `404`.
+pub(crate) fn serve_requests(
+    l: TcpListener,
+    handle: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>> + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let request = loop {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let len: usize = head
+                        .to_ascii_lowercase()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                        break Some((path, buf[end + 4..end + 4 + len].to_vec()));
+                    }
+                }
+            };
+            let Some((path, body)) = request else {
+                continue;
+            };
+            let reply = match handle(&path, body) {
+                Some(b) => {
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(&b);
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = s.write_all(&reply);
+        }
+    });
+}
+
 impl Sink {
     pub(crate) fn start() -> Self {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", l.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let b = bodies.clone();
-        // The thread ends with the test process (the listener is never closed explicitly).
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let body = loop {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break None,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break Some(buf[end + 4..end + 4 + len].to_vec());
-                        }
-                    }
-                };
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                if let Some(v) = body.and_then(|b| serde_json::from_slice(&b).ok()) {
-                    b.lock().unwrap().push(v);
-                }
+        serve_requests(l, move |_, body| {
+            if let Ok(v) = serde_json::from_slice(&body) {
+                b.lock().unwrap().push(v);
             }
+            Some(Vec::new())
         });
         Self { url, bodies }
     }

@@ -3,19 +3,17 @@
 //! leaves nothing half-served; a leaf that missed releases catches up from its hub in one
 //! switch. Every process is a real `vdbd`, every release goes through the real `vdb publish`.
 
-use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_json::Value;
 use vdb_proto::{MANIFEST_PATH, MirrorRecord};
 
 use crate::harness::{
     ADMIN_TOKEN, Net, Watch, assert_disk_snapshot_is_whole,
-    assert_serves_exactly_a_signed_manifest, block_on, counter, http_get, manifest_at, spawn,
-    version_at, wait_for,
+    assert_serves_exactly_a_signed_manifest, block_on, counter, http_get, manifest_at,
+    serve_requests, spawn, version_at, wait_for,
 };
 
 /// Base version of the synthetic `daily` chain.
@@ -176,52 +174,21 @@ impl TamperingHub {
         let url = format!("http://{}", l.local_addr().unwrap());
         let asked = Arc::new(AtomicUsize::new(0));
         let a = asked.clone();
-        // The thread ends with the test process.
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        serve_requests(l, move |path, _| {
+            if path == MANIFEST_PATH {
+                frozen
+                    .clone()
+                    .or_else(|| http_get(&format!("{master}{path}")))
+            } else if path.starts_with(vdb_proto::paths::OBJECTS) {
+                a.fetch_add(1, Ordering::SeqCst);
+                http_get(&format!("{master}{path}")).map(|mut b| {
+                    if let Some(x) = b.first_mut() {
+                        *x ^= 0xff;
                     }
-                }
-                let head = String::from_utf8_lossy(&buf).into_owned();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let body = if path == MANIFEST_PATH {
-                    frozen
-                        .clone()
-                        .or_else(|| http_get(&format!("{master}{path}")))
-                } else if path.starts_with(vdb_proto::paths::OBJECTS) {
-                    a.fetch_add(1, Ordering::SeqCst);
-                    http_get(&format!("{master}{path}")).map(|mut b| {
-                        if let Some(x) = b.first_mut() {
-                            *x ^= 0xff;
-                        }
-                        b
-                    })
-                } else {
-                    None
-                };
-                let reply = match body {
-                    Some(b) => {
-                        let mut r = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            b.len()
-                        )
-                        .into_bytes();
-                        r.extend_from_slice(&b);
-                        r
-                    }
-                    None => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_vec()
-                    }
-                };
-                let _ = s.write_all(&reply);
+                    b
+                })
+            } else {
+                None
             }
         });
         Self {
