@@ -11,6 +11,7 @@
 #   HUBS=0 bench/propagation.sh           # no hubs: the master pushes to every mirror (default 10
 #                                         # hubs, each the hub of (MIRRORS - HUBS) / HUBS leaves)
 #   SIZE_MB=1 bench/propagation.sh        # a 1 MB database (default 60, as the real daily)
+#   DELTA=0 bench/propagation.sh          # mirrors with delta_transfer = false (whole files)
 #   NO_BUILD=1 bench/propagation.sh       # reuse target/release/{vdbd,vdb} as they are
 #   DNS_ONLY=1 bench/propagation.sh       # only the second part (below)
 #   DNS_PHASE=0 bench/propagation.sh      # only the first part
@@ -35,6 +36,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=1
 MIRRORS=${MIRRORS:-100}
 HUBS=${HUBS:-10}
+DELTA=${DELTA:-1}
 RSYNC_P=${RSYNC_P:-16}
 MAX_WAIT=${MAX_WAIT:-300}
 # Issue 18: p100 within 1 s for a 1 MB release (the goal line is printed for SIZE_MB <= 1).
@@ -273,6 +275,7 @@ for ((i = 1; i <= MIRRORS; i++)); do
         extra=(--hub "m$h")
         hub_line="hubs = [\"${URLS[h - 1]}\"]"
     fi
+    ((DELTA)) || hub_line+=$'\n''delta_transfer = false'
     mirror_config "$W/data/m$i.toml" "m$i" "$MASTER" "$MASTER_PUB" "$W/data/m$i/data" "$W/data/m$i/local" "$hub_line"
     start_pushed_mirror "$W/logs/m$i" "$W/data/m$i.toml" "m$i" "${extra[@]}"
 done
@@ -501,7 +504,7 @@ model() {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     machine_line
     echo "database: $STAMP; update $OLD_V -> $NEW_V = daily.cvd ($CVD_SIZE bytes) + daily-$NEW_V.cdiff ($(stat -c %s "$SYNTH/daily-$NEW_V.cdiff") bytes)"
-    echo "network: 1 master (push_concurrency 16, the default), $MIRRORS vdbd mirror processes on 127.0.0.1 (poll_secs 3600: pushes only), $HUBS of them hubs with $((HUBS ? (MIRRORS - HUBS) / HUBS : 0)) leaves each, one machine with $(nproc) CPUs for everything"
+    echo "network: 1 master (push_concurrency 16, the default), $MIRRORS vdbd mirror processes on 127.0.0.1 (poll_secs 3600: pushes only), $HUBS of them hubs with $((HUBS ? (MIRRORS - HUBS) / HUBS : 0)) leaves each, delta transfer $( ((DELTA)) && echo on || echo off), one machine with $(nproc) CPUs for everything"
     echo "mirror RSS after the first sync (KiB): $RSS_KB"
     echo "load average: $LOAD_BEFORE before the publish, $LOAD_AFTER when the last mirror served it"
     echo

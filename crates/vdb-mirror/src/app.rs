@@ -255,8 +255,11 @@ async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body>
         );
     }
     tracing::info!(master = %notice.master, serial = notice.serial, forced = notice.forced, leaves = notice.leaves.len(), "push accepted");
-    if !notice.leaves.is_empty() {
-        // This mirror is a hub: the same signed notice goes to its leaves after its switch.
+    // A hub's notice lists its leaves; a leaf gets that same notice relayed, and finds itself
+    // in the list: only the hub relays (a leaf relaying would send every leaf's notice to
+    // every other leaf).
+    if !notice.leaves.is_empty() && !notice.leaves.iter().any(|l| l.name == app.name) {
+        // This mirror is the hub: the same signed notice goes to its leaves after its switch.
         app.relay.put(crate::hub::Relay {
             serial: notice.serial,
             body: String::from_utf8_lossy(&body).into_owned(),

@@ -33,6 +33,7 @@ pub enum UnknownHost {
 /// hosts = ["database.example.net", "db.eu.example.net", "mirror-eu-1.example.net"]
 /// unknown_host = "reject"                # 421 for other Host headers (default: serve)
 /// poll_secs = 300
+/// # delta_transfer = false               # download new files whole (default: rebuild them)
 /// stats_user = "admin"
 /// stats_password = "…"
 /// # serve_threads = 4                    # default: one per CPU
@@ -75,6 +76,11 @@ pub struct Config {
     /// where), for the release timeline. Default true.
     #[serde(default = "default_true")]
     pub report_syncs: bool,
+    /// Rebuild large containers from the held release and the cdiffs, fetching only what
+    /// cannot be re-created (delta transfer). Default true; false downloads every new file
+    /// whole, which costs bytes instead of CPU (a mirror with a fast link and a slow CPU).
+    #[serde(default = "default_true")]
+    pub delta_transfer: bool,
     /// Bearer token sent to the masters when pulling (if the masters require one).
     #[serde(default)]
     pub pull_token: Option<String>,
@@ -233,6 +239,7 @@ impl Config {
             master_keys,
             hubs: Vec::new(),
             report_syncs: true,
+            delta_transfer: true,
             pull_token: None,
             data_dir,
             local_dir: None,

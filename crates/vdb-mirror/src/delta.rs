@@ -40,7 +40,7 @@ impl Syncer {
         held: Option<&Snapshot>,
         source: usize,
     ) -> bool {
-        let (Some(_), Some(held)) = (&f.segments, held) else {
+        let (Some(_), Some(held), true) = (&f.segments, held, self.delta) else {
             return false;
         };
         let started = Instant::now();

@@ -115,6 +115,7 @@ fn syncer(
         network: config.network.clone(),
         masters: config.masters.clone(),
         hubs: config.hubs.clone(),
+        delta: config.delta_transfer,
         keys: config.master_keys.clone(),
         token: config.pull_token.clone(),
         name: config.name.clone(),

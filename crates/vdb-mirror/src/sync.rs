@@ -160,6 +160,8 @@ pub(crate) struct Syncer {
     pub(crate) masters: Vec<String>,
     /// A leaf's hubs (base URLs), tried before the masters.
     pub(crate) hubs: Vec<String>,
+    /// Delta transfer on (`delta_transfer`).
+    pub(crate) delta: bool,
     pub(crate) keys: Vec<PublicKey>,
     pub(crate) token: Option<String>,
     /// The mirror's name (signed pulls name it).

@@ -195,7 +195,7 @@ pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) ->
     }
     h.push_str(
         "<h2>Mirrors</h2><table id=\"mirrors\"><thead><tr><th>Mirror</th><th>State</th><th>Lag</th>\
-         <th>Last good check</th><th>Region</th><th>Serving</th><th>History</th></tr></thead><tbody>",
+         <th>Last good check</th><th>Region</th><th>Tier</th><th>Serving</th><th>History</th></tr></thead><tbody>",
     );
     for m in &d.mirrors {
         let serving = m
@@ -219,7 +219,8 @@ pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) ->
             "<tr class=\"mirror\" data-mirror=\"{n}\" data-state=\"{sn}\"><td data-l=\"Mirror\"><b>{n}</b></td>\
              <td data-l=\"State\"><span class=\"st {sn}\">{sl}</span><div class=\"why\">{why}{notes}</div></td>\
              <td data-l=\"Lag\">{lag}</td><td data-l=\"Last good check\">{lg}</td>\
-             <td data-l=\"Region\">{reg}</td><td data-l=\"Serving\">{serving}</td><td data-l=\"History\">{hist}</td></tr>",
+             <td data-l=\"Region\">{reg}</td><td data-l=\"Tier\">{tier}</td><td data-l=\"Serving\">{serving}</td>\
+             <td data-l=\"History\">{hist}</td></tr>",
             n = esc(&m.name),
             sn = state_name(m.state),
             sl = label(m.state),
@@ -240,6 +241,7 @@ pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) ->
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(" / ")),
+            tier = esc(&tier(&m.hubs, &m.leaves)),
             serving = esc(&serving),
         );
     }
@@ -254,6 +256,18 @@ pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) ->
          <a href=\"/metrics\">/metrics</a></p></body></html>",
     );
     h
+}
+
+/// A mirror's place in the hub tree: "hub of a, b", "leaf of h", both, or nothing.
+fn tier(hubs: &[String], leaves: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !leaves.is_empty() {
+        parts.push(format!("hub of {}", leaves.join(", ")));
+    }
+    if !hubs.is_empty() {
+        parts.push(format!("leaf of {}", hubs.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// Each recent release: its figure, a one-line summary and a row per mirror (the figure's

@@ -586,6 +586,13 @@ impl Monitor {
                 response_ms: snap.response_ms.get(&rec.name).copied(),
                 timestamp_age_secs: snap.timestamp_age.get(&rec.name).copied(),
                 notes: snap.notes.get(&rec.name).cloned().unwrap_or_default(),
+                hubs: rec.hubs.clone(),
+                leaves: snap
+                    .registry
+                    .iter()
+                    .filter(|l| l.hubs.contains(&rec.name))
+                    .map(|l| l.name.clone())
+                    .collect(),
                 history: store.history(&rec.name, self.config.history_len)?,
             });
         }
@@ -675,6 +682,10 @@ pub struct MirrorStatusDoc {
     pub timestamp_age_secs: Option<i64>,
     /// Remarks (missing recent cdiff, …).
     pub notes: Vec<String>,
+    /// The hubs it pulls from (it is their leaf), from the registry.
+    pub hubs: Vec<String>,
+    /// The mirrors that name it as a hub (its leaves).
+    pub leaves: Vec<String>,
     /// Recent checks, newest first.
     pub history: Vec<CheckRow>,
 }

@@ -64,6 +64,7 @@ async fn status_page_in_headless_chromium() {
     let mut rec3 = m3.record("m3-asia");
     rec3.region = Some("asia".into());
     rec3.country = Some("JP".into());
+    rec3.hubs = vec!["m1".into()];
     n.master
         .set_registry(vec![n.m1.record("m1"), n.m2.record("m2"), rec3]);
     let r = n.monitor().await;
@@ -85,7 +86,9 @@ async fn status_page_in_headless_chromium() {
     vdb_testkit::assert_contains(&t, "m1 in service");
     vdb_testkit::assert_contains(&t, "m2 in service");
     vdb_testkit::assert_contains(&t, "m3-asia out");
-    vdb_testkit::assert_contains(&t, "asia / JP");
+    vdb_testkit::assert_contains(&t, "asia / JP leaf of m1");
+    // The hub tree, from the registry.
+    vdb_testkit::assert_contains(&t, "hub of m3-asia");
     // The rollout of the last release: m2 at once, m1 30 s later, m3 not yet.
     vdb_testkit::assert_contains(&t, "test 3");
     let rollout = &t[t.find("test 3").unwrap()..];

@@ -26,6 +26,11 @@ fn a_mirror_holding_n_pulls_under_5_percent_of_n_plus_1() {
     let keys = net.keys();
     let spec = net.mirror(0, std::slice::from_ref(&master));
     let _mirror = spawn("mirror", &spec.config, &spec.log);
+    // A second mirror with delta transfer turned off downloads the new file whole.
+    let whole = net.mirror(1, std::slice::from_ref(&master));
+    let text = std::fs::read_to_string(&whole.config).unwrap();
+    std::fs::write(&whole.config, format!("{text}delta_transfer = false\n")).unwrap();
+    let _whole = spawn("mirror", &whole.config, &whole.log);
     net.publish_ok(
         std::slice::from_ref(&master),
         &net.synth_release(BASE, BASE),
@@ -43,8 +48,11 @@ fn a_mirror_holding_n_pulls_under_5_percent_of_n_plus_1() {
         std::slice::from_ref(&master),
         &net.synth_release(BASE + 1, BASE),
     );
-    wait_for("the mirror to serve the next release", 60, || {
-        (version_at(&spec.url, &keys, "daily") == BASE + 1).then_some(())
+    let whole_pulled = counter(&whole.url, "vdb_mirror_pulled_bytes_total");
+    wait_for("both mirrors to serve the next release", 60, || {
+        (version_at(&spec.url, &keys, "daily") == BASE + 1
+            && version_at(&whole.url, &keys, "daily") == BASE + 1)
+            .then_some(())
     });
     let new = std::fs::read(net.path("synth").join(format!("daily-{}.cvd", BASE + 1))).unwrap();
     let update = counter(&spec.url, "vdb_mirror_pulled_bytes_total") - pulled;
@@ -64,6 +72,18 @@ fn a_mirror_holding_n_pulls_under_5_percent_of_n_plus_1() {
         http_get(&format!("{}/daily.cvd", spec.url)).as_deref(),
         Some(&new[..]),
         "the mirror serves the master's bytes"
+    );
+    assert!(
+        counter(&whole.url, "vdb_mirror_pulled_bytes_total") - whole_pulled >= new.len() as f64,
+        "delta_transfer = false pulls the whole file"
+    );
+    assert_eq!(
+        counter(&whole.url, "vdb_mirror_delta_reused_bytes_total"),
+        0.0
+    );
+    assert_eq!(
+        http_get(&format!("{}/daily.cvd", whole.url)).as_deref(),
+        Some(&new[..])
     );
 }
 

@@ -123,6 +123,20 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
         pulled(&leaves[0].url).1,
         manifest_bytes(&leaves[0].url, &net)
     );
+    // Only the hub relays: a leaf that got the relayed notice (which lists the leaves) does not
+    // send it on to the other leaves.
+    let relays = |url: &str| {
+        counter(url, "vdb_mirror_pushes_total{result=\"relayed\"}")
+            + counter(url, "vdb_mirror_pushes_total{result=\"relay_failed\"}")
+    };
+    assert_eq!(
+        relays(&hub.url),
+        4.0,
+        "the hub relayed 2 releases to 2 leaves"
+    );
+    for l in &leaves {
+        assert_eq!(relays(&l.url), 0.0, "{} relayed a notice", l.url);
+    }
 
     // The release timeline: the hub's relay to each leaf, and each leaf's own sync report.
     let newest = block_on(admin.history(10))
