@@ -292,6 +292,14 @@ for u in "${URLS[@]}"; do
     REUSED0[$u]=$(metric "$u" vdb_mirror_delta_reused_bytes_total)
 done
 SERVED0=$(metric "$MASTER" vdb_master_served_bytes_total)
+# cpu_secs PID...: each process's CPU seconds so far (user + system, /proc/PID/stat).
+cpu_secs() {
+    local tck p
+    tck=$(getconf CLK_TCK)
+    for p in "$@"; do awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$p/stat" 2>/dev/null || echo 0; done
+}
+MIRROR_PIDS=("${PIDS[@]:1}")
+mapfile -t CPU0 < <(cpu_secs "${MIRROR_PIDS[@]}")
 
 # --- the update: poller first, then publish -----------------------------------------------------
 mirror_serial_py "$W"
@@ -328,6 +336,12 @@ NEW_SERIAL=$(master_serial "$MASTER")
 [[ $NEW_SERIAL == "$TARGET" ]] || echo "warning: the master's serial is $NEW_SERIAL, the poller waits for $TARGET" >&2
 wait "$POLLER" || die "the poller failed: $(cat "$W/poll.err")"
 LOAD_AFTER=$(loadavg)
+mapfile -t CPU1 < <(cpu_secs "${MIRROR_PIDS[@]}")
+# CPU seconds each mirror spent on the update (all its work: pushes, syncs, rebuilds, serving).
+CPU_USED=()
+for i in "${!CPU1[@]}"; do CPU_USED+=("$(awk -v a="${CPU0[$i]:-0}" -v b="${CPU1[$i]}" 'BEGIN {printf "%.2f", b - a}')"); done
+CPU_STATS=$(printf '%s\n' "${CPU_USED[@]}" | sort -g | awk '{a[NR] = $1; s += $1} END {printf "min %.2f, median %.2f, max %.2f, sum %.1f", a[1], a[int((NR + 1) / 2)], a[NR], s}')
+CPU_MED=$(printf '%s\n' "${CPU_USED[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
 PULLED=() HUBB=() REUSED=()
 for u in "${URLS[@]}"; do
     PULLED+=($(($(metric "$u" vdb_mirror_pulled_bytes_total) - ${PULLED0[$u]})))
@@ -361,13 +375,13 @@ PY
 # How long each mirror spent receiving the new daily.cvd and fsyncing it (its "object downloaded"
 # log line), or rebuilding it by delta transfer ("object rebuilt by delta transfer"): where the
 # time goes.
-OBJ_TIMES=$(REBUILD_FILE=$W/rebuild.txt python3 - "$T_START" "$W"/logs/m*.err <<'PY'
-import datetime, os, re, sys
+OBJ_TIMES=$(python3 - "$T_START" "$W"/logs/m*.err <<'PY'
+import datetime, re, sys
 start, rec, fs, reb, tot = float(sys.argv[1]), [], [], [], []
 for path in sys.argv[2:]:
     for line in open(path, errors="replace"):
         line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-        if "object downloaded" in line and "file=daily.cvd" in line:
+        if "object downloaded" in line and "file=daily.cvd from=" in line:
             stamp = line.split()[0].rstrip("Z")[:26]
             t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
             if t >= start:
@@ -378,7 +392,7 @@ for path in sys.argv[2:]:
                     rec.append(int(r.group(1)) / 1000)
                 if f:
                     fs.append(int(f.group(1)) / 1000)
-        if "object rebuilt by delta transfer" in line and "file=daily.cvd" in line:
+        if "object rebuilt by delta transfer" in line and "file=daily.cvd " in line:
             stamp = line.split()[0].rstrip("Z")[:26]
             t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
             b, m = re.search(r"rebuild_ms=(\d+)", line), re.search(r"\bms=(\d+)", line)
@@ -397,9 +411,6 @@ if reb:
     out.append(f"delta rebuild (apply the cdiff, re-create segments: CPU): median {q(reb, .5):.2f} s, max {max(reb):.2f} s; "
                f"whole delta transfer (maps, ranges, assembly, fsync): median {q(tot, .5):.2f} s, max {max(tot):.2f} s ({len(reb)} mirrors)")
 print("; ".join(out) or "no 'object downloaded' or 'object rebuilt' lines for daily.cvd in the logs")
-# The median rebuild CPU seconds, for the model.
-with open(os.environ["REBUILD_FILE"], "w") as f:
-    f.write(f"{q(reb, .5) if reb else 0}\n")
 PY
 )
 P25_ACC=$(since "$T_ACCEPTED" | pct 0.25) P90_ACC=$(since "$T_ACCEPTED" | pct 0.9)
@@ -467,13 +478,13 @@ FLOOR_CACHE=$(floor_run conv=notrunc)
 cmp -s "$W/rsync/src/daily.cvd" "$W/rsync/dst/m1/daily.cvd" || die "the floor copy did not update m1"
 
 # The model (issue 18): the time a real network would take for this update, from the bytes and
-# the rebuild CPU measured above: one master with a 1 Gbit/s uplink, 100 mirrors with
+# the CPU seconds per mirror measured above: one master with a 1 Gbit/s uplink, 100 mirrors with
 # 100 Mbit/s each, 10 of them hubs of 9 leaves; links are the only limit besides the rebuild
 # (each mirror has its own CPU), every transfer shares its sender's uplink evenly.
 model() {
     local pulled_med reb
     pulled_med=$(printf '%s\n' "${PULLED[@]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
-    reb=$(cat "$W/rebuild.txt" 2>/dev/null || echo 0)
+    reb=$CPU_MED
     awk -v S="$CVD_SIZE" -v d="$pulled_med" -v c="$reb" 'BEGIN {
         M = 1e9 / 8; L = 1e8 / 8; N = 100; H = 10; per = (N - H) / H
         # Whole files from the masters: the master uplink carries N CVDs (each mirror also
@@ -488,7 +499,7 @@ model() {
         # Delta through hubs: the hubs take theirs and rebuild, then each sends its leaves theirs.
         y = H * d / M; if (d / L > y) y = d / L
         dh = y + c + per * d / L + c
-        printf "model (1 Gbit/s master uplink, 100 Mbit/s mirrors, 100 mirrors, 10 hubs of 9 leaves; CVD %d bytes, a delta pulls %d bytes, rebuild %.2f s CPU):\n", S, d, c
+        printf "model (1 Gbit/s master uplink, 100 Mbit/s mirrors, 100 mirrors, 10 hubs of 9 leaves; CVD %d bytes; a mirror pulls %d bytes and spends %.2f CPU seconds on the update, both measured above):\n", S, d, c
         printf "  whole files from the master:  %6.1f s until the last mirror holds it; master egress %.2f GB\n", w, N * S / 1e9
         printf "  whole files through hubs:     %6.1f s; master egress %.2f GB\n", h, H * S / 1e9
         if (d > S / 2) {
@@ -518,6 +529,7 @@ model() {
     echo "bytes each mirror re-created from its old release (delta transfer): $REUSED_STATS"
     echo "bytes the master served (vdb_master_served_bytes_total): $SERVED = $(ratio "$SERVED" "$CVD_SIZE") CVDs"
     echo "each mirror's new daily.cvd: $OBJ_TIMES"
+    echo "CPU seconds each mirror spent on the update (user + system): $CPU_STATS"
     echo
     echo "same update by rsync -a --no-whole-file to $MIRRORS directories holding the old set:"
     echo "  one after another: $RS_SEQ s (load average $LOAD_RS1)"
