@@ -401,74 +401,85 @@ pub fn segment_map(file: &[u8], max_body: u64) -> Result<SegmentMap, Error> {
         .unwrap_or_else(|| whole_map(file)))
 }
 
-/// `Ok(None)` when the file is not the builder's segmented gzip.
+/// One segment re-compressed by a worker of [`framed_map`].
+struct Checked {
+    index: usize,
+    len: u64,
+    sha256: String,
+    raw_len: u64,
+    raw_sha256: String,
+}
+
+/// `Ok(None)` when the file is not the builder's segmented gzip. The calling thread inflates
+/// and cuts; re-compressing the segments (almost all the work) runs on one worker per CPU
+/// (at most 8), fed through a bounded queue, and the results are checked in file order.
 fn framed_map(file: &[u8], max_body: u64) -> io::Result<Option<SegmentMap>> {
     let body = &file[HEADER_LEN..];
     if body.len() < GZ_HEADER_LEN + GZ_TRAILER_LEN || body[..GZ_HEADER_LEN] != gzip_header() {
         return Ok(None);
     }
-    let deflate = &body[GZ_HEADER_LEN..];
-    let mut dec = flate2::bufread::DeflateDecoder::new(deflate);
-    let mut cutter = Cutter::default();
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut pending: Option<Vec<u8>> = None;
-    let mut at = (HEADER_LEN + GZ_HEADER_LEN) as u64;
-    let mut crc = Crc::new();
-    let mut ok = true;
-    let mut check = |seg: &[u8], last: bool, segments: &mut Vec<Segment>| -> io::Result<bool> {
-        if segments.len() >= MAX_SEGMENTS {
-            return Ok(false);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>, bool)>(2 * workers);
+    let rx = std::sync::Mutex::new(rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<io::Result<Checked>>();
+    let inflated = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done = done_tx.clone();
+            let rx = &rx;
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only to take the next segment.
+                    let next = rx.lock().map(|r| r.recv());
+                    let Ok(Ok((index, seg, last))) = next else {
+                        break;
+                    };
+                    let checked = deflate_segment(&seg, last).map(|z| Checked {
+                        index,
+                        len: z.len() as u64,
+                        sha256: hex(&Sha256::digest(&z)),
+                        raw_len: seg.len() as u64,
+                        raw_sha256: hex(&Sha256::digest(&seg)),
+                    });
+                    if done.send(checked).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        let z = deflate_segment(seg, last)?;
+        drop(done_tx);
+        let result = inflate_and_cut(&body[GZ_HEADER_LEN..], max_body, &tx);
+        // Closing the queue ends the workers once it is empty.
+        drop(tx);
+        result
+    })?;
+    let Some((count, crc)) = inflated else {
+        return Ok(None);
+    };
+    let mut checked: Vec<Checked> = done_rx.into_iter().collect::<io::Result<_>>()?;
+    if checked.len() != count {
+        return Ok(None);
+    }
+    checked.sort_unstable_by_key(|c| c.index);
+    // In file order: each re-compressed segment must be the file's bytes at its offset.
+    let mut at = (HEADER_LEN + GZ_HEADER_LEN) as u64;
+    let mut segments = Vec::with_capacity(checked.len());
+    for c in checked {
         let start = usize::try_from(at).unwrap_or(usize::MAX);
-        let Some(have) = file.get(start..start.saturating_add(z.len())) else {
-            return Ok(false);
-        };
-        if have != z.as_slice() {
-            return Ok(false);
+        let end = usize::try_from(at + c.len).unwrap_or(usize::MAX);
+        match file.get(start..end) {
+            Some(have) if hex(&Sha256::digest(have)) == c.sha256 => {}
+            _ => return Ok(None),
         }
         segments.push(Segment {
             offset: at,
-            len: z.len() as u64,
-            sha256: hex(&Sha256::digest(&z)),
-            raw_len: seg.len() as u64,
-            raw_sha256: hex(&Sha256::digest(seg)),
+            len: c.len,
+            sha256: c.sha256,
+            raw_len: c.raw_len,
+            raw_sha256: c.raw_sha256,
         });
-        at += z.len() as u64;
-        Ok(true)
-    };
-    let mut buf = vec![0u8; 256 << 10];
-    let mut raw_total = 0u64;
-    loop {
-        let n = match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) => return Ok(None),
-        };
-        raw_total += n as u64;
-        if raw_total > max_body {
-            return Ok(None);
-        }
-        crc.update(&buf[..n]);
-        cutter.push(&buf[..n], &mut |seg| {
-            if ok && let Some(p) = pending.replace(seg) {
-                ok = check(&p, false, &mut segments)?;
-            }
-            Ok(())
-        })?;
-        if !ok {
-            return Ok(None);
-        }
+        at += c.len;
     }
-    let (before, last) = close(pending, cutter.finish());
-    if let Some(p) = before
-        && !check(&p, false, &mut segments)?
-    {
-        return Ok(None);
-    }
-    if !check(&last, true, &mut segments)? {
-        return Ok(None);
-    }
+    let raw_total = segments.iter().map(|s| s.raw_len).sum();
     let mut trailer = [0u8; GZ_TRAILER_LEN];
     trailer[..4].copy_from_slice(&crc.sum().to_le_bytes());
     trailer[4..].copy_from_slice(&crc.amount().to_le_bytes());
@@ -484,6 +495,65 @@ fn framed_map(file: &[u8], max_body: u64) -> io::Result<Option<SegmentMap>> {
         segments,
     };
     Ok(map.validate().is_ok().then_some(map))
+}
+
+/// Inflates a raw deflate stream, cuts it as the builder does and queues each segment (index,
+/// bytes, whether it is the last). `Ok(None)` when it does not inflate, is larger than
+/// `max_body` or has more than [`MAX_SEGMENTS`] segments; else the count and the CRC.
+fn inflate_and_cut(
+    deflate: &[u8],
+    max_body: u64,
+    queue: &std::sync::mpsc::SyncSender<(usize, Vec<u8>, bool)>,
+) -> io::Result<Option<(usize, Crc)>> {
+    let mut dec = flate2::bufread::DeflateDecoder::new(deflate);
+    let mut cutter = Cutter::default();
+    let mut pending: Option<Vec<u8>> = None;
+    let mut crc = Crc::new();
+    let mut count = 0usize;
+    let send = |seg: Vec<u8>, last: bool, count: &mut usize| -> io::Result<bool> {
+        if *count >= MAX_SEGMENTS {
+            return Ok(false);
+        }
+        queue
+            .send((*count, seg, last))
+            .map_err(|_| io::Error::other("the segment workers stopped"))?;
+        *count += 1;
+        Ok(true)
+    };
+    let mut buf = vec![0u8; 256 << 10];
+    let mut raw_total = 0u64;
+    let mut ok = true;
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => return Ok(None),
+        };
+        raw_total += n as u64;
+        if raw_total > max_body {
+            return Ok(None);
+        }
+        crc.update(&buf[..n]);
+        cutter.push(&buf[..n], &mut |seg| {
+            if ok && let Some(p) = pending.replace(seg) {
+                ok = send(p, false, &mut count)?;
+            }
+            Ok(())
+        })?;
+        if !ok {
+            return Ok(None);
+        }
+    }
+    let (before, last) = close(pending, cutter.finish());
+    if let Some(p) = before
+        && !send(p, false, &mut count)?
+    {
+        return Ok(None);
+    }
+    if !send(last, true, &mut count)? {
+        return Ok(None);
+    }
+    Ok(Some((count, crc)))
 }
 
 /// Unpacks a container's members (no signature checks: the caller trusts the file by its
