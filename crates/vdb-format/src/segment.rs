@@ -730,24 +730,60 @@ pub fn rebuild<O: Read + Seek, W: Write + Seek>(
     out.write_all(&gzip_header())
         .map_err(ioe("writing the new file"))?;
 
-    let mut sink = RebuildSink {
-        old,
-        out,
-        map,
-        old_index,
-        next: 0,
-        crc: Crc::new(),
-        total: 0,
-        cutter: Cutter::default(),
-        pending: None,
-        rebuilt,
-    };
-    write_members(&mut sink, inputs.db_name, &order, &info, &store)?;
-    drop(store);
-    let mut rebuilt = sink.finish()?;
+    // Re-compressing changed segments (most of the work) runs on one worker per CPU (at most
+    // 8), fed through a bounded queue; the sink writes each result at its map offset.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Job>(2 * workers);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, results) = std::sync::mpsc::channel::<Done>();
+    let mut rebuilt = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done = done_tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only to take the next job.
+                    let next = job_rx.lock().map(|r| r.recv());
+                    let Ok(Ok((i, raw, last))) = next else {
+                        break;
+                    };
+                    if done.send((i, deflate_segment(&raw, last))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut sink = RebuildSink {
+            old,
+            out,
+            map,
+            old_index,
+            next: 0,
+            crc: Crc::new(),
+            total: 0,
+            cutter: Cutter::default(),
+            pending: None,
+            rebuilt,
+            jobs: Some(jobs),
+            results,
+            outstanding: 0,
+        };
+        let written = write_members(&mut sink, inputs.db_name, &order, &info, &store);
+        drop(store);
+        // Finishing closes the queue (the workers end once it is empty), also after an error.
+        let finished = sink.finish();
+        written?;
+        finished
+    })?;
     rebuilt.missing.sort_by_key(|m| m.offset);
     Ok(rebuilt)
 }
+
+/// A segment to re-compress: its index in the map, its bytes, whether it is the last.
+type Job = (usize, Vec<u8>, bool);
+/// A re-compressed segment, by index.
+type Done = (usize, io::Result<Vec<u8>>);
 
 struct RebuildSink<'a, O, W> {
     old: &'a mut O,
@@ -760,9 +796,42 @@ struct RebuildSink<'a, O, W> {
     cutter: Cutter,
     pending: Option<Vec<u8>>,
     rebuilt: Rebuilt,
+    /// The workers' queue; `None` once closed.
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    results: std::sync::mpsc::Receiver<Done>,
+    /// Jobs sent and not yet written.
+    outstanding: usize,
 }
 
 impl<O: Read + Seek, W: Write + Seek> RebuildSink<'_, O, W> {
+    /// Writes the re-compressed segments that are ready (all of them, waiting, with `all`).
+    fn drain(&mut self, all: bool) -> io::Result<()> {
+        while self.outstanding > 0 {
+            let next = if all {
+                self.results.recv().ok()
+            } else {
+                match self.results.try_recv() {
+                    Ok(d) => Some(d),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some((i, buf)) = next else {
+                return Err(io::Error::other("the segment workers stopped"));
+            };
+            self.outstanding -= 1;
+            let buf = buf?;
+            let want = &self.map.segments[i];
+            if buf.len() as u64 == want.len && hex(&Sha256::digest(&buf)) == want.sha256 {
+                self.rebuilt.recompressed += want.len;
+                self.out.seek(SeekFrom::Start(want.offset))?;
+                self.out.write_all(&buf)?;
+                self.rebuilt.missing.retain(|m| m.offset != want.offset);
+            }
+        }
+        Ok(())
+    }
+
     /// Handles one rebuilt segment: keep it if it is the map's next segment, byte for byte.
     fn segment(&mut self, raw: &[u8], last: bool) -> io::Result<()> {
         let i = self.next;
@@ -788,29 +857,39 @@ impl<O: Read + Seek, W: Write + Seek> RebuildSink<'_, O, W> {
                 z = Some(buf);
             }
         }
-        if z.is_none() {
-            let buf = deflate_segment(raw, last)?;
-            if buf.len() as u64 == want.len && hex(&Sha256::digest(&buf)) == want.sha256 {
-                self.rebuilt.recompressed += want.len;
-                z = Some(buf);
+        match z {
+            Some(z) => {
+                self.out.seek(SeekFrom::Start(want.offset))?;
+                self.out.write_all(&z)?;
+                self.rebuilt.missing.retain(|m| m.offset != want.offset);
+            }
+            None => {
+                let jobs = self
+                    .jobs
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("the segment queue is closed"))?;
+                jobs.send((i, raw.to_vec(), last))
+                    .map_err(|_| io::Error::other("the segment workers stopped"))?;
+                self.outstanding += 1;
             }
         }
-        if let Some(z) = z {
-            self.out.seek(SeekFrom::Start(want.offset))?;
-            self.out.write_all(&z)?;
-            self.rebuilt.missing.retain(|m| m.offset != want.offset);
-        }
-        Ok(())
+        self.drain(false)
     }
 
     fn finish(mut self) -> Result<Rebuilt, Error> {
         let werr = |e| Error::io("rebuilding segments", e);
         let rest = std::mem::take(&mut self.cutter).finish();
         let (before, last) = close(self.pending.take(), rest);
+        let mut r = Ok(());
         if let Some(p) = before {
-            self.segment(&p, false).map_err(werr)?;
+            r = self.segment(&p, false);
         }
-        self.segment(&last, true).map_err(werr)?;
+        if r.is_ok() {
+            r = self.segment(&last, true);
+        }
+        // Close the queue, then write what the workers still hold.
+        self.jobs = None;
+        r.and_then(|()| self.drain(true)).map_err(werr)?;
         let trailer_at = self.map.size - GZ_TRAILER_LEN as u64;
         if self.total == self.map.raw_size {
             self.out
