@@ -67,6 +67,9 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
         "the master's status shows the tree"
     );
     let _hub = spawn("mirror", &hub.config, &hub.log);
+    // The hub's first sync (the master's manifest before any release) comes before the leaves
+    // start: a leaf's first poll asks the master too, and takes from it what the hub lacks.
+    wait_for("the hub's first sync", 30, || manifest_at(&hub.url, &keys));
     let _leaves: Vec<_> = leaves
         .iter()
         .map(|l| spawn("mirror", &l.config, &l.log))
