@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use serde::{Deserialize, Serialize};
@@ -411,51 +412,35 @@ struct Checked {
 }
 
 /// `Ok(None)` when the file is not the builder's segmented gzip. The calling thread inflates
-/// and cuts; re-compressing the segments (almost all the work) runs on one worker per CPU
-/// (at most 8), fed through a bounded queue, and the results are checked in file order.
+/// and cuts; re-compressing the segments (almost all the work) runs on [`with_workers`], and
+/// the results are checked in file order.
 fn framed_map(file: &[u8], max_body: u64) -> io::Result<Option<SegmentMap>> {
     let body = &file[HEADER_LEN..];
     if body.len() < GZ_HEADER_LEN + GZ_TRAILER_LEN || body[..GZ_HEADER_LEN] != gzip_header() {
         return Ok(None);
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>, bool)>(2 * workers);
-    let rx = std::sync::Mutex::new(rx);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<io::Result<Checked>>();
-    let inflated = std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let done = done_tx.clone();
-            let rx = &rx;
-            scope.spawn(move || {
-                loop {
-                    // The lock is held only to take the next segment.
-                    let next = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((index, seg, last))) = next else {
-                        break;
-                    };
-                    let checked = deflate_segment(&seg, last).map(|z| Checked {
-                        index,
-                        len: z.len() as u64,
-                        sha256: hex(&Sha256::digest(&z)),
-                        raw_len: seg.len() as u64,
-                        raw_sha256: hex(&Sha256::digest(&seg)),
-                    });
-                    if done.send(checked).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let result = inflate_and_cut(&body[GZ_HEADER_LEN..], max_body, &tx);
-        // Closing the queue ends the workers once it is empty.
-        drop(tx);
-        result
-    })?;
-    let Some((count, crc)) = inflated else {
+    let check = |(index, seg, last): Job| {
+        deflate_segment(&seg, last).map(|z| Checked {
+            index,
+            len: z.len() as u64,
+            sha256: hex(&Sha256::digest(&z)),
+            raw_len: seg.len() as u64,
+            raw_sha256: hex(&Sha256::digest(&seg)),
+        })
+    };
+    let (inflated, checked) = with_workers(check, |jobs, results| {
+        let inflated = inflate_and_cut(&body[GZ_HEADER_LEN..], max_body, &jobs);
+        // Closing the queue ends the workers once it is empty, and with them the results.
+        drop(jobs);
+        (
+            inflated,
+            results.into_iter().collect::<io::Result<Vec<_>>>(),
+        )
+    });
+    let Some((count, crc)) = inflated? else {
         return Ok(None);
     };
-    let mut checked: Vec<Checked> = done_rx.into_iter().collect::<io::Result<_>>()?;
+    let mut checked = checked?;
     if checked.len() != count {
         return Ok(None);
     }
@@ -503,7 +488,7 @@ fn framed_map(file: &[u8], max_body: u64) -> io::Result<Option<SegmentMap>> {
 fn inflate_and_cut(
     deflate: &[u8],
     max_body: u64,
-    queue: &std::sync::mpsc::SyncSender<(usize, Vec<u8>, bool)>,
+    queue: &SyncSender<Job>,
 ) -> io::Result<Option<(usize, Crc)>> {
     let mut dec = flate2::bufread::DeflateDecoder::new(deflate);
     let mut cutter = Cutter::default();
@@ -730,30 +715,10 @@ pub fn rebuild<O: Read + Seek, W: Write + Seek>(
     out.write_all(&gzip_header())
         .map_err(ioe("writing the new file"))?;
 
-    // Re-compressing changed segments (most of the work) runs on one worker per CPU (at most
-    // 8), fed through a bounded queue; the sink writes each result at its map offset.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Job>(2 * workers);
-    let job_rx = std::sync::Mutex::new(job_rx);
-    let (done_tx, results) = std::sync::mpsc::channel::<Done>();
-    let mut rebuilt = std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let done = done_tx.clone();
-            let job_rx = &job_rx;
-            scope.spawn(move || {
-                loop {
-                    // The lock is held only to take the next job.
-                    let next = job_rx.lock().map(|r| r.recv());
-                    let Ok(Ok((i, raw, last))) = next else {
-                        break;
-                    };
-                    if done.send((i, deflate_segment(&raw, last))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
+    // Re-compressing changed segments (most of the work) runs on the workers; the sink
+    // writes each result at its map offset.
+    let deflate = |(i, raw, last): Job| (i, deflate_segment(&raw, last));
+    let mut rebuilt = with_workers(deflate, |jobs, results| {
         let mut sink = RebuildSink {
             old,
             out,
@@ -782,6 +747,34 @@ pub fn rebuild<O: Read + Seek, W: Write + Seek>(
 
 /// A segment to re-compress: its index in the map, its bytes, whether it is the last.
 type Job = (usize, Vec<u8>, bool);
+
+/// Runs `body` beside one worker per CPU (at most 8) that applies `work` to each job `body`
+/// sends through the bounded queue; the results come back on the receiver as they finish.
+/// The workers end once `body` has dropped the sender and the queue is empty.
+fn with_workers<R: Send, T>(
+    work: impl Fn(Job) -> R + Sync,
+    body: impl FnOnce(SyncSender<Job>, Receiver<R>) -> T,
+) -> T {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Job>(2 * workers);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, results) = std::sync::mpsc::channel::<R>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (done, job_rx, work) = (done_tx.clone(), &job_rx, &work);
+            scope.spawn(move || {
+                // The lock is held only to take the next job.
+                while let Ok(Ok(job)) = job_rx.lock().map(|r| r.recv()) {
+                    if done.send(work(job)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        body(jobs, results)
+    })
+}
 /// A re-compressed segment, by index.
 type Done = (usize, io::Result<Vec<u8>>);
 
@@ -797,8 +790,8 @@ struct RebuildSink<'a, O, W> {
     pending: Option<Vec<u8>>,
     rebuilt: Rebuilt,
     /// The workers' queue; `None` once closed.
-    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
-    results: std::sync::mpsc::Receiver<Done>,
+    jobs: Option<SyncSender<Job>>,
+    results: Receiver<Done>,
     /// Jobs sent and not yet written.
     outstanding: usize,
 }

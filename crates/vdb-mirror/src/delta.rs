@@ -14,8 +14,8 @@ use vdb_format::segment::{self, DeltaInputs, Expected, Missing, Rebuilt, Segment
 use vdb_format::{HEADER_LEN, Limits};
 use vdb_proto::{FileRef, Manifest, paths};
 
-use super::{Syncer, map_file};
-use crate::store::Snapshot;
+use super::Syncer;
+use crate::store::{Snapshot, map_file};
 
 /// Most cdiffs a rebuild applies (a mirror further behind downloads the file whole).
 const MAX_CHAIN: u32 = 16;
@@ -100,14 +100,7 @@ impl Syncer {
                 .iter()
                 .find(|c| c.name == name)
                 .ok_or_else(|| format!("{name} is not in the manifest"))?;
-            let store = self.store.clone();
-            let c2 = c.clone();
-            let have = tokio::task::spawn_blocking(move || store.has_object(&c2))
-                .await
-                .unwrap_or(false);
-            if !have {
-                self.download(c, source).await.map_err(|e| e.to_string())?;
-            }
+            self.ensure(c, source).await.map_err(|e| e.to_string())?;
             let bytes = tokio::fs::read(self.store.object(&c.sha256))
                 .await
                 .map_err(|e| format!("reading {name}: {e}"))?;
@@ -204,16 +197,7 @@ impl Syncer {
         if map.size > MAX_MAP {
             return Err(format!("a {}-byte segment map is too large", map.size));
         }
-        let store = self.store.clone();
-        let m2 = map.clone();
-        let have = tokio::task::spawn_blocking(move || store.has_object(&m2))
-            .await
-            .unwrap_or(false);
-        if !have {
-            self.download(&map, source)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        self.ensure(&map, source).await.map_err(|e| e.to_string())?;
         let bytes = tokio::fs::read(self.store.object(&map.sha256))
             .await
             .map_err(|e| format!("reading {}: {e}", map.name))?;

@@ -291,7 +291,7 @@ impl Store {
             files.insert(f.name.clone(), entry);
             // A map is an optional extra (a delta falls back without it): one that is missing
             // or wrong is not served.
-            if let Some(map) = crate::sync::map_file(f)
+            if let Some(map) = map_file(f)
                 && let Ok(entry) = load_entry(&self.object(&map.sha256), &map, true)
             {
                 maps.insert(map.sha256, entry);
@@ -427,6 +427,16 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The segment map of a large container as an object to fetch and keep (`None` for others).
+pub(crate) fn map_file(f: &FileRef) -> Option<FileRef> {
+    f.segments.as_ref().map(|r| FileRef {
+        name: format!("{} (segment map)", f.name),
+        size: r.size,
+        sha256: r.sha256.clone(),
+        segments: None,
+    })
 }
 
 pub(crate) fn secs(t: SystemTime) -> u64 {

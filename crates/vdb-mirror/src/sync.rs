@@ -9,7 +9,7 @@ use vdb_fetch::Expect;
 use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, Signed, paths};
 
 use crate::metrics::Metrics;
-use crate::store::{Snapshot, Store, StoreError, io_err};
+use crate::store::{Snapshot, Store, StoreError, io_err, map_file};
 
 #[path = "delta.rs"]
 mod delta;
@@ -382,18 +382,12 @@ impl Syncer {
         for f in &manifest.files {
             // A large container's segment map is kept as an object (a hub serves it to its
             // leaves; the next release's delta reads it); without it a delta falls back.
-            if let Some(map) = map_file(f) {
-                let store = self.store.clone();
-                let m2 = map.clone();
-                if !blocking(move || Ok(store.has_object(&m2))).await?
-                    && let Err(e) = self.download(&map, source).await
-                {
-                    tracing::warn!(file = %f.name, error = %e, "no segment map: no delta transfer for it");
-                }
+            if let Some(map) = map_file(f)
+                && let Err(e) = self.ensure(&map, source).await
+            {
+                tracing::warn!(file = %f.name, error = %e, "no segment map: no delta transfer for it");
             }
-            let store = self.store.clone();
-            let f2 = f.clone();
-            if blocking(move || Ok(store.has_object(&f2))).await? {
+            if self.holds(f).await? {
                 continue;
             }
             // Large containers: rebuilt from the held release when the manifest allows.
@@ -533,6 +527,21 @@ impl Syncer {
             .chain((0..n).map(move |k| Source::Master(&self.masters[(first + k) % n])))
     }
 
+    /// Whether the object store holds `f` (by size; its hash was checked when it came in).
+    async fn holds(&self, f: &FileRef) -> Result<bool, SyncError> {
+        let store = self.store.clone();
+        let f = f.clone();
+        blocking(move || Ok(store.has_object(&f))).await
+    }
+
+    /// Downloads `f` (as [`Syncer::download`]) unless the object store holds it.
+    async fn ensure(&self, f: &FileRef, source: usize) -> Result<(), SyncError> {
+        if self.holds(f).await? {
+            return Ok(());
+        }
+        self.download(f, source).await
+    }
+
     /// Downloads `f` from the hubs in order, then from the masters starting with the one whose
     /// manifest is used (`source` indexes [`Syncer::sources`]).
     async fn download(&self, f: &FileRef, source: usize) -> Result<(), SyncError> {
@@ -614,16 +623,6 @@ impl Syncer {
             self.metrics.pulled_hub_bytes.inc_by(n);
         }
     }
-}
-
-/// The segment map of a large container as an object to fetch and keep (`None` for others).
-pub(crate) fn map_file(f: &FileRef) -> Option<FileRef> {
-    f.segments.as_ref().map(|r| FileRef {
-        name: format!("{} (segment map)", f.name),
-        size: r.size,
-        sha256: r.sha256.clone(),
-        segments: None,
-    })
 }
 
 /// The path of an absolute URL (what a signed pull covers).
