@@ -56,9 +56,10 @@ const FLEVEL: u32 = 90;
 /// Builder name written to the headers.
 const BUILDER: &str = "synth";
 /// Bytes of signature text per byte of compressed CVD. Random hex compresses to a little
-/// under half at gzip level 9 and names compress well, so slightly over 2. Measured with
-/// the default arguments: 130.8 MiB of text → a 60.0 MiB (62,952,013-byte) base CVD.
-const TEXT_PER_CVD_BYTE: f64 = 2.18;
+/// under half (segments at level 6, see `vdb_format::segment`) and names compress well, so
+/// slightly over 2. Calibrated with the default arguments so that `--size-mb 60` makes a base
+/// CVD of about 60 MiB.
+const TEXT_PER_CVD_BYTE: f64 = 2.29;
 
 /// Rates of change per version, as fractions of a file's lines.
 const DELETE_RATE: f64 = 0.0005;

@@ -50,7 +50,7 @@ fn cud(version: u32) -> Vec<u8> {
         signatures: None,
         engine_flevel: ENGINE_FLEVEL_146,
     };
-    build(&spec, &database(version, 40_000), None).unwrap().0
+    build(&spec, &database(version, 45_000), None).unwrap().0
 }
 
 fn members(file: &[u8]) -> BTreeMap<String, Vec<u8>> {
