@@ -197,6 +197,9 @@ master_config() {
         printf 'tick_ms = 50\npush_backoff_ms = 100\n%s\n' "${6:-}"
         master_toml bench 127.0.0.1:0 "$2" "$3" "$4" '["daily"]'
         [[ -z $5 ]] || printf '\n[databases.daily]\nkeyset_file = "%s"\n' "$5"
+        # Every bench mirror reaches the master from 127.0.0.1: the per-address cap (128 by
+        # default, one client's worth on a real network) would refuse the 100-mirror network.
+        printf '\n[limits]\nmax_connections_per_ip = 4096\n'
     } >"$1"
 }
 

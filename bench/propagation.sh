@@ -2,7 +2,8 @@
 # Propagation benchmark (issue 8): MIRRORS real `vdbd mirror` processes on loopback (pushes on,
 # polling every hour only), all registered on one real `vdbd master`, all serving the old daily;
 # then one daily update is published and the script measures, per mirror, when it first serves
-# the new manifest serial (a poller reads every mirror's status document in turn), and the bytes
+# the new manifest serial (the time of its "sync done … Updated" log line, read from the logs so
+# that the measuring takes no CPU from the mirrors; each is then checked to serve it), and the bytes
 # each pulled. In the same run, the same update goes by rsync to MIRRORS directories that hold
 # the old set: one after another, and with `xargs -P`.
 #
@@ -304,25 +305,42 @@ mapfile -t CPU0 < <(cpu_secs "${MIRROR_PIDS[@]}")
 # --- the update: poller first, then publish -----------------------------------------------------
 mirror_serial_py "$W"
 cat >"$W/poll.py" <<'PY'
-"""Polls every mirror's status document in turn (keep-alive) until each serves serial >= target;
-prints `url unix_time` per mirror when it first did (or `url -` at the deadline)."""
-import sys, time
+"""Waits until every mirror has switched to serial >= target, reading each mirror's log (its
+`sync done outcome=Updated { serial: N` line, written right after the switch) every 50 ms
+rather than polling the mirrors, which would take CPU from them; then checks once that each
+serves the serial (its status document). Prints `url unix_time` per mirror, the time of that
+log line (or `url -` at the deadline)."""
+import datetime, re, sys, time
 from mirror_serial import serial
 urls, target, max_wait = open(sys.argv[1]).read().split(), int(sys.argv[2]), float(sys.argv[3])
-left, seen, deadline = list(urls), {}, time.time() + max_wait
+logs = {u: f"{sys.argv[5]}/m{i + 1}.err" for i, u in enumerate(urls)}
+done = re.compile(r"^(\S+)\s+INFO vdb_mirror::sync: sync done outcome=Updated \{ serial: (\d+)", re.M)
+left, seen, offset, deadline = list(urls), {}, {}, time.time() + max_wait
 print("ready", flush=True)
 while left and time.time() < deadline:
     for u in list(left):
-        if serial(u) >= target:
-            seen[u] = time.time()
-            left.remove(u)
-    time.sleep(0.002)
+        with open(logs[u], "rb") as f:
+            f.seek(offset.get(u, 0))
+            text = f.read()
+        # Only whole lines; the rest is read again next round.
+        text = text[: text.rfind(b"\n") + 1]
+        offset[u] = offset.get(u, 0) + len(text)
+        for m in done.finditer(text.decode("utf-8", "replace")):
+            if int(m.group(2)) >= target:
+                t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+                seen[u] = t.timestamp()
+                left.remove(u)
+                break
+    time.sleep(0.05)
+for u in seen:
+    if serial(u) < target:
+        sys.exit(f"{u} logged serial {target} but does not serve it")
 with open(sys.argv[4], "w") as f:
     for u in urls:
         f.write(f"{u} {seen[u]:.6f}\n" if u in seen else f"{u} -\n")
 PY
 TARGET=$((OLD_SERIAL + 1))
-python3 "$W/poll.py" "$W/mirrors.txt" "$TARGET" "$MAX_WAIT" "$W/reached.txt" >"$W/poll.out" 2>"$W/poll.err" &
+python3 "$W/poll.py" "$W/mirrors.txt" "$TARGET" "$MAX_WAIT" "$W/reached.txt" "$W/logs" >"$W/poll.out" 2>"$W/poll.err" &
 POLLER=$!
 PIDS+=("$POLLER")
 wait_until 20 grep -q ready "$W/poll.out"
