@@ -24,11 +24,15 @@ pub fn report_admin(err: &vdb_client::AdminError) -> ExitCode {
 
 /// What to do about a missing or refused admin token.
 pub fn token_hint(err: &vdb_client::AdminError) -> &'static str {
-    match err {
-        vdb_client::AdminError::Api(api) if api.code == "no_token" => {
+    use vdb_proto::ErrorCode;
+    let vdb_client::AdminError::Api(api) = err else {
+        return "";
+    };
+    match api.error_code() {
+        Some(ErrorCode::NoToken) => {
             "\n  this needs the admin token: pass --token TOKEN or set VDB_ADMIN_TOKEN (the server's `admin_token`)"
         }
-        vdb_client::AdminError::Api(api) if api.code == "bad_token" => {
+        Some(ErrorCode::BadToken) => {
             "\n  the server refused this token: compare --token or VDB_ADMIN_TOKEN with the server's `admin_token`"
         }
         _ => "",

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
+use vdb_proto::ErrorCode;
 use vdb_proto::paths;
 use vdb_service::ApiError;
 
@@ -30,7 +31,7 @@ struct MirrorList<'a> {
     mirrors: &'a [MirrorStatus],
 }
 
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
     ApiError::status_code(status, code, message).into_response()
 }
 
@@ -49,7 +50,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         "no such path: ask for /<file> (a database file name), /api/v1/mirrors, /healthz or /metrics",
     )
 }
@@ -98,7 +99,7 @@ async fn redirect(
     if !vdb_proto::is_safe_file_name(&file) {
         return error(
             StatusCode::NOT_FOUND,
-            "bad_name",
+            ErrorCode::BadName,
             format!("{file:?} is not a database file name"),
         );
     }
@@ -130,14 +131,14 @@ async fn redirect(
     let Some(best) = order.first() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no_mirror",
+            ErrorCode::NoMirror,
             "no mirror is in service right now; try again later",
         );
     };
     let Some(location) = file_url(best, &file) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no_mirror",
+            ErrorCode::NoMirror,
             "no mirror URL",
         );
     };
@@ -146,7 +147,7 @@ async fn redirect(
     let Ok(loc) = HeaderValue::from_str(&location) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "bad_mirror_url",
+            ErrorCode::BadMirrorUrl,
             "a mirror's base URL is not a valid header value",
         );
     };

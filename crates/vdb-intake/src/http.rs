@@ -23,7 +23,7 @@ use vdb_proto::sample::{
     SubmissionStatus, TrackingId, paths,
 };
 
-use crate::intake::{Intake, Meta, Refusal, bad_input, internal, refusal};
+use crate::intake::{ErrorCode, Intake, Meta, Refusal, bad_input, internal, refusal};
 use crate::limit::Refused;
 use crate::quarantine::Staged;
 
@@ -82,7 +82,7 @@ async fn submission(
             .map_err(|r| match r {
                 Refused::Hourly(after) => refusal(
                     429,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!(
                         "too many submissions from your address (at most {} an hour); try again in {after} s",
                         limits.submissions_per_hour
@@ -91,11 +91,11 @@ async fn submission(
                 .with_retry_after(u32::try_from(after.max(1)).unwrap_or(u32::MAX)),
                 Refused::Concurrent => refusal(
                     429,
-                    "too_many_uploads",
+                    ErrorCode::TooManyUploads,
                     "your address already has uploads in progress; wait for them to finish",
                 )
                 .with_retry_after(10),
-                Refused::Busy => refusal(503, "busy", "the intake is busy; try again in a minute")
+                Refused::Busy => refusal(503, ErrorCode::Busy, "the intake is busy; try again in a minute")
                     .with_retry_after(30),
             })?;
         let declared = headers
@@ -113,7 +113,7 @@ async fn submission(
             .map_err(|_| {
                 refusal(
                     408,
-                    "upload_timeout",
+                    ErrorCode::UploadTimeout,
                     format!("the upload took longer than {} s", timeout.as_secs()),
                 )
             })??;
@@ -122,7 +122,7 @@ async fn submission(
     .await;
     if let Err(r) = &result {
         intake.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(client = %ip, code = r.code(), "submission refused");
+        tracing::info!(client = %ip, code = %r.code(), "submission refused");
     }
     result
 }
@@ -130,13 +130,17 @@ async fn submission(
 fn too_large(cap: u64) -> Refusal {
     refusal(
         413,
-        "too_large",
+        ErrorCode::TooLarge,
         format!("the sample is larger than {cap} bytes (the intake's limit)"),
     )
 }
 
 fn bad_form(e: impl std::fmt::Display) -> Refusal {
-    refusal(400, "bad_form", format!("unreadable multipart form: {e}"))
+    refusal(
+        400,
+        ErrorCode::BadForm,
+        format!("unreadable multipart form: {e}"),
+    )
 }
 
 /// Reads the multipart form: `file` streamed into the quarantine's staging area, the text
@@ -153,7 +157,11 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
         match name.as_str() {
             "file" => {
                 if staged.is_some() {
-                    return Err(refusal(400, "two_files", "send one file per submission"));
+                    return Err(refusal(
+                        400,
+                        ErrorCode::TwoFiles,
+                        "send one file per submission",
+                    ));
                 }
                 let file_name = field.file_name().unwrap_or_default().to_owned();
                 sample::check_file_name(&file_name).map_err(bad_input)?;
@@ -161,7 +169,13 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
                 meta.file_name = Some(file_name).filter(|n| !n.is_empty());
             }
             "detection" => {
-                let t = text(intake, &mut field, MAX_DETECTION_NAME, "bad_detection_name").await?;
+                let t = text(
+                    intake,
+                    &mut field,
+                    MAX_DETECTION_NAME,
+                    ErrorCode::BadDetectionName,
+                )
+                .await?;
                 let t = t.trim();
                 if !t.is_empty() {
                     sample::check_detection_name(t).map_err(bad_input)?;
@@ -169,12 +183,12 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
                 }
             }
             "note" => {
-                let t = text(intake, &mut field, MAX_NOTE, "bad_note").await?;
+                let t = text(intake, &mut field, MAX_NOTE, ErrorCode::BadNote).await?;
                 sample::check_note(&t).map_err(bad_input)?;
                 meta.note = t;
             }
             "email" => {
-                let t = text(intake, &mut field, MAX_EMAIL, "bad_email").await?;
+                let t = text(intake, &mut field, MAX_EMAIL, ErrorCode::BadEmail).await?;
                 let t = t.trim();
                 if !t.is_empty() {
                     sample::check_email(t).map_err(bad_input)?;
@@ -184,14 +198,19 @@ async fn read_form(intake: &Arc<Intake>, mut mp: Multipart) -> Result<(Staged, M
             _ => {
                 return Err(refusal(
                     400,
-                    "unknown_field",
+                    ErrorCode::UnknownField,
                     "the form has the fields file, detection, note and email only",
                 ));
             }
         }
     }
-    let staged = staged
-        .ok_or_else(|| refusal(400, "no_file", "choose a file to send (form field `file`)"))?;
+    let staged = staged.ok_or_else(|| {
+        refusal(
+            400,
+            ErrorCode::NoFile,
+            "choose a file to send (form field `file`)",
+        )
+    })?;
     Ok((staged, meta))
 }
 
@@ -208,7 +227,7 @@ async fn text(
     intake: &Intake,
     field: &mut Field<'_>,
     max: usize,
-    code: &'static str,
+    code: ErrorCode,
 ) -> Result<String, Refusal> {
     let mut buf = Vec::new();
     while let Some(c) = field
@@ -266,7 +285,7 @@ async fn receive(intake: &Arc<Intake>, field: &mut Field<'_>) -> Result<Staged, 
             }
         }
         if total == 0 {
-            return Err(refusal(400, "empty_file", "the file is empty"));
+            return Err(refusal(400, ErrorCode::EmptyFile, "the file is empty"));
         }
         tx.send(Bytes::new())
             .await
@@ -346,7 +365,7 @@ fn lookup(intake: &Intake, id: &str) -> Result<SubmissionStatus, Refusal> {
     intake.store.status(&id).map_err(internal)?.ok_or_else(|| {
         refusal(
             404,
-            "unknown_tracking_id",
+            ErrorCode::UnknownTrackingId,
             "no submission has this tracking id",
         )
     })
@@ -431,7 +450,7 @@ fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(want) = &intake.config.admin_token else {
         return Err(refusal(
             403,
-            "admin_disabled",
+            ErrorCode::AdminDisabled,
             "the team's API is off (no admin_token in the intake config)",
         ));
     };
@@ -441,10 +460,14 @@ fn require_admin(intake: &Intake, headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match got {
         Some(got) if vdb_service::ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
-        Some(_) => Err(refusal(403, "bad_token", "the admin token is wrong")),
+        Some(_) => Err(refusal(
+            403,
+            ErrorCode::BadToken,
+            "the admin token is wrong",
+        )),
         None => Err(refusal(
             401,
-            "no_token",
+            ErrorCode::NoToken,
             "send Authorization: Bearer <admin token>",
         )),
     }
@@ -456,7 +479,7 @@ fn check_sha(sha: &str) -> Result<(), Refusal> {
     } else {
         Err(refusal(
             400,
-            "bad_sha256",
+            ErrorCode::BadSha256,
             "not a SHA-256 (64 lower-case hex digits)",
         ))
     }
@@ -485,7 +508,7 @@ impl<St: Send + Sync> FromRequestParts<St> for SampleSha {
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let Path(sha) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| refusal(400, "bad_sha256", e.body_text()))?;
+            .map_err(|e| refusal(400, ErrorCode::BadSha256, e.body_text()))?;
         check_sha(&sha)?;
         Ok(Self(sha))
     }
@@ -512,7 +535,7 @@ async fn show(State(intake): S, _: Admin, SampleSha(sha): SampleSha) -> Result<R
         .store
         .show(&sha)
         .map_err(internal)?
-        .ok_or_else(|| refusal(404, "unknown_sample", "no sample with this SHA-256"))?;
+        .ok_or_else(|| refusal(404, ErrorCode::UnknownSample, "no sample with this SHA-256"))?;
     Ok(axum::Json(rec).into_response())
 }
 
@@ -524,7 +547,7 @@ async fn quarantine(
     if !intake.store.has(&sha).map_err(internal)? {
         return Err(refusal(
             404,
-            "unknown_sample",
+            ErrorCode::UnknownSample,
             "no sample with this SHA-256",
         ));
     }
@@ -554,7 +577,7 @@ async fn resolve(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let r: Resolve = serde_json::from_slice(&body)
-        .map_err(|e| refusal(400, "bad_request", format!("resolve body: {e}")))?;
+        .map_err(|e| refusal(400, ErrorCode::BadRequest, format!("resolve body: {e}")))?;
     Ok(axum::Json(intake.resolve(&sha, r)?).into_response())
 }
 

@@ -20,8 +20,10 @@ use crate::triage::Triage;
 /// A refusal: the API error every role answers with (status, stable code, a sentence).
 pub(crate) type Refusal = vdb_service::ApiError;
 
+pub(crate) use vdb_proto::ErrorCode;
+
 /// A refusal with the HTTP `status`.
-pub(crate) fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+pub(crate) fn refusal(status: u16, code: ErrorCode, message: impl Into<String>) -> Refusal {
     let status = axum::http::StatusCode::from_u16(status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     Refusal::status_code(status, code, message)
@@ -31,7 +33,7 @@ pub(crate) fn refusal(status: u16, code: &'static str, message: impl Into<String
 pub(crate) fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "internal error");
     Refusal::internal(
-        "internal",
+        ErrorCode::Internal,
         "the intake failed to store the submission; try again later",
     )
 }
@@ -105,7 +107,7 @@ impl Intake {
         if held.saturating_add(extra) > self.config.limits.quarantine_bytes {
             return Err(refusal(
                 507,
-                "quarantine_full",
+                ErrorCode::QuarantineFull,
                 "the intake's quarantine is full; the team has been told, try again later",
             ));
         }
@@ -185,12 +187,12 @@ impl Intake {
     /// Records the release that detects a sample and tells its submitters.
     pub(crate) fn resolve(&self, sha256: &str, r: Resolve) -> Result<SampleRecord, Refusal> {
         if !vdb_proto::is_safe_db_name(&r.db) {
-            return Err(refusal(400, "bad_db_name", "not a database name"));
+            return Err(refusal(400, ErrorCode::BadDbName, "not a database name"));
         }
         if r.version == 0 {
             return Err(refusal(
                 400,
-                "bad_version",
+                ErrorCode::BadVersion,
                 "the version must be at least 1",
             ));
         }
@@ -206,15 +208,14 @@ impl Intake {
         if !self.store.set_published(sha256, &p).map_err(internal)? {
             return Err(refusal(
                 404,
-                "unknown_sample",
+                ErrorCode::UnknownSample,
                 "no sample with this SHA-256",
             ));
         }
-        let rec = self
-            .store
-            .show(sha256)
-            .map_err(internal)?
-            .ok_or_else(|| refusal(404, "unknown_sample", "no sample with this SHA-256"))?;
+        let rec =
+            self.store.show(sha256).map_err(internal)?.ok_or_else(|| {
+                refusal(404, ErrorCode::UnknownSample, "no sample with this SHA-256")
+            })?;
         tracing::info!(%sha256, db = %p.db, version = p.version, "sample resolved");
         self.notifier.resolved(&rec, &p);
         Ok(rec)

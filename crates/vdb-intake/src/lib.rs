@@ -30,8 +30,8 @@
 //! # async fn example() -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! let config = vdb_intake::Config::new("/var/lib/vdbnet/intake");
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let running = vdb_intake::start(config, listener, Arc::new(vdb_proto::SystemClock)).await?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let running = vdb_intake::start_on(config, listener, Arc::new(vdb_proto::SystemClock)).await?;
 //! println!("form at http://{}/", running.http_addr());
 //! running.shutdown().await;
 //! # Ok(()) }
@@ -46,7 +46,6 @@ mod quarantine;
 mod store;
 mod triage;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -85,11 +84,23 @@ impl Running {
     }
 }
 
-/// Starts the intake on an already-bound listener: opens the quarantine and the database,
-/// re-queues samples whose triage a restart interrupted, and serves HTTP.
-pub async fn start(
+/// Binds the configuration's `listen` address.
+pub fn bind(config: &Config) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))
+}
+
+/// Starts the intake on the address of its configuration (see [`start_on`]).
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listener = bind(&config)?;
+    start_on(config, listener, clock).await
+}
+
+/// Starts the intake on a bound listener: opens the quarantine and the database, re-queues
+/// samples whose triage a restart interrupted, and serves HTTP.
+pub async fn start_on(
     config: Config,
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     config.validate()?;
@@ -99,6 +110,8 @@ pub async fn start(
             intake.spawn_triage(sha);
         }
     }
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let http = listener.local_addr()?;
     let cancel = CancellationToken::new();
     let app = http::router(intake.clone());
@@ -117,30 +130,16 @@ pub async fn start(
 }
 
 /// Runs the intake from its TOML configuration until SIGINT or SIGTERM; prints the ready line
-/// `{"role":"intake","name":…,"http":…}` on stdout once it listens.
+/// ([`vdb_proto::Ready`], role `intake`) on stdout once it listens.
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    let listen = config.listen;
+    vdb_service::lifecycle::raise_fd_limit();
+    let listener = bind(&config)?;
     let name = config.name.clone();
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let running = start(config, listener, Arc::new(SystemClock)).await?;
-    let line = serde_json::json!({
-        "role": "intake",
-        "name": name,
-        "http": running.base_url(),
-    });
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
-        out.flush()?;
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let running = start_on(config, listener, Arc::new(SystemClock)).await?;
+    let ready = vdb_proto::Ready::new("intake", &name, running.base_url());
+    vdb_service::lifecycle::announce(&ready)?;
+    vdb_service::lifecycle::shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

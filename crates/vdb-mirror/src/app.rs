@@ -11,7 +11,7 @@ use axum::response::IntoResponse as _;
 use axum::routing::{any, get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use vdb_proto::{Clock, PublicKey, PushError, PushNotice, ReplayGuard, Signed, paths};
+use vdb_proto::{Clock, ErrorCode, PublicKey, PushError, PushNotice, ReplayGuard, Signed, paths};
 
 use crate::config::UnknownHost;
 use crate::metrics::Metrics;
@@ -99,7 +99,7 @@ pub(crate) struct App {
 }
 
 /// An error answer with an [`vdb_proto::ApiError`] body.
-pub(crate) fn api_error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
+pub(crate) fn api_error(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
     vdb_service::ApiError::status_code(status, code, message).into_response()
 }
 
@@ -206,26 +206,32 @@ async fn status(State(app): State<Arc<App>>) -> Response<Body> {
 }
 
 async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body> {
-    let refuse = |status: StatusCode, code: &'static str, msg: String| {
-        tracing::warn!(code, reason = %msg, "push refused");
-        app.metrics.push(code);
+    let refuse = |status: StatusCode, code: ErrorCode, msg: String| {
+        tracing::warn!(code = code.as_str(), reason = %msg, "push refused");
+        app.metrics.push(code.as_str());
         app.metrics.response(status.as_u16());
         api_error(status, code, &msg)
     };
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_PUSH).await else {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!("a push notice is at most {MAX_PUSH} bytes"),
         );
     };
     let signed = match Signed::<PushNotice>::from_json(&body) {
         Ok(s) => s,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, ErrorCode::Malformed, e.to_string()),
     };
     let notice = match signed.verify(&app.keys) {
         Ok(n) => n,
-        Err(e) => return refuse(StatusCode::FORBIDDEN, "bad_signature", e.to_string()),
+        Err(e) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                ErrorCode::BadSignature,
+                e.to_string(),
+            );
+        }
     };
     let now = app.clock.now();
     let accepted = app
@@ -235,10 +241,10 @@ async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body>
         .accept(&notice, now);
     if let Err(e) = accepted {
         let (status, code) = match e {
-            PushError::Replay(_) => (StatusCode::CONFLICT, "replay"),
-            PushError::Stale { .. } => (StatusCode::BAD_REQUEST, "stale"),
-            PushError::WrongNetwork(_) => (StatusCode::BAD_REQUEST, "wrong_network"),
-            PushError::BadNonce => (StatusCode::BAD_REQUEST, "bad_nonce"),
+            PushError::Replay(_) => (StatusCode::CONFLICT, ErrorCode::Replay),
+            PushError::Stale { .. } => (StatusCode::BAD_REQUEST, ErrorCode::Stale),
+            PushError::WrongNetwork(_) => (StatusCode::BAD_REQUEST, ErrorCode::WrongNetwork),
+            PushError::BadNonce => (StatusCode::BAD_REQUEST, ErrorCode::BadNonce),
         };
         return refuse(status, code, e.to_string());
     }
@@ -247,7 +253,7 @@ async fn push(State(app): State<Arc<App>>, req: Request<Body>) -> Response<Body>
     {
         return refuse(
             StatusCode::CONFLICT,
-            "older_serial",
+            ErrorCode::OlderSerial,
             format!(
                 "push names serial {} but this mirror holds {held} (rollback refused)",
                 notice.serial
@@ -287,14 +293,14 @@ async fn local_stats(
     if app.stats_auth.is_none() {
         return api_error(
             StatusCode::NOT_FOUND,
-            "stats_disabled",
+            ErrorCode::StatsDisabled,
             "statistics are off: set stats_user and stats_password in the mirror config",
         );
     }
     if !app.stats_authorized(&headers) {
         return vdb_service::ApiError::new(
             vdb_service::ErrorKind::Unauthorized("local_stats"),
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "statistics need the mirror's credentials",
         )
         .into_response();
@@ -306,14 +312,14 @@ async fn local_stats(
             tracing::error!(error = %e, "statistics query failed");
             return api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "stats_failed",
+                ErrorCode::StatsFailed,
                 "the statistics database failed; see the mirror's log",
             );
         }
         Err(_) => {
             return api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "stats_failed",
+                ErrorCode::StatsFailed,
                 "internal error",
             );
         }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, 
 use bytes::Bytes;
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-use vdb_proto::MANIFEST_PATH;
+use vdb_proto::{ErrorCode, MANIFEST_PATH};
 
 use crate::app::{App, api_error};
 use crate::store::{CacheClass, Entry};
@@ -319,7 +319,7 @@ impl Disk {
                 tracing::error!(file = %name, error = %e, "cannot open a served file");
                 let a = error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "the file is being replaced; retry",
                 );
                 let Out::Ready(r) = a.out else {
@@ -344,7 +344,7 @@ struct Answer<'r> {
     out: Out,
 }
 
-fn error(status: StatusCode, code: &'static str, msg: &str) -> Answer<'static> {
+fn error(status: StatusCode, code: ErrorCode, msg: &str) -> Answer<'static> {
     Answer {
         status: status.as_u16(),
         bytes: 0,
@@ -363,7 +363,7 @@ pub(crate) const HUB_OBJECTS_NAME: &str = "(hub objects)";
 fn not_found() -> Answer<'static> {
     Answer {
         name: Some(NOT_FOUND_NAME),
-        ..error(StatusCode::NOT_FOUND, "not_found", "no such file")
+        ..error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such file")
     }
 }
 
@@ -372,7 +372,7 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
     if *method != Method::GET && *method != Method::HEAD {
         let mut a = error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "only GET and HEAD are served here",
         );
         if let Out::Ready(r) = &mut a.out {
@@ -384,7 +384,7 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
     if !app.host_allowed(&req.headers) {
         return error(
             StatusCode::MISDIRECTED_REQUEST,
-            "unknown_host",
+            ErrorCode::UnknownHost,
             "this mirror does not serve that host name",
         );
     }
@@ -397,7 +397,7 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
             Some(s) => answer(app, req, "manifest.json", &s.envelope, false),
             None => error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not_synced",
+                ErrorCode::NotSynced,
                 "this mirror has not synced yet",
             ),
         };
@@ -427,7 +427,11 @@ fn respond<'r>(app: &App, req: &'r axum::http::request::Parts) -> Answer<'r> {
     let n = match file_name(path) {
         Ok(n) => n,
         Err(BadPath::Malformed) => {
-            return error(StatusCode::BAD_REQUEST, "bad_path", "malformed file path");
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadPath,
+                "malformed file path",
+            );
         }
         Err(BadPath::NotFound) => return not_found(),
     };

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use vdb_proto::ErrorCode;
 use vdb_proto::paths;
 use vdb_service::ApiError;
 
@@ -32,7 +33,7 @@ pub(crate) fn router(m: Arc<Monitor>) -> Router {
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "no such page on the monitor (try /, /api/v1/verdicts, /api/v1/verdicts/signed, /api/v1/status, /api/v1/charts/releases, /api/v1/charts/mirrors, /metrics)",
             )
         })
@@ -40,7 +41,7 @@ pub(crate) fn router(m: Arc<Monitor>) -> Router {
         .with_state(m)
 }
 
-fn error(code: StatusCode, c: &'static str, msg: &str) -> Response {
+fn error(code: StatusCode, c: ErrorCode, msg: &str) -> Response {
     ApiError::status_code(code, c, msg).into_response()
 }
 
@@ -64,7 +65,7 @@ async fn verdicts(State(m): State<Arc<Monitor>>, Query(q): Query<VerdictQuery>) 
         Some("local") => Json(m.verdicts(true)).into_response(),
         Some(_) => error(
             StatusCode::BAD_REQUEST,
-            "bad_view",
+            ErrorCode::BadView,
             "view must be `published` (default) or `local`",
         ),
     }
@@ -84,7 +85,7 @@ fn json_or_500<T: serde::Serialize>(what: &str, doc: anyhow::Result<T>) -> Respo
 fn internal() -> Response {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        ErrorCode::Internal,
         "the monitor could not read its database; see its log",
     )
 }

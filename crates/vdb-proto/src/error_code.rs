@@ -1,14 +1,17 @@
-//! The machine codes of the master API's error answers.
+//! The machine codes of the API error answers of every role (master, mirror, directory, monitor,
+//! intake).
 //!
 //! On the wire a code is its snake_case string (`"replay"`, `"older_version"`), the same strings
-//! masters have always sent, so older clients keep working; in code it is [`ErrorCode`], and the
-//! HTTP status of an answer follows from its code.
+//! the roles have always sent, so older clients keep working; in code it is [`ErrorCode`], on
+//! the server side (`vdb_service::ApiError`) as on the client side
+//! ([`ApiError::error_code`](crate::ApiError::error_code)), and the HTTP status of a master's
+//! answer follows from its code.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = ($text:literal, $status:literal), )*) => {
-        /// A machine code of the master API (the `code` of an [`ApiError`](crate::ApiError)).
+        /// A machine code of a role's API (the `code` of an [`ApiError`](crate::ApiError)).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -26,7 +29,9 @@ macro_rules! error_codes {
                 }
             }
 
-            /// The HTTP status a master answers this code with.
+            /// The HTTP status this code is answered with (by a master; the other roles answer
+            /// with the same status, except the directory's `no_mirror`, a 503: no mirror in
+            /// service right now).
             pub fn status(self) -> u16 {
                 match self {
                     $(Self::$variant => $status,)*
@@ -128,6 +133,88 @@ error_codes! {
     NoRequest = ("no_request", 404),
     /// The pull signature does not verify (or its mirror has no key, or left).
     BadPullAuth = ("bad_pull_auth", 403),
+
+    // The mirror's API (push notices, files, local statistics).
+    /// A push notice that is not a well-formed signed document.
+    Malformed = ("malformed", 400),
+    /// A push notice outside the time window.
+    Stale = ("stale", 400),
+    /// A push notice for another network.
+    WrongNetwork = ("wrong_network", 400),
+    /// A push notice with a malformed nonce.
+    BadNonce = ("bad_nonce", 400),
+    /// A push notice naming a serial below the one the mirror holds (a rollback).
+    OlderSerial = ("older_serial", 409),
+    /// The mirror's local statistics are off.
+    StatsDisabled = ("stats_disabled", 404),
+    /// Credentials (HTTP Basic) are missing or wrong.
+    Unauthorized = ("unauthorized", 401),
+    /// The mirror's statistics database failed.
+    StatsFailed = ("stats_failed", 500),
+    /// The mirror cannot serve the file right now.
+    Unavailable = ("unavailable", 503),
+    /// Not with this method.
+    MethodNotAllowed = ("method_not_allowed", 405),
+    /// A host name the mirror does not serve.
+    UnknownHost = ("unknown_host", 421),
+    /// The mirror has not synced a manifest yet.
+    NotSynced = ("not_synced", 503),
+    /// A malformed file path.
+    BadPath = ("bad_path", 400),
+
+    // The directory's redirector and the monitor.
+    /// Not a database file name.
+    BadName = ("bad_name", 404),
+    /// A mirror's base URL that cannot be sent in a header.
+    BadMirrorUrl = ("bad_mirror_url", 503),
+    /// A view of the verdicts that does not exist.
+    BadView = ("bad_view", 400),
+
+    // The sample intake.
+    /// The quarantine is full.
+    QuarantineFull = ("quarantine_full", 507),
+    /// Not a database name.
+    BadDbName = ("bad_db_name", 400),
+    /// A database version below 1.
+    BadVersion = ("bad_version", 400),
+    /// No sample with this SHA-256.
+    UnknownSample = ("unknown_sample", 404),
+    /// Too many submissions from this address this hour.
+    RateLimited = ("rate_limited", 429),
+    /// This address already has uploads in progress.
+    TooManyUploads = ("too_many_uploads", 429),
+    /// The server is busy: retry later.
+    Busy = ("busy", 503),
+    /// The upload took too long.
+    UploadTimeout = ("upload_timeout", 408),
+    /// An unreadable multipart form.
+    BadForm = ("bad_form", 400),
+    /// More than one file in a submission.
+    TwoFiles = ("two_files", 400),
+    /// A form field that does not exist.
+    UnknownField = ("unknown_field", 400),
+    /// A submission without a file.
+    NoFile = ("no_file", 400),
+    /// An empty file.
+    EmptyFile = ("empty_file", 400),
+    /// No submission has this tracking id.
+    UnknownTrackingId = ("unknown_tracking_id", 404),
+    /// Not a SHA-256 (64 lower-case hex digits).
+    BadSha256 = ("bad_sha256", 400),
+    /// A submitted file name with a path in it.
+    NameWithPath = ("name_with_path", 400),
+    /// A submitted file name with control characters.
+    NameWithControl = ("name_with_control", 400),
+    /// A submitted file name that is too long.
+    NameTooLong = ("name_too_long", 400),
+    /// A detection name that breaks the rules.
+    BadDetectionName = ("bad_detection_name", 400),
+    /// A note that breaks the rules.
+    BadNote = ("bad_note", 400),
+    /// An e-mail address that breaks the rules.
+    BadEmail = ("bad_email", 400),
+    /// A malformed tracking id.
+    BadTrackingId = ("bad_tracking_id", 400),
 }
 
 impl ErrorCode {
@@ -195,5 +282,19 @@ mod tests {
         assert_eq!(ErrorCode::TooLarge.status(), 413);
         assert!(ErrorCode::CatchingUp.is_retryable());
         assert!(!ErrorCode::OlderVersion.is_retryable());
+        // The other roles' codes, as mirrors, directories, monitors and intakes have sent them.
+        for (c, text) in [
+            (ErrorCode::NotSynced, "not_synced"),
+            (ErrorCode::OlderSerial, "older_serial"),
+            (ErrorCode::BadMirrorUrl, "bad_mirror_url"),
+            (ErrorCode::BadView, "bad_view"),
+            (ErrorCode::UnknownSample, "unknown_sample"),
+            (ErrorCode::BadDetectionName, "bad_detection_name"),
+        ] {
+            assert_eq!(c.as_str(), text);
+            assert_eq!(ErrorCode::parse(text), Some(c));
+        }
+        assert!(ErrorCode::Busy.is_retryable() && ErrorCode::Unavailable.is_retryable());
+        assert!(!ErrorCode::RateLimited.is_retryable());
     }
 }

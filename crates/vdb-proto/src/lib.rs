@@ -53,7 +53,7 @@ pub use names::{is_safe_db_name, is_safe_file_name};
 pub use push::{
     LeafTarget, PushError, PushNotice, RelayOutcome, ReplayGuard, SYNC_REPORT_PATH, SyncReport,
 };
-pub use ready::{READY_EVENT, Ready, ReadyError};
+pub use ready::{DevDatabase, DevDirectory, DevIntake, DevNetwork, READY_EVENT, Ready, ReadyError};
 pub use registry::{
     HubError, MaintenanceWindow, MirrorRecord, RegistryEntry, RegistryExport, check_hubs,
     relaying_hub,

@@ -62,15 +62,16 @@ pub enum SampleInputError {
 
 impl SampleInputError {
     /// The stable API error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode as C;
         match self {
-            Self::NameWithPath => "name_with_path",
-            Self::NameWithControl => "name_with_control",
-            Self::NameTooLong => "name_too_long",
-            Self::DetectionName => "bad_detection_name",
-            Self::Note => "bad_note",
-            Self::Email => "bad_email",
-            Self::TrackingId => "bad_tracking_id",
+            Self::NameWithPath => C::NameWithPath,
+            Self::NameWithControl => C::NameWithControl,
+            Self::NameTooLong => C::NameTooLong,
+            Self::DetectionName => C::BadDetectionName,
+            Self::Note => C::BadNote,
+            Self::Email => C::BadEmail,
+            Self::TrackingId => C::BadTrackingId,
         }
     }
 }

@@ -1,18 +1,18 @@
 //! The API's error answers.
 
-use std::borrow::Cow;
-
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use vdb_proto::ErrorCode;
 
-/// An error answer of any role's HTTP API: a status, a stable machine code and a sentence,
+/// An error answer of any role's HTTP API: a status, a stable machine code (an [`ErrorCode`],
+/// the enum clients match on) and a sentence,
 /// sent as a [`vdb_proto::ApiError`] JSON body (`{"code": …, "message": …}`) with
 /// `Cache-Control: no-store`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} {code}: {message}", self.status())]
 pub struct ApiError {
     kind: ErrorKind,
-    code: Cow<'static, str>,
+    code: ErrorCode,
     message: String,
     retry_after: Option<u32>,
 }
@@ -57,14 +57,10 @@ pub enum ErrorKind {
 
 impl ApiError {
     /// An error of `kind` with a machine `code` and a `message`.
-    pub fn new(
-        kind: ErrorKind,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(kind: ErrorKind, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             kind,
-            code: code.into(),
+            code,
             message: message.into(),
             retry_after: None,
         }
@@ -87,11 +83,7 @@ impl ApiError {
     }
 
     /// An error with the given status (a known status maps to its [`ErrorKind`]).
-    pub fn status_code(
-        status: StatusCode,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn status_code(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         let kind = match status.as_u16() {
             400 => ErrorKind::BadRequest,
             403 => ErrorKind::Forbidden,
@@ -112,32 +104,32 @@ impl ApiError {
     }
 
     /// 400.
-    pub fn bad_request(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, code, message)
     }
 
     /// 403.
-    pub fn forbidden(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, code, message)
     }
 
     /// 404.
-    pub fn not_found(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, code, message)
     }
 
     /// 409.
-    pub fn conflict(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, code, message)
     }
 
     /// 500.
-    pub fn internal(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn internal(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, code, message)
     }
 
     /// 503.
-    pub fn unavailable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable(None), code, message)
     }
 
@@ -168,8 +160,8 @@ impl ApiError {
     }
 
     /// The machine code.
-    pub fn code(&self) -> &str {
-        &self.code
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
     /// The sentence.
@@ -179,10 +171,7 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> vdb_proto::ApiError {
-        vdb_proto::ApiError {
-            code: self.code.clone().into_owned(),
-            message: self.message.clone(),
-        }
+        vdb_proto::ApiError::new(self.code, self.message.clone())
     }
 }
 
@@ -190,11 +179,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = self.retry_after();
-        let body = serde_json::to_vec(&vdb_proto::ApiError {
-            code: self.code.into_owned(),
-            message: self.message,
-        })
-        .unwrap_or_default();
+        let body = serde_json::to_vec(&vdb_proto::ApiError::new(self.code, self.message))
+            .unwrap_or_default();
         let mut r = (status, body).into_response();
         let h = r.headers_mut();
         h.insert(
@@ -226,7 +212,7 @@ mod tests {
 
     #[tokio::test]
     async fn body_status_and_headers() {
-        let e = ApiError::new(ErrorKind::Unavailable(Some(7)), "busy", "later");
+        let e = ApiError::new(ErrorKind::Unavailable(Some(7)), ErrorCode::Busy, "later");
         assert_eq!(e.status(), 503);
         assert_eq!(e.to_string(), "503 Service Unavailable busy: later");
         let r = e.into_response();
@@ -236,20 +222,29 @@ mod tests {
         let b = axum::body::to_bytes(r.into_body(), 1 << 10).await.unwrap();
         let v: vdb_proto::ApiError = serde_json::from_slice(&b).unwrap();
         assert_eq!((v.code.as_str(), v.message.as_str()), ("busy", "later"));
-        let r = ApiError::status_code(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
-            .with_retry_after(3600)
-            .into_response();
+        assert_eq!(v.error_code(), Some(ErrorCode::Busy));
+        let r = ApiError::status_code(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "slow down",
+        )
+        .with_retry_after(3600)
+        .into_response();
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "3600");
-        let r =
-            ApiError::new(ErrorKind::Unauthorized("stats"), "unauthorized", "x").into_response();
+        let r = ApiError::new(
+            ErrorKind::Unauthorized("stats"),
+            ErrorCode::Unauthorized,
+            "x",
+        )
+        .into_response();
         assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"stats\"");
         assert_eq!(
-            ApiError::status_code(StatusCode::CONFLICT, "replay", "r").kind(),
+            ApiError::status_code(StatusCode::CONFLICT, ErrorCode::Replay, "r").kind(),
             ErrorKind::Conflict
         );
         assert_eq!(
-            ApiError::status_code(StatusCode::IM_A_TEAPOT, "t", "t").status(),
+            ApiError::status_code(StatusCode::IM_A_TEAPOT, ErrorCode::BadRequest, "t").status(),
             418
         );
     }

@@ -10,8 +10,8 @@ const TOKEN: &str = "team-token-0123456789";
 async fn start(dir: &std::path::Path) -> vdb_intake::Running {
     let mut c = vdb_intake::Config::new(dir);
     c.admin_token = Some(TOKEN.into());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    vdb_intake::start(c, l, Arc::new(vdb_proto::SystemClock))
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    vdb_intake::start_on(c, l, Arc::new(vdb_proto::SystemClock))
         .await
         .unwrap()
 }

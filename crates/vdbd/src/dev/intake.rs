@@ -1,6 +1,6 @@
 //! `vdbd dev`'s sample intake: started from a real `intake.toml` in the state directory, with
 //! the network's admin token, and named in the ready line (`"intake": {"http", "form",
-//! "config"}`).
+//! "config"}`, [`vdb_proto::DevIntake`]).
 //!
 //! Triage needs databases the real `clamscan` accepts: with `--upstream` (ClamAV's signed
 //! files) the intake scans against what the first mirror serves; the generated chain is signed
@@ -12,12 +12,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-/// Starts the intake and adds it to the ready line.
+/// Starts the intake; returns it and what the ready line says of it.
 pub(crate) async fn start(
     dir: &Path,
     upstream: bool,
-    ready: &mut serde_json::Value,
-) -> Result<vdb_intake::Running> {
+) -> Result<(vdb_intake::Running, vdb_proto::DevIntake)> {
     let token_file = dir.join("keys/admin.token");
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading {}", token_file.display()))?;
@@ -40,15 +39,14 @@ pub(crate) async fn start(
     let path = dir.join("intake.toml");
     super::configs::write_toml(&path, &cfg)?;
     let config = vdb_intake::Config::load(&path)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let running = vdb_intake::start(config, listener, Arc::new(vdb_proto::SystemClock))
+    let running = vdb_intake::start(config, Arc::new(vdb_proto::SystemClock))
         .await
         .context("starting the intake")?;
     let url = running.base_url();
-    ready["intake"] = serde_json::json!({
-        "http": url,
-        "form": format!("{url}/"),
-        "config": path,
-    });
-    Ok(running)
+    let named = vdb_proto::DevIntake {
+        form: format!("{url}/"),
+        http: url,
+        config: path,
+    };
+    Ok((running, named))
 }

@@ -103,14 +103,14 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         }
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let (network, mut ready) = start(&dir, &args, deadline).await?;
-    let intake = intake::start(&dir, args.upstream.is_some(), &mut ready).await?;
-    println!("{}", serde_json::to_string(&ready)?);
-    eprintln!("{}", ready::summary(&ready));
-    eprintln!(
-        "  intake        {}",
-        ready["intake"]["form"].as_str().unwrap_or_default()
-    );
+    let (network, mut dev) = start(&dir, &args, deadline).await?;
+    let (intake, named) = intake::start(&dir, args.upstream.is_some()).await?;
+    let form = named.form.clone();
+    dev.intake = Some(named);
+    let summary = ready::summary(&dev);
+    vdb_service::lifecycle::announce(&ready::ready_line(dev))?;
+    eprintln!("{summary}");
+    eprintln!("  intake        {form}");
     vdb_service::lifecycle::shutdown_signal().await?;
     eprintln!("vdbd dev: stopping");
     intake.shutdown().await;
@@ -138,7 +138,7 @@ async fn start(
     dir: &Path,
     args: &DevArgs,
     deadline: Instant,
-) -> Result<(Network, serde_json::Value)> {
+) -> Result<(Network, vdb_proto::DevNetwork)> {
     let keys_dir = dir.join("keys");
     std::fs::create_dir_all(&keys_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -275,7 +275,7 @@ async fn start(
             return Err(e);
         }
     };
-    let ready = ready::ready_line(
+    let dev = ready::network(
         dir,
         &args.zone,
         &mut network,
@@ -284,5 +284,5 @@ async fn start(
         &admin_token,
         &published,
     )?;
-    Ok((network, ready))
+    Ok((network, dev))
 }

@@ -1,17 +1,20 @@
-//! What `vdbd dev` prints when the network is up: the ready line (with `"event": "ready"` and
-//! `"role": "dev"`, as every role's), the client configurations it writes, and the summary.
+//! What `vdbd dev` prints when the network is up: the ready line (the shared
+//! [`vdb_proto::Ready`], `"role": "dev"`, with the network in [`vdb_proto::DevNetwork`]), the
+//! client configurations it writes, and the summary.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde_json::json;
+use vdb_proto::{DevDatabase, DevDirectory, DevNetwork, Ready};
 
 use super::configs::write_text;
 use super::{NETWORK, Network};
 
 #[allow(clippy::too_many_arguments)] // one call site; the pieces come from different stages
-pub(super) fn ready_line(
+/// Writes the clients' configurations and the admin token file; returns what the ready line
+/// says of the network.
+pub(super) fn network(
     dir: &Path,
     zone: &str,
     net: &mut Network,
@@ -19,7 +22,7 @@ pub(super) fn ready_line(
     monitor_url: &str,
     admin_token: &str,
     published: &[(String, u32)],
-) -> Result<serde_json::Value> {
+) -> Result<DevNetwork> {
     let mirror_urls: Vec<String> = net
         .mirrors
         .iter()
@@ -95,97 +98,91 @@ pub(super) fn ready_line(
     .iter()
     .map(|c| dir.join(c))
     .collect();
-    let databases: Vec<serde_json::Value> = published
+    let databases = published
         .iter()
-        .map(|(d, v)| json!({"name": d, "version": v}))
+        .map(|(d, v)| DevDatabase {
+            name: d.clone(),
+            version: *v,
+        })
         .collect();
-    Ok(json!({
-        "event": vdb_proto::READY_EVENT,
-        "role": "dev",
-        "network": NETWORK,
-        "dir": dir,
-        "masters": urls,
-        "mirrors": mirror_urls,
-        "directory": {
-            "dns": net.directory.dns_addr().to_string(),
-            "http": redirector,
-            "zone": zone,
+    let dev = DevNetwork {
+        network: NETWORK.to_owned(),
+        dir: dir.to_owned(),
+        masters: urls.to_vec(),
+        mirrors: mirror_urls,
+        directory: DevDirectory {
+            dns: net.directory.dns_addr(),
+            http: redirector,
+            zone: zone.to_owned(),
         },
-        "monitor": monitor_url,
-        "status_page": format!("{monitor_url}/"),
-        "databases": databases,
-        "publisher_key": dir.join("keys/publisher.key"),
-        "admin_token_file": dir.join("keys/admin.token"),
-        "freshclam_conf": dir.join("freshclam.conf"),
-        "vdb_update_conf": dir.join("vdb-update.toml"),
-        "configs": configs,
-    }))
-    .and_then(|v| {
-        vdb_format::write_private(
-            &dir.join("keys/admin.token"),
-            format!("{admin_token}\n").as_bytes(),
-        )?;
-        Ok(v)
-    })
+        monitor: monitor_url.to_owned(),
+        status_page: format!("{monitor_url}/"),
+        databases,
+        publisher_key: dir.join("keys/publisher.key"),
+        admin_token_file: dir.join("keys/admin.token"),
+        freshclam_conf: dir.join("freshclam.conf"),
+        vdb_update_conf: dir.join("vdb-update.toml"),
+        configs,
+        intake: None,
+    };
+    vdb_format::write_private(
+        &dir.join("keys/admin.token"),
+        format!("{admin_token}\n").as_bytes(),
+    )?;
+    Ok(dev)
 }
 
-pub(super) fn summary(ready: &serde_json::Value) -> String {
-    let get = |k: &str| ready[k].as_str().unwrap_or_default().to_owned();
+/// The ready line: the shared one, `"role": "dev"`, whose `http` is the redirector (where
+/// clients start: freshclam's first mirror) and `dns` the directory's, with the network's keys.
+pub(super) fn ready_line(dev: DevNetwork) -> Ready {
+    let mut ready = Ready::new("dev", NETWORK, dev.directory.http.clone());
+    ready.dns = Some(dev.directory.dns);
+    ready.dev = Some(dev);
+    ready
+}
+
+pub(super) fn summary(net: &DevNetwork) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "vdbd dev: the network is up (state in {})", get("dir"));
-    for (i, m) in ready["masters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let _ = writeln!(
-            s,
-            "  master {}      {}",
-            ["a", "b"][i.min(1)],
-            m.as_str().unwrap_or_default()
-        );
+    let _ = writeln!(
+        s,
+        "vdbd dev: the network is up (state in {})",
+        net.dir.display()
+    );
+    for (i, m) in net.masters.iter().enumerate() {
+        let _ = writeln!(s, "  master {}      {m}", ["a", "b"][i.min(1)]);
     }
-    for m in ready["mirrors"].as_array().into_iter().flatten() {
-        let _ = writeln!(s, "  mirror        {}", m.as_str().unwrap_or_default());
+    for m in &net.mirrors {
+        let _ = writeln!(s, "  mirror        {m}");
     }
+    let d = &net.directory;
     let _ = writeln!(
         s,
         "  directory     dns {} (zone {}), http {}",
-        ready["directory"]["dns"].as_str().unwrap_or_default(),
-        ready["directory"]["zone"].as_str().unwrap_or_default(),
-        ready["directory"]["http"].as_str().unwrap_or_default()
+        d.dns, d.zone, d.http
     );
-    let _ = writeln!(s, "  monitor       {} (status page)", get("status_page"));
-    for d in ready["databases"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "  published     {} version {}",
-            d["name"].as_str().unwrap_or_default(),
-            d["version"]
-        );
+    let _ = writeln!(s, "  monitor       {} (status page)", net.status_page);
+    for db in &net.databases {
+        let _ = writeln!(s, "  published     {} version {}", db.name, db.version);
     }
-    let dns = ready["directory"]["dns"].as_str().unwrap_or_default();
-    let (dns_ip, dns_port) = dns.rsplit_once(':').unwrap_or((dns, ""));
     let _ = writeln!(s, "try:");
     let _ = writeln!(
         s,
         "  dig @{} -p {} TXT current.cvd.{}",
-        dns_ip,
-        dns_port,
-        ready["directory"]["zone"].as_str().unwrap_or_default()
+        d.dns.ip(),
+        d.dns.port(),
+        d.zone
     );
-    let _ = writeln!(s, "  vdb-update --config {}", get("vdb_update_conf"));
+    let _ = writeln!(s, "  vdb-update --config {}", net.vdb_update_conf.display());
     let _ = writeln!(
         s,
         "  freshclam --config-file={} (with --upstream: ClamAV-signed data)",
-        get("freshclam_conf")
+        net.freshclam_conf.display()
     );
     let _ = writeln!(
         s,
         "  vdb publish --master {} --key {} FILES…",
-        ready["masters"][0].as_str().unwrap_or_default(),
-        get("publisher_key")
+        net.masters.first().map_or("", String::as_str),
+        net.publisher_key.display()
     );
     let _ = write!(s, "Ctrl-C stops everything.");
     s

@@ -1,10 +1,9 @@
 //! The intake suite's harness: `vdbd intake` as a process with its ready line, the `vdb`
 //! binary, a webhook sink; the browser is the test kit's (`vdb_testkit::browser`).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -19,7 +18,9 @@ pub(crate) const FIXTURES: &str = concat!(
 pub(crate) const EICAR: &[u8] =
     br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+use vdb_testkit::Proc;
 pub(crate) use vdb_testkit::browser::{Browser, tool};
+pub(crate) use vdb_testkit::{output_text as text, wait_for_async};
 
 /// A workspace binary beside `vdbd` (`cargo test --workspace` builds them all).
 pub(crate) fn exe(name: &str) -> PathBuf {
@@ -34,19 +35,10 @@ pub(crate) fn vdb(args: &[&str]) -> Output {
         .expect("vdb runs")
 }
 
-pub(crate) fn text(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `vdbd intake` as a process: SIGKILLed and reaped on drop; its log tail on failure.
+/// `vdbd intake` as a process (the test kit's [`Proc`]: a bounded wait for its ready line,
+/// SIGKILLed and reaped on drop, its log tail on failure).
 pub(crate) struct Intake {
-    child: Child,
-    log: PathBuf,
+    _proc: Proc,
     pub(crate) url: String,
 }
 
@@ -67,77 +59,18 @@ impl Intake {
 
     /// Starts `vdbd intake --config <config>`, logging to `dir/intake.log`.
     pub(crate) fn start_with(dir: &Path, config: &Path) -> Self {
-        let log = dir.join("intake.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-            .args(["intake", "--config"])
-            .arg(config)
-            .env("VDB_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let mut r = BufReader::new(stdout);
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let mut me = Self {
-            child,
-            log,
-            url: String::new(),
-        };
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "vdbd intake gave no ready line ({e}): {line:?}\n{}",
-                me.tail()
-            )
-        });
-        assert_eq!(ready["role"], "intake", "{ready}");
-        me.url = ready["http"]
-            .as_str()
-            .expect("http in the ready line")
-            .to_owned();
-        me
-    }
-
-    pub(crate) fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- intake log (tail):\n{}",
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Intake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("{}", self.tail());
-        }
-    }
-}
-
-/// Polls `f` until it returns `Some`, up to `secs` seconds (for states the intake reports).
-pub(crate) async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let proc = Proc::start_role(
+            env!("CARGO_BIN_EXE_vdbd"),
+            "intake",
+            config,
+            &dir.join("intake.log"),
+        );
+        let ready = proc.ready();
+        assert_eq!(ready.role(), "intake", "{}", ready.json());
+        assert_eq!(ready.json()["event"], "ready", "{}", ready.json());
+        let url = ready.http_url();
+        assert_eq!(ready.json()["http"], url.as_str(), "{}", ready.json());
+        Self { _proc: proc, url }
     }
 }
 
@@ -152,7 +85,7 @@ pub(crate) async fn status(base: &str, id: &str) -> (u16, Value) {
 
 /// Waits until triage has run and returns the status.
 pub(crate) async fn scanned(base: &str, id: &str) -> Value {
-    wait_for("triage", 120, || async {
+    wait_for_async("triage", 120, || async {
         let (code, v) = status(base, id).await;
         (code == 200 && v["scanned"] == true).then_some(v)
     })

@@ -217,7 +217,7 @@ async fn the_form_in_chromium_then_a_release_that_detects_it_then_resolve() {
         .await;
     browser.type_into("#email", "victim@example.org").await;
     browser.click("#send").await;
-    let page = wait_for("the answer page", 60, || async {
+    let page = wait_for_async("the answer page", 60, || async {
         let src = browser.source().await;
         (src.contains("tracking-id") || src.contains("id=\"error\"")).then_some(src)
     })
