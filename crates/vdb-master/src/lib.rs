@@ -42,8 +42,10 @@ mod join;
 mod metrics;
 mod notify;
 pub mod objects;
+mod parts;
 mod peers;
 mod push;
+mod registry;
 mod replicate;
 mod server;
 mod store;
@@ -65,21 +67,10 @@ pub use store::{DERIVED, next_serial};
 pub use upstream::UpstreamHealth;
 
 use events::Events;
+use parts::Parts;
 use push::Pusher;
 use store::Store;
 use tasks::Tasks;
-
-/// What the parts of a master share (cheap to clone): the release store, the peers, the
-/// outbound HTTP client, the event bus and the metrics.
-#[derive(Debug, Clone)]
-pub(crate) struct Parts {
-    store: Arc<Store>,
-    peers: Arc<peers::Peers>,
-    http: vdb_fetch::Client,
-    events: Events,
-    metrics: Arc<metrics::Metrics>,
-    upstream: Arc<upstream::Health>,
-}
 
 /// A running master.
 #[derive(Debug)]

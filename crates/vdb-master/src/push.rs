@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use vdb_fetch::RetryPolicy;
 use vdb_proto::{LeafTarget, Manifest, MirrorRecord};
 
-use crate::Parts;
 use crate::events::Event;
 use crate::history::PushOutcome;
+use crate::parts::Parts;
 use crate::tasks::{Tasks, blocking};
 
 /// The most of a mirror's error answer kept in the history.
@@ -283,73 +283,6 @@ pub(crate) fn hub_tree(
         }
     }
     tree
-}
-
-/// `POST /api/v1/syncs`: a mirror's [`vdb_proto::SyncReport`], authorised like its pulls when
-/// the masters require pull authorisation (a signed report must come from the mirror it
-/// names), and only for registered mirrors; recorded for the release timeline, with a hub's
-/// relay outcomes as pushes `via` the hub.
-pub(crate) async fn sync_report(
-    axum::extract::State(m): axum::extract::State<Arc<crate::server::App>>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<axum::http::StatusCode, crate::server::Api> {
-    use crate::server::Api;
-    use vdb_proto::ErrorCode;
-    let report: vdb_proto::SyncReport = serde_json::from_slice(&body)
-        .map_err(|e| Api::new(ErrorCode::BadRequest, format!("not a sync report: {e}")))?;
-    let config = m.store.config();
-    if report.network != config.network {
-        return Err(Api::new(
-            ErrorCode::BadRequest,
-            format!("the report is for network {:?}", report.network),
-        ));
-    }
-    if report.relays.len() > vdb_proto::SyncReport::MAX_RELAYS
-        || report.mirror.len() > 64
-        || report.source.len() > 300
-        || report.outcome.len() > 32
-    {
-        return Err(Api::new(ErrorCode::BadRequest, "the report is too large"));
-    }
-    if !config.pull_tokens.is_empty() || config.require_pull_auth {
-        crate::server::pull_allowed(&m, "POST", vdb_proto::SYNC_REPORT_PATH, &headers).await?;
-        let signed_by = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(vdb_proto::PullAuth::parse)
-            .map(|a| a.name);
-        if signed_by.is_some_and(|n| n != report.mirror) {
-            return Err(Api::new(
-                ErrorCode::BadPullAuth,
-                "a mirror reports its own syncs only",
-            ));
-        }
-    }
-    crate::server::live(&m, &report.mirror).await?;
-    let now = m.store.now();
-    let row = vdb_proto::SyncRow {
-        serial: report.serial,
-        mirror: report.mirror.clone(),
-        outcome: report.outcome.clone(),
-        bytes: report.bytes,
-        hub_bytes: report.hub_bytes,
-        source: report.source.clone(),
-        duration_ms: report.duration_ms,
-        reported_at: now,
-    };
-    tracing::info!(mirror = %row.mirror, serial = row.serial, bytes = row.bytes, hub_bytes = row.hub_bytes, source = %row.source, relays = report.relays.len(), "sync reported");
-    let h = m.store.history().clone();
-    blocking(move || {
-        h.sync_reported(&row)?;
-        if !report.relays.is_empty() {
-            h.relays_reported(report.serial, &report.mirror, &report.relays, now)?;
-        }
-        Ok::<_, crate::history::HistoryError>(())
-    })
-    .await
-    .map_err(Api::internal)?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Writes push outcomes as they arrive, whatever has queued up in one transaction.

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use vdb_fetch::Expect;
 use vdb_proto::{FileRef, ReleaseStatement, Signed};
 
-use crate::Parts;
 use crate::config::PeerConfig;
 use crate::events::{Event, Origin};
 use crate::history::RegistryEntry;
+use crate::parts::Parts;
 use crate::tasks::blocking;
 
 /// One entry of `GET /api/v1/releases?after=N`.

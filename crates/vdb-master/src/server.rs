@@ -12,92 +12,22 @@ use axum::routing::{get, post, put};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
-use vdb_proto::{ApiError, ErrorCode, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
+use vdb_proto::{ErrorCode, MirrorRecord, Signed, UploadAccepted, UploadTicket, paths};
 use vdb_service::ct_eq;
 
-use crate::Parts;
 use crate::events::{Event, Origin};
-use crate::gate::Refusal;
 use crate::history::{RegistryEntry, ReleaseRow};
-use crate::replicate::{ReleaseEntry, ReleasePage, Replicator};
+use crate::registry::{self, find, live, write_mirror};
+use crate::replicate::{ReleaseEntry, ReleasePage};
 use crate::tasks::blocking;
 
+mod app;
+mod join;
+
+pub(crate) use app::App;
+use app::{AdminOnly, Api, bearer, pull_allowed};
+
 type S = State<Arc<App>>;
-
-/// What the HTTP API works on.
-#[derive(Debug)]
-pub(crate) struct App {
-    parts: Parts,
-    replicator: Arc<Replicator>,
-}
-
-impl App {
-    /// The API over these parts.
-    pub(crate) fn new(parts: Parts, replicator: Arc<Replicator>) -> Self {
-        Self { parts, replicator }
-    }
-}
-
-impl std::ops::Deref for App {
-    type Target = Parts;
-
-    fn deref(&self) -> &Parts {
-        &self.parts
-    }
-}
-
-/// An error answer: the gate's refusals and every other error of the API share one type.
-pub(crate) type Api = Refusal;
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        if self.code == ErrorCode::Internal {
-            tracing::error!(error = %self.message, "internal error");
-        }
-        let status =
-            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(ApiError::new(self.code, self.message))).into_response()
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
-fn require_admin(m: &App, headers: &HeaderMap) -> Result<(), Api> {
-    let Some(want) = &m.store.config().admin_token else {
-        return Err(Api::new(
-            ErrorCode::AdminDisabled,
-            "the admin API is off (no admin_token in the master config)",
-        ));
-    };
-    match bearer(headers) {
-        Some(got) if ct_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
-        Some(_) => Err(Api::new(ErrorCode::BadToken, "the admin token is wrong")),
-        None => Err(Api::new(
-            ErrorCode::NoToken,
-            "send Authorization: Bearer <admin token>",
-        )),
-    }
-}
-
-/// Admits only requests with the admin token (the admin API's handlers take it first).
-pub(crate) struct AdminOnly;
-
-impl axum::extract::FromRequestParts<Arc<App>> for AdminOnly {
-    type Rejection = Api;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        m: &Arc<App>,
-    ) -> Result<Self, Api> {
-        require_admin(m, &parts.headers).map(|()| Self)
-    }
-}
 
 /// The router.
 pub(crate) fn router(m: Arc<App>) -> Router {
@@ -121,19 +51,16 @@ pub(crate) fn router(m: Arc<App>) -> Router {
             get(mirror_show).put(mirror_update).delete(mirror_remove),
         )
         .route("/api/v1/mirrors/{name}/drain", post(mirror_drain))
-        .route("/api/v1/mirrors/{name}/requests", post(crate::join::change))
-        .route("/api/v1/mirrors/{name}/history", get(crate::join::history))
-        .route(
-            paths::JOIN,
-            post(crate::join::submit).get(crate::join::list),
-        )
-        .route("/api/v1/join/{name}", get(crate::join::status))
-        .route("/api/v1/join/{name}/approve", post(crate::join::approve))
-        .route("/api/v1/join/{name}/reject", post(crate::join::reject))
+        .route("/api/v1/mirrors/{name}/requests", post(join::change))
+        .route("/api/v1/mirrors/{name}/history", get(join::history))
+        .route(paths::JOIN, post(join::submit).get(join::list))
+        .route("/api/v1/join/{name}", get(join::status))
+        .route("/api/v1/join/{name}/approve", post(join::approve))
+        .route("/api/v1/join/{name}/reject", post(join::reject))
         .route("/api/v1/registry", get(registry))
         .route("/api/v1/replicate", post(poke))
         .route(paths::STATUS, get(status))
-        .route(vdb_proto::SYNC_REPORT_PATH, post(crate::push::sync_report))
+        .route(vdb_proto::SYNC_REPORT_PATH, post(sync_report))
         .fallback(|| async { Api::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(m)
@@ -323,77 +250,6 @@ async fn object(
     Ok(resp)
 }
 
-/// Whether a pull may have objects: a pull token (`Authorization: Bearer`), or a registered
-/// mirror's signature with its identity key (`Authorization: Vdb-Mirror …`), checked against
-/// the registry as it is now, so a removed or rotated key stops working at once.
-pub(crate) async fn pull_allowed(
-    m: &App,
-    method: &str,
-    path: &str,
-    headers: &HeaderMap,
-) -> Result<(), Api> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if let Some(got) = value.strip_prefix("Bearer ") {
-        let ok = m
-            .store
-            .config()
-            .pull_tokens
-            .iter()
-            .fold(false, |acc, t| acc | ct_eq(got.as_bytes(), t.as_bytes()));
-        return if ok {
-            Ok(())
-        } else {
-            Err(Api::new(
-                ErrorCode::NoToken,
-                "objects need Authorization: Bearer <pull token>: the token sent is not one of this master's `pull_tokens` (compare `pull_token` in the mirror's config)",
-            ))
-        };
-    }
-    if value.starts_with(vdb_proto::PULL_AUTH_SCHEME) {
-        let auth = vdb_proto::PullAuth::parse(value).ok_or_else(|| {
-            Api::new(
-                ErrorCode::BadPullAuth,
-                "malformed Vdb-Mirror authorization (expected name=… t=… sig=…)",
-            )
-        })?;
-        let record = live(m, &auth.name).await.map_err(|_| {
-            Api::new(
-                ErrorCode::BadPullAuth,
-                format!(
-                    "no registered mirror {:?} (it left, was removed, or was never approved)",
-                    auth.name
-                ),
-            )
-        })?;
-        let Some(key) = record.identity_key else {
-            return Err(Api::new(
-                ErrorCode::BadPullAuth,
-                format!(
-                    "mirror {:?} has no identity key in the registry (join with `vdbd mirror join`, or use a pull token)",
-                    auth.name
-                ),
-            ));
-        };
-        return auth
-            .verify(
-                &key,
-                &m.store.config().network,
-                method,
-                path,
-                m.store.now(),
-                crate::join::PULL_WINDOW,
-            )
-            .map_err(|e| Api::new(ErrorCode::BadPullAuth, e.to_string()));
-    }
-    Err(Api::new(
-        ErrorCode::NoToken,
-        "objects need Authorization: Bearer <pull token>, or a joined mirror's signature (`vdbd mirror join`)",
-    ))
-}
-
 async fn submit(State(m): S, body: axum::body::Bytes) -> Result<Response, Api> {
     let a = m.store.submit(&body, Origin::Publisher).await?;
     Ok((StatusCode::OK, axum::Json(a)).into_response())
@@ -552,31 +408,12 @@ async fn registry(State(m): S, headers: HeaderMap) -> Result<Response, Api> {
         .into_response())
 }
 
-pub(crate) async fn find(m: &App, name: &str) -> Result<Option<RegistryEntry>, Api> {
-    let h = m.store.history().clone();
-    let all = blocking(move || h.registry())
-        .await
-        .map_err(Api::internal)?;
-    Ok(all.into_iter().find(|e| e.record.name == name))
-}
-
-/// The registered (not removed) mirror `name`, or the API's `no_mirror` refusal.
-pub(crate) async fn live(m: &App, name: &str) -> Result<MirrorRecord, Api> {
-    match find(m, name).await? {
-        Some(e) if !e.deleted => Ok(e.record),
-        _ => Err(Api::new(
-            ErrorCode::NoMirror,
-            format!("no mirror named {name:?}"),
-        )),
-    }
-}
-
 async fn mirror_show(
     State(m): S,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<axum::Json<MirrorRecord>, Api> {
-    let r = live(&m, &name).await?;
+    let r = live(&m.store, &name).await?;
     Ok(axum::Json(shown_record(r, trusted_reader(&m, &headers))))
 }
 
@@ -595,22 +432,6 @@ fn check_record(r: &MirrorRecord) -> Result<(), Api> {
             ));
         }
     }
-    Ok(())
-}
-
-pub(crate) async fn write_mirror(m: &App, record: MirrorRecord, deleted: bool) -> Result<(), Api> {
-    let prev = find(m, &record.name).await?.map_or(0, |e| e.updated_at);
-    let entry = RegistryEntry {
-        record,
-        // A peer's entry may carry any time: no overflow past the end of time.
-        updated_at: m.store.now().max(prev.saturating_add(1)),
-        deleted,
-    };
-    tracing::info!(mirror = %entry.record.name, deleted, "registry changed");
-    let h = m.store.history().clone();
-    blocking(move || h.put_mirror(&entry))
-        .await
-        .map_err(Api::internal)?;
     Ok(())
 }
 
@@ -642,15 +463,15 @@ async fn check_hubs(m: &App, r: &MirrorRecord) -> Result<(), Api> {
 }
 
 async fn mirror_add(_: AdminOnly, State(m): S, Record(r): Record) -> Result<Response, Api> {
-    if find(&m, &r.name).await?.is_some_and(|e| !e.deleted) {
+    if find(&m.store, &r.name).await?.is_some_and(|e| !e.deleted) {
         return Err(Api::new(
             ErrorCode::Exists,
             format!("mirror {:?} is already registered (use update)", r.name),
         ));
     }
     check_hubs(&m, &r).await?;
-    write_mirror(&m, r.clone(), false).await?;
-    crate::join::log(&m, &r.name, "add", "admin", String::new()).await;
+    write_mirror(&m.store, r.clone(), false).await?;
+    registry::log(&m.store, &r.name, "add", "admin", String::new()).await;
     // A new mirror syncs at once.
     if r.push_url.is_some() && m.store.is_ready() {
         m.events.emit(Event::MirrorAdded {
@@ -673,10 +494,10 @@ async fn mirror_update(
             "the record's name differs from the URL's",
         ));
     }
-    live(&m, &name).await?;
+    live(&m.store, &name).await?;
     check_hubs(&m, &r).await?;
-    write_mirror(&m, r.clone(), false).await?;
-    crate::join::log(&m, &name, "update", "admin", String::new()).await;
+    write_mirror(&m.store, r.clone(), false).await?;
+    registry::log(&m.store, &name, "update", "admin", String::new()).await;
     Ok(axum::Json(r))
 }
 
@@ -685,9 +506,9 @@ async fn mirror_remove(
     State(m): S,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Api> {
-    let r = live(&m, &name).await?;
-    write_mirror(&m, r, true).await?;
-    crate::join::log(&m, &name, "remove", "admin", String::new()).await;
+    let r = live(&m.store, &name).await?;
+    write_mirror(&m.store, r, true).await?;
+    registry::log(&m.store, &name, "remove", "admin", String::new()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -702,11 +523,11 @@ async fn mirror_drain(
     } else {
         serde_json::from_slice(&body).map_err(|e| Api::new(ErrorCode::BadRequest, e.to_string()))?
     };
-    let mut r = live(&m, &name).await?;
+    let mut r = live(&m.store, &name).await?;
     r.drained = d.drained;
-    write_mirror(&m, r.clone(), false).await?;
+    write_mirror(&m.store, r.clone(), false).await?;
     let action = if d.drained { "drain" } else { "undrain" };
-    crate::join::log(&m, &name, action, "admin", String::new()).await;
+    registry::log(&m.store, &name, action, "admin", String::new()).await;
     Ok(axum::Json(r))
 }
 
@@ -731,7 +552,7 @@ pub struct Status {
     pub unrecorded_refusals: u64,
     /// The upstreams this master follows, in order: cool-down, back-off, last error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub upstreams: Vec<crate::UpstreamHealth>,
+    pub upstreams: Vec<crate::upstream::UpstreamHealth>,
     /// How many mirrors' join requests wait for the network's admin.
     #[serde(default)]
     pub pending_joins: usize,
@@ -791,6 +612,71 @@ async fn status(State(m): S) -> axum::Json<Status> {
             })
             .unwrap_or_default(),
     })
+}
+
+/// `POST /api/v1/syncs`: a mirror's [`vdb_proto::SyncReport`], authorised like its pulls when
+/// the masters require pull authorisation (a signed report must come from the mirror it
+/// names), and only for registered mirrors; recorded for the release timeline, with a hub's
+/// relay outcomes as pushes `via` the hub.
+pub(crate) async fn sync_report(
+    State(m): S,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Api> {
+    let report: vdb_proto::SyncReport = serde_json::from_slice(&body)
+        .map_err(|e| Api::new(ErrorCode::BadRequest, format!("not a sync report: {e}")))?;
+    let config = m.store.config();
+    if report.network != config.network {
+        return Err(Api::new(
+            ErrorCode::BadRequest,
+            format!("the report is for network {:?}", report.network),
+        ));
+    }
+    if report.relays.len() > vdb_proto::SyncReport::MAX_RELAYS
+        || report.mirror.len() > 64
+        || report.source.len() > 300
+        || report.outcome.len() > 32
+    {
+        return Err(Api::new(ErrorCode::BadRequest, "the report is too large"));
+    }
+    if !config.pull_tokens.is_empty() || config.require_pull_auth {
+        pull_allowed(&m, "POST", vdb_proto::SYNC_REPORT_PATH, &headers).await?;
+        let signed_by = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(vdb_proto::PullAuth::parse)
+            .map(|a| a.name);
+        if signed_by.is_some_and(|n| n != report.mirror) {
+            return Err(Api::new(
+                ErrorCode::BadPullAuth,
+                "a mirror reports its own syncs only",
+            ));
+        }
+    }
+    live(&m.store, &report.mirror).await?;
+    let now = m.store.now();
+    let row = vdb_proto::SyncRow {
+        serial: report.serial,
+        mirror: report.mirror.clone(),
+        outcome: report.outcome.clone(),
+        bytes: report.bytes,
+        hub_bytes: report.hub_bytes,
+        source: report.source.clone(),
+        duration_ms: report.duration_ms,
+        reported_at: now,
+    };
+    tracing::info!(mirror = %row.mirror, serial = row.serial, bytes = row.bytes, hub_bytes = row.hub_bytes, source = %row.source, relays = report.relays.len(), "sync reported");
+    let h = m.store.history().clone();
+    blocking(move || {
+        h.sync_reported(&row)?;
+        if !report.relays.is_empty() {
+            h.relays_reported(report.serial, &report.mirror, &report.relays, now)?;
+        }
+        Ok::<_, crate::history::HistoryError>(())
+    })
+    .await
+    .map_err(Api::internal)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn poke(State(m): S) -> StatusCode {
