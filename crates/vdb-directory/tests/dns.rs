@@ -405,10 +405,15 @@ async fn fail_static_and_unreachable_sources() {
         n.monitor_down = true;
         n.master_down = true;
     });
+    // Checked after each of three failed polls (the directory had the chance to change it).
     for _ in 0..3 {
+        let errors = monitor_poll_errors(&dir).await;
+        vdb_testkit::wait_for_async("a failed poll of the monitor", 20, || async {
+            (monitor_poll_errors(&dir).await > errors).then_some(())
+        })
+        .await;
         let d = database(dns, &[]).await;
         assert_eq!(d.data("A").len(), 2, "{}", d.raw);
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     }
     let metrics = vdb_testkit::http::get_text(&format!("http://{}/metrics", dir.http_addr())).await;
     vdb_testkit::assert_contains(
@@ -428,11 +433,17 @@ async fn txt_time_is_refreshed_and_never_ahead() {
     let dns = dir.dns_addr();
     let s0 = serial(dns).await;
     // A new release reaches eu1 and us1 first: TXT stays at what eu2 serves.
-    doubles.edit(|n| {
+    let rounds = doubles.edit(|n| {
         n.verdicts[0].serving.insert("daily".into(), 27002);
         n.verdicts[2].serving.insert("daily".into(), 27002);
+        n.rounds
     });
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Two reads of the verdicts since: the directory polled the change, and its next poll
+    // began only once that poll's records were made.
+    vdb_testkit::wait_for_async("two polls of the new verdicts", 20, || async {
+        (doubles.edit(|n| n.rounds) >= rounds + 2).then_some(())
+    })
+    .await;
     let d = dig(dns, None, "current.cvd.vdb.test.", "TXT", &[]).await;
     let rec = CurrentRecord::parse(d.data("TXT")[0].trim_matches('"')).unwrap();
     assert_eq!(rec.daily, 27000);
@@ -555,17 +566,14 @@ async fn http_redirector() {
 
     // Nobody registered: 503 with a reason.
     doubles.edit(|n| n.registry.clear());
-    let mut status = 0;
-    for _ in 0..50 {
-        status = get_from("127.0.0.1", &format!("{base}/daily.cvd"), None)
+    let status = vdb_testkit::wait_for_async("a 503 once nobody is registered", 10, || async {
+        let st = get_from("127.0.0.1", &format!("{base}/daily.cvd"), None)
             .await
             .status()
             .as_u16();
-        if status == 503 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        (st == 503).then_some(st)
+    })
+    .await;
     assert_eq!(status, 503);
     dir.shutdown().await;
 }

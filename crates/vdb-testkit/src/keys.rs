@@ -1,4 +1,4 @@
-//! Test keys (deterministic, obviously test-only) and signed manifests.
+//! Test keys (deterministic, obviously test-only), key sets and signed manifests.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,20 @@ pub fn master_key() -> SecretKey {
 /// The publisher key of tests that publish releases.
 pub fn publisher_key() -> SecretKey {
     SecretKey::from_seed([1; 32])
+}
+
+/// A ClamAV-style RSA key set named `name` (what signs a network's own CVDs and cdiffs),
+/// deterministic: the same name gives the same keys in every run. Its public half
+/// (`.public()`) is what a client or a master is told to trust.
+///
+/// ```no_run
+/// // A key-set file for a role's config (`keyset_file`, `key_set`).
+/// let keys = vdb_testkit::keys::key_set("testnet");
+/// std::fs::write("keys.txt", keys.public().to_text()).unwrap();
+/// ```
+#[cfg(feature = "sign")]
+pub fn key_set(name: &str) -> vdb_sign::PrivateKeySet {
+    vdb_sign::deterministic_keys(name, 7).expect("a deterministic test key set")
 }
 
 /// A manifest of `network` listing `files` (sorted by name) and `databases` at the given

@@ -7,7 +7,7 @@
 //!   its stderr in a log whose tail is in every failure message, killed and reaped on drop.
 //! - [`wait_for`]: a bounded poll on something observable (a status, a metric, a file) instead
 //!   of a fixed sleep before an exact assertion.
-//! - [`keys`]: the test keys and signed manifests.
+//! - [`keys`]: the test keys, signed manifests and (with the `sign` feature) ClamAV key sets.
 //! - [`MasterDouble`]: a master that serves a signed manifest and objects, with a gate and
 //!   delays; with the `net` feature, `RegistryDouble`: a master registry and a monitor's
 //!   verdicts (what the directory reads), and `SmtpSink`: a mail relay that keeps every
@@ -64,7 +64,9 @@ pub use cdn::{CdnDouble, CdnRequest, Delivery};
 pub use hostile::{HostileServer, Hostility};
 pub use knot::KnotSecondary;
 pub use master_double::MasterDouble;
-pub use process::{Guard, Proc, ShowOnPanic, exe_beside, free_port, output_text, tail};
+pub use process::{
+    Guard, Proc, ShowOnPanic, exe_beside, free_port, output_text, tail, waits_for_flock,
+};
 pub use ready::Ready;
 #[cfg(feature = "net")]
 pub use registry_double::{RegistryDouble, Served, mirror_record, verdict};

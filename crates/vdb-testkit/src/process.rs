@@ -208,6 +208,27 @@ pub fn free_port(ip: &str) -> u16 {
     panic!("no port free for TCP and UDP on {ip}");
 }
 
+/// Whether process `pid` is blocked waiting for a `flock` on `file` (Linux: a `->` line of
+/// `/proc/locks`). A positive event for "it waits for the lock": poll it with
+/// [`crate::wait_for`] rather than sleeping and checking that the process has not finished.
+pub fn waits_for_flock(pid: u32, file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(ino) = std::fs::metadata(file).map(|m| m.ino()) else {
+        return false;
+    };
+    let (pid, ino) = (pid.to_string(), format!(":{ino}"));
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .any(|f| {
+            f.get(1) == Some(&"->")
+                && f.get(2) == Some(&"FLOCK")
+                && f.get(5) == Some(&pid.as_str())
+                && f.get(6).is_some_and(|d| d.ends_with(&ino))
+        })
+}
+
 /// The last 40 lines of a log, for failure messages.
 pub fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -235,4 +256,38 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `flock(1)` holds a lock; a second one waits for it, and is seen waiting.
+    #[test]
+    fn a_waiter_on_a_flock_is_seen() {
+        let file = std::env::temp_dir().join(format!("vdb-testkit-flock-{}", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        let flock = |args: &[&str]| {
+            let mut cmd = Command::new("flock");
+            cmd.arg(&file).args(args);
+            Guard(cmd.spawn().expect("flock (util-linux)"))
+        };
+        let holder = flock(&["sleep", "60"]);
+        crate::wait_for("the holder to take the lock", 30, || {
+            let locks = std::fs::read_to_string("/proc/locks").ok()?;
+            locks
+                .contains(&format!(" {} ", holder.0.id()))
+                .then_some(())
+        });
+        assert!(
+            !waits_for_flock(holder.0.id(), &file),
+            "the holder does not wait"
+        );
+        let waiter = flock(&["true"]);
+        crate::wait_for("the second flock to wait", 30, || {
+            waits_for_flock(waiter.0.id(), &file).then_some(())
+        });
+        drop((waiter, holder));
+        let _ = std::fs::remove_file(&file);
+    }
 }

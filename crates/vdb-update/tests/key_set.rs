@@ -1,6 +1,6 @@
 //! A network's own ClamAV key set (TOML `key_set`): databases and cdiffs signed with it are
 //! accepted, and refused under the official keys. The database is built here with
-//! `vdb-format` + `vdb-sign`; the mirror is a test double.
+//! `vdb-format` and the test kit's key set; the mirror is a test double.
 
 mod common;
 
@@ -33,7 +33,7 @@ struct TestNet {
 
 impl TestNet {
     fn new() -> Self {
-        let keys = vdb_sign::deterministic_keys("testnet", 7).unwrap();
+        let keys = vdb_testkit::keys::key_set("testnet");
         Self {
             public: keys.public(),
             keys,

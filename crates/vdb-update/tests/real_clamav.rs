@@ -155,20 +155,15 @@ async fn clamd_reloads_when_notified() {
         .unwrap();
     let _guard = vdb_testkit::Guard(child);
     // Ready when the socket answers PING (bounded).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) {
-            use std::io::{Read, Write};
-            s.write_all(b"zPING\0").unwrap();
-            let mut r = String::new();
-            let _ = s.read_to_string(&mut r);
-            if r.contains("PONG") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "clamd did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    vdb_testkit::wait_for_async("clamd to answer PING", 60, || async {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).ok()?;
+        s.write_all(b"zPING\0").unwrap();
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        r.contains("PONG").then_some(())
+    })
+    .await;
     let conf = w.conf(
         &[m.url()],
         &format!("NotifyClamd {}\nScriptedUpdates no\n", clamd_conf.display()),
@@ -181,16 +176,13 @@ async fn clamd_reloads_when_notified() {
         text(&out)
     );
     // clamd logs the reload and loads the new database (bounded wait on its log).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("clamd to reload (its log: {})", log.display());
+    let l = vdb_testkit::wait_for_async(&what, 60, || async {
         let l = std::fs::read_to_string(&log).unwrap_or_default();
-        if l.contains("Database correctly reloaded") {
-            vdb_testkit::assert_contains(&l, "Reading databases from");
-            break;
-        }
-        assert!(Instant::now() < deadline, "clamd did not reload: {l}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        l.contains("Database correctly reloaded").then_some(l)
+    })
+    .await;
+    vdb_testkit::assert_contains(&l, "Reading databases from");
 }
 
 /// Every container in the directory verifies, and the test database is at v1 or v6.

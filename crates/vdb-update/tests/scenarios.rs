@@ -553,13 +553,13 @@ async fn daemon_checks_on_sigusr1_and_exits_on_403() {
     let wait_requests = |n: usize| {
         let m = &m;
         async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             let mut got = Vec::new();
-            while got.len() < n {
+            vdb_testkit::wait_for_async(&format!("{n} requests to the mirror"), 30, || {
                 got.extend(m.requests());
-                assert!(std::time::Instant::now() < deadline, "only {got:?}");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+                let done = got.len() >= n;
+                async move { done.then_some(()) }
+            })
+            .await;
             got
         }
     };

@@ -1,16 +1,15 @@
 //! Beyond freshclam, on a vdbnet mirror: the master-signed manifest is checked (signature,
 //! network, expiry, no rollback) and every downloaded file must match it. The mirrors are test
-//! doubles (axum on 127.0.0.1:0) serving fixture bytes and a manifest signed here with
-//! `vdb-proto`; the client is the real binary with a TOML configuration.
+//! doubles (axum on 127.0.0.1:0) serving fixture bytes and a manifest made and signed with the
+//! test kit; the client is the real binary with a TOML configuration.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
-use vdb_proto::{DatabaseState, FileRef, MANIFEST_PATH, Manifest, SecretKey, Signed};
-
-const NETWORK: &str = "testnet";
+use vdb_proto::{MANIFEST_PATH, SecretKey};
+use vdb_testkit::keys::{self, NETWORK};
 
 fn key() -> SecretKey {
     SecretKey::from_seed([11; 32])
@@ -21,52 +20,27 @@ fn publish(www: &Path, serial: u64, daily_version: u32, expires_in: i64, key: &S
     publish_dbs(www, serial, &[("test", daily_version)], expires_in, key);
 }
 
-/// [`publish`] with these databases (none: a manifest that drops them).
+/// [`publish`] with these databases (none: a manifest that drops them): the test kit's manifest
+/// of every file in `www`, issued now, expiring in `expires_in` seconds.
 fn publish_dbs(www: &Path, serial: u64, dbs: &[(&str, u32)], expires_in: i64, key: &SecretKey) {
     let mut files = Vec::new();
     for e in std::fs::read_dir(www).unwrap() {
         let e = e.unwrap();
-        if !e.file_type().unwrap().is_file() {
-            continue;
+        if e.file_type().unwrap().is_file() {
+            files.push((
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            ));
         }
-        let name = e.file_name().to_string_lossy().into_owned();
-        let data = std::fs::read(e.path()).unwrap();
-        files.push(FileRef {
-            name,
-            size: data.len() as u64,
-            sha256: vdb_proto::sha256_hex(&data),
-            segments: None,
-        });
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
     let now = vdb_testkit::now();
-    let m = Manifest {
-        network: NETWORK.into(),
-        serial,
-        master: "m1".into(),
-        issued_at: now,
-        expires_at: now + expires_in,
-        databases: dbs
-            .iter()
-            .map(|(db, version)| {
-                (
-                    (*db).to_owned(),
-                    DatabaseState {
-                        version: *version,
-                        built_at: 1,
-                        release: "r".into(),
-                    },
-                )
-            })
-            .collect(),
-        files,
-        version_record: None,
-    };
+    let mut m = keys::manifest(NETWORK, serial, now, dbs, &files);
+    m.expires_at = now + expires_in;
     let dir = www.join(".well-known/vdbnet");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         www.join(MANIFEST_PATH.trim_start_matches('/')),
-        Signed::sign(&m, key).to_json(),
+        keys::signed(&m, key),
     )
     .unwrap();
 }

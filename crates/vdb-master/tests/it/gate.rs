@@ -569,7 +569,7 @@ fn synth_cvd(keys: &vdb_sign::PrivateKeySet, version: u32, ndb: &str) -> Vec<u8>
 #[tokio::test]
 async fn cdiff_that_does_not_produce_the_new_cvd_is_refused() {
     use vdb_format::container::{self, Kind, Limits};
-    let keys = vdb_sign::deterministic_keys("synth-test", 7).unwrap();
+    let keys = vdb_testkit::keys::key_set("synth-test");
     let tmp = tempfile::tempdir().unwrap();
     let ks = tmp.path().join("keys.txt");
     std::fs::write(&ks, keys.public().to_text()).unwrap();

@@ -1,13 +1,10 @@
 //! HTTPS mirrors: certificate validity is part of a check.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpListener;
 
 use crate::doubles::*;
 use crate::*;
@@ -19,54 +16,12 @@ fn make_pki(dir: &Path) {
     pki.leaf(&["127.0.0.1", "localhost"]).write(dir);
 }
 
-struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((s, a)) = self.tcp.accept().await else {
-                continue;
-            };
-            if let Ok(t) = self.acceptor.accept(s).await {
-                return (t, a);
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
-/// Serves the mirror double's data over HTTPS with the leaf certificate.
+/// Serves the mirror double's data over HTTPS with the leaf certificate: the test kit's PKI
+/// files, loaded and served as the roles serve theirs (`vdb_service::Tls`, `vdb_service::serve`).
 async fn https_mirror(m: &Mirror, dir: &Path) -> String {
-    let certs: Vec<_> =
-        rustls_pemfile::certs(&mut &std::fs::read(dir.join("cert.pem")).unwrap()[..])
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = rustls_pemfile::private_key(&mut &std::fs::read(dir.join("key.pem")).unwrap()[..])
-        .unwrap()
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = vdb_service::Tls::load(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();
-    let listener = TlsListener {
-        tcp,
-        acceptor: TlsAcceptor::from(Arc::new(cfg)),
-    };
     // Proxy to the plain double so the same data (and faults) are served.
     let plain = m.url.clone();
     let client = reqwest::Client::new();
@@ -89,7 +44,14 @@ async fn https_mirror(m: &Mirror, dir: &Path) -> String {
             }
         },
     ));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let limits = vdb_service::Limits::default();
+    tokio::spawn(vdb_service::serve(
+        tcp,
+        app,
+        Some(tls),
+        limits,
+        Default::default(),
+    ));
     format!("https://127.0.0.1:{port}")
 }
 

@@ -1,16 +1,16 @@
 //! Real `vdbd` roles under a lowered file-descriptor limit, and the attackers: slow headers,
 //! slow bodies, slow readers, idle keep-alive connections, from loopback addresses of their own.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
-use vdb_proto::{Ready, SecretKey};
+use vdb_proto::SecretKey;
+use vdb_testkit::{Proc, wait_for_async};
 
 pub(crate) const NETWORK: &str = "hostile";
 
@@ -29,27 +29,27 @@ pub(crate) fn limits() -> vdb_service::Limits {
 /// The file-descriptor limit roles run under (the attacks open more connections than this).
 pub(crate) const NOFILE: u64 = 256;
 
-/// A role process, killed on drop (its log tail printed if the test failed).
+/// A role process (the test kit's [`Proc`]: killed on drop, its log tail printed if the test
+/// failed), and its directory.
 pub(crate) struct Role {
-    child: Child,
-    pub(crate) ready: Ready,
-    log: PathBuf,
+    proc: Proc,
     _dir: tempfile::TempDir,
 }
 
 impl Role {
+    /// The role's name, from its ready line.
+    pub(crate) fn name(&self) -> &str {
+        self.proc.ready().role()
+    }
+
     /// The HTTP listener's address.
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.ready
-            .http
-            .trim_start_matches("http://")
-            .parse()
-            .expect("an http://ip:port base URL")
+        self.proc.ready().http_addr()
     }
 
     /// Resident memory in KiB (`VmRSS` in /proc).
     pub(crate) fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -59,7 +59,7 @@ impl Role {
 
     /// Open sockets of the process (its connections, listeners included).
     pub(crate) fn sockets(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.pid()))
             .map(|rd| {
                 rd.flatten()
                     .filter(|e| {
@@ -71,86 +71,41 @@ impl Role {
             .unwrap_or(0)
     }
 
-    /// Waits until the process holds at most `n` sockets; returns how long that took.
+    /// Waits (bounded by `within`, rounded up to whole seconds) until the process holds at most
+    /// `n` sockets; returns how long that took.
     pub(crate) async fn wait_sockets_at_most(&self, n: usize, within: Duration) -> Duration {
         let t = Instant::now();
-        loop {
-            let now = self.sockets();
-            if now <= n {
-                return t.elapsed();
-            }
-            assert!(
-                t.elapsed() < within,
-                "the role still holds {now} sockets after {within:?} (wanted at most {n})\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- {} log tail ---\n{}", self.ready.role, self.log_tail());
-        }
+        let secs = within.as_secs() + u64::from(within.subsec_nanos() > 0);
+        let what = format!(
+            "{} to hold at most {n} sockets (log: {})",
+            self.name(),
+            self.proc.log().display()
+        );
+        wait_for_async(&what, secs, || async {
+            (self.sockets() <= n).then_some(())
+        })
+        .await;
+        t.elapsed()
     }
 }
 
 /// Writes `config` to `<dir>/<role>.toml` and runs `vdbd <role>` on it under `prlimit
-/// --nofile=NOFILE`, until its ready line.
+/// --nofile=NOFILE` with the test kit's [`Proc`] (a bounded wait for its ready line).
 pub(crate) fn start<T: Serialize>(role: &str, dir: tempfile::TempDir, config: &T) -> Role {
     let path = dir.path().join(format!("{role}.toml"));
     std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
     let log = dir.path().join(format!("{role}.log"));
-    let mut child = Command::new("prlimit")
-        .arg(format!("--nofile={NOFILE}:{NOFILE}"))
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_vdbd"))
         .arg(role)
         .arg("--config")
         .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("prlimit (util-linux) runs vdbd");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(out).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(120))
-        .unwrap_or_default();
-    let ready = match Ready::parse(&line) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{role}: no ready line ({e}): {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-    };
-    assert_eq!(ready.role, role);
-    Role {
-        child,
-        ready,
-        log,
-        _dir: dir,
-    }
+        .stdin(Stdio::null());
+    let proc = Proc::start(cmd, &log);
+    assert_eq!(proc.ready().role(), role);
+    Role { proc, _dir: dir }
 }
 
 fn key_file(dir: &Path) -> (PathBuf, vdb_proto::PublicKey) {

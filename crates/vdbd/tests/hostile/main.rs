@@ -93,7 +93,7 @@ async fn slow_headers_past_the_fd_limit(role: Role) {
          ({} open sockets at peak), {refused} refused with 503, {} dropped after at most \
          {slowest:?} (header timeout {} s); idle keep-alive: {idle:?}; sockets back to {idle_sockets} \
          {settle:?} later; VmRSS {rss_before} KiB before, {peak_rss} KiB at peak, {rss_after} KiB after",
-        role.ready.role,
+        role.name(),
         dropped.len(),
         peak_sockets,
         dropped.len(),
@@ -182,7 +182,7 @@ async fn slow_bodies_are_cut_off(role: Role, path: &'static str) {
     eprintln!(
         "{}: {} slow bodies on {path} ({peak_sockets} sockets at peak) cut off after at most \
          {slowest:?} (body timeout {} s)",
-        role.ready.role,
+        role.name(),
         fates.len(),
         l.body_read_timeout_secs
     );

@@ -308,21 +308,18 @@ fn sync_once_waits_for_the_servers_sync_and_the_server_follows() {
         .spawn()
         .unwrap();
     let mut once = Guard(once);
-    std::thread::sleep(Duration::from_millis(300));
+    // Seen blocked on the server's sync lock (in /proc/locks), and still running.
+    let lock = dir.path().join("data").join("sync.lock");
+    wait_for("sync --once to wait for the sync lock", 30, || {
+        vdb_testkit::waits_for_flock(once.0.id(), &lock).then_some(())
+    });
     assert!(
         once.0.try_wait().unwrap().is_none(),
         "sync --once waits for the lock"
     );
     master.publish(&master_key(), 3, now(), &[("test", 5)], &test_release(5));
     master.set_gate(false);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = once.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "sync --once did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for("sync --once to finish", 30, || once.0.try_wait().unwrap());
     assert!(status.success());
     let mut line = String::new();
     once.0
