@@ -1,8 +1,9 @@
 //! The command-line front ends of vdbnet.
 //!
-//! Three thin binaries share this library: `vdb` (database tools and publishing; the only one
-//! that links signing code), `vdbd` (servers) and `vdb-update` (the client). This crate picks
-//! the exit codes and prints; the work is done by the libraries underneath.
+//! The library behind `vdb` (database tools, keys, publishing and registry administration; the
+//! only binary that links signing code). The servers (`vdbd`) and the client (`vdb-update`)
+//! do not link it. This crate picks the exit codes and prints; the work is done by the
+//! libraries underneath.
 
 pub mod db;
 pub mod exit;
