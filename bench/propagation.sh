@@ -48,7 +48,7 @@ source "$ROOT/bench/lib.sh"
 if [[ -n ${DNS_ONLY:-} ]]; then
     need_tools cargo curl jq python3 awk dig freshclam unshare
 else
-    need_tools cargo rsync xargs curl jq python3 awk sort dig
+    need_tools cargo rsync xargs curl jq python3 awk sort dig openssl
 fi
 ((MIRRORS >= 1 && MIRRORS <= 500)) || die "MIRRORS must be 1..500"
 ((HUBS >= 0 && HUBS < MIRRORS)) || HUBS=0
@@ -483,8 +483,9 @@ RS_BYTES=$(awk -F': ' '/^Total bytes (sent|received)/ {gsub(/,/, "", $2); s += $
 one_copy() {
     if [[ $2 == checked ]]; then
         # Through a pipe and SHA-256 on the way: the least a mirror that checks what it
-        # receives does (its bytes come through a socket, and it must hash them).
-        tee >(sha256sum >/dev/null) <"$W/rsync/src/daily.cvd" |
+        # receives does (its bytes come through a socket, and it must hash them). OpenSSL's
+        # SHA-256 uses the CPU's SHA extensions as the mirrors' does; coreutils' does not.
+        tee >(openssl dgst -sha256 >/dev/null) <"$W/rsync/src/daily.cvd" |
             dd of="$1/daily.cvd.tmp" bs=1M iflag=fullblock conv=fsync status=none
     else
         dd if="$W/rsync/src/daily.cvd" of="$1/daily.cvd.tmp" bs=1M $2 status=none
