@@ -140,9 +140,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the configuration's `listen` and `tls_listen`.
     pub fn bind(config: &Config) -> anyhow::Result<Self> {
-        let bind = |a: SocketAddr| {
-            std::net::TcpListener::bind(a).with_context(|| format!("cannot listen on {a}"))
-        };
+        let bind = vdb_service::listener::bind_tcp;
         Ok(Self {
             http: bind(config.listen)?,
             https: config.tls_listen.map(bind).transpose()?,

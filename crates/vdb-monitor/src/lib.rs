@@ -86,15 +86,9 @@ impl Running {
     }
 }
 
-/// Binds the configuration's `listen` address.
-pub fn bind(config: &Config) -> anyhow::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(config.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))
-}
-
 /// Starts the monitor on the address of its configuration (see [`start_on`]).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
-    let listener = bind(&config)?;
+    let listener = vdb_service::listener::bind_tcp(config.listen)?;
     start_on(config, listener, clock).await
 }
 
@@ -167,7 +161,7 @@ pub async fn start_on(
 pub async fn run_from_config(config: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     vdb_service::lifecycle::raise_fd_limit();
-    let listener = bind(&config)?;
+    let listener = vdb_service::listener::bind_tcp(config.listen)?;
     let name = config.name.clone();
     let running = start_on(config, listener, Arc::new(SystemClock)).await?;
     let ready = vdb_proto::Ready::new("monitor", &name, running.base_url());

@@ -246,6 +246,13 @@ where
     }
 }
 
+/// Binds a TCP listener on `addr` (for a role's configured address); the error names the
+/// address, so an operator sees which setting is taken.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
 /// Serves `router` on `listener` (TLS when `tls` is given) under `limits` until `cancel`, then
 /// drains: open requests get `drain_secs` to finish. Handlers see the peer as
 /// `ConnectInfo<SocketAddr>`; request bodies are under [`limit_body`]. Returns the admission
