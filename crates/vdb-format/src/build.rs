@@ -171,6 +171,27 @@ pub fn build(
     ))
 }
 
+/// The member order of a CLD body (freshclam's): `COPYING`, `<db>.cfg` if present, then the
+/// rest of `names` (sorted) but the `.info`, which [`write_members_with`] writes second.
+pub(crate) fn cld_order(db_name: &str, names: &[String]) -> Vec<String> {
+    let info_name = format!("{db_name}.info");
+    let cfg = format!("{db_name}.cfg");
+    let mut order = vec!["COPYING".to_owned()];
+    if names.contains(&cfg) {
+        order.push(cfg.clone());
+    }
+    let mut rest: Vec<String> = names
+        .iter()
+        .filter(|n| *n != "COPYING" && **n != info_name && **n != cfg)
+        .cloned()
+        .collect();
+    rest.sort();
+    order.extend(rest);
+    order
+}
+
+/// Writes the tar members of a container body from `store`: `order`, with `info` as
+/// `<db>.info` after the first.
 pub(crate) fn write_members(
     w: &mut impl Write,
     db: &str,
@@ -178,16 +199,29 @@ pub(crate) fn write_members(
     info: &[u8],
     store: &dyn FileStore,
 ) -> Result<(), Error> {
-    let werr = |e| Error::io("writing the container", e);
-    let info_name = format!("{db}.info");
-    for (i, name) in order.iter().enumerate() {
+    write_members_with(w, db, order, info, &mut |w, name| {
         let data = store
             .read_cow(name)
             .map_err(|e| Error::io(format!("reading {name}"), e))?
             .ok_or_else(|| Error::Build(format!("{name} vanished while building")))?;
-        tar::append(w, name, &data).map_err(werr)?;
+        tar::append(w, name, &data).map_err(|e| Error::io("writing the container", e))
+    })
+}
+
+/// Writes the tar members of a container body: `member` writes each of `order` (tar header,
+/// data, padding), and `info` goes in as `<db>.info` after the first.
+pub(crate) fn write_members_with<W: Write>(
+    w: &mut W,
+    db: &str,
+    order: &[String],
+    info: &[u8],
+    member: &mut dyn FnMut(&mut W, &str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let info_name = format!("{db}.info");
+    for (i, name) in order.iter().enumerate() {
+        member(w, name)?;
         if i == 0 {
-            tar::append(w, &info_name, info).map_err(werr)?;
+            tar::append(w, &info_name, info).map_err(|e| Error::io("writing the container", e))?;
         }
     }
     Ok(())
@@ -217,17 +251,7 @@ pub fn build_cld(
             "COPYING is missing: a CLD body must start with it".into(),
         ));
     }
-    let cfg = format!("{db_name}.cfg");
-    let mut order = vec!["COPYING".to_owned()];
-    if names.contains(&cfg) {
-        order.push(cfg.clone());
-    }
-    order.extend(
-        names
-            .iter()
-            .filter(|n| *n != "COPYING" && **n != info_name && **n != cfg)
-            .cloned(),
-    );
+    let order = cld_order(db_name, &names);
     let header = Header {
         md5: None,
         dsig: None,

@@ -87,17 +87,7 @@ pub fn apply_chain_to_cld(
             .map_err(|e| ApplyError::Base(Error::io(format!("opening {}", base.display()), e)))
     };
     let header = container::read_header(open()?).map_err(ApplyError::Base)?;
-    let mut versions = Vec::with_capacity(cdiffs.len());
-    let mut plan = Plan::default();
-    let mut version = header.version;
-    for (index, bytes) in cdiffs.iter().enumerate() {
-        // One script at a time: the plan keeps what it says, compactly.
-        let (next, script) =
-            open_link(bytes, version, keys, limits).map_err(|error| ChainError { index, error })?;
-        plan.add(index, &script)?;
-        versions.push(next);
-        version = next;
-    }
+    let (plan, versions) = plan_chain(header.version, cdiffs, Some(keys), limits)?;
     if plan.has_move {
         return in_memory(open()?, kind, cdiffs, keys, limits, out, options.compress);
     }
@@ -109,10 +99,15 @@ pub fn apply_chain_to_cld(
             .unwrap_or(Path::new("."))
             .to_path_buf(),
     };
-    let spool = Spool::create(&spool_parent)
-        .map_err(|e| ApplyError::Output(Error::io("creating the spool directory", e)))?;
-    let patched = stream_base(open()?, kind, keys, limits, &plan, &versions, &spool)?;
-    let header = patched.check(keys, cdiffs.len())?;
+    let (patched, header) = spool_chain(
+        open()?,
+        kind,
+        Some(keys),
+        limits,
+        &plan,
+        &versions,
+        &spool_parent,
+    )?;
     let cld_header = Header {
         md5: None,
         dsig: None,
@@ -125,15 +120,108 @@ pub fn apply_chain_to_cld(
         w.write_all(&head)?;
         if options.compress {
             let mut gz = GzEncoder::new(w, Compression::best());
-            patched.write_body(&mut gz)?;
+            patched.write_cld_body(&mut gz)?;
             gz.finish()?;
             Ok(())
         } else {
-            patched.write_body(w)
+            patched.write_cld_body(w)
         }
     })
     .map_err(|e| ApplyError::Output(Error::io(format!("writing {}", out.display()), e)))?;
     Ok(cld_header)
+}
+
+/// Opens every link of the chain (signatures checked with `keys`, version steps always) and
+/// turns it into a per-file plan. Returns the plan and the version each link makes.
+fn plan_chain(
+    mut version: u32,
+    cdiffs: &[&[u8]],
+    keys: Option<&KeySet>,
+    limits: &Limits,
+) -> Result<(Plan, Vec<u32>), ChainError> {
+    let mut versions = Vec::with_capacity(cdiffs.len());
+    let mut plan = Plan::default();
+    for (index, bytes) in cdiffs.iter().enumerate() {
+        // One script at a time: the plan keeps what it says, compactly.
+        let (next, script) =
+            open_link(bytes, version, keys, limits).map_err(|error| ChainError { index, error })?;
+        plan.add(index, &script)?;
+        versions.push(next);
+        version = next;
+    }
+    Ok((plan, versions))
+}
+
+/// Streams `base` through the plan into a new spool directory under `spool_parent` and runs
+/// the final check. Returns the spooled database and its `.info` header.
+fn spool_chain(
+    base: impl Read,
+    kind: Kind,
+    keys: Option<&KeySet>,
+    limits: &Limits,
+    plan: &Plan,
+    versions: &[u32],
+    spool_parent: &Path,
+) -> Result<(Patched, Header), ApplyError> {
+    let spool = Spool::create(spool_parent)
+        .map_err(|e| ApplyError::Output(Error::io("creating the spool directory", e)))?;
+    let patched = stream_base(base, kind, keys, limits, plan, versions, spool)?;
+    let header = patched.check(keys, versions.len())?;
+    Ok((patched, header))
+}
+
+/// Applies a chain of cdiffs to the container `base` (a CVD, CUD or CLD: the kind is read
+/// from its header) and spools the patched database in a private directory under
+/// `spool_parent`, removed when the result is dropped. Memory holds the cdiffs, the `.info`
+/// and I/O buffers, not the database.
+///
+/// With `keys`, everything [`apply_chain_to_cld`] checks is checked. Without (a mirror
+/// rebuilding a release, which holds no ClamAV keys and trusts `base` and its result by hashes
+/// from a signed manifest), the signatures are not checked; every version step, every link's
+/// `.info` version and every patched member's size and SHA-256 against the final `.info` are.
+/// A chain with a `MOVE` (which needs the database in memory; ClamAV's cdiffs and
+/// [`crate::cdiff::diff`] never write one) is refused.
+pub(crate) fn spool_patched(
+    base: &mut (impl Read + io::Seek),
+    cdiffs: &[&[u8]],
+    keys: Option<&KeySet>,
+    limits: &Limits,
+    spool_parent: &Path,
+) -> Result<Patched, Error> {
+    let unwrap = |e: ApplyError| match e {
+        ApplyError::Base(e) | ApplyError::Output(e) => e,
+        ApplyError::Chain(c) => c.error,
+    };
+    let rewind = |base: &mut dyn io::Seek| {
+        base.seek(io::SeekFrom::Start(0))
+            .map(drop)
+            .map_err(|e| Error::io("reading the base database", e))
+    };
+    rewind(base)?;
+    let header = container::read_header(&mut *base)?;
+    let kind = match (&header.dsig, &header.md5) {
+        (Some(_), _) => Kind::Cvd,
+        (None, Some(_)) => Kind::Cud,
+        (None, None) => Kind::Cld,
+    };
+    let (plan, versions) = plan_chain(header.version, cdiffs, keys, limits).map_err(|c| c.error)?;
+    if plan.has_move {
+        return Err(Error::Build(
+            "the chain moves lines between files (MOVE), which is only applied in memory".into(),
+        ));
+    }
+    rewind(base)?;
+    spool_chain(
+        &mut *base,
+        kind,
+        keys,
+        limits,
+        &plan,
+        &versions,
+        spool_parent,
+    )
+    .map(|(patched, _)| patched)
+    .map_err(unwrap)
 }
 
 /// The chain with a `MOVE`: unpacked in memory, as [`crate::patch::apply_chain`] does.
@@ -596,9 +684,9 @@ struct Spooled {
     sha256: Option<[u8; 32]>,
 }
 
-/// The patched database, spooled.
-struct Patched {
-    spool_dir: PathBuf,
+/// The patched database, spooled; the spool directory is removed on drop.
+pub(crate) struct Patched {
+    spool: Spool,
     info_name: String,
     base_info: Info,
     info_bytes: Vec<u8>,
@@ -608,11 +696,11 @@ struct Patched {
 fn stream_base(
     input: impl Read,
     kind: Kind,
-    keys: &KeySet,
+    keys: Option<&KeySet>,
     limits: &Limits,
     plan: &Plan,
     versions: &[u32],
-    spool: &Spool,
+    spool: Spool,
 ) -> Result<Patched, ApplyError> {
     let mut failed: Option<ApplyError> = None;
     let mut info: Option<(String, Info, Vec<u8>, BTreeSet<String>)> = None;
@@ -621,7 +709,7 @@ fn stream_base(
         *failed = Some(e);
         io::Error::other("the chain does not apply")
     };
-    let read = container::read(input, kind, keys, limits, &mut |name, r| {
+    let read = container::read_with(input, kind, keys, limits, &mut |name, r| {
         if name.ends_with(".info") {
             let mut bytes = Vec::new();
             r.read_to_end(&mut bytes)?;
@@ -730,7 +818,7 @@ fn stream_base(
         }
     }
     Ok(Patched {
-        spool_dir: spool.dir.clone(),
+        spool,
         info_name,
         base_info,
         info_bytes,
@@ -783,7 +871,7 @@ fn info_chain(
 impl Patched {
     /// The final check: `.info` DSIG, every listed member present with its size and SHA-256,
     /// every member listed. Returns the `.info`'s header.
-    fn check(&self, keys: &KeySet, links: usize) -> Result<Header, ApplyError> {
+    fn check(&self, keys: Option<&KeySet>, links: usize) -> Result<Header, ApplyError> {
         let at = |error| {
             ApplyError::Chain(ChainError {
                 index: links.saturating_sub(1),
@@ -791,7 +879,9 @@ impl Patched {
             })
         };
         let info = Info::parse(&self.info_bytes, &self.info_name).map_err(at)?;
-        info.verify(&keys.info).map_err(at)?;
+        if let Some(keys) = keys {
+            info.verify(&keys.info).map_err(at)?;
+        }
         for entry in &info.entries {
             let file = self
                 .files
@@ -837,31 +927,50 @@ impl Patched {
         Ok(info.header)
     }
 
-    /// The tar body in `build_cld`'s order: `COPYING`, `<db>.info`, `<db>.cfg`, the rest
-    /// sorted by name.
-    fn write_body(&self, w: &mut dyn Write) -> io::Result<()> {
+    /// The `.info` member's name (`<db>.info`).
+    pub(crate) fn info_name(&self) -> &str {
+        &self.info_name
+    }
+
+    /// Every member but the `.info`, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// The tar body in `build_cld`'s order (`COPYING`, `<db>.info`, `<db>.cfg`, the rest
+    /// sorted by name).
+    fn write_cld_body(&self, w: &mut dyn Write) -> io::Result<()> {
         let db = self
             .info_name
             .strip_suffix(".info")
             .unwrap_or(&self.info_name);
-        let cfg = format!("{db}.cfg");
-        self.copy_member(w, "COPYING")?;
-        tar::append(&mut { &mut *w }, &self.info_name, &self.info_bytes)?;
-        if self.files.contains_key(&cfg) {
-            self.copy_member(w, &cfg)?;
-        }
-        for name in self.files.keys() {
-            if *name != "COPYING" && *name != cfg {
-                self.copy_member(w, name)?;
-            }
-        }
-        Ok(())
+        let order = crate::build::cld_order(db, &self.names());
+        self.write_tar(&mut { w }, db, &order)
+            .map_err(io::Error::other)
+    }
+
+    /// The tar body with the members in `order` (the `.info` after the first), each streamed
+    /// from its spool file.
+    pub(crate) fn write_tar(
+        &self,
+        w: &mut impl Write,
+        db: &str,
+        order: &[String],
+    ) -> Result<(), Error> {
+        crate::build::write_members_with(w, db, order, &self.info_bytes, &mut |w, name| {
+            self.copy_member(w, name)
+                .map_err(|e| Error::io(format!("copying spooled {name}"), e))
+        })
     }
 
     fn copy_member(&self, w: &mut dyn Write, name: &str) -> io::Result<()> {
-        let size = self.files[name].size;
+        let size = self
+            .files
+            .get(name)
+            .ok_or_else(|| io::Error::other(format!("{name} is not in the spool")))?
+            .size;
         tar::write_header(&mut { &mut *w }, name, size)?;
-        let f = fs::File::open(self.spool_dir.join(name))?;
+        let f = fs::File::open(self.spool.path(name))?;
         let copied = io::copy(&mut f.take(size), w)?;
         if copied != size {
             return Err(io::Error::new(

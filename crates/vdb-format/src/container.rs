@@ -148,6 +148,20 @@ pub fn read(
     limits: &Limits,
     sink: &mut Sink<'_>,
 ) -> Result<Verified, Error> {
+    read_with(input, kind, Some(keys), limits, sink)
+}
+
+/// [`read`], with the signature checks only when `keys` is given. Without keys every other
+/// check still runs (body MD5, header against `.info`, every member against `.info`): for a
+/// caller that already trusts the file by a hash from a signed manifest (a mirror's delta
+/// rebuild), which holds no ClamAV keys.
+pub(crate) fn read_with(
+    input: impl Read,
+    kind: Kind,
+    keys: Option<&KeySet>,
+    limits: &Limits,
+    sink: &mut Sink<'_>,
+) -> Result<Verified, Error> {
     let mut input = HashingReader {
         inner: input,
         md5: Md5::new(),
@@ -164,12 +178,14 @@ pub fn read(
                 what: "CVD header MD5",
                 kind: SignatureError::Missing,
             })?;
-            let dsig = header.dsig.as_deref().ok_or(Error::Signature {
-                what,
-                kind: SignatureError::Missing,
-            })?;
-            sigenc::verify_md5(md5, dsig, &keys.cvd)
-                .map_err(|kind| Error::Signature { what, kind })?;
+            if let Some(keys) = keys {
+                let dsig = header.dsig.as_deref().ok_or(Error::Signature {
+                    what,
+                    kind: SignatureError::Missing,
+                })?;
+                sigenc::verify_md5(md5, dsig, &keys.cvd)
+                    .map_err(|kind| Error::Signature { what, kind })?;
+            }
         }
         Kind::Cud => {
             if header.md5.is_none() {
@@ -221,7 +237,7 @@ fn read_members(
     body: &mut dyn Read,
     header: &Header,
     kind: Kind,
-    keys: &KeySet,
+    keys: Option<&KeySet>,
     limits: &Limits,
     sink: &mut Sink<'_>,
 ) -> Result<(Info, Vec<Member>), Error> {
@@ -325,11 +341,12 @@ fn check_info(
     info: &Info,
     member: &str,
     kind: Kind,
-    keys: &KeySet,
+    keys: Option<&KeySet>,
 ) -> Result<(), Error> {
-    match kind {
-        Kind::Cvd | Kind::Cld => info.verify(&keys.info)?,
-        Kind::Cud => {
+    match (kind, keys) {
+        (_, None) => {}
+        (Kind::Cvd | Kind::Cld, Some(keys)) => info.verify(&keys.info)?,
+        (Kind::Cud, Some(keys)) => {
             if info.dsig.is_some() {
                 info.verify(&keys.info)?;
             }

@@ -22,20 +22,19 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::build::{member_order, write_members};
-use crate::cdiff::{self, Cdiff, Script};
+use crate::build::member_order;
 use crate::container::{self, Kind, Limits};
 use crate::error::Error;
 use crate::header::HEADER_LEN;
 use crate::keys::KeySet;
 use crate::sigenc::hex;
-use crate::tar::TarReader;
 
 /// No cut before this many uncompressed bytes of a segment.
 pub const MIN_SEGMENT: usize = 32 << 10;
@@ -551,74 +550,6 @@ fn inflate_and_cut(
     Ok(Some((count, crc)))
 }
 
-/// Unpacks a container's members (no signature checks: the caller trusts the file by its
-/// hash) into memory.
-fn unpack(
-    mut old: impl Read,
-    limits: &Limits,
-) -> Result<std::collections::BTreeMap<String, Vec<u8>>, Error> {
-    let mut header = [0u8; HEADER_LEN];
-    old.read_exact(&mut header)
-        .map_err(|e| Error::io("reading the old container's header", e))?;
-    let mut body = io::BufReader::new(old);
-    let gz = {
-        let b =
-            io::BufRead::fill_buf(&mut body).map_err(|e| Error::io("reading the old body", e))?;
-        b.starts_with(&[0x1f, 0x8b])
-    };
-    let reader: Box<dyn Read> = if gz {
-        Box::new(flate2::bufread::MultiGzDecoder::new(body).take(limits.max_body_size))
-    } else {
-        Box::new(body.take(limits.max_body_size))
-    };
-    let mut tar = TarReader::new(reader, limits.max_member_size, limits.max_members);
-    let mut files = std::collections::BTreeMap::new();
-    while let Some(entry) = tar.next_entry()? {
-        let mut data = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0).min(64 << 20));
-        tar.read_to_end(&mut data).map_err(Error::Gzip)?;
-        files.insert(entry.name, data);
-    }
-    Ok(files)
-}
-
-/// Applies cdiffs to an unpacked database. With `keys`, exactly as a client does
-/// ([`crate::patch::apply_chain`]: signatures, versions, the patched `.info` DSIG). Without
-/// (a mirror holds no ClamAV key set), the scripts run and each one's version step is checked
-/// against the `.info` it leaves; authenticity then rests on the caller's check of the whole
-/// rebuilt file against a signed hash.
-fn apply_cdiffs(
-    store: &mut std::collections::BTreeMap<String, Vec<u8>>,
-    db_name: &str,
-    cdiffs: &[&[u8]],
-    keys: Option<&KeySet>,
-    limits: &Limits,
-) -> Result<(), Error> {
-    if let Some(keys) = keys {
-        crate::patch::apply_chain(store, db_name, cdiffs, keys, limits).map_err(|e| e.error)?;
-        return Ok(());
-    }
-    let info_name = format!("{db_name}.info");
-    let mut version = crate::patch::current_header(store, db_name)?.version;
-    for bytes in cdiffs {
-        let c = Cdiff::parse(bytes, limits.max_script_size)?;
-        if u64::from(c.version) != u64::from(version) + 1 {
-            return Err(seg_err(format!(
-                "cdiff makes version {}, the database is at {version}",
-                c.version
-            )));
-        }
-        let script = Script::parse(&c.script)?;
-        cdiff::apply(&script, store)?;
-        let now = crate::patch::current_header(store, db_name)?;
-        crate::patch::check_link_info(&now, c.version)?;
-        version = c.version;
-        if !store.contains_key(&info_name) {
-            return Err(seg_err("the patched database has no .info"));
-        }
-    }
-    Ok(())
-}
-
 /// A byte range of the new file that must be fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Missing {
@@ -660,13 +591,18 @@ pub struct DeltaInputs<'a> {
     pub keys: Option<&'a KeySet>,
     /// Limits on the old container and the cdiffs.
     pub limits: Limits,
+    /// Where the patched database is spooled while the new file is written (it holds about
+    /// the uncompressed size, and is removed afterwards); default: the system's temp dir.
+    pub spool_dir: Option<&'a Path>,
 }
 
 /// Rebuilds what it can of the new file into `out` (positioned writes; the size is set to the
 /// map's): applies the cdiffs to the old container's members, writes the new tar stream the
 /// way [`crate::build::build`] does, and keeps each segment whose uncompressed and compressed
-/// hashes match the map. Returns the ranges still missing. `old` is read twice (unpack, then
-/// copies); memory holds the unpacked database (a first version: about the uncompressed size).
+/// hashes match the map. Returns the ranges still missing. `old` is read twice (patched
+/// into a spool directory on disk, then segments copied); memory holds the cdiffs, the
+/// `.info`, the segments being compressed and I/O buffers, not the database. Without
+/// `keys`, the patched members are still checked against the patched `.info`.
 pub fn rebuild<O: Read + Seek, W: Write + Seek>(
     old: &mut O,
     inputs: &DeltaInputs<'_>,
@@ -691,23 +627,24 @@ pub fn rebuild<O: Read + Seek, W: Write + Seek>(
         missing: header_and_segments(map),
         ..Rebuilt::default()
     };
-    old.seek(SeekFrom::Start(0))
-        .map_err(ioe("reading the old file"))?;
-    let mut store = unpack(&mut *old, &inputs.limits)?;
-    apply_cdiffs(
-        &mut store,
-        inputs.db_name,
+    let spool_parent = inputs
+        .spool_dir
+        .map_or_else(std::env::temp_dir, Path::to_path_buf);
+    let patched = crate::chain::spool_patched(
+        &mut *old,
         inputs.cdiffs,
         inputs.keys,
         &inputs.limits,
+        &spool_parent,
     )?;
-    let info_name = format!("{}.info", inputs.db_name);
-    let info = store
-        .get(&info_name)
-        .cloned()
-        .ok_or_else(|| seg_err("the patched database has no .info"))?;
-    let names: Vec<String> = store.keys().cloned().collect();
-    let order = member_order(inputs.db_name, &names)?;
+    if patched.info_name() != format!("{}.info", inputs.db_name) {
+        return Err(seg_err(format!(
+            "the old file is database {}, not {}",
+            patched.info_name().trim_end_matches(".info"),
+            inputs.db_name
+        )));
+    }
+    let order = member_order(inputs.db_name, &patched.names())?;
 
     let old_index: HashMap<&str, &Segment> = inputs
         .old_map
@@ -744,8 +681,7 @@ pub fn rebuild<O: Read + Seek, W: Write + Seek>(
             results,
             outstanding: 0,
         };
-        let written = write_members(&mut sink, inputs.db_name, &order, &info, &store);
-        drop(store);
+        let written = patched.write_tar(&mut sink, inputs.db_name, &order);
         // Finishing closes the queue (the workers end once it is empty), also after an error.
         let finished = sink.finish();
         written?;

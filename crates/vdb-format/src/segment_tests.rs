@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::build::{BuildSpec, build};
-use crate::cdiff::diff;
+use crate::cdiff::{Cdiff, diff};
 
 /// A small deterministic generator (xorshift) for signature-like text.
 struct Gen(u64);
@@ -101,6 +101,7 @@ fn delta(
         new_map: &new_map,
         keys: None,
         limits: Limits::default(),
+        spool_dir: None,
     };
     let mut out = Cursor::new(Vec::new());
     let rebuilt = rebuild(&mut Cursor::new(old), &inputs, &mut out).unwrap();
@@ -184,6 +185,7 @@ fn a_single_stream_body_maps_to_one_segment() {
         new_map: &map,
         keys: None,
         limits: Limits::default(),
+        spool_dir: None,
     };
     let r = rebuild(
         &mut Cursor::new(&fixture[..]),
@@ -276,6 +278,7 @@ fn a_daily_style_update_needs_only_the_header() {
         new_map: &lying,
         keys: None,
         limits: Limits::default(),
+        spool_dir: None,
     };
     let mut out = Cursor::new(Vec::new());
     let r = rebuild(&mut Cursor::new(&old[..]), &inputs, &mut out).unwrap();

@@ -119,6 +119,7 @@ impl Syncer {
         let tmp = self.store.tmp_file(&format!("{}.delta", f.sha256));
         let db2 = db.to_owned();
         let tmp2 = tmp.clone();
+        let spool_dir = self.store.tmp();
         let map2 = new_map.clone();
         let t0 = Instant::now();
         let (rebuilt, file) = tokio::task::spawn_blocking(move || {
@@ -139,6 +140,7 @@ impl Syncer {
                 new_map: &map2,
                 keys: None,
                 limits: Limits::default(),
+                spool_dir: Some(&spool_dir),
             };
             let rebuilt =
                 segment::rebuild(&mut old, &inputs, &mut out).map_err(|e| e.to_string())?;

@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             new_map: &new_map,
             keys,
             limits: Limits::default(),
+            spool_dir: None,
         };
         let mut file = Cursor::new(Vec::new());
         let rebuilt = rebuild(&mut Cursor::new(&old[..]), &inputs, &mut file)?;
