@@ -281,6 +281,7 @@ for ((i = 1; i <= MIRRORS; i++)); do
     start_pushed_mirror "$W/logs/m$i" "$W/data/m$i.toml" "m$i" "${extra[@]}"
 done
 printf '%s\n' "${URLS[@]}" >"$W/mirrors.txt"
+printf '%s\n' "${PIDS[@]:1}" >"$W/pids.txt"
 echo "== $MIRRORS mirrors started and registered in $((SECONDS - t)) s; waiting for their first sync" >&2
 for u in "${URLS[@]}"; do wait_until "$MAX_WAIT" serial_at_least "$u" "$OLD_SERIAL"; done
 echo "== all serve serial $OLD_SERIAL after $((SECONDS - t)) s (load average $(loadavg))" >&2
@@ -308,12 +309,22 @@ cat >"$W/poll.py" <<'PY'
 """Waits until every mirror has switched to serial >= target, reading each mirror's log (its
 `sync done outcome=Updated { serial: N` line, written right after the switch) every 50 ms
 rather than polling the mirrors, which would take CPU from them; then checks once that each
-serves the serial (its status document). Prints `url unix_time` per mirror, the time of that
-log line (or `url -` at the deadline)."""
-import datetime, re, sys, time
+serves the serial (its status document). A mirror whose process has ended (argv[6] lists
+the PIDs) is given up at once. Prints `url unix_time` per mirror, the time of that log line, or
+`url -` (not serving at the deadline) or `url dead` (the process ended, or it stopped
+answering)."""
+import datetime, os, re, sys, time
 from mirror_serial import serial
 urls, target, max_wait = open(sys.argv[1]).read().split(), int(sys.argv[2]), float(sys.argv[3])
+pids = dict(zip(urls, map(int, open(sys.argv[6]).read().split())))
 logs = {u: f"{sys.argv[5]}/m{i + 1}.err" for i, u in enumerate(urls)}
+dead = set()
+def alive(u):
+    try:
+        with open(f"/proc/{pids[u]}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 done = re.compile(r"^(\S+)\s+INFO vdb_mirror::sync: sync done outcome=Updated \{ serial: (\d+)", re.M)
 left, seen, offset, deadline = list(urls), {}, {}, time.time() + max_wait
 print("ready", flush=True)
@@ -331,16 +342,25 @@ while left and time.time() < deadline:
                 seen[u] = t.timestamp()
                 left.remove(u)
                 break
+        if u in left and not alive(u):
+            dead.add(u)
+            left.remove(u)
     time.sleep(0.05)
-for u in seen:
-    if serial(u) < target:
+for u in list(seen):
+    try:
+        ok = serial(u) >= target
+    except Exception:
+        del seen[u]
+        dead.add(u)
+        continue
+    if not ok:
         sys.exit(f"{u} logged serial {target} but does not serve it")
 with open(sys.argv[4], "w") as f:
     for u in urls:
-        f.write(f"{u} {seen[u]:.6f}\n" if u in seen else f"{u} -\n")
+        f.write(f"{u} {seen[u]:.6f}\n" if u in seen else f"{u} dead\n" if u in dead else f"{u} -\n")
 PY
 TARGET=$((OLD_SERIAL + 1))
-python3 "$W/poll.py" "$W/mirrors.txt" "$TARGET" "$MAX_WAIT" "$W/reached.txt" "$W/logs" >"$W/poll.out" 2>"$W/poll.err" &
+python3 "$W/poll.py" "$W/mirrors.txt" "$TARGET" "$MAX_WAIT" "$W/reached.txt" "$W/logs" "$W/pids.txt" >"$W/poll.out" 2>"$W/poll.err" &
 POLLER=$!
 PIDS+=("$POLLER")
 wait_until 20 grep -q ready "$W/poll.out"
@@ -360,16 +380,26 @@ CPU_USED=()
 for i in "${!CPU1[@]}"; do CPU_USED+=("$(awk -v a="${CPU0[$i]:-0}" -v b="${CPU1[$i]}" 'BEGIN {printf "%.2f", b - a}')"); done
 CPU_STATS=$(printf '%s\n' "${CPU_USED[@]}" | sort -g | awk '{a[NR] = $1; s += $1} END {printf "min %.2f, median %.2f, max %.2f, sum %.1f", a[1], a[int((NR + 1) / 2)], a[NR], s}')
 CPU_MED=$(printf '%s\n' "${CPU_USED[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+# Mirrors that died during the update (their process ended: the kernel's OOM killer, a crash)
+# are counted and named, and left out of the byte figures below.
+DEAD=$(awk '$2 == "dead" {print $1}' "$W/reached.txt")
+DEAD_N=$(printf '%s' "$DEAD" | grep -c . || true)
+DEAD_NAMES=$(for u in $DEAD; do for i in "${!URLS[@]}"; do [[ ${URLS[$i]} == "$u" ]] && echo "m$((i + 1))"; done; done | paste -sd ' ' -)
+# Peak resident memory of each mirror process that is still running (VmHWM: over its whole
+# life, so the first sync and the update).
+HWM_KB=$(for p in "${MIRROR_PIDS[@]}"; do awk '/^VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done |
+    sort -n | awk '{a[NR] = $1} END {if (NR) printf "median %.0f, max %.0f (%d processes)", a[int((NR + 1) / 2)], a[NR], NR; else print "-"}')
 PULLED=() HUBB=() REUSED=()
 for u in "${URLS[@]}"; do
+    grep -qxF "$u" <<<"$DEAD" && continue
     PULLED+=($(($(metric "$u" vdb_mirror_pulled_bytes_total) - ${PULLED0[$u]})))
     HUBB+=($(($(metric "$u" vdb_mirror_pulled_hub_bytes_total) - ${HUBB0[$u]:-0})))
     REUSED+=($(($(metric "$u" vdb_mirror_delta_reused_bytes_total) - ${REUSED0[$u]:-0})))
 done
 SERVED=$(($(metric "$MASTER" vdb_master_served_bytes_total) - ${SERVED0:-0}))
-REACHED=$(awk '$2 != "-"' "$W/reached.txt" | wc -l)
+REACHED=$(awk '$2 != "-" && $2 != "dead"' "$W/reached.txt" | wc -l)
 # since_T T0: sorted seconds from T0 to each mirror's first serving of the new serial.
-since() { awk -v t0="$1" '$2 != "-" {printf "%.3f\n", $2 - t0}' "$W/reached.txt" | sort -g; }
+since() { awk -v t0="$1" '$2 != "-" && $2 != "dead" {printf "%.3f\n", $2 - t0}' "$W/reached.txt" | sort -g; }
 pct() { awk -v p="$1" '{a[NR] = $1} END {if (NR == 0) print "-"; else {i = int(NR * p + 0.999999); if (i < 1) i = 1; print a[i]}}'; }
 P50_ACC=$(since "$T_ACCEPTED" | pct 0.5) P100_ACC=$(since "$T_ACCEPTED" | pct 1)
 P50_START=$(since "$T_START" | pct 0.5) P100_START=$(since "$T_START" | pct 1)
@@ -549,7 +579,8 @@ model() {
     echo "load average: $LOAD_BEFORE before the publish, $LOAD_AFTER when the last mirror served it"
     echo
     echo "vdb publish (upload + master's checks + signing): $PUBLISH_SECS s"
-    echo "mirrors serving serial $TARGET: $REACHED of $MIRRORS (the poller waits at most ${MAX_WAIT} s)"
+    echo "mirrors serving serial $TARGET: $REACHED of $MIRRORS (the poller waits at most ${MAX_WAIT} s); mirror processes that died: $DEAD_N${DEAD_NAMES:+ ($DEAD_NAMES)}"
+    echo "mirror peak RSS at the end (VmHWM, KiB): $HWM_KB"
     echo "push notices: $PUSH_SPAN"
     echo "time until a mirror serves it, after the publish was accepted: first $FIRST_ACC s, p25 $P25_ACC s, p50 $P50_ACC s, p90 $P90_ACC s, p100 $P100_ACC s"
     echo "                                 after vdb publish started:   p50 $P50_START s, p100 $P100_START s"

@@ -380,13 +380,14 @@ impl Store {
             let dst = building.join(&f.name);
             fs::hard_link(&src, &dst).map_err(io_err(&dst))?;
         }
+        // Writing the envelope fsyncs `building` last, which makes its hard links durable too.
         let env_path = building.join(ENVELOPE);
         vdb_format::write_atomic(&env_path, envelope.as_bytes()).map_err(io_err(&env_path))?;
-        fsync_dir(&building)?;
         let final_dir = self.snapshots().join(&id);
         fs::rename(&building, &final_dir).map_err(io_err(&final_dir))?;
+        // A directory has one parent: once `snapshots/` is durable with it, a crash cannot
+        // leave it in `tmp/` as well (and `tmp/` is emptied at every start anyway).
         fsync_dir(&self.snapshots())?;
-        fsync_dir(&self.tmp())?;
         let link_tmp = self.tmp().join(format!("current-{id}"));
         std::os::unix::fs::symlink(Path::new("snapshots").join(&id), &link_tmp)
             .map_err(io_err(&link_tmp))?;

@@ -5,6 +5,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use vdb_fetch::Expect;
 use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, Signed, paths};
 
@@ -16,6 +17,8 @@ mod delta;
 
 /// Largest manifest envelope a mirror reads.
 const MAX_MANIFEST: u64 = 16 << 20;
+/// Objects of one sync fetched at once (besides delta rebuilds, which go one at a time).
+const PARALLEL_OBJECTS: usize = 4;
 
 /// Why a sync failed. A failed sync changes nothing that is served.
 #[derive(Debug, thiserror::Error)]
@@ -376,21 +379,36 @@ impl Syncer {
                 serial: manifest.serial,
             });
         }
-        let mut downloaded = 0;
         let pulled = self.metrics.pulled_bytes.get();
         let pulled_hub = self.metrics.pulled_hub_bytes.get();
-        for f in &manifest.files {
-            // A large container's segment map is kept as an object (a hub serves it to its
-            // leaves; the next release's delta reads it); without it a delta falls back.
-            if let Some(map) = map_file(f)
-                && let Err(e) = self.ensure(&map, source).await
-            {
-                tracing::warn!(file = %f.name, error = %e, "no segment map: no delta transfer for it");
-            }
+        // Large containers that may be rebuilt from the held release wait for the rest (the
+        // cdiffs a rebuild reads among them); everything else, and every large container's
+        // segment map (kept as an object: a hub serves it to its leaves, the next release's
+        // delta reads it), is fetched a few at a time, since a small object costs round trips
+        // and fsyncs rather than bandwidth.
+        let (rebuildable, plain): (Vec<&FileRef>, Vec<&FileRef>) = manifest
+            .files
+            .iter()
+            .partition(|f| self.delta && held.is_some() && f.segments.is_some());
+        let maps: Vec<FileRef> = manifest.files.iter().filter_map(map_file).collect();
+        let jobs = maps
+            .iter()
+            .map(|m| (m, true))
+            .chain(plain.into_iter().map(|f| (f, false)));
+        let fetches: Vec<_> = jobs
+            .map(|(f, is_map)| self.fetch_object(f, is_map, source))
+            .collect();
+        let mut fetches = futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_OBJECTS);
+        let mut downloaded = 0;
+        while let Some(n) = fetches.next().await {
+            downloaded += n?;
+        }
+        drop(fetches);
+        // One at a time: a rebuild keeps every CPU busy.
+        for f in rebuildable {
             if self.holds(f).await? {
                 continue;
             }
-            // Large containers: rebuilt from the held release when the manifest allows.
             if !self.try_delta(f, &manifest, held.as_deref(), source).await {
                 self.download(f, source).await?;
             }
@@ -532,6 +550,26 @@ impl Syncer {
         let store = self.store.clone();
         let f = f.clone();
         blocking(move || Ok(store.has_object(&f))).await
+    }
+
+    /// One object of a sync: a segment map (a failure only means no delta transfer for its
+    /// file) or a file. Returns how many objects it downloaded (0 or 1).
+    async fn fetch_object(
+        &self,
+        f: &FileRef,
+        is_map: bool,
+        source: usize,
+    ) -> Result<usize, SyncError> {
+        if is_map {
+            if let Err(e) = self.ensure(f, source).await {
+                tracing::warn!(file = %f.name, error = %e, "no segment map: no delta transfer for its file");
+            }
+            return Ok(0);
+        }
+        if self.holds(f).await? {
+            return Ok(0);
+        }
+        self.download(f, source).await.map(|()| 1)
     }
 
     /// Downloads `f` (as [`Syncer::download`]) unless the object store holds it.

@@ -17,7 +17,7 @@ use crate::charts::{
     self, MirrorCharts, ReleaseCharts, dur, esc, history_svg, history_title, label,
     release_summary, release_svg, short,
 };
-use crate::monitor::{Monitor, StatusDoc, state_name};
+use crate::monitor::{MirrorStatusDoc, Monitor, StatusDoc, state_name};
 
 /// The router over a shared monitor.
 pub(crate) fn router(m: Arc<Monitor>) -> Router {
@@ -153,7 +153,11 @@ figure.chart{margin:.5rem 0;padding:.5rem;background:#fff;border:1px solid #e3e6
 svg.chart{display:block;max-width:100%;height:auto}
 figcaption{color:#5b6477;font-size:.9rem;margin-top:.3rem}
 .key{display:inline-block;width:.8rem;height:.8rem;margin:0 .25rem 0 .6rem;vertical-align:middle;border-radius:2px}
-@media (max-width:700px){figure.chart{overflow-x:auto}svg.chart{max-width:none}}";
+@media (max-width:700px){figure.chart{overflow-x:auto}svg.chart{max-width:none}}
+ul.tree,ul.tree ul{list-style:none;margin:0;padding-left:1.1rem}
+ul.tree ul{border-left:2px solid #c9ced8;margin-left:.3rem}
+ul.tree li{margin:.2rem 0;position:relative}
+ul.tree ul>li::before{content:'';position:absolute;left:-1.1rem;top:.7rem;width:.9rem;border-top:2px solid #c9ced8}";
 
 /// The status page: plain responsive HTML, no scripts, no external assets.
 pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) -> String {
@@ -247,6 +251,7 @@ pub(crate) fn render(d: &StatusDoc, rel: &ReleaseCharts, hist: &MirrorCharts) ->
         );
     }
     h.push_str("</tbody></table>");
+    tree_section(&mut h, d);
     release_section(&mut h, now, rel);
     history_section(&mut h, hist);
     h.push_str(
@@ -269,6 +274,66 @@ fn tier(hubs: &[String], leaves: &[String]) -> String {
         parts.push(format!("leaf of {}", hubs.join(", ")));
     }
     parts.join("; ")
+}
+
+/// The distribution tree, when the registry has hubs: the masters at the root, under them
+/// every mirror that pulls from them (hubs, and mirrors with no hub), under each hub the
+/// leaves that name it. A leaf of several hubs is drawn under each; one whose hubs are all
+/// unknown hangs from the masters, marked so.
+fn tree_section(h: &mut String, d: &StatusDoc) {
+    if d.mirrors.iter().all(|m| m.hubs.is_empty()) {
+        return;
+    }
+    let by_name = |n: &str| d.mirrors.iter().find(|m| m.name == n);
+    let node = |h: &mut String, m: &MirrorStatusDoc, note: &str| {
+        let _ = write!(
+            h,
+            "<li data-node=\"{n}\"><b>{n}</b> <span class=\"st {sn}\">{sl}</span>{note}",
+            n = esc(&m.name),
+            sn = state_name(m.state),
+            sl = label(m.state),
+            note = esc(note),
+        );
+    };
+    h.push_str(
+        "<h2>Distribution tree</h2><p class=\"meta\">Who pushes to whom, from the masters' \
+         registry: the masters push to the hubs and to mirrors with no hub; each hub relays to \
+         its leaves, which pull from it first.</p><ul class=\"tree\" id=\"tree\"><li><b>masters</b><ul>",
+    );
+    for m in &d.mirrors {
+        let known_hub = m.hubs.iter().any(|x| by_name(x).is_some());
+        if known_hub {
+            continue;
+        }
+        let note = if m.hubs.is_empty() {
+            String::new()
+        } else {
+            format!(" (its hubs {} are not registered)", m.hubs.join(", "))
+        };
+        node(h, m, &note);
+        let leaves: Vec<&MirrorStatusDoc> = m.leaves.iter().filter_map(|l| by_name(l)).collect();
+        if !leaves.is_empty() {
+            h.push_str("<ul>");
+            for leaf in leaves {
+                let others: Vec<&str> = leaf
+                    .hubs
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|x| *x != m.name)
+                    .collect();
+                let note = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also via {})", others.join(", "))
+                };
+                node(h, leaf, &note);
+                h.push_str("</li>");
+            }
+            h.push_str("</ul>");
+        }
+        h.push_str("</li>");
+    }
+    h.push_str("</ul></li></ul>");
 }
 
 /// Each recent release: its figure, a one-line summary and a row per mirror (the figure's

@@ -60,6 +60,10 @@ pub struct DevNetwork {
     pub masters: Vec<String>,
     /// The mirrors' base URLs.
     pub mirrors: Vec<String>,
+    /// With `--hubs`: each leaf mirror's base URL and its hub's (the masters push to the hubs,
+    /// each hub relays to its leaves, and a leaf pulls from its hub first).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hub_of: std::collections::BTreeMap<String, String>,
     /// The directory.
     pub directory: DevDirectory,
     /// The monitor's base URL.
@@ -186,6 +190,7 @@ mod tests {
             dir: "/tmp/d".into(),
             masters: vec!["http://127.0.0.1:4".into()],
             mirrors: vec!["http://127.0.0.1:5".into()],
+            hub_of: Default::default(),
             directory: DevDirectory {
                 dns: "127.0.0.1:6".parse().unwrap(),
                 http: "http://127.0.0.1:3".into(),

@@ -87,8 +87,19 @@ async fn status_page_in_headless_chromium() {
     vdb_testkit::assert_contains(&t, "m2 in service");
     vdb_testkit::assert_contains(&t, "m3-asia out");
     vdb_testkit::assert_contains(&t, "asia / JP leaf of m1");
-    // The hub tree, from the registry.
+    // The hub tree, from the registry: in the table, and drawn (the masters, m1 with its
+    // leaf m3-asia under it, then m2).
     vdb_testkit::assert_contains(&t, "hub of m3-asia");
+    vdb_testkit::assert_contains(
+        &t,
+        "Distribution tree Who pushes to whom, from the masters' registry: the masters push to \
+         the hubs and to mirrors with no hub; each hub relays to its leaves, which pull from it \
+         first. masters m1 in service m3-asia out m2 in service",
+    );
+    assert!(
+        dom.contains("<li data-node=\"m1\"><b>m1</b> <span class=\"st in_service\">in service</span><ul><li data-node=\"m3-asia\">"),
+        "m3-asia is drawn under m1:\n{dom}"
+    );
     // The rollout of the last release: m2 at once, m1 30 s later, m3 not yet.
     vdb_testkit::assert_contains(&t, "test 3");
     let rollout = &t[t.find("test 3").unwrap()..];

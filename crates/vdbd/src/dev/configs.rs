@@ -92,8 +92,8 @@ pub(super) fn master(plan: MasterPlan<'_>) -> Result<vdb_master::Config> {
     vdb_master::Config::load(&path)
 }
 
-/// A mirror's configuration (listening on `ip`), written to `<dir>/<name>.toml` and loaded
-/// back.
+/// A mirror's configuration (listening on `ip`; a leaf of the hub at `hub`, if given),
+/// written to `<dir>/<name>.toml` and loaded back.
 pub(super) fn mirror(
     dir: &Path,
     name: &str,
@@ -101,6 +101,7 @@ pub(super) fn mirror(
     masters: &[String],
     master_keys: &[PublicKey],
     admin_token: &str,
+    hub: Option<&str>,
 ) -> Result<vdb_mirror::Config> {
     let mut c = vdb_mirror::Config::new(
         name,
@@ -113,6 +114,7 @@ pub(super) fn mirror(
     c.poll_secs = 60;
     c.stats_user = Some("admin".to_owned());
     c.stats_password = Some(admin_token.to_owned());
+    c.hubs = hub.map(str::to_owned).into_iter().collect();
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &c)?;
     vdb_mirror::Config::load(&path)

@@ -33,6 +33,11 @@ pub(crate) struct DevArgs {
     /// How many mirrors to start (at most 50).
     #[arg(long, default_value_t = 3)]
     mirrors: usize,
+    /// How many of the mirrors are hubs (the first N; default none). Every other mirror is a
+    /// leaf of one of them, in turn: registered with it (the masters push to the hubs, each hub
+    /// relays to its leaves) and pulling from it before the masters.
+    #[arg(long, default_value_t = 0)]
+    hubs: usize,
     /// Follow ClamAV's signed databases in this directory (e.g. the test databases
     /// `test-1.cvd`, `test-2.cdiff`, …) instead of publishing a generated chain, so that the real
     /// freshclam can update from the network.
@@ -67,6 +72,8 @@ const REGIONS: [(&str, &str); 3] = [("europe", "DE"), ("america", "US"), ("asia"
 struct Network {
     masters: Vec<vdb_master::Running>,
     mirrors: Vec<vdb_mirror::Running>,
+    /// Each leaf mirror's base URL and its hub's (with `--hubs`).
+    hub_of: std::collections::BTreeMap<String, String>,
     monitor: vdb_monitor::Running,
     directory: vdb_directory::Running,
     upstream: Option<upstream::Server>,
@@ -91,6 +98,13 @@ impl Network {
 pub(crate) async fn run(args: DevArgs) -> Result<()> {
     if args.mirrors == 0 || args.mirrors > 50 {
         bail!("--mirrors must be between 1 and 50");
+    }
+    if args.hubs > 0 && args.hubs >= args.mirrors {
+        bail!(
+            "--hubs {} needs more mirrors than hubs (--mirrors {}): the rest are their leaves",
+            args.hubs,
+            args.mirrors
+        );
     }
     let (dir, _temp) = match &args.dir {
         Some(d) => {
@@ -200,13 +214,24 @@ async fn start(
         );
     }
 
-    // Mirrors, each on its own loopback address.
-    let mut mirrors = Vec::new();
-    let mut records = Vec::new();
+    // Mirrors, each on its own loopback address; with --hubs, the hubs first, then each leaf
+    // with its hub's URL.
+    let mut mirrors: Vec<vdb_mirror::Running> = Vec::new();
+    let mut records: Vec<MirrorRecord> = Vec::new();
     for i in 0..args.mirrors {
         let name = format!("mirror{}", i + 1);
         let ip = Ipv4Addr::new(127, 0, 0, u8::try_from(11 + i)?);
-        let config = configs::mirror(dir, &name, ip, &urls, &master_pub, &admin_token)?;
+        let hub = (args.hubs > 0 && i >= args.hubs).then(|| i % args.hubs);
+        let hub_url = hub.map(|h| records[h].base_urls[0].clone());
+        let config = configs::mirror(
+            dir,
+            &name,
+            ip,
+            &urls,
+            &master_pub,
+            &admin_token,
+            hub_url.as_deref(),
+        )?;
         let running = vdb_mirror::start(config, clock.clone())
             .await
             .with_context(|| format!("starting {name}"))?;
@@ -218,9 +243,19 @@ async fn start(
         r.region = Some(region.to_owned());
         r.country = Some(country.to_owned());
         r.admin_contact = Some(format!("admin@{name}.invalid"));
+        if let Some(h) = hub {
+            r.hubs = vec![records[h].name.clone()];
+        }
         records.push(r);
         mirrors.push(running);
     }
+    let hub_of = records
+        .iter()
+        .filter_map(|r| {
+            let hub = records.iter().find(|h| Some(&h.name) == r.hubs.first())?;
+            Some((r.base_urls[0].clone(), hub.base_urls[0].clone()))
+        })
+        .collect();
     let admin = Admin::new(&urls[0], Some(admin_token.clone()));
     for r in &records {
         match admin.add(r).await {
@@ -254,6 +289,7 @@ async fn start(
     let mut network = Network {
         masters,
         mirrors,
+        hub_of,
         monitor,
         directory,
         upstream,

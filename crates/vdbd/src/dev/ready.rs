@@ -110,6 +110,7 @@ pub(super) fn network(
         dir: dir.to_owned(),
         masters: urls.to_vec(),
         mirrors: mirror_urls,
+        hub_of: net.hub_of.clone(),
         directory: DevDirectory {
             dns: net.directory.dns_addr(),
             http: redirector,
@@ -152,7 +153,12 @@ pub(super) fn summary(net: &DevNetwork) -> String {
         let _ = writeln!(s, "  master {}      {m}", ["a", "b"][i.min(1)]);
     }
     for m in &net.mirrors {
-        let _ = writeln!(s, "  mirror        {m}");
+        let tier = match net.hub_of.get(m) {
+            Some(hub) => format!(" (leaf of {hub})"),
+            None if net.hub_of.values().any(|h| h == m) => " (hub)".to_owned(),
+            None => String::new(),
+        };
+        let _ = writeln!(s, "  mirror        {m}{tier}");
     }
     let d = &net.directory;
     let _ = writeln!(

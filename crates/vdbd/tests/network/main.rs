@@ -519,6 +519,67 @@ fn clients_refuse_a_tampered_mirror_and_fail_over() {
     );
 }
 
+/// One sample of a metric without labels in a role's `/metrics` text.
+fn metric(base: &str, name: &str) -> f64 {
+    let body = http_get(&format!("{base}/metrics")).unwrap_or_else(|| panic!("{base}/metrics"));
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {base}/metrics"))
+}
+
+/// `vdbd dev --hubs 1`: mirror1 is the hub of mirror2 and mirror3. The masters push to the
+/// hub, the hub relays to its leaves, and the leaves take the published sample from the hub,
+/// serving exactly the signed manifest; the monitor shows the tree.
+#[test]
+fn a_dev_network_with_a_hub_relays_every_release_to_its_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&tmp.path().join("net"), &["--mirrors", "3", "--hubs", "1"]);
+    let keys = master_keys(&dev);
+    let mirrors = dev.strs("mirrors");
+    let ready = dev.0.ready().json();
+    let hub_of = &ready["hub_of"];
+    assert_eq!(hub_of[&mirrors[1]], mirrors[0].as_str(), "{ready}");
+    assert_eq!(hub_of[&mirrors[2]], mirrors[0].as_str(), "{ready}");
+    assert!(hub_of.get(&mirrors[0]).is_none(), "{ready}");
+    let hub = assert_serves_exactly_its_manifest(&mirrors[0], &keys);
+    assert_eq!(
+        metric(&mirrors[0], "vdb_mirror_pulled_hub_bytes_total"),
+        0.0,
+        "the hub pulls from the masters"
+    );
+    for leaf in &mirrors[1..] {
+        let served = assert_serves_exactly_its_manifest(leaf, &keys);
+        assert_eq!(served.serial, hub.serial, "{leaf}");
+        let from_hub = metric(leaf, "vdb_mirror_pulled_hub_bytes_total");
+        let daily = served.file("daily.cvd").unwrap().size as f64;
+        assert!(
+            from_hub >= daily,
+            "{leaf} pulled {from_hub} bytes from its hub, less than daily.cvd ({daily})"
+        );
+    }
+    // The monitor's view of the tree, from the masters' registry.
+    let status = format!("{}/api/v1/status", ready["monitor"].as_str().unwrap());
+    wait_for(
+        "the monitor to show mirror1 as the hub of mirror2 and mirror3",
+        60,
+        || {
+            let doc: Value = serde_json::from_slice(&http_get(&status)?).ok()?;
+            let m1 = doc["mirrors"]
+                .as_array()?
+                .iter()
+                .find(|m| m["name"] == "mirror1")?
+                .clone();
+            (m1["leaves"] == serde_json::json!(["mirror2", "mirror3"])).then_some(())
+        },
+    );
+    let log = std::fs::read_to_string(tmp.path().join("net.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("{} (leaf of {})", mirrors[1], mirrors[0])),
+        "the summary names the tree:\n{log}"
+    );
+}
+
 /// The `/metrics` text of every role of `dev` (masters, mirrors, monitor, directory), and their
 /// base URLs.
 fn exported_metrics(dev: &Dev) -> (String, Vec<String>) {
