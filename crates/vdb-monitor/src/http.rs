@@ -284,7 +284,9 @@ fn tree_section(h: &mut String, d: &StatusDoc) {
     if d.mirrors.iter().all(|m| m.hubs.is_empty()) {
         return;
     }
-    let by_name = |n: &str| d.mirrors.iter().find(|m| m.name == n);
+    let named: std::collections::HashMap<&str, &MirrorStatusDoc> =
+        d.mirrors.iter().map(|m| (m.name.as_str(), m)).collect();
+    let by_name = |n: &str| named.get(n).copied();
     let node = |h: &mut String, m: &MirrorStatusDoc, note: &str| {
         let _ = write!(
             h,
