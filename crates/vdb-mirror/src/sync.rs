@@ -399,11 +399,21 @@ impl Syncer {
             .map(|(f, is_map)| self.fetch_object(f, is_map, source))
             .collect();
         let mut fetches = futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_OBJECTS);
-        let mut downloaded = 0;
+        // Every fetch runs to its end, also after one failed: a fetch dropped halfway would
+        // leave its temporary file behind (each one removes its own on failure).
+        let (mut downloaded, mut failed) = (0, None);
         while let Some(n) = fetches.next().await {
-            downloaded += n?;
+            match n {
+                Ok(n) => downloaded += n,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
         drop(fetches);
+        if let Some(e) = failed {
+            return Err(e);
+        }
         // One at a time: a rebuild keeps every CPU busy.
         for f in rebuildable {
             if self.holds(f).await? {
