@@ -68,7 +68,7 @@ pub(crate) struct DevArgs {
 const NETWORK: &str = "dev";
 const REGIONS: [(&str, &str); 3] = [("europe", "DE"), ("america", "US"), ("asia", "JP")];
 
-/// Everything running, for shutdown.
+/// Everything running, for shutdown, and the hub tree it was started as.
 struct Network {
     masters: Vec<vdb_master::Running>,
     mirrors: Vec<vdb_mirror::Running>,
@@ -218,11 +218,15 @@ async fn start(
     // with its hub's URL.
     let mut mirrors: Vec<vdb_mirror::Running> = Vec::new();
     let mut records: Vec<MirrorRecord> = Vec::new();
+    let mut hub_of = std::collections::BTreeMap::new();
     for i in 0..args.mirrors {
         let name = format!("mirror{}", i + 1);
         let ip = Ipv4Addr::new(127, 0, 0, u8::try_from(11 + i)?);
-        let hub = (args.hubs > 0 && i >= args.hubs).then(|| i % args.hubs);
-        let hub_url = hub.map(|h| records[h].base_urls[0].clone());
+        // A leaf's hub: its name and base URL.
+        let hub = (args.hubs > 0 && i >= args.hubs).then(|| {
+            let h = &records[i % args.hubs];
+            (h.name.clone(), h.base_urls[0].clone())
+        });
         let config = configs::mirror(
             dir,
             &name,
@@ -230,7 +234,7 @@ async fn start(
             &urls,
             &master_pub,
             &admin_token,
-            hub_url.as_deref(),
+            hub.as_ref().map(|(_, url)| url.as_str()),
         )?;
         let running = vdb_mirror::start(config, clock.clone())
             .await
@@ -243,19 +247,13 @@ async fn start(
         r.region = Some(region.to_owned());
         r.country = Some(country.to_owned());
         r.admin_contact = Some(format!("admin@{name}.invalid"));
-        if let Some(h) = hub {
-            r.hubs = vec![records[h].name.clone()];
+        if let Some((hub_name, hub_url)) = hub {
+            r.hubs = vec![hub_name];
+            hub_of.insert(base.clone(), hub_url);
         }
         records.push(r);
         mirrors.push(running);
     }
-    let hub_of = records
-        .iter()
-        .filter_map(|r| {
-            let hub = records.iter().find(|h| Some(&h.name) == r.hubs.first())?;
-            Some((r.base_urls[0].clone(), hub.base_urls[0].clone()))
-        })
-        .collect();
     let admin = Admin::new(&urls[0], Some(admin_token.clone()));
     for r in &records {
         match admin.add(r).await {
