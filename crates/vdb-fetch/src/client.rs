@@ -295,6 +295,7 @@ impl Client {
     pub fn request(&self, method: Method, url: &str) -> Request {
         Request {
             url: SafeUrl::new(url),
+            idempotent: matches!(method, Method::GET | Method::HEAD),
             builder: self.inner.request(method, url),
             conditional: false,
             ok: Vec::new(),
@@ -307,6 +308,7 @@ impl Client {
 #[must_use = "a request does nothing until sent"]
 pub struct Request {
     url: SafeUrl,
+    idempotent: bool,
     builder: reqwest::RequestBuilder,
     conditional: bool,
     ok: Vec<StatusCode>,
@@ -404,9 +406,25 @@ impl Request {
     /// Sends the request. A 2xx answer (and 304 to a conditional request, and any status
     /// given to [`Request::accept`]) is returned; any other is an [`Error::Status`] with the
     /// parsed `Retry-After` and the first 64 KiB of its body.
+    ///
+    /// A GET or HEAD whose connection closes before any answer is sent once more, on a new
+    /// connection: a pooled connection that the server closes (its keep-alive idle timeout) as
+    /// it is reused fails that way, and the request never reached the server's handler.
     pub async fn send(self) -> Result<Response, Error> {
         let url = self.url;
-        let resp = self.builder.send().await.map_err(|e| Error::Send {
+        let again = if self.idempotent {
+            self.builder.try_clone()
+        } else {
+            None
+        };
+        let sent = match (self.builder.send().await, again) {
+            (Err(e), Some(again)) if closed_before_answer(&e) => {
+                tracing::debug!(url = %url, error = %crate::error::describe(&e), "connection closed before the answer: sending once more");
+                again.send().await
+            }
+            (r, _) => r,
+        };
+        let resp = sent.map_err(|e| Error::Send {
             url: url.clone(),
             source: e.without_url(),
         })?;
@@ -435,6 +453,30 @@ impl Request {
             body: body.into(),
         })
     }
+}
+
+/// Whether `e` says the connection closed (or was reset) before any answer came: hyper's
+/// "connection closed before message completed", or a reset or broken pipe on a reused one.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        let hyper_incomplete = c
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message);
+        let io_closed = c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        });
+        if hyper_incomplete || io_closed {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// A checked answer whose body is yet to be read, with a bound, by one of the reading methods.

@@ -141,7 +141,7 @@ pub enum Error {
 
 /// A reqwest error's causes on one line (reqwest's own top line adds nothing once the URL is
 /// gone).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cur {

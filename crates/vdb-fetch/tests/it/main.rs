@@ -532,6 +532,65 @@ async fn user_agent_and_no_keep_alive() {
     );
 }
 
+/// Reads one request's head (to the blank line) from `s`; false when the peer closed first.
+async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// The keep-alive race: the server closes a pooled connection (its idle timeout) just as the
+/// client sends the next request on it. A GET is sent once more on a new connection and
+/// succeeds; a POST is not (the server may have acted on it) and fails as a network error.
+#[tokio::test]
+async fn a_get_on_a_connection_closed_as_it_is_reused_is_sent_again() {
+    let conns = Arc::new(AtomicU32::new(0));
+    let c2 = conns.clone();
+    let addr = serve_raw(move |mut s| {
+        let first = c2.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            // Every connection answers its first request and keeps alive; the first one then
+            // reads the next request and closes without a word.
+            if !read_head(&mut s).await {
+                return;
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            if first {
+                let _ = read_head(&mut s).await;
+            }
+        }
+    })
+    .await;
+    let c = client();
+    let url = format!("http://{addr}/x");
+    for _ in 0..2 {
+        let body = fetch(&c, &url, &Expect::at_most(10)).await.unwrap();
+        assert_eq!(body, b"ok");
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        2,
+        "one new connection for the second GET"
+    );
+
+    // The same race for a POST: no second try.
+    conns.store(0, Ordering::SeqCst);
+    let c = client();
+    let r = c.post(&url).body("a").send().await.unwrap();
+    assert_eq!(r.bytes(&Expect::at_most(10)).await.unwrap(), b"ok");
+    let e = c.post(&url).body("b").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Network, "{e}");
+    assert_eq!(conns.load(Ordering::SeqCst), 1, "a POST is not sent twice");
+}
+
 /// A forward proxy that wants credentials and answers every request itself, recording it.
 #[tokio::test]
 async fn requests_go_through_the_proxy_with_credentials() {
