@@ -290,6 +290,18 @@ pub async fn start_on(
 /// How often the sync loop looks for a snapshot switched by another process.
 const WATCH: Duration = Duration::from_secs(1);
 
+/// The waits before a failed sync is tried again (full jitter, doubling from 2 s, at most
+/// 5 minutes or the poll interval): a push whose sync failed on a passing fault (a master
+/// restarting, a connection reset) is caught up in seconds, not at the next poll.
+fn retry_policy(poll: Duration) -> vdb_fetch::RetryPolicy {
+    vdb_fetch::RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: Duration::from_secs(2),
+        max_delay: poll.min(Duration::from_secs(300)),
+        max_total: Duration::MAX,
+    }
+}
+
 async fn sync_loop(
     syncer: Syncer,
     app: Arc<App>,
@@ -298,6 +310,9 @@ async fn sync_loop(
     cancel: CancellationToken,
 ) {
     let mut next_poll = tokio::time::Instant::now() + poll;
+    let retry = retry_policy(poll);
+    // Failed syncs in a row, and when the next try is due.
+    let (mut failures, mut retry_at) = (0u32, None::<tokio::time::Instant>);
     loop {
         while let Some(req) = app.trigger.take() {
             let started = std::time::Instant::now();
@@ -306,6 +321,18 @@ async fn sync_loop(
                 r = syncer.sync_with_facts(req) => r,
             };
             let took = started.elapsed();
+            if r.is_ok() {
+                (failures, retry_at) = (0, None);
+            } else {
+                failures = failures.saturating_add(1);
+                let wait = retry.backoff(failures);
+                tracing::info!(
+                    failures,
+                    wait_ms = wait.as_millis() as u64,
+                    "sync to be tried again"
+                );
+                retry_at = Some(tokio::time::Instant::now() + wait);
+            }
             {
                 let mut s = app.status.lock().unwrap_or_else(|e| e.into_inner());
                 s.syncs += 1;
@@ -352,6 +379,10 @@ async fn sync_loop(
         tokio::select! {
             () = cancel.cancelled() => return,
             () = app.trigger.notify.notified() => {}
+            () = sleep_until_some(retry_at) => {
+                retry_at = None;
+                app.trigger.request(None, false);
+            }
             () = tokio::time::sleep_until(next_poll) => {
                 next_poll = tokio::time::Instant::now() + poll;
                 app.trigger.request(None, false);
@@ -363,6 +394,14 @@ async fn sync_loop(
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when it is `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

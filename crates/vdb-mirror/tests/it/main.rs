@@ -386,6 +386,29 @@ async fn pushes_verified_replays_refused_and_one_more_sync_after_a_busy_one() {
     m.shutdown().await;
 }
 
+/// A push whose sync fails (the master answers 503 for a moment) is tried again with back-off,
+/// without another push and long before the next poll (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_is_tried_again_before_the_next_poll() {
+    let s = setup();
+    let key = master_key();
+    let m = serving(&s, "", 1, 1).await;
+    wait_syncs(&m, 1).await;
+    s.master.set_down(true);
+    publish(&s.master, &key, 2, NOW, 2);
+    let (st, body) = post_push(&m, push_body(&key, 2, NOW, false)).await;
+    assert_eq!(st, 202, "{body}");
+    wait_for_async("a failed sync", 20, || async {
+        (m.status().failed_syncs >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(m.serial(), Some(1));
+    s.master.set_down(false);
+    wait_serial(&m, 2).await;
+    assert!(m.status().last_error.is_none(), "{:?}", m.status());
+    m.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_push_repairs_a_damaged_file() {
     let s = setup();
