@@ -164,7 +164,6 @@ impl Syncer {
             total += bytes.len() as u64;
             fetched.push((*m, bytes));
         }
-        let objects = self.store.objects();
         let dst = self.store.object(&f.sha256);
         let size = f.size;
         let sha = f.sha256.clone();
@@ -180,8 +179,8 @@ impl Syncer {
                 .map_err(|e| e.to_string())?;
             file.sync_all().map_err(|e| e.to_string())?;
             drop(file);
-            std::fs::rename(&tmp, &dst).map_err(|e| e.to_string())?;
-            crate::store::fsync_dir(&objects).map_err(|e| e.to_string())
+            // Named durably with the sync's other objects, before the switch.
+            std::fs::rename(&tmp, &dst).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;

@@ -372,6 +372,8 @@ impl Store {
         manifest: &Manifest,
         envelope: &str,
     ) -> Result<String, StoreError> {
+        // The sync renamed its new objects into `objects/` without fsyncing it each time.
+        fsync_dir(&self.objects())?;
         let id = format!("{:020}-{}", manifest.serial, unique());
         let building = self.tmp().join(format!("snap-{id}"));
         fs::create_dir(&building).map_err(io_err(&building))?;

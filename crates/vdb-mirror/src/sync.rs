@@ -642,20 +642,19 @@ impl Syncer {
             ms = started.elapsed().as_millis() as u64,
             "object downloaded"
         );
+        // The object's bytes are durable (fsynced before this); its name in `objects/` is made
+        // durable once per sync, before the switch ([`Store::build_and_switch`]).
         let dst = self.store.object(&f.sha256);
-        let objects = self.store.objects();
         let tmp2 = tmp.clone();
-        let moved = tokio::task::spawn_blocking(move || {
-            std::fs::rename(&tmp2, &dst).map_err(io_err(&dst))?;
-            crate::store::fsync_dir(&objects)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(StoreError::Io {
-                path: tmp.clone(),
-                source: std::io::Error::other(e),
-            })
-        });
+        let moved =
+            tokio::task::spawn_blocking(move || std::fs::rename(&tmp2, &dst).map_err(io_err(&dst)))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StoreError::Io {
+                        path: tmp.clone(),
+                        source: std::io::Error::other(e),
+                    })
+                });
         if let Err(e) = moved {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
