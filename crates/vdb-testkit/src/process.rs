@@ -195,17 +195,45 @@ impl Drop for Guard {
 }
 
 /// A port free on `ip` for both TCP and UDP (bound and released), for configs that must name
-/// their port before the process starts (peers that list each other, Knot). A tiny race is
-/// accepted; roles that can report the port they bound are started on port 0 instead.
+/// their port before the process starts (peers that list each other, Knot); roles that can
+/// report the port they bound are started on port 0 instead.
+///
+/// The port is taken below the kernel's ephemeral range (`ip_local_port_range`), where neither
+/// an outgoing connection nor a bind to port 0 can take it between this check and the
+/// process's bind: a port from the ephemeral range was taken that way under the full suite's
+/// load. Within a test process each call moves on to another port; test binaries run one at a
+/// time.
 pub fn free_port(ip: &str) -> u16 {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind((ip, 0)).expect("a free TCP port");
-        let port = tcp.local_addr().expect("bound address").port();
-        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(4096, 65535);
+    // Ports [lo / 2, lo): 16384..32768 by default.
+    let (base, span) = (ephemeral_lo / 2, ephemeral_lo - ephemeral_lo / 2);
+    // A random start, once per process (so that reruns do not meet ports left in TIME_WAIT),
+    // then one port after another.
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        (std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % 65536) as u32
+    });
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(base + (start.wrapping_add(n) % span)) else {
+            continue;
+        };
+        let tcp = std::net::TcpListener::bind((ip, port));
+        if tcp.is_ok() && std::net::UdpSocket::bind((ip, port)).is_ok() {
             return port;
         }
     }
-    panic!("no port free for TCP and UDP on {ip}");
+    panic!("no port free for TCP and UDP on {ip} below the ephemeral range");
 }
 
 /// Whether process `pid` is blocked waiting for a `flock` on `file` (Linux: a `->` line of
