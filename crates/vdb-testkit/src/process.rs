@@ -225,9 +225,7 @@ pub fn free_port(ip: &str) -> u16 {
     });
     for _ in 0..span {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let Ok(port) = u16::try_from(base + (start.wrapping_add(n) % span)) else {
-            continue;
-        };
+        let port = u16::try_from(base + start.wrapping_add(n) % span).expect("below 65536");
         let tcp = std::net::TcpListener::bind((ip, port));
         if tcp.is_ok() && std::net::UdpSocket::bind((ip, port)).is_ok() {
             return port;
