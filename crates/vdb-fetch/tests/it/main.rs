@@ -28,6 +28,13 @@ fn big() -> Vec<u8> {
     (0..BIG).map(|i| (i % 251) as u8).collect()
 }
 
+/// More than two of `to_file`'s 4 MiB writes, and not a multiple of them.
+const HUGE: usize = (9 << 20) + 7;
+
+fn huge() -> Vec<u8> {
+    (0..HUGE).map(|i| (i % 253) as u8).collect()
+}
+
 async fn serve(router: Router) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -67,6 +74,7 @@ async fn server() -> (SocketAddr, Arc<AtomicU32>) {
             }),
         )
         .route("/big", get(|| async { big() }))
+        .route("/huge", get(|| async { huge() }))
         .route(
             // Announces no length and never ends.
             "/endless",
@@ -232,6 +240,41 @@ async fn downloads_check_size_and_digest_and_report_progress() {
     );
     let last = seen.last().unwrap();
     assert_eq!((last.received, last.total), (BIG as u64, Some(BIG as u64)));
+}
+
+#[tokio::test]
+async fn a_file_larger_than_the_write_buffer_arrives_whole_and_a_cut_after_a_write_leaves_nothing()
+{
+    let (addr, _) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let path = dir.path().join("huge.tmp");
+    let data = huge();
+    let want = Expect::exactly(HUGE as u64, &vdb_proto::sha256_hex(&data));
+    let d = fetch_to(&c, &format!("http://{addr}/huge"), &path, &want)
+        .await
+        .unwrap();
+    assert_eq!(d.size, HUGE as u64);
+    assert!(
+        std::fs::read(&path).unwrap() == data,
+        "the file holds every byte, in order"
+    );
+    std::fs::remove_file(&path).unwrap();
+    // Cut at 9 MiB: two 4 MiB writes had created and filled the file by then.
+    let e = fetch_to(
+        &c,
+        &format!("http://{addr}/endless"),
+        &path,
+        &Expect::at_most(9 << 20),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
 }
 
 #[tokio::test]
