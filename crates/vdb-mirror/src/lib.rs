@@ -124,6 +124,7 @@ fn syncer(
         client: sync::client(config.fetch_timeout_secs).context("cannot build the HTTP client")?,
         clock,
         current: Arc::default(),
+        retired: Arc::default(),
         metrics,
     })
 }
@@ -347,6 +348,7 @@ async fn sync_loop(
             // A hub relays the masters' notice once it serves its serial (or once no further
             // sync is coming: its leaves then fall back to the masters). Relays and reports
             // run beside the loop: a slow leaf or master never holds up the next sync.
+            let updated = matches!(r, Ok(SyncOutcome::Updated { .. }));
             let held = app.snapshot().map(|s| s.manifest.serial);
             let relay = app.relay.take_ready(held, app.trigger.has_pending());
             // Report what a push asked for, every update, and every relay (not the quiet
@@ -374,6 +376,9 @@ async fn sync_loop(
                         () = work => {}
                     }
                 });
+            }
+            if updated {
+                syncer.collect_garbage().await;
             }
         }
         tokio::select! {

@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -382,9 +382,14 @@ impl Store {
             let dst = building.join(&f.name);
             fs::hard_link(&src, &dst).map_err(io_err(&dst))?;
         }
-        // Writing the envelope fsyncs `building` last, which makes its hard links durable too.
+        // `building` is this sync's own (no reader, emptied at every start): the envelope is
+        // written in place, and the fsync of `building` makes it and the hard links durable.
         let env_path = building.join(ENVELOPE);
-        vdb_format::write_atomic(&env_path, envelope.as_bytes()).map_err(io_err(&env_path))?;
+        let mut env = fs::File::create_new(&env_path).map_err(io_err(&env_path))?;
+        env.write_all(envelope.as_bytes())
+            .and_then(|()| env.sync_all())
+            .map_err(io_err(&env_path))?;
+        fsync_dir(&building)?;
         let final_dir = self.snapshots().join(&id);
         fs::rename(&building, &final_dir).map_err(io_err(&final_dir))?;
         // A directory has one parent: once `snapshots/` is durable with it, a crash cannot

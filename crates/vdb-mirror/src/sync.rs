@@ -176,6 +176,8 @@ pub(crate) struct Syncer {
     pub(crate) client: vdb_fetch::Client,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) current: Current,
+    /// The snapshot the last switch replaced, kept until the next one.
+    pub(crate) retired: Arc<std::sync::Mutex<Option<String>>>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -188,43 +190,112 @@ async fn blocking<T: Send + 'static>(
         .map_err(SyncError::from)
 }
 
+/// The anti-rollback floor: the highest version of each database ever served.
+type Floor = std::collections::BTreeMap<String, u32>;
+
+/// What `current` names on disk, against the snapshot in memory.
+enum DiskCurrent {
+    /// Nothing usable: serve nothing until a sync builds a snapshot.
+    None,
+    /// The snapshot in memory.
+    Same,
+    /// Another snapshot, loaded.
+    Loaded(Arc<Snapshot>),
+}
+
+/// Reads the snapshot `current` names unless it is `mem_id` (and `verify` is off).
+fn load_disk(
+    store: &Store,
+    keys: &[PublicKey],
+    mem_id: Option<&str>,
+    verify: bool,
+) -> Result<DiskCurrent, StoreError> {
+    let Some(id) = store.current_id()? else {
+        return Ok(DiskCurrent::None);
+    };
+    if !verify && mem_id == Some(id.as_str()) {
+        return Ok(DiskCurrent::Same);
+    }
+    match store.load(&id, keys, verify) {
+        Ok(s) => Ok(DiskCurrent::Loaded(Arc::new(s))),
+        Err(e) => {
+            tracing::error!(error = %e, "the current snapshot is unusable; it will be rebuilt");
+            Ok(DiskCurrent::None)
+        }
+    }
+}
+
+/// The identity key in `path` (none, and a warning when it is unusable: pulls go unsigned).
+fn read_identity(path: &std::path::Path) -> Option<vdb_proto::SecretKey> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match vdb_proto::SecretKey::from_text(&text) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "the identity key file is unusable; pulls are not signed");
+            None
+        }
+    }
+}
+
 impl Syncer {
     /// Loads the snapshot `current` names on disk into memory (at start, and when another process
     /// switched it). Verifies hashes when `verify` is set.
     pub(crate) async fn load_disk_current(&self, verify: bool) -> Result<(), SyncError> {
-        let store = self.store.clone();
-        let keys = self.keys.clone();
+        let (store, keys) = (self.store.clone(), self.keys.clone());
         let mem_id = read_current(&self.current).map(|s| s.id.clone());
-        let loaded = blocking(move || {
-            let Some(id) = store.current_id()? else {
-                return Ok(None);
-            };
-            if !verify && mem_id.as_deref() == Some(id.as_str()) {
-                return Ok(Some(None));
-            }
-            match store.load(&id, &keys, verify) {
-                Ok(s) => Ok(Some(Some(Arc::new(s)))),
-                Err(e) => {
-                    tracing::error!(error = %e, "the current snapshot is unusable; it will be rebuilt");
-                    Ok(None)
-                }
-            }
-        })
-        .await?;
+        let loaded = blocking(move || load_disk(&store, &keys, mem_id.as_deref(), verify)).await?;
+        self.apply_disk(loaded);
+        Ok(())
+    }
+
+    /// Serves what [`load_disk`] found.
+    fn apply_disk(&self, loaded: DiskCurrent) {
         match loaded {
-            None => set_current(&self.current, None),
-            Some(None) => {}
-            Some(Some(s)) => {
+            DiskCurrent::None => set_current(&self.current, None),
+            DiskCurrent::Same => {}
+            DiskCurrent::Loaded(s) => {
                 self.metrics.serial.set(s.manifest.serial as i64);
                 set_current(&self.current, Some(s));
             }
         }
-        Ok(())
     }
 
-    /// One sync under the cross-process lock.
+    /// One sync under the cross-process lock, then its garbage collection.
     pub(crate) async fn sync(&self, req: SyncRequest) -> Result<SyncOutcome, SyncError> {
-        self.sync_with_facts(req).await.0
+        let r = self.sync_with_facts(req).await.0;
+        if matches!(r, Ok(SyncOutcome::Updated { .. })) {
+            self.collect_garbage().await;
+        }
+        r
+    }
+
+    /// Removes snapshots other than the served one and the one it replaced, and objects the
+    /// served manifest does not list. Run after an update, once it is served and announced (it
+    /// is not on the way to serving). Skipped when another process switched `current` since:
+    /// its own sync or our next one collects. A failure is logged: nothing served depends on it.
+    pub(crate) async fn collect_garbage(&self) {
+        let Some(served) = read_current(&self.current) else {
+            return;
+        };
+        let store = self.store.clone();
+        let retired = self
+            .retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let r = blocking(move || {
+            let _lock = store.lock()?;
+            if store.current_id()?.as_deref() != Some(served.id.as_str()) {
+                return Ok(());
+            }
+            let mut keep = vec![served.id.as_str()];
+            keep.extend(retired.as_deref());
+            store.gc(&keep, &served.manifest)
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "garbage collection failed; the next update tries again");
+        }
     }
 
     /// [`Syncer::sync`], with where the bytes came from.
@@ -243,21 +314,21 @@ impl Syncer {
         facts: &mut Facts,
     ) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
-        let store = self.store.clone();
-        let lock = blocking(move || {
-            let l = store.lock()?;
-            store.clean_tmp()?;
-            Ok(l)
-        })
-        .await?;
-        let span = tracing::info_span!(
-            "sync",
-            forced = req.forced,
-            want = ?req.want_serial,
-            held = ?read_current(&self.current).map(|s| s.manifest.serial),
-        );
-        let result = tracing::Instrument::instrument(self.sync_locked(req, facts), span).await;
-        drop(lock);
+        let result = match self.prepare().await {
+            Ok((lock, floor)) => {
+                let span = tracing::info_span!(
+                    "sync",
+                    forced = req.forced,
+                    want = ?req.want_serial,
+                    held = ?read_current(&self.current).map(|s| s.manifest.serial),
+                );
+                let r = tracing::Instrument::instrument(self.sync_locked(req, facts, floor), span)
+                    .await;
+                drop(lock);
+                r
+            }
+            Err(e) => Err(e),
+        };
         let label = match &result {
             Ok(SyncOutcome::Updated { .. }) => "updated",
             Ok(SyncOutcome::UpToDate { .. }) => "up_to_date",
@@ -271,25 +342,27 @@ impl Syncer {
         result
     }
 
-    /// Reads the identity key file (none: unsigned pulls).
-    async fn reload_identity(&self) {
-        if self.token.is_some() {
-            return;
-        }
-        let path = self.identity_file.clone();
-        let key = tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
-            Ok(text) => match vdb_proto::SecretKey::from_text(&text) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "the identity key file is unusable; pulls are not signed");
-                    None
-                }
-            },
-            Err(_) => None,
+    /// Takes the cross-process lock and reads, in one trip to the blocking pool, what a sync
+    /// starts from: the identity key (rotated keys are used at once), the snapshot `current`
+    /// names (another process may have switched it) and the anti-rollback floor.
+    async fn prepare(&self) -> Result<(std::fs::File, Floor), SyncError> {
+        let (store, keys) = (self.store.clone(), self.keys.clone());
+        let identity_file = self.token.is_none().then(|| self.identity_file.clone());
+        let mem_id = read_current(&self.current).map(|s| s.id.clone());
+        let (lock, identity, loaded, floor) = blocking(move || {
+            let lock = store.lock()?;
+            store.clean_tmp()?;
+            let identity = identity_file.map(|path| read_identity(&path));
+            let loaded = load_disk(&store, &keys, mem_id.as_deref(), false)?;
+            let floor = store.read_floor()?;
+            Ok((lock, identity, loaded, floor))
         })
-        .await
-        .unwrap_or_default();
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = key;
+        .await?;
+        if let Some(key) = identity {
+            *self.identity.write().unwrap_or_else(|e| e.into_inner()) = key;
+        }
+        self.apply_disk(loaded);
+        Ok((lock, floor))
     }
 
     /// Hubs first, then masters.
@@ -305,12 +378,9 @@ impl Syncer {
         &self,
         req: SyncRequest,
         facts: &mut Facts,
+        mut floor: Floor,
     ) -> Result<SyncOutcome, SyncError> {
-        self.reload_identity().await;
-        self.load_disk_current(false).await?;
         let held = read_current(&self.current);
-        let store = self.store.clone();
-        let mut floor = blocking(move || store.read_floor()).await?;
         if let Some(h) = &held {
             h.manifest.raise_floor(&mut floor);
         }
@@ -391,12 +461,26 @@ impl Syncer {
             .iter()
             .partition(|f| self.delta && held.is_some() && f.segments.is_some());
         let maps: Vec<FileRef> = manifest.files.iter().filter_map(map_file).collect();
-        let jobs = maps
+        let jobs: Vec<(&FileRef, bool)> = maps
             .iter()
             .map(|m| (m, true))
-            .chain(plain.into_iter().map(|f| (f, false)));
+            .chain(plain.into_iter().map(|f| (f, false)))
+            .collect();
+        // Which objects the store holds already, in one trip to the blocking pool.
+        let store = self.store.clone();
+        let wanted: Vec<FileRef> = jobs.iter().map(|(f, _)| (*f).clone()).collect();
+        let present = blocking(move || {
+            Ok(wanted
+                .iter()
+                .map(|f| store.has_object(f))
+                .collect::<Vec<_>>())
+        })
+        .await?;
         let fetches: Vec<_> = jobs
-            .map(|(f, is_map)| self.fetch_object(f, is_map, source))
+            .into_iter()
+            .zip(present)
+            .filter(|(_, held)| !held)
+            .map(|((f, is_map), _)| self.fetch_object(f, is_map, source))
             .collect();
         let mut fetches = futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_OBJECTS);
         // Every fetch runs to its end, also after one failed: a fetch dropped halfway would
@@ -438,20 +522,11 @@ impl Syncer {
             Ok(snap)
         })
         .await?;
-        let id = snap.id.clone();
         self.metrics.serial.set(manifest.serial as i64);
         set_current(&self.current, Some(Arc::new(snap)));
-        drop(held);
-        let store = self.store.clone();
-        let m2 = manifest.clone();
-        blocking(move || {
-            let mut keep = vec![id.as_str()];
-            if let Some(p) = &prev {
-                keep.push(p);
-            }
-            store.gc(&keep, &m2)
-        })
-        .await?;
+        // The replaced snapshot stays for one more round (a reader may still be sending from
+        // it); [`Syncer::collect_garbage`] removes the rest once the new one is announced.
+        *self.retired.lock().unwrap_or_else(|e| e.into_inner()) = prev;
         Ok(SyncOutcome::Updated {
             serial: manifest.serial,
             downloaded,
@@ -562,8 +637,8 @@ impl Syncer {
         blocking(move || Ok(store.has_object(&f))).await
     }
 
-    /// One object of a sync: a segment map (a failure only means no delta transfer for its
-    /// file) or a file. Returns how many objects it downloaded (0 or 1).
+    /// One object of a sync that the store lacks: a segment map (a failure only means no delta
+    /// transfer for its file) or a file. Returns how many files it downloaded (0 or 1).
     async fn fetch_object(
         &self,
         f: &FileRef,
@@ -571,12 +646,9 @@ impl Syncer {
         source: usize,
     ) -> Result<usize, SyncError> {
         if is_map {
-            if let Err(e) = self.ensure(f, source).await {
+            if let Err(e) = self.download(f, source).await {
                 tracing::warn!(file = %f.name, error = %e, "no segment map: no delta transfer for its file");
             }
-            return Ok(0);
-        }
-        if self.holds(f).await? {
             return Ok(0);
         }
         self.download(f, source).await.map(|()| 1)

@@ -410,6 +410,46 @@ async fn a_failed_sync_is_tried_again_before_the_next_poll() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_update_leaves_only_its_own_objects_once_served() {
+    let s = setup();
+    let key = master_key();
+    let m = serving(&s, "", 1, 1).await;
+    wait_syncs(&m, 1).await;
+    publish(&s.master, &key, 2, NOW, 6);
+    let (st, body_text) = post_push(&m, push_body(&key, 2, NOW, false)).await;
+    assert_eq!(st, 202, "{body_text}");
+    wait_serial(&m, 2).await;
+    let env = body(&m, vdb_proto::MANIFEST_PATH).await;
+    let man = Signed::<vdb_proto::Manifest>::from_json(&env)
+        .unwrap()
+        .verify(&[key.public()])
+        .unwrap();
+    let wanted: std::collections::HashSet<String> = man
+        .files
+        .iter()
+        .flat_map(|f| {
+            [
+                Some(f.sha256.clone()),
+                f.segments.as_ref().map(|r| r.sha256.clone()),
+            ]
+        })
+        .flatten()
+        .collect();
+    // Garbage collection runs after the switch (off the way to serving): wait for it.
+    let objects = s.data.join("objects");
+    wait_for_async("the old release's objects removed", 20, || async {
+        let names: std::collections::HashSet<String> = std::fs::read_dir(&objects)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        (names == wanted).then_some(())
+    })
+    .await;
+    assert!(std::fs::read_dir(s.data.join("snapshots")).unwrap().count() <= 2);
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_push_repairs_a_damaged_file() {
     let s = setup();
     let rel = test_release(6);
