@@ -302,6 +302,7 @@ cpu_secs() {
 }
 MIRROR_PIDS=("${PIDS[@]:1}")
 mapfile -t CPU0 < <(cpu_secs "${MIRROR_PIDS[@]}")
+MASTER_CPU0=$(cpu_secs "${PIDS[0]}")
 
 # --- the update: poller first, then publish -----------------------------------------------------
 mirror_serial_py "$W"
@@ -380,6 +381,10 @@ CPU_USED=()
 for i in "${!CPU1[@]}"; do CPU_USED+=("$(awk -v a="${CPU0[$i]:-0}" -v b="${CPU1[$i]}" 'BEGIN {printf "%.2f", b - a}')"); done
 CPU_STATS=$(printf '%s\n' "${CPU_USED[@]}" | sort -g | awk '{a[NR] = $1; s += $1} END {printf "min %.2f, median %.2f, max %.2f, sum %.1f", a[1], a[int((NR + 1) / 2)], a[NR], s}')
 CPU_MED=$(printf '%s\n' "${CPU_USED[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+# The same summed by role (the first HUBS mirrors are the hubs), and the master's: the CPU the
+# release cost the machine, which bounds p100 from below on a machine of 2 CPUs.
+CPU_ROLES=$(printf '%s\n' "${CPU_USED[@]}" | awk -v h="$HUBS" '{if (NR <= h) hs += $1; else ls += $1} END {printf "hubs %.2f, leaves %.2f", hs, ls}')
+CPU_ROLES+=", master $(awk -v a="$MASTER_CPU0" -v b="$(cpu_secs "${PIDS[0]}")" 'BEGIN {printf "%.2f", b - a}')"
 # Mirrors that died during the update (their process ended: the kernel's OOM killer, a crash)
 # are counted and named, and left out of the byte figures below.
 DEAD=$(awk '$2 == "dead" {print $1}' "$W/reached.txt")
@@ -590,6 +595,7 @@ model() {
     echo "bytes the master served (vdb_master_served_bytes_total): $SERVED = $(ratio "$SERVED" "$CVD_SIZE") CVDs"
     echo "each mirror's new daily.cvd: $OBJ_TIMES"
     echo "CPU seconds each mirror spent on the update (user + system): $CPU_STATS"
+    echo "  summed by role (counted in 10 ms clock ticks: a sum over many processes is good to about 0.1 s): $CPU_ROLES"
     echo
     echo "same update by rsync -a --no-whole-file to $MIRRORS directories holding the old set:"
     echo "  one after another: $RS_SEQ s (load average $LOAD_RS1)"
