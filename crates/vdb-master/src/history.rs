@@ -374,25 +374,18 @@ impl History {
     pub fn registry(&self) -> Result<Vec<RegistryEntry>, HistoryError> {
         let c = self.conn();
         let mut st = c.prepare("SELECT record, updated_at, deleted FROM mirrors ORDER BY name")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, bool>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (text, updated_at, deleted) = row?;
-            let record =
-                serde_json::from_str(&text).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
-            out.push(RegistryEntry {
-                record,
-                updated_at,
-                deleted,
-            });
-        }
-        Ok(out)
+        let rows = st.query_map([], registry_row)?;
+        rows.map(|row| registry_entry(row?)).collect()
+    }
+
+    /// The registry entry of mirror `name` (removed or not), read alone: a sync report or a
+    /// signed pull costs one row, not the whole registry.
+    pub fn mirror(&self, name: &str) -> Result<Option<RegistryEntry>, HistoryError> {
+        let c = self.conn();
+        let mut st =
+            c.prepare_cached("SELECT record, updated_at, deleted FROM mirrors WHERE name = ?1")?;
+        let row = st.query_row([name], registry_row).optional()?;
+        row.map(registry_entry).transpose()
     }
 
     /// The live (not removed) mirror records.
@@ -439,5 +432,51 @@ impl History {
             params![peer, after],
         )?;
         Ok(())
+    }
+}
+
+/// A `mirrors` row: the record's text, `updated_at`, `deleted`.
+fn registry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, bool)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn registry_entry(
+    (text, updated_at, deleted): (String, i64, bool),
+) -> Result<RegistryEntry, HistoryError> {
+    let record = serde_json::from_str(&text).map_err(|e| HistoryError::Corrupt(e.to_string()))?;
+    Ok(RegistryEntry {
+        record,
+        updated_at,
+        deleted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mirror_is_read_alone_removed_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("history.sqlite")).unwrap();
+        for (name, deleted) in [("m1", false), ("m2", true), ("m3", false)] {
+            let entry = RegistryEntry {
+                record: MirrorRecord::new(name, &format!("http://127.0.0.1:1/{name}")),
+                updated_at: 7,
+                deleted,
+            };
+            assert!(h.put_mirror(&entry).unwrap());
+        }
+        let m1 = h.mirror("m1").unwrap().unwrap();
+        assert_eq!((m1.record.name.as_str(), m1.deleted), ("m1", false));
+        assert_eq!(m1.record.base_urls, ["http://127.0.0.1:1/m1"]);
+        let m2 = h.mirror("m2").unwrap().unwrap();
+        assert_eq!((m2.record.name.as_str(), m2.deleted), ("m2", true));
+        assert!(h.mirror("m4").unwrap().is_none());
+        assert!(h.mirror("m1' OR '1'='1").unwrap().is_none());
+        // The same entries as the whole registry holds them.
+        let all = h.registry().unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().any(|e| e.record == m1.record && !e.deleted));
     }
 }

@@ -11,11 +11,10 @@ use crate::tasks::blocking;
 
 /// The registry entry of mirror `name`, removed or not.
 pub(crate) async fn find(store: &Store, name: &str) -> Result<Option<RegistryEntry>, Refusal> {
-    let h = store.history().clone();
-    let all = blocking(move || h.registry())
+    let (h, name) = (store.history().clone(), name.to_owned());
+    blocking(move || h.mirror(&name))
         .await
-        .map_err(Refusal::internal)?;
-    Ok(all.into_iter().find(|e| e.record.name == name))
+        .map_err(Refusal::internal)
 }
 
 /// The registered (not removed) mirror `name`, or the API's `no_mirror` refusal.
