@@ -461,7 +461,7 @@ mod tests {
         let h = History::open(&dir.path().join("history.sqlite")).unwrap();
         for (name, deleted) in [("m1", false), ("m2", true), ("m3", false)] {
             let entry = RegistryEntry {
-                record: MirrorRecord::new(name, &format!("http://127.0.0.1:1/{name}")),
+                record: MirrorRecord::new(name, format!("http://127.0.0.1:1/{name}")),
                 updated_at: 7,
                 deleted,
             };
