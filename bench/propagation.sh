@@ -329,8 +329,17 @@ def alive(u):
 done = re.compile(r"^(\S+)\s+INFO vdb_mirror::sync: sync done outcome=Updated \{ serial: (\d+)", re.M)
 left, seen, offset, deadline = list(urls), {}, {}, time.time() + max_wait
 print("ready", flush=True)
+# The poller's own CPU is taken from the mirrors: a log is read only when it grew, and the
+# processes are checked for life once a second, not every round.
+rounds = 0
 while left and time.time() < deadline:
+    rounds += 1
     for u in list(left):
+        if os.stat(logs[u]).st_size == offset.get(u, 0):
+            if rounds % 20 == 0 and not alive(u):
+                dead.add(u)
+                left.remove(u)
+            continue
         with open(logs[u], "rb") as f:
             f.seek(offset.get(u, 0))
             text = f.read()
