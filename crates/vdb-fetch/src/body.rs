@@ -122,10 +122,11 @@ struct Spill {
 
 impl Spill {
     async fn put(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.buf.extend_from_slice(chunk);
-        if self.buf.len() >= WRITE_BUFFER {
+        // Written before it would outgrow the buffer, so `buf` never reallocates past it.
+        if !self.buf.is_empty() && self.buf.len() + chunk.len() > WRITE_BUFFER {
             self.write(false).await?;
         }
+        self.buf.extend_from_slice(chunk);
         Ok(())
     }
 
