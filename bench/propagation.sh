@@ -335,24 +335,20 @@ rounds = 0
 while left and time.time() < deadline:
     rounds += 1
     for u in list(left):
-        if os.stat(logs[u]).st_size == offset.get(u, 0):
-            if rounds % 20 == 0 and not alive(u):
-                dead.add(u)
-                left.remove(u)
-            continue
-        with open(logs[u], "rb") as f:
-            f.seek(offset.get(u, 0))
-            text = f.read()
-        # Only whole lines; the rest is read again next round.
-        text = text[: text.rfind(b"\n") + 1]
-        offset[u] = offset.get(u, 0) + len(text)
-        for m in done.finditer(text.decode("utf-8", "replace")):
-            if int(m.group(2)) >= target:
-                t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
-                seen[u] = t.timestamp()
-                left.remove(u)
-                break
-        if u in left and not alive(u):
+        if os.stat(logs[u]).st_size != offset.get(u, 0):
+            with open(logs[u], "rb") as f:
+                f.seek(offset.get(u, 0))
+                text = f.read()
+            # Only whole lines; the rest is read again next round.
+            text = text[: text.rfind(b"\n") + 1]
+            offset[u] = offset.get(u, 0) + len(text)
+            for m in done.finditer(text.decode("utf-8", "replace")):
+                if int(m.group(2)) >= target:
+                    t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+                    seen[u] = t.timestamp()
+                    left.remove(u)
+                    break
+        if u in left and rounds % 20 == 0 and not alive(u):
             dead.add(u)
             left.remove(u)
     time.sleep(0.05)

@@ -329,7 +329,7 @@ impl Store {
     /// The highest version of each database this mirror ever served (`floor.json`; empty when
     /// absent). A file that cannot be read as such is an error: the check it backs must not
     /// silently go away.
-    pub(crate) fn read_floor(&self) -> Result<std::collections::BTreeMap<String, u32>, StoreError> {
+    pub(crate) fn read_floor(&self) -> Result<Floor, StoreError> {
         let path = self.root.join(FLOOR);
         match fs::read(&path) {
             Ok(b) if b.len() <= 1 << 20 => {
@@ -436,6 +436,9 @@ impl Store {
         Ok(())
     }
 }
+
+/// The anti-rollback floor: the highest version of each database ever served.
+pub(crate) type Floor = std::collections::BTreeMap<String, u32>;
 
 /// The segment map of a large container as an object to fetch and keep (`None` for others).
 pub(crate) fn map_file(f: &FileRef) -> Option<FileRef> {

@@ -10,7 +10,7 @@ use vdb_fetch::Expect;
 use vdb_proto::{Clock, FileRef, Freshness, MANIFEST_PATH, Manifest, PublicKey, Signed, paths};
 
 use crate::metrics::Metrics;
-use crate::store::{Snapshot, Store, StoreError, io_err, map_file};
+use crate::store::{Floor, Snapshot, Store, StoreError, io_err, map_file};
 
 #[path = "delta.rs"]
 mod delta;
@@ -189,9 +189,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| SyncError::Internal(e.to_string()))?
         .map_err(SyncError::from)
 }
-
-/// The anti-rollback floor: the highest version of each database ever served.
-type Floor = std::collections::BTreeMap<String, u32>;
 
 /// What `current` names on disk, against the snapshot in memory.
 enum DiskCurrent {
