@@ -467,6 +467,7 @@ mod tests {
             .into(),
             files: Vec::new(),
             version_record: Some(vdb_proto::VersionRecord::default()),
+            inline: Default::default(),
         }
     }
 

@@ -864,6 +864,7 @@ mod tests {
                 version_warning: false,
                 flevel: 212,
             }),
+            inline: Default::default(),
         }
     }
 

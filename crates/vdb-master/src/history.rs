@@ -326,26 +326,27 @@ impl History {
         Ok(())
     }
 
-    /// Records a mirror's sync report (beyond the newest 200,000 reports, the oldest go).
+    /// Records a mirror's sync report (beyond the newest 200,000 reports, the oldest go), in
+    /// one transaction: one commit (one fsync) per report, every mirror of a release reports.
     pub fn sync_reported(&self, row: &SyncRow) -> Result<(), HistoryError> {
-        let c = self.conn();
-        c.execute(
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.prepare_cached(
             "INSERT INTO syncs(serial, mirror, outcome, bytes, hub_bytes, source, duration_ms, reported_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-            params![
-                row.serial as i64,
-                row.mirror,
-                row.outcome,
-                row.bytes as i64,
-                row.hub_bytes as i64,
-                row.source,
-                row.duration_ms as i64,
-                row.reported_at
-            ],
-        )?;
-        c.execute(
-            "DELETE FROM syncs WHERE seq <= (SELECT MAX(seq) FROM syncs) - ?1",
-            [MAX_SYNC_ROWS],
-        )?;
+        )?
+        .execute(params![
+            row.serial as i64,
+            row.mirror,
+            row.outcome,
+            row.bytes as i64,
+            row.hub_bytes as i64,
+            row.source,
+            row.duration_ms as i64,
+            row.reported_at
+        ])?;
+        tx.prepare_cached("DELETE FROM syncs WHERE seq <= (SELECT MAX(seq) FROM syncs) - ?1")?
+            .execute([MAX_SYNC_ROWS])?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -818,7 +818,7 @@ impl Store {
         }
         let floor = self.serial().max(self.peers.serial());
         let serial = next_serial(floor, self.index, self.stride);
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             network: self.config.network.clone(),
             serial,
             master: self.config.name.clone(),
@@ -827,7 +827,18 @@ impl Store {
             databases,
             files: files.into_values().collect(),
             version_record: Some(version_record),
+            inline: Default::default(),
         };
+        // Small files travel in the manifest: a mirror need not fetch, write and fsync each.
+        let mut small: Vec<FileRef> = (manifest.files.iter())
+            .filter(|f| f.size <= vdb_proto::INLINE_MAX)
+            .cloned()
+            .collect();
+        small.sort_by_key(|f| f.size);
+        for f in &small {
+            let data = self.objects.read(&f.sha256, vdb_proto::INLINE_MAX)?;
+            manifest.carry(f, &data);
+        }
         let env = Signed::sign(&manifest, &self.key);
         let json = env.to_json();
         vdb_format::write_atomic(&self.config.data_dir.join("manifest.json"), json.as_bytes())?;

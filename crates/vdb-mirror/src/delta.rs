@@ -100,6 +100,10 @@ impl Syncer {
                 .iter()
                 .find(|c| c.name == name)
                 .ok_or_else(|| format!("{name} is not in the manifest"))?;
+            if let Some(bytes) = manifest.inline_content(c) {
+                cdiffs.push(bytes);
+                continue;
+            }
             self.ensure(c, source).await.map_err(|e| e.to_string())?;
             let bytes = tokio::fs::read(self.store.object(&c.sha256))
                 .await

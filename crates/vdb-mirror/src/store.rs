@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! <data_dir>/objects/<sha256>            verified file contents (written via tmp/, fsync, rename)
-//! <data_dir>/snapshots/<id>/<name>       hard links to objects + `.manifest.json` (the envelope)
+//! <data_dir>/snapshots/<id>/<name>       hard links to objects + `.manifest.json` (the envelope;
+//!                                        the small files it carries have no file of their own)
 //! <data_dir>/current -> snapshots/<id>   replaced by rename: the switch
 //! <data_dir>/tmp/                        downloads and snapshots being built (emptied at start)
 //! <data_dir>/sync.lock                   flock: one sync at a time, across processes
@@ -287,7 +288,20 @@ impl Store {
         let mut files = HashMap::with_capacity(manifest.files.len());
         let mut maps = HashMap::new();
         for f in &manifest.files {
-            let entry = load_entry(&dir.join(&f.name), f, verify_hashes).map_err(bad)?;
+            let path = dir.join(&f.name);
+            let entry = match manifest.inline_content(f) {
+                // Carried in the envelope (verified against the manifest's hash): no file.
+                Some(data) => Entry::new(
+                    path,
+                    f.size,
+                    format!("\"{}\"", f.sha256),
+                    modified,
+                    CacheClass::of(&f.name),
+                    Some(Bytes::from(data)),
+                    Bytes::new(),
+                ),
+                None => load_entry(&path, f, verify_hashes).map_err(bad)?,
+            };
             files.insert(f.name.clone(), entry);
             // A map is an optional extra (a delta falls back without it): one that is missing
             // or wrong is not served.
@@ -377,7 +391,7 @@ impl Store {
         let id = format!("{:020}-{}", manifest.serial, unique());
         let building = self.tmp().join(format!("snap-{id}"));
         fs::create_dir(&building).map_err(io_err(&building))?;
-        for f in &manifest.files {
+        for f in manifest.files.iter().filter(|f| !manifest.carries(f)) {
             let src = self.object(&f.sha256);
             let dst = building.join(&f.name);
             fs::hard_link(&src, &dst).map_err(io_err(&dst))?;

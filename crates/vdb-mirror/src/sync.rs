@@ -453,9 +453,12 @@ impl Syncer {
         // segment map (kept as an object: a hub serves it to its leaves, the next release's
         // delta reads it), is fetched a few at a time, since a small object costs round trips
         // and fsyncs rather than bandwidth.
+        // Files the manifest carries are not fetched at all: the snapshot serves them from the
+        // envelope.
         let (rebuildable, plain): (Vec<&FileRef>, Vec<&FileRef>) = manifest
             .files
             .iter()
+            .filter(|f| !manifest.carries(f))
             .partition(|f| self.delta && held.is_some() && f.segments.is_some());
         let maps: Vec<FileRef> = manifest.files.iter().filter_map(map_file).collect();
         let jobs: Vec<(&FileRef, bool)> = maps
@@ -540,11 +543,11 @@ impl Syncer {
     ) -> Result<bool, SyncError> {
         let store = self.store.clone();
         let keys = self.keys.clone();
-        let files = manifest.files.clone();
+        let manifest = manifest.clone();
         let held_id = held.map(|h| h.id.clone());
         blocking(move || {
             let mut bad = false;
-            for f in &files {
+            for f in manifest.files.iter().filter(|f| !manifest.carries(f)) {
                 bad |= !store.recheck_object(f)?;
             }
             if let Some(id) = held_id

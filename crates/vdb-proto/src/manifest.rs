@@ -11,6 +11,11 @@ use crate::signed::{DocKind, Document};
 /// Where masters and mirrors serve the signed manifest (JSON envelope).
 pub const MANIFEST_PATH: &str = "/.well-known/vdbnet/manifest.json";
 
+/// Largest file whose content a master carries in its manifest ([`Manifest::inline`]).
+pub const INLINE_MAX: u64 = 1024;
+/// Most content bytes one manifest carries in all (every mirror fetches the manifest whole).
+pub const INLINE_TOTAL: u64 = 64 * 1024;
+
 /// The current state of one database in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseState {
@@ -105,6 +110,14 @@ pub struct Manifest {
     /// field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_record: Option<VersionRecord>,
+    /// The content of each listed file of at most [`INLINE_MAX`] bytes, base64 (standard
+    /// alphabet, padded), by SHA-256: a mirror takes these from the manifest instead of
+    /// fetching each as an object, so a release costs it a request, a file and an fsync less
+    /// per small file (`timestamp`, `dns.txt`, the checksum lists). Absent in manifests of
+    /// masters older than the field; mirrors older than it ignore it and fetch the objects,
+    /// which masters still serve.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inline: BTreeMap<String, String>,
 }
 
 impl Document for Manifest {
@@ -198,6 +211,45 @@ impl Manifest {
         )
     }
 
+    /// Carries `data`, the content of listed file `f`, in the manifest when it is at most
+    /// [`INLINE_MAX`] bytes and the manifest's [`INLINE_TOTAL`] allows (a master calls this
+    /// while building a manifest, smallest files first).
+    pub fn carry(&mut self, f: &FileRef, data: &[u8]) {
+        use base64::Engine as _;
+        let fits = self.carried_bytes() + f.size <= INLINE_TOTAL;
+        if f.size <= INLINE_MAX && data.len() as u64 == f.size && fits {
+            let text = base64::engine::general_purpose::STANDARD.encode(data);
+            self.inline.insert(f.sha256.clone(), text);
+        }
+    }
+
+    /// Content bytes carried in all (by the listed sizes).
+    fn carried_bytes(&self) -> u64 {
+        (self.files.iter())
+            .filter(|f| self.carries(f))
+            .map(|f| f.size)
+            .sum()
+    }
+
+    /// Whether the manifest carries the content of `f` (valid once [`Manifest::check`] passed).
+    pub fn carries(&self, f: &FileRef) -> bool {
+        self.inline.contains_key(&f.sha256)
+    }
+
+    /// The content of `f` carried in the manifest: `None` unless it is there, decodes, and has
+    /// `f`'s size (at most [`INLINE_MAX`]) and SHA-256.
+    pub fn inline_content(&self, f: &FileRef) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let text = self.inline.get(&f.sha256)?;
+        if f.size > INLINE_MAX || text.len() as u64 > INLINE_MAX.div_ceil(3) * 4 {
+            return None;
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()?;
+        (data.len() as u64 == f.size && crate::sha256_hex(&data) == f.sha256).then_some(data)
+    }
+
     /// The file entry called `name`.
     pub fn file(&self, name: &str) -> Option<&FileRef> {
         self.files
@@ -232,6 +284,24 @@ impl Manifest {
         for f in &self.files {
             f.check()
                 .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        }
+        for sha in self.inline.keys() {
+            let carried = self
+                .files
+                .iter()
+                .find(|f| &f.sha256 == sha)
+                .and_then(|f| self.inline_content(f));
+            if carried.is_none() {
+                return Err(ManifestError::Malformed(format!(
+                    "inline content {sha} is not a listed file of at most {INLINE_MAX} bytes \
+                     with that hash"
+                )));
+            }
+        }
+        if self.carried_bytes() > INLINE_TOTAL {
+            return Err(ManifestError::Malformed(format!(
+                "more than {INLINE_TOTAL} bytes of inline content"
+            )));
         }
         for db in self.databases.keys() {
             if !crate::is_safe_db_name(db) {
@@ -341,6 +411,104 @@ mod tests {
                 },
             ],
             version_record: None,
+            inline: Default::default(),
+        }
+    }
+
+    /// A manifest listing `files` (name, content), sorted.
+    fn with_files(files: &[(&str, &[u8])]) -> Manifest {
+        let mut man = m(1, 1);
+        man.files = files
+            .iter()
+            .map(|(name, data)| FileRef {
+                name: (*name).to_owned(),
+                size: data.len() as u64,
+                sha256: crate::sha256_hex(data),
+                segments: None,
+            })
+            .collect();
+        man.files.sort();
+        man
+    }
+
+    #[test]
+    fn small_files_are_carried_and_anything_else_in_the_carried_map_is_refused() {
+        let big = vec![7u8; INLINE_MAX as usize + 1];
+        let edge = vec![9u8; INLINE_MAX as usize];
+        let files: [(&str, &[u8]); 4] = [
+            ("daily.cvd", &big),
+            ("edge", &edge),
+            ("empty", b""),
+            ("timestamp", b"1700000000\n"),
+        ];
+        let mut man = with_files(&files);
+        for (f, (_, data)) in man.files.clone().iter().zip(files) {
+            man.carry(f, data);
+        }
+        // Carried: the small ones (up to INLINE_MAX bytes, empty included), not the large one;
+        // a mismatching size is not carried.
+        let carried: Vec<&str> = (man.files.iter())
+            .filter(|f| man.carries(f))
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(carried, ["edge", "empty", "timestamp"]);
+        man.carry(&man.files[3].clone(), b"other length");
+        assert_eq!(man.inline_content(&man.files[3]).unwrap(), b"1700000000\n");
+        assert_eq!(man.check("n", 50), Ok(()));
+        // The document survives its JSON round trip (what a mirror verifies and loads).
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&man).unwrap()).unwrap();
+        assert_eq!(back, man);
+        assert_eq!(back.inline_content(&back.files[1]).unwrap(), edge);
+
+        // Refused by `check`, and never handed out as content: other bytes under a hash, bytes
+        // of no listed file, a large file, text that is not base64.
+        let ts = man.files[3].clone();
+        let tampered = |text: &str, sha: &str| {
+            let mut t = man.clone();
+            t.inline.insert(sha.to_owned(), text.to_owned());
+            t
+        };
+        let other = tampered("MTcwMDAwMDAwMQo=", &ts.sha256); // "1700000001\n", same length
+        assert!(other.inline_content(&ts).is_none());
+        let unlisted = tampered("eA==", &crate::sha256_hex(b"x"));
+        use base64::Engine as _;
+        let big_text = base64::engine::general_purpose::STANDARD.encode(&big);
+        let large = tampered(&big_text, &man.files[0].sha256);
+        assert!(large.inline_content(&man.files[0]).is_none());
+        let garbage = tampered("not base64!", &ts.sha256);
+        // The budget: files past INLINE_TOTAL in all are not carried, and a manifest carrying
+        // more is refused.
+        let many: Vec<(String, Vec<u8>)> = (0..INLINE_TOTAL / INLINE_MAX + 1)
+            .map(|i| (format!("f{i:03}"), vec![i as u8; INLINE_MAX as usize]))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
+        let mut full = with_files(&refs);
+        for (f, (_, data)) in full.files.clone().iter().zip(&refs) {
+            full.carry(f, data);
+        }
+        assert_eq!(full.inline.len() as u64, INLINE_TOTAL / INLINE_MAX);
+        assert_eq!(full.check("n", 50), Ok(()));
+        let last = full.files.last().unwrap().clone();
+        let over = {
+            let mut t = full.clone();
+            let text = base64::engine::general_purpose::STANDARD.encode(&many.last().unwrap().1);
+            t.inline.insert(last.sha256.clone(), text);
+            t
+        };
+        assert!(over.inline_content(&last).is_some());
+        assert!(garbage.inline_content(&ts).is_none());
+        for (what, t) in [
+            ("other bytes", other),
+            ("unlisted", unlisted),
+            ("large", large),
+            ("garbage", garbage),
+            ("over the budget", over),
+        ] {
+            assert!(
+                matches!(t.check("n", 50), Err(ManifestError::Malformed(_))),
+                "{what}: {:?}",
+                t.check("n", 50)
+            );
         }
     }
 

@@ -52,8 +52,9 @@ pub fn assert_serves_exactly_a_signed_manifest(mirror: &str, keys: &[PublicKey])
 }
 
 /// Invariants 1 and 3 on disk: `<data>/current` is one whole snapshot, its envelope signed by a
-/// trusted master and every file in it (and no other) exactly as that manifest lists. `None`
-/// if the mirror has no `current` snapshot yet.
+/// trusted master and every file in it (and no other) exactly as that manifest lists; the small
+/// files the manifest carries ([`Manifest::inline`]) are served from the envelope, with no file
+/// of their own. `None` if the mirror has no `current` snapshot yet.
 pub fn disk_snapshot(data: &Path, keys: &[PublicKey]) -> Option<Manifest> {
     let cur = data.join("current");
     std::fs::read_link(&cur).ok()?;
@@ -82,7 +83,10 @@ pub fn disk_snapshot(data: &Path, keys: &[PublicKey]) -> Option<Manifest> {
         .filter(|n| n != ".manifest.json")
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = m.files.iter().map(|f| f.name.clone()).collect();
+    let mut listed: Vec<String> = (m.files.iter())
+        .filter(|f| !m.carries(f))
+        .map(|f| f.name.clone())
+        .collect();
     listed.sort();
     assert_eq!(
         on_disk,
@@ -91,6 +95,15 @@ pub fn disk_snapshot(data: &Path, keys: &[PublicKey]) -> Option<Manifest> {
         data.display()
     );
     for f in &m.files {
+        if m.carries(f) {
+            assert!(
+                m.inline_content(f).is_some(),
+                "{}: {} carried in the manifest does not match its hash",
+                data.display(),
+                f.name
+            );
+            continue;
+        }
         let b = std::fs::read(cur.join(&f.name)).expect("a listed file");
         assert_eq!(
             vdb_proto::sha256_hex(&b),

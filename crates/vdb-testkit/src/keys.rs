@@ -73,6 +73,7 @@ pub fn manifest<N: AsRef<str>>(
         databases,
         files: refs,
         version_record: None,
+        inline: Default::default(),
     }
 }
 

@@ -104,6 +104,49 @@ fn a_publish_reaches_every_leaf_through_its_hub_and_the_master_serves_each_objec
         &[],
     );
     assert_eq!(st, 404);
+    // The small files travel in the signed manifest: every file of at most INLINE_MAX bytes
+    // (and no larger one) is carried, the leaves serve the carried bytes under its name without
+    // having fetched it, and the hub still serves it by hash to a leaf older than the field.
+    let small: Vec<_> = (m.files.iter())
+        .filter(|f| f.size <= vdb_proto::INLINE_MAX)
+        .collect();
+    assert!(
+        small.len() >= 4,
+        "timestamp, dns.txt, MD5SUMS, SHA256SUMS: {small:?}"
+    );
+    assert_eq!(
+        m.inline.len(),
+        small.len(),
+        "only the small files are carried"
+    );
+    for f in &small {
+        let data = m
+            .inline_content(f)
+            .expect("carried, with its size and hash");
+        let (st, _, by_hash) = vdb_testkit::http::get(
+            addr,
+            &format!("{}/{}", vdb_proto::paths::OBJECTS, f.sha256),
+            &[],
+        );
+        assert_eq!(
+            (st, &by_hash),
+            (200, &data),
+            "the hub serves {} by hash",
+            f.name
+        );
+        for l in &leaves {
+            let served = http_get(&format!("{}/{}", l.url, f.name));
+            assert_eq!(served.as_ref(), Some(&data), "{} serves {}", l.url, f.name);
+            let log = std::fs::read_to_string(&l.log).unwrap();
+            assert!(
+                log.contains("object downloaded file=daily.cvd")
+                    && !log.contains(&format!("object downloaded file={} ", f.name)),
+                "{} fetched {} (carried in the manifest) or never logged a download",
+                l.url,
+                f.name
+            );
+        }
+    }
     // Every object byte of the leaves came from the hub; the master served the hub only.
     let hub_pulled = pulled(&hub.url);
     assert!(

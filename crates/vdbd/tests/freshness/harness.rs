@@ -240,9 +240,11 @@ pub(crate) fn row<'a>(view: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Makes the mirror serve bad data the way a broken disk or an intruder would: a copy of its
-/// current snapshot in which `file` has other bytes of the same length, switched in under it
-/// (the running server takes a switched snapshot without re-hashing it, as it takes one from
-/// `sync --once`). Returns once the mirror serves the changed bytes.
+/// current snapshot in which `file` has other bytes of the same length (the last digit of its
+/// first 512 bytes changed: a CVD's header), switched in under it (the running server takes a
+/// switched snapshot without re-hashing it, as it takes one from `sync --once`). Returns once
+/// the mirror serves the changed bytes. `file` must have a file of its own in the snapshot: the
+/// small files the manifest carries live in its signed envelope.
 pub(crate) fn tamper(m: &MirrorSpec, file: &str) {
     let link = m.data.join("current");
     let target = std::fs::read_link(&link).unwrap();
@@ -260,7 +262,7 @@ pub(crate) fn tamper(m: &MirrorSpec, file: &str) {
     }
     let path = copy.join(file);
     let mut bytes = std::fs::read(&path).unwrap();
-    let i = bytes
+    let i = bytes[..bytes.len().min(512)]
         .iter()
         .rposition(u8::is_ascii_digit)
         .expect("a digit to change");

@@ -137,7 +137,7 @@ fn txt_follows_the_rollout_not_the_monitors_clock() {
     // 3. m2 took release 2, then goes bad (a served file no longer matches its manifest), and
     //    does not take release 3. The monitor checks at once when release 3 appears, takes m2
     //    out, and the TXT record follows m1 alone.
-    tamper(&m2, "timestamp");
+    tamper(&m2, "test.cvd");
     let published = Instant::now();
     let s3 = net.publish(3);
     let m1_at = when("m1 to serve release 3", 30, || {
