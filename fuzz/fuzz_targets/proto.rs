@@ -67,6 +67,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = doc.check("n", 0);
         let _ = doc.freshness(&doc);
         let _ = doc.file("daily.cvd");
+        for f in &doc.files {
+            let _ = doc.inline_content(f);
+        }
     }
     if let Ok(doc) = serde_json::from_slice::<ReleaseStatement>(data) {
         let _ = doc.check();

@@ -452,9 +452,8 @@ impl Syncer {
         // cdiffs a rebuild reads among them); everything else, and every large container's
         // segment map (kept as an object: a hub serves it to its leaves, the next release's
         // delta reads it), is fetched a few at a time, since a small object costs round trips
-        // and fsyncs rather than bandwidth.
-        // Files the manifest carries are not fetched at all: the snapshot serves them from the
-        // envelope.
+        // and fsyncs rather than bandwidth. The small files the manifest carries are not
+        // fetched at all: the snapshot serves them from its envelope.
         let (rebuildable, plain): (Vec<&FileRef>, Vec<&FileRef>) = manifest
             .files
             .iter()

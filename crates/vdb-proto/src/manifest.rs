@@ -285,18 +285,22 @@ impl Manifest {
             f.check()
                 .map_err(|e| ManifestError::Malformed(e.to_string()))?;
         }
-        for sha in self.inline.keys() {
-            let carried = self
-                .files
-                .iter()
-                .find(|f| &f.sha256 == sha)
-                .and_then(|f| self.inline_content(f));
-            if carried.is_none() {
+        // Carried content is that of listed files, each of its file's size and hash (one pass
+        // over the files, one lookup each).
+        let mut listed = std::collections::BTreeSet::new();
+        for f in self.files.iter().filter(|f| self.carries(f)) {
+            if self.inline_content(f).is_none() {
                 return Err(ManifestError::Malformed(format!(
-                    "inline content {sha} is not a listed file of at most {INLINE_MAX} bytes \
-                     with that hash"
+                    "inline content of {} is not {} bytes (at most {INLINE_MAX}) with its hash",
+                    f.name, f.size
                 )));
             }
+            listed.insert(f.sha256.as_str());
+        }
+        if let Some(sha) = self.inline.keys().find(|k| !listed.contains(k.as_str())) {
+            return Err(ManifestError::Malformed(format!(
+                "inline content {sha} is not that of a listed file"
+            )));
         }
         if self.carried_bytes() > INLINE_TOTAL {
             return Err(ManifestError::Malformed(format!(
@@ -497,7 +501,18 @@ mod tests {
         };
         assert!(over.inline_content(&last).is_some());
         assert!(garbage.inline_content(&ts).is_none());
+        // A second listed file with the carried hash but another size.
+        let twin = {
+            let mut t = man.clone();
+            let mut f = ts.clone();
+            f.name = "timestamq".into();
+            f.size += 1;
+            t.files.insert(4, f);
+            t
+        };
+        assert_eq!(man.check("n", 50), Ok(()));
         for (what, t) in [
+            ("a twin of another size", twin),
             ("other bytes", other),
             ("unlisted", unlisted),
             ("large", large),
