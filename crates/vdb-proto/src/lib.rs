@@ -40,7 +40,8 @@ pub use error_code::ErrorCode;
 pub use key::SecretKey;
 pub use key::{KeyError, PublicKey};
 pub use manifest::{
-    DatabaseState, Freshness, INLINE_MAX, MANIFEST_PATH, Manifest, ManifestError, VersionRecord,
+    DatabaseState, Freshness, INLINE_MAX, INLINE_TOTAL, MANIFEST_PATH, Manifest, ManifestError,
+    VersionRecord,
 };
 #[cfg(feature = "sign")]
 pub use mirror_request::pull_authorization;
