@@ -291,15 +291,7 @@ impl Store {
             let path = dir.join(&f.name);
             let entry = match manifest.inline_content(f) {
                 // Carried in the envelope (verified against the manifest's hash): no file.
-                Some(data) => Entry::new(
-                    path,
-                    f.size,
-                    format!("\"{}\"", f.sha256),
-                    modified,
-                    CacheClass::of(&f.name),
-                    Some(Bytes::from(data)),
-                    Bytes::new(),
-                ),
+                Some(data) => file_entry(path, f, modified, Some(Bytes::from(data)), Bytes::new()),
                 None => load_entry(&path, f, verify_hashes).map_err(bad)?,
             };
             files.insert(f.name.clone(), entry);
@@ -391,7 +383,7 @@ impl Store {
         let id = format!("{:020}-{}", manifest.serial, unique());
         let building = self.tmp().join(format!("snap-{id}"));
         fs::create_dir(&building).map_err(io_err(&building))?;
-        for f in manifest.files.iter().filter(|f| !manifest.carries(f)) {
+        for f in manifest.object_files() {
             let src = self.object(&f.sha256);
             let dst = building.join(&f.name);
             fs::hard_link(&src, &dst).map_err(io_err(&dst))?;
@@ -517,15 +509,26 @@ fn load_entry(path: &Path, f: &FileRef, verify_hash: bool) -> Result<Entry, Stri
     let modified = container_build_time(&f.name, first)
         .or_else(|| meta.modified().ok().map(secs))
         .unwrap_or(0);
-    Ok(Entry::new(
-        path.to_owned(),
+    Ok(file_entry(path.to_owned(), f, modified, data, head))
+}
+
+/// The entry that serves listed file `f` (its hash is the `ETag`).
+fn file_entry(
+    path: PathBuf,
+    f: &FileRef,
+    modified: u64,
+    data: Option<Bytes>,
+    head: Bytes,
+) -> Entry {
+    Entry::new(
+        path,
         f.size,
         format!("\"{}\"", f.sha256),
         modified,
         CacheClass::of(&f.name),
         data,
         head,
-    ))
+    )
 }
 
 /// The build time in a CVD/CLD/CUD header (spec §9.3: `Last-Modified` must be this, so that

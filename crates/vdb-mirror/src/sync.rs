@@ -455,9 +455,7 @@ impl Syncer {
         // and fsyncs rather than bandwidth. The small files the manifest carries are not
         // fetched at all: the snapshot serves them from its envelope.
         let (rebuildable, plain): (Vec<&FileRef>, Vec<&FileRef>) = manifest
-            .files
-            .iter()
-            .filter(|f| !manifest.carries(f))
+            .object_files()
             .partition(|f| self.delta && held.is_some() && f.segments.is_some());
         let maps: Vec<FileRef> = manifest.files.iter().filter_map(map_file).collect();
         let jobs: Vec<(&FileRef, bool)> = maps
@@ -546,7 +544,7 @@ impl Syncer {
         let held_id = held.map(|h| h.id.clone());
         blocking(move || {
             let mut bad = false;
-            for f in manifest.files.iter().filter(|f| !manifest.carries(f)) {
+            for f in manifest.object_files() {
                 bad |= !store.recheck_object(f)?;
             }
             if let Some(id) = held_id

@@ -236,6 +236,11 @@ impl Manifest {
         self.inline.contains_key(&f.sha256)
     }
 
+    /// The listed files the manifest does not carry: those a holder fetches and keeps as files.
+    pub fn object_files(&self) -> impl Iterator<Item = &FileRef> {
+        self.files.iter().filter(|f| !self.carries(f))
+    }
+
     /// The content of `f` carried in the manifest: `None` unless it is there, decodes, and has
     /// `f`'s size (at most [`INLINE_MAX`]) and SHA-256.
     pub fn inline_content(&self, f: &FileRef) -> Option<Vec<u8>> {

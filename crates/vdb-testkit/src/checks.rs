@@ -83,10 +83,7 @@ pub fn disk_snapshot(data: &Path, keys: &[PublicKey]) -> Option<Manifest> {
         .filter(|n| n != ".manifest.json")
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = (m.files.iter())
-        .filter(|f| !m.carries(f))
-        .map(|f| f.name.clone())
-        .collect();
+    let mut listed: Vec<String> = m.object_files().map(|f| f.name.clone()).collect();
     listed.sort();
     assert_eq!(
         on_disk,
